@@ -1,0 +1,63 @@
+"""LiteRT (TFLite) on the CPU with XNNPACK: `ai_edge_litert`, else `tflite_runtime` (JetPack 5, 32-bit Pi)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+from ..bundle import Variant
+from . import Backend, BackendUnavailable, from_output, to_input
+
+
+def import_interpreter():
+    """(Interpreter class, load_delegate, module name) from whichever TFLite runtime the device has."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter, load_delegate
+
+        return Interpreter, load_delegate, "ai_edge_litert"
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter, load_delegate  # type: ignore
+
+        return Interpreter, load_delegate, "tflite_runtime"
+    except ImportError:
+        raise BackendUnavailable("neither ai-edge-litert nor tflite-runtime is installed "
+                                 "(pip install 'maskwatch[edge]')")
+
+
+class LiteRTBackend(Backend):
+    type_key = "litert"
+
+    def __init__(self, model_path: Path, variant: Variant, options: Optional[Dict[str, Any]] = None) -> None:
+        super().__init__(model_path, variant, options)
+        Interpreter, load_delegate, self.runtime = import_interpreter()
+        self.interpreter = self._make(Interpreter, load_delegate)
+        self.interpreter.allocate_tensors()
+        self.inp = self.interpreter.get_input_details()[0]
+        self.out = self.interpreter.get_output_details()[0]
+        self.batch = int(self.inp["shape"][0])
+
+    def _make(self, Interpreter, load_delegate):
+        threads = int(self.options.get("threads", 2))
+        return Interpreter(model_path=str(self.model_path), num_threads=threads)
+
+    def _resize(self, n: int) -> None:
+        if n != self.batch:
+            shape = list(self.inp["shape"])
+            shape[0] = n
+            self.interpreter.resize_tensor_input(self.inp["index"], shape)
+            self.interpreter.allocate_tensors()
+            self.inp = self.interpreter.get_input_details()[0]
+            self.out = self.interpreter.get_output_details()[0]
+            self.batch = n
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        self._resize(len(batch))
+        self.interpreter.set_tensor(self.inp["index"], to_input(batch, self.variant.input))
+        self.interpreter.invoke()
+        return from_output(self.interpreter.get_tensor(self.out["index"]), self.variant.output)
+
+    def describe(self) -> str:
+        return "litert(%s, %d threads):%s" % (self.runtime, int(self.options.get("threads", 2)), self.variant.key)

@@ -1,0 +1,336 @@
+"""edge-maskd: the on-device daemon and the tools around it.
+
+  edge-maskd run --config FILE          the daemon (events to MQTT, or stdout without a broker)
+  edge-maskd scan PATH...               detector + classifier on images/videos, JSON lines
+  edge-maskd classify PATH...           classifier on images that are already face crops
+  edge-maskd assets fetch               fetch + sha256-verify the res10 detector files
+  edge-maskd check-config FILE          validate a config (exit 78 on error)
+  edge-maskd demo [--out clip.mp4]      make the demo entrance clip
+  edge-maskd build-engine               build the TensorRT engine on this Jetson (once)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+from . import __version__
+from .errors import EX_USAGE, MaskwatchError, SourceError
+
+log = logging.getLogger("edge-maskd")
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+# -- run ---------------------------------------------------------------------------------------------------
+def cmd_run(a) -> int:
+    from .capture import FrameSource
+    from .config import load_config, mqtt_password
+    from .pipeline import Pipeline, device_name, state_dir
+    from .publish import MqttPublisher, StdoutPublisher
+    from .spool import Spool
+
+    overrides: Dict[str, Any] = {}
+    if a.source is not None:
+        overrides.setdefault("source", {})["url"] = a.source
+    if a.max_frames is not None:
+        overrides.setdefault("source", {})["max_frames"] = a.max_frames
+    cfg = load_config(a.config, overrides)
+    _setup_logging(a.log_level or cfg["log_level"])
+    s = cfg["source"]
+    source = FrameSource(s["url"], s["type"], width=s["width"], height=s["height"], fps=s["fps"], loop=s["loop"],
+                         realtime=s["realtime"], reconnect_initial_s=s["reconnect_initial_s"],
+                         reconnect_max_s=s["reconnect_max_s"], max_frames=s["max_frames"])
+    source.open()  # a missing or unreadable file fails here, before anything is announced
+    m = cfg["mqtt"]
+    if m["host"]:
+        spool_path = Path(cfg["spool"]["path"]) if cfg["spool"]["path"] else state_dir(cfg) / "spool.db"
+        publisher = MqttPublisher(host=m["host"], port=m["port"], site=cfg["site"], device=device_name(cfg),
+                                  spool=Spool(spool_path, cfg["spool"]["max_events"], cfg["spool"]["policy"]),
+                                  prefix=m["topic_prefix"], client_id=m["client_id"], username=m["username"],
+                                  password=mqtt_password(cfg), tls=m["tls"], keepalive=m["keepalive"],
+                                  qos=m["qos"], protocol=m["protocol"], inflight=m["inflight"])
+    else:
+        publisher = StdoutPublisher()
+        log.info("no mqtt.host configured: events go to stdout")
+    pipe = Pipeline(cfg, publisher)
+    log.info("maskwatch %s: %s/%s, source %s (%s), detector %s, classifier %s", __version__, pipe.site, pipe.device,
+             source.name, source.kind, cfg["detector"]["mode"], pipe.backend_name)
+
+    def stop(signum, frame):
+        log.info("signal %d: stopping", signum)
+        pipe.stop_event.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        pipe.run(source)
+    finally:
+        source.close()
+        publisher.close(pipe.status_payload("stopped", camera=None))
+    log.info("stopped after %d frames, %d events", pipe.frames, pipe.events)
+    return 0
+
+
+# -- scan / classify ---------------------------------------------------------------------------------------
+def _iter_frames(path: Path, every: int) -> Iterator[Tuple[int, Any]]:
+    import cv2
+
+    from .datasets_io import read_image
+
+    if path.suffix.lower() in IMAGE_EXTS:
+        img = read_image(path)
+        if img is None:
+            raise SourceError("%s is not a readable image" % path)
+        yield 0, img
+        return
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise SourceError("%s is neither a readable image nor a video" % path)
+    i = 0
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            break
+        if i % every == 0:
+            yield i, img
+        i += 1
+    cap.release()
+    if i == 0:
+        raise SourceError("%s has no readable frames" % path)
+
+
+def _detector_from_args(a):
+    from .config import load_config
+    from .detector import DetectorOptions, load_detector
+    from .pipeline import detector_options
+
+    if a.config:
+        d = load_config(a.config, {"source": {"url": "unused"}})["detector"]
+        opts = detector_options(d)
+        model_dir = d["model_dir"]
+    else:
+        opts = DetectorOptions(confidence=a.confidence, mode=a.mode, upscale=a.upscale, tile_size=a.tile_size,
+                               min_face_px=a.min_face_px)
+        model_dir = None
+    return load_detector(Path(model_dir) if model_dir else None, opts)
+
+
+def _classifier_from_args(a):
+    from .bundle import load_bundle
+    from .classifier import MaskClassifier
+    from .pipeline import default_bundle_path
+
+    bundle = load_bundle(Path(a.bundle) if a.bundle else default_bundle_path())
+    return MaskClassifier(bundle, a.variant, {"threads": a.threads})
+
+
+def cmd_scan(a) -> int:
+    det = _detector_from_args(a)
+    clf = _classifier_from_args(a)
+    failures = 0
+    for p in a.paths:
+        path = Path(p)
+        try:
+            for idx, img in _iter_frames(path, a.every):
+                faces = clf.classify(img, det.detect(img))
+                for f in faces:
+                    print(json.dumps({"file": str(path), "frame": idx, "box": list(f.box), "label": f.label,
+                                      "score": round(f.score, 4), "probs": f.probs,
+                                      "det_score": round(f.det_score, 4)}), flush=True)
+                if not faces and a.verbose:
+                    print(json.dumps({"file": str(path), "frame": idx, "faces": 0}), flush=True)
+        except SourceError as exc:
+            print("edge-maskd scan: %s" % exc, file=sys.stderr)
+            failures += 1
+    return 1 if failures else 0
+
+
+def cmd_classify(a) -> int:
+    from .datasets_io import read_image
+
+    clf = _classifier_from_args(a)
+    failures = 0
+    for p in a.paths:
+        img = read_image(Path(p))
+        if img is None:
+            print("edge-maskd classify: %s is not a readable image" % p, file=sys.stderr)
+            failures += 1
+            continue
+        label, score, probs = clf.postprocess(clf.infer(clf.preprocess_crops([img])))[0]
+        print(json.dumps({"file": str(p), "label": label, "score": round(score, 4), "probs": probs}), flush=True)
+    return 1 if failures else 0
+
+
+# -- assets, config, demo, engine ----------------------------------------------------------------------------
+def cmd_assets(a) -> int:
+    from . import assets
+
+    cache = Path(a.dir) if a.dir else assets.default_cache_dir()
+    names = [x.name for x in assets.DETECTOR_ASSETS] + (["astronaut.png"] if a.demo else [])
+    if a.action == "verify":
+        for n in names:
+            if not (cache / n).exists():
+                raise MaskwatchError("%s is missing; run `edge-maskd assets fetch`" % (cache / n), 69)
+            assets.verify_file(assets.ALL_ASSETS[n], cache / n)
+            print("%s: ok" % (cache / n))
+        return 0
+    paths = assets.fetch_all(names, cache, timeout=a.timeout, local_dir=Path(a.from_dir) if a.from_dir else None,
+                             allow_network=not a.offline, progress=lambda m: print(m, file=sys.stderr))
+    for p in paths:
+        print(p)
+    return 0
+
+
+def cmd_check_config(a) -> int:
+    from .config import load_config
+
+    cfg = load_config(a.config)
+    print("%s: ok (site %s, source %s, mqtt %s)" % (a.config, cfg["site"], cfg["source"]["url"],
+                                                    cfg["mqtt"]["host"] or "stdout"))
+    return 0
+
+
+def cmd_demo(a) -> int:
+    from . import assets, demo
+
+    cache = assets.default_cache_dir()
+    face = assets.fetch(assets.DEMO_FACE, cache, timeout=a.timeout)
+    out = demo.make_clip(face, Path(a.out), fps=a.fps, seconds=a.seconds)
+    print(out)
+    return 0
+
+
+def cmd_build_engine(a) -> int:
+    import numpy as np
+
+    from .backends import BackendUnavailable
+    from .backends.tensorrt import build_engine
+    from .bundle import load_bundle
+    from .config import load_config
+    from .pipeline import default_bundle_path, engine_path
+
+    cfg = load_config(a.config, {"source": {"url": "unused"}}) if a.config else None
+    bpath = Path(a.bundle) if a.bundle else (Path(cfg["classifier"]["bundle"]) if cfg and cfg["classifier"]["bundle"]
+                                             else default_bundle_path())
+    bundle = load_bundle(bpath)
+    onnx = bundle.variant("onnx")
+    onnx_file = bundle.checked_file(onnx)
+    out = Path(a.out) if a.out else engine_path(cfg or {"state_dir": None}, bundle.model_id, a.precision)
+    calib = None
+    if a.precision == "int8":
+        if not a.calib_dir:
+            raise MaskwatchError("int8 needs --calib-dir with face crops (a few hundred, from this camera ideally)",
+                                 EX_USAGE)
+        from .classifier import MaskClassifier  # noqa: F401  (same preprocessing as the device)
+        from .datasets_io import read_image
+        import cv2
+
+        files = sorted(p for p in Path(a.calib_dir).iterdir() if p.suffix.lower() in IMAGE_EXTS)[:a.calib_count]
+        imgs = [read_image(p) for p in files]
+        h, w = bundle.input_size
+        calib = np.stack([cv2.cvtColor(cv2.resize(i, (w, h)), cv2.COLOR_BGR2RGB) for i in imgs if i is not None])
+    try:
+        build_engine(onnx_file, out, a.precision, max_batch=a.max_batch, calib_images=calib,
+                     calib_cache=out.with_suffix(".calib") if calib is not None else None)
+    except BackendUnavailable as exc:
+        raise MaskwatchError("cannot build a TensorRT engine on this machine: %s" % exc, 69)
+    print(out)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edge-maskd", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version="maskwatch %s" % __version__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("run", help="run the daemon")
+    s.add_argument("--config", required=True)
+    s.add_argument("--source", default=None, help="override source.url")
+    s.add_argument("--max-frames", type=int, default=None)
+    s.add_argument("--log-level", default=None)
+    s.set_defaults(fn=cmd_run)
+
+    def model_args(s):
+        s.add_argument("--bundle", default=None, help="model bundle directory (default: the shipped one)")
+        s.add_argument("--variant", default=None, help="manifest variant (default: tflite_int8)")
+        s.add_argument("--threads", type=int, default=2)
+
+    s = sub.add_parser("scan", help="detect + classify faces in images/videos; JSON lines on stdout")
+    s.add_argument("paths", nargs="+")
+    model_args(s)
+    s.add_argument("--config", default=None, help="take detector settings from a kiosk config")
+    s.add_argument("--mode", choices=("single", "native", "tiles"), default="tiles",
+                   help="detector passes (default tiles: finds the small faces of crowd photos)")
+    s.add_argument("--confidence", type=float, default=0.5)
+    s.add_argument("--upscale", type=float, default=1.0)
+    s.add_argument("--tile-size", type=int, default=300)
+    s.add_argument("--min-face-px", type=int, default=0)
+    s.add_argument("--every", type=int, default=1, help="videos: every Nth frame")
+    s.add_argument("-v", "--verbose", action="store_true", help="also print frames with no face")
+    s.set_defaults(fn=cmd_scan)
+
+    s = sub.add_parser("classify", help="classify images that are already face crops")
+    s.add_argument("paths", nargs="+")
+    model_args(s)
+    s.set_defaults(fn=cmd_classify)
+
+    s = sub.add_parser("assets", help="fetch or verify the res10 face detector files")
+    s.add_argument("action", choices=("fetch", "verify"))
+    s.add_argument("--dir", default=None, help="cache directory (default $MASKWATCH_CACHE or ~/.cache/maskwatch)")
+    s.add_argument("--from", dest="from_dir", default=None, help="take the files from this folder first")
+    s.add_argument("--offline", action="store_true", help="no network: only --from and the cache")
+    s.add_argument("--timeout", type=float, default=10.0)
+    s.add_argument("--demo", action="store_true", help="also the demo portrait")
+    s.set_defaults(fn=cmd_assets)
+
+    s = sub.add_parser("check-config", help="validate a kiosk config")
+    s.add_argument("config")
+    s.set_defaults(fn=cmd_check_config)
+
+    s = sub.add_parser("demo", help="make the demo entrance clip")
+    s.add_argument("--out", default="demo/entrance.mp4")
+    s.add_argument("--fps", type=float, default=15.0)
+    s.add_argument("--seconds", type=float, default=18.0)
+    s.add_argument("--timeout", type=float, default=10.0)
+    s.set_defaults(fn=cmd_demo)
+
+    s = sub.add_parser("build-engine", help="build the TensorRT engine from the bundle's ONNX (on the Jetson)")
+    s.add_argument("--config", default=None)
+    s.add_argument("--bundle", default=None)
+    s.add_argument("--precision", choices=("fp16", "int8", "fp32"), default="fp16")
+    s.add_argument("--out", default=None)
+    s.add_argument("--max-batch", type=int, default=8)
+    s.add_argument("--calib-dir", default=None)
+    s.add_argument("--calib-count", type=int, default=500)
+    s.set_defaults(fn=cmd_build_engine)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.cmd != "run":
+        _setup_logging("WARNING")
+    try:
+        return int(args.fn(args) or 0)
+    except MaskwatchError as exc:
+        print("edge-maskd: error: %s" % exc, file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

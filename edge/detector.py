@@ -1,0 +1,160 @@
+"""OpenCV DNN res10 SSD face detector (Caffe), in the OpenCV-zoo manner.
+
+`preprocess` -> `infer` -> `postprocess`, nothing hidden. The network was trained
+at 300x300; faces of 15-40 px in a wide entrance view vanish at that size, so
+besides the fast `single` pass it can run at the frame's own resolution
+(`native`, optionally upscaled) or on overlapping `tiles`, merging with NMS.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .errors import AssetError
+from .types import Box, Face, clamp_box
+
+log = logging.getLogger(__name__)
+
+MEAN_BGR = (104.0, 177.0, 123.0)
+MODES = ("single", "native", "tiles")
+
+
+@dataclass
+class DetectorOptions:
+    confidence: float = 0.5
+    mode: str = "single"  # single | native | tiles
+    input_size: int = 300  # single pass: the frame is resized to this square
+    upscale: float = 1.0  # native: frame scaled by this before the pass (sides rounded to 32)
+    max_side: int = 1920  # native: cap on the longest side, to bound memory and time
+    tile_size: int = 300  # tiles: square tiles of this many frame pixels, each run at 300x300
+    tile_overlap: float = 0.25
+    nms_iou: float = 0.4
+    min_face_px: int = 0  # drop faces smaller than this (shorter side, frame pixels)
+    backend: str = "cpu"  # cpu | cuda (needs an OpenCV built with CUDA)
+
+
+class FaceDetector:
+    def __init__(self, prototxt: Path, weights: Path, options: Optional[DetectorOptions] = None) -> None:
+        import cv2  # the device-side dependency; imported here so `--help` works without it
+
+        self.cv2 = cv2
+        self.opt = options or DetectorOptions()
+        if self.opt.mode not in MODES:
+            raise ValueError("detector mode must be one of %s" % ", ".join(MODES))
+        try:
+            self.net = cv2.dnn.readNetFromCaffe(str(prototxt), str(weights))
+        except cv2.error as exc:
+            raise AssetError("cannot load the res10 detector from %s / %s: %s" % (prototxt, weights,
+                                                                                  str(exc).strip().splitlines()[-1]))
+        self.backend_in_use = "cpu"
+        if self.opt.backend == "cuda":
+            if cv2.cuda.getCudaEnabledDeviceCount() > 0:
+                self.net.setPreferableBackend(cv2.dnn.DNN_BACKEND_CUDA)
+                self.net.setPreferableTarget(cv2.dnn.DNN_TARGET_CUDA_FP16)
+                self.backend_in_use = "cuda"
+            else:
+                log.warning("detector.backend is cuda but this OpenCV has no CUDA device; using the CPU")
+
+    # -- the three stages ---------------------------------------------------------------------------
+    def windows(self, shape: Tuple[int, ...]) -> List[Tuple[int, int, int, int, int, int]]:
+        """The passes to run for a frame: (x0, y0, x1, y1, in_w, in_h) regions of the frame and their net input size."""
+        h, w = shape[:2]
+        o = self.opt
+        if o.mode == "single":
+            return [(0, 0, w, h, o.input_size, o.input_size)]
+        if o.mode == "native":
+            s = o.upscale
+            if max(w, h) * s > o.max_side:
+                s = o.max_side / float(max(w, h))
+            iw, ih = max(32, int(round(w * s / 32.0)) * 32), max(32, int(round(h * s / 32.0)) * 32)
+            return [(0, 0, w, h, iw, ih)]
+        # tiles: the whole frame once (large faces) plus overlapping tiles (small faces)
+        out = [(0, 0, w, h, o.input_size, o.input_size)]
+        t = min(o.tile_size, w, h)
+        step = max(1, int(t * (1.0 - o.tile_overlap)))
+        ys = list(range(0, max(1, h - t + 1), step))
+        xs = list(range(0, max(1, w - t + 1), step))
+        if ys[-1] + t < h:
+            ys.append(h - t)
+        if xs[-1] + t < w:
+            xs.append(w - t)
+        for y in ys:
+            for x in xs:
+                out.append((x, y, x + t, y + t, o.input_size, o.input_size))
+        return out
+
+    def preprocess(self, image: np.ndarray, window: Tuple[int, int, int, int, int, int]) -> np.ndarray:
+        x0, y0, x1, y1, iw, ih = window
+        region = image[y0:y1, x0:x1]
+        return self.cv2.dnn.blobFromImage(region, 1.0, (iw, ih), MEAN_BGR, swapRB=False, crop=False)
+
+    def infer(self, blob: np.ndarray) -> np.ndarray:
+        self.net.setInput(blob)
+        return self.net.forward()
+
+    def postprocess(self, raw: np.ndarray, window: Tuple[int, int, int, int, int, int],
+                    frame_shape: Tuple[int, ...]) -> List[Tuple[Box, float]]:
+        x0, y0, x1, y1 = window[:4]
+        rw, rh = x1 - x0, y1 - y0
+        h, w = frame_shape[:2]
+        dets = raw.reshape(-1, 7)
+        dets = dets[dets[:, 2] >= self.opt.confidence]
+        out = []
+        for d in dets:
+            bx1, by1, bx2, by2 = np.clip(d[3:7], 0.0, 1.0)
+            box = clamp_box((int(x0 + bx1 * rw), int(y0 + by1 * rh), int(x0 + bx2 * rw), int(y0 + by2 * rh)), w, h)
+            if box[2] - box[0] < 2 or box[3] - box[1] < 2:
+                continue
+            if min(box[2] - box[0], box[3] - box[1]) < self.opt.min_face_px:
+                continue
+            out.append((box, float(d[2])))
+        return out
+
+    # -- convenience ---------------------------------------------------------------------------------
+    def detect(self, image: np.ndarray, roi: Optional[Box] = None) -> List[Face]:
+        """All faces in `image` (optionally only inside `roi`), highest score first."""
+        if roi is not None:
+            rx1, ry1, rx2, ry2 = roi
+            faces = self.detect(image[ry1:ry2, rx1:rx2])
+            for f in faces:
+                b = f.box
+                f.box = (b[0] + rx1, b[1] + ry1, b[2] + rx1, b[3] + ry1)
+            return faces
+        found: List[Tuple[Box, float]] = []
+        for win in self.windows(image.shape):
+            found.extend(self.postprocess(self.infer(self.preprocess(image, win)), win, image.shape))
+        found = nms(found, self.opt.nms_iou) if len(self.windows(image.shape)) > 1 else nms(found, 0.6)
+        return [Face(box=b, det_score=s) for b, s in found]
+
+
+def nms(dets: Sequence[Tuple[Box, float]], iou_thr: float) -> List[Tuple[Box, float]]:
+    """Greedy non-maximum suppression; also drops a box mostly inside a higher-scoring one (tile seams)."""
+    order = sorted(dets, key=lambda d: -d[1])
+    kept: List[Tuple[Box, float]] = []
+    for box, score in order:
+        ok = True
+        for kb, _ in kept:
+            ix = max(0, min(box[2], kb[2]) - max(box[0], kb[0]))
+            iy = max(0, min(box[3], kb[3]) - max(box[1], kb[1]))
+            inter = ix * iy
+            if inter == 0:
+                continue
+            a = (box[2] - box[0]) * (box[3] - box[1])
+            b = (kb[2] - kb[0]) * (kb[3] - kb[1])
+            if inter / float(a + b - inter) > iou_thr or inter / float(min(a, b)) > 0.8:
+                ok = False
+                break
+        if ok:
+            kept.append((box, score))
+    return kept
+
+
+def load_detector(model_dir: Optional[Path] = None, options: Optional[DetectorOptions] = None) -> FaceDetector:
+    from .assets import detector_paths
+
+    proto, weights = detector_paths(model_dir)
+    return FaceDetector(proto, weights, options)

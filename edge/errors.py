@@ -1,0 +1,40 @@
+"""Errors the user can act on.
+
+Every command catches :class:`MaskwatchError` at the top and prints its message
+as one line, so installers see what to fix instead of a traceback.
+"""
+from __future__ import annotations
+
+EX_USAGE = 64
+EX_DATAERR = 65
+EX_NOINPUT = 66
+EX_UNAVAILABLE = 69
+EX_SOFTWARE = 70
+EX_CONFIG = 78  # systemd unit sets RestartPreventExitStatus=78: a bad config must not restart-loop
+
+
+class MaskwatchError(Exception):
+    """An error with a message meant for a person and an exit status."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class ConfigError(MaskwatchError):
+    exit_code = EX_CONFIG
+
+
+class AssetError(MaskwatchError):
+    exit_code = EX_UNAVAILABLE
+
+
+class BundleError(MaskwatchError):
+    exit_code = EX_DATAERR
+
+
+class SourceError(MaskwatchError):
+    exit_code = EX_NOINPUT

@@ -1,0 +1,270 @@
+"""capture -> (motion gate) -> detect -> classify -> track -> publish: the daemon's loop.
+
+Data flows one way; each stage is its own module. This file only wires them
+and keeps the clock: counts windows, stats, status changes, watchdog pings.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Deque, Dict, List, Optional
+
+import numpy as np
+
+from . import __version__, messages
+from .bundle import load_bundle
+from .capture import FrameSource
+from .classifier import MaskClassifier
+from .detector import DetectorOptions, FaceDetector, load_detector
+from .errors import ConfigError
+from .publish import Publisher
+from .sdnotify import Notifier
+from .tracker import MotionGate, Tracker, TrackerOptions
+from .types import Counts, Decision, Face
+
+log = logging.getLogger(__name__)
+
+REPO_MODELS = Path(__file__).resolve().parent.parent / "models"
+
+
+def default_bundle_path() -> Path:
+    """$MASKWATCH_BUNDLE, else the bundle shipped in models/default (repo checkout or /opt install)."""
+    env = os.environ.get("MASKWATCH_BUNDLE")
+    if env:
+        return Path(env)
+    for p in (REPO_MODELS / "default", Path("/opt/maskwatch/models/default"), Path("/usr/share/maskwatch/models/default")):
+        if (p / "manifest.json").exists():
+            return p
+    return REPO_MODELS / "default"
+
+
+def state_dir(cfg: Dict[str, Any]) -> Path:
+    if cfg.get("state_dir"):
+        return Path(cfg["state_dir"])
+    env = os.environ.get("STATE_DIRECTORY")
+    if env:
+        return Path(env.split(":")[0])
+    return Path.home() / ".local" / "state" / "maskwatch"
+
+
+def device_name(cfg: Dict[str, Any]) -> str:
+    return cfg.get("device") or socket.gethostname().split(".")[0]
+
+
+def detector_options(d: Dict[str, Any]) -> DetectorOptions:
+    return DetectorOptions(confidence=float(d["confidence"]), mode=d["mode"], input_size=int(d["input_size"]),
+                           upscale=float(d["upscale"]), tile_size=int(d["tile_size"]),
+                           tile_overlap=float(d["tile_overlap"]), min_face_px=int(d["min_face_px"]),
+                           backend=d["backend"])
+
+
+def build_classifier(cfg: Dict[str, Any]) -> MaskClassifier:
+    c = cfg["classifier"]
+    bundle = load_bundle(Path(c["bundle"]) if c["bundle"] else default_bundle_path())
+    variant = bundle.variant(c["variant"])
+    options: Dict[str, Any] = {"threads": c["threads"]}
+    if c["onnx_providers"]:
+        options["providers"] = c["onnx_providers"]
+    if c["edgetpu_device"]:
+        options["device"] = c["edgetpu_device"]
+    model_path = None
+    if (c["backend"] or variant.runtime) == "tensorrt":
+        model_path = Path(c["engine"]) if c["engine"] else engine_path(cfg, bundle.model_id, variant.precision)
+    return MaskClassifier(bundle, variant.key, options, backend=c["backend"], model_path=model_path,
+                          fallback=c["fallback_to_cpu"])
+
+
+def engine_path(cfg: Dict[str, Any], model_id: str, precision: str) -> Path:
+    return state_dir(cfg) / "engines" / ("%s-%s.engine" % (model_id, precision))
+
+
+def _pct(values) -> Dict[str, Optional[float]]:
+    if not values:
+        return {"p50": None, "p95": None}
+    a = np.asarray(values, dtype=np.float64)
+    return {"p50": round(float(np.percentile(a, 50)), 3), "p95": round(float(np.percentile(a, 95)), 3)}
+
+
+def rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as f:
+            return round(int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6, 1)
+    except (OSError, ValueError):
+        return 0.0
+
+
+class Pipeline:
+    def __init__(self, cfg: Dict[str, Any], publisher: Publisher, *, notifier: Optional[Notifier] = None,
+                 detector: Optional[FaceDetector] = None, classifier: Optional[MaskClassifier] = None) -> None:
+        self.cfg = cfg
+        self.site, self.device = cfg["site"], device_name(cfg)
+        self.publisher = publisher
+        self.notifier = notifier or Notifier()
+        d = cfg["detector"]
+        self.detector = detector or load_detector(Path(d["model_dir"]) if d["model_dir"] else None,
+                                                  detector_options(d))
+        self.classifier = classifier or build_classifier(cfg)
+        t = cfg["tracker"]
+        self.tracker = Tracker(self.classifier.labels, TrackerOptions(
+            iou=t["iou"], max_missed=t["max_missed"], votes=t["votes"], min_agreement=t["min_agreement"],
+            min_confidence=t["min_confidence"], decide_on_exit=t["decide_on_exit"],
+            min_votes_on_exit=t["min_votes_on_exit"]))
+        m = cfg["motion"]
+        self.motion = MotionGate(m["threshold"], m["min_area"], m["downscale_width"],
+                                 m["max_idle_frames"]) if m["enabled"] else None
+        self.model_id = self.classifier.bundle.model_id
+        self.backend_name = self.classifier.backend.describe()
+        self.degraded: List[str] = [self.classifier.degraded] if self.classifier.degraded else []
+        if getattr(self.detector, "backend_in_use", "cpu") != d["backend"]:
+            self.degraded.append("detector.backend %s unavailable; running on the CPU" % d["backend"])
+        self.stop_event = threading.Event()
+        # counters
+        self.frames = self.detector_runs = self.motion_skipped = self.events = 0
+        self.det_ms: Deque[float] = deque(maxlen=2000)
+        self.cls_ms: Deque[float] = deque(maxlen=2000)
+        self.decisions: List[Decision] = []
+
+    # -- status ----------------------------------------------------------------------------------------
+    def status_payload(self, state: str, camera: Optional[str] = None) -> Dict[str, Any]:
+        return messages.status(state, site=self.site, device=self.device, t=time.time(), version=__version__,
+                               model_id=self.model_id, backend=self.backend_name,
+                               degraded=list(self.degraded) or None, camera=camera)
+
+    def _roi(self, shape) -> Optional[tuple]:
+        roi = self.cfg["detector"]["roi"]
+        if not roi:
+            return None
+        h, w = shape[:2]
+        return (int(roi[0] * w), int(roi[1] * h), int(roi[2] * w), int(roi[3] * h))
+
+    # -- one frame ---------------------------------------------------------------------------------------
+    def process(self, frame) -> List[Decision]:
+        img = frame.image
+        every = self.cfg["detector"]["every_n_frames"]
+        run = frame.index % every == 0
+        if run and self.motion is not None:
+            moving = self.motion.check(img)
+            # undecided people keep the detector running: gating must never change a verdict
+            if not moving and not any(not t.decided for t in self.tracker.tracks):
+                run = False
+                self.motion_skipped += 1
+        if not run:
+            return []
+        self.detector_runs += 1
+        t0 = time.perf_counter()
+        faces = self.detector.detect(img, self._roi(img.shape))
+        t1 = time.perf_counter()
+        self.det_ms.append((t1 - t0) * 1000.0)
+        if faces:
+            self.classifier.classify(img, faces)
+            self.cls_ms.append((time.perf_counter() - t1) * 1000.0)
+        decisions = self.tracker.update(faces, frame.index, frame.time)
+        for d in decisions:
+            self._snapshot(d, img)
+        return decisions
+
+    def _snapshot(self, d: Decision, img: np.ndarray) -> None:
+        p = self.cfg["privacy"]
+        if not p["snapshots"]:
+            return
+        import cv2
+
+        x1, y1, x2, y2 = d.box
+        crop = img[max(0, y1):y2, max(0, x1):x2]
+        if crop.size == 0:
+            return
+        crop = cv2.resize(crop, (p["snapshot_px"], p["snapshot_px"]), interpolation=cv2.INTER_AREA)
+        if p["snapshot_blur"]:
+            crop = cv2.GaussianBlur(crop, (0, 0), p["snapshot_px"] / 12.0)
+        ok, jpg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 70])
+        if ok:
+            d.snapshot = jpg.tobytes()
+
+    def emit(self, decisions: List[Decision], source_name: str) -> None:
+        for d in decisions:
+            payload = messages.event(d, site=self.site, device=self.device, model_id=self.model_id,
+                                     source=source_name)
+            self.publisher.publish("events", payload)
+            self.events += 1
+            self.decisions.append(d)
+            log.info("event %s: track %d %s (%.2f, %d votes)", payload["event_id"][:8], d.track_id, d.label,
+                     d.confidence, d.votes)
+
+    # -- the loop ------------------------------------------------------------------------------------------
+    def run(self, source: FrameSource) -> int:
+        counts_every = self.cfg["counts"]["interval_s"]
+        stats_every = self.cfg["stats"]["interval_s"]
+        stall_s = self.cfg["watchdog"]["stall_s"]
+        start = time.time()
+        window_start = start
+        window: Dict[str, int] = {l: 0 for l in self.classifier.labels}
+        last_stats = start
+        frames_at_stats = 0
+        camera = source.state
+        self.publisher.start(self.status_payload("online", camera="starting"))
+        self.notifier.status("starting capture from %s" % source.name)
+        last_frame_at = time.monotonic()
+        try:
+            while not self.stop_event.is_set():
+                frame = source.read(timeout=0.5)
+                now = time.time()
+                if source.state != camera:
+                    camera = source.state
+                    if camera == "lost":
+                        self.degraded.append("camera lost")
+                    else:
+                        self.degraded = [x for x in self.degraded if x != "camera lost"]
+                    if camera != "ended":
+                        self.publisher.set_status(self.status_payload("online", camera=camera))
+                if frame is None:
+                    if source.state == "ended":
+                        break
+                    if time.monotonic() - last_frame_at > stall_s:
+                        self.notifier.status("no frames for %.0f s (camera %s)" % (
+                            time.monotonic() - last_frame_at, source.state))
+                    continue
+                decisions = self.process(frame)
+                self.frames += 1
+                last_frame_at = time.monotonic()
+                self.notifier.notify_ready("processing %s with %s" % (source.name, self.backend_name))
+                self.notifier.frame_processed()
+                for d in decisions:
+                    window[d.label] = window.get(d.label, 0) + 1
+                self.emit(decisions, source.name)
+                if now - window_start >= counts_every:
+                    self._publish_counts(window_start, now, window)
+                    window, window_start = {l: 0 for l in window}, now
+                if now - last_stats >= stats_every:
+                    self._publish_stats(now, start, (self.frames - frames_at_stats) / max(1e-6, now - last_stats),
+                                        source)
+                    last_stats, frames_at_stats = now, self.frames
+        finally:
+            now = time.time()
+            final = self.tracker.flush(self.frames, now)
+            for d in final:
+                window[d.label] = window.get(d.label, 0) + 1
+            self.emit(final, source.name)
+            if sum(window.values()) or now - window_start > 1.0:
+                self._publish_counts(window_start, now, window)
+            self._publish_stats(now, start, self.frames / max(1e-6, now - start), source)
+            self.notifier.stopping()
+        return 0
+
+    def _publish_counts(self, t0: float, t1: float, window: Dict[str, int]) -> None:
+        self.publisher.publish("counts", messages.counts(Counts(t0, t1, dict(window)), site=self.site,
+                                                         device=self.device, labels=self.classifier.labels))
+
+    def _publish_stats(self, now: float, start: float, fps: float, source: FrameSource) -> None:
+        camera = source.state if source.state in ("ok", "lost", "starting", "ended") else "ok"
+        self.publisher.publish("stats", messages.stats(
+            site=self.site, device=self.device, t=now, uptime_s=round(now - start, 1), fps=round(fps, 2),
+            frames=self.frames, dropped_frames=int(source.dropped), detector_runs=self.detector_runs,
+            motion_skipped=self.motion_skipped, inference_ms=_pct(self.cls_ms), detect_ms=_pct(self.det_ms),
+            spool_depth=self.publisher.spool_depth(), spool_dropped=self.publisher.spool_dropped(),
+            active_tracks=self.tracker.active, events=self.events, backend=self.backend_name, camera=camera,
+            rss_mb=rss_mb()))

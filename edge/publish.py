@@ -1,0 +1,223 @@
+"""Where decisions go: stdout (no broker configured) or MQTT through the disk spool.
+
+MQTT follows paho-mqtt 2's callback API (VERSION2). The status topic is retained:
+`online` on every (re)connect, `offline` as the last will, `stopped` on a clean
+exit. Events and counts are written to the spool first and deleted only on the
+broker's PUBACK; a sender thread drains the spool in order whenever connected.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import ssl
+import sys
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional, TextIO
+
+from . import messages
+from .spool import Spool, SpoolFull
+
+log = logging.getLogger(__name__)
+
+
+class Publisher:
+    """Interface: `publish(kind, payload)` for events/counts/stats; `set_status`, `close`."""
+
+    def start(self, status_payload: Dict[str, Any]) -> None:
+        pass
+
+    def publish(self, kind: str, payload: Dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def set_status(self, payload: Dict[str, Any]) -> None:
+        pass
+
+    def spool_depth(self) -> int:
+        return 0
+
+    def spool_dropped(self) -> int:
+        return 0
+
+    def close(self, final_status: Optional[Dict[str, Any]] = None, timeout: float = 5.0) -> None:
+        pass
+
+
+class StdoutPublisher(Publisher):
+    """JSON lines on stdout: events and counts (stats only with `verbose`), for demos and pipes."""
+
+    def __init__(self, stream: Optional[TextIO] = None, kinds=("events", "counts")) -> None:
+        self.stream = stream or sys.stdout
+        self.kinds = kinds
+
+    def publish(self, kind: str, payload: Dict[str, Any]) -> None:
+        if kind in self.kinds:
+            self.stream.write(json.dumps(payload, sort_keys=True) + "\n")
+            self.stream.flush()
+
+
+class MqttPublisher(Publisher):
+    def __init__(self, *, host: str, port: int, site: str, device: str, spool: Spool, prefix: str = "maskwatch",
+                 client_id: Optional[str] = None, username: Optional[str] = None, password: Optional[str] = None,
+                 tls: Optional[Dict[str, Any]] = None, keepalive: int = 30, qos: int = 1, protocol: str = "3.1.1",
+                 inflight: int = 20, reconnect_max_s: float = 30.0, on_event: Optional[Callable[[str], None]] = None):
+        import paho.mqtt.client as mqtt
+
+        self.mqtt = mqtt
+        self.host, self.port, self.site, self.device, self.prefix = host, port, site, device, prefix
+        self.spool, self.qos, self.inflight_max = spool, qos, inflight
+        self.status_topic = messages.topic(prefix, site, device, "status")
+        proto = mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311
+        kw = {} if proto == mqtt.MQTTv5 else {"clean_session": True}
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or "maskwatch-%s-%s" % (
+            site, device), protocol=proto, **kw)
+        self.client.max_inflight_messages_set(inflight)
+        self.client.reconnect_delay_set(1, int(max(1, reconnect_max_s)))
+        if username:
+            self.client.username_pw_set(username, password)
+        if tls and tls.get("enabled"):
+            self.client.tls_set(ca_certs=tls.get("ca"), certfile=tls.get("cert"), keyfile=tls.get("key"),
+                                cert_reqs=ssl.CERT_REQUIRED)
+            if tls.get("insecure"):
+                self.client.tls_insecure_set(True)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+        self.connected = threading.Event()
+        self.wake = threading.Event()
+        self.stop_flag = threading.Event()
+        self.acks: "queue.Queue[int]" = queue.Queue()
+        self.inflight: Dict[int, int] = {}  # paho mid -> spool seq
+        self.cursor = 0
+        self.status_payload: Dict[str, Any] = {}
+        self.last_error = ""
+        self.connects = 0
+        self.sender = threading.Thread(target=self._send_loop, name="mqtt-sender", daemon=True)
+
+    # -- paho callbacks (network thread): never block here --------------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties=None) -> None:
+        if reason_code.is_failure:
+            self.last_error = str(reason_code)
+            log.error("MQTT broker %s:%d refused the connection: %s", self.host, self.port, reason_code)
+            return
+        self.connects += 1
+        log.info("MQTT connected to %s:%d%s", self.host, self.port, " (reconnect)" if self.connects > 1 else "")
+        if self.status_payload:
+            client.publish(self.status_topic, messages.dumps(self.status_payload), qos=1, retain=True)
+        self.connected.set()
+        self.wake.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties=None) -> None:
+        if self.connected.is_set():
+            log.warning("MQTT disconnected from %s:%d (%s); spooling until it is back", self.host, self.port,
+                        reason_code)
+        self.connected.clear()
+        self.wake.set()
+
+    def _on_publish(self, client, userdata, mid, reason_code=None, properties=None) -> None:
+        self.acks.put(mid)
+        self.wake.set()
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    def start(self, status_payload: Dict[str, Any]) -> None:
+        offline = dict(status_payload, state="offline")
+        offline.pop("camera", None)
+        self.client.will_set(self.status_topic, messages.dumps(offline), qos=1, retain=True)
+        self.status_payload = status_payload
+        self.client.connect_async(self.host, self.port, keepalive=30)
+        self.client.loop_start()
+        self.sender.start()
+
+    def set_status(self, payload: Dict[str, Any]) -> None:
+        self.status_payload = payload
+        if self.connected.is_set():
+            self.client.publish(self.status_topic, messages.dumps(payload), qos=1, retain=True)
+
+    def publish(self, kind: str, payload: Dict[str, Any]) -> None:
+        t = messages.topic(self.prefix, self.site, self.device, kind)
+        data = messages.dumps(payload)
+        if kind == "stats":  # telemetry: current value only, never spooled
+            if self.connected.is_set():
+                self.client.publish(t, data, qos=0)
+            return
+        try:
+            self.spool.put(t, data, qos=self.qos)
+        except SpoolFull as exc:
+            log.error("%s", exc)
+        self.wake.set()
+
+    def spool_depth(self) -> int:
+        return self.spool.depth()
+
+    def spool_dropped(self) -> int:
+        return self.spool.dropped
+
+    def _drain_acks(self) -> None:
+        while True:
+            try:
+                mid = self.acks.get_nowait()
+            except queue.Empty:
+                return
+            seq = self.inflight.pop(mid, None)
+            if seq is not None:
+                self.spool.ack(seq)
+
+    def _send_loop(self) -> None:
+        was_connected = False
+        while not self.stop_flag.is_set():
+            self.wake.wait(0.5)
+            self.wake.clear()
+            self._drain_acks()
+            if not self.connected.is_set():
+                was_connected = False
+                continue
+            if not was_connected:
+                # fresh session: whatever was in flight may be lost; resend everything still spooled, in order
+                self.inflight.clear()
+                self.cursor = 0
+                was_connected = True
+            room = self.inflight_max - len(self.inflight)
+            if room <= 0:
+                continue
+            for seq, topic, payload, qos, retain in self.spool.peek(self.cursor, room):
+                info = self.client.publish(topic, payload, qos=qos, retain=retain)
+                if info.rc != self.mqtt.MQTT_ERR_SUCCESS:
+                    break
+                if qos == 0:
+                    self.spool.ack(seq)
+                else:
+                    self.inflight[info.mid] = seq
+                self.cursor = seq
+            if self.spool.depth() > len(self.inflight):
+                self.wake.set()
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until the spool is empty (all acknowledged) or `timeout` passes."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.spool.depth() == 0:
+                return True
+            self.wake.set()
+            time.sleep(0.05)
+        return self.spool.depth() == 0
+
+    def close(self, final_status: Optional[Dict[str, Any]] = None, timeout: float = 5.0) -> None:
+        if self.connected.is_set():
+            self.flush(timeout)
+        if final_status is not None and self.connected.is_set():
+            info = self.client.publish(self.status_topic, messages.dumps(final_status), qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout=2.0)
+            except (RuntimeError, ValueError):
+                pass
+        self.stop_flag.set()
+        self.wake.set()
+        self.client.disconnect()
+        self.client.loop_stop()
+        if self.sender.is_alive():
+            self.sender.join(timeout=2.0)
+        left = self.spool.depth()
+        if left:
+            log.warning("%d messages stay in the spool %s; they are sent on the next start", left, self.spool.path)
+        self.spool.close()

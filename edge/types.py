@@ -1,0 +1,83 @@
+"""Small records that flow one way through the pipeline."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+Box = Tuple[int, int, int, int]  # x1, y1, x2, y2 in frame pixels
+
+
+@dataclass
+class Frame:
+    image: np.ndarray  # BGR uint8, as OpenCV delivers it
+    index: int  # frame number since the source opened
+    time: float  # wall-clock seconds (time.time()) when captured
+    source: str = ""
+
+
+@dataclass
+class Face:
+    box: Box
+    det_score: float
+    label: str = ""
+    score: float = 0.0
+    probs: Dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Decision:
+    """One verdict for one tracked person: what becomes an MQTT event."""
+
+    track_id: int
+    label: str
+    confidence: float
+    probs: Dict[str, float]
+    box: Box
+    frame_index: int
+    time: float
+    votes: int
+    first_seen: float
+    snapshot: Optional[bytes] = None
+
+
+@dataclass
+class Counts:
+    window_start: float
+    window_end: float
+    counts: Dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def clamp_box(box: Box, width: int, height: int) -> Box:
+    x1, y1, x2, y2 = box
+    return (max(0, min(x1, width - 1)), max(0, min(y1, height - 1)),
+            max(0, min(x2, width)), max(0, min(y2, height)))
+
+
+def iou(a: Box, b: Box) -> float:
+    ix1, iy1 = max(a[0], b[0]), max(a[1], b[1])
+    ix2, iy2 = min(a[2], b[2]), min(a[3], b[3])
+    iw, ih = max(0, ix2 - ix1), max(0, iy2 - iy1)
+    inter = iw * ih
+    if inter == 0:
+        return 0.0
+    area_a = (a[2] - a[0]) * (a[3] - a[1])
+    area_b = (b[2] - b[0]) * (b[3] - b[1])
+    return inter / float(area_a + area_b - inter)
+
+
+def expand_box(box: Box, margin: float, width: int, height: int) -> Box:
+    """Grow a face box by `margin` of its size on each side (the crop the classifier was trained on)."""
+    x1, y1, x2, y2 = box
+    w, h = x2 - x1, y2 - y1
+    dx, dy = w * margin, h * margin
+    return clamp_box((int(round(x1 - dx)), int(round(y1 - dy)), int(round(x2 + dx)), int(round(y2 + dy))), width, height)
+
+
+def boxes_as_list(boxes: List[Box]) -> List[List[int]]:
+    return [[int(v) for v in b] for b in boxes]

@@ -1,0 +1,1 @@
+"""maskwatch export: datasets -> training -> evaluation -> conversion -> model bundle (workstation side)."""

@@ -1,0 +1,255 @@
+"""edge-export: prepare crops -> train -> evaluate -> convert -> verify (workstation; needs TensorFlow)."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from edge.errors import MaskwatchError
+
+log = logging.getLogger("edge-export")
+
+DEFAULT_WORK = Path("work")
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return lambda x: x
+    try:
+        from tqdm import tqdm
+
+        return lambda x: tqdm(x, leave=False, mininterval=1.0)
+    except ImportError:
+        return lambda x: x
+
+
+def load_crops(path: Path) -> Dict[str, np.ndarray]:
+    if not path.exists():
+        raise MaskwatchError("%s not found: run `edge-export prepare --out %s` first" % (path, path), 66)
+    with np.load(str(path), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def make_split(crops: Dict[str, np.ndarray], seed: int, max_distance: int) -> Dict[str, object]:
+    """Dedupe (exact copies dropped, near-copies grouped) and split; returns indices and a report."""
+    from export import split as sp
+
+    hashes = sp.phash64(crops["images"])
+    pairs = sp.near_duplicate_pairs(hashes, max_distance)
+    labels = crops["labels"]
+    drop = set()
+    conflicts = 0
+    for a, b in pairs:
+        if sp._popcount(np.array([hashes[a] ^ hashes[b]], dtype=np.uint64))[0] == 0:
+            if labels[a] == labels[b]:
+                drop.add(b)  # exact copy: keep the first
+            else:
+                drop.update((a, b))  # the same picture with two labels: trust neither
+                conflicts += 1
+    keep = np.array([i for i in range(len(labels)) if i not in drop], dtype=np.int64)
+    kept_pairs = [(a, b) for a, b in pairs if a not in drop and b not in drop]
+    remap = {int(old): new for new, old in enumerate(keep)}
+    clusters = sp.merge_groups(list(crops["groups"][keep]), [(remap[a], remap[b]) for a, b in kept_pairs])
+    assign = sp.grouped_stratified_split(labels[keep], clusters, seed=seed)
+    crossing = sum(1 for a, b in kept_pairs if assign[remap[a]] != assign[remap[b]])
+    sizes = np.bincount(np.unique(clusters, return_inverse=True)[1])
+    report = {
+        "near_duplicate_pairs": len(pairs), "max_hamming": max_distance,
+        "dropped_exact_copies": sorted(str(crops["files"][i]) for i in drop)[:5000],
+        "dropped_count": len(drop), "label_conflicts": conflicts,
+        "clusters": int(len(sizes)), "largest_cluster": int(sizes.max()) if len(sizes) else 0,
+        "crossing_pairs_after_split": crossing, "seed": seed,
+        "counts": {name: {lab: int(np.sum((assign == s) & (labels[keep] == i)))
+                          for i, lab in enumerate(["with_mask", "without_mask", "mask_weared_incorrect"])}
+                   for s, name in enumerate(("train", "val", "test"))},
+    }
+    return {"keep": keep, "assign": assign, "report": report}
+
+
+def cmd_prepare(a) -> int:
+    from edge.detector import DetectorOptions, load_detector
+    from export import datasets
+
+    det = load_detector(a.detector_dir, DetectorOptions(confidence=a.det_conf))
+    crops, rep = datasets.build(Path(a.data), margin=a.margin, size=a.size, detector=det,
+                                sources=a.sources, progress=_progress(not a.quiet))
+    if not crops:
+        raise MaskwatchError("no face crops found under %s" % a.data, 66)
+    arr = datasets.stack(crops)
+    arr["margin"] = np.array(a.margin)
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(str(out), **arr)
+    report = rep.as_dict()
+    out.with_suffix(".report.json").write_text(json.dumps(report, indent=1))
+    print(json.dumps({"crops": len(crops), "counts": report["counts"], "skipped": len(report["skipped"])}))
+    return 0
+
+
+def cmd_train(a) -> int:
+    from export.train import TrainConfig, train
+
+    crops = load_crops(Path(a.crops))
+    sp = make_split(crops, a.seed, a.max_hamming)
+    keep, assign = sp["keep"], sp["assign"]
+    run = Path(a.out)
+    run.mkdir(parents=True, exist_ok=True)
+    np.savez(str(run / "split.npz"), keep=keep, assign=assign)
+    (run / "split.json").write_text(json.dumps(sp["report"], indent=1))
+    log.info("split: %s", json.dumps(sp["report"]["counts"]))
+    cfg = TrainConfig(arch=a.arch, alpha=a.alpha, input_size=a.input_size, epochs=a.epochs, batch=a.batch, lr=a.lr,
+                      class_weight=a.class_weight, oversample=a.oversample, weights=a.weights, seed=a.seed,
+                      head_epochs=a.head_epochs)
+    _, info = train(cfg, crops["images"][keep], crops["labels"][keep], assign, run, verbose=2 if not a.quiet else 0)
+    print(json.dumps({"run": str(run), "val_macro_f1": info["val"]["macro_f1"], "seconds": info["train_seconds"]}))
+    return 0
+
+
+def _split_arrays(run: Path, crops: Dict[str, np.ndarray], which: int):
+    s = np.load(str(run / "split.npz"))
+    idx = s["keep"][s["assign"] == which]
+    return crops["images"][idx], crops["labels"][idx], idx
+
+
+def model_card(run: Path, crops_path: Path) -> Dict[str, object]:
+    from export.datasets import SOURCE_LICENSES
+
+    rep = json.loads(crops_path.with_suffix(".report.json").read_text()) if crops_path.with_suffix(
+        ".report.json").exists() else {}
+    tr = json.loads((run / "train.json").read_text())
+    sources = [{"name": n, "license": SOURCE_LICENSES.get(n, "unknown: check before shipping"),
+                "crops": c} for n, c in sorted((rep.get("counts") or {}).items())]
+    noncommercial = any("NC" in s["license"] for s in sources)
+    return {
+        "training_sources": sources,
+        "license_note": ("Trained partly on CC BY-NC-SA 4.0 data (MaskedFace-Net): the weights are for "
+                         "non-commercial use unless retrained without it.") if noncommercial else "",
+        "split": json.loads((run / "split.json").read_text()),
+        "train_config": tr["config"], "train_seconds": tr["train_seconds"], "params": tr["params"],
+        "val_metrics": tr["val"],
+    }
+
+
+def cmd_convert(a) -> int:
+    from export.convert import VARIANTS, convert
+    from export.datasets import LABELS
+
+    run = Path(a.run)
+    crops = load_crops(Path(a.crops))
+    tr_x, _, _ = _split_arrays(run, crops, 0)
+    te_x, te_y, _ = _split_arrays(run, crops, 2)
+    rng = np.random.RandomState(0)
+    rep = tr_x[rng.choice(len(tr_x), size=min(a.representative, len(tr_x)), replace=False)]
+    manifest = convert(run / "model.keras", Path(a.out), labels=LABELS, representative=rep, eval_images=te_x,
+                       eval_labels=te_y, crop_margin=float(crops.get("margin", 0.15)),
+                       model_card=model_card(run, Path(a.crops)), variants=a.variants or VARIANTS,
+                       model_id=a.model_id, force=a.force)
+    summary = {k: v.get("parity") for k, v in manifest["variants"].items()}
+    print(json.dumps({"bundle": a.out, "parity": summary}, indent=1))
+    return 0
+
+
+def cmd_verify(a) -> int:
+    from export.convert import verify
+
+    imgs = labels = None
+    if a.run and a.crops:
+        imgs, labels, _ = _split_arrays(Path(a.run), load_crops(Path(a.crops)), 2)
+    problems = verify(Path(a.bundle), imgs, labels)
+    for p in problems:
+        print("verify: %s" % p, file=sys.stderr)
+    if problems:
+        return 1
+    print("%s: all files match their sha256%s" % (a.bundle, "; parity re-checked" if imgs is not None else ""))
+    return 0
+
+
+def cmd_evaluate(a) -> int:
+    from export import evaluate
+
+    return evaluate.main(a)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edge-export", description=__doc__)
+    p.add_argument("-q", "--quiet", action="store_true")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("prepare", help="cut face crops from VOC scenes and folder-per-class sets into an .npz")
+    s.add_argument("--data", default="../shared/data")
+    s.add_argument("--out", default=str(DEFAULT_WORK / "crops160.npz"))
+    s.add_argument("--margin", type=float, default=0.15, help="grow each face box by this fraction per side")
+    s.add_argument("--size", type=int, default=160, help="stored crop size (>= the largest input size to train)")
+    s.add_argument("--det-conf", type=float, default=0.5)
+    s.add_argument("--detector-dir", default=None)
+    s.add_argument("--sources", nargs="*", help="only these dataset folders")
+    s.set_defaults(fn=cmd_prepare)
+
+    s = sub.add_parser("train", help="dedupe, split (70/15/15 by group) and train")
+    s.add_argument("--crops", default=str(DEFAULT_WORK / "crops160.npz"))
+    s.add_argument("--out", default=str(DEFAULT_WORK / "runs" / "mnv2"))
+    s.add_argument("--arch", choices=("mobilenetv2", "baseline"), default="mobilenetv2")
+    s.add_argument("--alpha", type=float, default=0.35)
+    s.add_argument("--input-size", type=int, default=128)
+    s.add_argument("--epochs", type=int, default=30)
+    s.add_argument("--head-epochs", type=int, default=5)
+    s.add_argument("--batch", type=int, default=64)
+    s.add_argument("--lr", type=float, default=2e-3)
+    s.add_argument("--class-weight", choices=("none", "balanced", "sqrt"), default="sqrt")
+    s.add_argument("--oversample", action="store_true")
+    s.add_argument("--weights", default=None, help="MobileNetV2 no-top .h5 file, or 'imagenet' where reachable")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--max-hamming", type=int, default=6, help="phash distance that makes two crops near-copies")
+    s.set_defaults(fn=cmd_train)
+
+    s = sub.add_parser("convert", help="TFLite fp32/fp16/int8/Edge-TPU-ready + ONNX bundle with parity")
+    s.add_argument("--run", default=str(DEFAULT_WORK / "runs" / "mnv2"))
+    s.add_argument("--crops", default=str(DEFAULT_WORK / "crops160.npz"))
+    s.add_argument("--out", required=True)
+    s.add_argument("--model-id", default=None)
+    s.add_argument("--representative", type=int, default=300, help="training crops used to calibrate int8")
+    s.add_argument("--variants", nargs="*", default=None)
+    s.add_argument("--force", action="store_true", help="replace an existing bundle directory")
+    s.set_defaults(fn=cmd_convert)
+
+    s = sub.add_parser("verify", help="re-check a bundle's hashes (and parity, given --run and --crops)")
+    s.add_argument("bundle")
+    s.add_argument("--run", default=None)
+    s.add_argument("--crops", default=None)
+    s.set_defaults(fn=cmd_verify)
+
+    s = sub.add_parser("evaluate", help="metrics, confusion matrix, curves, contact sheet, scene-level evaluation")
+    s.add_argument("--run", default=str(DEFAULT_WORK / "runs" / "mnv2"))
+    s.add_argument("--crops", default=str(DEFAULT_WORK / "crops160.npz"))
+    s.add_argument("--bundle", default=None, help="evaluate this bundle's variant instead of the Keras model")
+    s.add_argument("--variant", default="tflite_int8")
+    s.add_argument("--out", default=None, help="report directory (default RUN/report)")
+    s.add_argument("--scenes", default=None, help="VOC folder for the scene-level evaluation")
+    s.add_argument("--scene-split", default="test", choices=("val", "test"))
+    s.set_defaults(fn=cmd_evaluate)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.fn(args) or 0)
+    except MaskwatchError as exc:
+        print("edge-export: error: %s" % exc, file=sys.stderr)
+        return exc.exit_code
+    except (FileExistsError, FileNotFoundError, ValueError) as exc:
+        print("edge-export: error: %s" % exc, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

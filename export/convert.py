@@ -1,0 +1,241 @@
+"""Keras model -> every deployable variant -> a model bundle with a manifest.
+
+Variants: TFLite fp32, fp16, full-integer int8 (uint8 in/out, so pixels map 1:1
+onto the input), an Edge-TPU-ready int8 (integer ops only, batch 1; compiled when
+`edgetpu_compiler` is on PATH), and ONNX (tf2onnx). Each one is run on held-out
+crops through the same edge/ backend the device uses, and its agreement with the
+Keras fp32 model is written into the manifest.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from edge.assets import sha256_file
+from edge.bundle import MANIFEST, SCHEMA_VERSION, load_bundle
+
+from . import metrics
+
+log = logging.getLogger(__name__)
+
+VARIANTS = ("tflite_fp32", "tflite_fp16", "tflite_int8", "tflite_edgetpu", "onnx")
+FILES = {
+    "tflite_fp32": "model_fp32.tflite",
+    "tflite_fp16": "model_fp16.tflite",
+    "tflite_int8": "model_int8.tflite",
+    "tflite_edgetpu": "model_int8_edgetpu_ready.tflite",
+    "onnx": "model_fp32.onnx",
+}
+
+
+def _resize(images: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    if images.shape[1] == size and images.shape[2] == size:
+        return images
+    return np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in images])
+
+
+def _converter(model, batch1: bool):
+    import keras
+    import tensorflow as tf
+
+    if batch1:
+        # The same layers behind an input with a fixed batch of 1: the Edge TPU compiler needs static shapes.
+        inp = keras.Input(batch_shape=(1,) + tuple(model.input_shape[1:]), name="image")
+        model = keras.Model(inp, model(inp), name=model.name)
+    return tf.lite.TFLiteConverter.from_keras_model(model)
+
+
+def tflite_bytes(model, precision: str, representative: Optional[np.ndarray] = None, *, io_dtype: str = "uint8",
+                 batch1: bool = False) -> bytes:
+    import tensorflow as tf
+
+    conv = _converter(model, batch1)
+    if precision == "fp16":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_types = [tf.float16]
+    elif precision == "int8":
+        if representative is None or len(representative) == 0:
+            raise ValueError("full-integer int8 needs a representative dataset")
+        rep = representative.astype(np.float32)
+
+        def gen():
+            for i in range(len(rep)):
+                yield [rep[i:i + 1]]
+
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = gen
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.uint8 if io_dtype == "uint8" else tf.int8
+        conv.inference_output_type = tf.uint8 if io_dtype == "uint8" else tf.int8
+    elif precision != "fp32":
+        raise ValueError("precision must be fp32, fp16 or int8")
+    return conv.convert()
+
+
+def onnx_bytes(model, opset: int = 13) -> bytes:
+    import onnx
+    import tensorflow as tf
+    import tf2onnx
+
+    spec = (tf.TensorSpec((None,) + tuple(model.input_shape[1:]), tf.float32, name="image"),)
+    proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
+
+
+def tflite_io(path: Path) -> Dict[str, Dict[str, Any]]:
+    """Input/output dtype, shape and quantization as the device will see them."""
+    from edge.backends.litert import import_interpreter
+
+    Interpreter = import_interpreter()[0]
+    it = Interpreter(model_path=str(path))
+    out = {}
+    for key, det in (("input", it.get_input_details()[0]), ("output", it.get_output_details()[0])):
+        scale, zp = det.get("quantization", (0.0, 0))
+        d = {"dtype": np.dtype(det["dtype"]).name, "shape": [int(x) for x in det["shape"]]}
+        if scale:
+            d["quantization"] = {"scale": float(scale), "zero_point": int(zp)}
+        out[key] = d
+    return out
+
+
+def edgetpu_compile(src: Path, out_dir: Path) -> Dict[str, Any]:
+    """Run `edgetpu_compiler` when present; its log says how many ops map to the TPU."""
+    exe = shutil.which("edgetpu_compiler")
+    if not exe:
+        return {"compiled": False, "reason": "edgetpu_compiler not on PATH on the converting machine (it is "
+                "x86-64 Linux only, from Coral's apt repo); run `edgetpu_compiler %s` where it is" % src.name}
+    proc = subprocess.run([exe, "-s", "-o", str(out_dir), str(src)], capture_output=True, text=True)
+    return {"compiled": proc.returncode == 0, "log": proc.stdout[-4000:], "returncode": proc.returncode,
+            "file": src.stem + "_edgetpu.tflite" if proc.returncode == 0 else None}
+
+
+def parity(bundle_dir: Path, keys: Sequence[str], images: np.ndarray, labels: np.ndarray, ref_probs: np.ndarray,
+           label_names: Sequence[str], threads: int = 2) -> Dict[str, Dict[str, Any]]:
+    """Run each variant through the device's backend on held-out crops; compare with the Keras fp32 model."""
+    from edge.backends import BackendUnavailable
+    from edge.classifier import MaskClassifier
+
+    bundle = load_bundle(bundle_dir)
+    ref_top = ref_probs.argmax(1)
+    ref_f1 = metrics.report(labels, ref_top, label_names)["macro_f1"]
+    out = {}
+    for key in keys:
+        try:
+            clf = MaskClassifier(bundle, key, {"threads": threads}, fallback=False)
+        except BackendUnavailable as exc:
+            out[key] = {"skipped": str(exc)}
+            continue
+        probs = clf.infer(images)
+        top = probs.argmax(1)
+        rep = metrics.report(labels, top, label_names)
+        out[key] = {
+            "top1_agreement": round(float(np.mean(top == ref_top)), 4),
+            "max_abs_prob_diff": round(float(np.max(np.abs(probs - ref_probs))), 4),
+            "macro_f1": rep["macro_f1"],
+            "macro_f1_drop": round(ref_f1 - rep["macro_f1"], 4),
+            "per_class_recall": {k: v["recall"] for k, v in rep["per_class"].items()},
+            "n": int(len(labels)),
+        }
+    return out
+
+
+def convert(model_path: Path, out_dir: Path, *, labels: Sequence[str], representative: np.ndarray,
+            eval_images: np.ndarray, eval_labels: np.ndarray, crop_margin: float,
+            model_card: Optional[Dict[str, Any]] = None, variants: Sequence[str] = VARIANTS,
+            model_id: Optional[str] = None, force: bool = False, opset: int = 13) -> Dict[str, Any]:
+    """Write a bundle directory: every variant, parity against Keras fp32, manifest with sha256 per file."""
+    import keras
+
+    from export.train import predict
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        if not force:
+            raise FileExistsError("%s already holds a bundle; pass --force to replace it or choose a new --out"
+                                  % out_dir)
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    model = keras.models.load_model(str(model_path))
+    size = int(model.input_shape[1])
+    rep = _resize(representative, size)
+    ev = _resize(eval_images, size)
+    manifest_variants: Dict[str, Any] = {}
+    for key in variants:
+        fname = FILES[key]
+        path = out_dir / fname
+        log.info("converting %s", key)
+        if key == "onnx":
+            path.write_bytes(onnx_bytes(model, opset))
+            manifest_variants[key] = {
+                "file": fname, "runtime": "onnxruntime", "precision": "fp32", "opset": opset,
+                "input": {"dtype": "float32", "shape": [-1, size, size, 3]},
+                "output": {"dtype": "float32", "shape": [-1, len(labels)]}}
+            continue
+        precision = key.split("_")[1] if key != "tflite_edgetpu" else "int8"
+        data = tflite_bytes(model, precision, rep if precision == "int8" else None, batch1=(key == "tflite_edgetpu"))
+        path.write_bytes(data)
+        io = tflite_io(path)
+        manifest_variants[key] = {"file": fname, "runtime": "litert", "precision": precision, **io}
+        if key == "tflite_edgetpu":
+            comp = edgetpu_compile(path, out_dir)
+            manifest_variants[key]["edgetpu_compiler"] = comp
+            if comp.get("compiled"):
+                manifest_variants["edgetpu"] = dict(manifest_variants[key], file=comp["file"], runtime="edgetpu")
+    files = {p.name: {"sha256": sha256_file(p), "size": p.stat().st_size} for p in sorted(out_dir.iterdir())}
+    manifest: Dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "model_id": model_id or "%s-%s" % (model.name, _dt.datetime.utcnow().strftime("%Y%m%d%H%M")),
+        "created": _dt.datetime.utcnow().replace(microsecond=0).isoformat() + "Z",
+        "labels": list(labels),
+        "input": {"size": [size, size], "layout": "NHWC", "color": "RGB", "range": [0, 255],
+                  "crop_margin": crop_margin, "resize": "area when shrinking, bilinear when growing",
+                  "note": "rescaling to [-1, 1] happens inside the model; feed raw RGB pixels"},
+        "default_variant": "tflite_int8" if "tflite_int8" in manifest_variants else next(iter(manifest_variants)),
+        "variants": manifest_variants,
+        "files": files,
+    }
+    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    ref = predict(model, ev, size)
+    par = parity(out_dir, list(manifest_variants), ev, eval_labels, ref, labels)
+    ref_rep = metrics.report(eval_labels, ref.argmax(1), labels)
+    manifest["metrics"] = {"keras_fp32": ref_rep, "held_out": "test split (no near-duplicates of training data)"}
+    for key, p in par.items():
+        manifest["variants"][key]["parity"] = p
+    if model_card:
+        manifest["model_card"] = model_card
+    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+def verify(bundle_dir: Path, eval_images: Optional[np.ndarray] = None, eval_labels: Optional[np.ndarray] = None,
+           tolerance: float = 0.01) -> List[str]:
+    """Re-check every hash; with held-out crops, re-run parity and compare with the manifest's figures."""
+    from edge.bundle import verify_files
+
+    bundle = load_bundle(bundle_dir)
+    verify_files(bundle.path, bundle.manifest)
+    problems: List[str] = []
+    if eval_images is not None and eval_labels is not None:
+        ev = _resize(eval_images, bundle.input_size[0])
+        for key, v in bundle.manifest["variants"].items():
+            stored = v.get("parity") or {}
+            if "macro_f1" not in stored:
+                continue
+            from edge.classifier import MaskClassifier
+
+            clf = MaskClassifier(bundle, key, fallback=False)
+            f1 = metrics.report(eval_labels, clf.infer(ev).argmax(1), bundle.labels)["macro_f1"]
+            if abs(f1 - stored["macro_f1"]) > tolerance:
+                problems.append("%s: macro-F1 %.4f now, %.4f in the manifest" % (key, f1, stored["macro_f1"]))
+    return problems

@@ -1,0 +1,239 @@
+"""Face-crop datasets from Pascal VOC scenes and folder-per-class image sets.
+
+Everything becomes the same record: a face crop (RGB, square-resized, cut with
+the same margin the device uses around a detector box), its label, and a
+*group* naming where it came from (the scene for VOC, the file otherwise) so
+the splitter can keep all crops of one scene, and near-copies, on one side.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from edge.datasets_io import read_image
+
+log = logging.getLogger(__name__)
+
+LABELS = ("with_mask", "without_mask", "mask_weared_incorrect")
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+
+# Folder and VOC names seen in public face-mask sets, mapped to the project's three classes.
+LABEL_ALIASES = {
+    "with_mask": "with_mask", "withmask": "with_mask", "mask": "with_mask", "masked": "with_mask",
+    "con_mascarilla": "with_mask", "correctly_masked": "with_mask", "cmfd": "with_mask",
+    "without_mask": "without_mask", "withoutmask": "without_mask", "no_mask": "without_mask",
+    "nomask": "without_mask", "unmasked": "without_mask", "sin_mascarilla": "without_mask",
+    "mask_weared_incorrect": "mask_weared_incorrect", "mask_worn_incorrectly": "mask_weared_incorrect",
+    "incorrect_mask": "mask_weared_incorrect", "incorrectly_masked": "mask_weared_incorrect",
+    "mascarilla_mal_puesta": "mask_weared_incorrect", "imfd": "mask_weared_incorrect",
+}
+
+
+def normalise_label(name: str) -> Optional[str]:
+    key = name.strip().lower().replace("-", "_").replace(" ", "_")
+    return LABEL_ALIASES.get(key) or LABEL_ALIASES.get(key.replace("_", ""))
+
+
+@dataclass
+class Crop:
+    image: np.ndarray  # RGB uint8, size x size
+    label: str
+    group: str  # scene id / file: crops sharing a group never straddle a split
+    source: str  # dataset name
+    file: str
+    box: Tuple[int, int, int, int]
+    how: str  # "voc" | "detector" | "whole"
+
+
+@dataclass
+class Report:
+    """What was read, what was skipped and why (each skipped file named in the log)."""
+
+    read: Dict[str, int] = field(default_factory=dict)
+    skipped: List[Tuple[str, str]] = field(default_factory=list)
+    counts: Dict[str, Dict[str, int]] = field(default_factory=dict)
+
+    def skip(self, path: Path, why: str) -> None:
+        log.warning("skipped %s: %s", path, why)
+        self.skipped.append((str(path), why))
+
+    def add(self, crop: Crop) -> None:
+        c = self.counts.setdefault(crop.source, {})
+        c[crop.label] = c.get(crop.label, 0) + 1
+
+    def as_dict(self) -> Dict:
+        return {"read": self.read, "skipped": [{"file": f, "why": w} for f, w in self.skipped],
+                "counts": self.counts}
+
+
+def crop_face(image_bgr: np.ndarray, box: Tuple[int, int, int, int], margin: float, size: int) -> np.ndarray:
+    """The classifier's view of a face: box grown by `margin` per side, clamped, resized, RGB.
+
+    This mirrors edge.classifier's preprocessing exactly (same expand, same resize), so that
+    training crops and device crops are the same kind of picture.
+    """
+    import cv2
+
+    from edge.types import expand_box
+
+    h, w = image_bgr.shape[:2]
+    x1, y1, x2, y2 = expand_box(box, margin, w, h)
+    region = image_bgr[y1:max(y2, y1 + 1), x1:max(x2, x1 + 1)]
+    region = cv2.resize(region, (size, size), interpolation=cv2.INTER_AREA if min(region.shape[:2]) > size
+                        else cv2.INTER_LINEAR)
+    return cv2.cvtColor(region, cv2.COLOR_BGR2RGB)
+
+
+def parse_voc(xml_path: Path) -> Tuple[str, List[Tuple[str, Tuple[int, int, int, int]]]]:
+    """(image file name, [(raw label, box)]) from a Pascal VOC annotation. Raises ValueError if malformed."""
+    try:
+        root = ET.parse(str(xml_path)).getroot()
+    except (ET.ParseError, OSError) as exc:
+        raise ValueError("not a readable VOC XML (%s)" % exc)
+    fname = (root.findtext("filename") or "").strip()
+    objs = []
+    for obj in root.iter("object"):
+        name = (obj.findtext("name") or "").strip()
+        bb = obj.find("bndbox")
+        if bb is None:
+            raise ValueError("object %r has no bndbox" % name)
+        try:
+            box = tuple(int(float(bb.findtext(k))) for k in ("xmin", "ymin", "xmax", "ymax"))
+        except (TypeError, ValueError):
+            raise ValueError("object %r has a non-numeric bndbox" % name)
+        objs.append((name, box))
+    return fname, objs
+
+
+def read_voc(root: Path, *, margin: float, size: int, source: str, report: Report,
+             min_face_px: int = 8, images_dir: str = "images", ann_dir: str = "annotations",
+             progress: Callable[[Iterable], Iterable] = lambda x: x) -> List[Crop]:
+    """Face crops from a VOC folder (`annotations/*.xml` + `images/`), grouped by scene."""
+    crops: List[Crop] = []
+    xmls = sorted((root / ann_dir).glob("*.xml"))
+    report.read[source] = 0
+    for xml_path in progress(xmls):
+        try:
+            fname, objs = parse_voc(xml_path)
+        except ValueError as exc:
+            report.skip(xml_path, str(exc))
+            continue
+        img_path = root / images_dir / (fname or xml_path.stem + ".png")
+        if not img_path.exists():
+            alt = sorted((root / images_dir).glob(xml_path.stem + ".*"))
+            img_path = alt[0] if alt else img_path
+        img = read_image(img_path)
+        if img is None:
+            report.skip(img_path, "missing or not a decodable image")
+            continue
+        report.read[source] += 1
+        h, w = img.shape[:2]
+        for raw, box in objs:
+            label = normalise_label(raw)
+            if label is None:
+                report.skip(xml_path, "unknown label %r" % raw)
+                continue
+            x1, y1, x2, y2 = max(0, box[0]), max(0, box[1]), min(w, box[2]), min(h, box[3])
+            if min(x2 - x1, y2 - y1) < min_face_px:
+                continue
+            c = Crop(crop_face(img, (x1, y1, x2, y2), margin, size), label, "%s:%s" % (source, xml_path.stem),
+                     source, str(img_path), (x1, y1, x2, y2), "voc")
+            report.add(c)
+            crops.append(c)
+    return crops
+
+
+def read_folders(root: Path, *, margin: float, size: int, source: str, report: Report,
+                 detector=None, det_conf: float = 0.5,
+                 progress: Callable[[Iterable], Iterable] = lambda x: x) -> List[Crop]:
+    """Crops from `root/<class folder>/*`; the face is cut where the detector finds one.
+
+    Many "face" sets hold whole photos (a person standing, a mannequin); cropping the
+    detector's face makes them look like what the device sees. Where no face is found
+    the image is taken whole (most such files are already tight crops of masked faces,
+    which res10 often misses).
+    """
+    crops: List[Crop] = []
+    report.read[source] = 0
+    files: List[Tuple[Path, str]] = []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+        label = normalise_label(sub.name)
+        if label is None:
+            log.info("%s: folder name is not a class, ignored", sub)
+            continue
+        files.extend((f, label) for f in sorted(sub.iterdir()) if f.is_file())
+    for f, label in progress(files):
+        if f.suffix.lower() not in IMAGE_EXTS and not f.suffix.lower().startswith(".jpg"):
+            report.skip(f, "not an image file name")
+            continue
+        img = read_image(f)
+        if img is None:
+            report.skip(f, "not a decodable image")
+            continue
+        report.read[source] += 1
+        h, w = img.shape[:2]
+        box, how = (0, 0, w, h), "whole"
+        if detector is not None:
+            faces = [fc for fc in detector.detect(img) if fc.det_score >= det_conf]
+            if faces:
+                best = max(faces, key=lambda fc: fc.det_score)
+                box, how = best.box, "detector"
+        m = margin if how == "detector" else 0.0
+        c = Crop(crop_face(img, box, m, size), label, "%s:%s" % (source, f.name), source, str(f), box, how)
+        report.add(c)
+        crops.append(c)
+    return crops
+
+
+def stack(crops: Sequence[Crop]) -> Dict[str, np.ndarray]:
+    """Arrays for an .npz cache: the crops and their metadata, aligned by index."""
+    return {
+        "images": np.stack([c.image for c in crops]).astype(np.uint8),
+        "labels": np.array([LABELS.index(c.label) for c in crops], dtype=np.int64),
+        "groups": np.array([c.group for c in crops]),
+        "sources": np.array([c.source for c in crops]),
+        "files": np.array([c.file for c in crops]),
+        "boxes": np.array([c.box for c in crops], dtype=np.int64),
+        "how": np.array([c.how for c in crops]),
+    }
+
+
+# Licenses of the sources in ../shared/data (see its SOURCES.md); recorded in the bundle's model card.
+SOURCE_LICENSES = {
+    "andrewmvd-train": "CC0-1.0 (Kaggle 'Face Mask Detection' by andrewmvd; no license file in the mirror repo)",
+    "chandrikadeb7": "MIT (chandrikadeb7/Face-Mask-Detection); images gathered from Bing, Kaggle, RMFD",
+    "maskedfacenet-maskon": "CC BY-NC-SA 4.0 (MaskedFace-Net on FFHQ faces): NON-COMMERCIAL, share-alike",
+}
+
+
+def discover(data_root: Path) -> List[Tuple[str, str, Path]]:
+    """(kind, source name, path) for each dataset folder: `voc` has annotations/ + images/, `folders` has class dirs."""
+    found = []
+    for d in sorted(p for p in Path(data_root).iterdir() if p.is_dir()):
+        if (d / "annotations").is_dir() and (d / "images").is_dir():
+            found.append(("voc", d.name, d))
+        elif any(normalise_label(s.name) for s in d.iterdir() if s.is_dir()):
+            found.append(("folders", d.name, d))
+    return found
+
+
+def build(data_root: Path, *, margin: float, size: int, detector=None, sources: Optional[Sequence[str]] = None,
+          progress: Callable[[Iterable], Iterable] = lambda x: x) -> Tuple[List[Crop], Report]:
+    report = Report()
+    crops: List[Crop] = []
+    for kind, name, path in discover(data_root):
+        if sources and name not in sources:
+            continue
+        log.info("reading %s (%s)", path, kind)
+        if kind == "voc":
+            crops += read_voc(path, margin=margin, size=size, source=name, report=report, progress=progress)
+        else:
+            crops += read_folders(path, margin=margin, size=size, source=name, report=report,
+                                  detector=detector, progress=progress)
+    return crops, report

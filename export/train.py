@@ -1,0 +1,207 @@
+"""Train the 3-class mask classifier (MobileNetV2 or the seed notebooks' small CNN).
+
+The model takes RGB pixels 0..255 and rescales inside itself, so the full-int8
+TFLite model can take uint8 pixels 1:1 and the device does no float math before it.
+ImageNet weights cannot be downloaded here: training from scratch is the default,
+`--weights PATH` loads a local MobileNetV2 no-top .h5 and trains head then backbone.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from . import metrics
+from .datasets import LABELS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "mobilenetv2"  # mobilenetv2 | baseline
+    alpha: float = 0.35
+    input_size: int = 128
+    epochs: int = 30
+    head_epochs: int = 5  # only with pretrained weights
+    batch: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    dropout: float = 0.2
+    label_smoothing: float = 0.05
+    class_weight: str = "sqrt"  # none | balanced | sqrt
+    oversample: bool = False
+    weights: Optional[str] = None  # path to MobileNetV2 no-top .h5, or "imagenet"
+    seed: int = 0
+    augment: bool = True
+
+
+def set_seed(seed: int) -> None:
+    import random
+
+    import tensorflow as tf
+
+    random.seed(seed)
+    np.random.seed(seed)
+    tf.random.set_seed(seed)
+
+
+def build_model(cfg: TrainConfig):
+    import keras
+    from keras import layers
+
+    inp = keras.Input((cfg.input_size, cfg.input_size, 3), name="image")
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(inp)
+    if cfg.arch == "baseline":
+        # The seed notebooks' small CNN, kept as the comparison point.
+        for f in (32, 64, 128):
+            x = layers.Conv2D(f, 3, padding="same", activation="relu")(x)
+            x = layers.BatchNormalization()(x)
+            x = layers.MaxPooling2D()(x)
+        x = layers.GlobalAveragePooling2D()(x)
+        x = layers.Dense(128, activation="relu")(x)
+    else:
+        weights = None
+        if cfg.weights and cfg.weights != "imagenet":
+            weights = cfg.weights
+        elif cfg.weights == "imagenet":
+            weights = "imagenet"
+        backbone = keras.applications.MobileNetV2(input_shape=(cfg.input_size, cfg.input_size, 3), alpha=cfg.alpha,
+                                                  include_top=False, weights=weights)
+        backbone._name = "backbone"
+        x = backbone(x)
+        x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(cfg.dropout)(x)
+    out = layers.Dense(len(LABELS), activation="softmax", name="probs")(x)
+    return keras.Model(inp, out, name="maskwatch_%s" % cfg.arch)
+
+
+def augmenter(size: int):
+    """Keras preprocessing layers: geometry, light, plus blur and JPEG noise in tf ops."""
+    import keras
+    import tensorflow as tf
+    from keras import layers
+
+    geo = keras.Sequential([
+        layers.RandomFlip("horizontal"),
+        layers.RandomRotation(0.06, fill_mode="reflect"),
+        layers.RandomTranslation(0.08, 0.08, fill_mode="reflect"),
+        layers.RandomZoom((-0.15, 0.15), fill_mode="reflect"),  # detector boxes vary in tightness
+        layers.RandomBrightness(0.25, value_range=(0, 255)),
+        layers.RandomContrast(0.25),
+    ], name="augment")
+
+    def aug(x, y):
+        x = geo(x, training=True)
+        x = tf.clip_by_value(x, 0.0, 255.0)
+        # low-resolution faces: shrink and re-grow a third of the batch (15-40 px faces in crowds)
+        small = tf.random.uniform([], 16, size, dtype=tf.int32)
+        lowres = tf.image.resize(tf.image.resize(x, [small, small]), [size, size])
+        pick = tf.cast(tf.random.uniform([tf.shape(x)[0], 1, 1, 1]) < 0.33, x.dtype)
+        x = pick * lowres + (1 - pick) * x
+        return x, y
+
+    return aug
+
+
+def make_dataset(images: np.ndarray, labels: np.ndarray, cfg: TrainConfig, training: bool,
+                 sample_weights: Optional[np.ndarray] = None):
+    import tensorflow as tf
+
+    size = cfg.input_size
+    ds = tf.data.Dataset.from_tensor_slices((images, labels))
+    if training:
+        if cfg.oversample:
+            counts = np.bincount(labels, minlength=len(LABELS))
+            p = (1.0 / counts[labels]) ** 0.5
+            idx = np.random.RandomState(cfg.seed).choice(len(labels), size=len(labels), p=p / p.sum())
+            ds = tf.data.Dataset.from_tensor_slices((images[idx], labels[idx]))
+        ds = ds.shuffle(min(len(labels), 10000), seed=cfg.seed, reshuffle_each_iteration=True)
+
+    def resize(x, y):
+        x = tf.image.resize(tf.cast(x, tf.float32), [size, size])
+        if training:
+            x = tf.image.random_jpeg_quality(tf.cast(tf.clip_by_value(x, 0, 255), tf.uint8), 40, 100)
+            x = tf.cast(x, tf.float32)
+        return x, tf.one_hot(y, len(LABELS))
+
+    ds = ds.map(resize, num_parallel_calls=tf.data.AUTOTUNE).batch(cfg.batch)
+    if training and cfg.augment:
+        ds = ds.map(augmenter(size), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def class_weights(labels: np.ndarray, how: str) -> Optional[Dict[int, float]]:
+    if how == "none":
+        return None
+    counts = np.bincount(labels, minlength=len(LABELS)).astype(np.float64)
+    w = counts.sum() / (len(LABELS) * np.maximum(counts, 1))
+    if how == "sqrt":
+        w = np.sqrt(w)
+    return {i: float(v) for i, v in enumerate(w)}
+
+
+def predict(model, images: np.ndarray, size: int, batch: int = 256) -> np.ndarray:
+    """Probabilities via a compiled call per batch (not model.predict per image)."""
+    import tensorflow as tf
+
+    out = []
+    fn = tf.function(lambda x: model(x, training=False))
+    for i in range(0, len(images), batch):
+        x = tf.image.resize(tf.cast(images[i:i + batch], tf.float32), [size, size])
+        out.append(fn(x).numpy())
+    return np.concatenate(out) if out else np.zeros((0, len(LABELS)), np.float32)
+
+
+def train(cfg: TrainConfig, images: np.ndarray, labels: np.ndarray, split: np.ndarray, out_dir: Path,
+          verbose: int = 2):
+    import keras
+
+    set_seed(cfg.seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tr, va = split == 0, split == 1
+    train_ds = make_dataset(images[tr], labels[tr], cfg, True)
+    val_ds = make_dataset(images[va], labels[va], cfg, False)
+    model = build_model(cfg)
+    cw = class_weights(labels[tr], cfg.class_weight)
+    log.info("train %d / val %d crops, class weights %s, params %d", tr.sum(), va.sum(), cw, model.count_params())
+    history: Dict[str, List[float]] = {}
+
+    def run(epochs: int, lr: float, tag: str):
+        steps = max(1, int(np.ceil(tr.sum() / cfg.batch))) * epochs
+        sched = keras.optimizers.schedules.CosineDecay(lr, steps, warmup_target=None)
+        model.compile(optimizer=keras.optimizers.AdamW(sched, weight_decay=cfg.weight_decay),
+                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+                      metrics=["accuracy"])
+        ckpt = out_dir / "best.weights.h5"
+        cb = [keras.callbacks.ModelCheckpoint(str(ckpt), monitor="val_loss", save_best_only=True,
+                                              save_weights_only=True)]
+        h = model.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=cw, callbacks=cb,
+                      verbose=verbose)
+        for k, v in h.history.items():
+            history.setdefault(k, []).extend(float(x) for x in v)
+        history.setdefault("phase", []).extend([tag] * len(h.history["loss"]))
+        model.load_weights(str(ckpt))
+
+    t0 = time.time()
+    if cfg.weights and cfg.arch == "mobilenetv2":
+        model.get_layer("backbone").trainable = False
+        run(cfg.head_epochs, cfg.lr, "head")
+        model.get_layer("backbone").trainable = True
+        run(cfg.epochs, cfg.lr / 10.0, "finetune")
+    else:
+        run(cfg.epochs, cfg.lr, "scratch")
+    seconds = time.time() - t0
+    model.save(str(out_dir / "model.keras"))
+    val_probs = predict(model, images[va], cfg.input_size)
+    val = metrics.report(labels[va], val_probs.argmax(1), LABELS)
+    info = {"config": asdict(cfg), "history": history, "train_seconds": round(seconds, 1), "val": val,
+            "params": int(model.count_params())}
+    (out_dir / "train.json").write_text(json.dumps(info, indent=1))
+    log.info("val macro-F1 %.4f (%.0f s)", val["macro_f1"], seconds)
+    return model, info
