@@ -5,6 +5,8 @@ as one line, so installers see what to fix instead of a traceback.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 EX_USAGE = 64
 EX_DATAERR = 65
 EX_NOINPUT = 66
@@ -18,7 +20,7 @@ class MaskwatchError(Exception):
 
     exit_code = 1
 
-    def __init__(self, message: str, exit_code: int | None = None) -> None:
+    def __init__(self, message: str, exit_code: Optional[int] = None) -> None:
         super().__init__(message)
         if exit_code is not None:
             self.exit_code = exit_code

@@ -74,6 +74,13 @@ def build_model(cfg: TrainConfig):
         backbone = keras.applications.MobileNetV2(input_shape=(cfg.input_size, cfg.input_size, 3), alpha=cfg.alpha,
                                                   include_top=False, weights=weights)
         backbone._name = "backbone"
+        if weights is None:
+            # Keras' MobileNetV2 uses BN momentum 0.999, tuned for ImageNet-length runs: with a few
+            # thousand steps from scratch the moving statistics never catch up and validation
+            # predicts one class for many epochs. 0.9 tracks the weights as they learn.
+            for layer in backbone.layers:
+                if isinstance(layer, layers.BatchNormalization):
+                    layer.momentum = 0.9
         x = backbone(x)
         x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(cfg.dropout)(x)

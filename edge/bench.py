@@ -1,0 +1,543 @@
+"""edge-bench: which runtime and precision should this kiosk use, and what will the whole pipeline sustain?
+
+Method (TFLite benchmark_model / MLPerf single-stream): load (init time), first
+inference, warm-up runs, then timed runs until both `--runs` and `--min-time`
+are met; report count, min, mean, std, p50/p90/p95/p99. Every backend the
+bundle and machine allow is measured in one run so they compare as ratios;
+anything unavailable is listed as skipped with the reason.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import platform
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from . import __version__
+from .errors import MaskwatchError
+
+log = logging.getLogger("edge-bench")
+
+
+@dataclass
+class Result:
+    name: str
+    kind: str  # classifier | detector | pipeline
+    backend: str = ""
+    precision: str = ""
+    batch: int = 1
+    count: int = 0
+    min_ms: Optional[float] = None
+    mean_ms: Optional[float] = None
+    std_ms: Optional[float] = None
+    p50_ms: Optional[float] = None
+    p90_ms: Optional[float] = None
+    p95_ms: Optional[float] = None
+    p99_ms: Optional[float] = None
+    init_ms: Optional[float] = None
+    first_ms: Optional[float] = None
+    per_image_ms: Optional[float] = None
+    model_bytes: Optional[int] = None
+    rss_mb: Optional[float] = None
+    skipped: str = ""
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+
+def stats_ms(samples: Sequence[float]) -> Dict[str, float]:
+    a = np.asarray(samples, dtype=np.float64) * 1000.0
+    return {"count": int(a.size), "min_ms": round(float(a.min()), 4), "mean_ms": round(float(a.mean()), 4),
+            "std_ms": round(float(a.std()), 4),
+            **{"p%d_ms" % p: round(float(np.percentile(a, p)), 4) for p in (50, 90, 95, 99)}}
+
+
+def measure(fn: Callable[[], Any], *, warmup: int, runs: int, min_time: float) -> Dict[str, float]:
+    for _ in range(warmup):
+        fn()
+    samples: List[float] = []
+    start = time.perf_counter()
+    while len(samples) < runs or time.perf_counter() - start < min_time:
+        t = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t)
+        if len(samples) >= 100 * runs:
+            break
+    return stats_ms(samples)
+
+
+def rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as f:
+            return round(int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6, 1)
+    except (OSError, ValueError):
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
+
+
+def machine() -> Dict[str, Any]:
+    """What the numbers were measured on: CPU, cores, OS, library versions, Jetson power mode."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "model\t")):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    libs: Dict[str, str] = {}
+    try:
+        from importlib import metadata  # 3.8+: versions without importing (edge never imports TensorFlow)
+    except ImportError:  # pragma: no cover
+        metadata = None  # type: ignore
+    for dist in ("numpy", "opencv-python-headless", "opencv-python", "ai-edge-litert", "tflite-runtime",
+                 "onnxruntime", "onnxruntime-gpu", "tensorflow", "tensorflow-cpu", "keras", "tensorrt", "pycuda",
+                 "paho-mqtt"):
+        try:
+            libs[dist] = metadata.version(dist) if metadata else "?"
+        except Exception:  # noqa: BLE001 - PackageNotFoundError: not installed
+            continue
+    out = {"cpu": cpu, "cores": os.cpu_count(), "arch": platform.machine(), "os": platform.platform(),
+           "python": platform.python_version(), "libraries": libs, "maskwatch": __version__,
+           "hostname": platform.node()}
+    nv = Path("/etc/nv_tegra_release")
+    if nv.exists():
+        out["jetson"] = nv.read_text().splitlines()[0]
+        try:
+            import subprocess
+
+            out["nvpmodel"] = subprocess.run(["nvpmodel", "-q"], capture_output=True, text=True,
+                                             timeout=5).stdout.strip()
+        except (OSError, Exception):  # noqa: BLE001
+            pass
+    for k in ("OPENBLAS_CORETYPE",):
+        if os.environ.get(k):
+            out.setdefault("env", {})[k] = os.environ[k]
+    return out
+
+
+class Progress:
+    """A one-line progress bar on stderr (only when it is a terminal, so logs and CI stay clean)."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done = total, 0
+        self.tty = sys.stderr.isatty()
+
+    def step(self, label: str) -> None:
+        self.done += 1
+        if self.tty:
+            n = int(30 * self.done / max(1, self.total))
+            sys.stderr.write("\r[%s%s] %d/%d %-40s" % ("#" * n, "." * (30 - n), self.done, self.total, label[:40]))
+            sys.stderr.flush()
+        else:
+            log.info("[%d/%d] %s", self.done, self.total, label)
+
+    def close(self) -> None:
+        if self.tty:
+            sys.stderr.write("\n")
+
+
+# -- classifier backends -------------------------------------------------------------------------------------
+def classifier_plan(bundle, threads: Sequence[int], onnx_providers: Sequence[str]) -> List[Dict[str, Any]]:
+    plan = []
+    for key, v in bundle.variants.items():
+        if v.runtime == "keras":
+            continue  # measured through export/ (TensorFlow), see keras_results
+        if v.runtime == "litert":
+            for t in threads:
+                plan.append({"variant": key, "runtime": "litert", "options": {"threads": t},
+                             "name": "litert %s %dt" % (key.replace("tflite_", ""), t)})
+        elif v.runtime == "onnxruntime":
+            for prov in onnx_providers:
+                plan.append({"variant": key, "runtime": "onnxruntime", "options": {"providers": [prov],
+                                                                                      "threads": max(threads)},
+                             "name": "onnxruntime %s" % prov.replace("ExecutionProvider", "")})
+        else:
+            plan.append({"variant": key, "runtime": v.runtime, "options": {}, "name": "%s %s" % (v.runtime, key)})
+    if not any(v.runtime == "edgetpu" for v in bundle.variants.values()):
+        plan.append({"variant": None, "runtime": "edgetpu", "name": "edgetpu int8",
+                     "skip": "bundle has no compiled *_edgetpu.tflite (edgetpu_compiler was not available at export)"})
+    plan.append({"variant": "onnx", "runtime": "tensorrt", "name": "tensorrt engine fp16", "options": {}})
+    return plan
+
+
+def bench_classifier(bundle, item: Dict[str, Any], batches: Sequence[int], a) -> List[Result]:
+    from . import backends
+    from .classifier import MaskClassifier
+
+    out = []
+    v = bundle.variants.get(item.get("variant") or "")
+    base = dict(name=item["name"], kind="classifier", backend=item["runtime"],
+                precision=v.precision if v else "int8")
+    if item.get("skip"):
+        return [Result(skipped=item["skip"], **base)]
+    if item["runtime"] == "tensorrt":
+        from .pipeline import engine_path
+
+        eng = engine_path({"state_dir": a.state_dir}, bundle.model_id, "fp16")
+        try:
+            t0 = time.perf_counter()
+            clf = MaskClassifier(bundle, "onnx", item["options"], backend="tensorrt", model_path=eng, fallback=False)
+        except backends.BackendUnavailable as exc:
+            return [Result(skipped=str(exc), **dict(base, precision="fp16"))]
+    else:
+        try:
+            t0 = time.perf_counter()
+            clf = MaskClassifier(bundle, item["variant"], item["options"], backend=item["runtime"], fallback=False)
+        except backends.BackendUnavailable as exc:
+            return [Result(skipped=str(exc), **base)]
+    init_ms = (time.perf_counter() - t0) * 1000.0
+    if getattr(clf.backend, "missing_providers", None):
+        return [Result(skipped="onnxruntime here has no %s" % ", ".join(clf.backend.missing_providers), **base)]
+    h, w = bundle.input_size
+    rng = np.random.RandomState(0)
+    size = (bundle.path / v.file).stat().st_size if v else None
+    for b in batches:
+        x = rng.randint(0, 255, (b, h, w, 3)).astype(np.uint8)
+        t = time.perf_counter()
+        clf.backend.infer(x)
+        first = (time.perf_counter() - t) * 1000.0
+        st = measure(lambda: clf.backend.infer(x), warmup=a.warmup, runs=a.runs, min_time=a.min_time)
+        r = Result(batch=b, init_ms=round(init_ms, 2), first_ms=round(first, 3), model_bytes=size, rss_mb=rss_mb(),
+                   per_image_ms=round(st["p50_ms"] / b, 4), **base, **st)
+        r.extra["describe"] = clf.backend.describe()
+        out.append(r)
+    clf.backend.close()
+    return out
+
+
+def keras_results(a, bundle, batches) -> List[Result]:
+    """Keras fp32 rows, through export/ (TensorFlow lives there, never in edge/)."""
+    try:
+        from export.kerasbench import bench_keras  # type: ignore
+    except ImportError as exc:
+        return [Result(name="keras fp32 predict", kind="classifier", backend="keras", precision="fp32",
+                       skipped="TensorFlow/export extra not installed (%s)" % exc)]
+    return bench_keras(a, bundle, batches, measure, Result, rss_mb)
+
+
+# -- detector and pipeline -------------------------------------------------------------------------------------
+def bench_detector(a, frame: np.ndarray) -> List[Result]:
+    from .detector import DetectorOptions, load_detector
+
+    out = []
+    for mode in a.detector_modes:
+        try:
+            t0 = time.perf_counter()
+            det = load_detector(Path(a.detector_dir) if a.detector_dir else None,
+                                DetectorOptions(mode=mode, backend="cpu"))
+        except MaskwatchError as exc:
+            return [Result(name="res10 %s" % mode, kind="detector", backend="cv2.dnn", skipped=str(exc))]
+        init = (time.perf_counter() - t0) * 1000.0
+        t = time.perf_counter()
+        det.detect(frame)
+        first = (time.perf_counter() - t) * 1000.0
+        st = measure(lambda: det.detect(frame), warmup=max(1, a.warmup // 5), runs=max(5, a.runs // 5),
+                     min_time=a.min_time)
+        out.append(Result(name="res10 %s %dx%d" % (mode, frame.shape[1], frame.shape[0]), kind="detector",
+                          backend="cv2.dnn cpu", precision="fp32", init_ms=round(init, 2), first_ms=round(first, 3),
+                          rss_mb=rss_mb(), **st))
+    try:
+        import cv2
+
+        if cv2.cuda.getCudaEnabledDeviceCount() == 0:
+            out.append(Result(name="res10 single (CUDA)", kind="detector", backend="cv2.dnn cuda",
+                              skipped="this OpenCV build has no CUDA device"))
+    except (AttributeError, Exception):  # noqa: BLE001
+        out.append(Result(name="res10 single (CUDA)", kind="detector", backend="cv2.dnn cuda",
+                          skipped="this OpenCV build has no CUDA module"))
+    return out
+
+
+def bench_clip(a) -> Path:
+    """An entrance-like clip: three visitors, the doorway empty half of the time."""
+    from . import assets, demo
+
+    out = Path(a.clip) if a.clip else Path(a.work) / "bench-entrance.mp4"
+    if out.exists():
+        return out
+    face = assets.fetch(assets.DEMO_FACE, assets.default_cache_dir(), timeout=5)
+    visits = (demo.Visit("none", 2.0, 6.0), demo.Visit("mask", 10.0, 14.0), demo.Visit("below_nose", 18.0, 22.0))
+    return demo.make_clip(face, out, fps=15.0, seconds=24.0, visits=visits)
+
+
+def run_pipeline(cfg: Dict[str, Any], clip: Path, classifier=None, detector=None) -> Dict[str, Any]:
+    """The daemon's own Pipeline on a file, with a publisher that keeps messages in memory."""
+    from .capture import FrameSource
+    from .pipeline import Pipeline
+    from .publish import Publisher
+
+    class Memory(Publisher):
+        def __init__(self) -> None:
+            self.items: List[tuple] = []
+
+        def publish(self, kind, payload):
+            self.items.append((kind, payload))
+
+    pub = Memory()
+    pipe = Pipeline(cfg, pub, detector=detector, classifier=classifier)
+    src = FrameSource(str(clip)).open()
+    t0 = time.perf_counter()
+    pipe.run(src)
+    wall = time.perf_counter() - t0
+    src.close()
+    verdicts = [(d.label) for d in pipe.decisions]
+    return {"frames": pipe.frames, "seconds": wall, "fps": pipe.frames / wall, "detector_runs": pipe.detector_runs,
+            "det_ms_total": float(np.sum(pipe.det_ms)), "cls_ms_total": float(np.sum(pipe.cls_ms)),
+            "verdicts": verdicts, "events": pipe.events}
+
+
+def bench_pipeline(a, bundle_path: Path) -> List[Result]:
+    from .config import defaults
+
+    clip = bench_clip(a)
+    base = defaults()
+    base["source"]["url"] = str(clip)
+    base["classifier"]["bundle"] = str(bundle_path)
+    base["detector"]["min_face_px"] = 40
+    base["counts"]["interval_s"] = 3600.0
+    base["stats"]["interval_s"] = 3600.0
+    if a.detector_dir:
+        base["detector"]["model_dir"] = a.detector_dir
+    out = []
+    runs = {}
+    for name, motion in (("pipeline detector every frame", False), ("pipeline motion-gated", True)):
+        cfg = json.loads(json.dumps(base))
+        cfg["motion"]["enabled"] = motion
+        r = run_pipeline(cfg, clip)
+        runs[name] = r
+        det_pf = r["det_ms_total"] / max(1, r["frames"])
+        total_pf = r["seconds"] * 1000.0 / max(1, r["frames"])
+        out.append(Result(name=name, kind="pipeline", backend="litert int8 + res10 single", count=r["frames"],
+                          mean_ms=round(total_pf, 3), rss_mb=rss_mb(),
+                          extra={"fps": round(r["fps"], 2), "detector_runs": r["detector_runs"],
+                                 "detector_ms_per_frame": round(det_pf, 3),
+                                 "overhead_vs_detector": round((total_pf - det_pf) / det_pf, 4) if det_pf else None,
+                                 "verdicts": r["verdicts"], "clip": str(clip)}))
+    try:
+        from export.kerasbench import seed_pipeline  # type: ignore
+
+        seed = seed_pipeline(a, bundle_path, clip)
+        out.append(Result(name="pipeline seed-style (res10 + Keras predict per face, every frame)", kind="pipeline",
+                          backend="keras predict + res10", count=seed["frames"],
+                          mean_ms=round(seed["seconds"] * 1000.0 / max(1, seed["frames"]), 3), rss_mb=rss_mb(),
+                          extra={"fps": round(seed["fps"], 2)}))
+        gated = runs["pipeline motion-gated"]
+        out[-1].extra["gated_speedup"] = round(gated["fps"] / seed["fps"], 2)
+    except ImportError as exc:
+        out.append(Result(name="pipeline seed-style (Keras predict)", kind="pipeline", backend="keras",
+                          skipped="TensorFlow/export extra not installed (%s)" % exc))
+    a_v, b_v = runs["pipeline detector every frame"]["verdicts"], runs["pipeline motion-gated"]["verdicts"]
+    out[1].extra["same_verdicts_as_ungated"] = a_v == b_v
+    return out
+
+
+# -- output ------------------------------------------------------------------------------------------------------
+COLUMNS = ("name", "batch", "count", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "per_image_ms", "init_ms",
+           "first_ms", "rss_mb")
+
+
+def table(results: Sequence[Result]) -> str:
+    rows = [["name", "b", "n", "p50 ms", "p90 ms", "p99 ms", "mean", "std", "ms/img", "init ms", "1st ms", "RSS MB"]]
+    for r in results:
+        if r.skipped:
+            continue
+        rows.append([r.name, str(r.batch), str(r.count)] + ["" if getattr(r, c) is None else "%.3g" % getattr(r, c)
+                                                             for c in COLUMNS[3:]])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+             for row in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    for r in results:
+        if r.kind == "pipeline" and not r.skipped:
+            lines.append("%s: %s fps, %s" % (r.name, r.extra.get("fps"), {k: v for k, v in r.extra.items()
+                                                                            if k not in ("fps", "verdicts", "clip")}))
+    skipped = [r for r in results if r.skipped]
+    if skipped:
+        lines.append("skipped:")
+        lines += ["  %s: %s" % (r.name, r.skipped) for r in skipped]
+    return "\n".join(lines)
+
+
+def write_png(results: Sequence[Result], path: Path, title: str) -> Optional[Path]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib not installed: no PNG (pip install matplotlib)")
+        return None
+    rows = [r for r in results if not r.skipped and r.p50_ms is not None and r.batch == 1]
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.5))
+    names = [r.name for r in rows]
+    p50 = [r.p50_ms for r in rows]
+    p95 = [r.p95_ms for r in rows]
+    y = np.arange(len(rows))
+    ax.barh(y, p95, color="#c8d6e5", label="p95")
+    ax.barh(y, p50, color="#2e86de", label="p50")
+    ax.set_yticks(y)
+    ax.set_yticklabels(names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("latency per call, ms (log scale, batch 1)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="lower right")
+    for yi, v in zip(y, p50):
+        ax.text(v, yi, " %.2f" % v, va="center", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(str(path), dpi=110)
+    plt.close(fig)
+    return path
+
+
+def compare(new: Dict[str, Any], old: Dict[str, Any], threshold: float) -> List[str]:
+    """Ratios new/old of p50 per (name, batch); returns the regressions beyond `threshold` (0.2 = 20 % slower)."""
+    def key(r):
+        return (r["name"], r.get("batch", 1))
+
+    old_rows = {key(r): r for r in old.get("results", []) if not r.get("skipped")}
+    lines, regressions = [], []
+    for r in new.get("results", []):
+        o = old_rows.get(key(r))
+        metric = "p50_ms" if r.get("p50_ms") is not None else "mean_ms"
+        if r.get("skipped") or o is None or not o.get(metric) or r.get(metric) is None:
+            continue
+        ratio = r[metric] / o[metric]
+        flag = ratio > 1.0 + threshold
+        lines.append("%-50s b%-2s %8.3f -> %8.3f ms  x%.2f%s" % (r["name"][:50], r.get("batch", 1), o[metric],
+                                                                 r[metric], ratio, "  REGRESSION" if flag else ""))
+        if flag:
+            regressions.append(lines[-1])
+    print("\n".join(lines))
+    return regressions
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edge-bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bundle", default=None, help="model bundle (default: the shipped one)")
+    p.add_argument("--extra-bundle", action="append", default=[], help="more bundles (e.g. another model size)")
+    p.add_argument("--threads", type=int, nargs="+", default=[2])
+    p.add_argument("--batch", type=int, nargs="+", default=[1, 8])
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--runs", type=int, default=100)
+    p.add_argument("--min-time", type=float, default=2.0, help="seconds each measurement runs at least")
+    p.add_argument("--onnx-providers", nargs="+",
+                   default=["CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"])
+    p.add_argument("--detector-modes", nargs="+", default=["single", "native", "tiles"])
+    p.add_argument("--detector-dir", default=None)
+    p.add_argument("--frame", default=None, help="image for the detector bench (default: a demo clip frame)")
+    p.add_argument("--clip", default=None, help="clip for the pipeline bench (default: a generated entrance clip)")
+    p.add_argument("--no-keras", action="store_true", help="skip the Keras (TensorFlow) rows")
+    p.add_argument("--no-pipeline", action="store_true")
+    p.add_argument("--only", choices=("classifier", "detector", "pipeline"), nargs="+", default=None)
+    p.add_argument("--state-dir", default=None, help="where TensorRT engines are cached")
+    p.add_argument("--work", default=".bench", help="scratch folder for generated clips")
+    p.add_argument("--json", default=None, help="write results JSON here")
+    p.add_argument("--csv", default=None)
+    p.add_argument("--png", default=None)
+    p.add_argument("--compare", default=None, help="older results JSON: print ratios, exit 1 on a regression")
+    p.add_argument("--threshold", type=float, default=0.25, help="slowdown that counts as a regression (0.25=25%%)")
+    p.add_argument("--from-json", default=None, help="skip measuring: load results from this JSON (for --compare)")
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    a = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        if a.from_json:
+            doc = json.loads(Path(a.from_json).read_text())
+        else:
+            doc = run_all(a)
+        if a.json:
+            Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(a.json).write_text(json.dumps(doc, indent=1))
+        if a.csv:
+            with open(a.csv, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=list(asdict(Result("", "")).keys()))
+                w.writeheader()
+                for r in doc["results"]:
+                    w.writerow({k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in r.items()})
+        if a.png:
+            write_png([Result(**r) for r in doc["results"]], Path(a.png),
+                      "%s, %s cores" % (doc["machine"]["cpu"], doc["machine"]["cores"]))
+        if not a.from_json:
+            print(table([Result(**r) for r in doc["results"]]))
+        if a.compare:
+            old = json.loads(Path(a.compare).read_text())
+            regressions = compare(doc, old, a.threshold)
+            if regressions:
+                print("edge-bench: %d regression(s) beyond %.0f%%" % (len(regressions), a.threshold * 100),
+                      file=sys.stderr)
+                return 1
+        return 0
+    except MaskwatchError as exc:
+        print("edge-bench: error: %s" % exc, file=sys.stderr)
+        return exc.exit_code
+    except (OSError, ValueError) as exc:
+        print("edge-bench: error: %s" % exc, file=sys.stderr)
+        return 1
+
+
+def run_all(a) -> Dict[str, Any]:
+    from .bundle import load_bundle
+    from .pipeline import default_bundle_path
+
+    only = set(a.only or ("classifier", "detector", "pipeline"))
+    if a.no_pipeline:
+        only.discard("pipeline")
+    bundle_paths = [Path(a.bundle) if a.bundle else default_bundle_path()] + [Path(p) for p in a.extra_bundle]
+    bundles = [load_bundle(p, verify=True) for p in bundle_paths]
+    results: List[Result] = []
+    plans = []
+    if "classifier" in only:
+        for b in bundles:
+            plans += [(b, item) for item in classifier_plan(b, a.threads, a.onnx_providers)]
+    prog = Progress(len(plans) + 3)
+    for b, item in plans:
+        prog.step(item["name"])
+        for r in bench_classifier(b, item, a.batch, a):
+            r.extra["model_id"] = b.model_id
+            results.append(r)
+    if "classifier" in only and not a.no_keras:
+        for b in bundles:
+            prog.step("keras %s" % b.model_id)
+            for r in keras_results(a, b, a.batch):
+                r.extra["model_id"] = b.model_id
+                results.append(r)
+    if "detector" in only:
+        prog.step("detector")
+        import cv2
+
+        from .datasets_io import read_image
+
+        frame = read_image(Path(a.frame)) if a.frame else None
+        if frame is None:
+            cap = cv2.VideoCapture(str(bench_clip(a)))
+            for _ in range(60):
+                ok, frame = cap.read()
+            cap.release()
+        results += bench_detector(a, frame)
+    if "pipeline" in only:
+        prog.step("pipeline")
+        results += bench_pipeline(a, bundle_paths[0])
+    prog.close()
+    return {"tool": "edge-bench", "version": __version__, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "command": "edge-bench " + " ".join(sys.argv[1:]), "machine": machine(),
+            "method": {"warmup": a.warmup, "runs": a.runs, "min_time_s": a.min_time, "threads": a.threads,
+                       "batches": a.batch},
+            "bundles": [{"path": str(b.path), "model_id": b.model_id} for b in bundles],
+            "results": [asdict(r) for r in results]}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

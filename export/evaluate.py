@@ -1,0 +1,236 @@
+"""`edge-export evaluate`: the numbers a control room can trust, and pictures of them.
+
+Crop level: per-class precision/recall/F1, macro-F1, confusion matrix, training
+curves, a contact sheet of mistakes. Scene level (VOC scenes of the held-out
+split, the real res10 detector): face recall at IoU >= 0.4, and F1 of the
+"non-compliant" verdict per annotated face with missed faces counted as misses,
+next to its ceiling (the same F1 if every found face were classified right).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import metrics
+from .datasets import LABELS, parse_voc, normalise_label
+
+log = logging.getLogger(__name__)
+NON_COMPLIANT = {1, 2}
+
+
+def plot_confusion(cm: np.ndarray, labels: Sequence[str], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(cm)
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    short = [l.replace("mask_weared_incorrect", "incorrect").replace("_", " ") for l in labels]
+    ax.set_xticks(range(len(labels)))
+    ax.set_yticks(range(len(labels)))
+    ax.set_xticklabels(short)
+    ax.set_yticklabels(short)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, "%d\n%.0f%%" % (cm[i, j], 100 * norm[i, j]), ha="center", va="center",
+                    color="white" if norm[i, j] > 0.5 else "black", fontsize=9)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(str(path), dpi=120)
+    plt.close(fig)
+
+
+def plot_curves(history: Dict[str, List[float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for ax, key in zip(axes, ("loss", "accuracy")):
+        if key in history:
+            ax.plot(history[key], label="train")
+        if "val_" + key in history:
+            ax.plot(history["val_" + key], label="val")
+        ax.set_title(key)
+        ax.set_xlabel("epoch")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(str(path), dpi=110)
+    plt.close(fig)
+
+
+def contact_sheet(images: np.ndarray, captions: Sequence[str], path: Path, cols: int = 8, cell: int = 96) -> None:
+    """A grid of crops with 'true -> predicted' under each, for a person to look at."""
+    import cv2
+
+    n = len(images)
+    if n == 0:
+        sheet = np.full((40, 300, 3), 255, np.uint8)
+        cv2.putText(sheet, "no mistakes", (10, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1)
+        cv2.imwrite(str(path), sheet)
+        return
+    rows = (n + cols - 1) // cols
+    sheet = np.full((rows * (cell + 28), cols * cell, 3), 255, np.uint8)
+    for i, (img, cap) in enumerate(zip(images, captions)):
+        r, c = divmod(i, cols)
+        tile = cv2.cvtColor(cv2.resize(img, (cell, cell)), cv2.COLOR_RGB2BGR)
+        y, x = r * (cell + 28), c * cell
+        sheet[y:y + cell, x:x + cell] = tile
+        for k, line in enumerate(cap.split("\n")[:2]):
+            cv2.putText(sheet, line[:18], (x + 2, y + cell + 11 + 12 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.33,
+                        (0, 0, 160), 1, cv2.LINE_AA)
+    cv2.imwrite(str(path), sheet)
+
+
+def predict_crops(a, run: Path, images: np.ndarray) -> Tuple[np.ndarray, str]:
+    """Probabilities from a bundle variant (the device path) or the run's Keras model."""
+    if a.bundle:
+        from edge.bundle import load_bundle
+        from edge.classifier import MaskClassifier
+
+        from .convert import _resize
+
+        b = load_bundle(Path(a.bundle))
+        clf = MaskClassifier(b, a.variant, fallback=False)
+        return clf.infer(_resize(images, b.input_size[0]), max_batch=32), "%s:%s" % (b.model_id, a.variant)
+    import keras
+
+    from .train import predict
+
+    model = keras.models.load_model(str(run / "model.keras"))
+    return predict(model, images, int(model.input_shape[1])), "keras:%s" % run.name
+
+
+def match(gt: List[Tuple[int, int, int, int]], det: List[Tuple[int, int, int, int]], thr: float) -> Dict[int, int]:
+    """Greedy IoU matching: gt index -> det index."""
+    from edge.types import iou
+
+    pairs = sorted(((iou(g, d), gi, di) for gi, g in enumerate(gt) for di, d in enumerate(det)), reverse=True)
+    used_g, used_d, out = set(), set(), {}
+    for o, gi, di in pairs:
+        if o < thr:
+            break
+        if gi in used_g or di in used_d:
+            continue
+        used_g.add(gi)
+        used_d.add(di)
+        out[gi] = di
+    return out
+
+
+def scene_eval(scene_dir: Path, scene_ids: Sequence[str], classifier, modes: Sequence[str],
+               iou_thr: float = 0.4, detector_dir: Optional[Path] = None) -> Dict[str, Any]:
+    from edge.datasets_io import read_image
+    from edge.detector import DetectorOptions, load_detector
+
+    out: Dict[str, Any] = {"scenes": len(scene_ids), "iou": iou_thr, "modes": {}}
+    scenes = []
+    for sid in scene_ids:
+        fname, objs = parse_voc(scene_dir / "annotations" / (sid + ".xml"))
+        img = read_image(scene_dir / "images" / fname)
+        if img is None:
+            continue
+        gt = [(b, LABELS.index(normalise_label(n))) for n, b in objs if normalise_label(n)]
+        scenes.append((sid, img, gt))
+    out["faces"] = sum(len(s[2]) for s in scenes)
+    for mode in modes:
+        det = load_detector(detector_dir, DetectorOptions(mode=mode, confidence=0.5))
+        tp = fp = fn = 0
+        ctp = cfn = 0
+        found = 0
+        ms = []
+        cls_right = cls_total = 0
+        for sid, img, gt in scenes:
+            t = time.perf_counter()
+            faces = det.detect(img)
+            ms.append((time.perf_counter() - t) * 1000.0)
+            if faces:
+                classifier.classify(img, faces)
+            m = match([g[0] for g in gt], [f.box for f in faces], iou_thr)
+            found += len(m)
+            for gi, (box, y) in enumerate(gt):
+                bad = y in NON_COMPLIANT
+                if gi in m:
+                    pred = LABELS.index(faces[m[gi]].label)
+                    cls_total += 1
+                    cls_right += int(pred == y)
+                    pbad = pred in NON_COMPLIANT
+                    tp += int(bad and pbad)
+                    fn += int(bad and not pbad)
+                    fp += int(pbad and not bad)
+                    ctp += int(bad)  # ceiling: the found face classified right
+                else:
+                    fn += int(bad)
+                    cfn += int(bad)
+            matched = set(m.values())
+            fp += sum(1 for di, f in enumerate(faces) if di not in matched and LABELS.index(f.label) in NON_COMPLIANT)
+        f1 = metrics.binary_f1(tp, fp, fn)
+        ceiling = metrics.binary_f1(ctp, 0, cfn)
+        out["modes"][mode] = {
+            "face_recall": round(found / max(1, out["faces"]), 4), "faces_found": found,
+            "noncompliant": f1, "noncompliant_ceiling": ceiling,
+            "fraction_of_ceiling": round(f1["f1"] / ceiling["f1"], 4) if ceiling["f1"] else None,
+            "classifier_accuracy_on_found": round(cls_right / max(1, cls_total), 4),
+            "ms_per_frame_p50": round(float(np.median(ms)), 1), "ms_per_frame_mean": round(float(np.mean(ms)), 1),
+        }
+        log.info("scene eval %s: %s", mode, json.dumps(out["modes"][mode]))
+    return out
+
+
+def main(a) -> int:
+    from .cli import _split_arrays, load_crops
+
+    run = Path(a.run)
+    crops = load_crops(Path(a.crops))
+    which = 2
+    images, labels, idx = _split_arrays(run, crops, which)
+    probs, what = predict_crops(a, run, images)
+    pred = probs.argmax(1)
+    rep = metrics.report(labels, pred, LABELS)
+    out = Path(a.out) if a.out else run / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    rep["model"] = what
+    rep["split"] = "test (held out, near-duplicates grouped)"
+    by_source = {}
+    for src in np.unique(crops["sources"][idx]):
+        sel = crops["sources"][idx] == src
+        by_source[str(src)] = metrics.report(labels[sel], pred[sel], LABELS)
+    rep["by_source"] = by_source
+    plot_confusion(np.array(rep["confusion"]), LABELS, out / "confusion.png",
+                   "%s - test crops, macro-F1 %.3f" % (what, rep["macro_f1"]))
+    tj = run / "train.json"
+    if tj.exists():
+        plot_curves(json.loads(tj.read_text())["history"], out / "curves.png")
+    wrong = np.nonzero(pred != labels)[0]
+    wrong = wrong[np.argsort(-probs[wrong].max(1))][:64]  # most confident mistakes first
+    short = {"with_mask": "mask", "without_mask": "none", "mask_weared_incorrect": "incorrect"}
+    contact_sheet(images[wrong], ["%s>%s %.2f\n%s" % (short[LABELS[labels[i]]], short[LABELS[pred[i]]],
+                                                      probs[i].max(), Path(str(crops["files"][idx[i]])).name)
+                                  for i in wrong], out / "mistakes.png")
+    if a.scenes:
+        from edge.bundle import load_bundle
+        from edge.classifier import MaskClassifier
+
+        groups = set(str(g) for g in crops["groups"][idx])
+        sids = sorted(g.split(":", 1)[1] for g in groups if g.startswith(Path(a.scenes).name + ":"))
+        if not a.bundle:
+            raise SystemExit("scene evaluation needs --bundle (it runs the device's classifier)")
+        clf = MaskClassifier(load_bundle(Path(a.bundle)), a.variant, fallback=False)
+        rep["scene_level"] = scene_eval(Path(a.scenes), sids, clf, ("single", "native", "tiles"))
+    (out / "metrics.json").write_text(json.dumps(rep, indent=1))
+    print(json.dumps({"macro_f1": rep["macro_f1"], "per_class": rep["per_class"], "report": str(out),
+                      "scene_level": {m: {k: v[k] for k in ("face_recall", "noncompliant", "fraction_of_ceiling",
+                                                            "ms_per_frame_p50")}
+                                      for m, v in rep.get("scene_level", {}).get("modes", {}).items()}}, indent=1))
+    return 0

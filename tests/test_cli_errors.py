@@ -1,0 +1,63 @@
+"""Bad input gives one clear line and a non-zero exit, never a traceback."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from conftest import ROOT, run_cli
+
+
+def one_line_error(r, needle: str) -> None:
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr, r.stderr
+    errors = [l for l in r.stderr.splitlines() if "error" in l.lower()]
+    assert errors and needle in errors[-1], r.stderr
+
+
+def cfg(tmp_path: Path, url: str, extra: str = "") -> Path:
+    p = tmp_path / "c.yaml"
+    p.write_text("site: s\nsource:\n  url: %s\n%s" % (url, extra))
+    return p
+
+
+def test_unreadable_video(tmp_path):
+    bad = tmp_path / "clip.mp4"
+    bad.write_bytes(b"this is not a video")
+    r = run_cli(["edge-maskd", "run", "--config", cfg(tmp_path, bad)])
+    one_line_error(r, "cannot be read as video")
+    assert r.returncode == 66
+
+
+def test_missing_video(tmp_path):
+    r = run_cli(["edge-maskd", "run", "--config", cfg(tmp_path, tmp_path / "none.mp4")])
+    one_line_error(r, "not found")
+
+
+def test_missing_detector_weights(tmp_path, demo_clip):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = run_cli(["edge-maskd", "run", "--config", cfg(tmp_path, demo_clip, "detector:\n  model_dir: %s\n" % empty)])
+    one_line_error(r, "edge-maskd assets fetch")
+    assert "deploy.prototxt" in r.stderr
+
+
+def test_manifest_hash_mismatch_refuses_to_start(tmp_path, demo_clip, detector_dir, shipped_bundle):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(shipped_bundle, bundle)
+    man = json.loads((bundle / "manifest.json").read_text())
+    victim = bundle / man["variants"][man["default_variant"]]["file"]
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    r = run_cli(["edge-maskd", "run", "--config",
+                 cfg(tmp_path, demo_clip, "classifier:\n  bundle: %s\n" % bundle)])
+    one_line_error(r, "does not match the manifest")
+    assert str(victim) in r.stderr
+
+
+def test_classify_unreadable_image_is_reported(tmp_path, shipped_bundle):
+    bad = tmp_path / "x.jpg"
+    bad.write_text("nope")
+    r = run_cli(["edge-maskd", "classify", bad])
+    assert r.returncode == 1 and "not a readable image" in r.stderr and "Traceback" not in r.stderr

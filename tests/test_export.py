@@ -1,0 +1,202 @@
+"""export/: readers, leak-free splitting, metrics, and a tiny model converted end to end (TensorFlow)."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from export import datasets, metrics, split
+
+LABELS = list(datasets.LABELS)
+
+
+# -- dataset readers -------------------------------------------------------------------------------------
+def _png(path: Path, w=200, h=150, seed=0) -> None:
+    import cv2
+
+    img = np.random.RandomState(seed).randint(0, 255, (h, w, 3)).astype(np.uint8)
+    cv2.imwrite(str(path), img)
+
+
+def _voc(path: Path, fname: str, objs) -> None:
+    body = "".join("<object><name>%s</name><bndbox><xmin>%d</xmin><ymin>%d</ymin><xmax>%d</xmax><ymax>%d</ymax>"
+                   "</bndbox></object>" % ((n,) + tuple(b)) for n, b in objs)
+    path.write_text("<annotation><filename>%s</filename>%s</annotation>" % (fname, body))
+
+
+def test_voc_reader_crops_and_skips_bad_files_by_name(tmp_path, caplog):
+    root = tmp_path / "scenes"
+    (root / "images").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    _png(root / "images" / "s1.png")
+    _voc(root / "annotations" / "s1.xml", "s1.png", [("with_mask", (10, 10, 60, 70)),
+                                                     ("mask_weared_incorrect", (100, 20, 150, 90)),
+                                                     ("without_mask", (0, 0, 3, 3))])  # too small: ignored
+    (root / "annotations" / "s2.xml").write_text("<annotation><object>")  # malformed XML
+    (root / "images" / "s3.png").write_text("not a png")
+    _voc(root / "annotations" / "s3.xml", "s3.png", [("with_mask", (1, 1, 50, 50))])
+    rep = datasets.Report()
+    with caplog.at_level(logging.WARNING):
+        crops = datasets.read_voc(root, margin=0.1, size=32, source="scenes", report=rep)
+    assert [c.label for c in crops] == ["with_mask", "mask_weared_incorrect"]
+    assert all(c.image.shape == (32, 32, 3) and c.group == "scenes:s1" for c in crops)
+    skipped = dict(rep.skipped)
+    assert str(root / "annotations" / "s2.xml") in skipped
+    assert str(root / "images" / "s3.png") in skipped
+    assert "s2.xml" in caplog.text and "s3.png" in caplog.text
+    assert rep.counts["scenes"] == {"with_mask": 1, "mask_weared_incorrect": 1}
+
+
+def test_folder_reader_maps_class_names_and_skips_unreadable(tmp_path):
+    root = tmp_path / "set"
+    for d in ("WithMask", "without_mask", "notes"):
+        (root / d).mkdir(parents=True)
+    _png(root / "WithMask" / "a b ü.jpg", seed=1)
+    _png(root / "without_mask" / "c.png", seed=2)
+    (root / "without_mask" / "broken.jpg").write_bytes(b"\xff\xd8garbage")
+    rep = datasets.Report()
+    crops = datasets.read_folders(root, margin=0.1, size=24, source="set", report=rep)
+    assert sorted(c.label for c in crops) == ["with_mask", "without_mask"]
+    assert [w for f, w in rep.skipped if f.endswith("broken.jpg")]
+    assert datasets.normalise_label("Mask-Worn-Incorrectly") == "mask_weared_incorrect"
+    assert datasets.normalise_label("cats") is None
+
+
+# -- splitting ---------------------------------------------------------------------------------------------
+def test_near_duplicates_never_cross_splits():
+    rng = np.random.RandomState(0)
+    base = rng.randint(0, 255, (60, 32, 32, 3)).astype(np.uint8)
+    import cv2
+
+    base = np.stack([cv2.GaussianBlur(b, (7, 7), 0) for b in base])
+    # each image also appears slightly brightened under another group name (a re-posted copy)
+    copies = np.clip(base.astype(int) + 6, 0, 255).astype(np.uint8)
+    images = np.concatenate([base, copies])
+    labels = np.array([i % 3 for i in range(60)] * 2)
+    groups = ["orig:%d" % i for i in range(60)] + ["copy:%d" % i for i in range(60)]
+    hashes = split.phash64(images)
+    pairs = split.near_duplicate_pairs(hashes, 6)
+    linked = {(a, b) for a, b in pairs}
+    assert sum((i, i + 60) in linked for i in range(60)) >= 55  # the detector finds the copies
+    clusters = split.merge_groups(groups, pairs)
+    assign = split.grouped_stratified_split(labels, clusters, seed=3)
+    assert split.leak_report(hashes, assign, 6)["crossing_pairs"] == 0
+    for s in (0, 1, 2):
+        assert set(labels[assign == s]) == {0, 1, 2}  # every class on every side
+    # without grouping by near-duplicates a random split would leak
+    naive = np.random.RandomState(3).randint(0, 3, len(labels))
+    assert split.leak_report(hashes, naive, 6)["crossing_pairs"] > 0
+
+
+def test_split_is_seeded_and_roughly_70_15_15():
+    labels = np.array([0] * 700 + [1] * 250 + [2] * 50)
+    clusters = np.arange(1000) // 2
+    a = split.grouped_stratified_split(labels, clusters, seed=1)
+    b = split.grouped_stratified_split(labels, clusters, seed=1)
+    assert (a == b).all()
+    frac = np.bincount(a, minlength=3) / 1000.0
+    assert np.allclose(frac, [0.70, 0.15, 0.15], atol=0.03)
+    assert np.sum((a == 2) & (labels == 2)) >= 6
+
+
+# -- metrics -------------------------------------------------------------------------------------------------
+def test_metrics_report_on_known_confusion():
+    y = np.array([0, 0, 0, 1, 1, 2])
+    p = np.array([0, 0, 1, 1, 1, 0])
+    r = metrics.report(y, p, LABELS)
+    assert r["confusion"] == [[2, 1, 0], [0, 2, 0], [1, 0, 0]]
+    assert r["per_class"]["with_mask"]["precision"] == pytest.approx(2 / 3, abs=1e-4)
+    assert r["per_class"]["without_mask"]["recall"] == 1.0
+    assert r["per_class"]["mask_weared_incorrect"]["f1"] == 0.0
+    assert r["macro_f1"] == pytest.approx((2 / 3 + 0.8 + 0) / 3, abs=1e-4)
+
+
+# -- conversion (TensorFlow) --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory):
+    tf = pytest.importorskip("tensorflow")
+    import keras
+
+    from export.convert import convert
+
+    tmp = tmp_path_factory.mktemp("tiny")
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((32, 32, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inp)
+    x = keras.layers.Conv2D(8, 3, activation="relu")(x)
+    x = keras.layers.DepthwiseConv2D(3, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    out = keras.layers.Dense(3, activation="softmax")(x)
+    model = keras.Model(inp, out, name="tiny")
+    rng = np.random.RandomState(0)
+    # three visually different classes so the model learns something real
+    X = rng.randint(0, 80, (150, 32, 32, 3)).astype(np.uint8)
+    y = np.arange(150) % 3
+    X[y == 1, :, :, 0] += 150
+    X[y == 2, 16:, :, 2] += 160
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(X.astype("float32"), y, epochs=15, verbose=0)
+    model.save(str(tmp / "tiny.keras"))
+    manifest = convert(tmp / "tiny.keras", tmp / "bundle", labels=LABELS, representative=X[:60],
+                       eval_images=X[60:], eval_labels=y[60:], crop_margin=0.15, model_id="tiny-test")
+    return tmp / "bundle", manifest, X[60:], y[60:]
+
+
+@pytest.mark.slow
+def test_tiny_model_converts_to_every_variant_with_parity(tiny_bundle):
+    from edge.assets import sha256_file
+    from edge.bundle import load_bundle
+    from edge.classifier import MaskClassifier
+
+    path, manifest, X, y = tiny_bundle
+    assert set(manifest["variants"]) >= {"tflite_fp32", "tflite_fp16", "tflite_int8", "tflite_edgetpu", "onnx"}
+    for name, entry in manifest["files"].items():
+        assert sha256_file(path / name) == entry["sha256"]
+    int8 = manifest["variants"]["tflite_int8"]
+    assert int8["input"]["dtype"] == "uint8" and int8["output"]["dtype"] == "uint8"
+    assert int8["input"]["quantization"]["scale"] > 0
+    tpu = manifest["variants"]["tflite_edgetpu"]
+    assert tpu["input"]["shape"][0] == 1 and "edgetpu_compiler" in tpu
+    keras_f1 = manifest["metrics"]["keras_fp32"]["macro_f1"]
+    assert keras_f1 > 0.9, "the tiny model should learn the synthetic classes"
+    par = {k: v["parity"] for k, v in manifest["variants"].items()}
+    assert par["tflite_fp32"]["max_abs_prob_diff"] < 1e-4
+    assert par["onnx"]["max_abs_prob_diff"] < 1e-4
+    assert par["tflite_fp16"]["max_abs_prob_diff"] < 2e-2
+    assert par["tflite_int8"]["top1_agreement"] >= 0.95 and par["tflite_int8"]["max_abs_prob_diff"] < 0.1
+    # the device path (edge backends) reproduces the manifest's numbers
+    b = load_bundle(path, verify=True)
+    for key in ("tflite_int8", "onnx"):
+        probs = MaskClassifier(b, key).infer(X)
+        f1 = metrics.report(y, probs.argmax(1), LABELS)["macro_f1"]
+        assert f1 == pytest.approx(par[key]["macro_f1"], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_verify_fails_loudly_on_tampered_file(tiny_bundle, tmp_path):
+    import shutil
+
+    path = tiny_bundle[0]
+    ok = run_cli(["edge-export", "verify", path])
+    assert ok.returncode == 0, ok.stderr
+    copy = tmp_path / "b"
+    shutil.copytree(path, copy)
+    f = copy / "model_fp16.tflite"
+    f.write_bytes(f.read_bytes()[:-1] + b"\x00")
+    r = run_cli(["edge-export", "verify", copy])
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert str(f) in r.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_convert_does_not_overwrite_a_bundle(tiny_bundle):
+    from export.convert import convert
+
+    path, _, X, y = tiny_bundle
+    with pytest.raises(FileExistsError):
+        convert(path.parent / "tiny.keras", path, labels=LABELS, representative=X, eval_images=X, eval_labels=y,
+                crop_margin=0.1)
