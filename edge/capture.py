@@ -49,7 +49,7 @@ def classify_source(url: Union[str, int], kind: str = "auto") -> str:
 class FrameSource:
     def __init__(self, url: Union[str, int], kind: str = "auto", *, width: Optional[int] = None,
                  height: Optional[int] = None, fps: Optional[float] = None, loop: bool = False,
-                 realtime: bool = False, reconnect_initial_s: float = 1.0, reconnect_max_s: float = 30.0,
+                 realtime: bool = False, drop_late: bool = False, reconnect_initial_s: float = 1.0, reconnect_max_s: float = 30.0,
                  max_frames: Optional[int] = None) -> None:
         import cv2
 
@@ -57,7 +57,7 @@ class FrameSource:
         self.url = url
         self.kind = classify_source(url, kind)
         self.width, self.height, self.fps = width, height, fps
-        self.loop, self.realtime = loop, realtime
+        self.loop, self.realtime, self.drop_late = loop, realtime, drop_late
         self.backoff0, self.backoff_max = reconnect_initial_s, reconnect_max_s
         self.max_frames = max_frames
         self.live = self.kind not in ("file",)
@@ -67,6 +67,8 @@ class FrameSource:
         self.dropped = 0
         self.outages = 0
         self.reconnects = 0
+        self.attempts = 0
+        self.lost_since = self.last_log = 0.0
         self._latest: Optional[Frame] = None
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -153,11 +155,17 @@ class FrameSource:
                 delay = min(self.backoff_max, delay * 2)
 
     def _lost(self, why: str, delay: float) -> None:
+        now = time.monotonic()
+        self.attempts += 1
         if self.state != "lost":
             self.outages += 1
+            self.lost_since = self.last_log = now
+            self.attempts = 1
             log.warning("camera lost: %s; reconnecting with backoff (next try in %.1f s)", why, delay)
-        else:
-            log.info("camera still lost: %s; retry in %.1f s", why, delay)
+        elif now - self.last_log >= 60.0:  # one line a minute while it stays lost, not one per attempt
+            self.last_log = now
+            log.warning("camera still lost after %.0f s and %d reconnect attempts: %s", now - self.lost_since,
+                        self.attempts, why)
         self.state = "lost"
         self._stop.wait(delay)
 
@@ -181,8 +189,12 @@ class FrameSource:
     def _read_file(self) -> Optional[Frame]:
         cv2 = self.cv2
         if self.realtime:
-            # behave like a camera: skip the frames that a slow pipeline would have missed
-            due = int((time.monotonic() - self._t0) * self.file_fps)
+            # play at the clip's frame rate: a frame is not there before its time; with drop_late the
+            # frames a slow pipeline would have missed are skipped (and counted), as with a camera
+            ahead = self._t0 + self.index / self.file_fps - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+            due = int((time.monotonic() - self._t0) * self.file_fps) if self.drop_late else 0
             while self.index < due:
                 if not self.cap.grab():
                     break

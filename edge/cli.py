@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -48,7 +49,7 @@ def cmd_run(a) -> int:
     _setup_logging(a.log_level or cfg["log_level"])
     s = cfg["source"]
     source = FrameSource(s["url"], s["type"], width=s["width"], height=s["height"], fps=s["fps"], loop=s["loop"],
-                         realtime=s["realtime"], reconnect_initial_s=s["reconnect_initial_s"],
+                         realtime=s["realtime"], drop_late=s["drop_late"], reconnect_initial_s=s["reconnect_initial_s"],
                          reconnect_max_s=s["reconnect_max_s"], max_frames=s["max_frames"])
     source.open()  # a missing or unreadable file fails here, before anything is announced
     m = cfg["mqtt"]
@@ -318,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    # OpenCV and FFmpeg print a warning on every failed camera reconnect; our own log says it once.
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     args = build_parser().parse_args(argv)
     if args.cmd != "run":
         _setup_logging("WARNING")

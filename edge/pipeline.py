@@ -205,7 +205,7 @@ class Pipeline:
         window: Dict[str, int] = {l: 0 for l in self.classifier.labels}
         last_stats = start
         frames_at_stats = 0
-        camera = source.state
+        camera = "starting"  # whatever the source says first (ok, or lost already) is announced
         self.publisher.start(self.status_payload("online", camera="starting"))
         self.notifier.status("starting capture from %s" % source.name)
         last_frame_at = time.monotonic()

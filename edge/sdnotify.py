@@ -21,6 +21,8 @@ class Notifier:
         self.sock: Optional[socket.socket] = None
         if self.address:
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self.sock.setblocking(False)  # a full notify queue must never wedge the frame loop
+        self.last_status = ("", 0.0)
         self.last_ping = 0.0
         self.ready = False
 
@@ -45,7 +47,12 @@ class Notifier:
             self.ready = True
             self.send("READY=1" + ("\nSTATUS=%s" % status if status else ""))
 
-    def status(self, text: str) -> None:
+    def status(self, text: str, min_interval: float = 5.0) -> None:
+        """STATUS= line for `systemctl status`; repeated text is sent at most every `min_interval` s."""
+        now = time.monotonic()
+        if text == self.last_status[0] and now - self.last_status[1] < min_interval:
+            return
+        self.last_status = (text, now)
         self.send("STATUS=%s" % text)
 
     def frame_processed(self, now: Optional[float] = None) -> None:

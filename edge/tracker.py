@@ -38,6 +38,13 @@ class Track:
     best_box: Optional[Box] = None
     best_score: float = -1.0
     decided: bool = False
+    velocity: tuple = (0.0, 0.0)  # px per detected frame, smoothed: walkers are matched where they will be
+
+    def predicted(self) -> Box:
+        steps = self.missed + 1
+        dx, dy = self.velocity[0] * steps, self.velocity[1] * steps
+        b = self.box
+        return (int(b[0] + dx), int(b[1] + dy), int(b[2] + dx), int(b[3] + dy))
 
 
 class Tracker:
@@ -51,16 +58,20 @@ class Tracker:
         """Greedy matching, best IoU first; centroid distance rescues fast walkers with low IoU."""
         pairs = []
         for ti, t in enumerate(self.tracks):
+            pb = t.predicted()
             tw = max(1, t.box[2] - t.box[0])
-            tc = ((t.box[0] + t.box[2]) / 2.0, (t.box[1] + t.box[3]) / 2.0)
+            tc = ((pb[0] + pb[2]) / 2.0, (pb[1] + pb[3]) / 2.0)
             for fi, f in enumerate(faces):
-                o = iou(t.box, f.box)
+                o = max(iou(pb, f.box), iou(t.box, f.box))
                 if o < self.opt.iou:
+                    fw = max(1, f.box[2] - f.box[0])
+                    if not 0.5 < fw / float(tw) < 2.0:
+                        continue  # a face of a very different size is someone else
                     fc = ((f.box[0] + f.box[2]) / 2.0, (f.box[1] + f.box[3]) / 2.0)
                     dist = ((tc[0] - fc[0]) ** 2 + (tc[1] - fc[1]) ** 2) ** 0.5
-                    if dist > 0.5 * tw:
+                    if dist > 1.0 * tw:
                         continue
-                    o = 0.01  # matched by distance only: lower priority than any IoU match
+                    o = 0.01 * (1.0 - dist / (tw + 1.0))  # matched by distance: after every IoU match
                 pairs.append((o, ti, fi))
         pairs.sort(reverse=True)
         used_t, used_f, out = set(), set(), {}
@@ -84,6 +95,11 @@ class Tracker:
                 t = Track(id=self.next_id, box=face.box, first_seen=now, last_frame=frame_index)
                 self.next_id += 1
                 self.tracks.append(t)
+            if fi in matched:
+                steps = t.missed + 1
+                vx = ((face.box[0] + face.box[2]) - (t.box[0] + t.box[2])) / 2.0 / steps
+                vy = ((face.box[1] + face.box[3]) - (t.box[1] + t.box[3])) / 2.0 / steps
+                t.velocity = (0.5 * t.velocity[0] + 0.5 * vx, 0.5 * t.velocity[1] + 0.5 * vy)
             t.box, t.last_frame, t.missed = face.box, frame_index, 0
             seen.add(t.id)
             if face.probs and not t.decided:

@@ -1,0 +1,230 @@
+"""The daemon at a real entrance: broker outages, kill -9, a missing camera, systemd notify/watchdog."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from conftest import BIN, Mosquitto, free_port
+from test_daemon import Subscriber, kiosk_config
+
+
+class Daemon:
+    """edge-maskd run as a child process; its output goes to files (a full pipe would block it)."""
+
+    def __init__(self, cfg: Path, env=None) -> None:
+        e = dict(os.environ)
+        e.update(env or {})
+        self.out_path, self.err_path = cfg.with_suffix(".out"), cfg.with_suffix(".err")
+        self.proc = subprocess.Popen([str(BIN / "edge-maskd"), "run", "--config", str(cfg)],
+                                     stdout=open(self.out_path, "w"), stderr=open(self.err_path, "w"), env=e)
+
+    def wait(self, timeout):
+        return self.proc.wait(timeout)
+
+    def poll(self):
+        return self.proc.poll()
+
+    def send_signal(self, sig):
+        self.proc.send_signal(sig)
+
+    @property
+    def returncode(self):
+        return self.proc.returncode
+
+    @property
+    def stderr_text(self) -> str:
+        return self.err_path.read_text()
+
+
+def start_daemon(cfg: Path, env=None) -> Daemon:
+    return Daemon(cfg, env)
+
+
+def persistent_broker(tmp_path: Path, port: int) -> Mosquitto:
+    d = tmp_path / "broker"
+    d.mkdir(exist_ok=True)
+    # persistence keeps the subscriber's session (and its queued QoS 1 messages) across the broker restart
+    return Mosquitto(d, port=port, extra_conf="persistence true\npersistence_location %s/\nautosave_interval 1\n"
+                     % d)
+
+
+def durable_subscriber(broker: Mosquitto, client_id: str) -> Subscriber:
+    import paho.mqtt.client as mqtt
+
+    sub = Subscriber.__new__(Subscriber)
+    sub.messages, sub.ready = [], __import__("threading").Event()
+    sub.lock = __import__("threading").Lock()
+    sub.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+    sub.client.reconnect_delay_set(0.2, 1)
+    sub.client.on_connect = lambda c, u, f, rc, p=None: c.subscribe("maskwatch/#", qos=1)
+    sub.client.on_subscribe = lambda c, u, mid, rcs, p=None: sub.ready.set()
+
+    def on_message(c, u, msg):
+        with sub.lock:
+            sub.messages.append((msg.topic, msg.payload, msg.retain))
+
+    sub.client.on_message = on_message
+    sub.client.connect(broker.host, broker.port)
+    sub.client.loop_start()
+    assert sub.ready.wait(10)
+    return sub
+
+
+def verdicts(events):
+    return sorted(e["verdict"] for e in events)
+
+
+def unique(events):
+    seen, out = set(), []
+    for e in events:
+        if e["event_id"] not in seen:
+            seen.add(e["event_id"])
+            out.append(e)
+    return out
+
+
+def test_same_verdicts_with_a_10s_broker_outage(tmp_path, demo_clip, detector_dir, shipped_bundle):
+    port = free_port()
+    # run 1: broker up all along
+    (tmp_path / "a").mkdir()
+    b1 = persistent_broker(tmp_path / "a", port).start()
+    sub = durable_subscriber(b1, "ctl-a")
+    cfg = kiosk_config(tmp_path / "a", demo_clip, b1, source={"url": str(demo_clip), "realtime": True})
+    p = start_daemon(cfg)
+    assert p.wait(120) == 0, p.stderr_text[-2000:]
+    assert sub.wait_for(lambda: any(s["state"] == "stopped" for s in sub.of("status")))
+    baseline = unique(sub.of("events"))
+    sub.close()
+    b1.stop()
+    assert len(baseline) == 3
+
+    # run 2: the broker goes away for 10 s while people walk through
+    (tmp_path / "b").mkdir()
+    b2 = persistent_broker(tmp_path / "b", free_port()).start()
+    sub = durable_subscriber(b2, "ctl-b")
+    cfg = kiosk_config(tmp_path / "b", demo_clip, b2, source={"url": str(demo_clip), "realtime": True})
+    p = start_daemon(cfg)
+    time.sleep(3.0)
+    b2.stop()
+    time.sleep(10.0)
+    b2.start()
+    assert p.wait(120) == 0
+    err = p.stderr_text
+    assert sub.wait_for(lambda: len(unique(sub.of("events"))) >= 3 and
+                        any(s["state"] == "stopped" for s in sub.of("status")), timeout=30), err[-3000:]
+    events = sub.of("events")
+    dupes = len(events) - len(unique(events))
+    assert verdicts(unique(events)) == verdicts(baseline)
+    assert "disconnected" in err and "spooling" in err
+    sub.close()
+    b2.stop()
+    print("duplicates de-duplicated by event_id: %d" % dupes)
+
+
+def test_kill_9_then_restart_delivers_the_spool(tmp_path, demo_clip, detector_dir, shipped_bundle):
+    broker = Mosquitto(tmp_path, port=free_port())  # not started: the broker is down during the first run
+    state = tmp_path / "state"
+    cfg = kiosk_config(tmp_path, demo_clip, broker)
+    p = start_daemon(cfg)
+    spool = state / "spool.db"
+    end = time.monotonic() + 120
+    spooled = []
+    while time.monotonic() < end and p.poll() is None:
+        if spool.exists():
+            with sqlite3.connect(str(spool)) as db:
+                try:
+                    spooled = [json.loads(r[0]) for r in db.execute(
+                        "SELECT payload FROM outbox WHERE topic LIKE '%/events' ORDER BY seq")]
+                except sqlite3.OperationalError:
+                    spooled = []
+            if len(spooled) >= 2:
+                break
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait(10)
+    assert len(spooled) >= 2, "events should have been spooled while the broker was down"
+    ids = [e["event_id"] for e in spooled]
+
+    broker.start()
+    sub = Subscriber(broker.host, broker.port)
+    try:
+        # restart on a source with almost nothing in it: what arrives is the backlog
+        cfg2 = kiosk_config(tmp_path, demo_clip, broker, source={"url": str(demo_clip), "max_frames": 1})
+        p2 = start_daemon(cfg2)
+        assert p2.wait(120) == 0
+        assert sub.wait_for(lambda: set(ids) <= {e["event_id"] for e in sub.of("events")}, timeout=30)
+        got = [e["event_id"] for e in sub.of("events") if e["event_id"] in ids]
+        assert got[:len(ids)] == ids  # in order
+    finally:
+        sub.close()
+        broker.stop()
+
+
+def test_missing_camera_reconnects_and_status_says_so(tmp_path, mosquitto, detector_dir, shipped_bundle):
+    sub = Subscriber(mosquitto.host, mosquitto.port)
+    url = "rtsp://127.0.0.1:%d/doorway" % free_port()  # nothing listens there
+    cfg = kiosk_config(tmp_path, url, mosquitto, source={"url": url, "reconnect_initial_s": 0.2,
+                                                         "reconnect_max_s": 0.5})
+    notify = tmp_path / "notify.sock"
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    srv.bind(str(notify))
+    srv.settimeout(0.2)
+    p = start_daemon(cfg, env={"NOTIFY_SOCKET": str(notify), "WATCHDOG_USEC": "1000000"})
+    try:
+        assert sub.wait_for(lambda: any(s.get("camera") == "lost" for s in sub.of("status")), timeout=30)
+        time.sleep(1.5)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        rc = p.wait(20)
+    err = p.stderr_text
+    msgs = []
+    while True:
+        try:
+            msgs.append(srv.recv(4096).decode())
+        except socket.timeout:
+            break
+    srv.close()
+    sub.close()
+    assert rc == 0
+    assert "camera lost" in err and "reconnecting" in err
+    lost = [s for s in sub.of("status") if s.get("camera") == "lost"]
+    assert lost and "camera lost" in lost[-1].get("degraded", [])
+    # no frame was ever processed: systemd must not be told READY, and the watchdog is never fed
+    assert not any("READY=1" in m for m in msgs), msgs
+    assert not any("WATCHDOG=1" in m for m in msgs), msgs
+
+
+def test_notify_ready_and_watchdog_only_while_processing(tmp_path, demo_clip, detector_dir, shipped_bundle):
+    notify = tmp_path / "notify.sock"
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    srv.bind(str(notify))
+    srv.settimeout(0.1)
+    cfg = kiosk_config(tmp_path, demo_clip, source={"url": str(demo_clip), "realtime": True})
+    p = start_daemon(cfg, env={"NOTIFY_SOCKET": str(notify), "WATCHDOG_USEC": "1000000"})
+    msgs = []
+    while p.poll() is None:
+        try:
+            msgs.append((time.monotonic(), srv.recv(4096).decode()))
+        except socket.timeout:
+            pass
+    end = time.monotonic()
+    time.sleep(0.3)
+    srv.close()
+    assert p.returncode == 0, p.stderr_text[-2000:]
+    kinds = [m for _, m in msgs]
+    ready = [i for i, m in enumerate(kinds) if "READY=1" in m]
+    pings = [t for t, m in msgs if "WATCHDOG=1" in m]
+    assert len(ready) == 1
+    assert all(i > ready[0] for i, m in enumerate(kinds) if "WATCHDOG=1" in m)
+    # an 18 s clip paced in real time with a 1 s watchdog: pinged every ~0.5 s while frames flow
+    assert len(pings) >= 15
+    assert "STOPPING=1" in kinds[-1]
