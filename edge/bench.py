@@ -86,10 +86,15 @@ def machine() -> Dict[str, Any]:
     """What the numbers were measured on: CPU, cores, OS, library versions, Jetson power mode."""
     cpu = platform.processor() or platform.machine()
     try:
+        info = {}
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware", "model\t")):
-                cpu = line.split(":", 1)[1].strip()
-                break
+            if ":" in line:
+                k, v = line.split(":", 1)
+                info.setdefault(k.strip().lower(), v.strip())
+        # x86: "model name"; Raspberry Pi: "Model" (board) / "Hardware"; Jetson: see /etc/nv_tegra_release
+        cpu = info.get("model name") or info.get("model") or info.get("hardware") or cpu
+        if info.get("model name") and info.get("hardware"):
+            cpu = "%s (%s)" % (info["model name"], info["hardware"])
     except OSError:
         pass
     libs: Dict[str, str] = {}
@@ -153,7 +158,8 @@ def classifier_plan(bundle, threads: Sequence[int], onnx_providers: Sequence[str
         if v.runtime == "litert":
             for t in threads:
                 plan.append({"variant": key, "runtime": "litert", "options": {"threads": t},
-                             "name": "litert %s %dt" % (key.replace("tflite_", ""), t)})
+                             "name": "litert %s %dt" % (key.replace("tflite_edgetpu", "int8-edgetpu-ready")
+                                                       .replace("tflite_", ""), t)})
         elif v.runtime == "onnxruntime":
             for prov in onnx_providers:
                 plan.append({"variant": key, "runtime": "onnxruntime", "options": {"providers": [prov],
@@ -389,7 +395,7 @@ def write_png(results: Sequence[Result], path: Path, title: str) -> Optional[Pat
     ax.set_xscale("log")
     ax.set_xlabel("latency per call, ms (log scale, batch 1)")
     ax.set_title(title, fontsize=9)
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     for yi, v in zip(y, p50):
         ax.text(v, yi, " %.2f" % v, va="center", fontsize=7)
     fig.tight_layout()

@@ -200,3 +200,31 @@ def test_convert_does_not_overwrite_a_bundle(tiny_bundle):
     with pytest.raises(FileExistsError):
         convert(path.parent / "tiny.keras", path, labels=LABELS, representative=X, eval_images=X, eval_labels=y,
                 crop_margin=0.1)
+
+
+# -- report writer -------------------------------------------------------------------------------------------
+def test_report_pictures_are_written(tmp_path):
+    pytest.importorskip("matplotlib")
+    import cv2
+
+    from export import evaluate
+
+    evaluate.plot_confusion(np.array([[5, 1, 0], [0, 3, 1], [1, 0, 2]]), LABELS, tmp_path / "cm.png", "t")
+    evaluate.plot_curves({"loss": [1, 0.5], "val_loss": [1.1, 0.7], "accuracy": [0.5, 0.8],
+                          "val_accuracy": [0.4, 0.7]}, tmp_path / "curves.png")
+    imgs = np.random.RandomState(0).randint(0, 255, (10, 40, 40, 3)).astype(np.uint8)
+    evaluate.contact_sheet(imgs, ["a>b %d" % i for i in range(10)], tmp_path / "sheet.png", cols=4, cell=50)
+    for name in ("cm.png", "curves.png", "sheet.png"):
+        img = cv2.imread(str(tmp_path / name))
+        assert img is not None and img.shape[0] > 50
+    sheet = cv2.imread(str(tmp_path / "sheet.png"))
+    assert sheet.shape[1] == 4 * 50 and sheet.shape[0] == 3 * (50 + 28)
+
+
+def test_scene_matching_counts_missed_faces_as_misses():
+    from export.evaluate import match
+
+    gt = [(0, 0, 10, 10), (20, 20, 30, 30), (50, 50, 60, 60)]
+    det = [(21, 21, 31, 31), (1, 0, 11, 10), (100, 100, 110, 110)]
+    m = match(gt, det, 0.4)
+    assert m == {0: 1, 1: 0}  # the third face was not found; the third detection matches nothing
