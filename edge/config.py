@@ -79,7 +79,9 @@ SCHEMA: Dict[str, Any] = {
         "threads": f(int, 2, min=1, max=64),
         "batch": f(int, 8, min=1, max=64),
         "fallback_to_cpu": f(bool, True),
-        "engine": f(str, None, help="TensorRT engine path (default: <state_dir>/engines/<model_id>-<precision>.engine)"),
+        "engine": f(str, None, help="TensorRT engine path (default: <state_dir>/engines/<model_id>-<engine_precision>.engine)"),
+        "engine_precision": f(str, "fp16", choices=("fp16", "int8", "fp32"),
+                              help="which engine `edge-maskd build-engine --precision` made"),
         "onnx_providers": f(list, None),
         "edgetpu_device": f(str, None),
     },
@@ -222,6 +224,9 @@ def semantic_errors(cfg: Dict[str, Any], fname: str) -> List[str]:
             errors.append("%s: detector.roi = %r: expected [x1, y1, x2, y2] fractions with 0 <= x1 < x2 <= 1"
                           % (fname, roi))
     tls = cfg["mqtt"]["tls"]
+    for key in ("ca", "cert", "key"):  # ${CREDENTIALS_DIRECTORY}/client.key etc. work too
+        if tls[key]:
+            tls[key] = os.path.expandvars(tls[key])
     for key in ("ca", "cert", "key"):
         if tls[key] and not Path(tls[key]).exists():
             errors.append("%s: mqtt.tls.%s = %r: file not found" % (fname, key, tls[key]))
@@ -238,14 +243,22 @@ def semantic_errors(cfg: Dict[str, Any], fname: str) -> List[str]:
 
 
 def mqtt_password(cfg: Dict[str, Any]) -> Optional[str]:
-    """Password from the config, else a credentials file (systemd $CREDENTIALS_DIRECTORY), else the environment."""
+    """Password from the config, else the systemd credential (LoadCredential=mqtt-password), else
+    `password_file`, else the environment. An empty file means no password."""
     m = cfg["mqtt"]
     if m["password"]:
         return m["password"]
-    if m["password_file"]:
-        return Path(os.path.expandvars(m["password_file"])).read_text().strip()
     cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
-    if cred_dir and (Path(cred_dir) / "mqtt-password").exists():
-        return (Path(cred_dir) / "mqtt-password").read_text().strip()
+    cred = Path(cred_dir) / "mqtt-password" if cred_dir else None
+    if cred is not None and cred.exists():
+        return cred.read_text().strip() or None
+    if m["password_file"]:
+        path = Path(os.path.expandvars(m["password_file"]))
+        try:
+            return path.read_text().strip() or None
+        except OSError as exc:
+            raise ConfigError("mqtt.password_file = %r cannot be read (%s); under systemd pass it with "
+                              "LoadCredential=mqtt-password:%s and drop password_file" % (
+                                  m["password_file"], exc.strerror or exc, path))
     env = m["password_env"]
-    return os.environ.get(env) if env else None
+    return (os.environ.get(env) or None) if env else None

@@ -74,7 +74,7 @@ def build_classifier(cfg: Dict[str, Any]) -> MaskClassifier:
         options["device"] = c["edgetpu_device"]
     model_path = None
     if (c["backend"] or variant.runtime) == "tensorrt":
-        model_path = Path(c["engine"]) if c["engine"] else engine_path(cfg, bundle.model_id, variant.precision)
+        model_path = Path(c["engine"]) if c["engine"] else engine_path(cfg, bundle.model_id, c["engine_precision"])
     return MaskClassifier(bundle, variant.key, options, backend=c["backend"], model_path=model_path,
                           fallback=c["fallback_to_cpu"])
 
