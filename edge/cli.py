@@ -53,6 +53,11 @@ def cmd_run(a) -> int:
                          reconnect_max_s=s["reconnect_max_s"], max_frames=s["max_frames"])
     source.open()  # a missing or unreadable file fails here, before anything is announced
     m = cfg["mqtt"]
+    expected_user = "%s.%s" % (cfg["site"], device_name(cfg))
+    if m["host"] and m["username"] and m["username"] != expected_user:
+        log.warning("mqtt.username is %r but the shipped broker ACL lets only %r publish under %s/%s/%s/; "
+                    "events may be refused", m["username"], expected_user, m["topic_prefix"], cfg["site"],
+                    device_name(cfg))
     if m["host"]:
         spool_path = Path(cfg["spool"]["path"]) if cfg["spool"]["path"] else state_dir(cfg) / "spool.db"
         publisher = MqttPublisher(host=m["host"], port=m["port"], site=cfg["site"], device=device_name(cfg),

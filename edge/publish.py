@@ -67,6 +67,8 @@ class MqttPublisher(Publisher):
         self.mqtt = mqtt
         self.host, self.port, self.site, self.device, self.prefix = host, port, site, device, prefix
         self.spool, self.qos, self.inflight_max = spool, qos, inflight
+        self.keepalive = keepalive
+        self.rejected = 0
         self.status_topic = messages.topic(prefix, site, device, "status")
         proto = mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311
         kw = {} if proto == mqtt.MQTTv5 else {"clean_session": True}
@@ -87,7 +89,7 @@ class MqttPublisher(Publisher):
         self.connected = threading.Event()
         self.wake = threading.Event()
         self.stop_flag = threading.Event()
-        self.acks: "queue.Queue[int]" = queue.Queue()
+        self.acks: "queue.Queue[tuple]" = queue.Queue()
         self.inflight: Dict[int, int] = {}  # paho mid -> spool seq
         self.cursor = 0
         self.status_payload: Dict[str, Any] = {}
@@ -116,7 +118,10 @@ class MqttPublisher(Publisher):
         self.wake.set()
 
     def _on_publish(self, client, userdata, mid, reason_code=None, properties=None) -> None:
-        self.acks.put(mid)
+        # MQTT 5 brokers say when they refuse a publish (135: not authorized, e.g. an ACL for another
+        # site/device); it will never be accepted, so it is logged, counted and removed, not retried forever
+        failed = reason_code is not None and getattr(reason_code, "is_failure", False)
+        self.acks.put((mid, str(reason_code) if failed else ""))
         self.wake.set()
 
     # -- lifecycle -------------------------------------------------------------------------------------
@@ -125,7 +130,7 @@ class MqttPublisher(Publisher):
         offline.pop("camera", None)
         self.client.will_set(self.status_topic, messages.dumps(offline), qos=1, retain=True)
         self.status_payload = status_payload
-        self.client.connect_async(self.host, self.port, keepalive=30)
+        self.client.connect_async(self.host, self.port, keepalive=self.keepalive)
         self.client.loop_start()
         self.sender.start()
 
@@ -156,11 +161,16 @@ class MqttPublisher(Publisher):
     def _drain_acks(self) -> None:
         while True:
             try:
-                mid = self.acks.get_nowait()
+                mid, refused = self.acks.get_nowait()
             except queue.Empty:
                 return
             seq = self.inflight.pop(mid, None)
             if seq is not None:
+                if refused:
+                    self.rejected += 1
+                    topic = next((r[1] for r in self.spool.peek(seq - 1, 1) if r[0] == seq), "?")
+                    log.error("broker refused the message on %s (%s): check that mqtt.username may publish under "
+                              "%s/%s/%s/ (the broker ACL)", topic, refused, self.prefix, self.site, self.device)
                 self.spool.ack(seq)
 
     def _send_loop(self) -> None:
