@@ -28,7 +28,7 @@ class Visit:
 DEFAULT_VISITS = (Visit("none", 1.0, 5.0), Visit("mask", 7.0, 11.0), Visit("below_nose", 13.0, 17.0))
 
 
-def draw_mask(head: np.ndarray, style: str) -> np.ndarray:
+def draw_mask(head: np.ndarray, style: str, below_nose_top: float = 0.74) -> np.ndarray:
     """Draw a light-blue pleated mask on the head image (coordinates relative to HEAD)."""
     import cv2
 
@@ -37,7 +37,7 @@ def draw_mask(head: np.ndarray, style: str) -> np.ndarray:
         return out
     fx1, fy1, fx2, fy2 = (FACE_BOX[0] - HEAD[0], FACE_BOX[1] - HEAD[1], FACE_BOX[2] - HEAD[0], FACE_BOX[3] - HEAD[1])
     w, h = fx2 - fx1, fy2 - fy1
-    top = fy1 + int(h * (0.42 if style == "mask" else 0.66))  # over the nose, or below it
+    top = fy1 + int(h * (0.42 if style == "mask" else below_nose_top))  # over the nose, or below it
     bottom = fy2 + int(h * 0.08)
     pts = np.array([[fx1 - int(w * 0.02), top + int(h * 0.05)], [fx1 + int(w * 0.25), top],
                     [fx2 - int(w * 0.25), top], [fx2 + int(w * 0.02), top + int(h * 0.05)],

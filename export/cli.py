@@ -148,7 +148,7 @@ def cmd_convert(a) -> int:
     manifest = convert(run / "model.keras", Path(a.out), labels=LABELS, representative=rep, eval_images=te_x,
                        eval_labels=te_y, crop_margin=float(crops.get("margin", 0.15)),
                        model_card=model_card(run, Path(a.crops)), variants=a.variants or VARIANTS,
-                       model_id=a.model_id, force=a.force)
+                       model_id=a.model_id, force=a.force, granularity=a.int8_granularity)
     summary = {k: v.get("parity") for k, v in manifest["variants"].items()}
     print(json.dumps({"bundle": a.out, "parity": summary}, indent=1))
     return 0
@@ -215,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--representative", type=int, default=300, help="training crops used to calibrate int8")
     s.add_argument("--variants", nargs="*", default=None)
     s.add_argument("--force", action="store_true", help="replace an existing bundle directory")
+    s.add_argument("--int8-granularity", choices=("per-tensor", "per-channel"), default="per-tensor",
+                   help="int8 weight scales (per-tensor: smaller file; check the parity the manifest records)")
     s.set_defaults(fn=cmd_convert)
 
     s = sub.add_parser("verify", help="re-check a bundle's hashes (and parity, given --run and --crops)")

@@ -113,4 +113,8 @@ def test_daemon_without_broker_prints_events_on_stdout(tmp_path, demo_clip, dete
     events = [l for l in lines if l["type"] == "event"]
     assert len(events) == 3
     assert all(e["verdict"] in ("with_mask", "without_mask", "mask_weared_incorrect") for e in events)
+    from edge.demo import expected_verdicts
+
+    # the shipped model reads the demo's three visitors right, in the order they walk in
+    assert [e["verdict"] for e in sorted(events, key=lambda e: e["first_seen"])] == expected_verdicts()
     assert any(l["type"] == "counts" for l in lines)
