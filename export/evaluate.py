@@ -129,6 +129,17 @@ def match(gt: List[Tuple[int, int, int, int]], det: List[Tuple[int, int, int, in
     return out
 
 
+DETECTOR_SETTINGS = {
+    # name -> DetectorOptions fields; "single" is the kiosk default, the others are for wide views
+    "single": {"mode": "single"},
+    "native": {"mode": "native"},
+    "native-x2": {"mode": "native", "upscale": 2.0},
+    "tiles": {"mode": "tiles", "tile_size": 300},
+    "tiles-150": {"mode": "tiles", "tile_size": 150, "tile_overlap": 0.25},
+    "tiles-150-c0.3": {"mode": "tiles", "tile_size": 150, "tile_overlap": 0.25, "confidence": 0.3},
+}
+
+
 def scene_eval(scene_dir: Path, scene_ids: Sequence[str], classifier, modes: Sequence[str],
                iou_thr: float = 0.4, detector_dir: Optional[Path] = None) -> Dict[str, Any]:
     from edge.datasets_io import read_image
@@ -145,7 +156,8 @@ def scene_eval(scene_dir: Path, scene_ids: Sequence[str], classifier, modes: Seq
         scenes.append((sid, img, gt))
     out["faces"] = sum(len(s[2]) for s in scenes)
     for mode in modes:
-        det = load_detector(detector_dir, DetectorOptions(mode=mode, confidence=0.5))
+        opts = dict({"confidence": 0.5}, **DETECTOR_SETTINGS.get(mode, {"mode": mode}))
+        det = load_detector(detector_dir, DetectorOptions(**opts))
         tp = fp = fn = 0
         ctp = cfn = 0
         found = 0
@@ -178,6 +190,7 @@ def scene_eval(scene_dir: Path, scene_ids: Sequence[str], classifier, modes: Seq
         f1 = metrics.binary_f1(tp, fp, fn)
         ceiling = metrics.binary_f1(ctp, 0, cfn)
         out["modes"][mode] = {
+            "detector": opts,
             "face_recall": round(found / max(1, out["faces"]), 4), "faces_found": found,
             "noncompliant": f1, "noncompliant_ceiling": ceiling,
             "fraction_of_ceiling": round(f1["f1"] / ceiling["f1"], 4) if ceiling["f1"] else None,
@@ -227,7 +240,7 @@ def main(a) -> int:
         if not a.bundle:
             raise SystemExit("scene evaluation needs --bundle (it runs the device's classifier)")
         clf = MaskClassifier(load_bundle(Path(a.bundle)), a.variant, fallback=False)
-        rep["scene_level"] = scene_eval(Path(a.scenes), sids, clf, ("single", "native", "tiles"))
+        rep["scene_level"] = scene_eval(Path(a.scenes), sids, clf, a.detector_settings or list(DETECTOR_SETTINGS))
     (out / "metrics.json").write_text(json.dumps(rep, indent=1))
     print(json.dumps({"macro_f1": rep["macro_f1"], "per_class": rep["per_class"], "report": str(out),
                       "scene_level": {m: {k: v[k] for k in ("face_recall", "noncompliant", "fraction_of_ceiling",
