@@ -724,3 +724,31 @@ def test_keeps_going_across_a_broker_restart(mosquitto, procs):
     assert p.finish() == 0, "\n".join(p.err)
     assert [o["payload"] for o in p.json_lines() if o["kind"] == "event"] == [first, second]
     assert any("reconnected" in l for l in p.err)
+
+
+def test_real_daemon_events_reach_edge_alerts_through_the_shipped_broker(shipped_broker, procs, tmp_path,
+                                                                         demo_clip, detector_dir):
+    """edge-maskd run (the real pipeline on the demo clip), configured with add-device.sh's snippet, over TLS
+    with its own account and the shipped ACL, to `edge-alerts --json` logged in as the control room."""
+    b = shipped_broker
+    kiosk = tmp_path / "kiosk"
+    snippet = script("add-device.sh", "-d", b.dir, "-H", "127.0.0.1", "-p", str(b.port), "--kiosk-dir", kiosk,
+                     "lobby", "k1").stdout
+    kiosk.mkdir()
+    shutil.copy(b.password_file("lobby.k1"), kiosk / "mqtt-password")
+    shutil.copy(b.ca, kiosk / "broker-ca.crt")
+    (tmp_path / "kiosk.yaml").write_text(snippet + "state_dir: %s\nsource:\n  url: %s\ndetector:\n  min_face_px: 40\n"
+                                         % (tmp_path / "state", demo_clip))
+    p = AlertsProc(controlroom_args(b) + ["--json", "--all-events", "--timeout", 120])
+    procs.append(p)
+    time.sleep(1.0)
+    r = run_cli(["edge-maskd", "run", "--config", tmp_path / "kiosk.yaml"], timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    p.wait_json(lambda o: o["kind"] == "status" and o["payload"]["state"] == "stopped", timeout=30)
+    p.proc.send_signal(signal.SIGTERM)
+    assert p.finish() == 0
+    lines = p.json_lines()
+    events = [l["payload"] for l in lines if l["kind"] == "event"]
+    assert len(events) == 3 and {e["device"] for e in events} == {"k1"}
+    assert len({e["event_id"] for e in events}) == 3
+    assert any(l["kind"] == "counts" and l["payload"]["total"] == 3 for l in lines)
