@@ -1,0 +1,54 @@
+"""The res10 detector stage: multi-scale windows, tile-seam handling, NMS; and a real pass on a real face."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from edge.detector import DetectorOptions, FaceDetector, nms
+
+
+def detector(detector_dir, **kw) -> FaceDetector:
+    return FaceDetector(detector_dir / "deploy.prototxt", detector_dir / "res10_300x300_ssd_iter_140000.caffemodel",
+                        DetectorOptions(**kw))
+
+
+def test_tiles_cover_the_whole_frame(detector_dir):
+    det = detector(detector_dir, mode="tiles", tile_size=200, tile_overlap=0.25)
+    wins = det.windows((480, 640, 3))
+    assert wins[0][:4] == (0, 0, 640, 480)  # the whole frame once, for big faces
+    covered = np.zeros((480, 640), bool)
+    for x0, y0, x1, y1, iw, ih in wins[1:]:
+        assert x1 - x0 == 200 and y1 - y0 == 200 and (iw, ih) == (300, 300)
+        covered[y0:y1, x0:x1] = True
+    assert covered.all()
+    native = detector(detector_dir, mode="native", upscale=2.0).windows((300, 400, 3))
+    assert native == [(0, 0, 400, 300, 800, 608)]  # sides rounded to multiples of 32
+
+
+def test_box_cut_by_an_inner_tile_edge_is_dropped(detector_dir):
+    det = detector(detector_dir, mode="tiles", tile_size=200)
+    raw = np.zeros((1, 1, 2, 7), np.float32)
+    raw[0, 0, 0] = [0, 1, 0.9, 0.80, 0.2, 1.0, 0.5]  # touches the tile's right edge
+    raw[0, 0, 1] = [0, 1, 0.9, 0.30, 0.2, 0.6, 0.5]  # well inside
+    inner = (200, 100, 400, 300, 300, 300)  # a tile in the middle of a 640x480 frame
+    boxes = det.postprocess(raw, inner, (480, 640, 3))
+    assert len(boxes) == 1 and boxes[0][0][0] == 200 + int(0.3 * 200)
+    edge_tile = (440, 100, 640, 300, 300, 300)  # its right edge is the frame's: keep the box there
+    assert len(det.postprocess(raw, edge_tile, (480, 640, 3))) == 2
+
+
+def test_nms_keeps_the_best_and_drops_boxes_inside_it():
+    dets = [((10, 10, 60, 60), 0.9), ((12, 12, 58, 62), 0.8), ((20, 20, 40, 40), 0.7), ((200, 10, 250, 60), 0.6)]
+    kept = nms(dets, 0.4)
+    assert [s for _, s in kept] == [0.9, 0.6]
+
+
+def test_real_face_is_found_in_every_mode(detector_dir):
+    from edge import assets
+
+    img = cv2.imread(str(assets.fetch(assets.DEMO_FACE, assets.default_cache_dir())))
+    for mode in ("single", "native", "tiles"):
+        faces = detector(detector_dir, mode=mode).detect(img)
+        assert faces, mode
+        x1, y1, x2, y2 = faces[0].box
+        assert 150 < x1 < 200 and 40 < y1 < 90 and 250 < x2 < 300 and 150 < y2 < 200, (mode, faces[0].box)
