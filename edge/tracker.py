@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .types import Box, Decision, Face, iou
+from .types import Box, Decision, Face, greedy_assign, iou
 
 
 @dataclass
@@ -72,16 +72,8 @@ class Tracker:
                     if dist > 1.0 * tw:
                         continue
                     o = 0.01 * (1.0 - dist / (tw + 1.0))  # matched by distance: after every IoU match
-                pairs.append((o, ti, fi))
-        pairs.sort(reverse=True)
-        used_t, used_f, out = set(), set(), {}
-        for _, ti, fi in pairs:
-            if ti in used_t or fi in used_f:
-                continue
-            used_t.add(ti)
-            used_f.add(fi)
-            out[fi] = ti
-        return out
+                pairs.append((o, fi, ti))
+        return greedy_assign(pairs)
 
     def update(self, faces: Sequence[Face], frame_index: int, now: float) -> List[Decision]:
         """Feed the faces of one *detected* frame (classified, with probs). Returns verdicts reached."""

@@ -71,6 +71,20 @@ def iou(a: Box, b: Box) -> float:
     return inter / float(area_a + area_b - inter)
 
 
+def greedy_assign(pairs: List[Tuple[float, int, int]]) -> Dict[int, int]:
+    """One-to-one matching from (score, a, b) candidates, best score first: returns {a: b}.
+
+    Shared by the tracker (tracks to faces) and the scene evaluation (annotations to detections)."""
+    used_a, used_b, out = set(), set(), {}
+    for _, a, b in sorted(pairs, reverse=True):
+        if a in used_a or b in used_b:
+            continue
+        used_a.add(a)
+        used_b.add(b)
+        out[a] = b
+    return out
+
+
 def expand_box(box: Box, margin: float, width: int, height: int) -> Box:
     """Grow a face box by `margin` of its size on each side (the crop the classifier was trained on)."""
     x1, y1, x2, y2 = box

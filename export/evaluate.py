@@ -114,19 +114,10 @@ def predict_crops(a, run: Path, images: np.ndarray) -> Tuple[np.ndarray, str]:
 
 def match(gt: List[Tuple[int, int, int, int]], det: List[Tuple[int, int, int, int]], thr: float) -> Dict[int, int]:
     """Greedy IoU matching: gt index -> det index."""
-    from edge.types import iou
+    from edge.types import greedy_assign, iou
 
-    pairs = sorted(((iou(g, d), gi, di) for gi, g in enumerate(gt) for di, d in enumerate(det)), reverse=True)
-    used_g, used_d, out = set(), set(), {}
-    for o, gi, di in pairs:
-        if o < thr:
-            break
-        if gi in used_g or di in used_d:
-            continue
-        used_g.add(gi)
-        used_d.add(di)
-        out[gi] = di
-    return out
+    return greedy_assign([(o, gi, di) for gi, g in enumerate(gt) for di, d in enumerate(det)
+                          for o in (iou(g, d),) if o >= thr])
 
 
 DETECTOR_SETTINGS = {
