@@ -97,8 +97,38 @@ def onnx_bytes(model, opset: int = 13) -> bytes:
 
     spec = (tf.TensorSpec((None,) + tuple(model.input_shape[1:]), tf.float32, name="image"),)
     proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
+    canonical_names(proto)
     onnx.checker.check_model(proto)
     return proto.SerializeToString()
+
+
+def canonical_names(proto) -> None:
+    """Rename nodes and inner tensors in graph order. tf2onnx numbers them with a process-wide counter,
+    so the same model converted twice in one process would differ byte for byte; the graph's own inputs
+    and outputs keep their names (they are the contract)."""
+    g = proto.graph
+    keep = {v.name for v in g.input} | {v.name for v in g.output}
+    names = {}
+
+    def rename(n: str) -> str:
+        if not n or n in keep:
+            return n
+        if n not in names:
+            names[n] = "t%d" % len(names)
+        return names[n]
+
+    for init in g.initializer:
+        init.name = rename(init.name)
+    for i, node in enumerate(g.node):
+        node.name = "n%d_%s" % (i, node.op_type)
+        node.input[:] = [rename(x) for x in node.input]
+        node.output[:] = [rename(x) for x in node.output]
+    for vi in g.value_info:
+        vi.name = rename(vi.name)
+    for v in list(g.input) + list(g.output):
+        for d in v.type.tensor_type.shape.dim:
+            if d.HasField("dim_param"):
+                d.dim_param = "batch"
 
 
 def tflite_io(path: Path) -> Dict[str, Dict[str, Any]]:

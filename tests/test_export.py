@@ -141,6 +141,7 @@ def tiny_bundle(tmp_path_factory):
     model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(X.astype("float32"), y, epochs=60, batch_size=16, verbose=0)
     model.save(str(tmp / "tiny.keras"))
+    np.save(str(tmp / "rep.npy"), X[:60])
     manifest = convert(tmp / "tiny.keras", tmp / "bundle", labels=LABELS, representative=X[:60],
                        eval_images=X[60:], eval_labels=y[60:], crop_margin=0.15, model_id="tiny-test")
     return tmp / "bundle", manifest, X[60:], y[60:]
@@ -229,3 +230,16 @@ def test_scene_matching_counts_missed_faces_as_misses():
     det = [(21, 21, 31, 31), (1, 0, 11, 10), (100, 100, 110, 110)]
     m = match(gt, det, 0.4)
     assert m == {0: 1, 1: 0}  # the third face was not found; the third detection matches nothing
+
+
+@pytest.mark.slow
+def test_conversion_is_deterministic(tiny_bundle, tmp_path):
+    """The same Keras model and representative crops give byte-identical TFLite and ONNX files."""
+    from export.convert import convert
+
+    path, manifest, X, y = tiny_bundle
+    again = convert(path.parent / "tiny.keras", tmp_path / "again", labels=LABELS, representative=np.load(str(path.parent / "rep.npy")), eval_images=X, eval_labels=y, crop_margin=0.15,
+                    model_id="tiny-test")
+    for key in ("tflite_fp32", "tflite_fp16", "tflite_int8", "tflite_edgetpu", "onnx"):
+        f = manifest["variants"][key]["file"]
+        assert again["files"][f]["sha256"] == manifest["files"][f]["sha256"], key
