@@ -118,3 +118,24 @@ def test_daemon_without_broker_prints_events_on_stdout(tmp_path, demo_clip, dete
     # the shipped model reads the demo's three visitors right, in the order they walk in
     assert [e["verdict"] for e in sorted(events, key=lambda e: e["first_seen"])] == expected_verdicts()
     assert any(l["type"] == "counts" for l in lines)
+
+
+def test_snapshots_are_opt_in_and_blurred(tmp_path, demo_clip, detector_dir, shipped_bundle):
+    import base64
+
+    import cv2
+    import numpy as np
+
+    def events_with(privacy):
+        cfg = kiosk_config(tmp_path, demo_clip, **({"privacy": privacy} if privacy else {}))
+        r = run_cli(["edge-maskd", "run", "--config", cfg], timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        return [json.loads(l) for l in r.stdout.splitlines() if '"type": "event"' in l]
+
+    assert not any("snapshot_jpeg_b64" in e for e in events_with(None))  # by default no image leaves
+    snaps = events_with({"snapshots": True, "snapshot_px": 48})
+    assert len(snaps) == 3
+    for e in snaps:
+        img = cv2.imdecode(np.frombuffer(base64.b64decode(e["snapshot_jpeg_b64"]), np.uint8), cv2.IMREAD_COLOR)
+        assert img.shape == (48, 48, 3)
+        assert cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), cv2.CV_64F).var() < 50  # blurred
