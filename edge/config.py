@@ -71,6 +71,8 @@ SCHEMA: Dict[str, Any] = {
         "min_area": f(NUM, 0.002, min=0.0, max=1.0, help="fraction of the frame that must change"),
         "downscale_width": f(int, 160, min=32),
         "max_idle_frames": f(int, 30, min=1, help="run the detector at least this often even without motion"),
+        "decided_stride": f(int, 2, min=1, max=10,
+                            help="with motion but only decided people in view, run the detector every Nth frame"),
     },
     "classifier": {
         "bundle": f(str, None, help="model bundle directory (default: the one shipped in models/)"),

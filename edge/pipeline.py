@@ -125,6 +125,7 @@ class Pipeline:
         self.stop_event = threading.Event()
         # counters
         self.frames = self.detector_runs = self.motion_skipped = self.events = 0
+        self._decided_motion = 0
         self.det_ms: Deque[float] = deque(maxlen=2000)
         self.cls_ms: Deque[float] = deque(maxlen=2000)
         self.decisions: List[Decision] = []
@@ -149,10 +150,21 @@ class Pipeline:
         run = frame.index % every == 0
         if run and self.motion is not None:
             moving = self.motion.check(img)
-            # undecided people keep the detector running: gating must never change a verdict
-            if not moving and not any(not t.decided for t in self.tracker.tracks):
+            tracks = self.tracker.tracks
+            undecided = any(not t.decided for t in tracks)
+            # undecided people keep the detector on every frame: gating must never change a verdict
+            if not moving and not undecided:
                 run = False
                 self.motion_skipped += 1
+            elif moving and tracks and not undecided:
+                # everyone in view already has a verdict (people walking out): every Nth frame is enough
+                # to follow them; a newcomer starts an undecided track and brings back every frame
+                self._decided_motion += 1
+                if self._decided_motion % self.cfg["motion"]["decided_stride"] != 0:
+                    run = False
+                    self.motion_skipped += 1
+            else:
+                self._decided_motion = 0
         if not run:
             return []
         self.detector_runs += 1
