@@ -7,11 +7,9 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import threading
 import time
-from collections import Counter
 from pathlib import Path
-
-import pytest
 
 from conftest import BIN, Mosquitto, free_port
 from test_daemon import Subscriber, kiosk_config
@@ -61,8 +59,7 @@ def durable_subscriber(broker: Mosquitto, client_id: str) -> Subscriber:
     import paho.mqtt.client as mqtt
 
     sub = Subscriber.__new__(Subscriber)
-    sub.messages, sub.ready = [], __import__("threading").Event()
-    sub.lock = __import__("threading").Lock()
+    sub.messages, sub.ready, sub.lock = [], threading.Event(), threading.Lock()
     sub.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
     sub.client.reconnect_delay_set(0.2, 1)
     sub.client.on_connect = lambda c, u, f, rc, p=None: c.subscribe("maskwatch/#", qos=1)
