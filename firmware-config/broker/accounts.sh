@@ -9,6 +9,27 @@
 
 ACCOUNTS_TEMPLATE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
+# Defaults both scripts share; -d/--dir and -H/--host override them.
+# shellcheck disable=SC2034  # read by the scripts that source this file
+BROKER_DIR_DEFAULT="${MASKWATCH_BROKER_DIR:-/etc/mosquitto/maskwatch}"
+# shellcheck disable=SC2034  # read by the scripts that source this file
+BROKER_HOST_DEFAULT="${MASKWATCH_BROKER_HOST:-}"
+
+# acct_usage LAST: print the calling script's header comment (lines 2..LAST) as its usage, exit 2.
+acct_usage() {
+    sed -n "2,${1}s/^# \{0,1\}//p" "$0" >&2
+    exit 2
+}
+
+# acct_host HOST: HOST, or this machine's name when empty (the name clients check in the certificate).
+acct_host() {
+    if [ -n "$1" ]; then
+        echo "$1"
+    else
+        hostname -f 2>/dev/null || hostname
+    fi
+}
+
 die() {
     echo "${0##*/}: error: $*" >&2
     exit 1

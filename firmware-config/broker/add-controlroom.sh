@@ -12,13 +12,10 @@ set -euo pipefail
 # shellcheck source=SCRIPTDIR/accounts.sh
 source "$(dirname "${BASH_SOURCE[0]}")/accounts.sh"
 
-usage() {
-    sed -n '2,10s/^# \{0,1\}//p' "$0" >&2
-    exit 2
-}
+usage() { acct_usage 10; }
 
-dir="${MASKWATCH_BROKER_DIR:-/etc/mosquitto/maskwatch}"
-host="${MASKWATCH_BROKER_HOST:-}"
+dir="$BROKER_DIR_DEFAULT"
+host="$BROKER_HOST_DEFAULT"
 rotate=0
 ha=0
 args=()
@@ -36,7 +33,7 @@ done
 [ ${#args[@]} -le 1 ] || usage
 user="${args[0]:-controlroom}"
 [[ "$user" =~ ^[A-Za-z0-9_-]{1,64}$ ]] || die "'$user': use letters, digits, _ and - (no '.')"
-[ -n "$host" ] || host="$(hostname -f 2>/dev/null || hostname)"
+host="$(acct_host "$host")"
 
 acct_init "$dir"
 acct_password "$user" "$rotate"

@@ -13,13 +13,10 @@ set -euo pipefail
 # shellcheck source=SCRIPTDIR/accounts.sh
 source "$(dirname "${BASH_SOURCE[0]}")/accounts.sh"
 
-usage() {
-    sed -n '2,12s/^# \{0,1\}//p' "$0" >&2
-    exit 2
-}
+usage() { acct_usage 12; }
 
-dir="${MASKWATCH_BROKER_DIR:-/etc/mosquitto/maskwatch}"
-host="${MASKWATCH_BROKER_HOST:-}"
+dir="$BROKER_DIR_DEFAULT"
+host="$BROKER_HOST_DEFAULT"
 port=8883
 kiosk_dir=/etc/maskwatch
 rotate=0
@@ -45,7 +42,7 @@ for v in "$site" "$device"; do
     [[ "$v" =~ ^[A-Za-z0-9_-]{1,64}$ ]] || die "'$v': site and device names use letters, digits, _ and - only"
 done
 [[ "$port" =~ ^[0-9]+$ ]] || die "port must be a number"
-[ -n "$host" ] || host="$(hostname -f 2>/dev/null || hostname)"
+host="$(acct_host "$host")"
 user="$site.$device"
 
 acct_init "$dir"
