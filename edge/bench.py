@@ -214,9 +214,111 @@ def bench_classifier(bundle, item: Dict[str, Any], batches: Sequence[int], a) ->
         r = Result(batch=b, init_ms=round(init_ms, 2), first_ms=round(first, 3), model_bytes=size, rss_mb=rss_mb(),
                    per_image_ms=round(st["p50_ms"] / b, 4), **base, **st)
         r.extra["describe"] = clf.backend.describe()
+        r.extra.update(variant=item.get("variant"), options=item.get("options", {}))
         out.append(r)
     clf.backend.close()
     return out
+
+
+def block_ms(fn: Callable[[], Any], min_time: float, min_runs: int = 10) -> float:
+    """Median latency (ms) of one short block of back-to-back calls."""
+    samples: List[float] = []
+    start = time.perf_counter()
+    while len(samples) < min_runs or time.perf_counter() - start < min_time:
+        t = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t)
+    return float(np.median(samples)) * 1000.0
+
+
+def paired_rounds(runners: Dict[str, Callable[[], Any]], rounds: int, block_s: float,
+                  seed: int = 0) -> Dict[str, List[float]]:
+    """Time each runner in short blocks, shuffled within each round: a per-round ratio compares two
+    variants under the same machine state. Why: on shared or thermally throttled boards the speed drifts
+    by tens of percent over a minute, more than the int8/fp32 difference being asked about."""
+    import random
+
+    rng = random.Random(seed)
+    for fn in runners.values():
+        for _ in range(10):
+            fn()
+    per: Dict[str, List[float]] = {k: [] for k in runners}
+    for _ in range(rounds):
+        order = list(runners)
+        rng.shuffle(order)
+        for k in order:
+            per[k].append(block_ms(runners[k], block_s))
+    return per
+
+
+def ratio_summary(num: Sequence[float], den: Sequence[float]) -> Dict[str, Any]:
+    r = np.asarray(num) / np.asarray(den)
+    return {"ratio": round(float(np.median(r)), 3), "ratio_p25": round(float(np.percentile(r, 25)), 3),
+            "ratio_p75": round(float(np.percentile(r, 75)), 3), "rounds": int(r.size),
+            "rounds_faster": int((r < 1.0).sum())}
+
+
+def int8_vs_fp32(bundle, threads: Sequence[int], batches: Sequence[int], rounds: int,
+                 block_s: float) -> List[Dict[str, Any]]:
+    """LiteRT int8 vs fp32 of one bundle, as paired per-round ratios (int8 time / fp32 time)."""
+    from . import backends
+    from .classifier import MaskClassifier
+
+    if not {"tflite_fp32", "tflite_int8"} <= set(bundle.variants):
+        return []
+    h, w = bundle.input_size
+    out = []
+    for t in threads:
+        try:
+            clfs = {k: MaskClassifier(bundle, k, {"threads": t}, backend="litert", fallback=False)
+                    for k in ("tflite_fp32", "tflite_int8")}
+        except backends.BackendUnavailable as exc:
+            return [{"model_id": bundle.model_id, "skipped": str(exc)}]
+        for b in batches:
+            x = np.random.RandomState(0).randint(0, 255, (b, h, w, 3)).astype(np.uint8)
+            per = paired_rounds({k: (lambda c=c: c.backend.infer(x)) for k, c in clfs.items()}, rounds, block_s,
+                                seed=b * 10 + t)
+            row = {"model_id": bundle.model_id, "input": h, "threads": t, "batch": b,
+                   "fp32_ms": round(float(np.median(per["tflite_fp32"])), 4),
+                   "int8_ms": round(float(np.median(per["tflite_int8"])), 4)}
+            row.update(ratio_summary(per["tflite_int8"], per["tflite_fp32"]))
+            out.append(row)
+        for c in clfs.values():
+            c.backend.close()
+    return out
+
+
+def recommend(results: Sequence[Result], bundles, pairs: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """The classifier setting for this box: the fastest measured CPU/accelerator variant at batch 1 whose
+    held-out agreement with the Keras model (the manifest's parity) is at least 99 %. A kiosk config takes it
+    as classifier.variant / classifier.threads."""
+    b = bundles[0]
+    best = None
+    for r in results:
+        v = b.variants.get(r.extra.get("variant", ""))
+        if r.kind != "classifier" or r.skipped or r.batch != 1 or r.p50_ms is None or v is None:
+            continue
+        if r.extra.get("model_id") != b.model_id or r.backend not in ("litert", "edgetpu", "onnxruntime", "tensorrt"):
+            continue
+        agree = (v.extra.get("parity") or {}).get("top1_agreement")
+        if agree is not None and agree < 0.99:
+            continue
+        if best is None or r.p50_ms < best[0].p50_ms:
+            best = (r, v, agree)
+    if best is None:
+        return {}
+    r, v, agree = best
+    rec: Dict[str, Any] = {"model_id": b.model_id, "classifier.variant": r.extra["variant"],
+                           "classifier.threads": r.extra.get("options", {}).get("threads"),
+                           "p50_ms": r.p50_ms, "agreement_with_keras": agree}
+    mine = [p for p in pairs if p.get("model_id") == b.model_id and p.get("batch") == 1 and "ratio" in p]
+    if mine:
+        q = min(mine, key=lambda p: p["int8_ms"])
+        rec["int8_over_fp32"] = q["ratio"]
+        rec["why"] = ("int8 is %s than fp32 here (x%.2f, paired rounds, IQR %.2f-%.2f)" % (
+            "slower" if q["ratio_p25"] > 1.0 else "faster" if q["ratio_p75"] < 1.0 else "no different",
+            q["ratio"], q["ratio_p25"], q["ratio_p75"]))
+    return rec
 
 
 def keras_results(a, bundle, batches) -> List[Result]:
@@ -386,6 +488,26 @@ def table(results: Sequence[Result]) -> str:
     return "\n".join(lines)
 
 
+def summary_lines(doc: Dict[str, Any]) -> str:
+    """int8 vs fp32 (paired) and the recommended classifier setting, after the table."""
+    lines = []
+    pairs = [p for p in doc.get("int8_vs_fp32", []) if "ratio" in p]
+    if pairs:
+        lines.append("LiteRT int8 vs fp32 (interleaved rounds; ratio = int8 time / fp32 time, <1 = int8 faster):")
+        for p in pairs:
+            lines.append("  %-28s @%-3d %dt b%-2d fp32 %7.3f ms  int8 %7.3f ms  x%.2f [IQR %.2f-%.2f], int8 faster "
+                         "in %d/%d rounds" % (p["model_id"][:28], p["input"], p["threads"], p["batch"], p["fp32_ms"],
+                                              p["int8_ms"], p["ratio"], p["ratio_p25"], p["ratio_p75"],
+                                              p["rounds_faster"], p["rounds"]))
+    lines += ["  %s: %s" % (p["model_id"], p["skipped"]) for p in doc.get("int8_vs_fp32", []) if "skipped" in p]
+    rec = doc.get("recommendation") or {}
+    if rec:
+        lines.append("recommended for this box: classifier.variant: %s, classifier.threads: %s (%.3f ms, agreement "
+                     "with Keras %s)%s" % (rec["classifier.variant"], rec["classifier.threads"], rec["p50_ms"],
+                                           rec["agreement_with_keras"], "; " + rec["why"] if rec.get("why") else ""))
+    return "\n".join(lines)
+
+
 def write_png(results: Sequence[Result], path: Path, title: str) -> Optional[Path]:
     try:
         import matplotlib
@@ -459,7 +581,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-keras", action="store_true", help="skip the Keras (TensorFlow) rows")
     p.add_argument("--no-pipeline", action="store_true")
     p.add_argument("--pipeline-repeats", type=int, default=3, help="runs of each pipeline variant (median kept)")
-    p.add_argument("--only", choices=("classifier", "detector", "pipeline"), nargs="+", default=None)
+    p.add_argument("--only", choices=("classifier", "detector", "pipeline", "int8"), nargs="+", default=None)
+    p.add_argument("--pair-rounds", type=int, default=15,
+                   help="int8 vs fp32: interleaved rounds per bundle (0 = skip the paired comparison)")
+    p.add_argument("--pair-block", type=float, default=0.15, help="int8 vs fp32: seconds per timed block")
     p.add_argument("--state-dir", default=None, help="where TensorRT engines are cached")
     p.add_argument("--work", default=".bench", help="scratch folder for generated clips")
     p.add_argument("--json", default=None, help="write results JSON here")
@@ -493,6 +618,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                       "%s, %s cores" % (doc["machine"]["cpu"], doc["machine"]["cores"]))
         if not a.from_json:
             print(table([Result(**r) for r in doc["results"]]))
+            print(summary_lines(doc))
         if a.compare:
             old = json.loads(Path(a.compare).read_text())
             regressions = compare(doc, old, a.threshold)
@@ -513,7 +639,7 @@ def run_all(a) -> Dict[str, Any]:
     from .bundle import load_bundle
     from .pipeline import default_bundle_path
 
-    only = set(a.only or ("classifier", "detector", "pipeline"))
+    only = set(a.only or ("classifier", "detector", "pipeline", "int8"))
     if a.no_pipeline:
         only.discard("pipeline")
     bundle_paths = [Path(a.bundle) if a.bundle else default_bundle_path()] + [Path(p) for p in a.extra_bundle]
@@ -523,7 +649,7 @@ def run_all(a) -> Dict[str, Any]:
     if "classifier" in only:
         for b in bundles:
             plans += [(b, item) for item in classifier_plan(b, a.threads, a.onnx_providers)]
-    prog = Progress(len(plans) + 3)
+    prog = Progress(len(plans) + 3 + len(bundles))
     for b, item in plans:
         prog.step(item["name"])
         for r in bench_classifier(b, item, a.batch, a):
@@ -548,6 +674,11 @@ def run_all(a) -> Dict[str, Any]:
                 ok, frame = cap.read()
             cap.release()
         results += bench_detector(a, frame)
+    pairs: List[Dict[str, Any]] = []
+    if "int8" in only and a.pair_rounds > 0:
+        for b in bundles:
+            prog.step("int8 vs fp32 %s" % b.model_id)
+            pairs += int8_vs_fp32(b, a.threads, a.batch, a.pair_rounds, a.pair_block)
     if "pipeline" in only:
         prog.step("pipeline")
         results += bench_pipeline(a, bundle_paths[0])
@@ -557,7 +688,8 @@ def run_all(a) -> Dict[str, Any]:
             "method": {"warmup": a.warmup, "runs": a.runs, "min_time_s": a.min_time, "threads": a.threads,
                        "batches": a.batch},
             "bundles": [{"path": str(b.path), "model_id": b.model_id} for b in bundles],
-            "results": [asdict(r) for r in results]}
+            "results": [asdict(r) for r in results], "int8_vs_fp32": pairs,
+            "recommendation": recommend(results, bundles, pairs)}
 
 
 if __name__ == "__main__":
