@@ -60,6 +60,9 @@ SCHEMA: Dict[str, Any] = {
         "input_size": f(int, 300, min=64, max=1024),
         "upscale": f(NUM, 1.0, min=0.25, max=4.0),
         "tile_size": f(int, 300, min=64), "tile_overlap": f(NUM, 0.25, min=0.0, max=0.75),
+        "tile_sizes": f(list, None, help="several tile sizes in pixels, e.g. [200, 100] (overrides tile_size)"),
+        "tile_max_face": f(NUM, 0.25, min=0.05, max=1.0,
+                           help="in magnified tiles keep faces up to this fraction of the tile side"),
         "min_face_px": f(int, 20, min=0),
         "roi": f(list, None, help="[x1, y1, x2, y2] doorway region, fractions of the frame (0..1)"),
         "backend": f(str, "cpu", choices=("cpu", "cuda")),
@@ -225,6 +228,10 @@ def semantic_errors(cfg: Dict[str, Any], fname: str) -> List[str]:
                 or not (0 <= roi[0] < roi[2] <= 1 and 0 <= roi[1] < roi[3] <= 1)):
             errors.append("%s: detector.roi = %r: expected [x1, y1, x2, y2] fractions with 0 <= x1 < x2 <= 1"
                           % (fname, roi))
+    ts = cfg["detector"]["tile_sizes"]
+    if ts is not None and (not ts or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 32 for v in ts)):
+        errors.append("%s: detector.tile_sizes = %r: expected a list of tile sizes in pixels (integers >= 32), "
+                      "e.g. [200, 100]" % (fname, ts))
     tls = cfg["mqtt"]["tls"]
     for key in ("ca", "cert", "key"):  # ${CREDENTIALS_DIRECTORY}/client.key etc. work too
         if tls[key]:

@@ -31,7 +31,12 @@ class DetectorOptions:
     upscale: float = 1.0  # native: frame scaled by this before the pass (sides rounded to 32)
     max_side: int = 1920  # native: cap on the longest side, to bound memory and time
     tile_size: int = 300  # tiles: square tiles of this many frame pixels, each run at 300x300
+    tile_sizes: Sequence[int] = ()  # tiles: several tile sizes (a pyramid, e.g. 200 and 100); overrides tile_size
     tile_overlap: float = 0.25
+    # In a tile smaller than the net input (i.e. magnified), keep only faces up to this fraction of the tile
+    # side. Measured on held-out crowd photos: the "faces" res10 finds filling a magnified tile are mostly
+    # texture (bags, logos, wood grain, a dog), while real faces of that size are seen by the coarser passes.
+    tile_max_face: float = 0.25
     nms_iou: float = 0.4
     min_face_px: int = 0  # drop faces smaller than this (shorter side, frame pixels)
     backend: str = "cpu"  # cpu | cuda (needs an OpenCV built with CUDA)
@@ -72,19 +77,18 @@ class FaceDetector:
                 s = o.max_side / float(max(w, h))
             iw, ih = max(32, int(round(w * s / 32.0)) * 32), max(32, int(round(h * s / 32.0)) * 32)
             return [(0, 0, w, h, iw, ih)]
-        # tiles: the whole frame once (large faces) plus overlapping tiles (small faces)
+        # tiles: the whole frame once (large faces) plus overlapping tiles (small faces), per tile size
         out = [(0, 0, w, h, o.input_size, o.input_size)]
-        t = min(o.tile_size, w, h)
-        step = max(1, int(t * (1.0 - o.tile_overlap)))
-        ys = list(range(0, max(1, h - t + 1), step))
-        xs = list(range(0, max(1, w - t + 1), step))
-        if ys[-1] + t < h:
-            ys.append(h - t)
-        if xs[-1] + t < w:
-            xs.append(w - t)
-        for y in ys:
-            for x in xs:
-                out.append((x, y, x + t, y + t, o.input_size, o.input_size))
+        for size in sorted(set(o.tile_sizes or (o.tile_size,)), reverse=True):
+            t = min(size, w, h)
+            step = max(1, int(t * (1.0 - o.tile_overlap)))
+            ys = list(range(0, max(1, h - t + 1), step))
+            xs = list(range(0, max(1, w - t + 1), step))
+            if ys[-1] + t < h:
+                ys.append(h - t)
+            if xs[-1] + t < w:
+                xs.append(w - t)
+            out += [(x, y, x + t, y + t, o.input_size, o.input_size) for y in ys for x in xs]
         return out
 
     def preprocess(self, image: np.ndarray, window: Tuple[int, int, int, int, int, int]) -> np.ndarray:
@@ -107,6 +111,7 @@ class FaceDetector:
         # a face cut by an inner tile edge is seen whole by the overlapping neighbour tile: drop the cut one
         # (else its partial box can win NMS and count as a miss plus a false alarm)
         tile = self.opt.mode == "tiles" and (rw, rh) != (w, h)
+        max_face = self.opt.tile_max_face * min(rw, rh) if tile and min(rw, rh) < window[4] else None
         for d in dets:
             bx1, by1, bx2, by2 = np.clip(d[3:7], 0.0, 1.0)
             if tile and ((bx1 <= 0.01 and x0 > 0) or (by1 <= 0.01 and y0 > 0) or (bx2 >= 0.99 and x1 < w)
@@ -116,6 +121,8 @@ class FaceDetector:
             if box[2] - box[0] < 2 or box[3] - box[1] < 2:
                 continue
             if min(box[2] - box[0], box[3] - box[1]) < self.opt.min_face_px:
+                continue
+            if max_face is not None and min(box[2] - box[0], box[3] - box[1]) > max_face:
                 continue
             out.append((box, float(d[2])))
         return out

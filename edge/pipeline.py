@@ -60,6 +60,8 @@ def detector_options(d: Dict[str, Any]) -> DetectorOptions:
     return DetectorOptions(confidence=float(d["confidence"]), mode=d["mode"], input_size=int(d["input_size"]),
                            upscale=float(d["upscale"]), tile_size=int(d["tile_size"]),
                            tile_overlap=float(d["tile_overlap"]), min_face_px=int(d["min_face_px"]),
+                           tile_sizes=tuple(int(t) for t in d.get("tile_sizes") or ()),
+                           tile_max_face=float(d.get("tile_max_face", 0.25)),
                            backend=d["backend"])
 
 

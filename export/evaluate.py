@@ -126,9 +126,11 @@ DETECTOR_SETTINGS = {
     "native": {"mode": "native"},
     "native-x2": {"mode": "native", "upscale": 2.0},
     "tiles": {"mode": "tiles", "tile_size": 300},
-    "tiles-200": {"mode": "tiles", "tile_size": 200, "tile_overlap": 0.25},
-    "tiles-150": {"mode": "tiles", "tile_size": 150, "tile_overlap": 0.25},
-    "tiles-150-c0.3": {"mode": "tiles", "tile_size": 150, "tile_overlap": 0.25, "confidence": 0.3},
+    "tiles-200": {"mode": "tiles", "tile_size": 200},
+    "tiles-150": {"mode": "tiles", "tile_size": 150},
+    "tiles-150-no-size-band": {"mode": "tiles", "tile_size": 150, "tile_max_face": 1.0},
+    "tiles-100": {"mode": "tiles", "tile_size": 100},
+    "tiles-200+100": {"mode": "tiles", "tile_sizes": (200, 100)},
 }
 
 

@@ -38,6 +38,7 @@ def test_unknown_key_names_file_line_and_path(tmp_path):
     ("source: {url: a.mp4}\nspool: {policy: keep}\n", "drop_oldest"),
     ("site: a/b\nsource: {url: a.mp4}\n", "topic level"),
     ("source: {url: a.mp4}\ndetector: {roi: [0.5, 0, 0.2, 1]}\n", "detector.roi"),
+    ("source: {url: a.mp4}\ndetector: {tile_sizes: [200, 10]}\n", "detector.tile_sizes"),
     ("detector: {}\n", "source.url is required"),
     ("source: [\n", "not valid YAML"),
 ])

@@ -26,7 +26,7 @@ def test_tiles_cover_the_whole_frame(detector_dir):
 
 
 def test_box_cut_by_an_inner_tile_edge_is_dropped(detector_dir):
-    det = detector(detector_dir, mode="tiles", tile_size=200)
+    det = detector(detector_dir, mode="tiles", tile_size=200, tile_max_face=1.0)  # seams only, no size band
     raw = np.zeros((1, 1, 2, 7), np.float32)
     raw[0, 0, 0] = [0, 1, 0.9, 0.80, 0.2, 1.0, 0.5]  # touches the tile's right edge
     raw[0, 0, 1] = [0, 1, 0.9, 0.30, 0.2, 0.6, 0.5]  # well inside
@@ -52,3 +52,20 @@ def test_real_face_is_found_in_every_mode(detector_dir):
         assert faces, mode
         x1, y1, x2, y2 = faces[0].box
         assert 150 < x1 < 200 and 40 < y1 < 90 and 250 < x2 < 300 and 150 < y2 < 200, (mode, faces[0].box)
+
+
+def test_tile_pyramid_and_size_band(detector_dir):
+    det = detector(detector_dir, mode="tiles", tile_sizes=(200, 100), tile_max_face=0.25)
+    wins = det.windows((300, 400, 3))
+    assert wins[0][:4] == (0, 0, 400, 300)
+    assert sum(1 for w in wins if w[:4] == (0, 0, 400, 300)) == 1  # the whole frame once, not per size
+    assert {w[2] - w[0] for w in wins[1:]} == {200, 100}
+    raw = np.zeros((1, 1, 2, 7), np.float32)
+    raw[0, 0, 0] = [0, 1, 0.9, 0.10, 0.10, 0.30, 0.30]  # 20 px in a 100 px tile: a small face, kept
+    raw[0, 0, 1] = [0, 1, 0.9, 0.20, 0.20, 0.80, 0.80]  # 60 px filling the magnified tile: dropped
+    small_tile = (100, 100, 200, 200, 300, 300)
+    kept = det.postprocess(raw, small_tile, (300, 400, 3))
+    assert [b for b, _ in kept] == [(110, 110, 130, 130)]
+    # a 300 px tile is not magnified: no size band there
+    big = detector(detector_dir, mode="tiles", tile_size=300, tile_max_face=0.25)
+    assert len(big.postprocess(raw, (50, 0, 350, 300, 300, 300), (300, 640, 3))) == 2
