@@ -105,7 +105,8 @@ def cmd_train(a) -> int:
     cfg = TrainConfig(arch=a.arch, alpha=a.alpha, input_size=a.input_size, epochs=a.epochs, batch=a.batch, lr=a.lr,
                       class_weight=a.class_weight, oversample=a.oversample, weights=a.weights, seed=a.seed,
                       head_epochs=a.head_epochs)
-    _, info = train(cfg, crops["images"][keep], crops["labels"][keep], assign, run, verbose=2 if not a.quiet else 0)
+    _, info = train(cfg, crops["images"][keep], crops["labels"][keep], assign, run, verbose=2 if not a.quiet else 0,
+                    sources=crops["sources"][keep])
     print(json.dumps({"run": str(run), "val_macro_f1": info["val"]["macro_f1"], "seconds": info["train_seconds"]}))
     return 0
 
@@ -201,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch", type=int, default=64)
     s.add_argument("--lr", type=float, default=2e-3)
     s.add_argument("--class-weight", choices=("none", "balanced", "sqrt"), default="sqrt")
-    s.add_argument("--oversample", action="store_true")
+    s.add_argument("--oversample", choices=("none", "class", "class-source"), default="none",
+                   help="resample the training set by class, or by class within each source")
     s.add_argument("--weights", default=None, help="MobileNetV2 no-top .h5 file, or 'imagenet' where reachable")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--max-hamming", type=int, default=6, help="phash distance that makes two crops near-copies")

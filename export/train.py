@@ -35,7 +35,7 @@ class TrainConfig:
     dropout: float = 0.2
     label_smoothing: float = 0.05
     class_weight: str = "sqrt"  # none | balanced | sqrt
-    oversample: bool = False
+    oversample: str = "none"  # none | class | class-source (see make_dataset)
     weights: Optional[str] = None  # path to MobileNetV2 no-top .h5, or "imagenet"
     seed: int = 0
     augment: bool = True
@@ -73,7 +73,6 @@ def build_model(cfg: TrainConfig):
             weights = "imagenet"
         backbone = keras.applications.MobileNetV2(input_shape=(cfg.input_size, cfg.input_size, 3), alpha=cfg.alpha,
                                                   include_top=False, weights=weights)
-        backbone._name = "backbone"
         if weights is None:
             # Keras' MobileNetV2 uses BN momentum 0.999, tuned for ImageNet-length runs: with a few
             # thousand steps from scratch the moving statistics never catch up and validation
@@ -116,17 +115,38 @@ def augmenter(size: int):
     return aug
 
 
+def oversample_index(labels: np.ndarray, how: str, seed: int, sources: Optional[np.ndarray] = None) -> np.ndarray:
+    """Indices of a resampled training set of the same size.
+
+    `class`: each crop drawn with probability ~ 1/sqrt(its class count), like the sqrt class weights.
+    `class-source`: ~ 1/sqrt(count of its class *within its source*), so the 55-odd real photos of a
+    badly worn mask weigh as much, together, as a sizeable share of the 500+ synthetic MaskedFace-Net
+    ones instead of being drowned by them (the real ones are what a door camera sees).
+    """
+    if how == "none":
+        return np.arange(len(labels))
+    if how == "class":
+        keys = labels.astype(str)
+    elif how == "class-source":
+        if sources is None:
+            raise ValueError("oversample class-source needs each crop's source")
+        keys = np.char.add(np.char.add(labels.astype(str), "|"), sources.astype(str))
+    else:
+        raise ValueError("oversample must be none, class or class-source")
+    _, inv, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    p = (1.0 / counts[inv]) ** 0.5
+    return np.random.RandomState(seed).choice(len(labels), size=len(labels), p=p / p.sum())
+
+
 def make_dataset(images: np.ndarray, labels: np.ndarray, cfg: TrainConfig, training: bool,
-                 sample_weights: Optional[np.ndarray] = None):
+                 sources: Optional[np.ndarray] = None):
     import tensorflow as tf
 
     size = cfg.input_size
     ds = tf.data.Dataset.from_tensor_slices((images, labels))
     if training:
-        if cfg.oversample:
-            counts = np.bincount(labels, minlength=len(LABELS))
-            p = (1.0 / counts[labels]) ** 0.5
-            idx = np.random.RandomState(cfg.seed).choice(len(labels), size=len(labels), p=p / p.sum())
+        if cfg.oversample != "none":
+            idx = oversample_index(labels, cfg.oversample, cfg.seed, sources)
             ds = tf.data.Dataset.from_tensor_slices((images[idx], labels[idx]))
         ds = ds.shuffle(min(len(labels), 10000), seed=cfg.seed, reshuffle_each_iteration=True)
 
@@ -165,14 +185,24 @@ def predict(model, images: np.ndarray, size: int, batch: int = 256) -> np.ndarra
     return np.concatenate(out) if out else np.zeros((0, len(LABELS)), np.float32)
 
 
+def backbone_of(model):
+    """The MobileNetV2 sub-model (Keras 3 names it after alpha and size, e.g. mobilenetv2_0.35_96)."""
+    import keras
+
+    subs = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if not subs:
+        raise ValueError("model %s has no backbone sub-model" % model.name)
+    return subs[0]
+
+
 def train(cfg: TrainConfig, images: np.ndarray, labels: np.ndarray, split: np.ndarray, out_dir: Path,
-          verbose: int = 2):
+          verbose: int = 2, sources: Optional[np.ndarray] = None):
     import keras
 
     set_seed(cfg.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     tr, va = split == 0, split == 1
-    train_ds = make_dataset(images[tr], labels[tr], cfg, True)
+    train_ds = make_dataset(images[tr], labels[tr], cfg, True, None if sources is None else sources[tr])
     val_ds = make_dataset(images[va], labels[va], cfg, False)
     model = build_model(cfg)
     cw = class_weights(labels[tr], cfg.class_weight)
@@ -197,9 +227,9 @@ def train(cfg: TrainConfig, images: np.ndarray, labels: np.ndarray, split: np.nd
 
     t0 = time.time()
     if cfg.weights and cfg.arch == "mobilenetv2":
-        model.get_layer("backbone").trainable = False
+        backbone_of(model).trainable = False
         run(cfg.head_epochs, cfg.lr, "head")
-        model.get_layer("backbone").trainable = True
+        backbone_of(model).trainable = True
         run(cfg.epochs, cfg.lr / 10.0, "finetune")
     else:
         run(cfg.epochs, cfg.lr, "scratch")

@@ -243,3 +243,39 @@ def test_conversion_is_deterministic(tiny_bundle, tmp_path):
     for key in ("tflite_fp32", "tflite_fp16", "tflite_int8", "tflite_edgetpu", "onnx"):
         f = manifest["variants"][key]["file"]
         assert again["files"][f]["sha256"] == manifest["files"][f]["sha256"], key
+
+
+def test_class_source_oversampling_lifts_the_rare_real_examples():
+    from export.train import oversample_index
+
+    labels = np.array([0] * 600 + [2] * 300 + [2] * 20)
+    sources = np.array(["real"] * 600 + ["synthetic"] * 300 + ["real"] * 20)
+    by_class = oversample_index(labels, "class", 0, sources)
+    by_source = oversample_index(labels, "class-source", 0, sources)
+    assert len(by_class) == len(by_source) == len(labels)
+    real_rare = np.arange(900, 920)
+    # per class the 20 real ones stay ~6 % of their class; per class and source they get a real share
+    assert np.isin(by_source, real_rare).sum() > 3 * np.isin(by_class, real_rare).sum()
+    with pytest.raises(ValueError):
+        oversample_index(labels, "class-source", 0, None)
+
+
+@pytest.mark.slow
+def test_two_phase_training_from_a_weights_file(tmp_path):
+    pytest.importorskip("tensorflow")
+    import keras
+
+    from export.train import TrainConfig, backbone_of, build_model, train
+
+    keras.utils.set_random_seed(0)
+    donor = build_model(TrainConfig(alpha=0.35, input_size=32))
+    path = tmp_path / "backbone.weights.h5"
+    backbone_of(donor).save_weights(str(path))
+    rng = np.random.RandomState(0)
+    X = rng.randint(0, 255, (48, 40, 40, 3)).astype(np.uint8)
+    y = np.arange(48) % 3
+    split = np.array([0] * 36 + [1] * 12)
+    cfg = TrainConfig(alpha=0.35, input_size=32, epochs=1, head_epochs=1, batch=16, weights=str(path))
+    model, info = train(cfg, X, y, split, tmp_path / "run", verbose=0)
+    assert info["history"]["phase"] == ["head", "finetune"]
+    assert (tmp_path / "run" / "model.keras").exists()
