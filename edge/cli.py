@@ -150,6 +150,8 @@ def cmd_scan(a) -> int:
         try:
             for idx, img in _iter_frames(path, a.every):
                 faces = clf.classify(img, det.detect(img))
+                if a.draw:
+                    _draw(img, faces, Path(a.draw) / ("%s-%06d.png" % (path.stem, idx)))
                 for f in faces:
                     print(json.dumps({"file": str(path), "frame": idx, "box": list(f.box), "label": f.label,
                                       "score": round(f.score, 4), "probs": f.probs,
@@ -160,6 +162,25 @@ def cmd_scan(a) -> int:
             print("edge-maskd scan: %s" % exc, file=sys.stderr)
             failures += 1
     return 1 if failures else 0
+
+
+LABEL_COLOURS = {"with_mask": (60, 180, 60), "without_mask": (40, 40, 220), "mask_weared_incorrect": (0, 165, 255)}
+
+
+def _draw(img, faces, out: Path) -> None:
+    """A copy of the frame with each face's box and verdict, for a person to look at."""
+    import cv2
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    canvas = img.copy()
+    for f in faces:
+        colour = LABEL_COLOURS.get(f.label, (200, 200, 200))
+        x1, y1, x2, y2 = f.box
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, 2)
+        text = "%s %.2f" % (f.label.replace("mask_weared_incorrect", "incorrect").replace("_", " "), f.score)
+        cv2.putText(canvas, text, (x1, max(10, y1 - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.35, colour, 1, cv2.LINE_AA)
+    if not cv2.imwrite(str(out), canvas):
+        raise SourceError("cannot write %s" % out)
 
 
 def cmd_classify(a) -> int:
@@ -288,6 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="in magnified tiles keep faces up to this fraction of the tile side")
     s.add_argument("--min-face-px", type=int, default=0)
     s.add_argument("--every", type=int, default=1, help="videos: every Nth frame")
+    s.add_argument("--draw", default=None, metavar="DIR",
+                   help="also write each scanned frame with boxes and verdicts into DIR, to look at")
     s.add_argument("-v", "--verbose", action="store_true", help="also print frames with no face")
     s.set_defaults(fn=cmd_scan)
 

@@ -234,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--variant", default="tflite_int8")
     s.add_argument("--out", default=None, help="report directory (default RUN/report)")
     s.add_argument("--scenes", default=None, help="VOC folder for the scene-level evaluation")
-    s.add_argument("--scene-split", default="test", choices=("val", "test"))
+    s.add_argument("--scene-split", default="test", choices=("val", "test"),
+                   help="held-out scenes to use: choose a detector setting on val, report it on test")
     s.add_argument("--detector-settings", nargs="*", default=None,
                    help="scene-level detector settings to compare (default: all in export/evaluate.py)")
     s.set_defaults(fn=cmd_evaluate)

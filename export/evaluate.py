@@ -229,11 +229,14 @@ def main(a) -> int:
         from edge.bundle import load_bundle
         from edge.classifier import MaskClassifier
 
-        groups = set(str(g) for g in crops["groups"][idx])
+        # scenes of the chosen split: pick detector settings on "val", report them on "test"
+        sidx = _split_arrays(run, crops, 1 if getattr(a, "scene_split", "test") == "val" else 2)[2]
+        groups = set(str(g) for g in crops["groups"][sidx])
         sids = sorted(g.split(":", 1)[1] for g in groups if g.startswith(Path(a.scenes).name + ":"))
         if not a.bundle:
             raise SystemExit("scene evaluation needs --bundle (it runs the device's classifier)")
         clf = MaskClassifier(load_bundle(Path(a.bundle)), a.variant, fallback=False)
+        rep["scene_split"] = getattr(a, "scene_split", "test")
         rep["scene_level"] = scene_eval(Path(a.scenes), sids, clf, a.detector_settings or list(DETECTOR_SETTINGS))
     (out / "metrics.json").write_text(json.dumps(rep, indent=1))
     print(json.dumps({"macro_f1": rep["macro_f1"], "per_class": rep["per_class"], "report": str(out),

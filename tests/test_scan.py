@@ -25,11 +25,20 @@ def test_scan_group_photos_finds_and_labels_faces(shared_data, detector_dir, shi
         assert abs(sum(row["probs"].values()) - 1.0) < 0.02
 
 
-def test_scan_video_reports_frames(demo_clip, detector_dir, shipped_bundle):
-    r = run_cli(["edge-maskd", "scan", "--mode", "single", "--every", "30", demo_clip])
+def test_scan_video_reports_frames(demo_clip, detector_dir, shipped_bundle, tmp_path):
+    r = run_cli(["edge-maskd", "scan", "--mode", "single", "--every", "30", "--draw", tmp_path / "seen", demo_clip])
     assert r.returncode == 0, r.stderr
     rows = [json.loads(l) for l in r.stdout.splitlines()]
     assert rows and all(row["frame"] % 30 == 0 for row in rows)
+    # --draw: every scanned frame written; a frame with a face carries its box in the verdict's colour
+    drawn = sorted((tmp_path / "seen").glob("*.png"))
+    assert {int(p.stem.rsplit("-", 1)[1]) for p in drawn} >= {row["frame"] for row in rows}
+    row = rows[0]
+    img = cv2.imread(str(tmp_path / "seen" / ("%s-%06d.png" % (demo_clip.stem, row["frame"]))))
+    x1, y1, x2, y2 = row["box"]
+    edge = img[y1:y2 + 1, x1:x1 + 2].reshape(-1, 3).astype(int)
+    colour = {"with_mask": (60, 180, 60), "without_mask": (40, 40, 220), "mask_weared_incorrect": (0, 165, 255)}
+    assert np.abs(edge - np.array(colour[row["label"]])).sum(1).mean() < 60
 
 
 def test_classify_crops_from_the_demo_portrait(tmp_path, demo_clip, shipped_bundle):
