@@ -8,9 +8,9 @@ from conftest import run_cli
 
 def test_bench_classifiers_json_csv_png_and_compare(tmp_path, shipped_bundle):
     out = tmp_path / "b.json"
-    r = run_cli(["edge-bench", "--only", "classifier", "--no-keras", "--runs", "5", "--warmup", "1",
-                 "--min-time", "0.05", "--batch", "1", "8", "--json", out, "--csv", tmp_path / "b.csv",
-                 "--png", tmp_path / "b.png"], timeout=300)
+    r = run_cli(["edge-bench", "--only", "classifier", "int8", "--no-keras", "--runs", "5", "--warmup", "1",
+                 "--min-time", "0.05", "--batch", "1", "8", "--pair-rounds", "3", "--pair-block", "0.02",
+                 "--json", out, "--csv", tmp_path / "b.csv", "--png", tmp_path / "b.png"], timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     doc = json.loads(out.read_text())
     assert doc["machine"]["cores"] and doc["machine"]["cpu"] and "numpy" in doc["machine"]["libraries"]
@@ -26,6 +26,17 @@ def test_bench_classifiers_json_csv_png_and_compare(tmp_path, shipped_bundle):
     assert all(x["skipped"] for x in skipped)
     assert (tmp_path / "b.png").stat().st_size > 1000 and (tmp_path / "b.csv").read_text().count("\n") > 8
     assert "p50 ms" in r.stdout and "skipped:" in r.stdout
+
+    # int8 vs fp32 as paired rounds, and a recommendation that names a measured, parity-checked variant
+    pairs = {p["batch"]: p for p in doc["int8_vs_fp32"]}
+    assert set(pairs) == {1, 8}
+    for p in pairs.values():
+        assert p["rounds"] == 3 and 0 <= p["rounds_faster"] <= 3
+        assert p["ratio_p25"] <= p["ratio"] <= p["ratio_p75"]
+    rec = doc["recommendation"]
+    fastest = min((x for x in doc["results"] if x["batch"] == 1 and not x["skipped"]), key=lambda x: x["p50_ms"])
+    assert rec["classifier.variant"] == fastest["extra"]["variant"] and rec["p50_ms"] == fastest["p50_ms"]
+    assert "recommended for this box: classifier.variant: %s" % rec["classifier.variant"] in r.stdout
 
     # the same results compare clean; an injected 2x slowdown of one row is flagged and fails the run
     same = run_cli(["edge-bench", "--from-json", out, "--compare", out])
