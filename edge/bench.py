@@ -60,18 +60,23 @@ def stats_ms(samples: Sequence[float]) -> Dict[str, float]:
             **{"p%d_ms" % p: round(float(np.percentile(a, p)), 4) for p in (50, 90, 95, 99)}}
 
 
-def measure(fn: Callable[[], Any], *, warmup: int, runs: int, min_time: float) -> Dict[str, float]:
-    for _ in range(warmup):
-        fn()
+def time_calls(fn: Callable[[], Any], runs: int, min_time: float, max_runs: Optional[int] = None) -> List[float]:
+    """Seconds per call, until both `runs` calls and `min_time` seconds are reached (or `max_runs`)."""
     samples: List[float] = []
     start = time.perf_counter()
     while len(samples) < runs or time.perf_counter() - start < min_time:
         t = time.perf_counter()
         fn()
         samples.append(time.perf_counter() - t)
-        if len(samples) >= 100 * runs:
+        if max_runs is not None and len(samples) >= max_runs:
             break
-    return stats_ms(samples)
+    return samples
+
+
+def measure(fn: Callable[[], Any], *, warmup: int, runs: int, min_time: float) -> Dict[str, float]:
+    for _ in range(warmup):
+        fn()
+    return stats_ms(time_calls(fn, runs, min_time, max_runs=100 * runs))
 
 
 def rss_mb() -> float:
@@ -222,13 +227,7 @@ def bench_classifier(bundle, item: Dict[str, Any], batches: Sequence[int], a) ->
 
 def block_ms(fn: Callable[[], Any], min_time: float, min_runs: int = 10) -> float:
     """Median latency (ms) of one short block of back-to-back calls."""
-    samples: List[float] = []
-    start = time.perf_counter()
-    while len(samples) < min_runs or time.perf_counter() - start < min_time:
-        t = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t)
-    return float(np.median(samples)) * 1000.0
+    return float(np.median(time_calls(fn, min_runs, min_time))) * 1000.0
 
 
 def paired_rounds(runners: Dict[str, Callable[[], Any]], rounds: int, block_s: float,
