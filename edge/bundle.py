@@ -38,6 +38,52 @@ class Variant:
     extra: Dict[str, Any] = field(default_factory=dict)
 
 
+FACE_LABELS = ("with_mask", "without_mask", "mask_weared_incorrect")
+NO_FACE = "no_face"
+NON_COMPLIANT = ("without_mask", "mask_weared_incorrect")
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """How probabilities become a verdict, chosen on validation photos by export/ (manifest `operating_point`).
+
+    `temperature` calibrates: p = softmax(log(p_model) / T). A face is flagged non-compliant when
+    P(without_mask) + P(mask_weared_incorrect), over the three face classes, reaches `alert_threshold`;
+    with a `no_face` output, a detection with P(no_face) >= `no_face_threshold` is not a face at all.
+    A manifest without the section gets T = 1, argmax verdicts (threshold None) and no rejection."""
+
+    temperature: float = 1.0
+    alert_threshold: Optional[float] = None
+    no_face_threshold: Optional[float] = None
+    validation: Dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+def _operating_point(manifest: Dict[str, Any], labels: List[str], where: Path) -> OperatingPoint:
+    op = manifest.get("operating_point")
+    if op is None:
+        return OperatingPoint(no_face_threshold=0.5 if NO_FACE in labels else None)
+    if not isinstance(op, dict):
+        raise BundleError("%s: operating_point must be an object" % where)
+
+    def num(key: str, lo: float, hi: float, default: Optional[float]) -> Optional[float]:
+        v = op.get(key, default)
+        if v is None:
+            return None
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            raise BundleError("%s: operating_point.%s must be a number, got %r" % (where, key, v))
+        if not lo <= f <= hi:
+            raise BundleError("%s: operating_point.%s = %r is outside %g..%g" % (where, key, v, lo, hi))
+        return f
+
+    t = num("temperature", 0.05, 20.0, 1.0)
+    return OperatingPoint(temperature=1.0 if t is None else t, alert_threshold=num("alert_threshold", 0.0, 1.0, None),
+                          no_face_threshold=num("no_face_threshold", 0.0, 1.0, 0.5 if NO_FACE in labels else None)
+                          if NO_FACE in labels else None,
+                          validation=dict(op.get("validation") or {}))
+
+
 @dataclass
 class Bundle:
     path: Path
@@ -47,6 +93,7 @@ class Bundle:
     crop_margin: float
     variants: Dict[str, Variant]
     default_variant: str
+    operating_point: OperatingPoint = field(default_factory=OperatingPoint)
 
     @property
     def model_id(self) -> str:
@@ -126,8 +173,13 @@ def load_bundle(path: Path, verify: bool = False) -> Bundle:
         default = str(manifest.get("default_variant") or next(iter(variants)))
     except (KeyError, TypeError, ValueError, IndexError, StopIteration) as exc:
         raise BundleError("%s: missing or malformed field %s" % (mpath, exc))
+    unknown = [l for l in labels if l not in FACE_LABELS and l != NO_FACE]
+    if unknown or len(set(labels)) != len(labels) or not [l for l in labels if l != NO_FACE]:
+        raise BundleError("%s: labels %s must be distinct names from %s (and optionally %s)"
+                          % (mpath, labels, list(FACE_LABELS), NO_FACE))
     bundle = Bundle(path=path, manifest=manifest, labels=labels, input_size=size, crop_margin=margin,
-                    variants=variants, default_variant=default)
+                    variants=variants, default_variant=default,
+                    operating_point=_operating_point(manifest, labels, mpath))
     if verify:
         verify_files(path, manifest)
     return bundle

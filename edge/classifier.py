@@ -6,13 +6,15 @@ margin, tensor quantization) comes from the bundle's manifest.
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from . import backends
-from .bundle import Bundle, Variant
-from .types import Box, Face, expand_box
+from .bundle import NO_FACE, Bundle, Variant
+from .crop import crop_faces, resize_rgb
+from .types import Box, Face
+from .verdict import Verdict, calibrate, verdict
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +28,8 @@ class MaskClassifier:
         """Load one variant on its runtime; if that runtime or its hardware is missing and `fallback`
         is set, load the CPU int8 model instead and record why in `self.degraded`."""
         self.bundle = bundle
-        self.labels: List[str] = list(bundle.labels)
+        self.output_labels: List[str] = list(bundle.labels)  # the model's outputs, no_face included
+        self.labels: List[str] = [l for l in bundle.labels if l != NO_FACE]  # what a person can be
         self.size = bundle.input_size
         self.margin = bundle.crop_margin
         self.degraded: Optional[str] = None
@@ -51,28 +54,14 @@ class MaskClassifier:
 
     # -- the three stages ---------------------------------------------------------------------------
     def preprocess(self, image_bgr: np.ndarray, boxes: Sequence[Box]) -> np.ndarray:
-        """uint8 RGB crops (N, H, W, 3): each box grown by the bundle's margin, as in training."""
-        import cv2
-
-        h, w = image_bgr.shape[:2]
-        out = np.empty((len(boxes), self.size[0], self.size[1], 3), dtype=np.uint8)
-        for i, box in enumerate(boxes):
-            x1, y1, x2, y2 = expand_box(box, self.margin, w, h)
-            region = image_bgr[y1:max(y2, y1 + 1), x1:max(x2, x1 + 1)]
-            interp = cv2.INTER_AREA if min(region.shape[:2]) > self.size[0] else cv2.INTER_LINEAR
-            out[i] = cv2.cvtColor(cv2.resize(region, (self.size[1], self.size[0]), interpolation=interp),
-                                  cv2.COLOR_BGR2RGB)
-        return out
+        """uint8 RGB crops (N, H, W, 3): the one face crop (edge.crop), as in training."""
+        return crop_faces(image_bgr, boxes, self.margin, self.size)
 
     def preprocess_crops(self, crops_bgr: Sequence[np.ndarray]) -> np.ndarray:
         """For images that are already face crops (`edge-maskd classify`): whole image, no margin."""
-        import cv2
-
         out = np.empty((len(crops_bgr), self.size[0], self.size[1], 3), dtype=np.uint8)
         for i, c in enumerate(crops_bgr):
-            interp = cv2.INTER_AREA if min(c.shape[:2]) > self.size[0] else cv2.INTER_LINEAR
-            out[i] = cv2.cvtColor(cv2.resize(c, (self.size[1], self.size[0]), interpolation=interp),
-                                  cv2.COLOR_BGR2RGB)
+            out[i] = resize_rgb(c, self.size)
         return out
 
     def infer(self, batch: np.ndarray, max_batch: int = 8) -> np.ndarray:
@@ -81,20 +70,36 @@ class MaskClassifier:
         parts = [self.backend.infer(batch[i:i + max_batch]) for i in range(0, len(batch), max_batch)]
         return np.concatenate(parts)
 
-    def postprocess(self, probs: np.ndarray) -> List[Tuple[str, float, Dict[str, float]]]:
+    def postprocess(self, probs: np.ndarray) -> List[Verdict]:
+        """Raw outputs -> calibrated verdicts by the bundle's operating point (edge.verdict)."""
         out = []
+        op = self.bundle.operating_point
         for p in probs:
-            p = np.clip(p, 0.0, None)
+            p = np.clip(np.asarray(p, dtype=np.float64), 0.0, None)
             s = float(p.sum())
             if s > 0:
                 p = p / s
-            k = int(np.argmax(p))
-            out.append((self.labels[k], float(p[k]), {l: round(float(v), 4) for l, v in zip(self.labels, p)}))
+            out.append(verdict(calibrate(p, op.temperature), self.output_labels, op))
         return out
 
     # -- convenience ---------------------------------------------------------------------------------
     def classify(self, image_bgr: np.ndarray, faces: List[Face]) -> List[Face]:
-        results = self.postprocess(self.infer(self.preprocess(image_bgr, [f.box for f in faces])))
-        for f, (label, score, probs) in zip(faces, results):
-            f.label, f.score, f.probs = label, score, probs
+        """Each face with its verdict; a detection the rejector calls no_face gets label NO_FACE."""
+        crops = self.preprocess(image_bgr, [f.box for f in faces])
+        results = self.postprocess(self.infer(crops))
+        for f, v, c in zip(faces, results, crops):
+            f.label, f.score, f.probs, f.no_face = v.label, v.score, v.probs, v.no_face
+            f.sharpness = sharpness(c)
         return faces
+
+
+SHARP_REF = 100.0  # variance of the Laplacian of a crop at which a view counts as fully sharp (in-focus
+# 96 px crops of real faces measure 150-800; small faces blown up, or motion-blurred, 5-50)
+
+
+def sharpness(crop_rgb: np.ndarray) -> float:
+    """0..1: how sharp one classifier crop is (the tracker weights a person's views by it)."""
+    import cv2
+
+    g = cv2.cvtColor(crop_rgb, cv2.COLOR_RGB2GRAY)
+    return round(min(1.0, float(cv2.Laplacian(g, cv2.CV_32F).var()) / SHARP_REF), 4)

@@ -154,7 +154,7 @@ def cmd_scan(a) -> int:
                     _draw(img, faces, Path(a.draw) / ("%s-%06d.png" % (path.stem, idx)))
                 for f in faces:
                     print(json.dumps({"file": str(path), "frame": idx, "box": list(f.box), "label": f.label,
-                                      "score": round(f.score, 4), "probs": f.probs,
+                                      "score": round(f.score, 4), "probs": f.probs, "no_face": f.no_face,
                                       "det_score": round(f.det_score, 4)}), flush=True)
                 if not faces and a.verbose:
                     print(json.dumps({"file": str(path), "frame": idx, "faces": 0}), flush=True)
@@ -164,7 +164,8 @@ def cmd_scan(a) -> int:
     return 1 if failures else 0
 
 
-LABEL_COLOURS = {"with_mask": (60, 180, 60), "without_mask": (40, 40, 220), "mask_weared_incorrect": (0, 165, 255)}
+LABEL_COLOURS = {"with_mask": (60, 180, 60), "without_mask": (40, 40, 220), "mask_weared_incorrect": (0, 165, 255),
+                 "no_face": (160, 160, 160)}
 
 
 def _draw(img, faces, out: Path) -> None:
@@ -194,8 +195,12 @@ def cmd_classify(a) -> int:
             print("edge-maskd classify: %s is not a readable image" % p, file=sys.stderr)
             failures += 1
             continue
-        label, score, probs = clf.postprocess(clf.infer(clf.preprocess_crops([img])))[0]
-        print(json.dumps({"file": str(p), "label": label, "score": round(score, 4), "probs": probs}), flush=True)
+        v = clf.postprocess(clf.infer(clf.preprocess_crops([img])))[0]
+        out = {"file": str(p), "label": v.label, "score": round(v.score, 4), "probs": v.probs,
+               "alert": v.alert}
+        if "no_face" in clf.output_labels:
+            out["no_face"] = v.no_face
+        print(json.dumps(out), flush=True)
     return 1 if failures else 0
 
 

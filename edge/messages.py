@@ -38,6 +38,7 @@ def event(d: Decision, *, site: str, device: str, model_id: str, source: str,
         "track_id": d.track_id, "verdict": d.label, "compliant": d.label not in NON_COMPLIANT,
         "confidence": d.confidence, "probs": d.probs, "box": [int(v) for v in d.box],
         "votes": d.votes, "frame": d.frame_index, "first_seen": iso(d.first_seen),
+        "decided_by": d.decided_by, "alert": d.alert,
         "model_id": model_id, "source": source,
     }
     if d.snapshot is not None:

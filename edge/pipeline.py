@@ -17,14 +17,15 @@ from typing import Any, Deque, Dict, List, Optional
 import numpy as np
 
 from . import __version__, messages
-from .bundle import load_bundle
+from .bundle import NO_FACE, load_bundle
 from .capture import FrameSource
 from .classifier import MaskClassifier
 from .detector import DetectorOptions, FaceDetector, load_detector
 from .errors import ConfigError
 from .publish import Publisher
 from .sdnotify import Notifier
-from .tracker import MotionGate, Tracker, TrackerOptions
+from .schedule import DetectionSchedule, MotionGate
+from .tracker import Tracker, TrackerOptions
 from .types import Counts, Decision, Face
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,18 @@ def detector_options(d: Dict[str, Any]) -> DetectorOptions:
                            tile_sizes=tuple(int(t) for t in d.get("tile_sizes") or ()),
                            tile_max_face=float(d.get("tile_max_face", 0.25)),
                            backend=d["backend"])
+
+
+def tracker_options(cfg: Dict[str, Any], classifier: MaskClassifier) -> TrackerOptions:
+    """The tracker's options from the config, with the alert threshold from the bundle's operating point."""
+    t = cfg["tracker"]
+    min_vote = t["min_vote_px"] if t["min_vote_px"] is not None else cfg["detector"]["min_face_px"]
+    return TrackerOptions(
+        iou=t["iou"], max_missed=t["max_missed"], votes=t["votes"], min_agreement=t["min_agreement"],
+        min_confidence=t["min_confidence"], decide_on_exit=t["decide_on_exit"],
+        min_votes_on_exit=t["min_votes_on_exit"], max_votes=t["max_votes"], margin=t["margin"],
+        border_px=t["border_px"], min_vote_px=int(min_vote), full_quality_px=t["full_quality_px"],
+        alert_threshold=classifier.bundle.operating_point.alert_threshold)
 
 
 def build_classifier(cfg: Dict[str, Any]) -> MaskClassifier:
@@ -111,14 +124,11 @@ class Pipeline:
         self.detector = detector or load_detector(Path(d["model_dir"]) if d["model_dir"] else None,
                                                   detector_options(d))
         self.classifier = classifier or build_classifier(cfg)
-        t = cfg["tracker"]
-        self.tracker = Tracker(self.classifier.labels, TrackerOptions(
-            iou=t["iou"], max_missed=t["max_missed"], votes=t["votes"], min_agreement=t["min_agreement"],
-            min_confidence=t["min_confidence"], decide_on_exit=t["decide_on_exit"],
-            min_votes_on_exit=t["min_votes_on_exit"]))
+        self.tracker = Tracker(self.classifier.labels, tracker_options(cfg, self.classifier))
         m = cfg["motion"]
-        self.motion = MotionGate(m["threshold"], m["min_area"], m["downscale_width"],
-                                 m["max_idle_frames"]) if m["enabled"] else None
+        motion = MotionGate(m["threshold"], m["min_area"], m["downscale_width"],
+                            m["max_idle_frames"]) if m["enabled"] else None
+        self.schedule = DetectionSchedule(cfg["detector"]["every_n_frames"], motion, m["decided_stride"])
         self.model_id = self.classifier.bundle.model_id
         self.backend_name = self.classifier.backend.describe()
         self.degraded: List[str] = [self.classifier.degraded] if self.classifier.degraded else []
@@ -126,8 +136,7 @@ class Pipeline:
             self.degraded.append("detector.backend %s unavailable; running on the CPU" % d["backend"])
         self.stop_event = threading.Event()
         # counters
-        self.frames = self.detector_runs = self.motion_skipped = self.events = 0
-        self._decided_motion = 0
+        self.frames = self.detector_runs = self.motion_skipped = self.events = self.rejected = 0
         self.det_ms: Deque[float] = deque(maxlen=2000)
         self.cls_ms: Deque[float] = deque(maxlen=2000)
         self.decisions: List[Decision] = []
@@ -148,27 +157,14 @@ class Pipeline:
     # -- one frame ---------------------------------------------------------------------------------------
     def process(self, frame) -> List[Decision]:
         img = frame.image
-        every = self.cfg["detector"]["every_n_frames"]
-        run = frame.index % every == 0
-        if run and self.motion is not None:
-            moving = self.motion.check(img)
-            tracks = self.tracker.tracks
-            undecided = any(not t.decided for t in tracks)
-            # undecided people keep the detector on every frame: gating must never change a verdict
-            if not moving and not undecided:
-                run = False
-                self.motion_skipped += 1
-            elif moving and tracks and not undecided:
-                # everyone in view already has a verdict (people walking out): every Nth frame is enough
-                # to follow them; a newcomer starts an undecided track and brings back every frame
-                self._decided_motion += 1
-                if self._decided_motion % self.cfg["motion"]["decided_stride"] != 0:
-                    run = False
-                    self.motion_skipped += 1
-            else:
-                self._decided_motion = 0
+        run = self.schedule.should_detect(frame.index, img, self.tracker.needs_detection())
+        self.tracker.tick(still=self.schedule.still)
         if not run:
-            return []
+            self.motion_skipped = self.schedule.skipped
+            decisions = self.tracker.expire(frame.index, frame.time)  # people who left while nothing ran
+            for d in decisions:
+                self._snapshot(d, img)
+            return decisions
         self.detector_runs += 1
         t0 = time.perf_counter()
         faces = self.detector.detect(img, self._roi(img.shape))
@@ -177,7 +173,10 @@ class Pipeline:
         if faces:
             self.classifier.classify(img, faces)
             self.cls_ms.append((time.perf_counter() - t1) * 1000.0)
-        decisions = self.tracker.update(faces, frame.index, frame.time)
+            kept = [f for f in faces if f.label != NO_FACE]  # the rejector: detections that are no face
+            self.rejected += len(faces) - len(kept)
+            faces = kept
+        decisions = self.tracker.update(faces, frame.index, frame.time, (img.shape[1], img.shape[0]))
         for d in decisions:
             self._snapshot(d, img)
         return decisions
@@ -278,7 +277,7 @@ class Pipeline:
         self.publisher.publish("stats", messages.stats(
             site=self.site, device=self.device, t=now, uptime_s=round(now - start, 1), fps=round(fps, 2),
             frames=self.frames, dropped_frames=int(source.dropped), detector_runs=self.detector_runs,
-            motion_skipped=self.motion_skipped, inference_ms=_pct(self.cls_ms), detect_ms=_pct(self.det_ms),
+            motion_skipped=self.motion_skipped, rejected_no_face=self.rejected, inference_ms=_pct(self.cls_ms), detect_ms=_pct(self.det_ms),
             spool_depth=self.publisher.spool_depth(), spool_dropped=self.publisher.spool_dropped(),
             active_tracks=self.tracker.active, events=self.events, backend=self.backend_name, camera=camera,
             rss_mb=rss_mb()))

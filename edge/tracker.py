@@ -1,9 +1,14 @@
-"""Faces tracked across frames, one verdict per person.
+"""Faces tracked across frames, one verdict per person, decided on their best views.
 
 A person standing at the door for 10 s is 300 frames; the control room wants one
-event. Each track collects classifier votes; once `votes` frames agree (by share
-and mean confidence) the track gets its single verdict. A track that leaves early
-is decided on exit from what it has, if it has at least `min_votes_on_exit`.
+event. Each track collects the classifier's calibrated probabilities, but only from
+good views: a face cut by the frame border (still entering or leaving) or far below
+the kiosk size casts no vote, and each vote is weighted by its quality (size,
+detector confidence, sharpness). The person's verdict is the operating-point rule
+(edge.verdict.label_for) on the weighted mean of their votes, reached either when the
+evidence is strong enough (`votes` good views whose mean is clear of the alert
+threshold by `margin`, or `max_votes` views in all) or when the track ends,
+whichever comes first; the event says which (`decided_by`).
 """
 from __future__ import annotations
 
@@ -13,18 +18,24 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from .types import Box, Decision, Face, greedy_assign, iou
+from .verdict import label_for
 
 
 @dataclass
 class TrackerOptions:
     iou: float = 0.3
-    max_missed: int = 15
-    votes: int = 5
-    min_agreement: float = 0.6
-    min_confidence: float = 0.5
+    max_missed: int = 15  # frames (not detector runs) a track survives unseen
+    votes: int = 5  # good views needed before an early verdict
+    min_agreement: float = 0.6  # share of good views whose own verdict matches the mean's
+    min_confidence: float = 0.5  # kept for configs written before the operating point; see margin
     decide_on_exit: bool = True
     min_votes_on_exit: int = 2
-    max_votes: int = 0  # decide anyway after this many votes (0: 3 x votes)
+    max_votes: int = 0  # decide anyway after this many good views (0: 3 x votes)
+    alert_threshold: Optional[float] = None  # the bundle's operating point (None: argmax of the mean)
+    margin: float = 0.2  # an early verdict needs the mean P(alert) this far from the threshold
+    border_px: int = 3  # a face box this close to the frame edge is cut: no vote
+    min_vote_px: int = 0  # faces narrower than this cast no vote (the kiosk size)
+    full_quality_px: int = 80  # faces this wide or wider weigh fully; smaller ones in proportion
 
 
 @dataclass
@@ -32,16 +43,18 @@ class Track:
     id: int
     box: Box
     first_seen: float
-    last_frame: int
+    last_frame: int  # the tracker's clock when last seen
     missed: int = 0
     probs: List[np.ndarray] = field(default_factory=list)
+    weights: List[float] = field(default_factory=list)
+    partial: List[np.ndarray] = field(default_factory=list)  # votes from cut / small views, used only if no good one
     best_box: Optional[Box] = None
     best_score: float = -1.0
     decided: bool = False
-    velocity: tuple = (0.0, 0.0)  # px per detected frame, smoothed: walkers are matched where they will be
+    velocity: tuple = (0.0, 0.0)  # px per *frame*, smoothed: walkers are matched where they will be
 
-    def predicted(self) -> Box:
-        steps = self.missed + 1
+    def predicted(self, frame_index: int) -> Box:
+        steps = max(1, frame_index - self.last_frame)
         dx, dy = self.velocity[0] * steps, self.velocity[1] * steps
         b = self.box
         return (int(b[0] + dx), int(b[1] + dy), int(b[2] + dx), int(b[3] + dy))
@@ -53,12 +66,26 @@ class Tracker:
         self.opt = options or TrackerOptions()
         self.tracks: List[Track] = []
         self.next_id = 1
+        # Track age and motion prediction run on this clock: frame numbers, except that frames in which
+        # nothing moved (the schedule's motion gate) do not advance it. A person standing still at the kiosk
+        # while the detector rests is not "missing"; a person who walked out is, as soon as frames move.
+        self.clock = 0
+        self._ticked = False
 
-    def _match(self, faces: Sequence[Face]) -> Dict[int, int]:
+    def tick(self, still: bool = False) -> None:
+        """Call once per captured frame (before update/expire); `still`: the motion gate saw no change."""
+        self._ticked = True
+        if not still:
+            self.clock += 1
+
+    def _now(self, frame_index: int) -> int:
+        return self.clock if self._ticked else frame_index
+
+    def _match(self, faces: Sequence[Face], frame_index: int) -> Dict[int, int]:
         """Greedy matching, best IoU first; centroid distance rescues fast walkers with low IoU."""
         pairs = []
         for ti, t in enumerate(self.tracks):
-            pb = t.predicted()
+            pb = t.predicted(frame_index)
             tw = max(1, t.box[2] - t.box[0])
             tc = ((pb[0] + pb[2]) / 2.0, (pb[1] + pb[3]) / 2.0)
             for fi, f in enumerate(faces):
@@ -75,43 +102,109 @@ class Tracker:
                 pairs.append((o, fi, ti))
         return greedy_assign(pairs)
 
-    def update(self, faces: Sequence[Face], frame_index: int, now: float) -> List[Decision]:
-        """Feed the faces of one *detected* frame (classified, with probs). Returns verdicts reached."""
+    def quality(self, face: Face, frame_size: Optional[Sequence[int]]) -> float:
+        """0 for a view that must not vote (cut by the border, below the kiosk size), else a weight in (0, 1]."""
+        x1, y1, x2, y2 = face.box
+        w = min(x2 - x1, y2 - y1)
+        o = self.opt
+        if w < o.min_vote_px:
+            return 0.0
+        if frame_size is not None:
+            fw, fh = frame_size[0], frame_size[1]
+            b = o.border_px
+            if x1 <= b or y1 <= b or x2 >= fw - b or y2 >= fh - b:
+                return 0.0
+        size = min(1.0, w / float(max(1, o.full_quality_px)))
+        det = min(1.0, max(0.05, face.det_score))
+        sharp = 1.0 if face.sharpness is None else float(min(1.0, max(0.25, face.sharpness)))
+        return size * det * sharp
+
+    def update(self, faces: Sequence[Face], frame_index: int, now: float,
+               frame_size: Optional[Sequence[int]] = None) -> List[Decision]:
+        """Feed the faces of one *detected* frame (classified, with probs; frame_size = (width, height)).
+        Returns verdicts reached."""
         decisions: List[Decision] = []
-        matched = self._match(faces)
+        clock = self._now(frame_index)
+        matched = self._match(faces, clock)
         seen = set()
         for fi, face in enumerate(faces):
             if fi in matched:
                 t = self.tracks[matched[fi]]
             else:
-                t = Track(id=self.next_id, box=face.box, first_seen=now, last_frame=frame_index)
+                t = Track(id=self.next_id, box=face.box, first_seen=now, last_frame=clock)
                 self.next_id += 1
                 self.tracks.append(t)
             if fi in matched:
-                steps = t.missed + 1
+                steps = max(1, clock - t.last_frame)  # frames, not detector runs: the schedule may skip
                 vx = ((face.box[0] + face.box[2]) - (t.box[0] + t.box[2])) / 2.0 / steps
                 vy = ((face.box[1] + face.box[3]) - (t.box[1] + t.box[3])) / 2.0 / steps
                 t.velocity = (0.5 * t.velocity[0] + 0.5 * vx, 0.5 * t.velocity[1] + 0.5 * vy)
-            t.box, t.last_frame, t.missed = face.box, frame_index, 0
+            t.box, t.last_frame, t.missed = face.box, clock, 0
             seen.add(t.id)
             if face.probs and not t.decided:
-                t.probs.append(np.array([face.probs[l] for l in self.labels], dtype=np.float32))
-                if face.det_score > t.best_score:
-                    t.best_score, t.best_box = face.det_score, face.box
+                vec = np.array([face.probs[l] for l in self.labels], dtype=np.float32)
+                q = self.quality(face, frame_size)
+                if q > 0:
+                    t.probs.append(vec)
+                    t.weights.append(q)
+                    if q > t.best_score:
+                        t.best_score, t.best_box = q, face.box
+                else:
+                    t.partial.append(vec)
+                    if t.best_box is None:
+                        t.best_box = face.box
                 d = self._try_decide(t, frame_index, now, exiting=False)
                 if d:
                     decisions.append(d)
+        decisions.extend(self._expire(frame_index, now, seen, frame_size))
+        return decisions
+
+    def _left_frame(self, t: Track, clock: int, frame_size: Optional[Sequence[int]]) -> bool:
+        """Unseen now and last seen walking out through the frame edge (or predicted mostly outside it)."""
+        if frame_size is None:
+            return False
+        fw, fh = frame_size[0], frame_size[1]
+        pb = t.predicted(clock)
+        area = max(1, (pb[2] - pb[0]) * (pb[3] - pb[1]))
+        ix = max(0, min(pb[2], fw) - max(pb[0], 0))
+        iy = max(0, min(pb[3], fh) - max(pb[1], 0))
+        if ix * iy / float(area) < 0.5:
+            return True
+        b, e = t.box, 2 * self.opt.border_px + 2
+        vx, vy = t.velocity
+        return ((b[0] <= e and vx < -0.5) or (b[2] >= fw - e and vx > 0.5)
+                or (b[1] <= e and vy < -0.5) or (b[3] >= fh - e and vy > 0.5))
+
+    def expire(self, frame_index: int, now: float) -> List[Decision]:
+        """A frame the detector skipped: tracks not seen for more than `max_missed` *frames* end now (and
+        are decided on exit). Age is counted in frames, never in detector runs, so a gate that skips an
+        empty doorway cannot keep a departed person's track alive to swallow the next visitor."""
+        return self._expire(frame_index, now, set())
+
+    def _expire(self, frame_index: int, now: float, seen, frame_size: Optional[Sequence[int]] = None) -> List[Decision]:
+        out: List[Decision] = []
+        clock = self._now(frame_index)
         for t in list(self.tracks):
             if t.id in seen:
                 continue
-            t.missed += 1
-            if t.missed > self.opt.max_missed:
+            t.missed = clock - t.last_frame
+            # a person who walked out of the frame has left now: their track must not linger (while the
+            # doorway stands still the clock does too) and swallow the next visitor entering there
+            if t.missed > self.opt.max_missed or self._left_frame(t, clock, frame_size):
                 self.tracks.remove(t)
                 if not t.decided and self.opt.decide_on_exit:
                     d = self._try_decide(t, frame_index, now, exiting=True)
                     if d:
-                        decisions.append(d)
-        return decisions
+                        out.append(d)
+        return out
+
+    def needs_detection(self) -> str:
+        """What the detection schedule needs to know: "undecided" (someone in view still needs a verdict:
+        detect every frame), "decided" (only people with a verdict: following them can be sparser) or
+        "idle" (nobody tracked)."""
+        if any(not t.decided for t in self.tracks):
+            return "undecided"
+        return "decided" if self.tracks else "idle"
 
     def flush(self, frame_index: int, now: float) -> List[Decision]:
         """End of stream: decide every undecided track that has enough votes."""
@@ -125,63 +218,38 @@ class Tracker:
         return out
 
     def _try_decide(self, t: Track, frame_index: int, now: float, exiting: bool) -> Optional[Decision]:
-        n = len(t.probs)
-        if n == 0:
-            return None
         o = self.opt
+        n = len(t.probs)
+        if n:
+            p, w = np.stack(t.probs), np.asarray(t.weights, dtype=np.float64)
+        elif exiting and t.partial:
+            # never fully in view: decide from the partial views rather than lose the visitor
+            p, w = np.stack(t.partial), np.ones(len(t.partial))
+        else:
+            return None
         if exiting:
-            if n < o.min_votes_on_exit:
+            if len(p) < o.min_votes_on_exit:
                 return None
         elif n < o.votes:
             return None
-        p = np.stack(t.probs)
-        mean = p.mean(axis=0)
-        k = int(np.argmax(mean))
-        agreement = float(np.mean(p.argmax(axis=1) == k))
+        mean = (p * w[:, None]).sum(axis=0) / max(1e-9, float(w.sum()))
+        label = label_for(mean, o.alert_threshold)
+        k = self.labels.index(label)
+        alert = float(mean[1] + mean[2]) if len(mean) >= 3 else 0.0
         cap = o.max_votes or 3 * o.votes
-        if not exiting and n < cap and (agreement < o.min_agreement or mean[k] < o.min_confidence):
-            return None  # ambiguous so far: keep collecting votes
+        if not exiting and n < cap:
+            own = [label_for(v, o.alert_threshold) for v in p]
+            agreement = float(np.mean([x == label for x in own]))
+            thr = 0.5 if o.alert_threshold is None else o.alert_threshold
+            if agreement < o.min_agreement or abs(alert - thr) < o.margin:
+                return None  # not clear yet: keep collecting good views
         t.decided = True
-        return Decision(track_id=t.id, label=self.labels[k], confidence=round(float(mean[k]), 4),
+        return Decision(track_id=t.id, label=label, confidence=round(float(mean[k]), 4),
                         probs={l: round(float(v), 4) for l, v in zip(self.labels, mean)},
-                        box=t.best_box or t.box, frame_index=frame_index, time=now, votes=n,
-                        first_seen=t.first_seen)
+                        box=t.best_box or t.box, frame_index=frame_index, time=now, votes=len(p),
+                        first_seen=t.first_seen, decided_by="track_end" if exiting else "evidence",
+                        alert=round(alert, 4))
 
     @property
     def active(self) -> int:
         return len(self.tracks)
-
-
-class MotionGate:
-    """Frigate-style cheap test: did enough of a small grey frame change since the last one?
-
-    The detector is the expensive stage; an entrance is empty most of the day, so most
-    frames never reach it. Forced detections every `max_idle_frames` keep tracks honest.
-    """
-
-    def __init__(self, threshold: int = 25, min_area: float = 0.002, width: int = 160,
-                 max_idle_frames: int = 30) -> None:
-        self.threshold, self.min_area, self.width, self.max_idle = threshold, min_area, width, max_idle_frames
-        self.prev: Optional[np.ndarray] = None
-        self.idle = 0
-
-    def check(self, image_bgr: np.ndarray) -> bool:
-        import cv2
-
-        h, w = image_bgr.shape[:2]
-        small = cv2.resize(image_bgr, (self.width, max(1, int(h * self.width / float(w)))),
-                           interpolation=cv2.INTER_AREA)
-        grey = cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), (5, 5), 0)
-        prev, self.prev = self.prev, grey
-        if prev is None:
-            self.idle = 0
-            return True
-        changed = float(np.mean(cv2.absdiff(grey, prev) > self.threshold))
-        if changed >= self.min_area:
-            self.idle = 0
-            return True
-        self.idle += 1
-        if self.idle >= self.max_idle:
-            self.idle = 0
-            return True
-        return False

@@ -24,6 +24,8 @@ class Face:
     label: str = ""
     score: float = 0.0
     probs: Dict[str, float] = field(default_factory=dict)
+    no_face: float = 0.0  # P(no_face) from the rejector output, when the bundle has one
+    sharpness: Optional[float] = None  # 0..1 from the classifier's crop (variance of the Laplacian, scaled)
 
 
 @dataclass
@@ -40,6 +42,8 @@ class Decision:
     votes: int
     first_seen: float
     snapshot: Optional[bytes] = None
+    decided_by: str = "evidence"  # "evidence": enough good views agreed | "track_end": the person left first
+    alert: float = 0.0  # the person's calibrated P(without_mask) + P(mask_weared_incorrect)
 
 
 @dataclass

@@ -38,6 +38,7 @@ def load_crops(path: Path) -> Dict[str, np.ndarray]:
 def make_split(crops: Dict[str, np.ndarray], seed: int, max_distance: int) -> Dict[str, object]:
     """Dedupe (exact copies dropped, near-copies grouped) and split; returns indices and a report."""
     from export import split as sp
+    from export.datasets import LABELS
 
     hashes = sp.phash64(crops["images"])
     pairs = sp.near_duplicate_pairs(hashes, max_distance)
@@ -65,7 +66,7 @@ def make_split(crops: Dict[str, np.ndarray], seed: int, max_distance: int) -> Di
         "clusters": int(len(sizes)), "largest_cluster": int(sizes.max()) if len(sizes) else 0,
         "crossing_pairs_after_split": crossing, "seed": seed,
         "counts": {name: {lab: int(np.sum((assign == s) & (labels[keep] == i)))
-                          for i, lab in enumerate(["with_mask", "without_mask", "mask_weared_incorrect"])}
+                          for i, lab in enumerate(LABELS)}
                    for s, name in enumerate(("train", "val", "test"))},
     }
     return {"keep": keep, "assign": assign, "report": report}
@@ -76,8 +77,11 @@ def cmd_prepare(a) -> int:
     from export import datasets
 
     det = load_detector(a.detector_dir, DetectorOptions(confidence=a.det_conf))
+    # the kiosk's own pass (one 300x300 blob) at a low threshold: its false detections become no_face crops
+    neg = load_detector(a.detector_dir, DetectorOptions(confidence=a.negatives_conf, mode="single")) \
+        if a.negatives_conf > 0 else None
     crops, rep = datasets.build(Path(a.data), margin=a.margin, size=a.size, detector=det,
-                                sources=a.sources, progress=_progress(not a.quiet))
+                                sources=a.sources, negatives=neg, progress=_progress(not a.quiet))
     if not crops:
         raise MaskwatchError("no face crops found under %s" % a.data, 66)
     arr = datasets.stack(crops)
@@ -118,18 +122,28 @@ def _split_arrays(run: Path, crops: Dict[str, np.ndarray], which: int):
 
 
 def model_card(run: Path, crops_path: Path) -> Dict[str, object]:
-    from export.datasets import SOURCE_LICENSES
+    from export.datasets import REAL_SOURCES, SOURCE_LICENSES
 
     rep = json.loads(crops_path.with_suffix(".report.json").read_text()) if crops_path.with_suffix(
         ".report.json").exists() else {}
     tr = json.loads((run / "train.json").read_text())
     sources = [{"name": n, "license": SOURCE_LICENSES.get(n, "unknown: check before shipping"),
+                "photos": "real" if n in REAL_SOURCES else "synthetic masks",
                 "crops": c} for n, c in sorted((rep.get("counts") or {}).items())]
-    noncommercial = any("NC" in s["license"] for s in sources)
+    notes = []
+    if any("NC" in s["license"] for s in sources):
+        notes.append("Trained partly on CC BY-NC-SA 4.0 data (MaskedFace-Net): the weights are for "
+                     "non-commercial use unless retrained without it.")
+    if any(s["license"].startswith("NONE") for s in sources):
+        notes.append("Trained partly on ilc2021-jolignier, whose repository states NO license: scraped web photos "
+                     "whose copyright stays with the photographers. Internal experiments only; check before you "
+                     "ship or redistribute these weights.")
+    if notes:
+        notes.append("License-clean recipe (CC0 + MIT sources only): edge-export prepare --sources andrewmvd-train "
+                     "chandrikadeb7, then train/convert as usual; its numbers are in benchmarks/model-comparison.md.")
     return {
         "training_sources": sources,
-        "license_note": ("Trained partly on CC BY-NC-SA 4.0 data (MaskedFace-Net): the weights are for "
-                         "non-commercial use unless retrained without it.") if noncommercial else "",
+        "license_note": " ".join(notes),
         "split": json.loads((run / "split.json").read_text()),
         "train_config": tr["config"], "train_seconds": tr["train_seconds"], "params": tr["params"],
         "val_metrics": tr["val"],
@@ -150,9 +164,52 @@ def cmd_convert(a) -> int:
                        eval_labels=te_y, crop_margin=float(crops.get("margin", 0.15)),
                        model_card=model_card(run, Path(a.crops)), variants=a.variants or VARIANTS,
                        model_id=a.model_id, force=a.force, granularity=a.int8_granularity)
+    op = operating_point(Path(a.out), run, crops, variant=manifest["default_variant"])
     summary = {k: v.get("parity") for k, v in manifest["variants"].items()}
-    print(json.dumps({"bundle": a.out, "parity": summary}, indent=1))
+    print(json.dumps({"bundle": a.out, "parity": summary,
+                      "operating_point": {k: v for k, v in op.items() if k != "validation"},
+                      "test_real": op.get("_test_real")}, indent=1))
     return 0
+
+
+def device_probs(bundle_dir: Path, images: np.ndarray, variant: Optional[str] = None) -> np.ndarray:
+    """Raw outputs of a bundle variant through the device's own classifier code."""
+    from edge.bundle import load_bundle
+    from edge.classifier import MaskClassifier
+    from edge.crop import resize_crops_rgb
+
+    b = load_bundle(bundle_dir)
+    clf = MaskClassifier(b, variant, fallback=False)
+    return clf.infer(resize_crops_rgb(images, b.input_size), max_batch=32)
+
+
+def operating_point(bundle_dir: Path, run: Path, crops: Dict[str, np.ndarray], variant: Optional[str] = None,
+                    max_false_alarm: float = 0.03, max_face_loss: float = 0.01) -> Dict[str, object]:
+    """Choose temperature, no_face and alert thresholds on the real val crops with the device's variant, then
+    report the held-out test crops per source under it; both go into the manifest (and its model card)."""
+    from edge.bundle import MANIFEST
+    from export import operating
+    from export.datasets import LABELS, REAL_SOURCES
+
+    va_x, va_y, va_i = _split_arrays(run, crops, 1)
+    te_x, te_y, te_i = _split_arrays(run, crops, 2)
+    real = np.isin(crops["sources"][va_i], REAL_SOURCES)
+    op = operating.choose(device_probs(bundle_dir, va_x[real], variant), va_y[real], LABELS,
+                          max_false_alarm=max_false_alarm, max_face_loss=max_face_loss)
+    op["variant"] = variant
+    pred = operating.predict_labels(device_probs(bundle_dir, te_x, variant), LABELS, op)
+    test = operating.by_source(pred, te_y, crops["sources"][te_i], LABELS, REAL_SOURCES)
+    mpath = bundle_dir / MANIFEST
+    manifest = json.loads(mpath.read_text())
+    manifest["operating_point"] = op
+    manifest.setdefault("metrics", {})["test_by_source"] = dict(
+        test, note="held-out test crops, %s under the operating point; real sources decide" % variant)
+    if "model_card" in manifest:
+        manifest["model_card"]["test_by_source"] = {k: {m: v[m] for m in ("macro_f1", "per_class", "with_mask_flagged",
+                                                                          "alert", "faces")}
+                                                    for k, v in test.items()}
+    mpath.write_text(json.dumps(manifest, indent=1))
+    return dict(op, _test_real=test.get("real (all)"))
 
 
 def cmd_verify(a) -> int:
@@ -183,16 +240,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("prepare", help="cut face crops from VOC scenes and folder-per-class sets into an .npz")
     s.add_argument("--data", default="../shared/data")
-    s.add_argument("--out", default=str(DEFAULT_WORK / "crops160.npz"))
+    s.add_argument("--out", default=str(DEFAULT_WORK / "crops96.npz"))
     s.add_argument("--margin", type=float, default=0.15, help="grow each face box by this fraction per side")
-    s.add_argument("--size", type=int, default=160, help="stored crop size (>= the largest input size to train)")
+    s.add_argument("--size", type=int, default=96,
+                   help="crop size = the model's input size (crops are cut once, by edge.crop, as on the device)")
     s.add_argument("--det-conf", type=float, default=0.5)
+    s.add_argument("--negatives-conf", type=float, default=0.1,
+                   help="res10 threshold for mining no_face crops in VOC scenes (0: none)")
     s.add_argument("--detector-dir", default=None)
     s.add_argument("--sources", nargs="*", help="only these dataset folders")
     s.set_defaults(fn=cmd_prepare)
 
     s = sub.add_parser("train", help="dedupe, split (70/15/15 by group) and train")
-    s.add_argument("--crops", default=str(DEFAULT_WORK / "crops160.npz"))
+    s.add_argument("--crops", default=str(DEFAULT_WORK / "crops96.npz"))
     s.add_argument("--out", default=str(DEFAULT_WORK / "runs" / "mnv2"))
     s.add_argument("--arch", choices=("mobilenetv2", "baseline"), default="mobilenetv2")
     s.add_argument("--alpha", type=float, default=0.35)
@@ -211,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("convert", help="TFLite fp32/fp16/int8/Edge-TPU-ready + ONNX bundle with parity")
     s.add_argument("--run", default=str(DEFAULT_WORK / "runs" / "mnv2"))
-    s.add_argument("--crops", default=str(DEFAULT_WORK / "crops160.npz"))
+    s.add_argument("--crops", default=str(DEFAULT_WORK / "crops96.npz"))
     s.add_argument("--out", required=True)
     s.add_argument("--model-id", default=None)
     s.add_argument("--representative", type=int, default=300, help="training crops used to calibrate int8")
@@ -229,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("evaluate", help="metrics, confusion matrix, curves, contact sheet, scene-level evaluation")
     s.add_argument("--run", default=str(DEFAULT_WORK / "runs" / "mnv2"))
-    s.add_argument("--crops", default=str(DEFAULT_WORK / "crops160.npz"))
+    s.add_argument("--crops", default=str(DEFAULT_WORK / "crops96.npz"))
     s.add_argument("--bundle", default=None, help="evaluate this bundle's variant instead of the Keras model")
     s.add_argument("--variant", default="tflite_int8")
     s.add_argument("--out", default=None, help="report directory (default RUN/report)")

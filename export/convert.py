@@ -37,11 +37,10 @@ FILES = {
 
 
 def _resize(images: np.ndarray, size: int) -> np.ndarray:
-    import cv2
+    """Stored crops at the model input (they are cut at that size: normally a no-op)."""
+    from edge.crop import resize_crops_rgb
 
-    if images.shape[1] == size and images.shape[2] == size:
-        return images
-    return np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in images])
+    return resize_crops_rgb(images, (size, size))
 
 
 def _converter(model, batch1: bool):

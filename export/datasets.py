@@ -20,7 +20,9 @@ from edge.datasets_io import read_image
 
 log = logging.getLogger(__name__)
 
-LABELS = ("with_mask", "without_mask", "mask_weared_incorrect")
+LABELS = ("with_mask", "without_mask", "mask_weared_incorrect", "no_face")
+FACE_LABELS = LABELS[:3]
+NO_FACE = "no_face"  # res10 detections in annotated scenes that match no face: what the rejector learns
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 
 # Folder and VOC names seen in public face-mask sets, mapped to the project's three classes.
@@ -32,6 +34,7 @@ LABEL_ALIASES = {
     "mask_weared_incorrect": "mask_weared_incorrect", "mask_worn_incorrectly": "mask_weared_incorrect",
     "incorrect_mask": "mask_weared_incorrect", "incorrectly_masked": "mask_weared_incorrect",
     "mascarilla_mal_puesta": "mask_weared_incorrect", "imfd": "mask_weared_incorrect",
+    "with_incorrect_mask": "mask_weared_incorrect",
 }
 
 
@@ -73,21 +76,10 @@ class Report:
 
 
 def crop_face(image_bgr: np.ndarray, box: Tuple[int, int, int, int], margin: float, size: int) -> np.ndarray:
-    """The classifier's view of a face: box grown by `margin` per side, clamped, resized, RGB.
+    """The classifier's view of a face: `edge.crop.crop_face`, the very function the device runs."""
+    from edge.crop import crop_face as _crop
 
-    This mirrors edge.classifier's preprocessing exactly (same expand, same resize), so that
-    training crops and device crops are the same kind of picture.
-    """
-    import cv2
-
-    from edge.types import expand_box
-
-    h, w = image_bgr.shape[:2]
-    x1, y1, x2, y2 = expand_box(box, margin, w, h)
-    region = image_bgr[y1:max(y2, y1 + 1), x1:max(x2, x1 + 1)]
-    region = cv2.resize(region, (size, size), interpolation=cv2.INTER_AREA if min(region.shape[:2]) > size
-                        else cv2.INTER_LINEAR)
-    return cv2.cvtColor(region, cv2.COLOR_BGR2RGB)
+    return _crop(image_bgr, box, margin, (size, size))
 
 
 def parse_voc(xml_path: Path) -> Tuple[str, List[Tuple[str, Tuple[int, int, int, int]]]]:
@@ -111,10 +103,39 @@ def parse_voc(xml_path: Path) -> Tuple[str, List[Tuple[str, Tuple[int, int, int,
     return fname, objs
 
 
+def false_detections(faces, gt_boxes: Sequence[Tuple[int, int, int, int]], *, min_px: int = 12,
+                     max_iou: float = 0.1, max_cover: float = 0.3) -> List[Tuple[Tuple[int, int, int, int], float]]:
+    """Detector boxes that are no annotated face: IoU < max_iou with every box and not mostly inside one
+    (a box covering a part of a face is not a 'no face' example)."""
+    from edge.types import iou
+
+    out = []
+    for f in faces:
+        b = f.box
+        if min(b[2] - b[0], b[3] - b[1]) < min_px:
+            continue
+        area = float(max(1, (b[2] - b[0]) * (b[3] - b[1])))
+        ok = True
+        for g in gt_boxes:
+            ix = max(0, min(b[2], g[2]) - max(b[0], g[0]))
+            iy = max(0, min(b[3], g[3]) - max(b[1], g[1]))
+            if iou(b, g) >= max_iou or ix * iy / area >= max_cover:
+                ok = False
+                break
+        if ok:
+            out.append((b, f.det_score))
+    return out
+
+
 def read_voc(root: Path, *, margin: float, size: int, source: str, report: Report,
              min_face_px: int = 8, images_dir: str = "images", ann_dir: str = "annotations",
+             negatives=None, neg_max_score: float = 1.01, neg_per_scene: int = 4,
              progress: Callable[[Iterable], Iterable] = lambda x: x) -> List[Crop]:
-    """Face crops from a VOC folder (`annotations/*.xml` + `images/`), grouped by scene."""
+    """Face crops from a VOC folder (`annotations/*.xml` + `images/`), grouped by scene.
+
+    With `negatives` (a low-confidence detector), also `no_face` crops: its detections that match no
+    annotated face, at most `neg_per_scene` per scene and only below `neg_max_score` (for sets whose
+    background faces are often left unlabelled, a confident unmatched detection may be a real face)."""
     crops: List[Crop] = []
     xmls = sorted((root / ann_dir).glob("*.xml"))
     report.read[source] = 0
@@ -146,6 +167,14 @@ def read_voc(root: Path, *, margin: float, size: int, source: str, report: Repor
                      source, str(img_path), (x1, y1, x2, y2), "voc")
             report.add(c)
             crops.append(c)
+        if negatives is not None:
+            gt = [b for _, b in objs]
+            found = [fb for fb in false_detections(negatives.detect(img), gt) if fb[1] < neg_max_score]
+            for box, score in found[:neg_per_scene]:
+                c = Crop(crop_face(img, box, margin, size), NO_FACE, "%s:%s" % (source, xml_path.stem),
+                         source, str(img_path), box, "negative")
+                report.add(c)
+                crops.append(c)
     return crops
 
 
@@ -209,7 +238,15 @@ SOURCE_LICENSES = {
     "andrewmvd-train": "CC0-1.0 (Kaggle 'Face Mask Detection' by andrewmvd; no license file in the mirror repo)",
     "chandrikadeb7": "MIT (chandrikadeb7/Face-Mask-Detection); images gathered from Bing, Kaggle, RMFD",
     "maskedfacenet-maskon": "CC BY-NC-SA 4.0 (MaskedFace-Net on FFHQ faces): NON-COMMERCIAL, share-alike",
+    "ilc2021-jolignier": ("NONE STATED (jolignier/face-mask-dataset-ilc-2021 has no LICENSE and its README no terms; "
+                          "scraped news/stock web photos whose copyright stays with the photographers): internal "
+                          "experiments only, check before you ship or redistribute"),
 }
+# Sources whose photos are real (not synthetic overlays): these decide model choices.
+REAL_SOURCES = ("andrewmvd-train", "ilc2021-jolignier", "chandrikadeb7")
+SYNTHETIC_SOURCES = ("maskedfacenet-maskon",)
+# Sets whose background faces are often unlabelled: a confident unmatched detection there is no negative.
+NEG_MAX_SCORE = {"ilc2021-jolignier": 0.5}
 
 
 def discover(data_root: Path) -> List[Tuple[str, str, Path]]:
@@ -224,7 +261,7 @@ def discover(data_root: Path) -> List[Tuple[str, str, Path]]:
 
 
 def build(data_root: Path, *, margin: float, size: int, detector=None, sources: Optional[Sequence[str]] = None,
-          progress: Callable[[Iterable], Iterable] = lambda x: x) -> Tuple[List[Crop], Report]:
+          negatives=None, progress: Callable[[Iterable], Iterable] = lambda x: x) -> Tuple[List[Crop], Report]:
     report = Report()
     crops: List[Crop] = []
     for kind, name, path in discover(data_root):
@@ -232,7 +269,8 @@ def build(data_root: Path, *, margin: float, size: int, detector=None, sources: 
             continue
         log.info("reading %s (%s)", path, kind)
         if kind == "voc":
-            crops += read_voc(path, margin=margin, size=size, source=name, report=report, progress=progress)
+            crops += read_voc(path, margin=margin, size=size, source=name, report=report, progress=progress,
+                              negatives=negatives, neg_max_score=NEG_MAX_SCORE.get(name, 1.01))
         else:
             crops += read_folders(path, margin=margin, size=size, source=name, report=report,
                                   detector=detector, progress=progress)

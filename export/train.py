@@ -39,6 +39,7 @@ class TrainConfig:
     weights: Optional[str] = None  # path to MobileNetV2 no-top .h5, or "imagenet"
     seed: int = 0
     augment: bool = True
+    colour: bool = True  # hue/saturation jitter, and masks recoloured (masks come in every colour)
 
 
 def set_seed(seed: int) -> None:
@@ -115,6 +116,29 @@ def augmenter(size: int):
     return aug
 
 
+def colour_jitter(x, y, size: int):
+    """Per-crop colour: mild global hue/saturation jitter, and for masked faces (correct or not) the lower
+    face recoloured (hue rotated, or tinted so white masks turn any colour). The first model learned
+    "a mask is a pale surgical mask" and called yellow, red, knitted and printed masks `without_mask`."""
+    import tensorflow as tf
+
+    x = x / 255.0
+    x = tf.image.random_saturation(x, 0.6, 1.5)
+    x = tf.image.random_hue(x, 0.04)
+    masked = tf.logical_or(tf.equal(y, 0), tf.equal(y, 2))
+    rows = tf.cast(tf.range(size), tf.float32) / float(size)
+    # a soft band over where a mask sits in the crop (box + 15 % margin): from ~45 % of the height down
+    ramp = tf.clip_by_value((rows - 0.42) / 0.1, 0.0, 1.0)[:, None, None]
+    hue = tf.image.adjust_hue(x, tf.random.uniform([], -0.5, 0.5))
+    hue = tf.image.adjust_saturation(hue, tf.random.uniform([], 1.0, 2.0))
+    tint = x * tf.random.uniform([1, 1, 3], 0.25, 1.0)
+    pick = tf.random.uniform([])
+    recol = tf.where(pick < 0.5, hue, tint)
+    do = tf.logical_and(masked, tf.random.uniform([]) < 0.5)
+    x = tf.where(do, ramp * recol + (1.0 - ramp) * x, x)
+    return tf.clip_by_value(x, 0.0, 1.0) * 255.0
+
+
 def oversample_index(labels: np.ndarray, how: str, seed: int, sources: Optional[np.ndarray] = None) -> np.ndarray:
     """Indices of a resampled training set of the same size.
 
@@ -143,18 +167,33 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, cfg: TrainConfig, train
     import tensorflow as tf
 
     size = cfg.input_size
-    ds = tf.data.Dataset.from_tensor_slices((images, labels))
-    if training:
-        if cfg.oversample != "none":
-            idx = oversample_index(labels, cfg.oversample, cfg.seed, sources)
-            ds = tf.data.Dataset.from_tensor_slices((images[idx], labels[idx]))
-        ds = ds.shuffle(min(len(labels), 10000), seed=cfg.seed, reshuffle_each_iteration=True)
+
+    if images.shape[1:3] != (size, size):
+        # the one crop function cuts crops at the model's input size (edge-export prepare --size); a cache
+        # cut at another size is resized here once, by the device's rule, not by tf.image.resize
+        from edge.crop import resize_crops_rgb
+
+        images = resize_crops_rgb(images, (size, size))
+    if training and cfg.oversample != "none":
+        # a fresh resample every epoch (not one fixed resampled copy): indices into the arrays
+        epochs = cfg.epochs + (cfg.head_epochs if cfg.weights else 0)
+        idx = np.concatenate([oversample_index(labels, cfg.oversample, cfg.seed + e, sources)
+                              for e in range(epochs)])
+        img_t, lab_t = tf.constant(images), tf.constant(labels)
+        ds = tf.data.Dataset.from_tensor_slices(idx).repeat().map(
+            lambda i: (tf.gather(img_t, i), tf.gather(lab_t, i)))
+    else:
+        ds = tf.data.Dataset.from_tensor_slices((images, labels))
+        if training:
+            ds = ds.shuffle(min(len(labels), 10000), seed=cfg.seed, reshuffle_each_iteration=True)
 
     def resize(x, y):
-        x = tf.image.resize(tf.cast(x, tf.float32), [size, size])
+        x = tf.cast(x, tf.float32)
         if training:
             x = tf.image.random_jpeg_quality(tf.cast(tf.clip_by_value(x, 0, 255), tf.uint8), 40, 100)
             x = tf.cast(x, tf.float32)
+            if cfg.colour:
+                x = colour_jitter(x, y, size)
         return x, tf.one_hot(y, len(LABELS))
 
     ds = ds.map(resize, num_parallel_calls=tf.data.AUTOTUNE).batch(cfg.batch)
@@ -177,12 +216,40 @@ def predict(model, images: np.ndarray, size: int, batch: int = 256) -> np.ndarra
     """Probabilities via a compiled call per batch (not model.predict per image)."""
     import tensorflow as tf
 
+    from edge.crop import resize_crops_rgb
+
     out = []
     fn = tf.function(lambda x: model(x, training=False))
+    images = resize_crops_rgb(images, (size, size))
     for i in range(0, len(images), batch):
-        x = tf.image.resize(tf.cast(images[i:i + batch], tf.float32), [size, size])
+        x = tf.cast(images[i:i + batch], tf.float32)
         out.append(fn(x).numpy())
     return np.concatenate(out) if out else np.zeros((0, len(LABELS)), np.float32)
+
+
+def _keras_callback_base():
+    import keras
+
+    return keras.callbacks.Callback
+
+
+class RealValCheckpoint(_keras_callback_base()):  # type: ignore[misc]
+    """Keep the weights of the epoch with the best macro-F1 on the real val crops (logged as val_real_f1)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, path: Path, history: Dict[str, List[float]]):
+        super().__init__()
+        self.images, self.labels, self.path, self.hist = images, labels, path, history
+        self.best = -1.0
+
+    def on_epoch_end(self, epoch, logs=None):
+        probs = predict(self.model, self.images, int(self.model.input_shape[1]))
+        f1 = metrics.report(self.labels, probs.argmax(1), LABELS)["macro_f1"]
+        if logs is not None:
+            logs["val_real_f1"] = f1
+        log.info("epoch %d: real-val macro-F1 %.4f", epoch + 1, f1)
+        if f1 > self.best:
+            self.best = f1
+            self.model.save_weights(str(self.path))
 
 
 def backbone_of(model):
@@ -206,6 +273,14 @@ def train(cfg: TrainConfig, images: np.ndarray, labels: np.ndarray, split: np.nd
     val_ds = make_dataset(images[va], labels[va], cfg, False)
     model = build_model(cfg)
     cw = class_weights(labels[tr], cfg.class_weight)
+    # the checkpoint is chosen on the real photos of the val split (synthetic faces help training only)
+    real_val = None
+    if sources is not None:
+        from .datasets import REAL_SOURCES
+
+        rv = va & np.isin(sources, REAL_SOURCES)
+        if rv.sum():
+            real_val = (images[rv], labels[rv])
     log.info("train %d / val %d crops, class weights %s, params %d", tr.sum(), va.sum(), cw, model.count_params())
     history: Dict[str, List[float]] = {}
 
@@ -216,10 +291,14 @@ def train(cfg: TrainConfig, images: np.ndarray, labels: np.ndarray, split: np.nd
                       loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
                       metrics=["accuracy"])
         ckpt = out_dir / "best.weights.h5"
-        cb = [keras.callbacks.ModelCheckpoint(str(ckpt), monitor="val_loss", save_best_only=True,
-                                              save_weights_only=True)]
+        if real_val is not None:
+            cb = [RealValCheckpoint(real_val[0], real_val[1], ckpt, history)]
+        else:
+            cb = [keras.callbacks.ModelCheckpoint(str(ckpt), monitor="val_loss", save_best_only=True,
+                                                  save_weights_only=True)]
+        spe = int(np.ceil(tr.sum() / cfg.batch)) if cfg.oversample != "none" else None
         h = model.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=cw, callbacks=cb,
-                      verbose=verbose)
+                      verbose=verbose, steps_per_epoch=spe)
         for k, v in h.history.items():
             history.setdefault(k, []).extend(float(x) for x in v)
         history.setdefault("phase", []).extend([tag] * len(h.history["loss"]))

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.tracker import MotionGate, Tracker, TrackerOptions
+from edge.schedule import MotionGate
+from edge.tracker import Tracker, TrackerOptions
 from edge.types import Face
 
 LABELS = ["with_mask", "without_mask", "mask_weared_incorrect"]

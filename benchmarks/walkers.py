@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""Per-person evaluation: walker clips from held-out real faces, the real daemon, scored per visitor.
+
+    .venv/bin/python benchmarks/walkers.py --crops work/crops96.npz --run work/runs/v2 \
+        --bundle models/default --split test --clips 3 --out benchmarks/results/walkers-test.json
+
+For each clip: 24 faces (8 per class) from the chosen split's real sources (andrewmvd, ilc2021,
+chandrikadeb7; faces >= --min-face px in their photo) cross a noisy corridor one or two at a
+time (edge.walkers.make_clip). `edge-maskd run` runs on it with the kiosk config
+(firmware-config/kiosk.example.yaml, only the source, broker and state dir replaced), once with
+the motion gate on and once off; its events are scored by edge.walkers.score.
+Tune on `--split val`; `--split test` is for the final look.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from edge.walkers import Walker, load_events, make_clip, score  # noqa: E402
+
+REAL = ("andrewmvd-train", "ilc2021-jolignier", "chandrikadeb7")
+FACE_LABELS = ("with_mask", "without_mask", "mask_weared_incorrect")
+
+
+def pick_walkers(crops: Dict[str, np.ndarray], split_path: Path, which: int, per_class: int, min_face: int,
+                 seed: int, exclude: set) -> List[Walker]:
+    s = np.load(str(split_path))
+    idx = s["keep"][s["assign"] == which]
+    labels_all = [str(x) for x in crops.get("label_names", np.array(
+        ["with_mask", "without_mask", "mask_weared_incorrect", "no_face"]))]
+    rng = np.random.RandomState(seed)
+    out: List[Walker] = []
+    for lab in FACE_LABELS:
+        k = labels_all.index(lab)
+        cand = [i for i in idx if crops["labels"][i] == k and str(crops["sources"][i]) in REAL
+                and str(crops["how"][i]) in ("voc", "detector") and i not in exclude
+                and min(crops["boxes"][i][2] - crops["boxes"][i][0], crops["boxes"][i][3] - crops["boxes"][i][1]) >= min_face]
+        if len(cand) < per_class:
+            raise SystemExit("only %d %s faces >= %d px in that split" % (len(cand), lab, min_face))
+        for i in rng.choice(cand, per_class, replace=False):
+            exclude.add(int(i))
+            out.append(Walker(file=str(crops["files"][i]), box=tuple(int(v) for v in crops["boxes"][i]),
+                              label=lab, source=str(crops["sources"][i])))
+    order = rng.permutation(len(out))
+    return [out[i] for i in order]
+
+
+def kiosk_config(video: Path, state: Path, motion: bool, bundle: str, extra: Dict[str, Any]) -> Path:
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "firmware-config" / "kiosk.example.yaml").read_text())
+    cfg["source"] = {"url": str(video)}
+    cfg["mqtt"]["host"] = None
+    cfg["state_dir"] = str(state)
+    cfg["device"] = "walker-eval"
+    cfg["motion"]["enabled"] = motion
+    cfg["classifier"]["bundle"] = bundle
+    for dotted, v in extra.items():
+        sec, key = dotted.split(".", 1)
+        cfg[sec][key] = v
+    path = state / ("kiosk-%s.yaml" % ("gate" if motion else "nogate"))
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def run_daemon(config: Path) -> Dict[str, Any]:
+    t = time.perf_counter()
+    p = subprocess.run([str(ROOT / ".venv" / "bin" / "edge-maskd"), "run", "--config", str(config),
+                        "--log-level", "WARNING"], capture_output=True, text=True, timeout=1800)
+    if p.returncode != 0:
+        raise SystemExit("edge-maskd run failed (%d): %s" % (p.returncode, p.stderr[-2000:]))
+    tmp = Path(tempfile.mkstemp(suffix=".jsonl")[1])
+    tmp.write_text(p.stdout)
+    evs = load_events(tmp)
+    tmp.unlink()
+    return {"events": evs, "seconds": round(time.perf_counter() - t, 1)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--crops", default="work/crops96.npz")
+    ap.add_argument("--run", required=True, help="training run (its split.npz picks held-out faces)")
+    ap.add_argument("--bundle", default=str(ROOT / "models" / "default"))
+    ap.add_argument("--split", choices=("val", "test"), default="val")
+    ap.add_argument("--clips", type=int, default=3)
+    ap.add_argument("--per-class", type=int, default=8)
+    ap.add_argument("--min-face", type=int, default=48)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workdir", default="work/walkers")
+    ap.add_argument("--set", nargs="*", default=[], help="config overrides, e.g. detector.confidence=0.3")
+    ap.add_argument("--no-gate-run", action="store_true", help="only the gated run")
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args()
+
+    import yaml
+
+    extra = {kv.split("=", 1)[0]: yaml.safe_load(kv.split("=", 1)[1]) for kv in a.set}
+    with np.load(a.crops, allow_pickle=False) as z:
+        crops = {k: z[k] for k in z.files}
+    which = 1 if a.split == "val" else 2
+    work = Path(a.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    used: set = set()
+    results: Dict[str, Any] = {"clips": [], "split": a.split, "bundle": a.bundle, "overrides": extra}
+    totals: Dict[str, List[Dict[str, Any]]] = {"gate": [], "nogate": []}
+    for c in range(a.clips):
+        walkers = pick_walkers(crops, Path(a.run) / "split.npz", which, a.per_class, a.min_face, a.seed + c, used)
+        video = work / ("walkers-%s-%d.mp4" % (a.split, c))
+        truth = make_clip(walkers, video, seed=a.seed + c)
+        entry: Dict[str, Any] = {"video": str(video), "people": len(truth["people"]), "frames": truth["frames"]}
+        for gate in ((True,) if a.no_gate_run else (True, False)):
+            state = Path(tempfile.mkdtemp(prefix="walk-"))
+            r = run_daemon(kiosk_config(video.resolve(), state, gate, str(Path(a.bundle).resolve()), extra))
+            sc = score(truth, r["events"])
+            sc["seconds"] = r["seconds"]
+            key = "gate" if gate else "nogate"
+            entry[key] = sc
+            totals[key].append({"truth": truth, "events": r["events"]})
+            print("clip %d %s: %s" % (c, key, json.dumps({k: sc[k] for k in (
+                "people", "counted_once", "duplicates", "missed", "spurious_events", "verdict_accuracy", "alert")})),
+                  flush=True)
+        results["clips"].append(entry)
+    results["total"] = {}
+    for key, runs in totals.items():
+        if not runs:
+            continue
+        # all clips as one: people ids made unique per clip
+        people, events = [], []
+        for ci, r in enumerate(runs):
+            for p in r["truth"]["people"]:
+                people.append(dict(p, id=ci * 1000 + p["id"], clip=ci))
+        sc_all = {"people": 0, "counted_once": 0, "duplicates": 0, "missed": 0, "spurious_events": 0}
+        right = counted = tp = fp = fn = 0
+        per_class: Dict[str, Dict[str, int]] = {}
+        for ci, r in enumerate(runs):
+            s = score(r["truth"], r["events"])
+            for k in sc_all:
+                sc_all[k] += s[k]
+            counted += s["people"] - s["missed"]
+            right += int(round(s["verdict_accuracy"] * (s["people"] - s["missed"])))
+            tp += s["alert"]["tp"]
+            fp += s["alert"]["fp"]
+            fn += s["alert"]["fn"]
+            for lab, v in s["per_class"].items():
+                pc = per_class.setdefault(lab, {"people": 0, "counted": 0, "right": 0})
+                for k in ("people", "counted", "right"):
+                    pc[k] += v[k]
+        prec = tp / float(tp + fp) if tp + fp else 0.0
+        rec = tp / float(tp + fn) if tp + fn else 0.0
+        sc_all.update({
+            "counted_once_rate": round(sc_all["counted_once"] / float(max(1, sc_all["people"])), 4),
+            "verdict_accuracy": round(right / float(max(1, counted)), 4),
+            "per_class": {k: dict(v, accuracy=round(v["right"] / float(max(1, v["counted"])), 4))
+                          for k, v in sorted(per_class.items())},
+            "alert": {"precision": round(prec, 4), "recall": round(rec, 4),
+                      "f1": round(2 * prec * rec / (prec + rec), 4) if prec + rec else 0.0,
+                      "tp": tp, "fp": fp, "fn": fn}})
+        results["total"][key] = sc_all
+        print("TOTAL %s: %s" % (key, json.dumps(sc_all)), flush=True)
+    results["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()}
+    results["command"] = " ".join(sys.argv)
+    if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
