@@ -44,6 +44,7 @@ class Track:
     box: Box
     first_seen: float
     last_frame: int  # the tracker's clock when last seen
+    last_index: int = 0  # the frame number when last seen
     missed: int = 0
     probs: List[np.ndarray] = field(default_factory=list)
     weights: List[float] = field(default_factory=list)
@@ -71,10 +72,12 @@ class Tracker:
         # while the detector rests is not "missing"; a person who walked out is, as soon as frames move.
         self.clock = 0
         self._ticked = False
+        self._still = False
 
     def tick(self, still: bool = False) -> None:
         """Call once per captured frame (before update/expire); `still`: the motion gate saw no change."""
         self._ticked = True
+        self._still = still
         if not still:
             self.clock += 1
 
@@ -131,7 +134,7 @@ class Tracker:
             if fi in matched:
                 t = self.tracks[matched[fi]]
             else:
-                t = Track(id=self.next_id, box=face.box, first_seen=now, last_frame=clock)
+                t = Track(id=self.next_id, box=face.box, first_seen=now, last_frame=clock, last_index=frame_index)
                 self.next_id += 1
                 self.tracks.append(t)
             if fi in matched:
@@ -139,7 +142,7 @@ class Tracker:
                 vx = ((face.box[0] + face.box[2]) - (t.box[0] + t.box[2])) / 2.0 / steps
                 vy = ((face.box[1] + face.box[3]) - (t.box[1] + t.box[3])) / 2.0 / steps
                 t.velocity = (0.5 * t.velocity[0] + 0.5 * vx, 0.5 * t.velocity[1] + 0.5 * vy)
-            t.box, t.last_frame, t.missed = face.box, clock, 0
+            t.box, t.last_frame, t.missed, t.last_index = face.box, clock, 0, frame_index
             seen.add(t.id)
             if face.probs and not t.decided:
                 vec = np.array([face.probs[l] for l in self.labels], dtype=np.float32)
@@ -156,7 +159,10 @@ class Tracker:
                 d = self._try_decide(t, frame_index, now, exiting=False)
                 if d:
                     decisions.append(d)
-        decisions.extend(self._expire(frame_index, now, seen, frame_size))
+        # a detection on a still frame (the schedule's forced look at an idle doorway) that does not find a
+        # track is real evidence: age it by real frames, so a person who left before the doorway stood
+        # still ends here, while one standing still at the kiosk is found again and stays
+        decisions.extend(self._expire(frame_index, now, seen, frame_size, real_frames=self._still))
         return decisions
 
     def _left_frame(self, t: Track, clock: int, frame_size: Optional[Sequence[int]]) -> bool:
@@ -181,13 +187,14 @@ class Tracker:
         empty doorway cannot keep a departed person's track alive to swallow the next visitor."""
         return self._expire(frame_index, now, set())
 
-    def _expire(self, frame_index: int, now: float, seen, frame_size: Optional[Sequence[int]] = None) -> List[Decision]:
+    def _expire(self, frame_index: int, now: float, seen, frame_size: Optional[Sequence[int]] = None,
+                real_frames: bool = False) -> List[Decision]:
         out: List[Decision] = []
         clock = self._now(frame_index)
         for t in list(self.tracks):
             if t.id in seen:
                 continue
-            t.missed = clock - t.last_frame
+            t.missed = max(clock - t.last_frame, frame_index - t.last_index if real_frames else 0)
             # a person who walked out of the frame has left now: their track must not linger (while the
             # doorway stands still the clock does too) and swallow the next visitor entering there
             if t.missed > self.opt.max_missed or self._left_frame(t, clock, frame_size):

@@ -293,9 +293,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bundle", default=None, help="evaluate this bundle's variant instead of the Keras model")
     s.add_argument("--variant", default="tflite_int8")
     s.add_argument("--out", default=None, help="report directory (default RUN/report)")
-    s.add_argument("--scenes", default=None, help="VOC folder for the scene-level evaluation")
-    s.add_argument("--scene-split", default="test", choices=("val", "test"),
-                   help="held-out scenes to use: choose a detector setting on val, report it on test")
+    s.add_argument("--scenes", nargs="*", default=None, help="VOC folders for the scene-level evaluation")
+    s.add_argument("--kiosk-min-face", type=int, default=40,
+                   help="also evaluate scenes at kiosk range: faces at least this wide (0: skip)")
+    s.add_argument("--kiosk-settings", nargs="*", default=None,
+                   help="kiosk-range detector settings to compare (default: all in export/evaluate.py)")
+    s.add_argument("--split", "--scene-split", dest="scene_split", default="test", choices=("val", "test"),
+                   help="held-out crops and scenes to use: choose settings on val, report them on test once")
     s.add_argument("--detector-settings", nargs="*", default=None,
                    help="scene-level detector settings to compare (default: all in export/evaluate.py)")
     s.set_defaults(fn=cmd_evaluate)

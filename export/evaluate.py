@@ -132,14 +132,32 @@ DETECTOR_SETTINGS = {
     "tiles-100": {"mode": "tiles", "tile_size": 100},
     "tiles-200+100": {"mode": "tiles", "tile_sizes": (200, 100)},
 }
+# Kiosk range: faces >= 40 px, one pass; the confidence is the lever the no_face rejector makes usable.
+KIOSK_SETTINGS = {
+    "kiosk-single-c%02d" % int(c * 100): {"mode": "single", "confidence": c, "min_face_px": 40}
+    for c in (0.1, 0.2, 0.3, 0.4, 0.5)
+}
+KIOSK_SETTINGS.update({
+    "kiosk-native-c%02d" % int(c * 100): {"mode": "native", "confidence": c, "min_face_px": 40}
+    for c in (0.1, 0.2, 0.3, 0.5)
+})
 
 
 def scene_eval(scene_dir: Path, scene_ids: Sequence[str], classifier, modes: Sequence[str],
-               iou_thr: float = 0.4, detector_dir: Optional[Path] = None) -> Dict[str, Any]:
+               iou_thr: float = 0.4, detector_dir: Optional[Path] = None, min_face: int = 0,
+               settings: Optional[Dict[str, Dict[str, Any]]] = None, reject: bool = True) -> Dict[str, Any]:
+    """Per annotated face: found (IoU >= iou_thr) and its verdict; non-compliant F1 with missed faces as misses.
+
+    `min_face` > 0 evaluates at kiosk range: annotated faces narrower than that are left out, and so are
+    detections matching them (neither hit nor false alarm). With `reject`, detections the classifier calls
+    no_face are dropped before matching, as the daemon drops them."""
     from edge.datasets_io import read_image
     from edge.detector import DetectorOptions, load_detector
 
-    out: Dict[str, Any] = {"scenes": len(scene_ids), "iou": iou_thr, "modes": {}}
+    from edge.bundle import NO_FACE
+
+    out: Dict[str, Any] = {"scenes": len(scene_ids), "iou": iou_thr, "min_face": min_face, "modes": {}}
+    table = dict(DETECTOR_SETTINGS, **KIOSK_SETTINGS, **(settings or {}))
     scenes = []
     for sid in scene_ids:
         fname, objs = parse_voc(scene_dir / "annotations" / (sid + ".xml"))
@@ -148,24 +166,35 @@ def scene_eval(scene_dir: Path, scene_ids: Sequence[str], classifier, modes: Seq
             continue
         gt = [(b, LABELS.index(normalise_label(n))) for n, b in objs if normalise_label(n)]
         scenes.append((sid, img, gt))
-    out["faces"] = sum(len(s[2]) for s in scenes)
+    def big(b):
+        return min(b[2] - b[0], b[3] - b[1]) >= min_face
+
+    out["faces"] = sum(1 for s in scenes for g in s[2] if big(g[0]))
     for mode in modes:
-        opts = dict({"confidence": 0.5}, **DETECTOR_SETTINGS.get(mode, {"mode": mode}))
+        opts = dict({"confidence": 0.5}, **table.get(mode, {"mode": mode}))
         det = load_detector(detector_dir, DetectorOptions(**opts))
         tp = fp = fn = 0
         ctp = cfn = 0
         found = 0
         ms = []
         cls_right = cls_total = 0
+        rejected = 0
         for sid, img, gt in scenes:
             t = time.perf_counter()
             faces = det.detect(img)
-            ms.append((time.perf_counter() - t) * 1000.0)
             if faces:
                 classifier.classify(img, faces)
+            ms.append((time.perf_counter() - t) * 1000.0)
+            if reject:
+                kept = [f for f in faces if f.label != NO_FACE]
+                rejected += len(faces) - len(kept)
+                faces = kept
             m = match([g[0] for g in gt], [f.box for f in faces], iou_thr)
-            found += len(m)
+            ignored = {m[gi] for gi, g in enumerate(gt) if gi in m and not big(g[0])}
             for gi, (box, y) in enumerate(gt):
+                if not big(box):
+                    continue
+                found += int(gi in m)
                 bad = y in NON_COMPLIANT
                 if gi in m:
                     pred = LABELS.index(faces[m[gi]].label)
@@ -180,7 +209,8 @@ def scene_eval(scene_dir: Path, scene_ids: Sequence[str], classifier, modes: Seq
                     fn += int(bad)
                     cfn += int(bad)
             matched = set(m.values())
-            fp += sum(1 for di, f in enumerate(faces) if di not in matched and LABELS.index(f.label) in NON_COMPLIANT)
+            fp += sum(1 for di, f in enumerate(faces) if di not in matched and di not in ignored
+                      and LABELS.index(f.label) in NON_COMPLIANT)
         f1 = metrics.binary_f1(tp, fp, fn)
         ceiling = metrics.binary_f1(ctp, 0, cfn)
         out["modes"][mode] = {
@@ -189,9 +219,30 @@ def scene_eval(scene_dir: Path, scene_ids: Sequence[str], classifier, modes: Seq
             "noncompliant": f1, "noncompliant_ceiling": ceiling,
             "fraction_of_ceiling": round(f1["f1"] / ceiling["f1"], 4) if ceiling["f1"] else None,
             "classifier_accuracy_on_found": round(cls_right / max(1, cls_total), 4),
+            "rejected_no_face": rejected,
             "ms_per_frame_p50": round(float(np.median(ms)), 1), "ms_per_frame_mean": round(float(np.mean(ms)), 1),
         }
         log.info("scene eval %s: %s", mode, json.dumps(out["modes"][mode]))
+    return out
+
+
+def scene_ids_of(crops: Dict[str, np.ndarray], idx: np.ndarray, scene_dir: Path) -> List[str]:
+    """Scene ids (VOC stems) of `scene_dir`'s source among the crops at `idx` (a split's crops)."""
+    name = Path(scene_dir).name
+    groups = set(str(g) for g in crops["groups"][idx])
+    return sorted(g.split(":", 1)[1] for g in groups if g.startswith(name + ":"))
+
+
+def crop_level(probs: np.ndarray, labels: np.ndarray, sources: np.ndarray, output_labels: Sequence[str],
+               op: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """Per-source face reports under the bundle's operating point (argmax where it has none)."""
+    from . import operating
+    from .datasets import REAL_SOURCES
+
+    pred = operating.predict_labels(probs, output_labels, op or {}) if op is not None else probs.argmax(1)
+    out = metrics.report(labels, pred, output_labels)
+    out["by_source"] = operating.by_source(pred, labels, sources, output_labels, REAL_SOURCES)
+    out["_pred"] = pred
     return out
 
 
@@ -200,47 +251,58 @@ def main(a) -> int:
 
     run = Path(a.run)
     crops = load_crops(Path(a.crops))
-    which = 2
+    which = 1 if a.scene_split == "val" else 2
     images, labels, idx = _split_arrays(run, crops, which)
     probs, what = predict_crops(a, run, images)
-    pred = probs.argmax(1)
-    rep = metrics.report(labels, pred, LABELS)
+    op = None
+    if a.bundle:
+        from edge.bundle import load_bundle
+
+        op = load_bundle(Path(a.bundle)).manifest.get("operating_point")
+    rep = crop_level(probs, labels, crops["sources"][idx], LABELS, op)
+    pred = rep.pop("_pred")
     out = Path(a.out) if a.out else run / "report"
     out.mkdir(parents=True, exist_ok=True)
     rep["model"] = what
-    rep["split"] = "test (held out, near-duplicates grouped)"
-    by_source = {}
-    for src in np.unique(crops["sources"][idx]):
-        sel = crops["sources"][idx] == src
-        by_source[str(src)] = metrics.report(labels[sel], pred[sel], LABELS)
-    rep["by_source"] = by_source
+    rep["operating_point"] = {k: v for k, v in (op or {}).items() if k != "validation"} or "argmax"
+    rep["split"] = "%s (held out, near-duplicates grouped)" % a.scene_split
     plot_confusion(np.array(rep["confusion"]), LABELS, out / "confusion.png",
-                   "%s - test crops, macro-F1 %.3f" % (what, rep["macro_f1"]))
+                   "%s - %s crops, macro-F1 %.3f" % (what, a.scene_split, rep["macro_f1"]))
     tj = run / "train.json"
     if tj.exists():
         plot_curves(json.loads(tj.read_text())["history"], out / "curves.png")
     wrong = np.nonzero(pred != labels)[0]
     wrong = wrong[np.argsort(-probs[wrong].max(1))][:64]  # most confident mistakes first
-    short = {"with_mask": "mask", "without_mask": "none", "mask_weared_incorrect": "incorrect"}
+    short = {"with_mask": "mask", "without_mask": "none", "mask_weared_incorrect": "incorrect", "no_face": "noface"}
     contact_sheet(images[wrong], ["%s>%s %.2f\n%s" % (short[LABELS[labels[i]]], short[LABELS[pred[i]]],
                                                       probs[i].max(), Path(str(crops["files"][idx[i]])).name)
                                   for i in wrong], out / "mistakes.png")
-    if a.scenes:
+    scene_dirs = a.scenes if isinstance(a.scenes, list) else ([a.scenes] if a.scenes else [])
+    if scene_dirs:
         from edge.bundle import load_bundle
         from edge.classifier import MaskClassifier
 
-        # scenes of the chosen split: pick detector settings on "val", report them on "test"
-        sidx = _split_arrays(run, crops, 1 if getattr(a, "scene_split", "test") == "val" else 2)[2]
-        groups = set(str(g) for g in crops["groups"][sidx])
-        sids = sorted(g.split(":", 1)[1] for g in groups if g.startswith(Path(a.scenes).name + ":"))
         if not a.bundle:
-            raise SystemExit("scene evaluation needs --bundle (it runs the device's classifier)")
+            raise ValueError("scene evaluation needs --bundle (it runs the device's classifier)")
+        sidx = idx
         clf = MaskClassifier(load_bundle(Path(a.bundle)), a.variant, fallback=False)
-        rep["scene_split"] = getattr(a, "scene_split", "test")
-        rep["scene_level"] = scene_eval(Path(a.scenes), sids, clf, a.detector_settings or list(DETECTOR_SETTINGS))
+        rep["scene_split"] = a.scene_split
+        rep["scene_level"] = {}
+        for sd in scene_dirs:
+            sids = scene_ids_of(crops, sidx, Path(sd))
+            entry = {"all_faces": scene_eval(Path(sd), sids, clf, a.detector_settings or list(DETECTOR_SETTINGS))}
+            if getattr(a, "kiosk_min_face", 0):
+                entry["kiosk_range"] = scene_eval(Path(sd), sids, clf, a.kiosk_settings or list(KIOSK_SETTINGS),
+                                                  min_face=a.kiosk_min_face)
+            rep["scene_level"][Path(sd).name] = entry
     (out / "metrics.json").write_text(json.dumps(rep, indent=1))
-    print(json.dumps({"macro_f1": rep["macro_f1"], "per_class": rep["per_class"], "report": str(out),
-                      "scene_level": {m: {k: v[k] for k in ("face_recall", "noncompliant", "fraction_of_ceiling",
-                                                            "ms_per_frame_p50")}
-                                      for m, v in rep.get("scene_level", {}).get("modes", {}).items()}}, indent=1))
+    summary: Dict[str, Any] = {"macro_f1": rep["macro_f1"], "report": str(out),
+                               "real_test": {k: {m: v[m] for m in ("macro_f1", "with_mask_flagged", "alert")}
+                                             for k, v in rep["by_source"].items()}}
+    for name, entry in rep.get("scene_level", {}).items():
+        for part, res in entry.items():
+            summary.setdefault("scene_level", {})["%s/%s" % (name, part)] = {
+                m: {k: v[k] for k in ("face_recall", "noncompliant", "ms_per_frame_p50")}
+                for m, v in res["modes"].items()}
+    print(json.dumps(summary, indent=1))
     return 0

@@ -11,7 +11,7 @@ import pytest
 from conftest import run_cli
 from export import datasets, metrics, split
 
-LABELS = list(datasets.LABELS)
+LABELS = list(datasets.FACE_LABELS)
 
 
 # -- dataset readers -------------------------------------------------------------------------------------

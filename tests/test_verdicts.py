@@ -1,0 +1,250 @@
+"""Verdicts that hold: one crop function, the manifest's operating point, decisions on good views, walkers."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from edge.bundle import load_bundle
+from edge.classifier import MaskClassifier
+from edge.errors import BundleError
+from edge.tracker import Tracker, TrackerOptions
+from edge.types import Face
+
+FACE3 = ["with_mask", "without_mask", "mask_weared_incorrect"]
+
+
+def _scene(tmp_path: Path):
+    import cv2
+
+    rng = np.random.RandomState(3)
+    img = rng.randint(0, 255, (240, 320, 3)).astype(np.uint8)
+    img = cv2.GaussianBlur(img, (0, 0), 2.0)  # texture that resizes differently under each interpolation
+    root = tmp_path / "voc"
+    (root / "images").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    cv2.imwrite(str(root / "images" / "s.png"), img)
+    boxes = [(40, 30, 200, 210), (250, 100, 280, 134), (0, 0, 70, 90)]  # shrink, grow, clamped at the corner
+    body = "".join("<object><name>with_mask</name><bndbox><xmin>%d</xmin><ymin>%d</ymin><xmax>%d</xmax>"
+                   "<ymax>%d</ymax></bndbox></object>" % b for b in boxes)
+    (root / "annotations" / "s.xml").write_text("<annotation><filename>s.png</filename>%s</annotation>" % body)
+    return root, img, boxes
+
+
+def test_training_and_device_crops_of_a_box_are_the_same_pixels(tmp_path, shipped_bundle):
+    from edge.datasets_io import read_image
+    from export import datasets
+
+    root, _, boxes = _scene(tmp_path)
+    bundle = load_bundle(shipped_bundle)
+    train = datasets.read_voc(root, margin=bundle.crop_margin, size=bundle.input_size[0], source="t",
+                              report=datasets.Report())
+    device = MaskClassifier(bundle, "tflite_fp32").preprocess(read_image(root / "images" / "s.png"), boxes)
+    assert len(train) == len(boxes) == len(device)
+    for c, d in zip(train, device):
+        assert c.image.dtype == d.dtype == np.uint8
+        assert np.array_equal(c.image, d), "training crop and device crop of %s differ" % (c.box,)
+
+
+def test_stored_crops_are_not_resized_again(tmp_path):
+    from edge.crop import resize_crops_rgb
+
+    x = np.random.RandomState(0).randint(0, 255, (4, 96, 96, 3)).astype(np.uint8)
+    assert np.array_equal(resize_crops_rgb(x, (96, 96)), x)
+    assert resize_crops_rgb(x, (64, 64)).shape == (4, 64, 64, 3)
+
+
+def _bundle_with(tmp_path: Path, shipped: Path, op) -> Path:
+    dst = tmp_path / "bundle"
+    shutil.copytree(shipped, dst)
+    m = json.loads((dst / "manifest.json").read_text())
+    if op is None:
+        m.pop("operating_point", None)
+    else:
+        m["operating_point"] = op
+    (dst / "manifest.json").write_text(json.dumps(m))
+    return dst
+
+
+def _faces(n: int):
+    rng = np.random.RandomState(1)
+    crops = rng.randint(0, 255, (n, 96, 96, 3)).astype(np.uint8)
+    return crops
+
+
+def test_alert_threshold_and_temperature_come_from_the_manifest(tmp_path, shipped_bundle):
+    crops = _faces(12)
+    verdicts = {}
+    for name, op in {"flag_all": {"temperature": 1.0, "alert_threshold": 0.0, "no_face_threshold": 1.0},
+                     "flag_none": {"temperature": 1.0, "alert_threshold": 1.0, "no_face_threshold": 1.0},
+                     "hot": {"temperature": 8.0, "alert_threshold": 0.5, "no_face_threshold": 1.0}}.items():
+        d = tmp_path / name
+        d.mkdir()
+        clf = MaskClassifier(load_bundle(_bundle_with(d, shipped_bundle, op)), "tflite_fp32")
+        verdicts[name] = clf.postprocess(clf.infer(crops))
+    assert all(v.label in ("without_mask", "mask_weared_incorrect") for v in verdicts["flag_all"])
+    assert all(v.label == "with_mask" or v.alert >= 1.0 for v in verdicts["flag_none"])
+    # a high temperature flattens: the top probability falls towards 1/3 for every crop
+    for cold, hot in zip(verdicts["flag_all"], verdicts["hot"]):
+        assert max(hot.probs.values()) <= max(cold.probs.values()) + 1e-6
+    assert np.mean([max(v.probs.values()) for v in verdicts["hot"]]) < 0.6
+
+
+def test_a_malformed_operating_point_is_one_line_naming_the_field(tmp_path, shipped_bundle):
+    d = _bundle_with(tmp_path, shipped_bundle, {"temperature": "hot"})
+    with pytest.raises(BundleError, match="operating_point.temperature"):
+        load_bundle(d)
+    d2 = tmp_path / "b2"
+    d2.mkdir()
+    d2 = _bundle_with(d2, shipped_bundle, {"alert_threshold": 3})
+    with pytest.raises(BundleError, match="alert_threshold"):
+        load_bundle(d2)
+
+
+# -- deciding a person on their best views -------------------------------------------------------------------
+def _face(box, probs, det=0.9):
+    return Face(box=box, det_score=det, probs=dict(zip(FACE3, probs)), sharpness=1.0)
+
+
+def test_views_cut_by_the_border_cast_no_vote():
+    # entering from the left: the first frames show half a face that looks masked; once in view, no mask
+    tr = Tracker(FACE3, TrackerOptions(votes=4, border_px=3, margin=0.2, alert_threshold=0.5))
+    decisions = []
+    x = 0
+    for i in range(12):
+        cut = x <= 3
+        probs = (0.9, 0.05, 0.05) if cut else (0.05, 0.9, 0.05)
+        decisions += tr.update([_face((x, 100, x + 90, 200), probs)], i, i / 15.0, (640, 480))
+        x = x + 2 if i < 3 else x + 12
+    assert [d.label for d in decisions] == ["without_mask"]
+    assert decisions[0].decided_by == "evidence"
+    assert decisions[0].votes >= 4
+
+
+def test_small_faces_cast_no_vote_and_an_unclear_person_is_decided_when_they_leave():
+    tr = Tracker(FACE3, TrackerOptions(votes=3, min_vote_px=60, margin=0.3, alert_threshold=0.5, max_missed=2))
+    out = []
+    for i in range(6):  # far away (50 px): looks masked, but too small to vote
+        out += tr.update([_face((300, 100, 350, 150), (0.8, 0.1, 0.1))], i, i / 15.0, (640, 480))
+    for i in range(6, 10):  # close: borderline, never clear of the threshold by the margin
+        out += tr.update([_face((290, 95, 360, 165), (0.45, 0.4, 0.15))], i, i / 15.0, (640, 480))
+    assert out == []
+    for i in range(10, 14):  # gone
+        out += tr.update([], i, i / 15.0, (640, 480))
+    assert len(out) == 1 and out[0].decided_by == "track_end"
+    assert out[0].label == "without_mask"  # mean P(alert) = 0.55 >= 0.5; the small masked views did not vote
+    assert out[0].votes == 4
+
+
+def test_a_departed_track_does_not_swallow_the_next_visitor_while_the_doorway_is_still():
+    tr = Tracker(FACE3, TrackerOptions(votes=2, max_missed=15, alert_threshold=0.5, margin=0.1))
+    out = []
+    f = 0
+    for x in range(200, 560, 30):  # walks out through the right edge, decided on the way
+        tr.tick()
+        out += tr.update([_face((x, 100, x + 80, 180), (0.9, 0.05, 0.05))], f, f / 15.0, (640, 480))
+        f += 1
+    for k in range(40):  # empty, still doorway: the gate skips the detector, the clock stands still...
+        tr.tick(still=True)
+        if k == 29:  # ...but the schedule looks anyway after max_idle_frames (30) and finds nobody
+            out += tr.update([], f, f / 15.0, (640, 480))
+        else:
+            out += tr.expire(f, f / 15.0)
+        f += 1
+    for x in range(600, 300, -30):  # the next visitor enters at the same edge
+        tr.tick()
+        out += tr.update([_face((x, 100, x + 80, 180), (0.05, 0.9, 0.05))], f, f / 15.0, (640, 480))
+        f += 1
+    assert [d.label for d in out] == ["with_mask", "without_mask"]
+    assert len({d.track_id for d in out}) == 2
+
+
+def test_a_person_standing_still_while_the_detector_rests_stays_one_track():
+    tr = Tracker(FACE3, TrackerOptions(votes=3, max_missed=15, alert_threshold=0.5, margin=0.1))
+    out = []
+    for f in range(200):
+        still = f > 10
+        tr.tick(still=still)
+        if not still or f % 30 == 0:  # moving, or the schedule's forced look every 30 still frames
+            out += tr.update([_face((300, 100, 380, 180), (0.9, 0.05, 0.05))], f, f / 15.0, (640, 480))
+        else:
+            out += tr.expire(f, f / 15.0)
+    out += tr.flush(200, 200 / 15.0)
+    assert [d.label for d in out] == ["with_mask"] and tr.next_id == 2
+
+
+# -- walkers: the gate must not lose anyone -----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def portrait_walkers(tmp_path_factory):
+    import cv2
+
+    from edge import assets, demo
+    from edge.walkers import Walker
+
+    face = cv2.imread(str(assets.fetch(assets.DEMO_FACE, assets.default_cache_dir(), timeout=5)))
+    tmp = tmp_path_factory.mktemp("walkers")
+    out = []
+    for style, label in (("none", "without_mask"), ("mask", "with_mask"), ("below_nose", "mask_weared_incorrect")):
+        img = face.copy()
+        img[demo.HEAD[1]:demo.HEAD[3], demo.HEAD[0]:demo.HEAD[2]] = demo.draw_mask(
+            face[demo.HEAD[1]:demo.HEAD[3], demo.HEAD[0]:demo.HEAD[2]], style)
+        p = tmp / ("%s.png" % style)
+        cv2.imwrite(str(p), img)
+        out.append(Walker(str(p), demo.FACE_BOX, label, "demo"))
+    return tmp, out * 2
+
+
+def test_walker_clip_truth_and_scoring(tmp_path, portrait_walkers):
+    from edge.walkers import make_clip, score
+
+    _, walkers = portrait_walkers
+    truth = make_clip(walkers, tmp_path / "w.mp4", seed=1)
+    assert len(truth["people"]) == 6 and (tmp_path / "w.mp4.truth.json").exists()
+    p0, p1 = truth["people"][0], truth["people"][1]
+    mid = p0["boxes"][len(p0["boxes"]) // 2]
+    ev = lambda box, frame, verdict: {"box": box, "frame": frame, "verdict": verdict, "decided_by": "evidence"}  # noqa: E731
+    perfect = [ev(b[1:], b[0], p["label"]) for p in truth["people"] for b in [p["boxes"][len(p["boxes"]) // 2]]]
+    s = score(truth, perfect)
+    assert s["counted_once"] == 6 and s["verdict_accuracy"] == 1.0 and s["alert"]["f1"] == 1.0
+    s = score(truth, perfect + [ev(mid[1:], mid[0] + 1, p0["label"])])  # a duplicate
+    assert s["duplicates"] == 1 and s["counted_once"] == 5
+    s = score(truth, [e for e in perfect if e["frame"] != p1["boxes"][len(p1["boxes"]) // 2][0]])
+    assert s["missed"] == 1
+
+
+def _run_walkers(video: Path, tmp: Path, motion: bool, detector_dir: Path):
+    import yaml
+
+    from edge.walkers import load_events
+
+    cfg = yaml.safe_load((Path(__file__).resolve().parent.parent / "firmware-config" / "kiosk.example.yaml").read_text())
+    cfg["source"] = {"url": str(video)}
+    cfg["mqtt"]["host"] = None
+    cfg["state_dir"] = str(tmp / ("state-%s" % motion))
+    cfg["device"] = "walkers"
+    cfg["motion"]["enabled"] = motion
+    cfg["detector"]["model_dir"] = str(detector_dir)
+    p = tmp / ("k-%s.yaml" % motion)
+    p.write_text(yaml.safe_dump(cfg))
+    r = run_cli(["edge-maskd", "run", "--config", str(p), "--log-level", "WARNING"], timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (tmp / "ev.jsonl").write_text(r.stdout)
+    return load_events(tmp / "ev.jsonl")
+
+
+def test_the_motion_gate_counts_every_walker_the_ungated_daemon_counts(tmp_path, portrait_walkers, detector_dir):
+    """The doorway clip of the detector issue: people crossing a noisy view one or two at a time. Before the
+    schedule aged tracks by frames (not detector runs), the gated daemon lost visitors to stale tracks."""
+    from edge.walkers import make_clip, score
+
+    _, walkers = portrait_walkers
+    truth = make_clip(walkers, tmp_path / "w.mp4", seed=2, seconds_per_crossing=2.5)
+    gated = score(truth, _run_walkers(tmp_path / "w.mp4", tmp_path, True, detector_dir))
+    ungated = score(truth, _run_walkers(tmp_path / "w.mp4", tmp_path, False, detector_dir))
+    assert ungated["counted_once"] >= 5, ungated
+    assert gated["counted_once"] == ungated["counted_once"], (gated, ungated)
+    assert gated["missed"] == ungated["missed"] and gated["duplicates"] == ungated["duplicates"]
