@@ -55,6 +55,8 @@ class OperatingPoint:
     temperature: float = 1.0
     alert_threshold: Optional[float] = None
     no_face_threshold: Optional[float] = None
+    flip_average: bool = False  # average the outputs of the crop and its mirror image (chosen on validation)
+    incorrect_weight: float = 1.0  # a flagged face is mask_weared_incorrect when w * P(incorrect) >= P(without)
     validation: Dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
@@ -78,7 +80,11 @@ def _operating_point(manifest: Dict[str, Any], labels: List[str], where: Path) -
         return f
 
     t = num("temperature", 0.05, 20.0, 1.0)
+    flip = op.get("flip_average", False)
+    if not isinstance(flip, bool):
+        raise BundleError("%s: operating_point.flip_average must be true or false, got %r" % (where, flip))
     return OperatingPoint(temperature=1.0 if t is None else t, alert_threshold=num("alert_threshold", 0.0, 1.0, None),
+                          flip_average=flip, incorrect_weight=float(num("incorrect_weight", 0.05, 20.0, 1.0) or 1.0),
                           no_face_threshold=num("no_face_threshold", 0.0, 1.0, 0.5 if NO_FACE in labels else None)
                           if NO_FACE in labels else None,
                           validation=dict(op.get("validation") or {}))

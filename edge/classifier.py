@@ -70,6 +70,14 @@ class MaskClassifier:
         parts = [self.backend.infer(batch[i:i + max_batch]) for i in range(0, len(batch), max_batch)]
         return np.concatenate(parts)
 
+    def probs(self, crops: np.ndarray) -> np.ndarray:
+        """Model outputs for crops, averaged with their mirror images when the operating point says so
+        (horizontal-flip averaging, chosen on validation by export/ and recorded in the manifest)."""
+        out = self.infer(crops)
+        if self.bundle.operating_point.flip_average and len(crops):
+            out = (out + self.infer(np.ascontiguousarray(crops[:, :, ::-1]))) / 2.0
+        return out
+
     def postprocess(self, probs: np.ndarray) -> List[Verdict]:
         """Raw outputs -> calibrated verdicts by the bundle's operating point (edge.verdict)."""
         out = []
@@ -86,7 +94,7 @@ class MaskClassifier:
     def classify(self, image_bgr: np.ndarray, faces: List[Face]) -> List[Face]:
         """Each face with its verdict; a detection the rejector calls no_face gets label NO_FACE."""
         crops = self.preprocess(image_bgr, [f.box for f in faces])
-        results = self.postprocess(self.infer(crops))
+        results = self.postprocess(self.probs(crops))
         for f, v, c in zip(faces, results, crops):
             f.label, f.score, f.probs, f.no_face = v.label, v.score, v.probs, v.no_face
             f.sharpness = sharpness(c)

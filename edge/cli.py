@@ -127,7 +127,8 @@ def _detector_from_args(a):
     else:
         sizes = tuple(a.tile_size)
         opts = DetectorOptions(confidence=a.confidence, mode=a.mode, upscale=a.upscale, tile_size=sizes[0],
-                               tile_sizes=sizes, tile_max_face=a.tile_max_face, min_face_px=a.min_face_px)
+                               tile_sizes=sizes, tile_max_face=a.tile_max_face, min_face_px=a.min_face_px,
+                               backend=a.backend, precision=a.precision, fallback=False)
         model_dir = None
     return load_detector(Path(model_dir) if model_dir else None, opts)
 
@@ -195,7 +196,7 @@ def cmd_classify(a) -> int:
             print("edge-maskd classify: %s is not a readable image" % p, file=sys.stderr)
             failures += 1
             continue
-        v = clf.postprocess(clf.infer(clf.preprocess_crops([img])))[0]
+        v = clf.postprocess(clf.probs(clf.preprocess_crops([img])))[0]
         out = {"file": str(p), "label": v.label, "score": round(v.score, 4), "probs": v.probs,
                "alert": v.alert}
         if "no_face" in clf.output_labels:
@@ -253,6 +254,8 @@ def cmd_build_engine(a) -> int:
     from .pipeline import default_bundle_path, engine_path
 
     cfg = load_config(a.config, {"source": {"url": "unused"}}) if a.config else None
+    if a.detector:
+        return _build_detector_engine(a, cfg)
     bpath = Path(a.bundle) if a.bundle else (Path(cfg["classifier"]["bundle"]) if cfg and cfg["classifier"]["bundle"]
                                              else default_bundle_path())
     bundle = load_bundle(bpath)
@@ -264,19 +267,57 @@ def cmd_build_engine(a) -> int:
         if not a.calib_dir:
             raise MaskwatchError("int8 needs --calib-dir with face crops (a few hundred, from this camera ideally)",
                                  EX_USAGE)
-        from .classifier import MaskClassifier  # noqa: F401  (same preprocessing as the device)
+        from .crop import resize_rgb  # the one crop rule, as the device classifies
         from .datasets_io import read_image
-        import cv2
 
         files = sorted(p for p in Path(a.calib_dir).iterdir() if p.suffix.lower() in IMAGE_EXTS)[:a.calib_count]
         imgs = [read_image(p) for p in files]
-        h, w = bundle.input_size
-        calib = np.stack([cv2.cvtColor(cv2.resize(i, (w, h)), cv2.COLOR_BGR2RGB) for i in imgs if i is not None])
+        calib = np.stack([resize_rgb(i, bundle.input_size) for i in imgs if i is not None])
     try:
         build_engine(onnx_file, out, a.precision, max_batch=a.max_batch, calib_images=calib,
                      calib_cache=out.with_suffix(".calib") if calib is not None else None)
     except BackendUnavailable as exc:
         raise MaskwatchError("cannot build a TensorRT engine on this machine: %s" % exc, 69)
+    print(out)
+    return 0
+
+
+def _build_detector_engine(a, cfg) -> int:
+    """res10 TensorRT engine on the Jetson: from the ONNX rebuilt from the Caffe weights (made here if absent)."""
+    from .assets import detector_paths
+    from .backends import BackendUnavailable
+    from .backends.tensorrt import build_engine
+    from .detector_bundle import checked_variant, export_onnx, find_dir, read
+    from .pipeline import state_dir
+
+    d = cfg["detector"] if cfg else {"model_dir": None, "converted_dir": None, "input_size": 300, "engine": None}
+    proto, weights = detector_paths(Path(d["model_dir"]) if d["model_dir"] else None)
+    conv = find_dir(weights, Path(d["converted_dir"]) if d.get("converted_dir") else None)
+    if "onnx_fp32" not in (read(conv).get("variants") or {}):
+        export_onnx(conv, proto, weights)
+    onnx_file, _ = checked_variant(conv, "onnx_fp32", weights)
+    size = int(a.input_size or d["input_size"])
+    out = Path(a.out) if a.out else (Path(d["engine"]) if d.get("engine") else
+                                     state_dir(cfg or {"state_dir": None}) / "engines" /
+                                     ("res10-%dx%d-%s.engine" % (size, size, a.precision)))
+    if a.precision == "int8":
+        raise MaskwatchError("the detector engine is built fp16 or fp32 (int8 calibration of res10 is the TFLite "
+                             "path: edge-export detector --int8)", EX_USAGE)
+    try:
+        build_engine(onnx_file, out, a.precision, input_shape=(1, 3, size, size))
+    except BackendUnavailable as exc:
+        raise MaskwatchError("cannot build a TensorRT engine on this machine: %s" % exc, 69)
+    print(out)
+    return 0
+
+
+def cmd_detector_export(a) -> int:
+    """The device step of the detector conversion: res10 -> ONNX beside the originals (no TensorFlow)."""
+    from .assets import detector_paths
+    from .detector_bundle import export_onnx, find_dir
+
+    proto, weights = detector_paths(Path(a.model_dir) if a.model_dir else None)
+    out = export_onnx(find_dir(weights, Path(a.out) if a.out else None), proto, weights)
     print(out)
     return 0
 
@@ -313,6 +354,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tile-max-face", type=float, default=0.25,
                    help="in magnified tiles keep faces up to this fraction of the tile side")
     s.add_argument("--min-face-px", type=int, default=0)
+    s.add_argument("--backend", default="opencv",
+                   choices=("opencv", "cpu", "opencv-cuda", "onnxruntime", "litert", "edgetpu", "tensorrt"),
+                   help="face-detector runtime (converted files from detector-export / edge-export detector)")
+    s.add_argument("--precision", default="fp32", choices=("fp32", "int8"), help="litert detector: fp32 or int8")
     s.add_argument("--every", type=int, default=1, help="videos: every Nth frame")
     s.add_argument("--draw", default=None, metavar="DIR",
                    help="also write each scanned frame with boxes and verdicts into DIR, to look at")
@@ -352,7 +397,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-batch", type=int, default=8)
     s.add_argument("--calib-dir", default=None)
     s.add_argument("--calib-count", type=int, default=500)
+    s.add_argument("--detector", action="store_true", help="build the res10 face detector's engine instead")
+    s.add_argument("--input-size", type=int, default=None, help="--detector: square input (default detector.input_size)")
     s.set_defaults(fn=cmd_build_engine)
+
+    s = sub.add_parser("detector-export", help="convert res10 to ONNX beside the Caffe files (for the onnxruntime "
+                                               "and tensorrt detector backends; no TensorFlow needed)")
+    s.add_argument("--model-dir", default=None, help="folder with deploy.prototxt + caffemodel (default: asset cache)")
+    s.add_argument("--out", default=None, help="converted files folder (default <asset dir>/res10-converted)")
+    s.set_defaults(fn=cmd_detector_export)
     return p
 
 

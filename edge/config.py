@@ -65,7 +65,14 @@ SCHEMA: Dict[str, Any] = {
                            help="in magnified tiles keep faces up to this fraction of the tile side"),
         "min_face_px": f(int, 20, min=0),
         "roi": f(list, None, help="[x1, y1, x2, y2] doorway region, fractions of the frame (0..1)"),
-        "backend": f(str, "cpu", choices=("cpu", "cuda")),
+        "backend": f(str, "opencv", choices=("opencv", "cpu", "opencv-cuda", "cuda", "onnxruntime", "litert",
+                                             "edgetpu", "tensorrt"),
+                     help="res10 runtime (cpu = opencv, cuda = opencv-cuda); the others load converted files"),
+        "precision": f(str, "fp32", choices=("fp32", "int8"), help="litert: the converted file of that precision"),
+        "converted_dir": f(str, None, help="converted res10 files + detector-manifest.json (default: "
+                                           "<asset dir>/res10-converted)"),
+        "engine": f(str, None, help="tensorrt: engine file (default <state_dir>/engines/res10-<W>x<H>-fp16.engine)"),
+        "fallback_to_cpu": f(bool, True, help="a missing detector runtime falls back to opencv on the CPU"),
         "every_n_frames": f(int, 1, min=1, help="run the detector on every Nth frame; the tracker carries faces"),
     },
     "motion": {

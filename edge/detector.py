@@ -14,7 +14,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import AssetError
+from .errors import BundleError
 from .types import Box, Face, clamp_box
 
 log = logging.getLogger(__name__)
@@ -39,30 +39,44 @@ class DetectorOptions:
     tile_max_face: float = 0.25
     nms_iou: float = 0.4
     min_face_px: int = 0  # drop faces smaller than this (shorter side, frame pixels)
-    backend: str = "cpu"  # cpu | cuda (needs an OpenCV built with CUDA)
+    backend: str = "opencv"  # a plugin in edge/detectors/: opencv (alias cpu) | opencv-cuda (alias cuda) |
+    # onnxruntime | litert | edgetpu | tensorrt
+    precision: str = "fp32"  # litert: fp32 | int8 (the converted file of that precision and input size)
+    converted_dir: Optional[str] = None  # where the converted res10 files and their manifest are
+    threads: int = 2
+    onnx_providers: Sequence[str] = ()
+    engine: Optional[str] = None  # tensorrt: the engine file
+    edgetpu_device: Optional[str] = None
+    fallback: bool = True  # a missing runtime/accelerator falls back to opencv on the CPU (reported)
 
 
 class FaceDetector:
     def __init__(self, prototxt: Path, weights: Path, options: Optional[DetectorOptions] = None) -> None:
         import cv2  # the device-side dependency; imported here so `--help` works without it
 
+        from . import detectors
+        from .backends import BackendUnavailable
+        from .detector_bundle import find_dir
+
         self.cv2 = cv2
         self.opt = options or DetectorOptions()
         if self.opt.mode not in MODES:
             raise ValueError("detector mode must be one of %s" % ", ".join(MODES))
+        o = self.opt
+        files = detectors.DetectorFiles(prototxt, weights, find_dir(weights, Path(o.converted_dir) if o.converted_dir
+                                                                    else None))
+        plugin_opts = {"precision": o.precision, "threads": o.threads, "providers": list(o.onnx_providers),
+                       "engine": o.engine, "device": o.edgetpu_device}
+        self.degraded: Optional[str] = None
         try:
-            self.net = cv2.dnn.readNetFromCaffe(str(prototxt), str(weights))
-        except cv2.error as exc:
-            raise AssetError("cannot load the res10 detector from %s / %s: %s" % (prototxt, weights,
-                                                                                  str(exc).strip().splitlines()[-1]))
-        self.backend_in_use = "cpu"
-        if self.opt.backend == "cuda":
-            if cv2.cuda.getCudaEnabledDeviceCount() > 0:
-                self.net.setPreferableBackend(cv2.dnn.DNN_BACKEND_CUDA)
-                self.net.setPreferableTarget(cv2.dnn.DNN_TARGET_CUDA_FP16)
-                self.backend_in_use = "cuda"
-            else:
-                log.warning("detector.backend is cuda but this OpenCV has no CUDA device; using the CPU")
+            self.net = detectors.create(o.backend, files, plugin_opts)
+        except (BackendUnavailable, BundleError) as exc:
+            if not o.fallback or detectors.ALIASES.get(o.backend, o.backend) == "opencv":
+                raise
+            self.degraded = "detector.backend %s unavailable (%s); running opencv on the CPU" % (o.backend, exc)
+            log.warning("%s", self.degraded)
+            self.net = detectors.create("opencv", files, plugin_opts)
+        self.backend_in_use = self.net.describe()
 
     # -- the three stages ---------------------------------------------------------------------------
     def windows(self, shape: Tuple[int, ...]) -> List[Tuple[int, int, int, int, int, int]]:
@@ -97,8 +111,8 @@ class FaceDetector:
         return self.cv2.dnn.blobFromImage(region, 1.0, (iw, ih), MEAN_BGR, swapRB=False, crop=False)
 
     def infer(self, blob: np.ndarray) -> np.ndarray:
-        self.net.setInput(blob)
-        return self.net.forward()
+        """The network on its runtime plugin: (1, 1, K, 7) detections, as cv2.dnn gives them."""
+        return self.net.forward(blob, self.opt.confidence)
 
     def postprocess(self, raw: np.ndarray, window: Tuple[int, int, int, int, int, int],
                     frame_shape: Tuple[int, ...]) -> List[Tuple[Box, float]]:

@@ -63,7 +63,8 @@ def detector_options(d: Dict[str, Any]) -> DetectorOptions:
                            tile_overlap=float(d["tile_overlap"]), min_face_px=int(d["min_face_px"]),
                            tile_sizes=tuple(int(t) for t in d.get("tile_sizes") or ()),
                            tile_max_face=float(d.get("tile_max_face", 0.25)),
-                           backend=d["backend"])
+                           backend=d["backend"], precision=d["precision"], converted_dir=d["converted_dir"],
+                           engine=d["engine"], fallback=d["fallback_to_cpu"])
 
 
 def tracker_options(cfg: Dict[str, Any], classifier: MaskClassifier) -> TrackerOptions:
@@ -75,7 +76,8 @@ def tracker_options(cfg: Dict[str, Any], classifier: MaskClassifier) -> TrackerO
         min_confidence=t["min_confidence"], decide_on_exit=t["decide_on_exit"],
         min_votes_on_exit=t["min_votes_on_exit"], max_votes=t["max_votes"], margin=t["margin"],
         border_px=t["border_px"], min_vote_px=int(min_vote), full_quality_px=t["full_quality_px"],
-        alert_threshold=classifier.bundle.operating_point.alert_threshold)
+        alert_threshold=classifier.bundle.operating_point.alert_threshold,
+        incorrect_weight=classifier.bundle.operating_point.incorrect_weight)
 
 
 def build_classifier(cfg: Dict[str, Any]) -> MaskClassifier:
@@ -121,8 +123,10 @@ class Pipeline:
         self.publisher = publisher
         self.notifier = notifier or Notifier()
         d = cfg["detector"]
-        self.detector = detector or load_detector(Path(d["model_dir"]) if d["model_dir"] else None,
-                                                  detector_options(d))
+        opts = detector_options(d)
+        if d["backend"] == "tensorrt" and not d["engine"]:
+            opts.engine = str(state_dir(cfg) / "engines" / ("res10-%dx%d-fp16.engine" % (d["input_size"], d["input_size"])))
+        self.detector = detector or load_detector(Path(d["model_dir"]) if d["model_dir"] else None, opts)
         self.classifier = classifier or build_classifier(cfg)
         self.tracker = Tracker(self.classifier.labels, tracker_options(cfg, self.classifier))
         m = cfg["motion"]
@@ -132,8 +136,8 @@ class Pipeline:
         self.model_id = self.classifier.bundle.model_id
         self.backend_name = self.classifier.backend.describe()
         self.degraded: List[str] = [self.classifier.degraded] if self.classifier.degraded else []
-        if getattr(self.detector, "backend_in_use", "cpu") != d["backend"]:
-            self.degraded.append("detector.backend %s unavailable; running on the CPU" % d["backend"])
+        if getattr(self.detector, "degraded", None):
+            self.degraded.append(self.detector.degraded)
         self.stop_event = threading.Event()
         # counters
         self.frames = self.detector_runs = self.motion_skipped = self.events = self.rejected = 0

@@ -32,6 +32,7 @@ class TrackerOptions:
     min_votes_on_exit: int = 2
     max_votes: int = 0  # decide anyway after this many good views (0: 3 x votes)
     alert_threshold: Optional[float] = None  # the bundle's operating point (None: argmax of the mean)
+    incorrect_weight: float = 1.0  # the bundle's operating point: which alert a flagged person gets
     margin: float = 0.2  # an early verdict needs the mean P(alert) this far from the threshold
     border_px: int = 3  # a face box this close to the frame edge is cut: no vote
     min_vote_px: int = 0  # faces narrower than this cast no vote (the kiosk size)
@@ -240,12 +241,12 @@ class Tracker:
         elif n < o.votes:
             return None
         mean = (p * w[:, None]).sum(axis=0) / max(1e-9, float(w.sum()))
-        label = label_for(mean, o.alert_threshold)
+        label = label_for(mean, o.alert_threshold, o.incorrect_weight)
         k = self.labels.index(label)
         alert = float(mean[1] + mean[2]) if len(mean) >= 3 else 0.0
         cap = o.max_votes or 3 * o.votes
         if not exiting and n < cap:
-            own = [label_for(v, o.alert_threshold) for v in p]
+            own = [label_for(v, o.alert_threshold, o.incorrect_weight) for v in p]
             agreement = float(np.mean([x == label for x in own]))
             thr = 0.5 if o.alert_threshold is None else o.alert_threshold
             if agreement < o.min_agreement or abs(alert - thr) < o.margin:

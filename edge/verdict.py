@@ -42,13 +42,14 @@ def face_probs(p: np.ndarray, labels: Sequence[str]) -> np.ndarray:
     return f / np.maximum(s, 1e-12)
 
 
-def label_for(face3: np.ndarray, threshold: Optional[float]) -> str:
+def label_for(face3: np.ndarray, threshold: Optional[float], incorrect_weight: float = 1.0) -> str:
     """The verdict for face-class probabilities (with, without, incorrect): argmax when no threshold is set,
-    else non-compliant when P(without) + P(incorrect) >= threshold (then the likelier of the two)."""
+    else non-compliant when P(without) + P(incorrect) >= threshold, and then mask_weared_incorrect when
+    incorrect_weight * P(incorrect) >= P(without) (which of the two alerts it is; chosen on validation)."""
     if threshold is None:
         return FACE_LABELS[int(np.argmax(face3))]
     if float(face3[1] + face3[2]) >= threshold:
-        return FACE_LABELS[1] if face3[1] >= face3[2] else FACE_LABELS[2]
+        return FACE_LABELS[2] if incorrect_weight * face3[2] >= face3[1] else FACE_LABELS[1]
     return FACE_LABELS[0]
 
 
@@ -61,7 +62,7 @@ def verdict(calibrated: np.ndarray, labels: Sequence[str], op: OperatingPoint) -
     alert = float(f3[1] + f3[2])
     if op.no_face_threshold is not None and nf >= op.no_face_threshold:
         return Verdict(NO_FACE, round(nf, 4), probs, round(nf, 4), round(alert, 4))
-    lab = label_for(f3, op.alert_threshold)
+    lab = label_for(f3, op.alert_threshold, op.incorrect_weight)
     return Verdict(lab, round(float(f3[FACE_LABELS.index(lab)]), 4), probs, round(nf, 4), round(alert, 4))
 
 

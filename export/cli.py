@@ -172,15 +172,20 @@ def cmd_convert(a) -> int:
     return 0
 
 
-def device_probs(bundle_dir: Path, images: np.ndarray, variant: Optional[str] = None) -> np.ndarray:
-    """Raw outputs of a bundle variant through the device's own classifier code."""
+def device_probs(bundle_dir: Path, images: np.ndarray, variant: Optional[str] = None,
+                 flip: bool = False) -> np.ndarray:
+    """Raw outputs of a bundle variant through the device's own classifier code (optionally flip-averaged)."""
     from edge.bundle import load_bundle
     from edge.classifier import MaskClassifier
     from edge.crop import resize_crops_rgb
 
     b = load_bundle(bundle_dir)
     clf = MaskClassifier(b, variant, fallback=False)
-    return clf.infer(resize_crops_rgb(images, b.input_size), max_batch=32)
+    x = resize_crops_rgb(images, b.input_size)
+    out = clf.infer(x, max_batch=32)
+    if flip:
+        out = (out + clf.infer(np.ascontiguousarray(x[:, :, ::-1]), max_batch=32)) / 2.0
+    return out
 
 
 def operating_point(bundle_dir: Path, run: Path, crops: Dict[str, np.ndarray], variant: Optional[str] = None,
@@ -194,10 +199,21 @@ def operating_point(bundle_dir: Path, run: Path, crops: Dict[str, np.ndarray], v
     va_x, va_y, va_i = _split_arrays(run, crops, 1)
     te_x, te_y, te_i = _split_arrays(run, crops, 2)
     real = np.isin(crops["sources"][va_i], REAL_SOURCES)
-    op = operating.choose(device_probs(bundle_dir, va_x[real], variant), va_y[real], LABELS,
-                          max_false_alarm=max_false_alarm, max_face_loss=max_face_loss)
+    # horizontal-flip averaging is kept only if it wins on the real validation crops (alert F1, then macro-F1)
+    tried = {}
+    for flip in (False, True):
+        o = operating.choose(device_probs(bundle_dir, va_x[real], variant, flip), va_y[real], LABELS,
+                             max_false_alarm=max_false_alarm, max_face_loss=max_face_loss)
+        vp = operating.predict_labels(device_probs(bundle_dir, va_x[real], variant, flip), LABELS, o)
+        fr = operating.face_report(vp, va_y[real], LABELS)
+        tried[flip] = (o, (fr["alert"]["f1"], fr["macro_f1"]))
+    flip = tried[True][1] > tried[False][1]
+    op = tried[flip][0]
+    op["flip_average"] = bool(flip)
+    op["validation"]["flip_average_tried"] = {str(k).lower(): {"alert_f1": v[1][0], "macro_f1": v[1][1]}
+                                              for k, v in tried.items()}
     op["variant"] = variant
-    pred = operating.predict_labels(device_probs(bundle_dir, te_x, variant), LABELS, op)
+    pred = operating.predict_labels(device_probs(bundle_dir, te_x, variant, flip), LABELS, op)
     test = operating.by_source(pred, te_y, crops["sources"][te_i], LABELS, REAL_SOURCES)
     mpath = bundle_dir / MANIFEST
     manifest = json.loads(mpath.read_text())

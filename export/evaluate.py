@@ -103,7 +103,7 @@ def predict_crops(a, run: Path, images: np.ndarray) -> Tuple[np.ndarray, str]:
 
         b = load_bundle(Path(a.bundle))
         clf = MaskClassifier(b, a.variant, fallback=False)
-        return clf.infer(_resize(images, b.input_size[0]), max_batch=32), "%s:%s" % (b.model_id, a.variant)
+        return clf.probs(_resize(images, b.input_size[0])), "%s:%s" % (b.model_id, a.variant)
     import keras
 
     from .train import predict
@@ -306,3 +306,73 @@ def main(a) -> int:
                 for m, v in res["modes"].items()}
     print(json.dumps(summary, indent=1))
     return 0
+
+
+def kiosk_sweep(scene_dirs: Sequence[Path], scene_ids: Dict[str, List[str]], classifier,
+                confidences: Sequence[float] = (0.1, 0.15, 0.2, 0.3, 0.4, 0.5),
+                no_face_thresholds: Sequence[Optional[float]] = (None, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+                min_face: int = 40, iou_thr: float = 0.4, detector_dir: Optional[Path] = None,
+                mode: str = "single") -> Dict[str, Any]:
+    """The kiosk setting, measured: res10 confidence x the no_face rejector's threshold at kiosk range.
+
+    One detector pass per scene at the lowest confidence (higher ones are subsets of it), each detection
+    classified once; every (confidence, rejector) pair is then scored on the same detections. None = no
+    rejection. Non-compliant F1 per annotated face >= min_face, as in scene_eval."""
+    from edge.bundle import NO_FACE
+    from edge.datasets_io import read_image
+    from edge.detector import DetectorOptions, load_detector
+    from edge.verdict import calibrate, label_for
+
+    op = classifier.bundle.operating_point
+    det = load_detector(detector_dir, DetectorOptions(confidence=min(confidences), mode=mode, min_face_px=min_face))
+    cached = []
+    ms = []
+    for sd in scene_dirs:
+        for sid in scene_ids[Path(sd).name]:
+            fname, objs = parse_voc(Path(sd) / "annotations" / (sid + ".xml"))
+            img = read_image(Path(sd) / "images" / fname)
+            if img is None:
+                continue
+            gt = [(b, LABELS.index(normalise_label(n))) for n, b in objs if normalise_label(n)]
+            t = time.perf_counter()
+            faces = det.detect(img)
+            probs = classifier.probs(classifier.preprocess(img, [f.box for f in faces])) if faces else np.zeros((0, 4))
+            ms.append((time.perf_counter() - t) * 1000.0)
+            cal = calibrate(probs, op.temperature) if len(probs) else probs
+            labs = classifier.output_labels
+            nf = cal[:, labs.index(NO_FACE)] if NO_FACE in labs and len(cal) else np.zeros(len(faces))
+            from edge.verdict import face_probs
+
+            f3 = face_probs(cal, labs) if len(cal) else np.zeros((0, 3))
+            verdicts = [LABELS.index(label_for(v, op.alert_threshold, op.incorrect_weight)) for v in f3]
+            cached.append((gt, [(f.box, f.det_score) for f in faces], nf, verdicts))
+    grid = []
+    for c in confidences:
+        for r in no_face_thresholds:
+            tp = fp = fn = found = total = 0
+            for gt, dets, nf, verdicts in cached:
+                keep = [i for i, (_, s) in enumerate(dets) if s >= c and (r is None or nf[i] < r)]
+                boxes = [dets[i][0] for i in keep]
+                m = match([g[0] for g in gt], boxes, iou_thr)
+                big = [min(b[2] - b[0], b[3] - b[1]) >= min_face for b, _ in gt]
+                ignored = {m[gi] for gi in m if not big[gi]}
+                for gi, (box, y) in enumerate(gt):
+                    if not big[gi]:
+                        continue
+                    total += 1
+                    bad = y in NON_COMPLIANT
+                    if gi in m:
+                        found += 1
+                        pbad = verdicts[keep[m[gi]]] in NON_COMPLIANT
+                        tp += int(bad and pbad)
+                        fn += int(bad and not pbad)
+                        fp += int(pbad and not bad)
+                    else:
+                        fn += int(bad)
+                matched = set(m.values())
+                fp += sum(1 for di, i in enumerate(keep) if di not in matched and di not in ignored
+                          and verdicts[i] in NON_COMPLIANT)
+            grid.append({"confidence": c, "no_face_threshold": r, "face_recall": round(found / max(1, total), 4),
+                         "faces": total, "noncompliant": metrics.binary_f1(tp, fp, fn)})
+    return {"min_face": min_face, "mode": mode, "scenes": len(cached), "ms_per_frame_p50": round(float(np.median(ms)), 1),
+            "grid": grid}

@@ -104,7 +104,7 @@ def calibration_batches(images: np.ndarray, batch: int) -> Iterator[np.ndarray]:
 
 def build_engine(onnx_path: Path, engine_path: Path, precision: str, *, max_batch: int = 8,
                  calib_images: Optional[np.ndarray] = None, calib_cache: Optional[Path] = None,
-                 workspace_mb: int = 256) -> Path:
+                 workspace_mb: int = 256, input_shape: Optional[tuple] = None) -> Path:
     """Build a TensorRT engine from the bundle's ONNX file on this device and write it to `engine_path`."""
     trt, cuda = import_trt()
     logger = trt.Logger(trt.Logger.WARNING)
@@ -122,9 +122,12 @@ def build_engine(onnx_path: Path, engine_path: Path, precision: str, *, max_batc
     else:
         config.max_workspace_size = workspace_mb << 20
     inp = network.get_input(0)
-    h, w, c = [int(d) for d in inp.shape[1:]]
     profile = builder.create_optimization_profile()
-    profile.set_shape(inp.name, (1, h, w, c), (1, h, w, c), (max_batch, h, w, c))
+    if input_shape is not None:  # the detector: (1, 3, H, W) at the configured input size
+        profile.set_shape(inp.name, tuple(input_shape), tuple(input_shape), tuple(input_shape))
+    else:
+        h, w, c = [int(d) for d in inp.shape[1:]]
+        profile.set_shape(inp.name, (1, h, w, c), (1, h, w, c), (max_batch, h, w, c))
     config.add_optimization_profile(profile)
     if precision == "fp16":
         if not builder.platform_has_fast_fp16:

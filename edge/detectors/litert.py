@@ -1,0 +1,71 @@
+"""res10 as TFLite (fp32, or full-int8 calibrated on training-scene frames) on LiteRT with XNNPACK.
+
+TFLite shapes are fixed: each input size is its own file (`tflite_<precision>_<W>x<H>` in the detector
+manifest, made by `edge-export detector`). Input is the blob transposed to NHWC; int8 models take it
+quantized with their own input scale and return dequantized heads."""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+
+from ..backends import BackendUnavailable
+from ..backends.litert import import_interpreter
+from . import DetectorFiles, DetectorNet
+
+
+def _q(x: np.ndarray, d: Dict[str, Any]) -> np.ndarray:
+    scale, zp = d.get("quantization", (0.0, 0))
+    if d["dtype"] in (np.float32, np.float16) or not scale:
+        return x.astype(d["dtype"])
+    info = np.iinfo(d["dtype"])
+    return np.clip(np.round(x / scale + zp), info.min, info.max).astype(d["dtype"])
+
+
+def _dq(x: np.ndarray, d: Dict[str, Any]) -> np.ndarray:
+    scale, zp = d.get("quantization", (0.0, 0))
+    if x.dtype in (np.int8, np.uint8) and scale:
+        return (x.astype(np.float32) - zp) * scale
+    return x.astype(np.float32)
+
+
+class LiteRTNet(DetectorNet):
+    type_key = "litert"
+
+    def __init__(self, files: DetectorFiles, options: Optional[Dict[str, Any]] = None) -> None:
+        super().__init__(files, options)
+        self.Interpreter, self.load_delegate, self.runtime = import_interpreter()
+        self.precision = str(self.options.get("precision", "fp32"))
+        self._by_size: Dict[Tuple[int, int], Any] = {}
+
+    def _variant_key(self, w: int, h: int) -> str:
+        return "tflite_%s_%dx%d" % (self.precision, w, h)
+
+    def _make(self, path):
+        return self.Interpreter(model_path=str(path), num_threads=int(self.options.get("threads", 2)))
+
+    def _interp(self, w: int, h: int):
+        if (w, h) not in self._by_size:
+            key = self._variant_key(w, h)
+            try:
+                path, _ = self.files.variant(key)
+            except Exception as exc:
+                raise BackendUnavailable("%s (make it with `edge-export detector --sizes %dx%d`)" % (exc, w, h))
+            it = self._make(path)
+            it.allocate_tensors()
+            ins = it.get_input_details()[0]
+            outs = {d["name"]: d for d in it.get_output_details()}
+            loc = next(d for n, d in outs.items() if "loc" in n)
+            conf = next(d for n, d in outs.items() if "conf" in n)
+            self._by_size[(w, h)] = (it, ins, loc, conf)
+        return self._by_size[(w, h)]
+
+    def heads(self, blob: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        h, w = int(blob.shape[2]), int(blob.shape[3])
+        it, ins, loc, conf = self._interp(w, h)
+        it.set_tensor(ins["index"], _q(np.ascontiguousarray(blob.transpose(0, 2, 3, 1)), ins))
+        it.invoke()
+        return _dq(it.get_tensor(loc["index"]), loc)[0].reshape(-1), _dq(it.get_tensor(conf["index"]), conf)[0].reshape(-1)
+
+    def describe(self) -> str:
+        return "litert(%s, %s)" % (self.runtime, self.precision)
