@@ -128,7 +128,8 @@ def _detector_from_args(a):
         sizes = tuple(a.tile_size)
         opts = DetectorOptions(confidence=a.confidence, mode=a.mode, upscale=a.upscale, tile_size=sizes[0],
                                tile_sizes=sizes, tile_max_face=a.tile_max_face, min_face_px=a.min_face_px,
-                               backend=a.backend, precision=a.precision, fallback=False)
+                               backend=a.backend, precision=a.precision, fallback=False,
+                               converted_dir=a.converted_dir)
         model_dir = None
     return load_detector(Path(model_dir) if model_dir else None, opts)
 
@@ -358,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=("opencv", "cpu", "opencv-cuda", "onnxruntime", "litert", "edgetpu", "tensorrt"),
                    help="face-detector runtime (converted files from detector-export / edge-export detector)")
     s.add_argument("--precision", default="fp32", choices=("fp32", "int8"), help="litert detector: fp32 or int8")
+    s.add_argument("--converted-dir", default=None, help="converted res10 files (default <asset dir>/res10-converted)")
     s.add_argument("--every", type=int, default=1, help="videos: every Nth frame")
     s.add_argument("--draw", default=None, metavar="DIR",
                    help="also write each scanned frame with boxes and verdicts into DIR, to look at")

@@ -14,7 +14,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import BundleError
+from .errors import AssetError, BundleError
 from .types import Box, Face, clamp_box
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,8 @@ class FaceDetector:
             self.net = detectors.create(o.backend, files, plugin_opts)
         except (BackendUnavailable, BundleError) as exc:
             if not o.fallback or detectors.ALIASES.get(o.backend, o.backend) == "opencv":
+                if isinstance(exc, BackendUnavailable):
+                    raise AssetError("detector.backend %s is not usable here: %s" % (o.backend, exc))
                 raise
             self.degraded = "detector.backend %s unavailable (%s); running opencv on the CPU" % (o.backend, exc)
             log.warning("%s", self.degraded)

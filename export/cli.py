@@ -249,6 +249,61 @@ def cmd_evaluate(a) -> int:
     return evaluate.main(a)
 
 
+def _sizes(values) -> List[tuple]:
+    out = []
+    for v in values:
+        try:
+            w, h = (int(x) for x in v.lower().split("x"))
+        except ValueError:
+            raise ValueError("--sizes takes WxH, e.g. 300x300, not %r" % v)
+        out.append((w, h))
+    return out
+
+
+def _train_groups(run: Optional[str], crops_path: Optional[str]):
+    if not run or not crops_path:
+        return None
+    crops = load_crops(Path(crops_path))
+    s = np.load(str(Path(run) / "split.npz"))
+    return set(str(g) for g in crops["groups"][s["keep"][s["assign"] == 0]])
+
+
+def cmd_detector(a) -> int:
+    from edge.assets import detector_paths
+    from edge.detector_bundle import find_dir
+    from export.detector import export
+
+    proto, weights = detector_paths(Path(a.model_dir) if a.model_dir else None)
+    made = export(find_dir(weights, Path(a.out) if a.out else None), proto, weights, sizes=_sizes(a.sizes),
+                  int8=not a.no_int8, calib_scenes=[Path(s) for s in a.calib_scenes], calib_count=a.calib_count,
+                  calib_only=_train_groups(a.run, a.crops))
+    print(json.dumps({k: str(v) for k, v in made.items()}, indent=1))
+    return 0
+
+
+def cmd_detector_parity(a) -> int:
+    from export.detector import parity
+    from export.evaluate import scene_ids_of
+
+    crops = load_crops(Path(a.crops))
+    s = np.load(str(Path(a.run) / "split.npz"))
+    idx = s["keep"][s["assign"] == (1 if a.split == "val" else 2)]
+    res: Dict[str, object] = {}
+    w, h = _sizes([a.size])[0]
+    variants = [("onnxruntime", {"backend": "onnxruntime"}), ("litert_fp32", {"backend": "litert", "precision": "fp32"}),
+                ("litert_int8", {"backend": "litert", "precision": "int8"})]
+    for sd in a.scenes:
+        ids = scene_ids_of(crops, idx, Path(sd))[:a.max_scenes]
+        res[Path(sd).name] = parity(Path(sd), ids, variants, confidence=a.confidence, mode=a.mode,
+                                    min_face=a.min_face)
+    res["split"] = a.split
+    text = json.dumps(res, indent=1)
+    if a.out:
+        Path(a.out).write_text(text)
+    print(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edge-export", description=__doc__)
     p.add_argument("-q", "--quiet", action="store_true")
@@ -319,6 +374,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--detector-settings", nargs="*", default=None,
                    help="scene-level detector settings to compare (default: all in export/evaluate.py)")
     s.set_defaults(fn=cmd_evaluate)
+
+    s = sub.add_parser("detector", help="res10 (Caffe) -> ONNX + TFLite fp32/int8/Edge-TPU-ready, with a manifest")
+    s.add_argument("--model-dir", default=None, help="folder with deploy.prototxt + caffemodel (default: asset cache)")
+    s.add_argument("--out", default=None, help="converted files folder (default <asset dir>/res10-converted)")
+    s.add_argument("--sizes", nargs="+", default=["300x300"], help="TFLite input sizes WxH (shapes are static)")
+    s.add_argument("--no-int8", action="store_true")
+    s.add_argument("--calib-scenes", nargs="*", default=["../shared/data/andrewmvd-train",
+                                                          "../shared/data/ilc2021-jolignier"])
+    s.add_argument("--calib-count", type=int, default=200)
+    s.add_argument("--run", default=None, help="with --crops: calibrate only on this run's training scenes")
+    s.add_argument("--crops", default=None)
+    s.set_defaults(fn=cmd_detector)
+
+    s = sub.add_parser("detector-parity", help="each converted detector against cv2.dnn on held-out scenes")
+    s.add_argument("--run", required=True)
+    s.add_argument("--crops", default=str(DEFAULT_WORK / "crops96.npz"))
+    s.add_argument("--scenes", nargs="+", default=["../shared/data/andrewmvd-train", "../shared/data/ilc2021-jolignier"])
+    s.add_argument("--split", choices=("val", "test"), default="test")
+    s.add_argument("--size", default="300x300")
+    s.add_argument("--mode", default="single")
+    s.add_argument("--confidence", type=float, default=0.5)
+    s.add_argument("--min-face", type=int, default=0)
+    s.add_argument("--max-scenes", type=int, default=10000)
+    s.add_argument("--out", default=None)
+    s.set_defaults(fn=cmd_detector_parity)
     return p
 
 

@@ -54,9 +54,10 @@ class LiteRTNet(DetectorNet):
             it = self._make(path)
             it.allocate_tensors()
             ins = it.get_input_details()[0]
-            outs = {d["name"]: d for d in it.get_output_details()}
-            loc = next(d for n, d in outs.items() if "loc" in n)
-            conf = next(d for n, d in outs.items() if "conf" in n)
+            outs = sorted(it.get_output_details(), key=lambda d: -int(np.prod(d["shape"])))
+            if len(outs) != 2:
+                raise BackendUnavailable("%s: expected the two heads (loc, conf), found %d outputs" % (path, len(outs)))
+            loc, conf = outs  # loc has P*4 values, conf P*2 (names do not survive the converter)
             self._by_size[(w, h)] = (it, ins, loc, conf)
         return self._by_size[(w, h)]
 
