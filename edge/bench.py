@@ -331,36 +331,54 @@ def keras_results(a, bundle, batches) -> List[Result]:
 
 
 # -- detector and pipeline -------------------------------------------------------------------------------------
+DETECTOR_BACKENDS = (("opencv", "fp32"), ("onnxruntime", "fp32"), ("litert", "fp32"), ("litert", "int8"),
+                     ("opencv-cuda", "fp32"), ("tensorrt", "fp16"), ("edgetpu", "int8"))
+
+
 def bench_detector(a, frame: np.ndarray) -> List[Result]:
+    """res10 per backend, precision and input size (single pass), and the opencv modes for wide views."""
     from .detector import DetectorOptions, load_detector
 
     out = []
-    for mode in a.detector_modes:
+    plan = [("opencv", "fp32", mode, 300) for mode in a.detector_modes if mode != "single"]
+    plan += [(be, prec, "single", size) for size in a.detector_sizes for be, prec in DETECTOR_BACKENDS
+             if be in a.detector_backends]
+    for be, prec, mode, size in plan:
+        name = "res10 %s %s %s %dx%d" % (be, prec, mode, size if mode == "single" else frame.shape[1],
+                                         size if mode == "single" else frame.shape[0])
         try:
             t0 = time.perf_counter()
             det = load_detector(Path(a.detector_dir) if a.detector_dir else None,
-                                DetectorOptions(mode=mode, backend="cpu"))
-        except MaskwatchError as exc:
-            return [Result(name="res10 %s" % mode, kind="detector", backend="cv2.dnn", skipped=str(exc))]
-        init = (time.perf_counter() - t0) * 1000.0
-        t = time.perf_counter()
-        det.detect(frame)
-        first = (time.perf_counter() - t) * 1000.0
+                                DetectorOptions(mode=mode, backend=be, precision=prec, input_size=size,
+                                                fallback=False, threads=a.threads[0]))
+            if be == "opencv-cuda" and det.backend_in_use != "opencv-cuda":
+                raise MaskwatchError("this OpenCV build has no CUDA device")
+            init = (time.perf_counter() - t0) * 1000.0
+            t = time.perf_counter()
+            det.detect(frame)
+            first = (time.perf_counter() - t) * 1000.0
+        except (MaskwatchError, OSError, ValueError, RuntimeError) as exc:
+            out.append(Result(name=name, kind="detector", backend=be, precision=prec, skipped=str(exc)[:300]))
+            continue
         st = measure(lambda: det.detect(frame), warmup=max(1, a.warmup // 5), runs=max(5, a.runs // 5),
                      min_time=a.min_time)
-        out.append(Result(name="res10 %s %dx%d" % (mode, frame.shape[1], frame.shape[0]), kind="detector",
-                          backend="cv2.dnn cpu", precision="fp32", init_ms=round(init, 2), first_ms=round(first, 3),
-                          rss_mb=rss_mb(), **st))
-    try:
-        import cv2
-
-        if cv2.cuda.getCudaEnabledDeviceCount() == 0:
-            out.append(Result(name="res10 single (CUDA)", kind="detector", backend="cv2.dnn cuda",
-                              skipped="this OpenCV build has no CUDA device"))
-    except (AttributeError, Exception):  # noqa: BLE001
-        out.append(Result(name="res10 single (CUDA)", kind="detector", backend="cv2.dnn cuda",
-                          skipped="this OpenCV build has no CUDA module"))
+        out.append(Result(name=name, kind="detector", backend=det.backend_in_use, precision=prec,
+                          init_ms=round(init, 2), first_ms=round(first, 3), rss_mb=rss_mb(),
+                          extra={"input_size": size, "mode": mode}, **st))
     return out
+
+
+def busy_clip(a) -> Optional[Path]:
+    """A never-empty doorway from --busy-photos (each photo about a second, continuous pan)."""
+    from . import busyclip
+
+    if a.busy_clip:
+        return Path(a.busy_clip)
+    if not a.busy_photos:
+        return None
+    Path(a.work).mkdir(parents=True, exist_ok=True)
+    out = Path(a.work) / "bench-busy.mp4"
+    return busyclip.make(Path(a.busy_photos), out, photos=a.busy_count, seed=0)
 
 
 def bench_clip(a) -> Path:
@@ -396,67 +414,107 @@ def run_pipeline(cfg: Dict[str, Any], clip: Path, classifier=None, detector=None
     wall = time.perf_counter() - t0
     src.close()
     verdicts = [(d.label) for d in pipe.decisions]
-    return {"frames": pipe.frames, "seconds": wall, "fps": pipe.frames / wall, "detector_runs": pipe.detector_runs,
+    payloads = [p for k, p in pub.items if k == "events"]
+    return {"payloads": payloads, "frames": pipe.frames, "seconds": wall, "fps": pipe.frames / wall, "detector_runs": pipe.detector_runs,
             "det_ms_total": float(np.sum(pipe.det_ms)), "cls_ms_total": float(np.sum(pipe.cls_ms)),
             "verdicts": verdicts, "events": pipe.events}
 
 
+PIPELINES = (
+    # name, motion gate, detector backend, precision: the first is the reference every other is compared to
+    ("every frame, opencv", False, "opencv", "fp32"),
+    ("motion-gated, opencv", True, "opencv", "fp32"),
+    ("motion-gated, litert fp32 detector", True, "litert", "fp32"),
+    ("motion-gated, litert int8 detector", True, "litert", "int8"),
+)
+
+
+def _people(r: Dict[str, Any]) -> List[Any]:
+    return sorted(r["verdicts"])
+
+
 def bench_pipeline(a, bundle_path: Path) -> List[Result]:
+    """The daemon's pipeline per clip (entrance, busy, walkers) and variant, against the seed-style loop."""
     from .config import defaults
 
-    clip = bench_clip(a)
-    base = defaults()
-    base["source"]["url"] = str(clip)
-    base["classifier"]["bundle"] = str(bundle_path)
-    base["detector"]["min_face_px"] = 40
-    base["counts"]["interval_s"] = 3600.0
-    base["stats"]["interval_s"] = 3600.0
-    if a.detector_dir:
-        base["detector"]["model_dir"] = a.detector_dir
+    clips = [("entrance", bench_clip(a), None)]
+    busy = busy_clip(a)
+    if busy is not None:
+        clips.append(("busy", busy, None))
+    if a.walkers_clip:
+        clips.append(("walkers", Path(a.walkers_clip), Path(str(a.walkers_clip) + ".truth.json")))
     try:
         from export.kerasbench import seed_pipeline  # type: ignore
     except ImportError as exc:
         seed_pipeline = None
         seed_skip = "TensorFlow/export extra not installed (%s)" % exc
-    names = (("pipeline detector every frame", False), ("pipeline motion-gated", True))
-    runs: Dict[str, List[Dict[str, Any]]] = {n: [] for n, _ in names}
-    seeds: List[Dict[str, Any]] = []
-    # the variants take turns, repeated: load drifting on the machine hits all of them alike
-    for _ in range(max(1, a.pipeline_repeats)):
-        for name, motion in names:
-            cfg = json.loads(json.dumps(base))
-            cfg["motion"]["enabled"] = motion
-            runs[name].append(run_pipeline(cfg, clip))
-        if seed_pipeline is not None:
-            seeds.append(seed_pipeline(a, bundle_path, clip))
+    out: List[Result] = []
+    for clip_name, clip, truth_path in clips:
+        base = defaults()
+        base["source"]["url"] = str(clip)
+        base["classifier"]["bundle"] = str(bundle_path)
+        base["detector"]["min_face_px"] = 40  # the kiosk size, as the seed-style loop below
+        base["counts"]["interval_s"] = 3600.0
+        base["stats"]["interval_s"] = 3600.0
+        if a.detector_dir:
+            base["detector"]["model_dir"] = a.detector_dir
+        runs: Dict[str, List[Dict[str, Any]]] = {p[0]: [] for p in PIPELINES}
+        skipped: Dict[str, str] = {}
+        seeds: List[Dict[str, Any]] = []
+        for _ in range(max(1, a.pipeline_repeats)):  # variants take turns: drifting load hits all alike
+            for name, motion, be, prec in PIPELINES:
+                if name in skipped:
+                    continue
+                cfg = json.loads(json.dumps(base))
+                cfg["motion"]["enabled"] = motion
+                cfg["detector"].update({"backend": be, "precision": prec, "fallback_to_cpu": False})
+                try:
+                    runs[name].append(run_pipeline(cfg, clip))
+                except MaskwatchError as exc:
+                    skipped[name] = str(exc)[:300]
+            if seed_pipeline is not None and clip_name != "walkers":
+                seeds.append(seed_pipeline(a, bundle_path, clip))
 
-    def median_run(rs: List[Dict[str, Any]]) -> Dict[str, Any]:
-        return sorted(rs, key=lambda r: r["fps"])[len(rs) // 2]
+        def median_run(rs: List[Dict[str, Any]]) -> Dict[str, Any]:
+            return sorted(rs, key=lambda r: r["fps"])[len(rs) // 2]
 
-    out = []
-    for name, _ in names:
-        r = median_run(runs[name])
-        det_pf = r["det_ms_total"] / max(1, r["frames"])
-        total_pf = r["seconds"] * 1000.0 / max(1, r["frames"])
-        out.append(Result(name=name, kind="pipeline", backend="litert int8 + res10 single", count=r["frames"],
-                          mean_ms=round(total_pf, 3), rss_mb=rss_mb(),
-                          extra={"fps": round(r["fps"], 2), "fps_runs": [round(x["fps"], 2) for x in runs[name]],
-                                 "detector_runs": r["detector_runs"], "detector_ms_per_frame": round(det_pf, 3),
-                                 "overhead_vs_detector": round((total_pf - det_pf) / det_pf, 4) if det_pf else None,
-                                 "verdicts": r["verdicts"], "clip": str(clip)}))
-    verdict_sets = [x["verdicts"] for rs in runs.values() for x in rs]
-    out[1].extra["same_verdicts_as_ungated"] = all(v == verdict_sets[0] for v in verdict_sets)
-    if seeds:
-        seed = median_run(seeds)
-        gated = median_run(runs["pipeline motion-gated"])
-        out.append(Result(name="pipeline seed-style (res10 + Keras predict per face, every frame)", kind="pipeline",
-                          backend="keras predict + res10", count=seed["frames"],
-                          mean_ms=round(seed["seconds"] * 1000.0 / max(1, seed["frames"]), 3), rss_mb=rss_mb(),
-                          extra={"fps": round(seed["fps"], 2), "fps_runs": [round(x["fps"], 2) for x in seeds],
-                                 "gated_speedup": round(gated["fps"] / seed["fps"], 2)}))
-    else:
-        out.append(Result(name="pipeline seed-style (Keras predict)", kind="pipeline", backend="keras",
-                          skipped=seed_skip))
+        ref = median_run(runs[PIPELINES[0][0]])
+        seed = median_run(seeds) if seeds else None
+        truth = json.loads(truth_path.read_text()) if truth_path and truth_path.exists() else None
+        for name, motion, be, prec in PIPELINES:
+            full = "pipeline %s: %s" % (clip_name, name)
+            if name in skipped:
+                out.append(Result(name=full, kind="pipeline", backend=be, precision=prec, skipped=skipped[name]))
+                continue
+            r = median_run(runs[name])
+            det_pf = r["det_ms_total"] / max(1, r["frames"])
+            total_pf = r["seconds"] * 1000.0 / max(1, r["frames"])
+            extra = {"clip": clip_name, "clip_path": str(clip), "fps": round(r["fps"], 2),
+                     "fps_runs": [round(x["fps"], 2) for x in runs[name]], "detector_runs": r["detector_runs"],
+                     "detector_ms_per_frame": round(det_pf, 3), "people": r["events"],
+                     "overhead_vs_detector": round((total_pf - det_pf) / det_pf, 4) if det_pf else None,
+                     "verdicts": r["verdicts"],
+                     "same_people_and_verdicts_as_reference": _people(r) == _people(ref),
+                     "speedup_vs_reference": round(r["fps"] / ref["fps"], 2)}
+            if seed:
+                extra["speedup_vs_seed"] = round(r["fps"] / seed["fps"], 2)
+            if truth is not None:
+                from .walkers import score
+
+                extra["walkers"] = {k: v for k, v in score(truth, r["payloads"]).items()
+                                    if k in ("people", "counted_once", "duplicates", "missed", "verdict_accuracy",
+                                             "alert")}
+            out.append(Result(name=full, kind="pipeline", backend=be, precision=prec, count=r["frames"],
+                              mean_ms=round(total_pf, 3), rss_mb=rss_mb(), extra=extra))
+        if seed:
+            out.append(Result(name="pipeline %s: seed-style (res10 + Keras predict per face, every frame)" % clip_name,
+                              kind="pipeline", backend="keras predict + res10", count=seed["frames"],
+                              mean_ms=round(seed["seconds"] * 1000.0 / max(1, seed["frames"]), 3), rss_mb=rss_mb(),
+                              extra={"clip": clip_name, "fps": round(seed["fps"], 2),
+                                     "fps_runs": [round(x["fps"], 2) for x in seeds]}))
+        elif clip_name != "walkers":
+            out.append(Result(name="pipeline %s: seed-style (Keras predict)" % clip_name, kind="pipeline",
+                              backend="keras", skipped=seed_skip))
     return out
 
 
@@ -574,6 +632,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx-providers", nargs="+",
                    default=["CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"])
     p.add_argument("--detector-modes", nargs="+", default=["single", "native", "tiles"])
+    p.add_argument("--detector-backends", nargs="+", default=[b for b, _ in DETECTOR_BACKENDS],
+                   help="res10 runtimes to time (converted files: edge-maskd detector-export / edge-export detector)")
+    p.add_argument("--detector-sizes", type=int, nargs="+", default=[300], help="single-pass input sizes")
+    p.add_argument("--busy-photos", default=None, help="folder of photos: build a busy-doorway clip from them")
+    p.add_argument("--busy-count", type=int, default=20, help="photos in the busy clip (about a second each)")
+    p.add_argument("--busy-clip", default=None, help="an existing busy clip instead")
+    p.add_argument("--walkers-clip", default=None,
+                   help="a walker clip with its .truth.json (benchmarks/walkers.py): people counted gated vs not")
     p.add_argument("--detector-dir", default=None)
     p.add_argument("--frame", default=None, help="image for the detector bench (default: a demo clip frame)")
     p.add_argument("--clip", default=None, help="clip for the pipeline bench (default: a generated entrance clip)")
