@@ -89,6 +89,8 @@ SCHEMA: Dict[str, Any] = {
         "variant": f(str, None, help="variant key from the manifest (default: the manifest's default_variant)"),
         "backend": f(str, None, choices=BACKENDS, help="override the variant's runtime"),
         "threads": f(int, 2, min=1, max=64),
+        "no_face_threshold": f(NUM, None, min=0.05, max=1.0,
+                               help="reject detections with P(no_face) >= this (default: the bundle's operating point)"),
         "batch": f(int, 8, min=1, max=64),
         "fallback_to_cpu": f(bool, True),
         "engine": f(str, None, help="TensorRT engine path (default: <state_dir>/engines/<model_id>-<engine_precision>.engine)"),

@@ -83,6 +83,10 @@ def tracker_options(cfg: Dict[str, Any], classifier: MaskClassifier) -> TrackerO
 def build_classifier(cfg: Dict[str, Any]) -> MaskClassifier:
     c = cfg["classifier"]
     bundle = load_bundle(Path(c["bundle"]) if c["bundle"] else default_bundle_path())
+    if c["no_face_threshold"] is not None and bundle.operating_point.no_face_threshold is not None:
+        import dataclasses
+
+        bundle.operating_point = dataclasses.replace(bundle.operating_point, no_face_threshold=c["no_face_threshold"])
     variant = bundle.variant(c["variant"])
     options: Dict[str, Any] = {"threads": c["threads"]}
     if c["onnx_providers"]:

@@ -248,3 +248,47 @@ def test_the_motion_gate_counts_every_walker_the_ungated_daemon_counts(tmp_path,
     assert ungated["counted_once"] >= 5, ungated
     assert gated["counted_once"] == ungated["counted_once"], (gated, ungated)
     assert gated["missed"] == ungated["missed"] and gated["duplicates"] == ungated["duplicates"]
+
+
+def test_the_no_face_output_suppresses_detector_false_positives(shipped_bundle, detector_dir):
+    """res10 at a low threshold fires on the spacesuit, the flag and the background of the demo portrait; the
+    shipped bundle's no_face output must reject such detections before the tracker, and keep the face."""
+    import cv2
+
+    from edge import assets, demo
+    from edge.config import defaults
+    from edge.detector import DetectorOptions, load_detector
+    from edge.pipeline import Pipeline
+    from edge.publish import Publisher
+    from edge.types import Frame, iou
+
+    bundle = load_bundle(shipped_bundle)
+    assert "no_face" in bundle.labels, "the shipped bundle has no no_face output"
+    face = cv2.imread(str(assets.fetch(assets.DEMO_FACE, assets.default_cache_dir(), timeout=5)))
+    frame = cv2.resize(face, (640, 640))[:480]
+    face_box = tuple(int(v * 640 / 512) for v in demo.FACE_BOX)
+    det = load_detector(detector_dir, DetectorOptions(confidence=0.08, mode="single"))
+    clf = MaskClassifier(bundle, None)
+    faces = clf.classify(frame, det.detect(frame))
+    real = [f for f in faces if iou(f.box, face_box) > 0.5]
+    false = [f for f in faces if iou(f.box, face_box) < 0.05]
+    assert len(real) == 1 and real[0].label != "no_face"
+    assert len(false) >= 3
+    rejected = [f for f in false if f.label == "no_face"]
+    assert rejected, [(f.box, f.no_face) for f in false]
+
+    class Quiet(Publisher):
+        def publish(self, kind, payload):
+            pass
+
+    cfg = defaults()
+    cfg["source"]["url"] = "unused"
+    cfg["classifier"]["bundle"] = str(shipped_bundle)
+    cfg["detector"].update({"confidence": 0.08, "mode": "single", "min_face_px": 0, "model_dir": str(detector_dir)})
+    cfg["motion"]["enabled"] = False
+    pipe = Pipeline(cfg, Quiet())
+    pipe.process(Frame(frame, 0, 0.0))
+    boxes = [t.box for t in pipe.tracker.tracks]
+    assert pipe.rejected >= len(rejected)
+    assert not any(iou(b, f.box) > 0.9 for b in boxes for f in rejected)
+    assert any(iou(b, face_box) > 0.5 for b in boxes)
