@@ -48,14 +48,35 @@ def pick_walkers(crops: Dict[str, np.ndarray], split_path: Path, which: int, per
         cand = [i for i in idx if crops["labels"][i] == k and str(crops["sources"][i]) in REAL
                 and str(crops["how"][i]) in ("voc", "detector") and i not in exclude
                 and min(crops["boxes"][i][2] - crops["boxes"][i][0], crops["boxes"][i][3] - crops["boxes"][i][1]) >= min_face]
-        if len(cand) < per_class:
-            raise SystemExit("only %d %s faces >= %d px in that split" % (len(cand), lab, min_face))
-        for i in rng.choice(cand, per_class, replace=False):
+        rng.shuffle(cand)
+        chosen = []
+        for i in cand:  # a visitor needs a head around the face: the photo must hold the context around the box
+            if has_context(str(crops["files"][i]), crops["boxes"][i]):
+                chosen.append(i)
+            if len(chosen) == per_class:
+                break
+        if len(chosen) < per_class:
+            raise SystemExit("only %d %s faces >= %d px with context in that split" % (len(chosen), lab, min_face))
+        for i in chosen:
             exclude.add(int(i))
             out.append(Walker(file=str(crops["files"][i]), box=tuple(int(v) for v in crops["boxes"][i]),
                               label=lab, source=str(crops["sources"][i])))
     order = rng.permutation(len(out))
     return [out[i] for i in order]
+
+
+def has_context(file: str, box, need: float = 0.25) -> bool:
+    """True when the photo extends at least `need` of the face size beyond the box on every side (a face
+    cropped to its own edges, as many folder-per-class photos are, would walk in as a floating mask)."""
+    import cv2
+
+    img = cv2.imread(file)
+    if img is None:
+        return False
+    h, w = img.shape[:2]
+    x1, y1, x2, y2 = [int(v) for v in box]
+    bw, bh = x2 - x1, y2 - y1
+    return x1 >= need * bw and y1 >= need * bh and w - x2 >= need * bw and h - y2 >= need * 0.5 * bh
 
 
 def kiosk_config(video: Path, state: Path, motion: bool, bundle: str, extra: Dict[str, Any]) -> Path:

@@ -1,0 +1,32 @@
+"""Numbers in README.md are generated from benchmarks/results/*.json, never typed by hand."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_readme_numbers_match_the_results_json():
+    p = subprocess.run([sys.executable, str(ROOT / "docs" / "gen_numbers.py"), "--check"], capture_output=True,
+                       text=True)
+    assert p.returncode == 0, p.stderr
+
+
+def test_the_generator_notices_a_changed_result(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "docs"))
+    try:
+        import gen_numbers
+    finally:
+        sys.path.pop(0)
+    res = tmp_path / "results"
+    res.mkdir()
+    for f in (ROOT / "benchmarks" / "results").glob("*.json"):
+        (res / f.name).write_text(f.read_text())
+    monkeypatch.setattr(gen_numbers, "RES", res)
+    before = gen_numbers.render()
+    doc = json.loads((res / "model-comparison.json").read_text())
+    doc["rows"][0]["int8_kb"] += 100
+    (res / "model-comparison.json").write_text(json.dumps(doc))
+    assert gen_numbers.render() != before
