@@ -127,10 +127,40 @@ def bench_block(doc: Dict[str, Any]) -> List[str]:
     return out
 
 
+def recall_block(doc: Dict[str, Any]) -> List[str]:
+    rt = doc["runtimes"]
+    return ["**Detector runtimes at the kiosk setting** (`results/detector-recall.json`, %s scenes, faces >= 40 px, one "
+            "300x300 pass): face recall " % doc["split"] + ", ".join(
+                "%s %s (%s ms)" % (k, _f(v["face_recall"]), _f(v["ms_per_frame_p50"], 1)) for k, v in rt.items()) +
+            "; non-compliant F1 " + ", ".join("%s %s" % (k, _f(v["noncompliant"]["f1"])) for k, v in rt.items()) + "."]
+
+
+def mismatch_block(doc: Dict[str, Any]) -> List[str]:
+    return ["**What the old crop mismatch cost** (`results/crop-mismatch.json`, %d real val crops): the old training "
+            "crop (160 px, then bilinear) vs the one crop function changes %s of the verdicts; real macro-F1 %s vs %s."
+            % (doc["crops"], "%.1f %%" % (100 * doc["verdicts_differ"]), _f(doc["old_training_crop"]["macro_f1"]),
+               _f(doc["one_crop"]["macro_f1"]))]
+
+
+def scenes_block(doc: Dict[str, Any]) -> List[str]:
+    out = []
+    for src, entry in (doc.get("scene_level") or {}).items():
+        modes = entry.get("all_faces", {}).get("modes", {})
+        if modes:
+            out.append("**Crowd scenes, all faces** (`results/eval-default/metrics.json`, %s %s scenes): " % (
+                src, doc.get("scene_split")) + "; ".join(
+                "%s: face recall %s, non-compliant F1 %s (P %s, R %s), %s ms per frame" % (
+                    m, _f(v["face_recall"]), _f(v["noncompliant"]["f1"]), _f(v["noncompliant"]["precision"]),
+                    _f(v["noncompliant"]["recall"]), _f(v["ms_per_frame_p50"], 0)) for m, v in modes.items()) + ".")
+    return out
+
+
 def render() -> str:
     parts: List[List[str]] = []
     for name, fn in (("model-comparison.json", crops_block), ("walkers-test.json", walkers_block),
                      ("kiosk-setting.json", kiosk_block), ("detector-parity.json", parity_block),
+                     ("detector-recall.json", recall_block), ("crop-mismatch.json", mismatch_block),
+                     ("eval-default/metrics.json", scenes_block),
                      ("edge-bench-x86_64-2core.json", bench_block)):
         doc = _load(name)
         if doc is not None:

@@ -312,7 +312,7 @@ def kiosk_sweep(scene_dirs: Sequence[Path], scene_ids: Dict[str, List[str]], cla
                 confidences: Sequence[float] = (0.1, 0.15, 0.2, 0.3, 0.4, 0.5),
                 no_face_thresholds: Sequence[Optional[float]] = (None, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
                 min_face: int = 40, iou_thr: float = 0.4, detector_dir: Optional[Path] = None,
-                mode: str = "single") -> Dict[str, Any]:
+                mode: str = "single", backend: str = "opencv", precision: str = "fp32") -> Dict[str, Any]:
     """The kiosk setting, measured: res10 confidence x the no_face rejector's threshold at kiosk range.
 
     One detector pass per scene at the lowest confidence (higher ones are subsets of it), each detection
@@ -324,7 +324,8 @@ def kiosk_sweep(scene_dirs: Sequence[Path], scene_ids: Dict[str, List[str]], cla
     from edge.verdict import calibrate, label_for
 
     op = classifier.bundle.operating_point
-    det = load_detector(detector_dir, DetectorOptions(confidence=min(confidences), mode=mode, min_face_px=min_face))
+    det = load_detector(detector_dir, DetectorOptions(confidence=min(confidences), mode=mode, min_face_px=min_face,
+                                                      backend=backend, precision=precision, fallback=False))
     cached = []
     ms = []
     for sd in scene_dirs:
@@ -374,5 +375,5 @@ def kiosk_sweep(scene_dirs: Sequence[Path], scene_ids: Dict[str, List[str]], cla
                           and verdicts[i] in NON_COMPLIANT)
             grid.append({"confidence": c, "no_face_threshold": r, "face_recall": round(found / max(1, total), 4),
                          "faces": total, "noncompliant": metrics.binary_f1(tp, fp, fn)})
-    return {"min_face": min_face, "mode": mode, "scenes": len(cached), "ms_per_frame_p50": round(float(np.median(ms)), 1),
+    return {"min_face": min_face, "mode": mode, "backend": det.backend_in_use, "scenes": len(cached), "ms_per_frame_p50": round(float(np.median(ms)), 1),
             "grid": grid}

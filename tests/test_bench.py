@@ -51,3 +51,35 @@ def test_bench_classifiers_json_csv_png_and_compare(tmp_path, shipped_bundle):
     assert r.returncode == 1
     flagged = [l for l in r.stdout.splitlines() if "REGRESSION" in l]
     assert len(flagged) == 1 and "litert int8 2t" in flagged[0] and "x2.00" in flagged[0]
+
+
+def test_bench_detector_runtimes_and_pipelines_on_entrance_and_busy_clips(tmp_path, shipped_bundle, demo_clip):
+    import cv2
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cap = cv2.VideoCapture(str(demo_clip))
+    for i in range(120):
+        ok, f = cap.read()
+        if i in (20, 75, 110):
+            cv2.imwrite(str(photos / ("p%d.png" % i)), f)
+    out = tmp_path / "b.json"
+    r = run_cli(["edge-bench", "--only", "detector", "pipeline", "--runs", "5", "--warmup", "1", "--min-time", "0.05",
+                 "--detector-modes", "single", "--detector-backends", "opencv", "onnxruntime", "tensorrt",
+                 "--pipeline-repeats", "1", "--busy-photos", photos, "--busy-count", "3", "--work", tmp_path / "w",
+                 "--json", out], timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    dets = {x["name"]: x for x in doc["results"] if x["kind"] == "detector"}
+    assert not dets["res10 opencv fp32 single 300x300"]["skipped"]
+    assert dets["res10 tensorrt fp16 single 300x300"]["skipped"]  # no GPU here: listed with the reason
+    pipes = [x for x in doc["results"] if x["kind"] == "pipeline" and not x["skipped"]]
+    clips = {x["extra"]["clip"] for x in pipes}
+    assert clips == {"entrance", "busy"}
+    for x in pipes:
+        if "seed-style" in x["name"]:
+            continue
+        assert x["extra"]["fps"] > 0 and "same_people_and_verdicts_as_reference" in x["extra"]
+    gated = [x for x in pipes if x["extra"]["clip"] == "entrance" and "motion-gated, opencv" in x["name"]][0]
+    assert gated["extra"]["same_people_and_verdicts_as_reference"] and gated["extra"]["people"] == 3
+    assert gated["extra"]["detector_runs"] < gated["count"]  # the gate did skip frames
