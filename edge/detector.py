@@ -70,9 +70,11 @@ class FaceDetector:
         self.degraded: Optional[str] = None
         try:
             self.net = detectors.create(o.backend, files, plugin_opts)
-        except (BackendUnavailable, BundleError) as exc:
+            if o.mode in ("single", "tiles"):  # every pass runs at input_size: load that now, fail now
+                self.net.prepare(o.input_size, o.input_size)
+        except (BackendUnavailable, BundleError, AssetError) as exc:
             if not o.fallback or detectors.ALIASES.get(o.backend, o.backend) == "opencv":
-                if isinstance(exc, BackendUnavailable):
+                if not isinstance(exc, (BundleError, AssetError)):
                     raise AssetError("detector.backend %s is not usable here: %s" % (o.backend, exc))
                 raise
             self.degraded = "detector.backend %s unavailable (%s); running opencv on the CPU" % (o.backend, exc)

@@ -31,6 +31,9 @@ class DetectorNet:
         self.options = dict(options or {})
         self._dec: Dict[Tuple[int, int], Any] = {}
 
+    def prepare(self, width: int, height: int) -> None:
+        """Load what an input of this size needs now (fixed-shape runtimes), so errors show at start-up."""
+
     def heads(self, blob: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """(loc (P*4,), conf (P*2,)) for one blob."""
         raise NotImplementedError

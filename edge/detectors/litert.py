@@ -11,6 +11,7 @@ import numpy as np
 
 from ..backends import BackendUnavailable
 from ..backends.litert import import_interpreter
+from ..errors import AssetError, BundleError
 from . import DetectorFiles, DetectorNet
 
 
@@ -49,8 +50,9 @@ class LiteRTNet(DetectorNet):
             key = self._variant_key(w, h)
             try:
                 path, _ = self.files.variant(key)
-            except Exception as exc:
-                raise BackendUnavailable("%s (make it with `edge-export detector --sizes %dx%d`)" % (exc, w, h))
+            except BundleError as exc:
+                raise AssetError("%s; for this input size make it with `edge-export detector --sizes %dx%d`"
+                                 % (exc, w, h))
             it = self._make(path)
             it.allocate_tensors()
             ins = it.get_input_details()[0]
@@ -60,6 +62,9 @@ class LiteRTNet(DetectorNet):
             loc, conf = outs  # loc has P*4 values, conf P*2 (names do not survive the converter)
             self._by_size[(w, h)] = (it, ins, loc, conf)
         return self._by_size[(w, h)]
+
+    def prepare(self, width: int, height: int) -> None:
+        self._interp(width, height)
 
     def heads(self, blob: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         h, w = int(blob.shape[2]), int(blob.shape[3])
