@@ -17,21 +17,22 @@ class EdgeTPUNet(LiteRTNet):
     def __init__(self, files: DetectorFiles, options: Optional[Dict[str, Any]] = None) -> None:
         options = dict(options or {}, precision="int8")
         super().__init__(files, options)
-
-    def _variant_key(self, w: int, h: int) -> str:
-        return "edgetpu_int8_%dx%d" % (w, h)
-
-    def _make(self, path):
         import platform
 
+        # the accelerator first: without it no compiled file helps
         lib = LIB.get(platform.system(), "libedgetpu.so.1")
         device = self.options.get("device")
         try:
-            delegate = self.load_delegate(lib, {"device": device} if device else {})
+            self.delegate = self.load_delegate(lib, {"device": device} if device else {})
         except (ValueError, OSError) as exc:
             raise BackendUnavailable("Edge TPU delegate %s not loadable (%s): install libedgetpu from Coral's "
                                      "apt repository and plug in the device" % (lib, exc))
-        return self.Interpreter(model_path=str(path), experimental_delegates=[delegate],
+
+    def _variant_key(self, w: int, h: int) -> str:
+        return "edgetpu_int8_%dx%d" % (w, h)  # made by edge-export detector where edgetpu_compiler is installed
+
+    def _make(self, path):
+        return self.Interpreter(model_path=str(path), experimental_delegates=[self.delegate],
                                 num_threads=int(self.options.get("threads", os.cpu_count() or 1)))
 
     def describe(self) -> str:
