@@ -154,7 +154,9 @@ def tflite_bytes(model, precision: str, calib: Optional[np.ndarray] = None) -> b
 def export(out_dir: Path, prototxt: Path, caffemodel: Path, *, sizes: Sequence[Tuple[int, int]] = ((300, 300),),
            int8: bool = True, calib_scenes: Sequence[Path] = (), calib_count: int = 200,
            calib_only: Optional[set] = None) -> Dict[str, Path]:
-    """ONNX + per size TFLite fp32 (+ int8, + the Edge-TPU-ready int8 with int8 outputs for edgetpu_compiler)."""
+    """ONNX + per size TFLite fp32 and full-int8 (integer ops throughout, int8 input; the two heads are
+    dequantized at the very end, so edgetpu_compiler maps everything before them), compiled for the Edge TPU
+    where edgetpu_compiler is installed."""
     import shutil
     import subprocess
 
