@@ -153,7 +153,7 @@ class Tracker:
                     t.weights.append(q)
                     if q > t.best_score:
                         t.best_score, t.best_box = q, face.box
-                else:
+                elif len(t.partial) < 4 * max(1, self.opt.votes) * 10:  # bounded: someone may linger half in view
                     t.partial.append(vec)
                     if t.best_box is None:
                         t.best_box = face.box
