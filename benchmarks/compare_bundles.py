@@ -32,7 +32,7 @@ def main() -> int:
     from edge.classifier import MaskClassifier
     from edge.crop import resize_crops_rgb
     from export import operating
-    from export.cli import load_crops
+    from export.cli import load_crops, split_index
     from export.datasets import LABELS, REAL_SOURCES
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -45,8 +45,7 @@ def main() -> int:
     a = ap.parse_args()
 
     crops = load_crops(Path(a.crops))
-    s = np.load(str(Path(a.run) / "split.npz"))
-    idx = s["keep"][s["assign"] == (1 if a.split == "val" else 2)]
+    idx = split_index(Path(a.run), a.split)
     face = crops["labels"][idx] < 3
     idx = idx[face]
     images, labels, sources = crops["images"][idx], crops["labels"][idx], crops["sources"][idx]

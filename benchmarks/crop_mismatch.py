@@ -31,7 +31,7 @@ def main() -> int:
     from edge.crop import crop_face
     from edge.datasets_io import read_image
     from export import operating
-    from export.cli import load_crops
+    from export.cli import load_crops, split_index
     from export.datasets import LABELS, REAL_SOURCES
 
     ap = argparse.ArgumentParser(description=__doc__)
@@ -41,8 +41,7 @@ def main() -> int:
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     crops = load_crops(Path(a.crops))
-    s = np.load(str(Path(a.run) / "split.npz"))
-    idx = s["keep"][s["assign"] == 1]
+    idx = split_index(Path(a.run), "val")
     idx = idx[np.isin(crops["sources"][idx], REAL_SOURCES) & (crops["how"][idx] != "whole")]
     b = load_bundle(Path(a.bundle))
     size = b.input_size

@@ -15,7 +15,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -24,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 def main() -> int:
     from edge.bundle import load_bundle
     from edge.classifier import MaskClassifier
-    from export.cli import load_crops
+    from export.cli import load_crops, split_index
     from export.evaluate import kiosk_sweep, scene_ids_of
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -40,8 +39,7 @@ def main() -> int:
     a = ap.parse_args()
     chosen = json.loads(Path(a.setting).read_text())["chosen"]
     crops = load_crops(Path(a.crops))
-    s = np.load(str(Path(a.run) / "split.npz"))
-    idx = s["keep"][s["assign"] == (1 if a.split == "val" else 2)]
+    idx = split_index(Path(a.run), a.split)
     ids = {Path(sd).name: scene_ids_of(crops, idx, Path(sd)) for sd in a.scenes}
     clf = MaskClassifier(load_bundle(Path(a.bundle)), None, fallback=False)
     res = {"split": a.split, "setting": chosen, "runtimes": {}}

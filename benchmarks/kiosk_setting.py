@@ -18,7 +18,6 @@ import platform
 import sys
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -27,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 def main() -> int:
     from edge.bundle import load_bundle
     from edge.classifier import MaskClassifier
-    from export.cli import load_crops
+    from export.cli import load_crops, split_index
     from export.evaluate import kiosk_sweep, scene_ids_of
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -43,13 +42,12 @@ def main() -> int:
     a = ap.parse_args()
 
     crops = load_crops(Path(a.crops))
-    s = np.load(str(Path(a.run) / "split.npz"))
     clf = MaskClassifier(load_bundle(Path(a.bundle)), None, fallback=False)
     res = {"bundle": a.bundle, "model_id": clf.bundle.model_id, "min_face": a.min_face, "per_source": {}}
-    for split, which in (("val", 1), ("test", 2)):
+    for split in ("val", "test"):
         if split == "test" and not a.test:
             continue
-        idx = s["keep"][s["assign"] == which]
+        idx = split_index(Path(a.run), split)
         per = {}
         for sd in a.scenes:
             ids = {Path(sd).name: scene_ids_of(crops, idx, Path(sd))}

@@ -158,11 +158,7 @@ def main() -> int:
     for key, runs in totals.items():
         if not runs:
             continue
-        # all clips as one: people ids made unique per clip
-        people, events = [], []
-        for ci, r in enumerate(runs):
-            for p in r["truth"]["people"]:
-                people.append(dict(p, id=ci * 1000 + p["id"], clip=ci))
+        # all clips as one: the per-clip scores summed
         sc_all = {"people": 0, "counted_once": 0, "duplicates": 0, "missed": 0, "spurious_events": 0}
         right = counted = tp = fp = fn = 0
         per_class: Dict[str, Dict[str, int]] = {}

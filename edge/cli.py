@@ -289,7 +289,7 @@ def _build_detector_engine(a, cfg) -> int:
     from .backends import BackendUnavailable
     from .backends.tensorrt import build_engine
     from .detector_bundle import checked_variant, export_onnx, find_dir, read
-    from .pipeline import state_dir
+    from .pipeline import detector_engine_path
 
     d = cfg["detector"] if cfg else {"model_dir": None, "converted_dir": None, "input_size": 300, "engine": None}
     proto, weights = detector_paths(Path(d["model_dir"]) if d["model_dir"] else None)
@@ -299,8 +299,7 @@ def _build_detector_engine(a, cfg) -> int:
     onnx_file, _ = checked_variant(conv, "onnx_fp32", weights)
     size = int(a.input_size or d["input_size"])
     out = Path(a.out) if a.out else (Path(d["engine"]) if d.get("engine") else
-                                     state_dir(cfg or {"state_dir": None}) / "engines" /
-                                     ("res10-%dx%d-%s.engine" % (size, size, a.precision)))
+                                     detector_engine_path(cfg or {"state_dir": None}, size, a.precision))
     if a.precision == "int8":
         raise MaskwatchError("the detector engine is built fp16 or fp32 (int8 calibration of res10 is the TFLite "
                              "path: edge-export detector --int8)", EX_USAGE)

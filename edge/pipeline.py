@@ -100,6 +100,11 @@ def build_classifier(cfg: Dict[str, Any]) -> MaskClassifier:
                           fallback=c["fallback_to_cpu"])
 
 
+def detector_engine_path(cfg: Dict[str, Any], size: int, precision: str) -> Path:
+    """Where `build-engine --detector` puts the res10 engine and the tensorrt detector looks for it."""
+    return state_dir(cfg) / "engines" / ("res10-%dx%d-%s.engine" % (size, size, precision))
+
+
 def engine_path(cfg: Dict[str, Any], model_id: str, precision: str) -> Path:
     return state_dir(cfg) / "engines" / ("%s-%s.engine" % (model_id, precision))
 
@@ -129,7 +134,7 @@ class Pipeline:
         d = cfg["detector"]
         opts = detector_options(d)
         if d["backend"] == "tensorrt" and not d["engine"]:
-            opts.engine = str(state_dir(cfg) / "engines" / ("res10-%dx%d-fp16.engine" % (d["input_size"], d["input_size"])))
+            opts.engine = str(detector_engine_path(cfg, d["input_size"], "fp16"))
         self.detector = detector or load_detector(Path(d["model_dir"]) if d["model_dir"] else None, opts)
         self.classifier = classifier or build_classifier(cfg)
         self.tracker = Tracker(self.classifier.labels, tracker_options(cfg, self.classifier))
@@ -144,7 +149,7 @@ class Pipeline:
             self.degraded.append(self.detector.degraded)
         self.stop_event = threading.Event()
         # counters
-        self.frames = self.detector_runs = self.motion_skipped = self.events = self.rejected = 0
+        self.frames = self.detector_runs = self.events = self.rejected = 0
         self.det_ms: Deque[float] = deque(maxlen=2000)
         self.cls_ms: Deque[float] = deque(maxlen=2000)
         self.decisions: List[Decision] = []
@@ -168,7 +173,6 @@ class Pipeline:
         run = self.schedule.should_detect(frame.index, img, self.tracker.needs_detection())
         self.tracker.tick(still=self.schedule.still)
         if not run:
-            self.motion_skipped = self.schedule.skipped
             decisions = self.tracker.expire(frame.index, frame.time)  # people who left while nothing ran
             for d in decisions:
                 self._snapshot(d, img)
@@ -285,7 +289,7 @@ class Pipeline:
         self.publisher.publish("stats", messages.stats(
             site=self.site, device=self.device, t=now, uptime_s=round(now - start, 1), fps=round(fps, 2),
             frames=self.frames, dropped_frames=int(source.dropped), detector_runs=self.detector_runs,
-            motion_skipped=self.motion_skipped, rejected_no_face=self.rejected, inference_ms=_pct(self.cls_ms), detect_ms=_pct(self.det_ms),
+            motion_skipped=self.schedule.skipped, rejected_no_face=self.rejected, inference_ms=_pct(self.cls_ms), detect_ms=_pct(self.det_ms),
             spool_depth=self.publisher.spool_depth(), spool_dropped=self.publisher.spool_dropped(),
             active_tracks=self.tracker.active, events=self.events, backend=self.backend_name, camera=camera,
             rss_mb=rss_mb()))

@@ -115,9 +115,17 @@ def cmd_train(a) -> int:
     return 0
 
 
+SPLITS = {"train": 0, "val": 1, "test": 2}
+
+
+def split_index(run: Path, split: str) -> np.ndarray:
+    """Indices into the crops file of one split ("train", "val", "test") of a training run."""
+    s = np.load(str(Path(run) / "split.npz"))
+    return s["keep"][s["assign"] == SPLITS[split]]
+
+
 def _split_arrays(run: Path, crops: Dict[str, np.ndarray], which: int):
-    s = np.load(str(run / "split.npz"))
-    idx = s["keep"][s["assign"] == which]
+    idx = split_index(run, {v: k for k, v in SPLITS.items()}[which])
     return crops["images"][idx], crops["labels"][idx], idx
 
 
@@ -172,9 +180,9 @@ def cmd_convert(a) -> int:
     return 0
 
 
-def device_probs(bundle_dir: Path, images: np.ndarray, variant: Optional[str] = None,
-                 flip: bool = False) -> np.ndarray:
-    """Raw outputs of a bundle variant through the device's own classifier code (optionally flip-averaged)."""
+def device_probs(bundle_dir: Path, images: np.ndarray, variant: Optional[str] = None) -> Dict[bool, np.ndarray]:
+    """Raw outputs of a bundle variant through the device's own classifier: {False: the crops, True: the crops
+    averaged with their mirror images}, each view inferred once."""
     from edge.bundle import load_bundle
     from edge.classifier import MaskClassifier
     from edge.crop import resize_crops_rgb
@@ -182,10 +190,8 @@ def device_probs(bundle_dir: Path, images: np.ndarray, variant: Optional[str] = 
     b = load_bundle(bundle_dir)
     clf = MaskClassifier(b, variant, fallback=False)
     x = resize_crops_rgb(images, b.input_size)
-    out = clf.infer(x, max_batch=32)
-    if flip:
-        out = (out + clf.infer(np.ascontiguousarray(x[:, :, ::-1]), max_batch=32)) / 2.0
-    return out
+    plain = clf.infer(x, max_batch=32)
+    return {False: plain, True: (plain + clf.infer(np.ascontiguousarray(x[:, :, ::-1]), max_batch=32)) / 2.0}
 
 
 def operating_point(bundle_dir: Path, run: Path, crops: Dict[str, np.ndarray], variant: Optional[str] = None,
@@ -201,10 +207,11 @@ def operating_point(bundle_dir: Path, run: Path, crops: Dict[str, np.ndarray], v
     real = np.isin(crops["sources"][va_i], REAL_SOURCES)
     # horizontal-flip averaging is kept only if it wins on the real validation crops (alert F1, then macro-F1)
     tried = {}
+    val_probs = device_probs(bundle_dir, va_x[real], variant)
     for flip in (False, True):
-        o = operating.choose(device_probs(bundle_dir, va_x[real], variant, flip), va_y[real], LABELS,
+        o = operating.choose(val_probs[flip], va_y[real], LABELS,
                              max_false_alarm=max_false_alarm, max_face_loss=max_face_loss)
-        vp = operating.predict_labels(device_probs(bundle_dir, va_x[real], variant, flip), LABELS, o)
+        vp = operating.predict_labels(val_probs[flip], LABELS, o)
         fr = operating.face_report(vp, va_y[real], LABELS)
         tried[flip] = (o, (fr["alert"]["f1"], fr["macro_f1"]))
     flip = tried[True][1] > tried[False][1]
@@ -213,7 +220,7 @@ def operating_point(bundle_dir: Path, run: Path, crops: Dict[str, np.ndarray], v
     op["validation"]["flip_average_tried"] = {str(k).lower(): {"alert_f1": v[1][0], "macro_f1": v[1][1]}
                                               for k, v in tried.items()}
     op["variant"] = variant
-    pred = operating.predict_labels(device_probs(bundle_dir, te_x, variant, flip), LABELS, op)
+    pred = operating.predict_labels(device_probs(bundle_dir, te_x, variant)[flip], LABELS, op)
     test = operating.by_source(pred, te_y, crops["sources"][te_i], LABELS, REAL_SOURCES)
     mpath = bundle_dir / MANIFEST
     manifest = json.loads(mpath.read_text())
@@ -264,8 +271,7 @@ def _train_groups(run: Optional[str], crops_path: Optional[str]):
     if not run or not crops_path:
         return None
     crops = load_crops(Path(crops_path))
-    s = np.load(str(Path(run) / "split.npz"))
-    return set(str(g) for g in crops["groups"][s["keep"][s["assign"] == 0]])
+    return set(str(g) for g in crops["groups"][_split_arrays(Path(run), crops, 0)[2]])
 
 
 def cmd_detector(a) -> int:
@@ -286,10 +292,8 @@ def cmd_detector_parity(a) -> int:
     from export.evaluate import scene_ids_of
 
     crops = load_crops(Path(a.crops))
-    s = np.load(str(Path(a.run) / "split.npz"))
-    idx = s["keep"][s["assign"] == (1 if a.split == "val" else 2)]
+    idx = _split_arrays(Path(a.run), crops, 1 if a.split == "val" else 2)[2]
     res: Dict[str, object] = {}
-    w, h = _sizes([a.size])[0]
     variants = [("onnxruntime", {"backend": "onnxruntime"}), ("litert_fp32", {"backend": "litert", "precision": "fp32"}),
                 ("litert_int8", {"backend": "litert", "precision": "int8"})]
     for sd in a.scenes:
@@ -392,7 +396,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--crops", default=str(DEFAULT_WORK / "crops96.npz"))
     s.add_argument("--scenes", nargs="+", default=["../shared/data/andrewmvd-train", "../shared/data/ilc2021-jolignier"])
     s.add_argument("--split", choices=("val", "test"), default="test")
-    s.add_argument("--size", default="300x300")
     s.add_argument("--mode", default="single")
     s.add_argument("--confidence", type=float, default=0.5)
     s.add_argument("--min-face", type=int, default=0)

@@ -99,11 +99,11 @@ def predict_crops(a, run: Path, images: np.ndarray) -> Tuple[np.ndarray, str]:
         from edge.bundle import load_bundle
         from edge.classifier import MaskClassifier
 
-        from .convert import _resize
+        from edge.crop import resize_crops_rgb
 
         b = load_bundle(Path(a.bundle))
         clf = MaskClassifier(b, a.variant, fallback=False)
-        return clf.probs(_resize(images, b.input_size[0])), "%s:%s" % (b.model_id, a.variant)
+        return clf.probs(resize_crops_rgb(images, b.input_size)), "%s:%s" % (b.model_id, a.variant)
     import keras
 
     from .train import predict

@@ -71,14 +71,21 @@ def from_output(raw: np.ndarray, spec: TensorSpec) -> np.ndarray:
 _REGISTRY: Dict[str, Type[Backend]] = {}
 
 
-def _discover() -> None:
-    if _REGISTRY:
-        return
-    for mod in pkgutil.iter_modules(__path__):  # type: ignore[name-defined]
-        m = importlib.import_module("%s.%s" % (__name__, mod.name))
+def find_plugins(package: str, path, base: type) -> Dict[str, Any]:
+    """{type_key: class} of every subclass of `base` with a type_key in the modules of a package
+    (the classifier's backends here, the detector's in edge.detectors)."""
+    found: Dict[str, Any] = {}
+    for mod in pkgutil.iter_modules(path):
+        m = importlib.import_module("%s.%s" % (package, mod.name))
         for obj in vars(m).values():
-            if isinstance(obj, type) and issubclass(obj, Backend) and obj.type_key:
-                _REGISTRY[obj.type_key] = obj
+            if isinstance(obj, type) and issubclass(obj, base) and getattr(obj, "type_key", ""):
+                found[obj.type_key] = obj
+    return found
+
+
+def _discover() -> None:
+    if not _REGISTRY:
+        _REGISTRY.update(find_plugins(__name__, __path__, Backend))  # type: ignore[name-defined]
 
 
 def available_types() -> Dict[str, Type[Backend]]:

@@ -7,14 +7,12 @@ imports its runtime in ``__init__`` and raises BackendUnavailable when it is mis
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Type
 
 import numpy as np
 
-from ..backends import BackendUnavailable
+from ..backends import BackendUnavailable, find_plugins
 
 # config names -> plugin type keys ("cpu" and "cuda" are the names older configs use)
 ALIASES = {"cpu": "opencv", "cuda": "opencv-cuda"}
@@ -78,13 +76,8 @@ _REGISTRY: Dict[str, Type[DetectorNet]] = {}
 
 
 def _discover() -> None:
-    if _REGISTRY:
-        return
-    for mod in pkgutil.iter_modules(__path__):  # type: ignore[name-defined]
-        m = importlib.import_module("%s.%s" % (__name__, mod.name))
-        for obj in vars(m).values():
-            if isinstance(obj, type) and issubclass(obj, DetectorNet) and obj.type_key:
-                _REGISTRY[obj.type_key] = obj
+    if not _REGISTRY:
+        _REGISTRY.update(find_plugins(__name__, __path__, DetectorNet))  # type: ignore[name-defined]
 
 
 def types() -> Tuple[str, ...]:

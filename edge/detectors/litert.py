@@ -9,25 +9,18 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from ..backends import BackendUnavailable
+from ..backends import BackendUnavailable, from_output, to_input
 from ..backends.litert import import_interpreter
+from ..bundle import TensorSpec
 from ..errors import AssetError, BundleError
 from . import DetectorFiles, DetectorNet
 
 
-def _q(x: np.ndarray, d: Dict[str, Any]) -> np.ndarray:
+def _spec(d: Dict[str, Any]) -> TensorSpec:
+    """An interpreter tensor's dtype and quantization as the classifier backends describe them."""
     scale, zp = d.get("quantization", (0.0, 0))
-    if d["dtype"] in (np.float32, np.float16) or not scale:
-        return x.astype(d["dtype"])
-    info = np.iinfo(d["dtype"])
-    return np.clip(np.round(x / scale + zp), info.min, info.max).astype(d["dtype"])
-
-
-def _dq(x: np.ndarray, d: Dict[str, Any]) -> np.ndarray:
-    scale, zp = d.get("quantization", (0.0, 0))
-    if x.dtype in (np.int8, np.uint8) and scale:
-        return (x.astype(np.float32) - zp) * scale
-    return x.astype(np.float32)
+    return TensorSpec(dtype=np.dtype(d["dtype"]).name, shape=[int(x) for x in d["shape"]], scale=float(scale),
+                      zero_point=int(zp))
 
 
 class LiteRTNet(DetectorNet):
@@ -60,7 +53,8 @@ class LiteRTNet(DetectorNet):
             if len(outs) != 2:
                 raise BackendUnavailable("%s: expected the two heads (loc, conf), found %d outputs" % (path, len(outs)))
             loc, conf = outs  # loc has P*4 values, conf P*2 (names do not survive the converter)
-            self._by_size[(w, h)] = (it, ins, loc, conf)
+            self._by_size[(w, h)] = (it, ins["index"], _spec(ins), loc["index"], _spec(loc), conf["index"],
+                                     _spec(conf))
         return self._by_size[(w, h)]
 
     def prepare(self, width: int, height: int) -> None:
@@ -68,10 +62,11 @@ class LiteRTNet(DetectorNet):
 
     def heads(self, blob: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         h, w = int(blob.shape[2]), int(blob.shape[3])
-        it, ins, loc, conf = self._interp(w, h)
-        it.set_tensor(ins["index"], _q(np.ascontiguousarray(blob.transpose(0, 2, 3, 1)), ins))
+        it, i_in, s_in, i_loc, s_loc, i_conf, s_conf = self._interp(w, h)
+        it.set_tensor(i_in, to_input(np.ascontiguousarray(blob.transpose(0, 2, 3, 1)), s_in))
         it.invoke()
-        return _dq(it.get_tensor(loc["index"]), loc)[0].reshape(-1), _dq(it.get_tensor(conf["index"]), conf)[0].reshape(-1)
+        return (from_output(it.get_tensor(i_loc), s_loc)[0].reshape(-1),
+                from_output(it.get_tensor(i_conf), s_conf)[0].reshape(-1))
 
     def describe(self) -> str:
         return "litert(%s, %s)" % (self.runtime, self.precision)
