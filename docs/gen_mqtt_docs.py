@@ -229,11 +229,11 @@ def _examples() -> Dict[str, Dict[str, Any]]:
 def render() -> str:
     examples = _examples()
     out = [HEADER]
-    for kind, name, qos, retained, when in TOPICS:
+    for kind, _name, qos, retained, when in TOPICS:
         out.append("| `<prefix>/<site>/<device>/%s` | %d | %s | %s |\n" % (kind, qos, "yes" if retained else "no",
                                                                          when))
     out.append("\n")
-    for kind, name, qos, retained, when in TOPICS:
+    for kind, name, _qos, _retained, _when in TOPICS:
         schema = json.loads((SCHEMAS / ("%s.schema.json" % name)).read_text())
         out.append("## `%s`\n\n" % kind)
         out.append("**%s**  \nSchema: `edge/schemas/%s.schema.json` (`%s`).\n\n" % (

@@ -48,7 +48,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 PROG = "edge-alerts"
 # The same values as edge.messages (not imported: that module pulls in numpy via edge.types,

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import pytest
-
-from conftest import BIN, ROOT, free_port, run_cli
 from test_broker import MqttProbe, broker_dir, device_event, script, shipped_broker, started  # noqa: F401
 
 from edge import alerts, messages
+
+from conftest import BIN, ROOT, free_port, run_cli
 
 pytest.importorskip("paho.mqtt.client")
 
@@ -241,7 +241,7 @@ def test_both_checkers_agree_on_random_mutations():
                  inference_ms={"p50": 1.0, "p95": 2.0}, detect_ms={"p50": None, "p95": None}, spool_depth=0,
                  spool_dropped=0, backend="x")}
     accepted = rejected = 0
-    for i in range(1500):
+    for _i in range(1500):
         kind = rnd.choice(sorted(bases))
         p = json.loads(json.dumps(bases[kind]))
         for _ in range(rnd.randint(1, 2)):
@@ -379,13 +379,13 @@ def test_a_kiosk_configured_from_add_device_reaches_the_control_room(shipped_bro
     shutil.copy(b.ca, kiosk / "broker-ca.crt")
     (tmp_path / "kiosk.yaml").write_text(snippet + "source:\n  url: entrance.mp4\n")
     cfg = load_config(tmp_path / "kiosk.yaml")
-    m = cfg["mqtt"]
+    m = cfg.mqtt
     p = AlertsProc(controlroom_args(b) + ["--json", "--timeout", 30])
     procs.append(p)
     time.sleep(1.0)  # no retained status yet to wait for: give it time to subscribe
-    pub = MqttPublisher(host=m["host"], port=b.port, site=cfg["site"], device=cfg["device"],
-                        spool=Spool(tmp_path / "spool.db"), username=m["username"], password=mqtt_password(cfg),
-                        tls=m["tls"], protocol=m["protocol"])
+    pub = MqttPublisher(host=m.host, port=b.port, site=cfg.site, device=cfg.device,
+                        spool=Spool(tmp_path / "spool.db"), username=m.username, password=mqtt_password(cfg),
+                        tls=m.tls, protocol=m.protocol)
     pub.start(status("lobby", "k1"))
     assert pub.connected.wait(15), pub.last_error
     ev = device_event("lobby", "k1")

@@ -283,10 +283,10 @@ def test_add_device_is_idempotent_and_prints_a_valid_kiosk_config(tmp_path):
     from edge.config import load_config, mqtt_password
 
     cfg = load_config(cfg_file)
-    assert (cfg["site"], cfg["device"]) == ("hall", "door-2")
-    m = cfg["mqtt"]
-    assert (m["host"], m["port"], m["username"]) == ("broker.example", 8883, "hall.door-2")
-    assert m["tls"]["enabled"] and m["tls"]["ca"] == str(kiosk / "broker-ca.crt")
+    assert (cfg.site, cfg.device) == ("hall", "door-2")
+    m = cfg.mqtt
+    assert (m.host, m.port, m.username) == ("broker.example", 8883, "hall.door-2")
+    assert m.tls.enabled and m.tls.ca == str(kiosk / "broker-ca.crt")
     assert mqtt_password(cfg) == (d / "secrets" / "hall.door-2.password").read_text().strip()
     # names that would break the topic or the "<site>.<device>" user name are refused
     for bad in (("ha/ll", "d"), ("hall", "d+"), ("a.b", "c"), ("hall", "#"), ("", "x"), ("h all", "x")):

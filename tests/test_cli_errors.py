@@ -5,7 +5,7 @@ import json
 import shutil
 from pathlib import Path
 
-from conftest import ROOT, run_cli
+from conftest import run_cli
 
 
 def one_line_error(r, needle: str) -> None:

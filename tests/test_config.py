@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_cli
 from edge.config import load_config
 from edge.errors import EX_CONFIG, ConfigError
+
+from conftest import ROOT, run_cli
 
 
 def write(tmp_path, text) -> Path:
@@ -18,8 +19,8 @@ def write(tmp_path, text) -> Path:
 
 def test_demo_config_is_valid():
     cfg = load_config(ROOT / "firmware-config" / "demo.yaml")
-    assert cfg["site"] == "demo" and cfg["mqtt"]["host"] is None
-    assert cfg["tracker"]["votes"] == 5 and cfg["spool"]["policy"] == "drop_oldest"  # defaults filled
+    assert cfg.site == "demo" and cfg.mqtt.host is None
+    assert cfg.tracker.votes == 5 and cfg.spool.policy == "drop_oldest"  # defaults filled
 
 
 def test_unknown_key_names_file_line_and_path(tmp_path):

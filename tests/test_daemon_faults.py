@@ -11,8 +11,9 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import BIN, Mosquitto, free_port
 from test_daemon import Subscriber, kiosk_config
+
+from conftest import BIN, Mosquitto, free_port
 
 
 class Daemon:
@@ -213,7 +214,7 @@ def test_notify_ready_and_watchdog_only_while_processing(tmp_path, demo_clip, de
             msgs.append((time.monotonic(), srv.recv(4096).decode()))
         except socket.timeout:
             pass
-    end = time.monotonic()
+    time.monotonic()
     time.sleep(0.3)
     srv.close()
     assert p.returncode == 0, p.stderr_text[-2000:]
