@@ -201,7 +201,7 @@ def _notes(schema: Dict[str, Any]) -> str:
 
 
 def _examples() -> Dict[str, Dict[str, Any]]:
-    from edge import messages
+    from edge import __version__, messages
     from edge.types import Counts, Decision
 
     t = 1714564800.0  # 2024-05-01T12:00:00Z
@@ -211,7 +211,7 @@ def _examples() -> Dict[str, Dict[str, Any]]:
                  box=(412, 160, 520, 292), frame_index=3120, time=t + 2.25, votes=5, first_seen=t)
     labels = ("with_mask", "without_mask", "mask_weared_incorrect")
     return {
-        "status": messages.status("online", site=site, device=device, t=t, version="0.1.0",
+        "status": messages.status("online", site=site, device=device, t=t, version=__version__,
                                   model_id="mobilenetv2-int8-3c0f9a", backend="litert", camera="ok"),
         "events": messages.event(d, site=site, device=device, model_id="mobilenetv2-int8-3c0f9a",
                                  source="rtsp://camera-1/stream", event_id="5f0c4e7a9b2d4c1e8a6f3b7d2e9c1a04"),

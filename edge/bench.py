@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import logging
 import os
@@ -53,7 +54,7 @@ class Result:
     extra: Dict[str, Any] = field(default_factory=dict)
 
 
-def stats_ms(samples: Sequence[float]) -> Dict[str, float]:
+def stats_ms(samples: Sequence[float]) -> Dict[str, Any]:
     a = np.asarray(samples, dtype=np.float64) * 1000.0
     return {"count": int(a.size), "min_ms": round(float(a.min()), 4), "mean_ms": round(float(a.mean()), 4),
             "std_ms": round(float(a.std()), 4),
@@ -73,7 +74,7 @@ def time_calls(fn: Callable[[], Any], runs: int, min_time: float, max_runs: Opti
     return samples
 
 
-def measure(fn: Callable[[], Any], *, warmup: int, runs: int, min_time: float) -> Dict[str, float]:
+def measure(fn: Callable[[], Any], *, warmup: int, runs: int, min_time: float) -> Dict[str, Any]:
     for _ in range(warmup):
         fn()
     return stats_ms(time_calls(fn, runs, min_time, max_runs=100 * runs))
@@ -91,7 +92,7 @@ def machine() -> Dict[str, Any]:
     """What the numbers were measured on: CPU, cores, OS, library versions, Jetson power mode."""
     cpu = platform.processor() or platform.machine()
     try:
-        info = {}
+        info: Dict[str, str] = {}
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if ":" in line:
                 k, v = line.split(":", 1)
@@ -114,7 +115,7 @@ def machine() -> Dict[str, Any]:
             libs[dist] = metadata.version(dist) if metadata else "?"
         except Exception:  # noqa: BLE001 - PackageNotFoundError: not installed
             continue
-    out = {"cpu": cpu, "cores": os.cpu_count(), "arch": platform.machine(), "os": platform.platform(),
+    out: Dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "arch": platform.machine(), "os": platform.platform(),
            "python": platform.python_version(), "libraries": libs, "maskwatch": __version__,
            "hostname": platform.node()}
     nv = Path("/etc/nv_tegra_release")
@@ -206,8 +207,9 @@ def bench_classifier(bundle, item: Dict[str, Any], batches: Sequence[int], a) ->
         except backends.BackendUnavailable as exc:
             return [Result(skipped=str(exc), **base)]
     init_ms = (time.perf_counter() - t0) * 1000.0
-    if getattr(clf.backend, "missing_providers", None):
-        return [Result(skipped="onnxruntime here has no %s" % ", ".join(clf.backend.missing_providers), **base)]
+    missing = getattr(clf.backend, "missing_providers", None)
+    if missing:
+        return [Result(skipped="onnxruntime here has no %s" % ", ".join(missing), **base)]
     h, w = bundle.input_size
     rng = np.random.RandomState(0)
     size = (bundle.path / v.file).stat().st_size if v else None
@@ -216,7 +218,7 @@ def bench_classifier(bundle, item: Dict[str, Any], batches: Sequence[int], a) ->
         t = time.perf_counter()
         clf.backend.infer(x)
         first = (time.perf_counter() - t) * 1000.0
-        st = measure(lambda x=x: clf.backend.infer(x), warmup=a.warmup, runs=a.runs, min_time=a.min_time)
+        st = measure(functools.partial(clf.backend.infer, x), warmup=a.warmup, runs=a.runs, min_time=a.min_time)
         r = Result(batch=b, init_ms=round(init_ms, 2), first_ms=round(first, 3), model_bytes=size, rss_mb=rss_mb(),
                    per_image_ms=round(st["p50_ms"] / b, 4), **base, **st)
         r.extra["describe"] = clf.backend.describe()
@@ -276,7 +278,7 @@ def int8_vs_fp32(bundle, threads: Sequence[int], batches: Sequence[int], rounds:
             return [{"model_id": bundle.model_id, "skipped": str(exc)}]
         for b in batches:
             x = np.random.RandomState(0).randint(0, 255, (b, h, w, 3)).astype(np.uint8)
-            per = paired_rounds({k: (lambda c=c, x=x: c.backend.infer(x)) for k, c in clfs.items()}, rounds, block_s,
+            per = paired_rounds({k: functools.partial(c.backend.infer, x) for k, c in clfs.items()}, rounds, block_s,
                                 seed=b * 10 + t)
             row = {"model_id": bundle.model_id, "input": h, "threads": t, "batch": b,
                    "fp32_ms": round(float(np.median(per["tflite_fp32"])), 4),
@@ -303,7 +305,7 @@ def recommend(results: Sequence[Result], bundles, pairs: Sequence[Dict[str, Any]
         agree = (v.extra.get("parity") or {}).get("top1_agreement")
         if agree is not None and agree < 0.99:
             continue
-        if best is None or r.p50_ms < best[0].p50_ms:
+        if best is None or r.p50_ms < (best[0].p50_ms or float("inf")):
             best = (r, v, agree)
     if best is None:
         return {}
@@ -369,7 +371,7 @@ def bench_detector(a, frame: np.ndarray) -> List[Result]:
         except (MaskwatchError, OSError, ValueError, RuntimeError) as exc:
             out.append(Result(name=name, kind="detector", backend=be, precision=prec, skipped=str(exc)[:300]))
             continue
-        st = measure(lambda det=det: det.detect(frame), warmup=max(1, a.warmup // 5), runs=max(5, a.runs // 5),
+        st = measure(functools.partial(det.detect, frame), warmup=max(1, a.warmup // 5), runs=max(5, a.runs // 5),
                      min_time=a.min_time)
         out.append(Result(name=name, kind="detector", backend=det.backend_in_use, precision=prec,
                           init_ms=round(init, 2), first_ms=round(first, 3), rss_mb=rss_mb(),
@@ -582,8 +584,8 @@ def write_png(results: Sequence[Result], path: Path, title: str) -> Optional[Pat
     rows = [r for r in results if not r.skipped and r.p50_ms is not None and r.batch == 1]
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.5))
     names = [r.name for r in rows]
-    p50 = [r.p50_ms for r in rows]
-    p95 = [r.p95_ms for r in rows]
+    p50 = [float(r.p50_ms or 0.0) for r in rows]
+    p95 = [float(r.p95_ms or 0.0) for r in rows]
     y = np.arange(len(rows))
     ax.barh(y, p95, color="#c8d6e5", label="p95")
     ax.barh(y, p50, color="#2e86de", label="p50")
@@ -595,7 +597,7 @@ def write_png(results: Sequence[Result], path: Path, title: str) -> Optional[Pat
     ax.set_title(title, fontsize=9)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     for yi, v in zip(y, p50):
-        ax.text(v, yi, " %.2f" % v, va="center", fontsize=7)
+        ax.text(v, float(yi), " %.2f" % v, va="center", fontsize=7)
     fig.tight_layout()
     fig.savefig(str(path), dpi=110)
     plt.close(fig)
@@ -743,6 +745,8 @@ def run_all(a, rows: WorkstationRows = WorkstationRows()) -> Dict[str, Any]:
             for _ in range(60):
                 ok, frame = cap.read()
             cap.release()
+        if frame is None:
+            raise MaskwatchError("no frame to time the detector on (pass --frame IMAGE)")
         results += bench_detector(a, frame)
     pairs: List[Dict[str, Any]] = []
     if "int8" in only and a.pair_rounds > 0:

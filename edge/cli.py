@@ -40,7 +40,7 @@ def cmd_run(a) -> int:
     from .capture import FrameSource
     from .config import load_config, mqtt_password
     from .pipeline import Pipeline, device_name, state_dir
-    from .publish import MqttPublisher, StdoutPublisher
+    from .publish import MqttPublisher, Publisher, StdoutPublisher
     from .spool import Spool
 
     overrides: Dict[str, Any] = {}
@@ -51,6 +51,7 @@ def cmd_run(a) -> int:
     cfg = load_config(a.config, overrides)
     _setup_logging(a.log_level or cfg.log_level)
     s = cfg.source
+    assert s.url is not None  # required: load_config refuses a config without it
     source = FrameSource(s.url, s.type, width=s.width, height=s.height, fps=s.fps, loop=s.loop,
                          realtime=s.realtime, drop_late=s.drop_late, reconnect_initial_s=s.reconnect_initial_s,
                          reconnect_max_s=s.reconnect_max_s, max_frames=s.max_frames)
@@ -61,6 +62,7 @@ def cmd_run(a) -> int:
         log.warning("mqtt.username is %r but the shipped broker ACL lets only %r publish under %s/%s/%s/; "
                     "events may be refused", m.username, expected_user, m.topic_prefix, cfg.site,
                     device_name(cfg))
+    publisher: Publisher
     if m.host:
         spool_path = Path(cfg.spool.path) if cfg.spool.path else state_dir(cfg) / "spool.db"
         publisher = MqttPublisher(host=m.host, port=m.port, site=cfg.site, device=device_name(cfg),

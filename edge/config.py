@@ -17,7 +17,7 @@ import copy
 import os
 import re
 import typing
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
@@ -384,8 +384,8 @@ def as_config(cfg: Union[Config, Dict[str, Any]]) -> Config:
 def to_dict(cfg: Config) -> Dict[str, Any]:
     def plain(v: Any) -> Any:
         return [plain(x) for x in v] if isinstance(v, (list, tuple)) else v
-    return {k: (to_dict(v) if is_dataclass(v) else plain(v)) for k, v in ((f.name, getattr(cfg, f.name))
-                                                                         for f in fields(cfg))}
+    return {f.name: (to_dict(getattr(cfg, f.name)) if f.metadata.get("section") else plain(getattr(cfg, f.name)))
+            for f in fields(cfg)}
 
 
 def load_config(path: Union[str, Path], overrides: Optional[Dict[str, Any]] = None) -> Config:

@@ -129,8 +129,9 @@ class Pipeline:
         self.model_id = self.classifier.bundle.model_id
         self.backend_name = self.classifier.backend.describe()
         self.degraded: List[str] = [self.classifier.degraded] if self.classifier.degraded else []
-        if getattr(self.detector, "degraded", None):
-            self.degraded.append(self.detector.degraded)
+        det_degraded: Optional[str] = getattr(self.detector, "degraded", None)
+        if det_degraded:
+            self.degraded.append(det_degraded)
         self.stop_event = threading.Event()
         # counters
         self.frames = self.detector_runs = self.events = self.rejected = 0

@@ -73,7 +73,7 @@ class MqttPublisher(Publisher):
         self.undelivered: Optional[int] = None  # set by close()
         self.status_topic = messages.topic(prefix, site, device, "status")
         proto = mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311
-        kw = {} if proto == mqtt.MQTTv5 else {"clean_session": True}
+        kw: Dict[str, Any] = {} if proto == mqtt.MQTTv5 else {"clean_session": True}
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or "maskwatch-%s-%s" % (
             site, device), protocol=proto, **kw)
         self.client.max_inflight_messages_set(inflight)

@@ -57,7 +57,7 @@ class Spool:
                 cur = self.db.execute("INSERT INTO outbox (topic, payload, qos, retain) VALUES (?, ?, ?, ?)",
                                       (topic, payload, qos, int(retain)))
                 self.db.execute("COMMIT")
-                return int(cur.lastrowid)
+                return int(cur.lastrowid or 0)
             except SpoolFull:
                 raise
             except Exception:

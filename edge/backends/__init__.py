@@ -78,14 +78,15 @@ def find_plugins(package: str, path, base: type) -> Dict[str, Any]:
     for mod in pkgutil.iter_modules(path):
         m = importlib.import_module("%s.%s" % (package, mod.name))
         for obj in vars(m).values():
-            if isinstance(obj, type) and issubclass(obj, base) and getattr(obj, "type_key", ""):
-                found[obj.type_key] = obj
+            key = getattr(obj, "type_key", None) if isinstance(obj, type) and issubclass(obj, base) else None
+            if key:
+                found[key] = obj
     return found
 
 
 def _discover() -> None:
     if not _REGISTRY:
-        _REGISTRY.update(find_plugins(__name__, __path__, Backend))  # type: ignore[name-defined]
+        _REGISTRY.update(find_plugins(__name__, __path__, Backend))
 
 
 def available_types() -> Dict[str, Type[Backend]]:

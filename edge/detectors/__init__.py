@@ -77,7 +77,7 @@ _REGISTRY: Dict[str, Type[DetectorNet]] = {}
 
 def _discover() -> None:
     if not _REGISTRY:
-        _REGISTRY.update(find_plugins(__name__, __path__, DetectorNet))  # type: ignore[name-defined]
+        _REGISTRY.update(find_plugins(__name__, __path__, DetectorNet))
 
 
 def types() -> Tuple[str, ...]:
