@@ -100,9 +100,9 @@ def procs():
         p.kill()
 
 
-def controlroom_args(b) -> List[Any]:
-    return ["--host", "127.0.0.1", "--port", b.port, "--ca", b.ca, "--username", "controlroom",
-            "--password-file", b.password_file("controlroom")]
+def controlroom_args(b, user: str = "controlroom") -> List[Any]:
+    return ["--host", "127.0.0.1", "--port", b.port, "--ca", b.ca, "--username", user,
+            "--password-file", b.password_file(user)]
 
 
 def status(site: str, device: str, state: str = "online") -> Dict[str, Any]:
@@ -537,8 +537,8 @@ def test_shared_subscription_splits_the_load_between_two_consumers(shipped_broke
     k1.publish("maskwatch/lobby/k1/status", status("lobby", "k1"), retain=True)
     group = []
     for i in range(2):
-        p = AlertsProc(controlroom_args(b) + ["--share", "screens", "--json", "--all-events", "--timeout", 30,
-                                              "--client-id", "cr-%d" % i])
+        p = AlertsProc(controlroom_args(b, ("controlroom", "controlroom2")[i]) +
+                       ["--share", "screens", "--json", "--all-events", "--timeout", 30])
         procs.append(p)
         group.append(p)
     for p in group:  # status stays a plain subscription: each member gets the retained state
