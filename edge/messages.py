@@ -62,12 +62,31 @@ def counts(c: Counts, *, site: str, device: str, labels) -> Dict[str, Any]:
 
 def status(state: str, *, site: str, device: str, t: float, **extra: Any) -> Dict[str, Any]:
     out = {"schema_version": SCHEMA_VERSION, "type": "status", "state": state, "site": site, "device": device,
-           "time": iso(t)}
+           "time": iso(t), "ts": round(t, 3)}
     out.update({k: v for k, v in extra.items() if v is not None})
     return out
 
 
 def stats(*, site: str, device: str, t: float, **fields: Any) -> Dict[str, Any]:
-    out = {"schema_version": SCHEMA_VERSION, "type": "stats", "site": site, "device": device, "time": iso(t)}
+    out = {"schema_version": SCHEMA_VERSION, "type": "stats", "site": site, "device": device, "time": iso(t),
+           "ts": round(t, 3)}
     out.update(fields)
     return out
+
+
+def liveness(status_payload: Optional[Dict[str, Any]], last_stats_ts: Optional[float], now: float) -> str:
+    """What a subscriber may conclude about a device (docs/mqtt.md, "What a subscriber can and cannot infer"):
+    "stopped" / "offline" from the retained status; "online" only while stats keep arriving (within twice the
+    interval the device announced), else "stale", whatever the retained status says."""
+    if not status_payload:
+        return "unknown"
+    state = status_payload.get("state")
+    if state in ("stopped", "offline"):
+        return str(state)
+    interval = status_payload.get("stats_interval_s")
+    if not isinstance(interval, (int, float)) or isinstance(interval, bool) or interval <= 0:
+        return "stale"  # a device that does not say when to expect its heartbeat cannot be judged alive
+    since = last_stats_ts if last_stats_ts is not None else status_payload.get("ts")
+    if not isinstance(since, (int, float)):
+        return "stale"
+    return "online" if now - float(since) <= 2.0 * float(interval) else "stale"

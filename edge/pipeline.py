@@ -144,7 +144,8 @@ class Pipeline:
     def status_payload(self, state: str, camera: Optional[str] = None) -> Dict[str, Any]:
         return messages.status(state, site=self.site, device=self.device, t=time.time(), version=__version__,
                                model_id=self.model_id, backend=self.backend_name,
-                               degraded=list(self.degraded) or None, camera=camera)
+                               degraded=list(self.degraded) or None, camera=camera,
+                               stats_interval_s=self.cfg.stats.interval_s)
 
     def _roi(self, shape) -> Optional[tuple]:
         roi = self.cfg.detector.roi
@@ -269,7 +270,8 @@ class Pipeline:
     def _publish_stats(self, now: float, start: float, fps: float, source: FrameSource) -> None:
         camera = source.state if source.state in ("ok", "lost", "starting", "ended") else "ok"
         self.publisher.publish("stats", messages.stats(
-            site=self.site, device=self.device, t=now, uptime_s=round(now - start, 1), fps=round(fps, 2),
+            site=self.site, device=self.device, t=now, interval_s=self.cfg.stats.interval_s,
+            uptime_s=round(now - start, 1), fps=round(fps, 2),
             frames=self.frames, dropped_frames=int(source.dropped), detector_runs=self.detector_runs,
             motion_skipped=self.schedule.skipped, rejected_no_face=self.rejected, inference_ms=_pct(self.cls_ms), detect_ms=_pct(self.det_ms),
             spool_depth=self.publisher.spool_depth(), spool_dropped=self.publisher.spool_dropped(),
