@@ -17,6 +17,7 @@ from typing import Any, Dict, Optional, Type
 import numpy as np
 
 from ..bundle import TensorSpec, Variant
+from ..errors import BundleError, MaskwatchError
 
 log = logging.getLogger(__name__)
 
@@ -98,4 +99,17 @@ def create(type_key: str, model_path: Path, variant: Variant, options: Optional[
     _discover()
     if type_key not in _REGISTRY:
         raise BackendUnavailable("no backend %r (known: %s)" % (type_key, ", ".join(sorted(_REGISTRY))))
-    return _REGISTRY[type_key](model_path, variant, options)
+    return load_guarded(lambda: _REGISTRY[type_key](model_path, variant, options), model_path, type_key)
+
+
+def load_guarded(load, path, runtime: str):
+    """Run a runtime's model loader; anything but a missing runtime becomes one BundleError naming the file.
+    (A file can match its manifest's sha256 and still be no model: a bad build, a disk error before hashing.)"""
+    try:
+        return load()
+    except (BackendUnavailable, MaskwatchError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - each runtime raises its own types (ValueError, RuntimeError, ...)
+        msg = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise BundleError("%s is not a valid %s model (%s): rebuild it with edge-export convert, or restore the "
+                          "bundle" % (path, runtime, msg))
