@@ -21,6 +21,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from . import __version__
 from .config import DETECTOR_BACKENDS, DETECTOR_MODES, DetectorConfig, build
+from .datasets_io import MAX_PIXELS
 from .errors import EX_TEMPFAIL, EX_UNAVAILABLE, EX_USAGE, MaskwatchError, SourceError
 
 _D = DetectorConfig()
@@ -99,13 +100,13 @@ def cmd_run(a) -> int:
 
 
 # -- scan / classify ---------------------------------------------------------------------------------------
-def _iter_frames(path: Path, every: int) -> Iterator[Tuple[int, Any]]:
+def _iter_frames(path: Path, every: int, max_pixels: Optional[int] = None) -> Iterator[Tuple[int, Any]]:
     import cv2
 
     from .datasets_io import read_image
 
     if path.suffix.lower() in IMAGE_EXTS:
-        img = read_image(path)
+        img = read_image(path, max_pixels)
         if img is None:
             raise SourceError("%s is not a readable image" % path)
         yield 0, img
@@ -159,7 +160,7 @@ def cmd_scan(a) -> int:
     for p in a.paths:
         path = Path(p)
         try:
-            for idx, img in _iter_frames(path, a.every):
+            for idx, img in _iter_frames(path, a.every, a.max_pixels):
                 faces = clf.classify(img, det.detect(img))
                 if a.draw:
                     _draw(img, faces, Path(a.draw) / ("%s-%06d.png" % (path.stem, idx)))
@@ -201,7 +202,12 @@ def cmd_classify(a) -> int:
     clf = _classifier_from_args(a)
     failures = 0
     for p in a.paths:
-        img = read_image(Path(p))
+        try:
+            img = read_image(Path(p), a.max_pixels)
+        except SourceError as exc:
+            print("edge-maskd classify: error: %s" % exc, file=sys.stderr)
+            failures += 1
+            continue
         if img is None:
             print("edge-maskd classify: %s is not a readable image" % p, file=sys.stderr)
             failures += 1
@@ -347,6 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--bundle", default=None, help="model bundle directory (default: the shipped one)")
         s.add_argument("--variant", default=None, help="manifest variant (default: tflite_int8)")
         s.add_argument("--threads", type=int, default=2)
+        s.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                       help="refuse photos whose header declares more pixels (default %d: a decompression "
+                            "bomb is never decoded)" % MAX_PIXELS)
 
     s = sub.add_parser("scan", help="detect + classify faces in images/videos; JSON lines on stdout")
     s.add_argument("paths", nargs="+")

@@ -35,7 +35,7 @@ class DetectorOptions:
     mode: str = _D.mode  # single | native | tiles
     input_size: int = _D.input_size  # single pass: the frame is resized to this square
     upscale: float = _D.upscale  # native: frame scaled by this before the pass (sides rounded to 32)
-    max_side: int = 1920  # native: cap on the longest side, to bound memory and time
+    max_side: int = 1920  # native and tiles: cap on the longest side the passes see, to bound memory and time
     tile_size: int = _D.tile_size  # tiles: square tiles of this many frame pixels, each run at 300x300
     tile_sizes: Sequence[int] = ()  # tiles: several tile sizes (a pyramid, e.g. 200 and 100); overrides tile_size
     tile_overlap: float = _D.tile_overlap
@@ -162,6 +162,14 @@ class FaceDetector:
             rx1, ry1, rx2, ry2 = roi
             return [Face(box=(f.box[0] + rx1, f.box[1] + ry1, f.box[2] + rx1, f.box[3] + ry1), det_score=f.det_score)
                     for f in self.detect(image[ry1:ry2, rx1:rx2])]
+        h, w = image.shape[:2]
+        if self.opt.mode == "tiles" and max(h, w) > self.opt.max_side:
+            # bound the tiled work: the number of tiles grows with the area (a 20000 px photo would be ~40,000
+            # passes); frames above max_side are tiled at max_side and the boxes mapped back
+            s = self.opt.max_side / float(max(h, w))
+            small = self.cv2.resize(image, (max(1, int(w * s)), max(1, int(h * s))), interpolation=self.cv2.INTER_AREA)
+            return [Face(box=clamp_box(tuple(int(round(v / s)) for v in f.box), w, h),  # type: ignore[arg-type]
+                         det_score=f.det_score) for f in self.detect(small)]
         found: List[Tuple[Box, float]] = []
         for win in self.windows(image.shape):
             found.extend(self.postprocess(self.infer(self.preprocess(image, win)), win, image.shape))
