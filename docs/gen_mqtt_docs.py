@@ -238,7 +238,7 @@ def _examples() -> Dict[str, Dict[str, Any]]:
         "stats": messages.stats(site=site, device=device, t=t, interval_s=30.0, uptime_s=86400.0, fps=9.8, frames=846720,
                                 dropped_frames=120, detector_runs=423360, motion_skipped=401200,
                                 inference_ms={"p50": 11.2, "p95": 14.9}, detect_ms={"p50": 18.4, "p95": 23.0},
-                                spool_depth=0, spool_dropped=0, active_tracks=1, events=1830, backend="litert",
+                                spool_depth=0, spool_dropped=0, spool_dropped_events=0, spool_dropped_counts=0, active_tracks=1, events=1830, backend="litert",
                                 camera="ok", rss_mb=182.5),
     }
 

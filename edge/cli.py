@@ -67,7 +67,8 @@ def cmd_run(a) -> int:
     if m.host:
         spool_path = Path(cfg.spool.path) if cfg.spool.path else state_dir(cfg) / "spool.db"
         publisher = MqttPublisher(host=m.host, port=m.port, site=cfg.site, device=device_name(cfg),
-                                  spool=Spool(spool_path, cfg.spool.max_events, cfg.spool.policy),
+                                  spool=Spool(spool_path, cfg.spool.max_events, cfg.spool.policy,
+                                              max_bytes=cfg.spool.max_bytes),
                                   prefix=m.topic_prefix, client_id=m.client_id, username=m.username,
                                   password=mqtt_password(cfg), tls=m.tls, keepalive=m.keepalive,
                                   qos=m.qos, protocol=m.protocol, inflight=m.inflight)

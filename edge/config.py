@@ -171,7 +171,8 @@ class MqttConfig:
 @dataclass(frozen=True)
 class SpoolConfig:
     path: Optional[str] = opt(help="SQLite file (default <state_dir>/spool.db)")
-    max_events: int = opt(100000, min=10)
+    max_events: int = opt(100000, min=10, help="cap in messages (events and counts)")
+    max_bytes: int = opt(256 * 1024 * 1024, min=64 * 1024, help="cap in bytes (events with snapshots are larger)")
     policy: str = opt("drop_oldest", choices=("drop_oldest", "refuse_new"))
 
 

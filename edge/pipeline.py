@@ -275,5 +275,7 @@ class Pipeline:
             frames=self.frames, dropped_frames=int(source.dropped), detector_runs=self.detector_runs,
             motion_skipped=self.schedule.skipped, rejected_no_face=self.rejected, inference_ms=_pct(self.cls_ms), detect_ms=_pct(self.det_ms),
             spool_depth=self.publisher.spool_depth(), spool_dropped=self.publisher.spool_dropped(),
+            spool_dropped_events=self.publisher.spool_dropped_by()["events"],
+            spool_dropped_counts=self.publisher.spool_dropped_by()["counts"],
             active_tracks=self.tracker.active, events=self.events, backend=self.backend_name, camera=camera,
             rss_mb=rss_mb()))

@@ -41,6 +41,9 @@ class Publisher:
     def spool_dropped(self) -> int:
         return 0
 
+    def spool_dropped_by(self) -> Dict[str, int]:
+        return {"events": 0, "counts": 0}
+
     def close(self, final_status: Optional[Dict[str, Any]] = None, timeout: float = 5.0) -> None:
         pass
 
@@ -153,7 +156,7 @@ class MqttPublisher(Publisher):
         try:
             self.spool.put(t, data, qos=self.qos)
         except SpoolFull as exc:
-            log.error("%s", exc)
+            log.debug("%s", exc)  # counted, and logged once a minute with the totals, by the spool
         self.wake.set()
 
     def spool_depth(self) -> int:
@@ -161,6 +164,9 @@ class MqttPublisher(Publisher):
 
     def spool_dropped(self) -> int:
         return self.spool.dropped
+
+    def spool_dropped_by(self) -> Dict[str, int]:
+        return dict(self.spool.dropped_by)
 
     def _drain_acks(self) -> None:
         while True:
@@ -187,6 +193,7 @@ class MqttPublisher(Publisher):
                 was_connected = False
                 continue
             if not was_connected:
+                self.spool.report_drops()  # what was lost while the broker was away, said once it is back
                 # fresh session: whatever was in flight may be lost; resend everything still spooled, in order
                 self.inflight.clear()
                 self.cursor = 0
