@@ -169,6 +169,146 @@ def render() -> str:
     return "\n\n".join("\n".join(p) for p in parts)
 
 
+# -- benchmarks/README.md: named blocks <!-- gen:NAME --> ... <!-- /gen:NAME --> ---------------------------------
+BENCH_README = ROOT / "benchmarks" / "README.md"
+
+
+def _machine(doc: Dict[str, Any]) -> str:
+    m = doc.get("machine") or {}
+    libs = m.get("libraries") or {}
+    extra = ", ".join("%s %s" % kv for kv in sorted(libs.items())) or ", ".join(
+        "%s %s" % (k, m[k]) for k in ("os", "mosquitto", "paho_mqtt") if m.get(k))
+    if m.get("loadavg_before"):
+        extra += "; load average %s before, %s after" % (m["loadavg_before"][0], (m.get("loadavg_after") or ["?"])[0])
+    return "%s, %s cores, %s, Python %s; %s" % (m.get("cpu") or m.get("cpu_model", "?"), m.get("cores", "?"),
+                                                m.get("arch", "?"), m.get("python", "?"), extra)
+
+
+def g_edgebench(doc: Dict[str, Any]) -> List[str]:
+    res = doc["results"]
+    out = ["One run (`%s`), bundle%s %s; %s." % (doc.get("command", "?")[:90] + ("..." if len(doc.get("command", "")) > 90
+                                                                                 else ""),
+                                                  "s" if len(doc["bundles"]) > 1 else "",
+                                                  ", ".join("`%s`" % b["model_id"] for b in doc["bundles"]),
+                                                  _machine(doc)), "",
+           "| classifier | batch 1 p50 ms | p99 | batch 8 p50 (per image) |", "|---|---|---|---|"]
+    cls = [r for r in res if r["kind"] == "classifier" and not r.get("skipped")]
+    for name in dict.fromkeys(r["name"] for r in cls):
+        b1 = next((r for r in cls if r["name"] == name and r["batch"] == 1), None)
+        b8 = next((r for r in cls if r["name"] == name and r["batch"] == 8), None)
+        out.append("| %s | %s | %s | %s |" % (name, _f(b1["p50_ms"]) if b1 else "-", _f(b1["p99_ms"], 2) if b1 else "-",
+                                              "%s (%s)" % (_f(b8["p50_ms"], 2), _f(b8["per_image_ms"])) if b8 else "-"))
+    out += ["", "| detector | p50 ms | p99 |", "|---|---|---|"]
+    for r in res:
+        if r["kind"] == "detector" and not r.get("skipped"):
+            out.append("| %s | %s | %s |" % (r["name"], _f(r["p50_ms"], 1), _f(r["p99_ms"], 1)))
+    pairs = doc.get("int8_vs_fp32") or []
+    if pairs:
+        out += ["", "Paired int8 / fp32 rounds of the shipped model: " + "; ".join(
+            "batch %d x%s (IQR %s-%s, int8 faster in %d of %d rounds)" % (q["batch"], _f(q["ratio"], 2),
+                                                                          _f(q["ratio_p25"], 2), _f(q["ratio_p75"], 2),
+                                                                          q["rounds_faster"], q["rounds"])
+            for q in pairs) + "."]
+    rec = doc.get("recommendation") or {}
+    if rec.get("classifier.variant"):
+        out.append("Recommendation for this box: `classifier.variant: %s`, `classifier.threads: %s` (%s)." % (
+            rec["classifier.variant"], rec.get("classifier.threads"), rec.get("why", "")))
+    skipped = [r for r in res if r.get("skipped")]
+    if skipped:
+        out += ["", "Skipped here, each with its reason in the JSON: " + "; ".join(
+            "%s (%s)" % (r["name"], r["skipped"][:70]) for r in skipped) + "."]
+    return out
+
+
+def g_int8rounds(doc: Dict[str, Any]) -> List[str]:
+    out = ["`%s`; %s rounds of %s s blocks; %s." % (doc.get("command", "?"), doc.get("rounds"), doc.get("block_seconds"),
+                                                  _machine(doc)), "",
+           "| MobileNetV2 | threads | batch | fp32 ms | int8 ms | int8/fp32 (IQR) | int8 faster in rounds | "
+           "per-channel/fp32 |", "|---|---|---|---|---|---|---|---|"]
+    for r in doc["rows"]:
+        v = r["variants"]
+        pt, pc = v["int8 per-tensor"], v["int8 per-channel"]
+        out.append("| %.2f@%d | %d | %d | %s | %s | %s (%s-%s) | %d/%d | %s |" % (
+            r["alpha"], r["input"], r["threads"], r["batch"], _f(v["fp32"]["p50_ms"]), _f(pt["p50_ms"]),
+            _f(pt["ratio_to_fp32"], 2), _f(pt["ratio_p25"], 2), _f(pt["ratio_p75"], 2), pt["rounds_faster_than_fp32"],
+            doc.get("rounds", 0), _f(pc["ratio_to_fp32"], 2)))
+    return out
+
+
+def g_pipeline(doc: Dict[str, Any]) -> List[str]:
+    return bench_block(doc)
+
+
+def g_broker(doc: Dict[str, Any]) -> List[str]:
+    r = doc["results"]
+    lat, cpu = r["latency_ms"], r["cpu_pct_of_one_core_while_publishing"]
+    return ["`%s` (%s; %s)" % (doc.get("command", "?"), doc.get("date", "?"), _machine(doc)), "", "| | |", "|---|---|",
+            "| events sent / acknowledged / received (unique) | %d / %d / %d, %d missing, %d duplicates |" % (
+                r["events_sent"], r["events_acked_by_broker"], r["events_received_unique"], r["events_missing"],
+                r["duplicates_seen"]),
+            "| throughput | %s msgs/s sent, %s received |" % (_f(r["send_rate_msgs_s"], 0), _f(r["receive_rate_msgs_s"], 0)),
+            "| end-to-end latency p50 / p90 / p99 / max | %s / %s / %s / %s ms |" % (
+                _f(lat["p50"], 1), _f(lat["p90"], 1), _f(lat["p99"], 1), _f(lat["max"], 0)),
+            "| CPU while publishing (%% of one core) | %s |" % ", ".join("%s %s %%" % (k, _f(v, 0)) for k, v in cpu.items()),
+            "| TLS connect of all kiosks | %s s |" % _f(r["setup"]["tls_connect_all_s"], 1)]
+
+
+def g_soak(doc: Dict[str, Any]) -> List[str]:
+    return ["`%s`: %d frames, %d events, %s s; RSS %s MB at the start, %s MB at the end, %s MB at most; slope after "
+            "warm-up **%s MB per 1000 frames**." % (doc["command"], doc["frames"], doc["events"], _f(doc["seconds"], 0),
+                                                    _f(doc["rss_mb_start"], 1), _f(doc["rss_mb_end"], 1),
+                                                    _f(doc["rss_mb_max"], 1),
+                                                    _f(doc["rss_slope_mb_per_1000_frames_after_warmup"], 3))]
+
+
+def g_soak_events(doc: Dict[str, Any]) -> List[str]:
+    return ["`%s`: %d events with snapshots (%d received by a subscriber), %d frames, %s s; Pipeline keeps %d "
+            "decisions; RSS %s MB at the start, %s MB at the end, %s MB at most; slope after warm-up **%s MB per "
+            "1000 events**." % (doc["command"], doc["events"], doc["events_received_by_subscriber"], doc["frames"],
+                                _f(doc["seconds"], 0), doc["decisions_kept"], _f(doc["rss_mb_start"], 1),
+                                _f(doc["rss_mb_end"], 1), _f(doc["rss_mb_max"], 1),
+                                _f(doc["rss_slope_mb_per_1000_events_after_warmup"], 3))]
+
+
+def g_scenes(doc: Dict[str, Any]) -> List[str]:
+    out = ["Bundle `%s`, %s crops: macro-F1 %s (%d crops)." % (doc.get("model"), doc.get("split"), _f(doc["macro_f1"]),
+                                                             doc.get("n", 0))]
+    for src, entry in (doc.get("scene_level") or {}).items():
+        for part, res in entry.items():
+            out += ["", "%s scenes (%s split), %s:" % (src, doc.get("scene_split"), part.replace("_", " ")), "",
+                    "| detector setting | face recall | non-compliant P / R / F1 | of ceiling | ms/frame p50 |",
+                    "|---|---|---|---|---|"]
+            for m, v in res["modes"].items():
+                nc = v["noncompliant"]
+                out.append("| %s | %s | %s / %s / %s | %s | %s |" % (m, _f(v["face_recall"]), _f(nc["precision"]),
+                                                                   _f(nc["recall"]), _f(nc["f1"]),
+                                                                   _f(v.get("fraction_of_ceiling"), 2),
+                                                                   _f(v["ms_per_frame_p50"], 0)))
+    return out
+
+
+BENCH_BLOCKS = {"edge-bench": ("edge-bench-x86_64-2core.json", g_edgebench),
+                "pipeline": ("edge-bench-x86_64-2core.json", g_pipeline),
+                "int8-rounds": ("int8-vs-fp32-x86_64-2core.json", g_int8rounds),
+                "broker-load": ("broker_load-x86_64-2core.json", g_broker),
+                "soak": ("soak-x86_64-2core.json", g_soak),
+                "soak-events": ("soak-events-x86_64-2core.json", g_soak_events),
+                "scenes": ("eval-default/metrics.json", g_scenes)}
+
+
+def render_bench(text: str) -> str:
+    for name, (fname, fn) in BENCH_BLOCKS.items():
+        begin, end = "<!-- gen:%s (docs/gen_numbers.py, results/%s) -->" % (name, fname), "<!-- /gen:%s -->" % name
+        if begin not in text:
+            continue
+        doc = _load(fname)
+        block = "\n".join(fn(doc)) if doc is not None else "(results/%s is not there yet)" % fname
+        head, rest = text.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        text = head + begin + "\n" + block + "\n" + end + tail
+    return text
+
+
 def splice(text: str, block: str) -> str:
     if BEGIN not in text or END not in text:
         raise SystemExit("README.md has no %s ... %s block" % (BEGIN, END))
@@ -184,12 +324,17 @@ def main() -> int:
     g.add_argument("--check", action="store_true")
     a = ap.parse_args()
     block = render()
+    bench_now = BENCH_README.read_text()
     if a.write:
         README.write_text(splice(README.read_text(), block))
+        BENCH_README.write_text(render_bench(bench_now))
         return 0
     if a.check:
-        if splice(README.read_text(), block) != README.read_text():
-            print("README.md's measured numbers are stale: run python docs/gen_numbers.py --write", file=sys.stderr)
+        stale = [p.name for p, ok in ((README, splice(README.read_text(), block) == README.read_text()),
+                                      (BENCH_README, render_bench(bench_now) == bench_now)) if not ok]
+        if stale:
+            print("measured numbers are stale in %s: run python docs/gen_numbers.py --write" % ", ".join(stale),
+                  file=sys.stderr)
             return 1
         return 0
     print(block)

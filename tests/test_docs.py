@@ -30,3 +30,24 @@ def test_the_generator_notices_a_changed_result(tmp_path, monkeypatch):
     doc["rows"][0]["int8_kb"] += 100
     (res / "model-comparison.json").write_text(json.dumps(doc))
     assert gen_numbers.render() != before
+
+
+def test_benchmarks_readme_blocks_follow_their_json(tmp_path, monkeypatch):
+    """Change a number in a results JSON: the benchmarks README block rendered from it changes."""
+    sys.path.insert(0, str(ROOT / "docs"))
+    try:
+        import gen_numbers
+    finally:
+        sys.path.pop(0)
+    res = tmp_path / "results"
+    (res / "eval-default").mkdir(parents=True)
+    for f in (ROOT / "benchmarks" / "results").rglob("*.json"):
+        (res / f.relative_to(ROOT / "benchmarks" / "results")).write_text(f.read_text())
+    monkeypatch.setattr(gen_numbers, "RES", res)
+    text = (ROOT / "benchmarks" / "README.md").read_text()
+    assert gen_numbers.render_bench(text) == text
+    doc = json.loads((res / "broker_load-x86_64-2core.json").read_text())
+    doc["results"]["latency_ms"]["p50"] = 123.4
+    (res / "broker_load-x86_64-2core.json").write_text(json.dumps(doc))
+    after = gen_numbers.render_bench(text)
+    assert after != text and "123.4 /" in after
