@@ -10,7 +10,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from edge.errors import MaskwatchError
+from edge.errors import EX_NOINPUT, EX_UNAVAILABLE, MaskwatchError
 from export.crops import Split, split_arrays, split_index
 from export.crops import load as load_crops
 
@@ -78,7 +78,7 @@ def cmd_prepare(a) -> int:
     crops, rep = datasets.build(Path(a.data), margin=a.margin, size=a.size, detector=det,
                                 sources=a.sources, negatives=neg, progress=_progress(not a.quiet))
     if not crops:
-        raise MaskwatchError("no face crops found under %s" % a.data, 66)
+        raise MaskwatchError("no face crops found under %s" % a.data, EX_NOINPUT)
     arr = datasets.stack(crops)
     arr["margin"] = np.array(a.margin)
     out = Path(a.out)
@@ -401,6 +401,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (FileExistsError, FileNotFoundError, ValueError) as exc:
         print("edge-export: error: %s" % exc, file=sys.stderr)
         return 1
+    except ImportError as exc:  # a device, or a venv without the export extra
+        print("edge-export: error: %s is not installed here (%s): edge-export runs on the workstation; install it "
+              "with pip install 'maskwatch[export]'" % (exc.name or "a workstation dependency", exc), file=sys.stderr)
+        return EX_UNAVAILABLE
     except KeyboardInterrupt:
         return 130
 

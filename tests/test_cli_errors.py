@@ -95,3 +95,21 @@ def test_a_broken_model_with_a_matching_hash_is_one_line(tmp_path, demo_clip, de
         one_line_error(r, name)
         assert "not a valid" in r.stderr, r.stderr
         assert r.returncode in _restart_prevented(), (r.returncode, _restart_prevented())
+
+
+def test_edge_export_without_tensorflow_is_one_line(tmp_path):
+    """On a device (no TensorFlow), edge-export says what is missing in one line instead of a traceback."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['tensorflow'] = None; sys.modules['keras'] = None; sys.modules['tf2onnx'] = None;"
+            "from export.cli import main; sys.exit(main(sys.argv[1:]))")
+    crops = tmp_path / "c.npz"
+    import numpy as np
+
+    np.savez(str(crops), images=np.zeros((4, 96, 96, 3), np.uint8), labels=np.zeros(4, np.int64))
+    r = subprocess.run([sys.executable, "-c", code, "train", "--crops", str(crops), "--out", str(tmp_path / "run")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 69, r.stderr
+    assert "Traceback" not in r.stderr and "maskwatch[export]" in r.stderr
+    assert len([ln for ln in r.stderr.splitlines() if "error" in ln]) == 1, r.stderr
