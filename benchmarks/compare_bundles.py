@@ -39,22 +39,33 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("bundles", nargs="+")
     ap.add_argument("--run", required=True)
-    ap.add_argument("--crops", default="work/crops96.npz")
+    ap.add_argument("--crops", nargs="+", default=["work/crops96.npz"],
+                    help="crops files (same faces, cut at different sizes): each bundle uses the one cut at its "
+                         "input size, so no crop is resized twice")
     ap.add_argument("--split", choices=("val", "test"), default="val")
     ap.add_argument("--md", default=None)
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
 
-    crops = load_crops(Path(a.crops))
+    files = [load_crops(Path(c)) for c in a.crops]
+    crops = files[0]
+    by_size = {int(c["images"].shape[1]): c for c in files}
+    for c in files[1:]:
+        assert (c["files"] == crops["files"]).all() and (c["labels"] == crops["labels"]).all(), "crops files differ"
     idx = split_index(Path(a.run), a.split)
     face = crops["labels"][idx] < 3
     idx = idx[face]
-    images, labels, sources = crops["images"][idx], crops["labels"][idx], crops["sources"][idx]
+    labels, sources = crops["labels"][idx], crops["sources"][idx]
     rows: List[Dict[str, Any]] = []
     for bp in a.bundles:
         b = load_bundle(Path(bp))
         clf = MaskClassifier(b, "tflite_int8", fallback=False)
-        x = resize_crops_rgb(images, b.input_size)
+        src = by_size.get(int(b.input_size[0]))
+        if src is None:
+            print("compare_bundles: no crops cut at %d px: resizing the first file's (not the device's crop)"
+                  % b.input_size[0], file=sys.stderr)
+            src = crops
+        x = resize_crops_rgb(src["images"][idx], b.input_size)
         probs = np.concatenate([clf.probs(x[i:i + 64]) for i in range(0, len(x), 64)])
         op = b.manifest.get("operating_point")
         out_labels = list(b.labels)

@@ -25,6 +25,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import __version__
+from .config import DETECTOR_MODES
 from .errors import MaskwatchError
 
 log = logging.getLogger("edge-bench")
@@ -638,7 +639,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-time", type=float, default=2.0, help="seconds each measurement runs at least")
     p.add_argument("--onnx-providers", nargs="+",
                    default=["CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"])
-    p.add_argument("--detector-modes", nargs="+", default=["single", "native", "tiles"])
+    p.add_argument("--detector-modes", nargs="+", default=list(DETECTOR_MODES))
     p.add_argument("--detector-backends", nargs="+", default=[b for b, _ in DETECTOR_BACKENDS],
                    help="res10 runtimes to time (converted files: edge-maskd detector-export / edge-export detector)")
     p.add_argument("--detector-sizes", type=int, nargs="+", default=[300], help="single-pass input sizes")
