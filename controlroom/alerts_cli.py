@@ -46,7 +46,7 @@ from typing import List, Optional
 from maskwatch_protocol import VERDICTS
 
 from .common import EXIT_FATAL, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, _LEVEL, Fatal, UsageError, split_values
-from .mqtt import Session
+from .mqtt import Session, add_broker_args, check_broker_args
 from .terminal import Monitor
 
 PROG = "edge-alerts"
@@ -61,28 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  edge-alerts ... --json --all-events | jq .\n"
                "  edge-alerts ... --share alerts --exec 'notify-send maskwatch'   (MQTT 5 load sharing)\n"
                "exit status: 0 done, 1 cannot connect / login refused, 2 usage, 3 --timeout before --count")
-    c = p.add_argument_group("broker")
-    c.add_argument("--host", default=os.environ.get("MASKWATCH_MQTT_HOST", "localhost"),
-                   help="broker host (default $MASKWATCH_MQTT_HOST or localhost)")
-    c.add_argument("--port", type=int, help="broker port (default 8883 with TLS, else 1883)")
-    c.add_argument("--protocol", choices=("3.1.1", "5"), help="MQTT version (default 3.1.1; 5 with --share)")
-    c.add_argument("--client-id", help="MQTT client id (default edge-alerts-<host>-<pid>)")
-    c.add_argument("--persistent", action="store_true",
-                   help="keep the session on the broker (needs --client-id): QoS 1 events sent while "
-                        "edge-alerts was away are delivered when it comes back")
-    c.add_argument("--keepalive", type=int, default=30, help="seconds (default 30)")
-    c.add_argument("--connect-timeout", type=float, default=10.0, help="seconds (default 10)")
-    c.add_argument("--username", default=os.environ.get("MASKWATCH_MQTT_USERNAME"),
-                   help="default $MASKWATCH_MQTT_USERNAME")
-    c.add_argument("--password", help="visible to other users in `ps`: prefer --password-file or "
-                                      "$MASKWATCH_MQTT_PASSWORD")
-    c.add_argument("--password-file", help="file holding the password (first line)")
-    c.add_argument("--tls", action="store_true", help="TLS with the system's CA store (implied by --ca/--cert)")
-    c.add_argument("--ca", help="CA certificate (PEM) that signed the broker's certificate")
-    c.add_argument("--cert", help="client certificate (PEM), if the broker asks for one")
-    c.add_argument("--key", help="client key (PEM)")
-    c.add_argument("--insecure", action="store_true", help="do not check the broker's host name against its "
-                                                           "certificate (the chain is still verified)")
+    add_broker_args(p, PROG)
     s = p.add_argument_group("what to show")
     s.add_argument("--prefix", default="maskwatch", help="topic prefix (default maskwatch)")
     s.add_argument("--share", metavar="GROUP", help="MQTT 5 shared subscription: consumers with the same GROUP "
@@ -152,13 +131,6 @@ def check_args(args: argparse.Namespace) -> Optional[str]:
             raise UsageError("--share needs MQTT 5 (shared subscriptions): drop --protocol 3.1.1")
         args.protocol = "5"
     args.protocol = args.protocol or "3.1.1"
-    if args.persistent and not args.client_id:
-        raise UsageError("--persistent needs a fixed --client-id (the broker keeps the session under it)")
-    if args.key and not args.cert:
-        raise UsageError("--key goes with --cert")
-    args.tls = bool(args.tls or args.ca or args.cert)
-    if args.port is None:
-        args.port = 8883 if args.tls else 1883
     for name in ("count", "exec_jobs", "exec_queue", "max_bytes"):
         v = getattr(args, name)
         if v is not None and v < 1:
@@ -176,19 +148,7 @@ def check_args(args: argparse.Namespace) -> Optional[str]:
             raise UsageError("--exec: empty command")
         if shutil.which(cmd[0]) is None:
             raise UsageError("--exec: %s: command not found" % cmd[0])
-    password = args.password
-    if password is None and args.password_file:
-        try:
-            with open(args.password_file, encoding="utf-8") as f:
-                password = f.readline().rstrip("\r\n")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError("cannot read --password-file %s (%s)" % (args.password_file,
-                                                                     getattr(exc, "strerror", None) or exc))
-    if password is None:
-        password = os.environ.get("MASKWATCH_MQTT_PASSWORD") if args.username else None
-    if password is not None and not args.username:
-        raise UsageError("a password needs --username")
-    return password
+    return check_broker_args(args)
 
 
 def run(args: argparse.Namespace, password: Optional[str]) -> int:

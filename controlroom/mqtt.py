@@ -12,7 +12,7 @@ import sys
 import threading
 from typing import Any, Dict, List, Optional
 
-from .common import Fatal, split_values
+from .common import Fatal, UsageError, split_values
 
 SESSION_EXPIRY_S = 7 * 86400
 
@@ -96,6 +96,8 @@ class Session:
             self.connack.set()
             return
         self.connected = True
+        if hasattr(self.monitor, "reconnected"):
+            self.monitor.reconnected()  # packet ids of the previous connection must not be acknowledged now
         if self.ever_connected:
             self.monitor.warn("reconnected to broker %s" % self.where)
         self.ever_connected = True
@@ -201,3 +203,54 @@ def tls_context(args: argparse.Namespace) -> ssl.SSLContext:
         raise Fatal("TLS: cannot load the CA/certificate files (%s)" % (getattr(exc, "reason", None) or exc))
     return ctx
 
+
+
+# -- command line -----------------------------------------------------------------------------------------
+def add_broker_args(p: argparse.ArgumentParser, prog: str) -> None:
+    """The broker options shared by edge-alerts and edge-controlroom serve."""
+    c = p.add_argument_group("broker")
+    c.add_argument("--host", default=os.environ.get("MASKWATCH_MQTT_HOST", "localhost"),
+                   help="broker host (default $MASKWATCH_MQTT_HOST or localhost)")
+    c.add_argument("--port", type=int, help="broker port (default 8883 with TLS, else 1883)")
+    c.add_argument("--protocol", choices=("3.1.1", "5"), help="MQTT version (default 3.1.1; 5 with --share)")
+    c.add_argument("--client-id", help="MQTT client id (default %s-<host>-<pid>)" % prog)
+    c.add_argument("--persistent", action="store_true",
+                   help="keep the session on the broker (needs --client-id): QoS 1 events sent while "
+                        "%s was away are delivered when it comes back" % prog)
+    c.add_argument("--keepalive", type=int, default=30, help="seconds (default 30)")
+    c.add_argument("--connect-timeout", type=float, default=10.0, help="seconds (default 10)")
+    c.add_argument("--username", default=os.environ.get("MASKWATCH_MQTT_USERNAME"),
+                   help="default $MASKWATCH_MQTT_USERNAME")
+    c.add_argument("--password", help="visible to other users in `ps`: prefer --password-file or "
+                                      "$MASKWATCH_MQTT_PASSWORD")
+    c.add_argument("--password-file", help="file holding the password (first line)")
+    c.add_argument("--tls", action="store_true", help="TLS with the system's CA store (implied by --ca/--cert)")
+    c.add_argument("--ca", help="CA certificate (PEM) that signed the broker's certificate")
+    c.add_argument("--cert", help="client certificate (PEM), if the broker asks for one")
+    c.add_argument("--key", help="client key (PEM)")
+    c.add_argument("--insecure", action="store_true", help="do not check the broker's host name against its "
+                                                           "certificate (the chain is still verified)")
+
+
+def check_broker_args(args: argparse.Namespace) -> Optional[str]:
+    """TLS/port defaults and the password (or None) of the broker options; raises UsageError."""
+    if args.persistent and not args.client_id:
+        raise UsageError("--persistent needs a fixed --client-id (the broker keeps the session under it)")
+    if args.key and not args.cert:
+        raise UsageError("--key goes with --cert")
+    args.tls = bool(args.tls or args.ca or args.cert)
+    if args.port is None:
+        args.port = 8883 if args.tls else 1883
+    password = args.password
+    if password is None and args.password_file:
+        try:
+            with open(args.password_file, encoding="utf-8") as f:
+                password = f.readline().rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError("cannot read --password-file %s (%s)" % (args.password_file,
+                                                                     getattr(exc, "strerror", None) or exc))
+    if password is None:
+        password = os.environ.get("MASKWATCH_MQTT_PASSWORD") if args.username else None
+    if password is not None and not args.username:
+        raise UsageError("a password needs --username")
+    return password
