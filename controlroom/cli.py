@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version="%(prog)s " + __version__)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     s = sub.add_parser("serve", help="subscribe, store, and serve the dashboard and API",
-                       description="Subscribe to <prefix>/+/+/# (MQTT 5 shared subscription for events, counts "
+                       description="Subscribe to <prefix>/+/+/# (or, with --share, an MQTT 5 shared subscription for events, counts "
                                    "and stats), store what arrives, serve the dashboard and /api/.")
     _db_arg(s)
     s.add_argument("--http", default="127.0.0.1:8077", help="HOST:PORT of the dashboard (default 127.0.0.1:8077)")
@@ -59,9 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mark the session cookie Secure (behind a TLS reverse proxy)")
     add_broker_args(s, PROG)
     s.add_argument("--prefix", default="maskwatch", help="topic prefix (default maskwatch)")
-    s.add_argument("--share", metavar="GROUP", default="controlroom",
+    s.add_argument("--share", metavar="GROUP", default="",
                    help="MQTT 5 shared-subscription group: instances with the same GROUP (and database) split "
-                        "the events, counts and stats (default controlroom; '' for plain subscriptions)")
+                        "the events, counts and stats. Default: plain subscriptions to <prefix>/+/+/#, which "
+                        "mosquitto keeps queued across its own restart (docs/controlroom.md, Scale)")
     s.add_argument("--stats-interval", type=float, default=30.0,
                    help="the kiosks' stats interval in seconds until two stats messages show it (default 30): a "
                         "device is stale after twice the interval without stats")

@@ -96,6 +96,10 @@ class Postgres:
     def query(self, sql: str) -> List[str]:
         return self._psql(sql, db=self.dbname)
 
+    def pause(self) -> None:
+        """Stop the server but keep its data (start() again brings it back)."""
+        self._run([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"])
+
     def stop(self) -> None:
         if self.data.exists():
             subprocess.run(self.as_user + [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w",

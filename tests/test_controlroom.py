@@ -172,6 +172,57 @@ def test_kill9_while_kiosks_publish_loses_nothing(sqlite_url, shipped_broker, ro
     assert room2.stop() == 0
 
 
+def test_two_instances_split_the_load_with_a_shared_subscription(sqlite_url, shipped_broker, rooms, tmp_path):
+    add_user(sqlite_url, "alice", PASSWORD)
+    a = serve(rooms, sqlite_url, shipped_broker, tmp_path, extra=["--share", "controlroom"], client_id="cr-a")
+    b = serve(rooms, sqlite_url, shipped_broker, tmp_path, extra=["--share", "controlroom"], client_id="cr-b")
+    k = started(shipped_broker, "garage.k1")
+    ids = []
+    for i in range(40):
+        e = device_event("garage", "k1", "without_mask", track_id=i + 1)
+        ids.append(e["event_id"])
+        k.publish("maskwatch/garage/k1/events", proto.dumps(e))
+    wait_for(lambda: rows(sqlite_url, "SELECT count(*) FROM events")[0][0] >= 40, 20, what="40 events")
+    time.sleep(0.5)
+    assert sorted(r[0] for r in rows(sqlite_url, "SELECT event_id FROM events")) == sorted(ids)
+    got_a, got_b = a.health()["ingest"]["stored_events"], b.health()["ingest"]["stored_events"]
+    assert got_a > 0 and got_b > 0 and got_a + got_b == 40, (got_a, got_b)
+    # each instance serves everything in the shared database
+    assert len(Http(b.base).login("alice", PASSWORD).get("/api/events")["events"]) == 40
+
+
+def test_database_outage_acknowledges_nothing_until_it_is_back(shipped_broker, rooms, tmp_path):
+    """PostgreSQL goes away while kiosks publish: nothing is acknowledged, nothing lost, all stored after."""
+    if pg_bindir() is None:
+        pytest.fail("PostgreSQL is not installed (apt-get install postgresql); .ci/run installs it")
+    pg = Postgres().start().create_db()
+    try:
+        add_user(pg.url, "alice", PASSWORD)
+        room = serve(rooms, pg.url, shipped_broker, tmp_path)
+        k = started(shipped_broker, "lobby.k1")
+        ids = []
+
+        def burst(n):
+            for _ in range(n):
+                e = device_event("lobby", "k1", "with_mask")
+                ids.append(e["event_id"])
+                k.publish("maskwatch/lobby/k1/events", proto.dumps(e))
+
+        burst(5)
+        wait_for(lambda: room.health()["ingest"]["stored_events"] == 5, 15, what="5 stored")
+        pg.pause()
+        burst(10)
+        wait_for(lambda: room.health()["db_error"], 20, what="the database error to show in /healthz")
+        assert room.health()["ingest"]["stored_events"] == 5
+        pg.start()
+        wait_for(lambda: room.health()["ingest"]["stored_events"] == 15, 30, what="the 10 stored after the outage")
+        assert sorted(pg.query("SELECT event_id FROM events")) == sorted(ids)
+        assert "database write failed" in room.log() and "Traceback" not in room.log()
+        assert room.stop() == 0
+    finally:
+        pg.stop()
+
+
 # -- liveness -------------------------------------------------------------------------------------------------
 def test_liveness_needs_stats_not_a_retained_status(sqlite_url, shipped_broker, rooms, tmp_path):
     add_user(sqlite_url, "alice", PASSWORD)

@@ -148,46 +148,64 @@
   var chartTimer = null;
   function chartSoon() { if (!chartTimer) chartTimer = setTimeout(function () { chartTimer = null; loadChart(); }, 2000); }
   function loadChart() {
-    var size = $("chart-size").value, span = size === "hour" ? 48 * 3600 : 30 * 86400;
+    var size = $("chart-size").value, width = size === "hour" ? 3600 : 86400, n = size === "hour" ? 48 : 30;
+    var now = Date.now() / 1000;
     var q = "size=" + size + "&by=all&tz_offset_min=" + new Date().getTimezoneOffset() +
-            "&since=" + Math.floor(Date.now() / 1000 - span);
+            "&since=" + Math.floor(now - n * width);
     if ($("chart-site").value) q += "&site=" + encodeURIComponent($("chart-site").value);
     if ($("chart-device").value) q += "&device=" + encodeURIComponent($("chart-device").value);
-    return api("/api/buckets?" + q).then(function (j) { drawChart(j.buckets, size); });
+    return api("/api/buckets?" + q).then(function (j) { drawChart(j.buckets, size, width, n, now); });
   }
-  function drawChart(rows, size) {
-    var NS = "http://www.w3.org/2000/svg", W = 600, H = 200, P = 28;
+  function drawChart(rows, size, width, n, now) {
+    var NS = "http://www.w3.org/2000/svg", W = 600, H = 200, P = 30;
     var svg = document.createElementNS(NS, "svg");
     svg.setAttribute("viewBox", "0 0 " + W + " " + H);
     function add(tag, attrs, text) {
-      var n = document.createElementNS(NS, tag);
-      Object.keys(attrs).forEach(function (k) { n.setAttribute(k, attrs[k]); });
-      if (text) n.textContent = text;
-      svg.appendChild(n);
-      return n;
+      var e = document.createElementNS(NS, tag);
+      Object.keys(attrs).forEach(function (k) { e.setAttribute(k, attrs[k]); });
+      if (text) e.textContent = text;
+      svg.appendChild(e);
+      return e;
     }
     $("chart").textContent = "";
     $("chart").appendChild(svg);
-    if (!rows.length) { add("text", {x: W / 2, y: H / 2, "text-anchor": "middle"}, "no data yet"); return; }
+    var last = rows.length ? rows[rows.length - 1].bucket : Math.floor(now / width) * width;
+    var first = Math.max(last - (n - 1) * width, rows.length ? rows[0].bucket : last);
+    var slots = Math.round((last - first) / width) + 1, bw = (W - 2 * P) / Math.max(slots, 1);
+    bw = Math.min(bw, 60);
     var maxNc = Math.max.apply(null, rows.map(function (r) { return r.non_compliant; }).concat([1]));
-    var bw = (W - 2 * P) / rows.length;
+    add("line", {x1: P, y1: H - P, x2: W - P, y2: H - P, stroke: "#9ca3af"});
+    add("text", {x: 2, y: P, "font-size": 10, fill: "#b91c1c"}, String(maxNc));
+    add("text", {x: 2, y: H - P, "font-size": 10, fill: "#b91c1c"}, "0");
+    add("text", {x: W - P + 2, y: P, "font-size": 10, fill: "#2563eb"}, "100%");
+    add("text", {x: W - P + 2, y: H - P, "font-size": 10, fill: "#2563eb"}, "0%");
+    if (!rows.length) { add("text", {x: W / 2, y: H / 2, "text-anchor": "middle"}, "no data yet"); return; }
     var pts = [];
-    rows.forEach(function (r, i) {
+    rows.forEach(function (r) {
+      var i = Math.round((r.bucket - first) / width);
+      if (i < 0) return;
       var x = P + i * bw, h = (H - 2 * P) * r.non_compliant / maxNc;
-      var bar = add("rect", {x: x + 1, y: H - P - h, width: Math.max(1, bw - 2), height: h, fill: "#f87171"});
+      var label = new Date(r.bucket * 1000).toLocaleString() + ": " + r.people + " people, " + r.non_compliant +
+        " non-compliant, compliance " + pct(r.compliance_rate) + ", " + r.events + " events, " + r.alerts + " alerts";
+      var bar = add("rect", {x: x + 2, y: H - P - h, width: Math.max(1, bw - 4), height: Math.max(h, 0.5),
+                             fill: "#f87171", "class": "bar"});
       var tip = document.createElementNS(NS, "title");
-      tip.textContent = new Date(r.bucket * 1000).toLocaleString() + ": " + r.people + " people, " +
-        r.non_compliant + " non-compliant, rate " + pct(r.compliance_rate) + ", " + r.events + " events";
+      tip.textContent = label;
       bar.appendChild(tip);
-      if (r.compliance_rate !== null) pts.push((x + bw / 2) + "," + (H - P - (H - 2 * P) * r.compliance_rate));
+      if (r.compliance_rate !== null) {
+        var cx = x + bw / 2, cy = H - P - (H - 2 * P) * r.compliance_rate;
+        pts.push(cx + "," + cy);
+        var dot = add("circle", {cx: cx, cy: cy, r: 3.5, fill: "#2563eb"});
+        var tip2 = document.createElementNS(NS, "title");
+        tip2.textContent = label;
+        dot.appendChild(tip2);
+      }
     });
-    if (pts.length) add("polyline", {points: pts.join(" "), fill: "none", stroke: "#2563eb", "stroke-width": 2});
-    add("text", {x: 2, y: P - 8, "font-size": 11}, "100%");
-    add("text", {x: 2, y: H - P, "font-size": 11}, "0");
-    var first = new Date(rows[0].bucket * 1000), last = new Date(rows[rows.length - 1].bucket * 1000);
-    var fmt = size === "hour" ? function (d) { return d.toLocaleString(); } : function (d) { return d.toLocaleDateString(); };
-    add("text", {x: P, y: H - 8, "font-size": 11}, fmt(first));
-    add("text", {x: W - P, y: H - 8, "font-size": 11, "text-anchor": "end"}, fmt(last));
+    if (pts.length > 1) add("polyline", {points: pts.join(" "), fill: "none", stroke: "#2563eb", "stroke-width": 2});
+    var fmt = size === "hour" ? function (d) { return d.toLocaleString([], {month: "short", day: "numeric", hour: "2-digit", minute: "2-digit"}); }
+                              : function (d) { return d.toLocaleDateString(); };
+    add("text", {x: P, y: H - 10, "font-size": 11}, fmt(new Date(first * 1000)));
+    add("text", {x: P + slots * bw, y: H - 10, "font-size": 11, "text-anchor": "end"}, fmt(new Date((last + width) * 1000)));
   }
 
   // -- history --------------------------------------------------------------------------------------
