@@ -169,10 +169,9 @@
     }
     $("chart").textContent = "";
     $("chart").appendChild(svg);
+    // the whole window (48 hours or 30 days, ending with the newest bucket), so the axis never jumps
     var last = rows.length ? rows[rows.length - 1].bucket : Math.floor(now / width) * width;
-    var first = Math.max(last - (n - 1) * width, rows.length ? rows[0].bucket : last);
-    var slots = Math.round((last - first) / width) + 1, bw = (W - 2 * P) / Math.max(slots, 1);
-    bw = Math.min(bw, 60);
+    var first = last - (n - 1) * width, slots = n, bw = (W - 2 * P) / slots;
     var maxNc = Math.max.apply(null, rows.map(function (r) { return r.non_compliant; }).concat([1]));
     add("line", {x1: P, y1: H - P, x2: W - P, y2: H - P, stroke: "#9ca3af"});
     add("text", {x: 2, y: P, "font-size": 10, fill: "#b91c1c"}, String(maxNc));
