@@ -27,7 +27,10 @@ CHROME_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-qu
 
 @pytest.fixture
 def browser():
-    webdriver = pytest.importorskip("selenium.webdriver")
+    try:
+        from selenium import webdriver
+    except ImportError:
+        pytest.fail("selenium is not installed (it is in the dev extra)")
     from selenium.webdriver.chrome.service import Service
 
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
