@@ -32,7 +32,8 @@ def main() -> int:
     from edge.classifier import MaskClassifier
     from edge.crop import resize_crops_rgb
     from export import operating
-    from export.cli import load_crops, split_index
+    from export.crops import load as load_crops
+    from export.crops import split_index
     from export.datasets import LABELS, REAL_SOURCES
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -69,7 +70,7 @@ def main() -> int:
         p8 = np.concatenate([clf.infer(x[i:i + 64]) for i in range(0, len(x), 64)])
         h, w = b.input_size
         one = np.random.RandomState(0).randint(0, 255, (1, h, w, 3)).astype(np.uint8)
-        lat = {k: bench.measure(lambda c=c: c.backend.infer(one), warmup=20, runs=300, min_time=1.0)["p50_ms"]
+        lat = {k: bench.measure(lambda c=c, one=one: c.backend.infer(one), warmup=20, runs=300, min_time=1.0)["p50_ms"]
                for k, c in (("fp32", fp32), ("int8", clf))}
         files = b.manifest["files"]
         card = b.manifest.get("model_card", {})

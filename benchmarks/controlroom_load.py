@@ -24,6 +24,7 @@ For each database (SQLite file; PostgreSQL started in a throwaway directory as i
 Results (with the machine described, including what else was using its CPU) go to
 benchmarks/results/controlroom_load-<arch>-<N>core.json. A benchmark, not a test.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,7 +35,6 @@ import os
 import platform
 import selectors
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -51,8 +51,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import broker_load as bl  # noqa: E402  (machine(), busy_processes(), proc_cpu_s(), shipped_conf(), run_script())
-import maskwatch_protocol as proto  # noqa: E402
 from controlroom_support import ControlRoom, Http, Postgres, add_user  # noqa: E402
+
+import maskwatch_protocol as proto  # noqa: E402
 
 log = bl.log
 PASSWORD = "benchmark operator pw"
@@ -60,8 +61,20 @@ PASSWORD = "benchmark operator pw"
 
 # -- the kiosks --------------------------------------------------------------------------------------------------
 class Kiosk:
-    __slots__ = ("site", "device", "user", "password", "client", "sock", "pending", "inflight", "seq", "connected",
-                 "next_t", "next_try")
+    __slots__ = (
+        "site",
+        "device",
+        "user",
+        "password",
+        "client",
+        "sock",
+        "pending",
+        "inflight",
+        "seq",
+        "connected",
+        "next_t",
+        "next_try",
+    )
 
     def __init__(self, site: str, device: str, password: str) -> None:
         self.site, self.device, self.user, self.password = site, device, "%s.%s" % (site, device), password
@@ -95,14 +108,21 @@ class Driver(threading.Thread):
 
     def _connect(self, k: Kiosk) -> None:
         mqtt = self.mqtt
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="maskwatch-%s-%s" % (k.site, k.device),
-                        protocol=mqtt.MQTTv311, clean_session=True)
+        c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id="maskwatch-%s-%s" % (k.site, k.device),
+            protocol=mqtt.MQTTv311,
+            clean_session=True,
+        )
         c.username_pw_set(k.user, k.password)
         c.tls_set(ca_certs=str(self.ca))
         c.max_inflight_messages_set(self.WINDOW)
-        c.will_set("maskwatch/%s/%s/status" % (k.site, k.device),
-                   proto.dumps(proto.status("offline", site=k.site, device=k.device, t=time.time())), qos=1,
-                   retain=True)
+        c.will_set(
+            "maskwatch/%s/%s/status" % (k.site, k.device),
+            proto.dumps(proto.status("offline", site=k.site, device=k.device, t=time.time())),
+            qos=1,
+            retain=True,
+        )
         c.user_data_set(k)
         c.on_connect = self._on_connect
         c.on_publish = self._on_publish
@@ -151,9 +171,21 @@ class Driver(threading.Thread):
         k.seq += 1
         t = time.time()
         verdict = "without_mask" if k.seq % 5 == 0 else "with_mask"
-        ev = proto.event(site=k.site, device=k.device, time=t, track_id=k.seq, verdict=verdict, confidence=0.9,
-                         probs={verdict: 0.9}, box=(100, 80, 220, 230), votes=5, frame=k.seq * 10, first_seen=t - 1,
-                         model_id="bench", source="camera0")
+        ev = proto.event(
+            site=k.site,
+            device=k.device,
+            time=t,
+            track_id=k.seq,
+            verdict=verdict,
+            confidence=0.9,
+            probs={verdict: 0.9},
+            box=(100, 80, 220, 230),
+            votes=5,
+            frame=k.seq * 10,
+            first_seen=t - 1,
+            model_id="bench",
+            source="camera0",
+        )
         self.generated.append(ev["event_id"])
         k.pending.append((ev["event_id"], proto.dumps(ev)))
 
@@ -217,7 +249,8 @@ class Broker:
         self.port = bl.free_port()
         self.ca = bdir / "certs" / "ca.crt"
         conf = bl.shipped_conf(bdir, self.port, work).replace(
-            "persistence false", "persistence true\npersistence_location %s/\nautosave_interval 30" % work)
+            "persistence false", "persistence true\npersistence_location %s/\nautosave_interval 30" % work
+        )
         self.conf = work / "mosquitto.conf"
         self.conf.write_text(conf)
         self.proc: Optional[subprocess.Popen] = None
@@ -319,10 +352,12 @@ def run_one(kind: str, a: argparse.Namespace, bdir: Path, kiosk_pw: Dict[str, st
     add_user(url, "alice", PASSWORD)
     extra = [] if a.share is None else ["--share", a.share]
     room = ControlRoom(url, broker, work, extra=extra, client_id="controlroom-bench-%s" % kind).start(60)
-    kiosks = [Kiosk("site%02d" % (i // 20), "kiosk-%03d" % i, kiosk_pw["site%02d.kiosk-%03d" % (i // 20, i)])
-              for i in range(a.kiosks)]
+    kiosks = [
+        Kiosk("site%02d" % (i // 20), "kiosk-%03d" % i, kiosk_pw["site%02d.kiosk-%03d" % (i // 20, i)])
+        for i in range(a.kiosks)
+    ]
     per = (a.kiosks + a.threads - 1) // a.threads
-    drivers = [Driver(i, kiosks[i * per:(i + 1) * per], broker.port, broker.ca, a.rate) for i in range(a.threads)]
+    drivers = [Driver(i, kiosks[i * per : (i + 1) * per], broker.port, broker.ca, a.rate) for i in range(a.threads)]
     poller = Poller(room.base)
     timeline: List[Dict[str, Any]] = []
     try:
@@ -360,8 +395,9 @@ def run_one(kind: str, a: argparse.Namespace, bdir: Path, kiosk_pw: Dict[str, st
                 timeline.append({"t_s": round(el, 2), "what": "control room kill -9", "rows_then": count_rows(url)})
                 room.kill9()
                 time.sleep(3.0)
-                room = ControlRoom(url, broker, work, extra=extra, port=room.port,
-                                   client_id="controlroom-bench-%s" % kind)
+                room = ControlRoom(
+                    url, broker, work, extra=extra, port=room.port, client_id="controlroom-bench-%s" % kind
+                )
                 room.start(60)
                 cpu0["controlroom"] = bl.proc_cpu_s(room.proc.pid)
                 timeline.append({"t_s": round(time.time() - start, 2), "what": "control room started again"})
@@ -371,8 +407,10 @@ def run_one(kind: str, a: argparse.Namespace, bdir: Path, kiosk_pw: Dict[str, st
         cr_cpu += bl.proc_cpu_s(room.proc.pid) - cpu0["controlroom"]
         wall = time.time() - start
         generated = [e for d in drivers for e in d.generated]
-        log("generated %d events in %.1f s; draining (kiosk backlog %d)" % (len(generated), wall,
-                                                                          sum(d.backlog() for d in drivers)))
+        log(
+            "generated %d events in %.1f s; draining (kiosk backlog %d)"
+            % (len(generated), wall, sum(d.backlog() for d in drivers))
+        )
         deadline = time.monotonic() + a.drain_s
         while time.monotonic() < deadline:
             if sum(d.backlog() for d in drivers) == 0 and count_rows(url) >= len(set(generated)):
@@ -402,21 +440,34 @@ def run_one(kind: str, a: argparse.Namespace, bdir: Path, kiosk_pw: Dict[str, st
             "generated_rate_msgs_s": round(len(generated) / wall, 1),
             "drain_after_publishing_s": round(drain_s, 2),
             "receive_lag_ms (controlroom receive time - event ts, includes the outages)": {
-                "p50": pct(check["lag_ms"], 50), "p95": pct(check["lag_ms"], 95), "p99": pct(check["lag_ms"], 99),
-                "max": pct(check["lag_ms"], 100)},
+                "p50": pct(check["lag_ms"], 50),
+                "p95": pct(check["lag_ms"], 95),
+                "p99": pct(check["lag_ms"], 99),
+                "max": pct(check["lag_ms"], 100),
+            },
             "api_latency_ms_during_run": {
                 name: {"n": len(v), "p50": pct(v, 50), "p95": pct(v, 95), "max": pct(v, 100)}
-                for name, v in poller.lat.items()},
+                for name, v in poller.lat.items()
+            },
             "api_requests_failed (server down during kill -9)": poller.failed,
             "controlroom_ingest_after_restart": health["ingest"],
             "cpu_pct_of_one_core_while_publishing": {
                 "mosquitto_after_restart": round(100 * cpu_mosq / max(1e-6, wall - (a.broker_restart_at or 0)), 1),
-                "controlroom": round(100 * cr_cpu / wall, 1)},
+                "controlroom": round(100 * cr_cpu / wall, 1),
+            },
             "timeline": timeline,
         }
-        log("%s: generated %d, in db %d distinct / %d rows, missing %d, api p95 events %s ms" % (
-            kind, len(generated), check["distinct"], check["rows"], len(missing),
-            result["api_latency_ms_during_run"]["events"]["p95"]))
+        log(
+            "%s: generated %d, in db %d distinct / %d rows, missing %d, api p95 events %s ms"
+            % (
+                kind,
+                len(generated),
+                check["distinct"],
+                check["rows"],
+                len(missing),
+                result["api_latency_ms_during_run"]["events"]["p95"],
+            )
+        )
         return result
     finally:
         for d in drivers:
@@ -437,13 +488,22 @@ def main(argv=None) -> int:
     ap.add_argument("--kill-at", type=float, default=40.0)
     ap.add_argument("--drain-s", type=float, default=120.0)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--share", default=None, help="edge-controlroom --share GROUP ('' for plain subscriptions; "
-                                                  "default: the program's default)")
+    ap.add_argument(
+        "--share",
+        default=None,
+        help="edge-controlroom --share GROUP ('' for plain subscriptions; default: the program's default)",
+    )
     ap.add_argument("--note", action="append", default=[])
     ap.add_argument("--out")
     a = ap.parse_args(argv)
-    out = Path(a.out) if a.out else ROOT / "benchmarks" / "results" / ("controlroom_load-%s-%dcore.json" % (
-        platform.machine(), os.cpu_count() or 0))
+    out = (
+        Path(a.out)
+        if a.out
+        else ROOT
+        / "benchmarks"
+        / "results"
+        / ("controlroom_load-%s-%dcore.json" % (platform.machine(), os.cpu_count() or 0))
+    )
     work = Path(tempfile.mkdtemp(prefix="maskwatch-controlroom-load-"))
     others = bl.busy_processes()
     load_before = os.getloadavg()
@@ -459,11 +519,15 @@ def main(argv=None) -> int:
     log("%d accounts in %.1f s" % (a.kiosks, time.monotonic() - t0))
     results = [run_one(kind.strip(), a, bdir, pw, work) for kind in a.db.split(",") if kind.strip()]
     m = bl.machine()
-    m.update(loadavg_before=[round(x, 2) for x in load_before], loadavg_after=[round(x, 2) for x in os.getloadavg()],
-             other_busy_processes=others)
+    m.update(
+        loadavg_before=[round(x, 2) for x in load_before],
+        loadavg_after=[round(x, 2) for x in os.getloadavg()],
+        other_busy_processes=others,
+    )
     try:
-        m["postgresql"] = subprocess.run(["/usr/lib/postgresql/15/bin/postgres", "--version"], capture_output=True,
-                                         text=True).stdout.strip()
+        m["postgresql"] = subprocess.run(
+            ["/usr/lib/postgresql/15/bin/postgres", "--version"], capture_output=True, text=True
+        ).stdout.strip()
     except OSError:
         pass
     import sqlalchemy
@@ -472,13 +536,20 @@ def main(argv=None) -> int:
     doc = {
         "benchmark": "controlroom_load",
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(["python", "benchmarks/controlroom_load.py"] + (argv if argv is not None else sys.argv[1:])),
-        "config": {"kiosks": a.kiosks, "rate_hz_per_kiosk": a.rate, "duration_s": a.duration,
-                   "broker_restart_at_s": a.broker_restart_at, "controlroom_kill9_at_s": a.kill_at,
-                   "mqtt": "kiosks 3.1.1 QoS 1 over TLS with their own accounts; control room MQTT 5, shared "
-                           "subscription, persistent session, manual PUBACK after commit",
-                   "broker": "mosquitto, shipped mosquitto.conf (paths/port rewritten) + persistence true",
-                   "kiosk_spool": "each simulated kiosk keeps events until PUBACK and resends after reconnect"},
+        "command": " ".join(
+            ["python", "benchmarks/controlroom_load.py"] + (argv if argv is not None else sys.argv[1:])
+        ),
+        "config": {
+            "kiosks": a.kiosks,
+            "rate_hz_per_kiosk": a.rate,
+            "duration_s": a.duration,
+            "broker_restart_at_s": a.broker_restart_at,
+            "controlroom_kill9_at_s": a.kill_at,
+            "mqtt": "kiosks 3.1.1 QoS 1 over TLS with their own accounts; control room MQTT 5, shared "
+            "subscription, persistent session, manual PUBACK after commit",
+            "broker": "mosquitto, shipped mosquitto.conf (paths/port rewritten) + persistence true",
+            "kiosk_spool": "each simulated kiosk keeps events until PUBACK and resends after reconnect",
+        },
         "results": results,
         "machine": m,
         "notes": a.note,

@@ -31,7 +31,8 @@ def main() -> int:
     from edge.crop import crop_face
     from edge.datasets_io import read_image
     from export import operating
-    from export.cli import load_crops, split_index
+    from export.crops import load as load_crops
+    from export.crops import split_index
     from export.datasets import LABELS, REAL_SOURCES
 
     ap = argparse.ArgumentParser(description=__doc__)

@@ -15,7 +15,6 @@ import json
 import sys
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -23,7 +22,8 @@ sys.path.insert(0, str(ROOT))
 def main() -> int:
     from edge.bundle import load_bundle
     from edge.classifier import MaskClassifier
-    from export.cli import load_crops, split_index
+    from export.crops import load as load_crops
+    from export.crops import split_index
     from export.evaluate import kiosk_sweep, scene_ids_of
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

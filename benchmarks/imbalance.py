@@ -16,7 +16,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 import numpy as np
 
@@ -57,7 +57,7 @@ def main() -> int:
     p.add_argument("--md", default=None)
     a = p.parse_args()
     from edge import bench
-    from export.cli import load_crops
+    from export.crops import load as load_crops
     from export.train import TrainConfig, predict, train
 
     crops = load_crops(Path(a.crops))

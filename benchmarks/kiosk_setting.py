@@ -18,7 +18,6 @@ import platform
 import sys
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -26,7 +25,8 @@ sys.path.insert(0, str(ROOT))
 def main() -> int:
     from edge.bundle import load_bundle
     from edge.classifier import MaskClassifier
-    from export.cli import load_crops, split_index
+    from export.crops import load as load_crops
+    from export.crops import split_index
     from export.evaluate import kiosk_sweep, scene_ids_of
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -67,7 +67,8 @@ def main() -> int:
                     g["noncompliant"]["precision"], g["noncompliant"]["recall"]))
         else:
             c, r = res["chosen"]["confidence"], res["chosen"]["no_face_threshold"]
-            pick = lambda grid: next(g for g in grid if g["confidence"] == c and g["no_face_threshold"] == r)  # noqa: E731
+            def pick(grid, c=c, r=r):
+                return next(g for g in grid if g["confidence"] == c and g["no_face_threshold"] == r)
             res["test_chosen"] = {"all": pick(both["grid"]), "ms_per_frame_p50": both["ms_per_frame_p50"],
                                   **{k: pick(v["grid"]) for k, v in per.items()}}
             print("test at the chosen setting: %s" % json.dumps(res["test_chosen"]))

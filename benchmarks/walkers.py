@@ -162,7 +162,7 @@ def main() -> int:
         sc_all = {"people": 0, "counted_once": 0, "duplicates": 0, "missed": 0, "spurious_events": 0}
         right = counted = tp = fp = fn = 0
         per_class: Dict[str, Dict[str, int]] = {}
-        for ci, r in enumerate(runs):
+        for _ci, r in enumerate(runs):
             s = score(r["truth"], r["events"])
             for k in sc_all:
                 sc_all[k] += s[k]

@@ -29,7 +29,6 @@ runs on Python 3.8. Exit status: 0 done (--count reached, --timeout without --co
 or stopped by SIGINT/SIGTERM), 1 cannot connect / TLS failure / login refused /
 subscriptions refused, 2 usage error, 3 --timeout expired before --count events.
 """
-from __future__ import annotations
 
 from __future__ import annotations
 
@@ -45,7 +44,7 @@ from typing import List, Optional
 
 from maskwatch_protocol import VERDICTS
 
-from .common import EXIT_FATAL, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, _LEVEL, Fatal, UsageError, split_values
+from .common import _LEVEL, EXIT_FATAL, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, Fatal, UsageError, split_values
 from .mqtt import Session, add_broker_args, check_broker_args
 from .terminal import Monitor
 
@@ -54,45 +53,67 @@ PROG = "edge-alerts"
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog=PROG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Live view of maskwatch alerts, device status and compliance from every entrance.",
         epilog="examples:\n"
-               "  edge-alerts --host broker.example --ca ca.crt --username controlroom --password-file pw\n"
-               "  edge-alerts ... --json --all-events | jq .\n"
-               "  edge-alerts ... --share alerts --exec 'notify-send maskwatch'   (MQTT 5 load sharing)\n"
-               "exit status: 0 done, 1 cannot connect / login refused, 2 usage, 3 --timeout before --count")
+        "  edge-alerts --host broker.example --ca ca.crt --username controlroom --password-file pw\n"
+        "  edge-alerts ... --json --all-events | jq .\n"
+        "  edge-alerts ... --share alerts --exec 'notify-send maskwatch'   (MQTT 5 load sharing)\n"
+        "exit status: 0 done, 1 cannot connect / login refused, 2 usage, 3 --timeout before --count",
+    )
     add_broker_args(p, PROG)
     s = p.add_argument_group("what to show")
     s.add_argument("--prefix", default="maskwatch", help="topic prefix (default maskwatch)")
-    s.add_argument("--share", metavar="GROUP", help="MQTT 5 shared subscription: consumers with the same GROUP "
-                                                    "split the events and counts between them")
+    s.add_argument(
+        "--share",
+        metavar="GROUP",
+        help="MQTT 5 shared subscription: consumers with the same GROUP split the events and counts between them",
+    )
     s.add_argument("--site", action="append", help="only this site (repeatable, or comma-separated)")
     s.add_argument("--device", action="append", help="only this device (repeatable, or comma-separated)")
-    s.add_argument("--verdict", action="append",
-                   help="show events with this verdict (repeatable; %s)" % ", ".join(VERDICTS))
+    s.add_argument(
+        "--verdict", action="append", help="show events with this verdict (repeatable; %s)" % ", ".join(VERDICTS)
+    )
     s.add_argument("--all-events", action="store_true", help="show every event, not just non-compliant ones")
-    s.add_argument("--json", action="store_true", help="one JSON object per line on stdout (events, status, "
-                                                       "counts, summaries)")
-    s.add_argument("--summary-s", type=float, default=60.0,
-                   help="print the summary table every this many seconds (default 60; 0: only at exit)")
+    s.add_argument(
+        "--json", action="store_true", help="one JSON object per line on stdout (events, status, counts, summaries)"
+    )
+    s.add_argument(
+        "--summary-s",
+        type=float,
+        default=60.0,
+        help="print the summary table every this many seconds (default 60; 0: only at exit)",
+    )
     s.add_argument("--max-bytes", type=int, default=262144, help="ignore larger payloads (default 262144)")
     s.add_argument("--no-jsonschema", action="store_true", help=argparse.SUPPRESS)
-    s.add_argument("--ha-discovery", action="store_true",
-                   help="publish retained Home Assistant MQTT discovery configs for every kiosk seen (the account "
-                        "needs write access to <ha-prefix>/#: add-controlroom.sh --ha)")
-    s.add_argument("--ha-prefix", default="homeassistant", help="Home Assistant discovery prefix (default "
-                                                               "homeassistant)")
+    s.add_argument(
+        "--ha-discovery",
+        action="store_true",
+        help="publish retained Home Assistant MQTT discovery configs for every kiosk seen (the account "
+        "needs write access to <ha-prefix>/#: add-controlroom.sh --ha)",
+    )
+    s.add_argument(
+        "--ha-prefix", default="homeassistant", help="Home Assistant discovery prefix (default homeassistant)"
+    )
     a = p.add_argument_group("on alerts")
     a.add_argument("--bell", action="store_true", help="ring the terminal bell on each alert")
-    a.add_argument("--exec", dest="exec_cmd", metavar="CMD",
-                   help="run CMD for each alert (split like a shell command line, not run by a shell) with the "
-                        "event's JSON on stdin and MASKWATCH_SITE/_DEVICE/_VERDICT/_EVENT_ID/_TOPIC in the "
-                        "environment; its output goes to stderr")
+    a.add_argument(
+        "--exec",
+        dest="exec_cmd",
+        metavar="CMD",
+        help="run CMD for each alert (split like a shell command line, not run by a shell) with the "
+        "event's JSON on stdin and MASKWATCH_SITE/_DEVICE/_VERDICT/_EVENT_ID/_TOPIC in the "
+        "environment; its output goes to stderr",
+    )
     a.add_argument("--exec-jobs", type=int, default=2, help="hooks running at once (default 2)")
-    a.add_argument("--exec-queue", type=int, default=100, help="alerts waiting for a hook before new ones are "
-                                                               "dropped (default 100)")
-    a.add_argument("--exec-timeout", type=float, default=30.0, help="kill a hook after this many seconds "
-                                                                    "(default 30)")
+    a.add_argument(
+        "--exec-queue",
+        type=int,
+        default=100,
+        help="alerts waiting for a hook before new ones are dropped (default 100)",
+    )
+    a.add_argument("--exec-timeout", type=float, default=30.0, help="kill a hook after this many seconds (default 30)")
     e = p.add_argument_group("when to stop")
     e.add_argument("--count", type=int, help="exit after this many shown events")
     e.add_argument("--timeout", type=float, help="exit after this many seconds")
@@ -108,7 +129,6 @@ def _version() -> str:
         return __version__
     except ImportError:
         return "?"
-
 
 
 def check_args(args: argparse.Namespace) -> Optional[str]:
@@ -171,8 +191,10 @@ def run(args: argparse.Namespace, password: Optional[str]) -> int:
             now = time.monotonic()
             if args.timeout is not None and now - start >= args.timeout:
                 if args.count:
-                    monitor.warn("--timeout %g s expired after %d of --count %d events"
-                                 % (args.timeout, monitor.accepted, args.count))
+                    monitor.warn(
+                        "--timeout %g s expired after %d of --count %d events"
+                        % (args.timeout, monitor.accepted, args.count)
+                    )
                     status = EXIT_TIMEOUT
                 break
             if next_summary is not None and now >= next_summary:
@@ -213,8 +235,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Exception as exc:  # noqa: BLE001
         if args.debug:
             raise
-        sys.stderr.write("%s: error: internal error: %s: %s (run with --debug for a traceback)\n"
-                         % (PROG, type(exc).__name__, exc))
+        sys.stderr.write(
+            "%s: error: internal error: %s: %s (run with --debug for a traceback)\n" % (PROG, type(exc).__name__, exc)
+        )
         return EXIT_FATAL
     finally:
         try:

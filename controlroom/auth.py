@@ -4,6 +4,7 @@ The session cookie holds a random token; the database keeps only its SHA-256 (a 
 logs nobody in). Each session has its own CSRF token, which the page sends in the X-CSRF-Token header
 with every state-changing request (acknowledge, logout); the cookie is also SameSite=Strict and HttpOnly.
 """
+
 from __future__ import annotations
 
 import base64
@@ -18,7 +19,7 @@ import sqlalchemy as sa
 
 from . import db
 
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2 ** 14, 8, 1
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 SESSION_S = 12 * 3600
 USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 
@@ -26,8 +27,13 @@ USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 def hash_password(password: str, salt: Optional[bytes] = None) -> str:
     salt = salt or secrets.token_bytes(16)
     h = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32)
-    return "scrypt$%d$%d$%d$%s$%s" % (SCRYPT_N, SCRYPT_R, SCRYPT_P, base64.b64encode(salt).decode(),
-                                      base64.b64encode(h).decode())
+    return "scrypt$%d$%d$%d$%s$%s" % (
+        SCRYPT_N,
+        SCRYPT_R,
+        SCRYPT_P,
+        base64.b64encode(salt).decode(),
+        base64.b64encode(h).decode(),
+    )
 
 
 def verify_password(password: str, stored: str) -> bool:
@@ -36,8 +42,9 @@ def verify_password(password: str, stored: str) -> bool:
         if kind != "scrypt":
             return False
         want = base64.b64decode(h)
-        got = hashlib.scrypt(password.encode("utf-8"), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p),
-                             dklen=len(want))
+        got = hashlib.scrypt(
+            password.encode("utf-8"), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p), dklen=len(want)
+        )
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(got, want)
@@ -84,8 +91,15 @@ class Accounts:
         now = time.time()
         with self.engine.begin() as conn:
             conn.execute(db.sessions.delete().where(db.sessions.c.expires_at < now))
-            conn.execute(db.sessions.insert().values(token_hash=db.token_hash(token), username=username, csrf=csrf,
-                                                     created_at=now, expires_at=now + SESSION_S))
+            conn.execute(
+                db.sessions.insert().values(
+                    token_hash=db.token_hash(token),
+                    username=username,
+                    csrf=csrf,
+                    created_at=now,
+                    expires_at=now + SESSION_S,
+                )
+            )
         return {"token": token, "csrf": csrf, "username": username}
 
     def session(self, token: Optional[str]) -> Optional[Dict[str, Any]]:

@@ -4,6 +4,7 @@ Exit status (sysexits.h, as edge-maskd): 0 done; 64 usage (bad --db URL, bad --h
 65 bad data (password too short); 69 unavailable (database or broker unreachable, port in use);
 78 configuration (no operator account yet, unreadable TLS or password files); 1 anything else.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,41 +32,58 @@ class CliError(Exception):
 
 
 def _db_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", default=os.environ.get("MASKWATCH_CONTROLROOM_DB", DEFAULT_DB),
-                   help="sqlite:///PATH (default %s, or $MASKWATCH_CONTROLROOM_DB) or "
-                        "postgresql://USER:PASSWORD@HOST:PORT/DBNAME" % DEFAULT_DB)
+    p.add_argument(
+        "--db",
+        default=os.environ.get("MASKWATCH_CONTROLROOM_DB", DEFAULT_DB),
+        help="sqlite:///PATH (default %s, or $MASKWATCH_CONTROLROOM_DB) or "
+        "postgresql://USER:PASSWORD@HOST:PORT/DBNAME" % DEFAULT_DB,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     from .mqtt import add_broker_args
 
     p = argparse.ArgumentParser(
-        prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog=PROG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="maskwatch control room: stores every entrance's events, counts and status in a database and "
-                    "serves a dashboard (live alerts, acknowledgement, history, charts, CSV) and a JSON API.",
+        "serves a dashboard (live alerts, acknowledgement, history, charts, CSV) and a JSON API.",
         epilog="examples:\n"
-               "  edge-controlroom add-user --db sqlite:///var/lib/maskwatch-controlroom/cr.db alice\n"
-               "  edge-controlroom serve --db sqlite:///var/lib/maskwatch-controlroom/cr.db --host broker.example "
-               "--ca ca.crt --username controlroom --password-file pw\n"
-               "exit status: 0 done, 64 usage, 65 bad data, 69 database/broker unreachable, 78 configuration")
+        "  edge-controlroom add-user --db sqlite:///var/lib/maskwatch-controlroom/cr.db alice\n"
+        "  edge-controlroom serve --db sqlite:///var/lib/maskwatch-controlroom/cr.db --host broker.example "
+        "--ca ca.crt --username controlroom --password-file pw\n"
+        "exit status: 0 done, 64 usage, 65 bad data, 69 database/broker unreachable, 78 configuration",
+    )
     p.add_argument("--version", action="version", version="%(prog)s " + __version__)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    s = sub.add_parser("serve", help="subscribe, store, and serve the dashboard and API",
-                       description="Subscribe to <prefix>/+/+/# (or, with --share, an MQTT 5 shared subscription for events, counts "
-                                   "and stats), store what arrives, serve the dashboard and /api/.")
+    s = sub.add_parser(
+        "serve",
+        help="subscribe, store, and serve the dashboard and API",
+        description="Subscribe to <prefix>/+/+/# (or, with --share, an MQTT 5 shared subscription for events, counts "
+        "and stats), store what arrives, serve the dashboard and /api/.",
+    )
     _db_arg(s)
     s.add_argument("--http", default="127.0.0.1:8077", help="HOST:PORT of the dashboard (default 127.0.0.1:8077)")
-    s.add_argument("--secure-cookies", action="store_true",
-                   help="mark the session cookie Secure (behind a TLS reverse proxy)")
+    s.add_argument(
+        "--secure-cookies", action="store_true", help="mark the session cookie Secure (behind a TLS reverse proxy)"
+    )
     add_broker_args(s, PROG)
     s.add_argument("--prefix", default="maskwatch", help="topic prefix (default maskwatch)")
-    s.add_argument("--share", metavar="GROUP", default="",
-                   help="MQTT 5 shared-subscription group: instances with the same GROUP (and database) split "
-                        "the events, counts and stats. Default: plain subscriptions to <prefix>/+/+/#, which "
-                        "mosquitto keeps queued across its own restart (docs/controlroom.md, Scale)")
-    s.add_argument("--stats-interval", type=float, default=30.0,
-                   help="the kiosks' stats interval in seconds until two stats messages show it (default 30): a "
-                        "device is stale after twice the interval without stats")
+    s.add_argument(
+        "--share",
+        metavar="GROUP",
+        default="",
+        help="MQTT 5 shared-subscription group: instances with the same GROUP (and database) split "
+        "the events, counts and stats. Default: plain subscriptions to <prefix>/+/+/#, which "
+        "mosquitto keeps queued across its own restart (docs/controlroom.md, Scale)",
+    )
+    s.add_argument(
+        "--stats-interval",
+        type=float,
+        default=30.0,
+        help="the kiosks' stats interval in seconds until two stats messages show it (default 30): a "
+        "device is stale after twice the interval without stats",
+    )
     s.add_argument("--max-bytes", type=int, default=262144, help="ignore larger payloads (default 262144)")
     s.add_argument("--batch", type=int, default=500, help="messages per database transaction at most (default 500)")
     s.add_argument("--no-jsonschema", action="store_true", help=argparse.SUPPRESS)
@@ -113,8 +131,10 @@ def cmd_add_user(args: argparse.Namespace) -> int:
             with open(args.password_file, encoding="utf-8") as f:
                 password = f.readline().rstrip("\r\n")
         except (OSError, UnicodeDecodeError) as exc:
-            raise CliError("cannot read --password-file %s (%s)" % (args.password_file,
-                                                                   getattr(exc, "strerror", None) or exc), EX_CONFIG)
+            raise CliError(
+                "cannot read --password-file %s (%s)" % (args.password_file, getattr(exc, "strerror", None) or exc),
+                EX_CONFIG,
+            )
     elif sys.stdin.isatty():
         password = getpass.getpass("password for %s: " % args.username)
         if getpass.getpass("again: ") != password:
@@ -146,12 +166,15 @@ def _notify(state: str) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .common import Fatal, UsageError, _LEVEL
+    from .common import _LEVEL, Fatal, UsageError
     from .mqtt import Session, check_broker_args
     from .web import parse_http
 
-    logging.basicConfig(level=logging.DEBUG if args.debug else getattr(logging, args.log_level.upper()),
-                        stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else getattr(logging, args.log_level.upper()),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     if args.debug:
         logging.getLogger("paho").setLevel(logging.DEBUG)
     try:
@@ -165,8 +188,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.stats_interval <= 0 or args.max_bytes < 1 or args.batch < 1:
         raise CliError("--stats-interval, --max-bytes and --batch must be positive", EX_USAGE)
     if args.share and args.protocol == "3.1.1":
-        raise CliError("--share needs MQTT 5 (shared subscriptions): drop --protocol 3.1.1 or pass --share ''",
-                       EX_USAGE)
+        raise CliError(
+            "--share needs MQTT 5 (shared subscriptions): drop --protocol 3.1.1 or pass --share ''", EX_USAGE
+        )
     args.protocol = "5" if args.share else (args.protocol or "5")
     # a stable client id and a persistent session: what arrives while the control room is down (or between
     # receipt and commit when it is killed) is kept by the broker and delivered when it is back
@@ -187,12 +211,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     engine = _engine(args.db)
     accounts = Accounts(engine)
     if accounts.count_users() == 0:
-        raise CliError("no operator account yet: create one with `%s add-user --db %s NAME`"
-                       % (PROG, db.redact(args.db)), EX_CONFIG)
+        raise CliError(
+            "no operator account yet: create one with `%s add-user --db %s NAME`" % (PROG, db.redact(args.db)),
+            EX_CONFIG,
+        )
     hub = Hub()
     writer = db.Writer(engine, args.stats_interval)
-    ingestor = Ingestor(writer, hub, prefix=args.prefix, max_bytes=args.max_bytes,
-                        use_jsonschema=not args.no_jsonschema, batch=args.batch)
+    ingestor = Ingestor(
+        writer,
+        hub,
+        prefix=args.prefix,
+        max_bytes=args.max_bytes,
+        use_jsonschema=not args.no_jsonschema,
+        batch=args.batch,
+    )
     prefix = args.prefix.rstrip("/")
     base = "%s/+/+" % prefix
     if args.share:
@@ -209,11 +241,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     def status() -> Dict[str, Any]:
         with ingestor.lock:
             st = dict(ingestor.stats)
-        return {"mqtt_connected": session.connected, "db_error": ingestor.last_error, "queue": ingestor.q.qsize(),
-                "ingest": st, "database": engine.dialect.name}
+        return {
+            "mqtt_connected": session.connected,
+            "db_error": ingestor.last_error,
+            "queue": ingestor.q.qsize(),
+            "ingest": st,
+            "database": engine.dialect.name,
+        }
 
-    app = App(db.Reader(engine, args.stats_interval), accounts, hub, secure_cookies=args.secure_cookies,
-              status=status)
+    app = App(db.Reader(engine, args.stats_interval), accounts, hub, secure_cookies=args.secure_cookies, status=status)
     try:
         server = make_server(app, host, port)
     except OSError as exc:
@@ -226,17 +262,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     ingestor.start()
-    http_thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="http",
-                                   daemon=True)
+    http_thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="http", daemon=True)
     http_thread.start()
     try:
         try:
             session.connect()
         except Fatal as exc:
             raise CliError(str(exc), EX_UNAVAILABLE)
-        log.info("serving http://%s:%d/ (database %s, broker %s:%d, %s)", host, server.server_address[1],
-                 db.redact(args.db), args.host, args.port,
-                 "shared subscription group %r" % args.share if args.share else "plain subscriptions")
+        log.info(
+            "serving http://%s:%d/ (database %s, broker %s:%d, %s)",
+            host,
+            server.server_address[1],
+            db.redact(args.db),
+            args.host,
+            args.port,
+            "shared subscription group %r" % args.share if args.share else "plain subscriptions",
+        )
         _notify("READY=1\nSTATUS=serving on %s" % args.http)
         while not stop.wait(1.0):
             if session.fatal:
@@ -274,8 +315,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Exception as exc:  # noqa: BLE001
         if getattr(args, "debug", False):
             raise
-        sys.stderr.write("%s: error: internal error: %s: %s (run with --debug for a traceback)\n"
-                         % (PROG, type(exc).__name__, exc))
+        sys.stderr.write(
+            "%s: error: internal error: %s: %s (run with --debug for a traceback)\n" % (PROG, type(exc).__name__, exc)
+        )
         return 1
 
 

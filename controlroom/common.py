@@ -1,4 +1,5 @@
 """Small pieces the control room's programs share: the two error kinds, terminal-safe text, a rate-limited warner."""
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -7,7 +8,6 @@ import sys
 import threading
 import time
 from typing import Any, List, Optional
-
 
 EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
 
@@ -23,8 +23,9 @@ class UsageError(Exception):
 def _type_name(v: Any) -> str:
     if v is None:
         return "null"
-    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array",
-            dict: "object"}.get(type(v), type(v).__name__)
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}.get(
+        type(v), type(v).__name__
+    )
 
 
 def _short(s: str, n: int = 80) -> str:
@@ -59,7 +60,6 @@ def split_values(values: Optional[List[str]]) -> List[str]:
     return out
 
 
-
 class Warner:
     """Warnings on stderr, at most `burst` at once and `rate` per second after that (a flood is summarised)."""
 
@@ -90,7 +90,6 @@ class Warner:
                 self.stream.flush()
             except (OSError, ValueError):
                 pass
-
 
 
 _LEVEL = re.compile(r"^[^/+#\x00]+$")  # one MQTT topic level

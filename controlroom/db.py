@@ -10,6 +10,7 @@
 
 Times are epoch seconds (float); ``*_s`` columns hold the integer second, for portable bucketing.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,14 +30,16 @@ log = logging.getLogger("controlroom.db")
 metadata = sa.MetaData()
 
 schema_migrations = sa.Table(
-    "schema_migrations", metadata,
+    "schema_migrations",
+    metadata,
     sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("applied_at", sa.Float, nullable=False),
 )
 
 devices = sa.Table(
-    "devices", metadata,
+    "devices",
+    metadata,
     sa.Column("site", sa.String(128), primary_key=True),
     sa.Column("device", sa.String(128), primary_key=True),
     sa.Column("first_seen", sa.Float, nullable=False),
@@ -47,6 +50,8 @@ devices = sa.Table(
     sa.Column("status_retained", sa.Boolean),
     sa.Column("last_stats", sa.Float),  # when the last live (not retained) stats message arrived
     sa.Column("stats_interval_s", sa.Float),  # the gap between the last two stats messages
+    sa.Column("stats_interval_announced", sa.Float),  # the status payload's stats_interval_s (migration 2)
+    sa.Column("status_ts", sa.Float),  # the status payload's ts (kiosk clock), when it has one (migration 2)
     sa.Column("backend", sa.String(64)),
     sa.Column("model_id", sa.String(200)),
     sa.Column("version", sa.String(64)),
@@ -54,7 +59,8 @@ devices = sa.Table(
 )
 
 events = sa.Table(
-    "events", metadata,
+    "events",
+    metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
     sa.Column("event_id", sa.String(64), nullable=False, unique=True),
     sa.Column("site", sa.String(128), nullable=False),
@@ -77,7 +83,8 @@ sa.Index("ix_events_ts", events.c.ts)
 sa.Index("ix_events_alert_ack", events.c.alert, events.c.ack_at)
 
 counts = sa.Table(
-    "counts", metadata,
+    "counts",
+    metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
     sa.Column("site", sa.String(128), nullable=False),
     sa.Column("device", sa.String(128), nullable=False),
@@ -94,7 +101,8 @@ counts = sa.Table(
 sa.Index("ix_counts_site_device_start", counts.c.site, counts.c.device, counts.c.start_s)
 
 status_changes = sa.Table(
-    "status_changes", metadata,
+    "status_changes",
+    metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
     sa.Column("site", sa.String(128), nullable=False),
     sa.Column("device", sa.String(128), nullable=False),
@@ -107,14 +115,16 @@ status_changes = sa.Table(
 )
 
 users = sa.Table(
-    "users", metadata,
+    "users",
+    metadata,
     sa.Column("username", sa.String(64), primary_key=True),
     sa.Column("password_hash", sa.String(300), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
 )
 
 sessions = sa.Table(
-    "sessions", metadata,
+    "sessions",
+    metadata,
     sa.Column("token_hash", sa.String(64), primary_key=True),
     sa.Column("username", sa.String(64), sa.ForeignKey("users.username", ondelete="CASCADE"), nullable=False),
     sa.Column("csrf", sa.String(64), nullable=False),
@@ -128,9 +138,17 @@ def _m1_initial(conn: sa.Connection) -> None:
         t.create(conn, checkfirst=True)
 
 
+def _m2_announced_interval(conn: sa.Connection) -> None:
+    have = {c["name"] for c in sa.inspect(conn).get_columns("devices")}
+    for name in ("stats_interval_announced", "status_ts"):
+        if name not in have:  # a database made by version 1 (a new one has them from the table definition)
+            conn.execute(sa.text("ALTER TABLE devices ADD COLUMN %s DOUBLE PRECISION" % name))
+
+
 # (version, name, step): append new steps, never edit an applied one
 MIGRATIONS: List[Tuple[int, str, Any]] = [
     (1, "initial: devices, events, counts, status_changes, users, sessions", _m1_initial),
+    (2, "devices: the stats interval the kiosk announces, the status ts", _m2_announced_interval),
 ]
 
 
@@ -150,22 +168,25 @@ def make_engine(url: str) -> Engine:
     try:
         u = sa.engine.make_url(url)
     except Exception as exc:  # noqa: BLE001
-        raise DatabaseError("--db %r is not a database URL (sqlite:///PATH or postgresql://USER@HOST/DB): %s"
-                            % (url, exc))
+        raise DatabaseError(
+            "--db %r is not a database URL (sqlite:///PATH or postgresql://USER@HOST/DB): %s" % (url, exc)
+        )
     backend = u.get_backend_name()
     if backend == "sqlite":
         if not u.database or u.database == ":memory:":
-            raise DatabaseError("--db %s: give a file (sqlite:///PATH): the control room's history must survive "
-                                "a restart" % url)
+            raise DatabaseError(
+                "--db %s: give a file (sqlite:///PATH): the control room's history must survive a restart" % url
+            )
         import os
 
         parent = os.path.dirname(os.path.abspath(u.database))
         if not os.path.isdir(parent):
-            raise DatabaseError("cannot open the database %s (the directory %s does not exist; sqlite:///rel/path is "
-                                "relative, sqlite:////abs/path absolute)" % (url, parent))
+            raise DatabaseError(
+                "cannot open the database %s (the directory %s does not exist; sqlite:///rel/path is "
+                "relative, sqlite:////abs/path absolute)" % (url, parent)
+            )
         u = u.set(drivername="sqlite+pysqlite")
-        engine = sa.create_engine(u, connect_args={"timeout": 30, "check_same_thread": False},
-                                  pool_pre_ping=False)
+        engine = sa.create_engine(u, connect_args={"timeout": 30, "check_same_thread": False}, pool_pre_ping=False)
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):  # pragma: no cover - exercised by every sqlite test
@@ -181,12 +202,14 @@ def make_engine(url: str) -> Engine:
         if u.drivername in ("postgresql", "postgres"):
             u = u.set(drivername="postgresql+psycopg")
         try:
-            return sa.create_engine(u, pool_pre_ping=True, pool_size=8, max_overflow=8,
-                                    connect_args={"connect_timeout": 10})
+            return sa.create_engine(
+                u, pool_pre_ping=True, pool_size=8, max_overflow=8, connect_args={"connect_timeout": 10}
+            )
         except ImportError as exc:
             raise DatabaseError("PostgreSQL driver missing (pip install 'psycopg[binary]'): %s" % exc)
-    raise DatabaseError("--db %s: unsupported database %r (use sqlite:///PATH or postgresql://...)"
-                        % (redact(url), backend))
+    raise DatabaseError(
+        "--db %s: unsupported database %r (use sqlite:///PATH or postgresql://...)" % (redact(url), backend)
+    )
 
 
 def check_connection(engine: Engine) -> None:
@@ -194,11 +217,15 @@ def check_connection(engine: Engine) -> None:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except sa.exc.OperationalError as exc:
-        raise DatabaseError("cannot open the database %s (%s)" % (
-            engine.url.render_as_string(hide_password=True), _first_line(exc.orig or exc)))
+        raise DatabaseError(
+            "cannot open the database %s (%s)"
+            % (engine.url.render_as_string(hide_password=True), _first_line(exc.orig or exc))
+        )
     except sa.exc.DBAPIError as exc:
-        raise DatabaseError("cannot open the database %s (%s)" % (
-            engine.url.render_as_string(hide_password=True), _first_line(exc.orig or exc)))
+        raise DatabaseError(
+            "cannot open the database %s (%s)"
+            % (engine.url.render_as_string(hide_password=True), _first_line(exc.orig or exc))
+        )
 
 
 def _first_line(exc: Any) -> str:
@@ -222,8 +249,10 @@ def migrate(engine: Engine) -> List[int]:
         schema_migrations.create(conn, checkfirst=True)
     have = current_version(engine)
     if have > latest:
-        raise DatabaseError("the database's schema is version %d, newer than this edge-controlroom knows (%d): "
-                            "upgrade maskwatch" % (have, latest))
+        raise DatabaseError(
+            "the database's schema is version %d, newer than this edge-controlroom knows (%d): "
+            "upgrade maskwatch" % (have, latest)
+        )
     done = []
     for version, name, step in MIGRATIONS:
         if version <= have:
@@ -275,29 +304,52 @@ class Writer:
                         snap = base64.b64decode(p["snapshot_jpeg_b64"], validate=True)
                     except (binascii.Error, ValueError):
                         snap = None
-                ev_rows.append({
-                    "event_id": p["event_id"], "site": it["site"], "device": it["device"], "ts": float(p["ts"]),
-                    "ts_s": int(math.floor(float(p["ts"]))), "verdict": p["verdict"],
-                    "alert": p["verdict"] in NON_COMPLIANT, "confidence": float(p["confidence"]),
-                    "track_id": int(p["track_id"]), "model_id": p["model_id"], "received": it["received"],
-                    "payload": json.dumps(body, sort_keys=True, separators=(",", ":")), "snapshot": snap})
+                ev_rows.append(
+                    {
+                        "event_id": p["event_id"],
+                        "site": it["site"],
+                        "device": it["device"],
+                        "ts": float(p["ts"]),
+                        "ts_s": int(math.floor(float(p["ts"]))),
+                        "verdict": p["verdict"],
+                        "alert": p["verdict"] in NON_COMPLIANT,
+                        "confidence": float(p["confidence"]),
+                        "track_id": int(p["track_id"]),
+                        "model_id": p["model_id"],
+                        "received": it["received"],
+                        "payload": json.dumps(body, sort_keys=True, separators=(",", ":")),
+                        "snapshot": snap,
+                    }
+                )
             elif kind == "counts":
                 ws = parse_iso(p["window_start"]) or it["received"]
                 we = parse_iso(p["window_end"]) or it["received"]
                 per = {k: int(v) for k, v in p["counts"].items()}
-                count_rows.append({
-                    "site": it["site"], "device": it["device"], "window_start": p["window_start"],
-                    "window_end": p["window_end"], "start_s": int(math.floor(ws)), "end_ts": we,
-                    "total": int(p["total"]), "non_compliant": sum(per.get(v, 0) for v in NON_COMPLIANT),
-                    "per_verdict": json.dumps(per, sort_keys=True), "received": it["received"]})
+                count_rows.append(
+                    {
+                        "site": it["site"],
+                        "device": it["device"],
+                        "window_start": p["window_start"],
+                        "window_end": p["window_end"],
+                        "start_s": int(math.floor(ws)),
+                        "end_ts": we,
+                        "total": int(p["total"]),
+                        "non_compliant": sum(per.get(v, 0) for v in NON_COMPLIANT),
+                        "per_verdict": json.dumps(per, sort_keys=True),
+                        "received": it["received"],
+                    }
+                )
         with self.engine.begin() as conn:
             seen = set()
             for it in batch:
                 key = (it["site"], it["device"])
                 if key not in seen:
                     seen.add(key)
-                    conn.execute(self.ins_devices.values(site=key[0], device=key[1], first_seen=it["received"],
-                                                         last_seen=it["received"]))
+                    conn.execute(
+                        self.ins_devices.values(
+                            site=key[0], device=key[1], first_seen=it["received"], last_seen=it["received"]
+                        )
+                    )
             if ev_rows:
                 ids = [r["event_id"] for r in ev_rows]
                 have = set(conn.execute(sa.select(events.c.event_id).where(events.c.event_id.in_(ids))).scalars())
@@ -312,9 +364,11 @@ class Writer:
                 conn.execute(self.ins_counts, count_rows)
             for it in batch:
                 dev = (it["site"], it["device"])
-                conn.execute(devices.update().where(devices.c.site == dev[0], devices.c.device == dev[1],
-                                                    devices.c.last_seen < it["received"])
-                             .values(last_seen=it["received"]))
+                conn.execute(
+                    devices.update()
+                    .where(devices.c.site == dev[0], devices.c.device == dev[1], devices.c.last_seen < it["received"])
+                    .values(last_seen=it["received"])
+                )
                 if it["kind"] == "stats" and not it["retained"]:
                     self._stats(conn, dev, it["received"])
                     changed_devices.add(dev)
@@ -324,8 +378,11 @@ class Writer:
         return {"events": new_events, "devices": sorted(changed_devices)}
 
     def _stats(self, conn: sa.Connection, dev: Tuple[str, str], received: float) -> None:
-        row = conn.execute(sa.select(devices.c.last_stats, devices.c.stats_interval_s)
-                           .where(devices.c.site == dev[0], devices.c.device == dev[1])).first()
+        row = conn.execute(
+            sa.select(devices.c.last_stats, devices.c.stats_interval_s).where(
+                devices.c.site == dev[0], devices.c.device == dev[1]
+            )
+        ).first()
         values: Dict[str, Any] = {"last_stats": received}
         if row is not None and row.last_stats is not None and received > row.last_stats:
             gap = received - row.last_stats
@@ -340,23 +397,53 @@ class Writer:
     def _status(self, conn: sa.Connection, dev: Tuple[str, str], it: Dict[str, Any]) -> bool:
         p = it["payload"]
         if p is None:  # an empty retained status: the device was retired
-            conn.execute(devices.update().where(devices.c.site == dev[0], devices.c.device == dev[1])
-                         .values(status_state=None, status_time=None, status_received=it["received"]))
+            conn.execute(
+                devices.update()
+                .where(devices.c.site == dev[0], devices.c.device == dev[1])
+                .values(status_state=None, status_time=None, status_received=it["received"])
+            )
             return True
         t = parse_iso(p["time"]) or it["received"]
-        row = conn.execute(sa.select(devices.c.status_state, devices.c.status_time)
-                           .where(devices.c.site == dev[0], devices.c.device == dev[1])).first()
+        row = conn.execute(
+            sa.select(devices.c.status_state, devices.c.status_time).where(
+                devices.c.site == dev[0], devices.c.device == dev[1]
+            )
+        ).first()
         if row is not None and row.status_time is not None and t < row.status_time:
             return False  # an older status than the one we have (redelivered late)
         changed = row is None or row.status_state != p["state"]
-        conn.execute(devices.update().where(devices.c.site == dev[0], devices.c.device == dev[1]).values(
-            status_state=p["state"], status_time=t, status_received=it["received"],
-            status_retained=bool(it["retained"]), backend=p.get("backend"), model_id=p.get("model_id"),
-            version=p.get("version"), degraded=json.dumps(list(p.get("degraded") or []))))
+        announced = p.get("stats_interval_s")
+        if not isinstance(announced, (int, float)) or isinstance(announced, bool) or announced <= 0:
+            announced = None
+        ts = p.get("ts") if isinstance(p.get("ts"), (int, float)) and not isinstance(p.get("ts"), bool) else None
+        conn.execute(
+            devices.update()
+            .where(devices.c.site == dev[0], devices.c.device == dev[1])
+            .values(
+                stats_interval_announced=announced,
+                status_ts=ts,
+                status_state=p["state"],
+                status_time=t,
+                status_received=it["received"],
+                status_retained=bool(it["retained"]),
+                backend=p.get("backend"),
+                model_id=p.get("model_id"),
+                version=p.get("version"),
+                degraded=json.dumps(list(p.get("degraded") or [])),
+            )
+        )
         if changed:
-            conn.execute(self.ins_status.values(site=dev[0], device=dev[1], state=p["state"], time=p["time"],
-                                                received=it["received"], retained=bool(it["retained"]),
-                                                payload=json.dumps(p, sort_keys=True)))
+            conn.execute(
+                self.ins_status.values(
+                    site=dev[0],
+                    device=dev[1],
+                    state=p["state"],
+                    time=p["time"],
+                    received=it["received"],
+                    retained=bool(it["retained"]),
+                    payload=json.dumps(p, sort_keys=True),
+                )
+            )
         return changed
 
 
@@ -364,24 +451,31 @@ class Writer:
 def liveness(row: Any, now: float, default_interval: float) -> Dict[str, Any]:
     """online / stale / offline / unknown from the device row (see docs/controlroom.md, "Liveness").
 
-    online: a live stats message arrived within twice the stats interval (the gap between the last two,
-    else `default_interval`), and no later offline/stopped status. A retained "online" status alone is
-    never enough: a kiosk that died while the broker was down still has one.
+    The same rule as maskwatch_protocol.liveness: offline/stopped from the status; online only while stats keep
+    arriving, within twice the stats interval (the one the kiosk announces in its status, else the gap seen
+    between its last two stats, else `default_interval`); before any stats, the status's own ts counts as the
+    last sign of life, so a retained "online" from a kiosk that died long ago is stale, never online.
     """
-    interval = row.stats_interval_s or default_interval
+    interval = row.stats_interval_announced or row.stats_interval_s or default_interval
     deadline = 2.0 * interval
-    fresh = row.last_stats is not None and now - row.last_stats <= deadline
     down = row.status_state in ("offline", "stopped")
     down_after_stats = down and (row.last_stats is None or (row.status_received or 0) >= row.last_stats)
-    if fresh and not down_after_stats:
-        state, why = "online", "stats %.0f s ago (stale after %.0f s)" % (now - row.last_stats, deadline)
-    elif down:
+    since, what = row.last_stats, "stats"
+    if since is None and row.status_state == "online" and row.status_ts is not None:
+        since, what = row.status_ts, "status"
+    fresh = since is not None and now - since <= deadline
+    if down_after_stats or (down and not fresh):
         state, why = "offline", "status %s" % row.status_state
-    elif row.last_stats is not None:
-        state, why = "stale", "no stats for %.0f s (expected every %.0f s)" % (now - row.last_stats, interval)
+    elif fresh:
+        state, why = "online", "%s %.0f s ago (stale after %.0f s)" % (what, max(0.0, now - since), deadline)
+    elif since is not None:
+        state, why = "stale", "no stats for %.0f s (expected every %.0f s)" % (now - since, interval)
     elif row.status_state:
-        state, why = "stale", "status %s%s but no stats since the control room started listening" % (
-            row.status_state, " (retained)" if row.status_retained else "")
+        state, why = (
+            "stale",
+            "status %s%s but no stats since the control room started listening"
+            % (row.status_state, " (retained)" if row.status_retained else ""),
+        )
     else:
         state, why = "unknown", "no status and no stats yet"
     return {"state": state, "why": why, "stale_after_s": deadline, "stats_interval_s": interval}
@@ -404,16 +498,28 @@ class Reader:
     def event_dict(r: Any, with_payload: bool = False) -> Dict[str, Any]:
         from maskwatch_protocol import iso
 
-        out = {"id": r.id, "event_id": r.event_id, "site": r.site, "device": r.device, "ts": r.ts,
-               "time": iso(r.ts), "verdict": r.verdict, "alert": bool(r.alert), "confidence": r.confidence,
-               "track_id": r.track_id, "model_id": r.model_id, "received": r.received,
-               "has_snapshot": bool(r.has_snapshot), "ack_by": r.ack_by, "ack_at": r.ack_at}
+        out = {
+            "id": r.id,
+            "event_id": r.event_id,
+            "site": r.site,
+            "device": r.device,
+            "ts": r.ts,
+            "time": iso(r.ts),
+            "verdict": r.verdict,
+            "alert": bool(r.alert),
+            "confidence": r.confidence,
+            "track_id": r.track_id,
+            "model_id": r.model_id,
+            "received": r.received,
+            "has_snapshot": bool(r.has_snapshot),
+            "ack_by": r.ack_by,
+            "ack_at": r.ack_at,
+        }
         if with_payload:
             out["payload"] = json.loads(r.payload)
         return out
 
-    def _event_query(self, site=None, device=None, verdicts=None, since=None, until=None, alert=None,
-                     unacked=None):
+    def _event_query(self, site=None, device=None, verdicts=None, since=None, until=None, alert=None, unacked=None):
         cols = [c for c in events.c if c.name != "snapshot"] + [events.c.snapshot.isnot(None).label("has_snapshot")]
         q = sa.select(*cols)
         if site:
@@ -428,8 +534,9 @@ class Reader:
             q = q.where(events.c.ack_at.is_(None))
         return _since_until(q, events.c.ts, since, until)
 
-    def events(self, limit: int = 100, before_id: Optional[int] = None, with_payload: bool = False,
-               **filters: Any) -> Dict[str, Any]:
+    def events(
+        self, limit: int = 100, before_id: Optional[int] = None, with_payload: bool = False, **filters: Any
+    ) -> Dict[str, Any]:
         q = self._event_query(**filters)
         if before_id is not None:
             q = q.where(events.c.id < before_id)
@@ -438,8 +545,10 @@ class Reader:
             rows = conn.execute(q).all()
         more = len(rows) > limit
         rows = rows[:limit]
-        return {"events": [self.event_dict(r, with_payload) for r in rows],
-                "next_before_id": rows[-1].id if more and rows else None}
+        return {
+            "events": [self.event_dict(r, with_payload) for r in rows],
+            "next_before_id": rows[-1].id if more and rows else None,
+        }
 
     def iter_events(self, max_rows: int = 1000000, **filters: Any) -> Iterable[Any]:
         q = self._event_query(**filters).order_by(events.c.id.asc()).limit(max_rows)
@@ -466,12 +575,23 @@ class Reader:
         """Acknowledge an event once (the first operator's name and time stay); the event, or None."""
         now = time.time() if now is None else now
         with self.engine.begin() as conn:
-            conn.execute(events.update().where(events.c.event_id == event_id, events.c.ack_at.is_(None))
-                         .values(ack_by=who, ack_at=now))
+            conn.execute(
+                events.update()
+                .where(events.c.event_id == event_id, events.c.ack_at.is_(None))
+                .values(ack_by=who, ack_at=now)
+            )
         return self.event(event_id)
 
-    def buckets(self, size: str = "hour", tz_offset_s: int = 0, site=None, device=None, since=None,
-                until=None, by_device: bool = True) -> List[Dict[str, Any]]:
+    def buckets(
+        self,
+        size: str = "hour",
+        tz_offset_s: int = 0,
+        site=None,
+        device=None,
+        since=None,
+        until=None,
+        by_device: bool = True,
+    ) -> List[Dict[str, Any]]:
         """Per bucket (and site/device): people counted, non-compliant, compliance rate; events, alerts."""
         width = {"hour": 3600, "day": 86400}[size]
         off = int(tz_offset_s)
@@ -482,8 +602,11 @@ class Reader:
         out: Dict[Tuple, Dict[str, Any]] = {}
         cb = bucket(counts.c.start_s).label("bucket")
         keys_c = [cb] + ([counts.c.site, counts.c.device] if by_device else [])
-        q = sa.select(*keys_c, sa.func.sum(counts.c.total).label("people"),
-                      sa.func.sum(counts.c.non_compliant).label("non_compliant"))
+        q = sa.select(
+            *keys_c,
+            sa.func.sum(counts.c.total).label("people"),
+            sa.func.sum(counts.c.non_compliant).label("non_compliant"),
+        )
         if site:
             q = q.where(counts.c.site.in_(site))
         if device:
@@ -491,8 +614,9 @@ class Reader:
         q = _since_until(q, counts.c.start_s, since, until).group_by(*keys_c)
         eb = bucket(events.c.ts_s).label("bucket")
         keys_e = [eb] + ([events.c.site, events.c.device] if by_device else [])
-        qe = sa.select(*keys_e, sa.func.count().label("events"),
-                       sa.func.sum(sa.case((events.c.alert, 1), else_=0)).label("alerts"))
+        qe = sa.select(
+            *keys_e, sa.func.count().label("events"), sa.func.sum(sa.case((events.c.alert, 1), else_=0)).label("alerts")
+        )
         if site:
             qe = qe.where(events.c.site.in_(site))
         if device:
@@ -516,50 +640,91 @@ class Reader:
             if by_device:
                 row.update(site=k[1], device=k[2])
             row.update(v)
-            row["compliance_rate"] = (round((v["people"] - v["non_compliant"]) / float(v["people"]), 4)
-                                      if v["people"] else None)
+            row["compliance_rate"] = (
+                round((v["people"] - v["non_compliant"]) / float(v["people"]), 4) if v["people"] else None
+            )
             rows.append(row)
         return rows
 
-    def devices(self, now: Optional[float] = None, day_start: Optional[float] = None,
-                last_n: int = 5) -> List[Dict[str, Any]]:
+    def devices(
+        self, now: Optional[float] = None, day_start: Optional[float] = None, last_n: int = 5
+    ) -> List[Dict[str, Any]]:
         now = time.time() if now is None else now
         day_start = day_start if day_start is not None else now - 86400
         out = []
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(devices).order_by(devices.c.site, devices.c.device)).all()
-            today_c = {(r.site, r.device): r for r in conn.execute(
-                sa.select(counts.c.site, counts.c.device, sa.func.sum(counts.c.total).label("people"),
-                          sa.func.sum(counts.c.non_compliant).label("nc"))
-                .where(counts.c.start_s >= int(day_start)).group_by(counts.c.site, counts.c.device))}
-            today_e = {(r.site, r.device): r for r in conn.execute(
-                sa.select(events.c.site, events.c.device, sa.func.count().label("n"),
-                          sa.func.sum(sa.case((events.c.alert, 1), else_=0)).label("alerts"),
-                          sa.func.sum(sa.case((sa.and_(events.c.alert, events.c.ack_at.is_(None)), 1),
-                                              else_=0)).label("unacked"))
-                .where(events.c.ts >= day_start).group_by(events.c.site, events.c.device))}
+            today_c = {
+                (r.site, r.device): r
+                for r in conn.execute(
+                    sa.select(
+                        counts.c.site,
+                        counts.c.device,
+                        sa.func.sum(counts.c.total).label("people"),
+                        sa.func.sum(counts.c.non_compliant).label("nc"),
+                    )
+                    .where(counts.c.start_s >= int(day_start))
+                    .group_by(counts.c.site, counts.c.device)
+                )
+            }
+            today_e = {
+                (r.site, r.device): r
+                for r in conn.execute(
+                    sa.select(
+                        events.c.site,
+                        events.c.device,
+                        sa.func.count().label("n"),
+                        sa.func.sum(sa.case((events.c.alert, 1), else_=0)).label("alerts"),
+                        sa.func.sum(sa.case((sa.and_(events.c.alert, events.c.ack_at.is_(None)), 1), else_=0)).label(
+                            "unacked"
+                        ),
+                    )
+                    .where(events.c.ts >= day_start)
+                    .group_by(events.c.site, events.c.device)
+                )
+            }
             for r in rows:
                 key = (r.site, r.device)
-                last = conn.execute(sa.select(events.c.event_id, events.c.verdict, events.c.ts, events.c.alert)
-                                    .where(events.c.site == r.site, events.c.device == r.device)
-                                    .order_by(events.c.ts.desc()).limit(last_n)).all()
+                last = conn.execute(
+                    sa.select(events.c.event_id, events.c.verdict, events.c.ts, events.c.alert)
+                    .where(events.c.site == r.site, events.c.device == r.device)
+                    .order_by(events.c.ts.desc())
+                    .limit(last_n)
+                ).all()
                 c, e = today_c.get(key), today_e.get(key)
                 people = int(c.people or 0) if c else 0
                 nc = int(c.nc or 0) if c else 0
                 live = liveness(r, now, self.default_stats_interval)
-                out.append({
-                    "site": r.site, "device": r.device, "state": live["state"], "state_why": live["why"],
-                    "stale_after_s": live["stale_after_s"], "status": r.status_state,
-                    "status_time": r.status_time, "status_retained": r.status_retained, "last_stats": r.last_stats,
-                    "last_seen": r.last_seen, "backend": r.backend, "model_id": r.model_id, "version": r.version,
-                    "degraded": json.loads(r.degraded) if r.degraded else [],
-                    "today": {"people": people, "non_compliant": nc,
-                              "compliance_rate": round((people - nc) / float(people), 4) if people else None,
-                              "events": int(e.n or 0) if e else 0, "alerts": int(e.alerts or 0) if e else 0,
-                              "unacked_alerts": int(e.unacked or 0) if e else 0},
-                    "last_verdicts": [{"event_id": l.event_id, "verdict": l.verdict, "ts": l.ts,
-                                       "alert": bool(l.alert)} for l in last],
-                })
+                out.append(
+                    {
+                        "site": r.site,
+                        "device": r.device,
+                        "state": live["state"],
+                        "state_why": live["why"],
+                        "stale_after_s": live["stale_after_s"],
+                        "status": r.status_state,
+                        "status_time": r.status_time,
+                        "status_retained": r.status_retained,
+                        "last_stats": r.last_stats,
+                        "last_seen": r.last_seen,
+                        "backend": r.backend,
+                        "model_id": r.model_id,
+                        "version": r.version,
+                        "degraded": json.loads(r.degraded) if r.degraded else [],
+                        "today": {
+                            "people": people,
+                            "non_compliant": nc,
+                            "compliance_rate": round((people - nc) / float(people), 4) if people else None,
+                            "events": int(e.n or 0) if e else 0,
+                            "alerts": int(e.alerts or 0) if e else 0,
+                            "unacked_alerts": int(e.unacked or 0) if e else 0,
+                        },
+                        "last_verdicts": [
+                            {"event_id": l.event_id, "verdict": l.verdict, "ts": l.ts, "alert": bool(l.alert)}
+                            for l in last
+                        ],
+                    }
+                )
         return out
 
     def filter_values(self) -> Dict[str, List[str]]:

@@ -1,4 +1,5 @@
 """`--exec CMD` hooks run for alerts (edge-alerts), in worker threads with a bounded queue."""
+
 from __future__ import annotations
 
 import os
@@ -39,8 +40,10 @@ class HookRunner:
         except queue.Full:
             with self.lock:
                 self.dropped += 1
-            self.warn("--exec hook is busy (%d alerts queued): alert %s not handed to it"
-                      % (self.q.qsize(), env.get("MASKWATCH_EVENT_ID", "?")))
+            self.warn(
+                "--exec hook is busy (%d alerts queued): alert %s not handed to it"
+                % (self.q.qsize(), env.get("MASKWATCH_EVENT_ID", "?"))
+            )
 
     def _work(self) -> None:
         while not self.stopping:
@@ -57,7 +60,8 @@ class HookRunner:
                 self.busy += 1
                 try:
                     proc: Optional[subprocess.Popen] = subprocess.Popen(
-                        self.cmd, stdin=subprocess.PIPE, stdout=sys.stderr.fileno(), env=env, start_new_session=True)
+                        self.cmd, stdin=subprocess.PIPE, stdout=sys.stderr.fileno(), env=env, start_new_session=True
+                    )
                     self.running.append(proc)
                 except OSError as exc:
                     proc = None
@@ -70,8 +74,10 @@ class HookRunner:
                     proc.communicate(data, timeout=self.timeout)
                     ok = proc.returncode == 0
                     if not ok and not self.stopping:
-                        self.warn("--exec hook exited with status %d for alert %s"
-                                  % (proc.returncode, extra.get("MASKWATCH_EVENT_ID", "?")))
+                        self.warn(
+                            "--exec hook exited with status %d for alert %s"
+                            % (proc.returncode, extra.get("MASKWATCH_EVENT_ID", "?"))
+                        )
                 except subprocess.TimeoutExpired:
                     _killpg(proc)
                     proc.wait()
@@ -123,4 +129,3 @@ def _killpg(proc: subprocess.Popen) -> None:
             proc.kill()
         except OSError:
             pass
-

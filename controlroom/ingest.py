@@ -11,6 +11,7 @@ logged and counted: redelivering it would not make it valid. While the database 
 writer retries the same batch without acknowledging anything; the bounded queue then stops paho's
 thread, and the broker holds the rest (the session is persistent).
 """
+
 from __future__ import annotations
 
 import logging
@@ -59,9 +60,17 @@ class Hub:
 
 
 class Ingestor:
-    def __init__(self, writer: Writer, hub: Hub, prefix: str = "maskwatch", max_bytes: int = 262144,
-                 use_jsonschema: bool = True, batch: int = 500, queue_size: int = 5000,
-                 batch_wait_s: float = 0.05) -> None:
+    def __init__(
+        self,
+        writer: Writer,
+        hub: Hub,
+        prefix: str = "maskwatch",
+        max_bytes: int = 262144,
+        use_jsonschema: bool = True,
+        batch: int = 500,
+        queue_size: int = 5000,
+        batch_wait_s: float = 0.05,
+    ) -> None:
         self.writer, self.hub = writer, hub
         self.prefix = prefix.rstrip("/")
         self.max_bytes = max_bytes
@@ -70,8 +79,7 @@ class Ingestor:
         self.batch, self.batch_wait_s = batch, batch_wait_s
         self.ack: Optional[Callable[[int, int], None]] = None  # set to the session's ack
         self.generation = 0  # bumped on every (re)connect: packet ids of an older connection are not acked
-        self.stats = {"received": 0, "stored_events": 0, "duplicates": 0, "rejected": 0, "batches": 0,
-                      "db_errors": 0}
+        self.stats = {"received": 0, "stored_events": 0, "duplicates": 0, "rejected": 0, "batches": 0, "db_errors": 0}
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="db-writer", daemon=True)
@@ -111,18 +119,32 @@ class Ingestor:
             return self._reject(topic, "unexpected topic (expected %s/<site>/<device>/<kind>)" % self.prefix)
         site, device, kind = parts
         if kind == "status" and not data:
-            return {"kind": kind, "site": site, "device": device, "payload": None, "retained": retained,
-                    "received": received}
+            return {
+                "kind": kind,
+                "site": site,
+                "device": device,
+                "payload": None,
+                "retained": retained,
+                "received": received,
+            }
         if len(data) > self.max_bytes:
             return self._reject(topic, "payload too large (%d bytes > %d)" % (len(data), self.max_bytes))
         payload, why = self.checker.parse(kind, data)
         if payload is None:
             return self._reject(topic, why or "invalid payload")
         if payload.get("site") != site or payload.get("device") != device:
-            return self._reject(topic, "payload claims to be from %r/%r (the topic decides)"
-                                % (payload.get("site"), payload.get("device")))
-        return {"kind": kind, "site": site, "device": device, "payload": payload, "retained": retained,
-                "received": received}
+            return self._reject(
+                topic,
+                "payload claims to be from %r/%r (the topic decides)" % (payload.get("site"), payload.get("device")),
+            )
+        return {
+            "kind": kind,
+            "site": site,
+            "device": device,
+            "payload": payload,
+            "retained": retained,
+            "received": received,
+        }
 
     def _reject(self, topic: str, why: str) -> None:
         with self.lock:
@@ -171,8 +193,9 @@ class Ingestor:
                     with self.lock:
                         self.stats["db_errors"] += 1
                     self.last_error = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
-                    log.error("database write failed (%s); retrying in %.1f s, nothing acknowledged",
-                              self.last_error, backoff)
+                    log.error(
+                        "database write failed (%s); retrying in %.1f s, nothing acknowledged", self.last_error, backoff
+                    )
                     if self.stopping.wait(backoff):
                         return  # not stored, not acknowledged: the broker delivers it again
                     backoff = min(backoff * 2, 10.0)
@@ -198,7 +221,19 @@ class Ingestor:
 def _event_msg(r: Dict[str, Any]) -> Dict[str, Any]:
     from maskwatch_protocol import iso
 
-    return {"event_id": r["event_id"], "site": r["site"], "device": r["device"], "ts": r["ts"], "time": iso(r["ts"]),
-            "verdict": r["verdict"], "alert": r["alert"], "confidence": r["confidence"], "track_id": r["track_id"],
-            "model_id": r["model_id"], "received": r["received"], "has_snapshot": r.get("snapshot") is not None,
-            "ack_by": None, "ack_at": None}
+    return {
+        "event_id": r["event_id"],
+        "site": r["site"],
+        "device": r["device"],
+        "ts": r["ts"],
+        "time": iso(r["ts"]),
+        "verdict": r["verdict"],
+        "alert": r["alert"],
+        "confidence": r["confidence"],
+        "track_id": r["track_id"],
+        "model_id": r["model_id"],
+        "received": r["received"],
+        "has_snapshot": r.get("snapshot") is not None,
+        "ack_by": None,
+        "ack_at": None,
+    }

@@ -2,6 +2,7 @@
 
 Connection problems become :class:`controlroom.common.Fatal` with one line saying what to fix.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,11 @@ def subscriptions(args: argparse.Namespace) -> List[str]:
             if args.share:
                 # shared: each message goes to one member of the group; status stays plain (retained,
                 # and every consumer needs every device's availability)
-                subs += ["$share/%s/%s/events" % (args.share, base), "$share/%s/%s/counts" % (args.share, base),
-                         base + "/status"]
+                subs += [
+                    "$share/%s/%s/events" % (args.share, base),
+                    "$share/%s/%s/counts" % (args.share, base),
+                    base + "/status",
+                ]
             else:
                 subs.append(base + "/#")
     return subs
@@ -38,8 +42,15 @@ def subscriptions(args: argparse.Namespace) -> List[str]:
 class Session:
     """The paho client: connect (errors become Fatal), subscribe on every (re)connect, watch the login."""
 
-    def __init__(self, args: argparse.Namespace, monitor: Any, password: Optional[str],
-                 topics: Optional[List[str]] = None, manual_ack: bool = False, name: str = "edge-alerts") -> None:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        monitor: Any,
+        password: Optional[str],
+        topics: Optional[List[str]] = None,
+        manual_ack: bool = False,
+        name: str = "edge-alerts",
+    ) -> None:
         """`monitor` has warn(str) and on_message(topic, payload, retained); with manual_ack=True it has
         on_mqtt_message(msg) instead and acknowledges each message itself (:meth:`ack`) once it is stored."""
         import paho.mqtt.client as mqtt
@@ -54,8 +65,13 @@ class Session:
         client_id = args.client_id or "%s-%s-%d" % (name, socket.gethostname().split(".")[0][:40], os.getpid())
         self.topics = topics
         self.manual_ack = manual_ack
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  protocol=mqtt.MQTTv5 if self.v5 else mqtt.MQTTv311, manual_ack=manual_ack, **kw)
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5 if self.v5 else mqtt.MQTTv311,
+            manual_ack=manual_ack,
+            **kw,
+        )
         self.client.connect_timeout = args.connect_timeout
         self.client.reconnect_delay_set(1, 30)
         if args.username:
@@ -117,12 +133,18 @@ class Session:
             self.monitor.warn("broker %s refused the subscription %s (%s)" % (self.where, t, rc))
         if topics and len(refused) == len(topics):
             self.fatal = "broker %s refused every subscription (%s): may this account read %s/#?" % (
-                self.where, refused[0][1], self.args.prefix)
+                self.where,
+                refused[0][1],
+                self.args.prefix,
+            )
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties=None) -> None:
         if not self.connack.is_set():
-            self.fatal = ("broker %s closed the connection before answering the login (%s)%s" % (
-                self.where, reason_code, "" if self.args.tls else "; is it a TLS port? (--ca / --tls)"))
+            self.fatal = "broker %s closed the connection before answering the login (%s)%s" % (
+                self.where,
+                reason_code,
+                "" if self.args.tls else "; is it a TLS port? (--ca / --tls)",
+            )
             self.connack.set()
         elif self.connected and not self.closing:
             self.monitor.warn("lost the connection to broker %s (%s); reconnecting" % (self.where, reason_code))
@@ -131,9 +153,10 @@ class Session:
     def _on_publish(self, client, userdata, mid, reason_code=None, properties=None) -> None:
         if reason_code is not None and reason_code.is_failure and not self.ha_refused:
             self.ha_refused = True
-            self.monitor.warn("broker %s refused the Home Assistant discovery messages (%s): the account needs "
-                              "write access to %s/# (add-controlroom.sh --ha)" % (self.where, reason_code,
-                                                                                  self.args.ha_prefix))
+            self.monitor.warn(
+                "broker %s refused the Home Assistant discovery messages (%s): the account needs "
+                "write access to %s/# (add-controlroom.sh --ha)" % (self.where, reason_code, self.args.ha_prefix)
+            )
 
     def _on_message(self, client, userdata, msg) -> None:
         if self.manual_ack:
@@ -164,9 +187,14 @@ class Session:
         except socket.gaierror as exc:
             raise Fatal("cannot resolve the broker host %r (%s)" % (a.host, exc.strerror or exc))
         except ssl.SSLCertVerificationError as exc:
-            raise Fatal("TLS: the certificate of broker %s is not trusted (%s)%s" % (
-                self.where, exc.verify_message or exc.reason or exc,
-                "" if a.ca else "; pass the broker's CA with --ca"))
+            raise Fatal(
+                "TLS: the certificate of broker %s is not trusted (%s)%s"
+                % (
+                    self.where,
+                    exc.verify_message or exc.reason or exc,
+                    "" if a.ca else "; pass the broker's CA with --ca",
+                )
+            )
         except ssl.SSLError as exc:
             raise Fatal("TLS handshake with broker %s failed (%s)" % (self.where, exc.reason or exc))
         except ConnectionRefusedError:
@@ -204,32 +232,42 @@ def tls_context(args: argparse.Namespace) -> ssl.SSLContext:
     return ctx
 
 
-
 # -- command line -----------------------------------------------------------------------------------------
 def add_broker_args(p: argparse.ArgumentParser, prog: str) -> None:
     """The broker options shared by edge-alerts and edge-controlroom serve."""
     c = p.add_argument_group("broker")
-    c.add_argument("--host", default=os.environ.get("MASKWATCH_MQTT_HOST", "localhost"),
-                   help="broker host (default $MASKWATCH_MQTT_HOST or localhost)")
+    c.add_argument(
+        "--host",
+        default=os.environ.get("MASKWATCH_MQTT_HOST", "localhost"),
+        help="broker host (default $MASKWATCH_MQTT_HOST or localhost)",
+    )
     c.add_argument("--port", type=int, help="broker port (default 8883 with TLS, else 1883)")
     c.add_argument("--protocol", choices=("3.1.1", "5"), help="MQTT version (default 3.1.1; 5 with --share)")
     c.add_argument("--client-id", help="MQTT client id (default %s-<host>-<pid>)" % prog)
-    c.add_argument("--persistent", action="store_true",
-                   help="keep the session on the broker (needs --client-id): QoS 1 events sent while "
-                        "%s was away are delivered when it comes back" % prog)
+    c.add_argument(
+        "--persistent",
+        action="store_true",
+        help="keep the session on the broker (needs --client-id): QoS 1 events sent while "
+        "%s was away are delivered when it comes back" % prog,
+    )
     c.add_argument("--keepalive", type=int, default=30, help="seconds (default 30)")
     c.add_argument("--connect-timeout", type=float, default=10.0, help="seconds (default 10)")
-    c.add_argument("--username", default=os.environ.get("MASKWATCH_MQTT_USERNAME"),
-                   help="default $MASKWATCH_MQTT_USERNAME")
-    c.add_argument("--password", help="visible to other users in `ps`: prefer --password-file or "
-                                      "$MASKWATCH_MQTT_PASSWORD")
+    c.add_argument(
+        "--username", default=os.environ.get("MASKWATCH_MQTT_USERNAME"), help="default $MASKWATCH_MQTT_USERNAME"
+    )
+    c.add_argument(
+        "--password", help="visible to other users in `ps`: prefer --password-file or $MASKWATCH_MQTT_PASSWORD"
+    )
     c.add_argument("--password-file", help="file holding the password (first line)")
     c.add_argument("--tls", action="store_true", help="TLS with the system's CA store (implied by --ca/--cert)")
     c.add_argument("--ca", help="CA certificate (PEM) that signed the broker's certificate")
     c.add_argument("--cert", help="client certificate (PEM), if the broker asks for one")
     c.add_argument("--key", help="client key (PEM)")
-    c.add_argument("--insecure", action="store_true", help="do not check the broker's host name against its "
-                                                           "certificate (the chain is still verified)")
+    c.add_argument(
+        "--insecure",
+        action="store_true",
+        help="do not check the broker's host name against its certificate (the chain is still verified)",
+    )
 
 
 def check_broker_args(args: argparse.Namespace) -> Optional[str]:
@@ -247,8 +285,9 @@ def check_broker_args(args: argparse.Namespace) -> Optional[str]:
             with open(args.password_file, encoding="utf-8") as f:
                 password = f.readline().rstrip("\r\n")
         except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError("cannot read --password-file %s (%s)" % (args.password_file,
-                                                                     getattr(exc, "strerror", None) or exc))
+            raise UsageError(
+                "cannot read --password-file %s (%s)" % (args.password_file, getattr(exc, "strerror", None) or exc)
+            )
     if password is None:
         password = os.environ.get("MASKWATCH_MQTT_PASSWORD") if args.username else None
     if password is not None and not args.username:

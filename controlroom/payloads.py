@@ -3,6 +3,7 @@
 jsonschema is used when it is installed; otherwise a small built-in checker of the subset of JSON Schema
 2020-12 that the schemas use. Both give one line saying what is wrong.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,7 +44,7 @@ def _is_type(value: Any, name: str) -> bool:
 
 
 def mini_validate(instance: Any, schema: Dict[str, Any], root: Dict[str, Any], path: str = "") -> Optional[str]:
-    """The subset of JSON Schema 2020-12 that edge/schemas uses; returns the first problem or None."""
+    """The subset of JSON Schema 2020-12 that maskwatch_protocol/schemas uses; returns the first problem or None."""
     where = path or "payload"
     if "$ref" in schema:
         ref = schema["$ref"]
@@ -104,13 +105,12 @@ def mini_validate(instance: Any, schema: Dict[str, Any], root: Dict[str, Any], p
     return None
 
 
-
 def _reject_constant(name: str) -> Any:
     raise ValueError("%s is not valid JSON" % name)
 
 
 class PayloadChecker:
-    """Parse and check payloads against edge/schemas/*.schema.json (jsonschema if available)."""
+    """Parse and check payloads against maskwatch_protocol/schemas/*.schema.json (jsonschema if available)."""
 
     def __init__(self, schema_dir: Path = SCHEMA_DIR, use_jsonschema: bool = True) -> None:
         self.schemas: Dict[str, Dict[str, Any]] = {}
@@ -145,7 +145,9 @@ class PayloadChecker:
         version = payload.get("schema_version")
         if not (_is_type(version, "integer") and version == SCHEMA_VERSION):
             return None, "unsupported schema_version %s (this program reads version %d)" % (
-                _short(json.dumps(version), 40), SCHEMA_VERSION)
+                _short(json.dumps(version), 40),
+                SCHEMA_VERSION,
+            )
         err = self.check(kind, payload)
         if err:
             return None, "payload does not match the %s schema: %s" % (KINDS[kind], err)
@@ -165,4 +167,3 @@ class PayloadChecker:
             return None
         where = "/".join(str(p) for p in err.absolute_path) or "payload"
         return "%s: %s" % (where, _short(err.message, 160))
-

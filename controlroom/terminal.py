@@ -1,4 +1,5 @@
 """The terminal view of edge-alerts: per-device state, alert lines, summary tables, --json lines."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,20 @@ from .payloads import PayloadChecker
 
 
 class Device:
-    __slots__ = ("site", "device", "state", "state_time", "last_seen", "events", "alerts", "malformed",
-                 "counts", "backend", "model_id", "degraded")
+    __slots__ = (
+        "site",
+        "device",
+        "state",
+        "state_time",
+        "last_seen",
+        "events",
+        "alerts",
+        "malformed",
+        "counts",
+        "backend",
+        "model_id",
+        "degraded",
+    )
 
     def __init__(self, site: str, device: str) -> None:
         self.site, self.device = site, device
@@ -36,10 +49,18 @@ class Device:
 
     def as_dict(self) -> Dict[str, Any]:
         c = self.counts or {}
-        return {"site": self.site, "device": self.device, "state": self.state, "events": self.events,
-                "alerts": self.alerts, "malformed": self.malformed, "last_seen": self.last_seen,
-                "window_end": c.get("window_end"), "window_total": c.get("total"),
-                "compliance_rate": c.get("compliance_rate")}
+        return {
+            "site": self.site,
+            "device": self.device,
+            "state": self.state,
+            "events": self.events,
+            "alerts": self.alerts,
+            "malformed": self.malformed,
+            "last_seen": self.last_seen,
+            "window_end": c.get("window_end"),
+            "window_total": c.get("total"),
+            "compliance_rate": c.get("compliance_rate"),
+        }
 
 
 class Monitor:
@@ -71,8 +92,9 @@ class Monitor:
         self.announced: Dict[Tuple[str, str], str] = {}
         self.hooks: Optional[HookRunner] = None
         if args.exec_cmd:
-            self.hooks = HookRunner(shlex.split(args.exec_cmd), args.exec_jobs, args.exec_queue, args.exec_timeout,
-                                    self.warn)
+            self.hooks = HookRunner(
+                shlex.split(args.exec_cmd), args.exec_jobs, args.exec_queue, args.exec_timeout, self.warn
+            )
 
     # -- output --------------------------------------------------------------------------------------
     def emit(self, line: str) -> None:
@@ -106,8 +128,7 @@ class Monitor:
                 self._handle(topic, data, retained, received)
         except Exception as exc:  # noqa: BLE001 - a bad message must never stop the control room
             self.n["malformed"] += 1
-            self.warn("%s: could not handle the message (%s: %s)" % (clean(topic), type(exc).__name__,
-                                                                     clean(exc)))
+            self.warn("%s: could not handle the message (%s: %s)" % (clean(topic), type(exc).__name__, clean(exc)))
 
     def _bad(self, topic: str, why: str, dev: Optional[Device] = None, size: Optional[int] = None) -> None:
         self.n["malformed"] += 1
@@ -117,11 +138,14 @@ class Monitor:
 
     def _handle(self, topic: str, data: bytes, retained: bool, received: float) -> None:
         self.n["messages"] += 1
-        rest = topic[len(self.prefix) + 1:] if topic.startswith(self.prefix + "/") else None
+        rest = topic[len(self.prefix) + 1 :] if topic.startswith(self.prefix + "/") else None
         parts = rest.split("/") if rest is not None else []
         if len(parts) != 3 or parts[2] not in KINDS or not parts[0] or not parts[1]:
-            self._bad(topic, "unexpected topic (expected %s/<site>/<device>/<%s>)"
-                      % (self.prefix, "|".join(KINDS)), size=len(data))
+            self._bad(
+                topic,
+                "unexpected topic (expected %s/<site>/<device>/<%s>)" % (self.prefix, "|".join(KINDS)),
+                size=len(data),
+            )
             return
         site, device, kind = parts
         if (self.sites and site not in self.sites) or (self.devices_filter and device not in self.devices_filter):
@@ -138,16 +162,21 @@ class Monitor:
             dev.state, dev.state_time = None, received
             return
         if len(data) > self.args.max_bytes:
-            self._bad(topic, "payload too large (%d bytes > --max-bytes %d): ignored" % (len(data), self.args.max_bytes),
-                      dev)
+            self._bad(
+                topic, "payload too large (%d bytes > --max-bytes %d): ignored" % (len(data), self.args.max_bytes), dev
+            )
             return
         payload, why = self.checker.parse(kind, data)
         if payload is None:
             self._bad(topic, why or "invalid payload", dev, len(data))
             return
         if payload.get("site") != site or payload.get("device") != device:
-            self._bad(topic, "payload claims to be from %s/%s: ignored (the topic decides)"
-                      % (clean(payload.get("site"), 40), clean(payload.get("device"), 40)), dev)
+            self._bad(
+                topic,
+                "payload claims to be from %s/%s: ignored (the topic decides)"
+                % (clean(payload.get("site"), 40), clean(payload.get("device"), 40)),
+                dev,
+            )
             return
         dev.last_seen = received
         if kind == "events":
@@ -162,15 +191,25 @@ class Monitor:
         else:
             self.n["stats"] += 1
 
-    def _record(self, kind: str, topic: str, dev: Device, payload: Dict[str, Any], retained: bool,
-                received: float, **extra: Any) -> Dict[str, Any]:
-        rec = {"kind": kind, "topic": topic, "site": dev.site, "device": dev.device, "retained": retained,
-               "received": iso_now(received), "received_ts": round(received, 6), "payload": payload}
+    def _record(
+        self, kind: str, topic: str, dev: Device, payload: Dict[str, Any], retained: bool, received: float, **extra: Any
+    ) -> Dict[str, Any]:
+        rec = {
+            "kind": kind,
+            "topic": topic,
+            "site": dev.site,
+            "device": dev.device,
+            "retained": retained,
+            "received": iso_now(received),
+            "received_ts": round(received, 6),
+            "payload": payload,
+        }
         rec.update(extra)
         return rec
 
-    def _event(self, topic: str, dev: Device, payload: Dict[str, Any], data: bytes, retained: bool,
-               received: float) -> None:
+    def _event(
+        self, topic: str, dev: Device, payload: Dict[str, Any], data: bytes, retained: bool, received: float
+    ) -> None:
         eid = payload["event_id"]
         if eid in self.seen:
             self.seen.move_to_end(eid)
@@ -192,18 +231,33 @@ class Monitor:
         if self.args.json:
             self.emit_json(self._record("event", topic, dev, payload, retained, received, alert=alert))
         else:
-            self.emit("%s  %-6s %-28s %-22s %5.2f  track %s%s" % (
-                local_time(payload["ts"], "%Y-%m-%d %H:%M:%S"), "ALERT" if alert else "event",
-                clean("%s/%s" % (dev.site, dev.device), 60), verdict, payload["confidence"], payload["track_id"],
-                "  (retained)" if retained else ""))
+            self.emit(
+                "%s  %-6s %-28s %-22s %5.2f  track %s%s"
+                % (
+                    local_time(payload["ts"], "%Y-%m-%d %H:%M:%S"),
+                    "ALERT" if alert else "event",
+                    clean("%s/%s" % (dev.site, dev.device), 60),
+                    verdict,
+                    payload["confidence"],
+                    payload["track_id"],
+                    "  (retained)" if retained else "",
+                )
+            )
         if alert:
             if self.args.bell:
                 self.bell()
             if self.hooks is not None:
-                self.hooks.submit(data, {"MASKWATCH_TOPIC": topic, "MASKWATCH_SITE": dev.site,
-                                         "MASKWATCH_DEVICE": dev.device, "MASKWATCH_VERDICT": verdict,
-                                         "MASKWATCH_EVENT_ID": eid,
-                                         "MASKWATCH_CONFIDENCE": str(payload["confidence"])})
+                self.hooks.submit(
+                    data,
+                    {
+                        "MASKWATCH_TOPIC": topic,
+                        "MASKWATCH_SITE": dev.site,
+                        "MASKWATCH_DEVICE": dev.device,
+                        "MASKWATCH_VERDICT": verdict,
+                        "MASKWATCH_EVENT_ID": eid,
+                        "MASKWATCH_CONFIDENCE": str(payload["confidence"]),
+                    },
+                )
         if self.args.count and self.accepted >= self.args.count:
             self.done.set()
 
@@ -225,10 +279,18 @@ class Monitor:
                 extra.append("backend %s" % clean(dev.backend, 30))
             if dev.degraded:
                 extra.append("degraded: %s" % clean(", ".join(str(d) for d in dev.degraded), 80))
-            self.emit("%s  %-6s %-28s %-22s since %s%s%s" % (
-                local_time(received, "%Y-%m-%d %H:%M:%S"), "STATUS", clean("%s/%s" % (dev.site, dev.device), 60),
-                dev.state, local_time(dev.state_time, "%Y-%m-%d %H:%M:%S"),
-                "  (%s)" % "; ".join(extra) if extra else "", "  (retained)" if retained else ""))
+            self.emit(
+                "%s  %-6s %-28s %-22s since %s%s%s"
+                % (
+                    local_time(received, "%Y-%m-%d %H:%M:%S"),
+                    "STATUS",
+                    clean("%s/%s" % (dev.site, dev.device), 60),
+                    dev.state,
+                    local_time(dev.state_time, "%Y-%m-%d %H:%M:%S"),
+                    "  (%s)" % "; ".join(extra) if extra else "",
+                    "  (retained)" if retained else "",
+                )
+            )
 
     def _announce(self, dev: Device, payload: Dict[str, Any]) -> None:
         msgs = ha_discovery(self.prefix, self.args.ha_prefix, dev.site, dev.device, payload)
@@ -244,9 +306,20 @@ class Monitor:
     # -- summary -------------------------------------------------------------------------------------
     def totals(self) -> Dict[str, Any]:
         with self.lock:
-            out: Dict[str, Any] = {k: int(self.n[k]) for k in ("messages", "events", "alerts", "duplicates",
-                                                               "malformed", "filtered", "status", "counts",
-                                                               "stats")}
+            out: Dict[str, Any] = {
+                k: int(self.n[k])
+                for k in (
+                    "messages",
+                    "events",
+                    "alerts",
+                    "duplicates",
+                    "malformed",
+                    "filtered",
+                    "status",
+                    "counts",
+                    "stats",
+                )
+            }
             out["accepted_events"] = self.accepted
             out["warnings_suppressed"] = self.warn.suppressed
             out["validator"] = self.checker.engine
@@ -259,18 +332,26 @@ class Monitor:
     def summary_json(self, final: bool) -> Dict[str, Any]:
         with self.lock:
             devices = [self.devices[k].as_dict() for k in sorted(self.devices)]
-        return {"kind": "summary", "final": final, "time": iso_now(time.time()), "totals": self.totals(),
-                "devices": devices}
+        return {
+            "kind": "summary",
+            "final": final,
+            "time": iso_now(time.time()),
+            "totals": self.totals(),
+            "devices": devices,
+        }
 
     def summary_text(self, final: bool) -> str:
         with self.lock:
             devs = [self.devices[k] for k in sorted(self.devices)]
             states = collections.Counter(d.state or "unknown" for d in devs)
             head = "-- maskwatch %s %s: %d device%s (%s) --" % (
-                "final summary" if final else "summary", local_time(time.time(), "%Y-%m-%d %H:%M:%S"), len(devs),
-                "" if len(devs) == 1 else "s", ", ".join("%d %s" % (n, s) for s, n in sorted(states.items())) or "none")
-            rows = [("SITE/DEVICE", "STATE", "SINCE", "EVENTS", "ALERTS", "LAST WINDOW", "PEOPLE", "COMPLIANCE",
-                     "BAD")]
+                "final summary" if final else "summary",
+                local_time(time.time(), "%Y-%m-%d %H:%M:%S"),
+                len(devs),
+                "" if len(devs) == 1 else "s",
+                ", ".join("%d %s" % (n, s) for s, n in sorted(states.items())) or "none",
+            )
+            rows = [("SITE/DEVICE", "STATE", "SINCE", "EVENTS", "ALERTS", "LAST WINDOW", "PEOPLE", "COMPLIANCE", "BAD")]
             people = compliant = 0
             for d in devs:
                 c = d.counts
@@ -284,20 +365,46 @@ class Monitor:
                     ctotal = str(total)
                 else:
                     window, ctotal, rate = "-", "-", "-"
-                rows.append((clean("%s/%s" % (d.site, d.device), 48), d.state or "?", local_time(d.state_time),
-                             str(d.events), str(d.alerts), window, ctotal, rate, str(d.malformed)))
+                rows.append(
+                    (
+                        clean("%s/%s" % (d.site, d.device), 48),
+                        d.state or "?",
+                        local_time(d.state_time),
+                        str(d.events),
+                        str(d.alerts),
+                        window,
+                        ctotal,
+                        rate,
+                        str(d.malformed),
+                    )
+                )
             overall = "%.1f%%" % (100.0 * compliant / people) if people else "-"
-            rows.append(("all devices", "", "", str(sum(d.events for d in devs)), str(sum(d.alerts for d in devs)),
-                         "", str(people), overall, str(sum(d.malformed for d in devs))))
+            rows.append(
+                (
+                    "all devices",
+                    "",
+                    "",
+                    str(sum(d.events for d in devs)),
+                    str(sum(d.alerts for d in devs)),
+                    "",
+                    str(people),
+                    overall,
+                    str(sum(d.malformed for d in devs)),
+                )
+            )
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         right = {3, 4, 6, 7, 8}
         lines = [head]
         for r in rows:
-            lines.append("  ".join(c.rjust(w) if i in right else c.ljust(w)
-                                   for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+            lines.append(
+                "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+            )
         t = self.totals()
         tail = "events: %d unique, %d duplicates dropped; %d malformed messages ignored" % (
-            t["events"], t["duplicates"], t["malformed"])
+            t["events"],
+            t["duplicates"],
+            t["malformed"],
+        )
         if "exec" in t:
             tail += "; --exec: %(run)d run, %(failed)d failed, %(dropped)d dropped" % t["exec"]
         lines.append(tail)
@@ -312,4 +419,3 @@ class Monitor:
 
 def _num(v: Any) -> str:
     return ("%d" % v) if isinstance(v, (int, float)) and float(v).is_integer() else "%.1f" % v
-

@@ -10,6 +10,7 @@ Every page and every /api/ route needs a logged-in operator (session cookie); st
 (POST) need the session's CSRF token in ``X-CSRF-Token`` (or a ``csrf`` form field), and a login
 POST whose Origin is another site is refused. Snapshots are served only to logged-in operators.
 """
+
 from __future__ import annotations
 
 import csv
@@ -95,16 +96,23 @@ def event_filters(qs: Dict[str, List[str]]) -> Dict[str, Any]:
     for v in verdicts or []:
         if v not in VERDICTS:
             raise BadRequest("verdict=%r: one of %s" % (v[:40], ", ".join(VERDICTS)))
-    return {"site": _csv_list(qs, "site"), "device": _csv_list(qs, "device"), "verdicts": verdicts,
-            "since": _time_arg(qs, "since"), "until": _time_arg(qs, "until"), "alert": _bool_arg(qs, "alert"),
-            "unacked": _bool_arg(qs, "unacked")}
+    return {
+        "site": _csv_list(qs, "site"),
+        "device": _csv_list(qs, "device"),
+        "verdicts": verdicts,
+        "since": _time_arg(qs, "since"),
+        "until": _time_arg(qs, "until"),
+        "alert": _bool_arg(qs, "alert"),
+        "unacked": _bool_arg(qs, "unacked"),
+    }
 
 
 class App:
     """What the handlers share: the reader, accounts, the live hub, ingest stats."""
 
-    def __init__(self, reader: Reader, accounts: Accounts, hub: Hub, secure_cookies: bool = False,
-                 status: Optional[Any] = None) -> None:
+    def __init__(
+        self, reader: Reader, accounts: Accounts, hub: Hub, secure_cookies: bool = False, status: Optional[Any] = None
+    ) -> None:
         self.reader, self.accounts, self.hub = reader, accounts, hub
         self.secure_cookies = secure_cookies
         self.status = status or (lambda: {})
@@ -131,9 +139,11 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("X-Frame-Options", "DENY")
         self.send_header("Referrer-Policy", "same-origin")  # no-referrer makes Chromium send "Origin: null"
-        self.send_header("Content-Security-Policy",
-                         "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-                         "frame-ancestors 'none'; form-action 'self'")
+        self.send_header(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+            "frame-ancestors 'none'; form-action 'self'",
+        )
         self.send_header("Cache-Control", "no-store")
         for k, v in (extra or {}).items():
             self.send_header(k, v)
@@ -218,7 +228,7 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/login":
             return self.login_get(qs) if method == "GET" else self.login_post()
         if path.startswith("/static/") and method == "GET":
-            return self.static(path[len("/static/"):])
+            return self.static(path[len("/static/") :])
         sess = self.session()
         api = path.startswith("/api/")
         if sess is None:
@@ -259,7 +269,7 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/api/events":
             f = event_filters(qs)
             limit = _int_arg(qs, "limit", 100, 1, MAX_LIMIT)
-            before = _int_arg(qs, "before_id", None, 1, 2 ** 62)
+            before = _int_arg(qs, "before_id", None, 1, 2**62)
             out = self.app.reader.events(limit=limit, before_id=before, **f)
             if _bool_arg(qs, "total"):
                 out["total"] = self.app.reader.count_events(**f)
@@ -274,9 +284,15 @@ class Handler(BaseHTTPRequestHandler):
             if by not in ("device", "all"):
                 raise BadRequest("by=%r: device or all" % by[:20])
             tz = _int_arg(qs, "tz_offset_min", 0, -1440, 1440)
-            rows = self.app.reader.buckets(size=size, tz_offset_s=-60 * tz, site=_csv_list(qs, "site"),
-                                           device=_csv_list(qs, "device"), since=_time_arg(qs, "since"),
-                                           until=_time_arg(qs, "until"), by_device=by == "device")
+            rows = self.app.reader.buckets(
+                size=size,
+                tz_offset_s=-60 * tz,
+                site=_csv_list(qs, "site"),
+                device=_csv_list(qs, "device"),
+                since=_time_arg(qs, "since"),
+                until=_time_arg(qs, "until"),
+                by_device=by == "device",
+            )
             return self.send_json({"size": size, "buckets": rows})
         if path == "/api/stream":
             return self.stream()
@@ -336,20 +352,48 @@ class Handler(BaseHTTPRequestHandler):
         self.redirect("/", {"Set-Cookie": self.cookie(s["token"], 12 * 3600)})
 
     def events_csv(self, f: Dict[str, Any]) -> None:
-        cols = ["event_id", "time", "site", "device", "verdict", "alert", "confidence", "track_id", "model_id",
-                "received", "ack_by", "ack_at"]
-        self._headers(200, "text/csv; charset=utf-8", None,
-                      {"Content-Disposition": 'attachment; filename="maskwatch-events.csv"',
-                       "Connection": "close"})
+        cols = [
+            "event_id",
+            "time",
+            "site",
+            "device",
+            "verdict",
+            "alert",
+            "confidence",
+            "track_id",
+            "model_id",
+            "received",
+            "ack_by",
+            "ack_at",
+        ]
+        self._headers(
+            200,
+            "text/csv; charset=utf-8",
+            None,
+            {"Content-Disposition": 'attachment; filename="maskwatch-events.csv"', "Connection": "close"},
+        )
         self.close_connection = True
         buf = io.StringIO()
         w = csv.writer(buf)
         w.writerow(cols)
         n = 0
         for r in self.app.reader.iter_events(**f):
-            w.writerow([r.event_id, iso(r.ts), _cell(r.site), _cell(r.device), r.verdict, int(bool(r.alert)),
-                        r.confidence, r.track_id, _cell(r.model_id), iso(r.received), _cell(r.ack_by or ""),
-                        iso(r.ack_at) if r.ack_at else ""])
+            w.writerow(
+                [
+                    r.event_id,
+                    iso(r.ts),
+                    _cell(r.site),
+                    _cell(r.device),
+                    r.verdict,
+                    int(bool(r.alert)),
+                    r.confidence,
+                    r.track_id,
+                    _cell(r.model_id),
+                    iso(r.received),
+                    _cell(r.ack_by or ""),
+                    iso(r.ack_at) if r.ack_at else "",
+                ]
+            )
             n += 1
             if n % 1000 == 0:
                 self.wfile.write(buf.getvalue().encode())
@@ -415,43 +459,87 @@ def parse_http(value: str) -> Tuple[str, int]:
 
 def openapi() -> Dict[str, Any]:
     """A hand-written OpenAPI 3.1 document of /api/ (http.server has no generator)."""
-    flt = [{"name": n, "in": "query", "schema": {"type": "string"}, "description": d} for n, d in (
-        ("site", "comma-separated sites"), ("device", "comma-separated devices"),
-        ("verdict", "comma-separated: " + ", ".join(VERDICTS)), ("since", "epoch seconds or ISO 8601"),
-        ("until", "epoch seconds or ISO 8601 (exclusive)"), ("alert", "true: only non-compliant"),
-        ("unacked", "true: only not yet acknowledged"))]
+    flt = [
+        {"name": n, "in": "query", "schema": {"type": "string"}, "description": d}
+        for n, d in (
+            ("site", "comma-separated sites"),
+            ("device", "comma-separated devices"),
+            ("verdict", "comma-separated: " + ", ".join(VERDICTS)),
+            ("since", "epoch seconds or ISO 8601"),
+            ("until", "epoch seconds or ISO 8601 (exclusive)"),
+            ("alert", "true: only non-compliant"),
+            ("unacked", "true: only not yet acknowledged"),
+        )
+    ]
     ok = {"200": {"description": "OK", "content": {"application/json": {}}}}
     return {
-        "openapi": "3.1.0", "info": {"title": "maskwatch control room", "version": "1"},
-        "components": {"securitySchemes": {"session": {"type": "apiKey", "in": "cookie", "name": COOKIE},
-                                           "csrf": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token"}}},
+        "openapi": "3.1.0",
+        "info": {"title": "maskwatch control room", "version": "1"},
+        "components": {
+            "securitySchemes": {
+                "session": {"type": "apiKey", "in": "cookie", "name": COOKIE},
+                "csrf": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token"},
+            }
+        },
         "security": [{"session": []}],
         "paths": {
-            "/api/events": {"get": {"summary": "events, newest first (keyset paging with before_id)",
-                                    "parameters": flt + [
-                                        {"name": "limit", "in": "query", "schema": {"type": "integer",
-                                                                                    "maximum": MAX_LIMIT}},
-                                        {"name": "before_id", "in": "query", "schema": {"type": "integer"}},
-                                        {"name": "total", "in": "query", "schema": {"type": "boolean"}}],
-                                    "responses": ok}},
-            "/api/events.csv": {"get": {"summary": "the same events as CSV", "parameters": flt,
-                                        "responses": {"200": {"description": "CSV",
-                                                              "content": {"text/csv": {}}}}}},
+            "/api/events": {
+                "get": {
+                    "summary": "events, newest first (keyset paging with before_id)",
+                    "parameters": flt
+                    + [
+                        {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": MAX_LIMIT}},
+                        {"name": "before_id", "in": "query", "schema": {"type": "integer"}},
+                        {"name": "total", "in": "query", "schema": {"type": "boolean"}},
+                    ],
+                    "responses": ok,
+                }
+            },
+            "/api/events.csv": {
+                "get": {
+                    "summary": "the same events as CSV",
+                    "parameters": flt,
+                    "responses": {"200": {"description": "CSV", "content": {"text/csv": {}}}},
+                }
+            },
             "/api/events/{event_id}": {"get": {"summary": "one event with its payload", "responses": ok}},
-            "/api/events/{event_id}/snapshot.jpg": {"get": {"summary": "the kiosk's snapshot",
-                                                            "responses": {"200": {"description": "JPEG"}}}},
-            "/api/events/{event_id}/ack": {"post": {"summary": "acknowledge (who, when)",
-                                                    "security": [{"session": [], "csrf": []}], "responses": ok}},
-            "/api/buckets": {"get": {"summary": "people, non-compliant, compliance rate, events, alerts per bucket",
-                                     "parameters": [
-                                         {"name": "size", "in": "query", "schema": {"enum": ["hour", "day"]}},
-                                         {"name": "by", "in": "query", "schema": {"enum": ["device", "all"]}},
-                                         {"name": "tz_offset_min", "in": "query", "schema": {"type": "integer"},
-                                          "description": "as JavaScript's getTimezoneOffset()"}] + flt[:2] + flt[3:5],
-                                     "responses": ok}},
-            "/api/devices": {"get": {"summary": "every entrance: liveness, today's counts, last verdicts",
-                                     "responses": ok}},
-            "/api/stream": {"get": {"summary": "server-sent events: event, ack, device",
-                                    "responses": {"200": {"description": "text/event-stream"}}}},
+            "/api/events/{event_id}/snapshot.jpg": {
+                "get": {"summary": "the kiosk's snapshot", "responses": {"200": {"description": "JPEG"}}}
+            },
+            "/api/events/{event_id}/ack": {
+                "post": {
+                    "summary": "acknowledge (who, when)",
+                    "security": [{"session": [], "csrf": []}],
+                    "responses": ok,
+                }
+            },
+            "/api/buckets": {
+                "get": {
+                    "summary": "people, non-compliant, compliance rate, events, alerts per bucket",
+                    "parameters": [
+                        {"name": "size", "in": "query", "schema": {"enum": ["hour", "day"]}},
+                        {"name": "by", "in": "query", "schema": {"enum": ["device", "all"]}},
+                        {
+                            "name": "tz_offset_min",
+                            "in": "query",
+                            "schema": {"type": "integer"},
+                            "description": "as JavaScript's getTimezoneOffset()",
+                        },
+                    ]
+                    + flt[:2]
+                    + flt[3:5],
+                    "responses": ok,
+                }
+            },
+            "/api/devices": {
+                "get": {"summary": "every entrance: liveness, today's counts, last verdicts", "responses": ok}
+            },
+            "/api/stream": {
+                "get": {
+                    "summary": "server-sent events: event, ack, device",
+                    "responses": {"200": {"description": "text/event-stream"}},
+                }
+            },
             "/api/me": {"get": {"summary": "the operator and the session's CSRF token", "responses": ok}},
-        }}
+        },
+    }

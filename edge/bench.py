@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import logging
 import os
@@ -19,7 +20,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -53,7 +54,7 @@ class Result:
     extra: Dict[str, Any] = field(default_factory=dict)
 
 
-def stats_ms(samples: Sequence[float]) -> Dict[str, float]:
+def stats_ms(samples: Sequence[float]) -> Dict[str, Any]:
     a = np.asarray(samples, dtype=np.float64) * 1000.0
     return {"count": int(a.size), "min_ms": round(float(a.min()), 4), "mean_ms": round(float(a.mean()), 4),
             "std_ms": round(float(a.std()), 4),
@@ -73,7 +74,7 @@ def time_calls(fn: Callable[[], Any], runs: int, min_time: float, max_runs: Opti
     return samples
 
 
-def measure(fn: Callable[[], Any], *, warmup: int, runs: int, min_time: float) -> Dict[str, float]:
+def measure(fn: Callable[[], Any], *, warmup: int, runs: int, min_time: float) -> Dict[str, Any]:
     for _ in range(warmup):
         fn()
     return stats_ms(time_calls(fn, runs, min_time, max_runs=100 * runs))
@@ -91,7 +92,7 @@ def machine() -> Dict[str, Any]:
     """What the numbers were measured on: CPU, cores, OS, library versions, Jetson power mode."""
     cpu = platform.processor() or platform.machine()
     try:
-        info = {}
+        info: Dict[str, str] = {}
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if ":" in line:
                 k, v = line.split(":", 1)
@@ -114,7 +115,7 @@ def machine() -> Dict[str, Any]:
             libs[dist] = metadata.version(dist) if metadata else "?"
         except Exception:  # noqa: BLE001 - PackageNotFoundError: not installed
             continue
-    out = {"cpu": cpu, "cores": os.cpu_count(), "arch": platform.machine(), "os": platform.platform(),
+    out: Dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "arch": platform.machine(), "os": platform.platform(),
            "python": platform.python_version(), "libraries": libs, "maskwatch": __version__,
            "hostname": platform.node()}
     nv = Path("/etc/nv_tegra_release")
@@ -190,9 +191,10 @@ def bench_classifier(bundle, item: Dict[str, Any], batches: Sequence[int], a) ->
     if item.get("skip"):
         return [Result(skipped=item["skip"], **base)]
     if item["runtime"] == "tensorrt":
+        from .config import build
         from .pipeline import engine_path
 
-        eng = engine_path({"state_dir": a.state_dir}, bundle.model_id, "fp16")
+        eng = engine_path(build({"state_dir": a.state_dir, "source": {"url": "unused"}}), bundle.model_id, "fp16")
         try:
             t0 = time.perf_counter()
             clf = MaskClassifier(bundle, "onnx", item["options"], backend="tensorrt", model_path=eng, fallback=False)
@@ -205,8 +207,9 @@ def bench_classifier(bundle, item: Dict[str, Any], batches: Sequence[int], a) ->
         except backends.BackendUnavailable as exc:
             return [Result(skipped=str(exc), **base)]
     init_ms = (time.perf_counter() - t0) * 1000.0
-    if getattr(clf.backend, "missing_providers", None):
-        return [Result(skipped="onnxruntime here has no %s" % ", ".join(clf.backend.missing_providers), **base)]
+    missing = getattr(clf.backend, "missing_providers", None)
+    if missing:
+        return [Result(skipped="onnxruntime here has no %s" % ", ".join(missing), **base)]
     h, w = bundle.input_size
     rng = np.random.RandomState(0)
     size = (bundle.path / v.file).stat().st_size if v else None
@@ -215,7 +218,7 @@ def bench_classifier(bundle, item: Dict[str, Any], batches: Sequence[int], a) ->
         t = time.perf_counter()
         clf.backend.infer(x)
         first = (time.perf_counter() - t) * 1000.0
-        st = measure(lambda: clf.backend.infer(x), warmup=a.warmup, runs=a.runs, min_time=a.min_time)
+        st = measure(functools.partial(clf.backend.infer, x), warmup=a.warmup, runs=a.runs, min_time=a.min_time)
         r = Result(batch=b, init_ms=round(init_ms, 2), first_ms=round(first, 3), model_bytes=size, rss_mb=rss_mb(),
                    per_image_ms=round(st["p50_ms"] / b, 4), **base, **st)
         r.extra["describe"] = clf.backend.describe()
@@ -275,7 +278,7 @@ def int8_vs_fp32(bundle, threads: Sequence[int], batches: Sequence[int], rounds:
             return [{"model_id": bundle.model_id, "skipped": str(exc)}]
         for b in batches:
             x = np.random.RandomState(0).randint(0, 255, (b, h, w, 3)).astype(np.uint8)
-            per = paired_rounds({k: (lambda c=c: c.backend.infer(x)) for k, c in clfs.items()}, rounds, block_s,
+            per = paired_rounds({k: functools.partial(c.backend.infer, x) for k, c in clfs.items()}, rounds, block_s,
                                 seed=b * 10 + t)
             row = {"model_id": bundle.model_id, "input": h, "threads": t, "batch": b,
                    "fp32_ms": round(float(np.median(per["tflite_fp32"])), 4),
@@ -302,7 +305,7 @@ def recommend(results: Sequence[Result], bundles, pairs: Sequence[Dict[str, Any]
         agree = (v.extra.get("parity") or {}).get("top1_agreement")
         if agree is not None and agree < 0.99:
             continue
-        if best is None or r.p50_ms < best[0].p50_ms:
+        if best is None or r.p50_ms < (best[0].p50_ms or float("inf")):
             best = (r, v, agree)
     if best is None:
         return {}
@@ -320,14 +323,22 @@ def recommend(results: Sequence[Result], bundles, pairs: Sequence[Dict[str, Any]
     return rec
 
 
-def keras_results(a, bundle, batches) -> List[Result]:
-    """Keras fp32 rows, through export/ (TensorFlow lives there, never in edge/)."""
-    try:
-        from export.kerasbench import bench_keras  # type: ignore
-    except ImportError as exc:
-        return [Result(name="keras fp32 predict", kind="classifier", backend="keras", precision="fp32",
-                       skipped="TensorFlow/export extra not installed (%s)" % exc)]
-    return bench_keras(a, bundle, batches, measure, Result, rss_mb)
+# The workstation's rows (Keras fp32, the seed-style loop) need TensorFlow, which edge/ never imports: a caller
+# that has it passes them in (benchmarks/edge_bench_full.py wires export.kerasbench); on a device they are skipped.
+NO_TF = "TensorFlow rows are not measured by edge-bench on a device: run benchmarks/edge_bench_full.py on the workstation"
+
+
+@dataclass(frozen=True)
+class WorkstationRows:
+    keras: Optional[Callable[..., List[Result]]] = None  # (a, bundle, batches, measure, Result, rss_mb) -> rows
+    seed_pipeline: Optional[Callable[..., Dict[str, Any]]] = None  # (a, bundle_path, clip) -> run
+
+
+def keras_results(a, bundle, batches, rows: WorkstationRows) -> List[Result]:
+    """Keras fp32 rows, when the caller brought TensorFlow (export/ lives there, never in edge/)."""
+    if rows.keras is None:
+        return [Result(name="keras fp32 predict", kind="classifier", backend="keras", precision="fp32", skipped=NO_TF)]
+    return rows.keras(a, bundle, batches, measure, Result, rss_mb)
 
 
 # -- detector and pipeline -------------------------------------------------------------------------------------
@@ -360,7 +371,7 @@ def bench_detector(a, frame: np.ndarray) -> List[Result]:
         except (MaskwatchError, OSError, ValueError, RuntimeError) as exc:
             out.append(Result(name=name, kind="detector", backend=be, precision=prec, skipped=str(exc)[:300]))
             continue
-        st = measure(lambda: det.detect(frame), warmup=max(1, a.warmup // 5), runs=max(5, a.runs // 5),
+        st = measure(functools.partial(det.detect, frame), warmup=max(1, a.warmup // 5), runs=max(5, a.runs // 5),
                      min_time=a.min_time)
         out.append(Result(name=name, kind="detector", backend=det.backend_in_use, precision=prec,
                           init_ms=round(init, 2), first_ms=round(first, 3), rss_mb=rss_mb(),
@@ -413,8 +424,8 @@ def run_pipeline(cfg: Dict[str, Any], clip: Path, classifier=None, detector=None
     pipe.run(src)
     wall = time.perf_counter() - t0
     src.close()
-    verdicts = [(d.label) for d in pipe.decisions]
     payloads = [p for k, p in pub.items if k == "events"]
+    verdicts = [p["verdict"] for p in payloads]
     return {"payloads": payloads, "frames": pipe.frames, "seconds": wall, "fps": pipe.frames / wall, "detector_runs": pipe.detector_runs,
             "det_ms_total": float(np.sum(pipe.det_ms)), "cls_ms_total": float(np.sum(pipe.cls_ms)),
             "verdicts": verdicts, "events": pipe.events}
@@ -433,21 +444,17 @@ def _people(r: Dict[str, Any]) -> List[Any]:
     return sorted(r["verdicts"])
 
 
-def bench_pipeline(a, bundle_path: Path) -> List[Result]:
+def bench_pipeline(a, bundle_path: Path, rows: WorkstationRows = WorkstationRows()) -> List[Result]:
     """The daemon's pipeline per clip (entrance, busy, walkers) and variant, against the seed-style loop."""
     from .config import defaults
 
-    clips = [("entrance", bench_clip(a), None)]
+    clips: List[Tuple[str, Path, Optional[Path]]] = [("entrance", bench_clip(a), None)]
     busy = busy_clip(a)
     if busy is not None:
         clips.append(("busy", busy, None))
     if a.walkers_clip:
         clips.append(("walkers", Path(a.walkers_clip), Path(str(a.walkers_clip) + ".truth.json")))
-    try:
-        from export.kerasbench import seed_pipeline  # type: ignore
-    except ImportError as exc:
-        seed_pipeline = None
-        seed_skip = "TensorFlow/export extra not installed (%s)" % exc
+    seed_pipeline, seed_skip = rows.seed_pipeline, NO_TF
     out: List[Result] = []
     for clip_name, clip, truth_path in clips:
         base = defaults()
@@ -476,12 +483,12 @@ def bench_pipeline(a, bundle_path: Path) -> List[Result]:
                 seeds.append(seed_pipeline(a, bundle_path, clip))
 
         def median_run(rs: List[Dict[str, Any]]) -> Dict[str, Any]:
-            return sorted(rs, key=lambda r: r["fps"])[len(rs) // 2]
+            return sorted(rs, key=lambda run: run["fps"])[len(rs) // 2]
 
         ref = median_run(runs[PIPELINES[0][0]])
         seed = median_run(seeds) if seeds else None
         truth = json.loads(truth_path.read_text()) if truth_path and truth_path.exists() else None
-        for name, motion, be, prec in PIPELINES:
+        for name, _motion, be, prec in PIPELINES:
             full = "pipeline %s: %s" % (clip_name, name)
             if name in skipped:
                 out.append(Result(name=full, kind="pipeline", backend=be, precision=prec, skipped=skipped[name]))
@@ -577,8 +584,8 @@ def write_png(results: Sequence[Result], path: Path, title: str) -> Optional[Pat
     rows = [r for r in results if not r.skipped and r.p50_ms is not None and r.batch == 1]
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.5))
     names = [r.name for r in rows]
-    p50 = [r.p50_ms for r in rows]
-    p95 = [r.p95_ms for r in rows]
+    p50 = [float(r.p50_ms or 0.0) for r in rows]
+    p95 = [float(r.p95_ms or 0.0) for r in rows]
     y = np.arange(len(rows))
     ax.barh(y, p95, color="#c8d6e5", label="p95")
     ax.barh(y, p50, color="#2e86de", label="p50")
@@ -590,7 +597,7 @@ def write_png(results: Sequence[Result], path: Path, title: str) -> Optional[Pat
     ax.set_title(title, fontsize=9)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     for yi, v in zip(y, p50):
-        ax.text(v, yi, " %.2f" % v, va="center", fontsize=7)
+        ax.text(v, float(yi), " %.2f" % v, va="center", fontsize=7)
     fig.tight_layout()
     fig.savefig(str(path), dpi=110)
     plt.close(fig)
@@ -661,14 +668,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[List[str]] = None, rows: WorkstationRows = WorkstationRows()) -> int:
     a = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         if a.from_json:
             doc = json.loads(Path(a.from_json).read_text())
         else:
-            doc = run_all(a)
+            doc = run_all(a, rows)
         if a.json:
             Path(a.json).parent.mkdir(parents=True, exist_ok=True)
             Path(a.json).write_text(json.dumps(doc, indent=1))
@@ -700,7 +707,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 1
 
 
-def run_all(a) -> Dict[str, Any]:
+def run_all(a, rows: WorkstationRows = WorkstationRows()) -> Dict[str, Any]:
     from .bundle import load_bundle
     from .pipeline import default_bundle_path
 
@@ -723,7 +730,7 @@ def run_all(a) -> Dict[str, Any]:
     if "classifier" in only and not a.no_keras:
         for b in bundles:
             prog.step("keras %s" % b.model_id)
-            for r in keras_results(a, b, a.batch):
+            for r in keras_results(a, b, a.batch, rows):
                 r.extra["model_id"] = b.model_id
                 results.append(r)
     if "detector" in only:
@@ -738,6 +745,8 @@ def run_all(a) -> Dict[str, Any]:
             for _ in range(60):
                 ok, frame = cap.read()
             cap.release()
+        if frame is None:
+            raise MaskwatchError("no frame to time the detector on (pass --frame IMAGE)")
         results += bench_detector(a, frame)
     pairs: List[Dict[str, Any]] = []
     if "int8" in only and a.pair_rounds > 0:
@@ -746,7 +755,7 @@ def run_all(a) -> Dict[str, Any]:
             pairs += int8_vs_fp32(b, a.threads, a.batch, a.pair_rounds, a.pair_block)
     if "pipeline" in only:
         prog.step("pipeline")
-        results += bench_pipeline(a, bundle_paths[0])
+        results += bench_pipeline(a, bundle_paths[0], rows)
     prog.close()
     return {"tool": "edge-bench", "version": __version__, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "command": "edge-bench " + " ".join(sys.argv[1:]), "machine": machine(),

@@ -31,7 +31,7 @@ def make(folder: Path, out: Path, *, photos: int = 20, seconds_per_photo: float 
     from .datasets_io import read_image
 
     w, h = size
-    vw = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    vw = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h))
     if not vw.isOpened():
         raise OSError("cannot write %s" % out)
     n = max(2, int(round(seconds_per_photo * fps)))

@@ -5,6 +5,7 @@ margin, tensor quantization) comes from the bundle's manifest.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -24,7 +25,7 @@ CPU_FALLBACK = ("tflite_int8", "tflite_fp32", "onnx")
 
 class MaskClassifier:
     def __init__(self, bundle: Bundle, variant: Optional[str] = None, options: Optional[Dict[str, Any]] = None,
-                 backend: Optional[str] = None, model_path=None, fallback: bool = True) -> None:
+                 backend: Optional[str] = None, model_path=None, fallback: bool = True, batch: int = 8) -> None:
         """Load one variant on its runtime; if that runtime or its hardware is missing and `fallback`
         is set, load the CPU int8 model instead and record why in `self.degraded`."""
         self.bundle = bundle
@@ -33,6 +34,7 @@ class MaskClassifier:
         self.size = bundle.input_size
         self.margin = bundle.crop_margin
         self.degraded: Optional[str] = None
+        self.batch = max(1, int(batch))  # classifier.batch: the largest batch of crops per inference call
         want = bundle.variant(variant)
         try:
             self.backend = self._load(want, backend or want.runtime, options, model_path)
@@ -64,10 +66,11 @@ class MaskClassifier:
             out[i] = resize_rgb(c, self.size)
         return out
 
-    def infer(self, batch: np.ndarray, max_batch: int = 8) -> np.ndarray:
+    def infer(self, batch: np.ndarray) -> np.ndarray:
         if len(batch) == 0:
-            return np.zeros((0, len(self.labels)), np.float32)
-        parts = [self.backend.infer(batch[i:i + max_batch]) for i in range(0, len(batch), max_batch)]
+            return np.zeros((0, len(self.output_labels)), np.float32)
+        n = self.batch
+        parts = [self.backend.infer(batch[i:i + n]) for i in range(0, len(batch), n)]
         return np.concatenate(parts)
 
     def probs(self, crops: np.ndarray) -> np.ndarray:
@@ -92,13 +95,13 @@ class MaskClassifier:
 
     # -- convenience ---------------------------------------------------------------------------------
     def classify(self, image_bgr: np.ndarray, faces: List[Face]) -> List[Face]:
-        """Each face with its verdict; a detection the rejector calls no_face gets label NO_FACE."""
+        """Each face with its verdict (new records); a detection the rejector calls no_face gets NO_FACE."""
+        if not faces:
+            return []
         crops = self.preprocess(image_bgr, [f.box for f in faces])
         results = self.postprocess(self.probs(crops))
-        for f, v, c in zip(faces, results, crops):
-            f.label, f.score, f.probs, f.no_face = v.label, v.score, v.probs, v.no_face
-            f.sharpness = sharpness(c)
-        return faces
+        return [dataclasses.replace(f, label=v.label, score=v.score, probs=v.probs, no_face=v.no_face,
+                                    sharpness=sharpness(c)) for f, v, c in zip(faces, results, crops)]
 
 
 SHARP_REF = 100.0  # variance of the Laplacian of a crop at which a view counts as fully sharp (in-focus

@@ -20,7 +20,11 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from . import __version__
-from .errors import EX_USAGE, MaskwatchError, SourceError
+from .config import DETECTOR_BACKENDS, DETECTOR_MODES, DetectorConfig, build
+from .datasets_io import MAX_PIXELS
+from .errors import EX_TEMPFAIL, EX_UNAVAILABLE, EX_USAGE, MaskwatchError, SourceError
+
+_D = DetectorConfig()
 
 log = logging.getLogger("edge-maskd")
 
@@ -37,7 +41,7 @@ def cmd_run(a) -> int:
     from .capture import FrameSource
     from .config import load_config, mqtt_password
     from .pipeline import Pipeline, device_name, state_dir
-    from .publish import MqttPublisher, StdoutPublisher
+    from .publish import MqttPublisher, Publisher, StdoutPublisher
     from .spool import Spool
 
     overrides: Dict[str, Any] = {}
@@ -46,31 +50,34 @@ def cmd_run(a) -> int:
     if a.max_frames is not None:
         overrides.setdefault("source", {})["max_frames"] = a.max_frames
     cfg = load_config(a.config, overrides)
-    _setup_logging(a.log_level or cfg["log_level"])
-    s = cfg["source"]
-    source = FrameSource(s["url"], s["type"], width=s["width"], height=s["height"], fps=s["fps"], loop=s["loop"],
-                         realtime=s["realtime"], drop_late=s["drop_late"], reconnect_initial_s=s["reconnect_initial_s"],
-                         reconnect_max_s=s["reconnect_max_s"], max_frames=s["max_frames"])
+    _setup_logging(a.log_level or cfg.log_level)
+    s = cfg.source
+    assert s.url is not None  # required: load_config refuses a config without it
+    source = FrameSource(s.url, s.type, width=s.width, height=s.height, fps=s.fps, loop=s.loop,
+                         realtime=s.realtime, drop_late=s.drop_late, reconnect_initial_s=s.reconnect_initial_s,
+                         reconnect_max_s=s.reconnect_max_s, max_frames=s.max_frames)
     source.open()  # a missing or unreadable file fails here, before anything is announced
-    m = cfg["mqtt"]
-    expected_user = "%s.%s" % (cfg["site"], device_name(cfg))
-    if m["host"] and m["username"] and m["username"] != expected_user:
+    m = cfg.mqtt
+    expected_user = "%s.%s" % (cfg.site, device_name(cfg))
+    if m.host and m.username and m.username != expected_user:
         log.warning("mqtt.username is %r but the shipped broker ACL lets only %r publish under %s/%s/%s/; "
-                    "events may be refused", m["username"], expected_user, m["topic_prefix"], cfg["site"],
+                    "events may be refused", m.username, expected_user, m.topic_prefix, cfg.site,
                     device_name(cfg))
-    if m["host"]:
-        spool_path = Path(cfg["spool"]["path"]) if cfg["spool"]["path"] else state_dir(cfg) / "spool.db"
-        publisher = MqttPublisher(host=m["host"], port=m["port"], site=cfg["site"], device=device_name(cfg),
-                                  spool=Spool(spool_path, cfg["spool"]["max_events"], cfg["spool"]["policy"]),
-                                  prefix=m["topic_prefix"], client_id=m["client_id"], username=m["username"],
-                                  password=mqtt_password(cfg), tls=m["tls"], keepalive=m["keepalive"],
-                                  qos=m["qos"], protocol=m["protocol"], inflight=m["inflight"])
+    publisher: Publisher
+    if m.host:
+        spool_path = Path(cfg.spool.path) if cfg.spool.path else state_dir(cfg) / "spool.db"
+        publisher = MqttPublisher(host=m.host, port=m.port, site=cfg.site, device=device_name(cfg),
+                                  spool=Spool(spool_path, cfg.spool.max_events, cfg.spool.policy,
+                                              max_bytes=cfg.spool.max_bytes),
+                                  prefix=m.topic_prefix, client_id=m.client_id, username=m.username,
+                                  password=mqtt_password(cfg), tls=m.tls, keepalive=m.keepalive,
+                                  qos=m.qos, protocol=m.protocol, inflight=m.inflight)
     else:
         publisher = StdoutPublisher()
         log.info("no mqtt.host configured: events go to stdout")
     pipe = Pipeline(cfg, publisher)
     log.info("maskwatch %s: %s/%s, source %s (%s), detector %s, classifier %s", __version__, pipe.site, pipe.device,
-             source.name, source.kind, cfg["detector"]["mode"], pipe.backend_name)
+             source.name, source.kind, cfg.detector.mode, pipe.backend_name)
 
     def stop(signum, frame):
         log.info("signal %d: stopping", signum)
@@ -84,17 +91,23 @@ def cmd_run(a) -> int:
         source.close()
         publisher.close(pipe.status_payload("stopped", camera=None))
     log.info("stopped after %d frames, %d events", pipe.frames, pipe.events)
+    left = publisher.spool_depth()
+    if left:
+        where = spool_path if m.host else "the spool"
+        log.warning("%d message(s) not yet delivered stay in %s; they are sent at the next start", left, where)
+        if source.kind == "file":  # a batch run over a file did not finish its job: say so in the status
+            return EX_TEMPFAIL
     return 0
 
 
 # -- scan / classify ---------------------------------------------------------------------------------------
-def _iter_frames(path: Path, every: int) -> Iterator[Tuple[int, Any]]:
+def _iter_frames(path: Path, every: int, max_pixels: Optional[int] = None) -> Iterator[Tuple[int, Any]]:
     import cv2
 
     from .datasets_io import read_image
 
     if path.suffix.lower() in IMAGE_EXTS:
-        img = read_image(path)
+        img = read_image(path, max_pixels)
         if img is None:
             raise SourceError("%s is not a readable image" % path)
         yield 0, img
@@ -118,12 +131,10 @@ def _iter_frames(path: Path, every: int) -> Iterator[Tuple[int, Any]]:
 def _detector_from_args(a):
     from .config import load_config
     from .detector import DetectorOptions, load_detector
-    from .pipeline import detector_options
-
     if a.config:
-        d = load_config(a.config, {"source": {"url": "unused"}})["detector"]
-        opts = detector_options(d)
-        model_dir = d["model_dir"]
+        d = load_config(a.config, {"source": {"url": "unused"}}).detector
+        opts = DetectorOptions.from_config(d)
+        model_dir = d.model_dir
     else:
         sizes = tuple(a.tile_size)
         opts = DetectorOptions(confidence=a.confidence, mode=a.mode, upscale=a.upscale, tile_size=sizes[0],
@@ -150,7 +161,7 @@ def cmd_scan(a) -> int:
     for p in a.paths:
         path = Path(p)
         try:
-            for idx, img in _iter_frames(path, a.every):
+            for idx, img in _iter_frames(path, a.every, a.max_pixels):
                 faces = clf.classify(img, det.detect(img))
                 if a.draw:
                     _draw(img, faces, Path(a.draw) / ("%s-%06d.png" % (path.stem, idx)))
@@ -192,7 +203,12 @@ def cmd_classify(a) -> int:
     clf = _classifier_from_args(a)
     failures = 0
     for p in a.paths:
-        img = read_image(Path(p))
+        try:
+            img = read_image(Path(p), a.max_pixels)
+        except SourceError as exc:
+            print("edge-maskd classify: error: %s" % exc, file=sys.stderr)
+            failures += 1
+            continue
         if img is None:
             print("edge-maskd classify: %s is not a readable image" % p, file=sys.stderr)
             failures += 1
@@ -215,7 +231,7 @@ def cmd_assets(a) -> int:
     if a.action == "verify":
         for n in names:
             if not (cache / n).exists():
-                raise MaskwatchError("%s is missing; run `edge-maskd assets fetch`" % (cache / n), 69)
+                raise MaskwatchError("%s is missing; run `edge-maskd assets fetch`" % (cache / n), EX_UNAVAILABLE)
             assets.verify_file(assets.ALL_ASSETS[n], cache / n)
             print("%s: ok" % (cache / n))
         return 0
@@ -230,8 +246,7 @@ def cmd_check_config(a) -> int:
     from .config import load_config
 
     cfg = load_config(a.config)
-    print("%s: ok (site %s, source %s, mqtt %s)" % (a.config, cfg["site"], cfg["source"]["url"],
-                                                    cfg["mqtt"]["host"] or "stdout"))
+    print("%s: ok (site %s, source %s, mqtt %s)" % (a.config, cfg.site, cfg.source.url, cfg.mqtt.host or "stdout"))
     return 0
 
 
@@ -257,12 +272,12 @@ def cmd_build_engine(a) -> int:
     cfg = load_config(a.config, {"source": {"url": "unused"}}) if a.config else None
     if a.detector:
         return _build_detector_engine(a, cfg)
-    bpath = Path(a.bundle) if a.bundle else (Path(cfg["classifier"]["bundle"]) if cfg and cfg["classifier"]["bundle"]
+    bpath = Path(a.bundle) if a.bundle else (Path(cfg.classifier.bundle) if cfg and cfg.classifier.bundle
                                              else default_bundle_path())
     bundle = load_bundle(bpath)
     onnx = bundle.variant("onnx")
     onnx_file = bundle.checked_file(onnx)
-    out = Path(a.out) if a.out else engine_path(cfg or {"state_dir": None}, bundle.model_id, a.precision)
+    out = Path(a.out) if a.out else engine_path(cfg or build({"source": {"url": "unused"}}), bundle.model_id, a.precision)
     calib = None
     if a.precision == "int8":
         if not a.calib_dir:
@@ -278,7 +293,7 @@ def cmd_build_engine(a) -> int:
         build_engine(onnx_file, out, a.precision, max_batch=a.max_batch, calib_images=calib,
                      calib_cache=out.with_suffix(".calib") if calib is not None else None)
     except BackendUnavailable as exc:
-        raise MaskwatchError("cannot build a TensorRT engine on this machine: %s" % exc, 69)
+        raise MaskwatchError("cannot build a TensorRT engine on this machine: %s" % exc, EX_UNAVAILABLE)
     print(out)
     return 0
 
@@ -291,22 +306,22 @@ def _build_detector_engine(a, cfg) -> int:
     from .detector_bundle import checked_variant, export_onnx, find_dir, read
     from .pipeline import detector_engine_path
 
-    d = cfg["detector"] if cfg else {"model_dir": None, "converted_dir": None, "input_size": 300, "engine": None}
-    proto, weights = detector_paths(Path(d["model_dir"]) if d["model_dir"] else None)
-    conv = find_dir(weights, Path(d["converted_dir"]) if d.get("converted_dir") else None)
+    cfg = cfg or build({"source": {"url": "unused"}})
+    d = cfg.detector
+    proto, weights = detector_paths(Path(d.model_dir) if d.model_dir else None)
+    conv = find_dir(weights, Path(d.converted_dir) if d.converted_dir else None)
     if "onnx_fp32" not in (read(conv).get("variants") or {}):
         export_onnx(conv, proto, weights)
     onnx_file, _ = checked_variant(conv, "onnx_fp32", weights)
-    size = int(a.input_size or d["input_size"])
-    out = Path(a.out) if a.out else (Path(d["engine"]) if d.get("engine") else
-                                     detector_engine_path(cfg or {"state_dir": None}, size, a.precision))
+    size = int(a.input_size or d.input_size)
+    out = Path(a.out) if a.out else (Path(d.engine) if d.engine else detector_engine_path(cfg, size, a.precision))
     if a.precision == "int8":
         raise MaskwatchError("the detector engine is built fp16 or fp32 (int8 calibration of res10 is the TFLite "
                              "path: edge-export detector --int8)", EX_USAGE)
     try:
         build_engine(onnx_file, out, a.precision, input_shape=(1, 3, size, size))
     except BackendUnavailable as exc:
-        raise MaskwatchError("cannot build a TensorRT engine on this machine: %s" % exc, 69)
+        raise MaskwatchError("cannot build a TensorRT engine on this machine: %s" % exc, EX_UNAVAILABLE)
     print(out)
     return 0
 
@@ -339,25 +354,30 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--bundle", default=None, help="model bundle directory (default: the shipped one)")
         s.add_argument("--variant", default=None, help="manifest variant (default: tflite_int8)")
         s.add_argument("--threads", type=int, default=2)
+        s.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                       help="refuse photos whose header declares more pixels (default %d: a decompression "
+                            "bomb is never decoded)" % MAX_PIXELS)
 
     s = sub.add_parser("scan", help="detect + classify faces in images/videos; JSON lines on stdout")
     s.add_argument("paths", nargs="+")
     model_args(s)
     s.add_argument("--config", default=None, help="take detector settings from a kiosk config")
-    s.add_argument("--mode", choices=("single", "native", "tiles"), default="tiles",
+    s.add_argument("--mode", choices=DETECTOR_MODES, default="tiles",
                    help="detector passes (default tiles: finds the small faces of crowd photos)")
-    s.add_argument("--confidence", type=float, default=0.5)
-    s.add_argument("--upscale", type=float, default=1.0)
+    s.add_argument("--confidence", type=float, default=_D.confidence)
+    s.add_argument("--upscale", type=float, default=_D.upscale)
     s.add_argument("--tile-size", type=int, nargs="+", default=[200, 100],
                    help="tile size(s) in pixels (default 200 100: the setting that scored best on the "
                         "validation crowd photos, ~1 s per photo on 2 cores; 300 is ~7x faster)")
-    s.add_argument("--tile-max-face", type=float, default=0.25,
+    s.add_argument("--tile-max-face", type=float, default=_D.tile_max_face,
                    help="in magnified tiles keep faces up to this fraction of the tile side")
-    s.add_argument("--min-face-px", type=int, default=0)
-    s.add_argument("--backend", default="opencv",
-                   choices=("opencv", "cpu", "opencv-cuda", "onnxruntime", "litert", "edgetpu", "tensorrt"),
+    s.add_argument("--min-face-px", type=int, default=0,
+                   help="drop smaller faces (default 0: photos are scanned for every face, the kiosk config "
+                        "keeps %d)" % _D.min_face_px)
+    s.add_argument("--backend", default=_D.backend, choices=DETECTOR_BACKENDS,
                    help="face-detector runtime (converted files from detector-export / edge-export detector)")
-    s.add_argument("--precision", default="fp32", choices=("fp32", "int8"), help="litert detector: fp32 or int8")
+    s.add_argument("--precision", default=_D.precision, choices=("fp32", "int8"),
+                   help="litert detector: fp32 or int8")
     s.add_argument("--converted-dir", default=None, help="converted res10 files (default <asset dir>/res10-converted)")
     s.add_argument("--every", type=int, default=1, help="videos: every Nth frame")
     s.add_argument("--draw", default=None, metavar="DIR",

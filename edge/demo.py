@@ -101,7 +101,7 @@ def make_clip(face_png: Path, out: Path, *, fps: float = 15.0, seconds: float = 
         raise SourceError("demo face image %s cannot be read" % face_png)
     heads = {m: draw_mask(face[HEAD[1]:HEAD[3], HEAD[0]:HEAD[2]], m) for m in ("none", "mask", "below_nose")}
     out.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
     if not writer.isOpened():
         raise SourceError("cannot write %s (OpenCV has no mp4v writer here)" % out)
     for i in range(int(seconds * fps)):

@@ -10,44 +10,54 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .config import DETECTOR_MODES, DetectorConfig
 from .errors import AssetError, BundleError
 from .types import Box, Face, clamp_box
 
 log = logging.getLogger(__name__)
 
 MEAN_BGR = (104.0, 177.0, 123.0)
-MODES = ("single", "native", "tiles")
+MODES = DETECTOR_MODES
+
+
+_D = DetectorConfig()  # the config's defaults are the detector's: one source
 
 
 @dataclass
 class DetectorOptions:
-    confidence: float = 0.5
-    mode: str = "single"  # single | native | tiles
-    input_size: int = 300  # single pass: the frame is resized to this square
-    upscale: float = 1.0  # native: frame scaled by this before the pass (sides rounded to 32)
-    max_side: int = 1920  # native: cap on the longest side, to bound memory and time
-    tile_size: int = 300  # tiles: square tiles of this many frame pixels, each run at 300x300
+    """What the detector needs; defaults are detector.* of the kiosk config (edge/config.py)."""
+
+    confidence: float = _D.confidence
+    mode: str = _D.mode  # single | native | tiles
+    input_size: int = _D.input_size  # single pass: the frame is resized to this square
+    upscale: float = _D.upscale  # native: frame scaled by this before the pass (sides rounded to 32)
+    max_side: int = 1920  # native and tiles: cap on the longest side the passes see, to bound memory and time
+    tile_size: int = _D.tile_size  # tiles: square tiles of this many frame pixels, each run at 300x300
     tile_sizes: Sequence[int] = ()  # tiles: several tile sizes (a pyramid, e.g. 200 and 100); overrides tile_size
-    tile_overlap: float = 0.25
-    # In a tile smaller than the net input (i.e. magnified), keep only faces up to this fraction of the tile
-    # side. Measured on held-out crowd photos: the "faces" res10 finds filling a magnified tile are mostly
-    # texture (bags, logos, wood grain, a dog), while real faces of that size are seen by the coarser passes.
-    tile_max_face: float = 0.25
+    tile_overlap: float = _D.tile_overlap
+    tile_max_face: float = _D.tile_max_face  # in a magnified tile, keep faces up to this fraction of its side
     nms_iou: float = 0.4
-    min_face_px: int = 0  # drop faces smaller than this (shorter side, frame pixels)
-    backend: str = "opencv"  # a plugin in edge/detectors/: opencv (alias cpu) | opencv-cuda (alias cuda) |
-    # onnxruntime | litert | edgetpu | tensorrt
-    precision: str = "fp32"  # litert: fp32 | int8 (the converted file of that precision and input size)
-    converted_dir: Optional[str] = None  # where the converted res10 files and their manifest are
+    min_face_px: int = _D.min_face_px  # drop faces smaller than this (shorter side, frame pixels)
+    backend: str = _D.backend  # a plugin in edge/detectors/ (see DETECTOR_BACKENDS)
+    precision: str = _D.precision  # litert: fp32 | int8 (the converted file of that precision and input size)
+    converted_dir: Optional[str] = _D.converted_dir  # where the converted res10 files and their manifest are
     threads: int = 2
     onnx_providers: Sequence[str] = ()
-    engine: Optional[str] = None  # tensorrt: the engine file
+    engine: Optional[str] = _D.engine  # tensorrt: the engine file
     edgetpu_device: Optional[str] = None
-    fallback: bool = True  # a missing runtime/accelerator falls back to opencv on the CPU (reported)
+    fallback: bool = _D.fallback_to_cpu  # a missing runtime/accelerator falls back to opencv on the CPU (reported)
+
+    @classmethod
+    def from_config(cls, d: DetectorConfig, **kw: Any) -> "DetectorOptions":
+        return cls(confidence=d.confidence, mode=d.mode, input_size=d.input_size, upscale=d.upscale,
+                   tile_size=d.tile_size, tile_sizes=tuple(d.tile_sizes or ()), tile_overlap=d.tile_overlap,
+                   tile_max_face=d.tile_max_face, min_face_px=d.min_face_px, backend=d.backend,
+                   precision=d.precision, converted_dir=d.converted_dir, engine=d.engine,
+                   fallback=d.fallback_to_cpu, **kw)
 
 
 class FaceDetector:
@@ -150,11 +160,16 @@ class FaceDetector:
         """All faces in `image` (optionally only inside `roi`), highest score first."""
         if roi is not None:
             rx1, ry1, rx2, ry2 = roi
-            faces = self.detect(image[ry1:ry2, rx1:rx2])
-            for f in faces:
-                b = f.box
-                f.box = (b[0] + rx1, b[1] + ry1, b[2] + rx1, b[3] + ry1)
-            return faces
+            return [Face(box=(f.box[0] + rx1, f.box[1] + ry1, f.box[2] + rx1, f.box[3] + ry1), det_score=f.det_score)
+                    for f in self.detect(image[ry1:ry2, rx1:rx2])]
+        h, w = image.shape[:2]
+        if self.opt.mode == "tiles" and max(h, w) > self.opt.max_side:
+            # bound the tiled work: the number of tiles grows with the area (a 20000 px photo would be ~40,000
+            # passes); frames above max_side are tiled at max_side and the boxes mapped back
+            s = self.opt.max_side / float(max(h, w))
+            small = self.cv2.resize(image, (max(1, int(w * s)), max(1, int(h * s))), interpolation=self.cv2.INTER_AREA)
+            return [Face(box=clamp_box(tuple(int(round(v / s)) for v in f.box), w, h),  # type: ignore[arg-type]
+                         det_score=f.det_score) for f in self.detect(small)]
         found: List[Tuple[Box, float]] = []
         for win in self.windows(image.shape):
             found.extend(self.postprocess(self.infer(self.preprocess(image, win)), win, image.shape))

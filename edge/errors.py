@@ -11,7 +11,7 @@ EX_USAGE = 64
 EX_DATAERR = 65
 EX_NOINPUT = 66
 EX_UNAVAILABLE = 69
-EX_SOFTWARE = 70
+EX_TEMPFAIL = 75  # a file-source run ended with messages still in the spool (broker unreachable)
 EX_CONFIG = 78  # systemd unit sets RestartPreventExitStatus=78: a bad config must not restart-loop
 
 

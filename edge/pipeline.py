@@ -5,6 +5,7 @@ and keeps the clock: counts windows, stats, status changes, watchdog pings.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -12,7 +13,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Deque, Dict, List, Optional
+from typing import Any, Deque, Dict, List, Optional, Union
 
 import numpy as np
 
@@ -20,17 +21,18 @@ from . import __version__, messages
 from .bundle import NO_FACE, load_bundle
 from .capture import FrameSource
 from .classifier import MaskClassifier
+from .config import Config, as_config
 from .detector import DetectorOptions, FaceDetector, load_detector
-from .errors import ConfigError
 from .publish import Publisher
-from .sdnotify import Notifier
 from .schedule import DetectionSchedule, MotionGate
+from .sdnotify import Notifier
 from .tracker import Tracker, TrackerOptions
-from .types import Counts, Decision, Face
+from .types import Counts, Decision
 
 log = logging.getLogger(__name__)
 
 REPO_MODELS = Path(__file__).resolve().parent.parent / "models"
+RECENT_DECISIONS = 1000
 
 
 def default_bundle_path() -> Path:
@@ -44,68 +46,50 @@ def default_bundle_path() -> Path:
     return REPO_MODELS / "default"
 
 
-def state_dir(cfg: Dict[str, Any]) -> Path:
-    if cfg.get("state_dir"):
-        return Path(cfg["state_dir"])
+def state_dir(cfg: Config) -> Path:
+    if cfg.state_dir:
+        return Path(cfg.state_dir)
     env = os.environ.get("STATE_DIRECTORY")
     if env:
         return Path(env.split(":")[0])
     return Path.home() / ".local" / "state" / "maskwatch"
 
 
-def device_name(cfg: Dict[str, Any]) -> str:
-    return cfg.get("device") or socket.gethostname().split(".")[0]
+def device_name(cfg: Config) -> str:
+    return cfg.device or socket.gethostname().split(".")[0]
 
 
-def detector_options(d: Dict[str, Any]) -> DetectorOptions:
-    return DetectorOptions(confidence=float(d["confidence"]), mode=d["mode"], input_size=int(d["input_size"]),
-                           upscale=float(d["upscale"]), tile_size=int(d["tile_size"]),
-                           tile_overlap=float(d["tile_overlap"]), min_face_px=int(d["min_face_px"]),
-                           tile_sizes=tuple(int(t) for t in d.get("tile_sizes") or ()),
-                           tile_max_face=float(d.get("tile_max_face", 0.25)),
-                           backend=d["backend"], precision=d["precision"], converted_dir=d["converted_dir"],
-                           engine=d["engine"], fallback=d["fallback_to_cpu"])
-
-
-def tracker_options(cfg: Dict[str, Any], classifier: MaskClassifier) -> TrackerOptions:
+def tracker_options(cfg: Config, classifier: MaskClassifier) -> TrackerOptions:
     """The tracker's options from the config, with the alert threshold from the bundle's operating point."""
-    t = cfg["tracker"]
-    min_vote = t["min_vote_px"] if t["min_vote_px"] is not None else cfg["detector"]["min_face_px"]
-    return TrackerOptions(
-        iou=t["iou"], max_missed=t["max_missed"], votes=t["votes"], min_agreement=t["min_agreement"],
-        min_confidence=t["min_confidence"], decide_on_exit=t["decide_on_exit"],
-        min_votes_on_exit=t["min_votes_on_exit"], max_votes=t["max_votes"], margin=t["margin"],
-        border_px=t["border_px"], min_vote_px=int(min_vote), full_quality_px=t["full_quality_px"],
-        alert_threshold=classifier.bundle.operating_point.alert_threshold,
-        incorrect_weight=classifier.bundle.operating_point.incorrect_weight)
+    op = classifier.bundle.operating_point
+    return TrackerOptions.from_config(cfg.tracker, cfg.detector.min_face_px, alert_threshold=op.alert_threshold,
+                                      incorrect_weight=op.incorrect_weight)
 
 
-def build_classifier(cfg: Dict[str, Any]) -> MaskClassifier:
-    c = cfg["classifier"]
-    bundle = load_bundle(Path(c["bundle"]) if c["bundle"] else default_bundle_path())
-    if c["no_face_threshold"] is not None and bundle.operating_point.no_face_threshold is not None:
-        import dataclasses
-
-        bundle.operating_point = dataclasses.replace(bundle.operating_point, no_face_threshold=c["no_face_threshold"])
-    variant = bundle.variant(c["variant"])
-    options: Dict[str, Any] = {"threads": c["threads"]}
-    if c["onnx_providers"]:
-        options["providers"] = c["onnx_providers"]
-    if c["edgetpu_device"]:
-        options["device"] = c["edgetpu_device"]
+def build_classifier(cfg: Config) -> MaskClassifier:
+    c = cfg.classifier
+    bundle = load_bundle(Path(c.bundle) if c.bundle else default_bundle_path())
+    if c.no_face_threshold is not None and bundle.operating_point.no_face_threshold is not None:
+        bundle.operating_point = dataclasses.replace(bundle.operating_point, no_face_threshold=c.no_face_threshold)
+    variant = bundle.variant(c.variant)
+    options: Dict[str, Any] = {"threads": c.threads}
+    if c.onnx_providers:
+        options["providers"] = list(c.onnx_providers)
+    if c.edgetpu_device:
+        options["device"] = c.edgetpu_device
     model_path = None
-    if (c["backend"] or variant.runtime) == "tensorrt":
-        model_path = Path(c["engine"]) if c["engine"] else engine_path(cfg, bundle.model_id, c["engine_precision"])
-    return MaskClassifier(bundle, variant.key, options, backend=c["backend"], model_path=model_path,
-                          fallback=c["fallback_to_cpu"])
+    if (c.backend or variant.runtime) == "tensorrt":
+        model_path = Path(c.engine) if c.engine else engine_path(cfg, bundle.model_id, c.engine_precision)
+    return MaskClassifier(bundle, variant.key, options, backend=c.backend, model_path=model_path,
+                          fallback=c.fallback_to_cpu, batch=c.batch)
 
 
-def detector_engine_path(cfg: Dict[str, Any], size: int, precision: str) -> Path:
+def detector_engine_path(cfg: Config, size: int, precision: str) -> Path:
     """Where `build-engine --detector` puts the res10 engine and the tensorrt detector looks for it."""
     return state_dir(cfg) / "engines" / ("res10-%dx%d-%s.engine" % (size, size, precision))
 
 
-def engine_path(cfg: Dict[str, Any], model_id: str, precision: str) -> Path:
+def engine_path(cfg: Config, model_id: str, precision: str) -> Path:
     return state_dir(cfg) / "engines" / ("%s-%s.engine" % (model_id, precision))
 
 
@@ -125,43 +109,46 @@ def rss_mb() -> float:
 
 
 class Pipeline:
-    def __init__(self, cfg: Dict[str, Any], publisher: Publisher, *, notifier: Optional[Notifier] = None,
-                 detector: Optional[FaceDetector] = None, classifier: Optional[MaskClassifier] = None) -> None:
-        self.cfg = cfg
-        self.site, self.device = cfg["site"], device_name(cfg)
+    def __init__(self, cfg: Union[Config, Dict[str, Any]], publisher: Publisher, *,
+                 notifier: Optional[Notifier] = None, detector: Optional[FaceDetector] = None,
+                 classifier: Optional[MaskClassifier] = None) -> None:
+        self.cfg = cfg = as_config(cfg)
+        self.site, self.device = cfg.site, device_name(cfg)
         self.publisher = publisher
         self.notifier = notifier or Notifier()
-        d = cfg["detector"]
-        opts = detector_options(d)
-        if d["backend"] == "tensorrt" and not d["engine"]:
-            opts.engine = str(detector_engine_path(cfg, d["input_size"], "fp16"))
-        self.detector = detector or load_detector(Path(d["model_dir"]) if d["model_dir"] else None, opts)
+        d = cfg.detector
+        opts = DetectorOptions.from_config(d)
+        if d.backend == "tensorrt" and not d.engine:
+            opts.engine = str(detector_engine_path(cfg, d.input_size, "fp16"))
+        self.detector = detector or load_detector(Path(d.model_dir) if d.model_dir else None, opts)
         self.classifier = classifier or build_classifier(cfg)
         self.tracker = Tracker(self.classifier.labels, tracker_options(cfg, self.classifier))
-        m = cfg["motion"]
-        motion = MotionGate(m["threshold"], m["min_area"], m["downscale_width"],
-                            m["max_idle_frames"]) if m["enabled"] else None
-        self.schedule = DetectionSchedule(cfg["detector"]["every_n_frames"], motion, m["decided_stride"])
+        m = cfg.motion
+        motion = MotionGate(m.threshold, m.min_area, m.downscale_width, m.max_idle_frames) if m.enabled else None
+        self.schedule = DetectionSchedule(d.every_n_frames, motion, m.decided_stride)
         self.model_id = self.classifier.bundle.model_id
         self.backend_name = self.classifier.backend.describe()
         self.degraded: List[str] = [self.classifier.degraded] if self.classifier.degraded else []
-        if getattr(self.detector, "degraded", None):
-            self.degraded.append(self.detector.degraded)
+        det_degraded: Optional[str] = getattr(self.detector, "degraded", None)
+        if det_degraded:
+            self.degraded.append(det_degraded)
         self.stop_event = threading.Event()
         # counters
         self.frames = self.detector_runs = self.events = self.rejected = 0
         self.det_ms: Deque[float] = deque(maxlen=2000)
         self.cls_ms: Deque[float] = deque(maxlen=2000)
-        self.decisions: List[Decision] = []
+        # the newest decisions, without snapshot bytes (tests, benchmarks); bounded: a kiosk runs for months
+        self.decisions: Deque[Decision] = deque(maxlen=RECENT_DECISIONS)
 
     # -- status ----------------------------------------------------------------------------------------
     def status_payload(self, state: str, camera: Optional[str] = None) -> Dict[str, Any]:
         return messages.status(state, site=self.site, device=self.device, t=time.time(), version=__version__,
                                model_id=self.model_id, backend=self.backend_name,
-                               degraded=list(self.degraded) or None, camera=camera)
+                               degraded=list(self.degraded) or None, camera=camera,
+                               stats_interval_s=self.cfg.stats.interval_s)
 
     def _roi(self, shape) -> Optional[tuple]:
-        roi = self.cfg["detector"]["roi"]
+        roi = self.cfg.detector.roi
         if not roi:
             return None
         h, w = shape[:2]
@@ -173,42 +160,38 @@ class Pipeline:
         run = self.schedule.should_detect(frame.index, img, self.tracker.needs_detection())
         self.tracker.tick(still=self.schedule.still)
         if not run:
-            decisions = self.tracker.expire(frame.index, frame.time)  # people who left while nothing ran
-            for d in decisions:
-                self._snapshot(d, img)
-            return decisions
+            # people who left while nothing ran
+            return [self._snapshot(d, img) for d in self.tracker.expire(frame.index, frame.time)]
         self.detector_runs += 1
         t0 = time.perf_counter()
         faces = self.detector.detect(img, self._roi(img.shape))
         t1 = time.perf_counter()
         self.det_ms.append((t1 - t0) * 1000.0)
         if faces:
-            self.classifier.classify(img, faces)
+            faces = self.classifier.classify(img, faces)
             self.cls_ms.append((time.perf_counter() - t1) * 1000.0)
             kept = [f for f in faces if f.label != NO_FACE]  # the rejector: detections that are no face
             self.rejected += len(faces) - len(kept)
             faces = kept
         decisions = self.tracker.update(faces, frame.index, frame.time, (img.shape[1], img.shape[0]))
-        for d in decisions:
-            self._snapshot(d, img)
-        return decisions
+        return [self._snapshot(d, img) for d in decisions]
 
-    def _snapshot(self, d: Decision, img: np.ndarray) -> None:
-        p = self.cfg["privacy"]
-        if not p["snapshots"]:
-            return
+    def _snapshot(self, d: Decision, img: np.ndarray) -> Decision:
+        """The decision with its face snapshot, when privacy.snapshots is on (a new record)."""
+        p = self.cfg.privacy
+        if not p.snapshots:
+            return d
         import cv2
 
         x1, y1, x2, y2 = d.box
         crop = img[max(0, y1):y2, max(0, x1):x2]
         if crop.size == 0:
-            return
-        crop = cv2.resize(crop, (p["snapshot_px"], p["snapshot_px"]), interpolation=cv2.INTER_AREA)
-        if p["snapshot_blur"]:
-            crop = cv2.GaussianBlur(crop, (0, 0), p["snapshot_px"] / 12.0)
+            return d
+        crop = cv2.resize(crop, (p.snapshot_px, p.snapshot_px), interpolation=cv2.INTER_AREA)
+        if p.snapshot_blur:
+            crop = cv2.GaussianBlur(crop, (0, 0), p.snapshot_px / 12.0)
         ok, jpg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 70])
-        if ok:
-            d.snapshot = jpg.tobytes()
+        return dataclasses.replace(d, snapshot=jpg.tobytes()) if ok else d
 
     def emit(self, decisions: List[Decision], source_name: str) -> None:
         for d in decisions:
@@ -216,15 +199,15 @@ class Pipeline:
                                      source=source_name)
             self.publisher.publish("events", payload)
             self.events += 1
-            self.decisions.append(d)
+            self.decisions.append(dataclasses.replace(d, snapshot=None) if d.snapshot else d)
             log.info("event %s: track %d %s (%.2f, %d votes)", payload["event_id"][:8], d.track_id, d.label,
                      d.confidence, d.votes)
 
     # -- the loop ------------------------------------------------------------------------------------------
     def run(self, source: FrameSource) -> int:
-        counts_every = self.cfg["counts"]["interval_s"]
-        stats_every = self.cfg["stats"]["interval_s"]
-        stall_s = self.cfg["watchdog"]["stall_s"]
+        counts_every = self.cfg.counts.interval_s
+        stats_every = self.cfg.stats.interval_s
+        stall_s = self.cfg.watchdog.stall_s
         start = time.time()
         window_start = start
         window: Dict[str, int] = {l: 0 for l in self.classifier.labels}
@@ -287,9 +270,12 @@ class Pipeline:
     def _publish_stats(self, now: float, start: float, fps: float, source: FrameSource) -> None:
         camera = source.state if source.state in ("ok", "lost", "starting", "ended") else "ok"
         self.publisher.publish("stats", messages.stats(
-            site=self.site, device=self.device, t=now, uptime_s=round(now - start, 1), fps=round(fps, 2),
+            site=self.site, device=self.device, t=now, interval_s=self.cfg.stats.interval_s,
+            uptime_s=round(now - start, 1), fps=round(fps, 2),
             frames=self.frames, dropped_frames=int(source.dropped), detector_runs=self.detector_runs,
             motion_skipped=self.schedule.skipped, rejected_no_face=self.rejected, inference_ms=_pct(self.cls_ms), detect_ms=_pct(self.det_ms),
             spool_depth=self.publisher.spool_depth(), spool_dropped=self.publisher.spool_dropped(),
+            spool_dropped_events=self.publisher.spool_dropped_by()["events"],
+            spool_dropped_counts=self.publisher.spool_dropped_by()["counts"],
             active_tracks=self.tracker.active, events=self.events, backend=self.backend_name, camera=camera,
             rss_mb=rss_mb()))

@@ -14,9 +14,10 @@ import ssl
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, TextIO
+from typing import Any, Callable, Dict, Optional, TextIO
 
 from . import messages
+from .config import TlsConfig
 from .spool import Spool, SpoolFull
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,9 @@ class Publisher:
     def spool_dropped(self) -> int:
         return 0
 
+    def spool_dropped_by(self) -> Dict[str, int]:
+        return {"events": 0, "counts": 0}
+
     def close(self, final_status: Optional[Dict[str, Any]] = None, timeout: float = 5.0) -> None:
         pass
 
@@ -60,7 +64,7 @@ class StdoutPublisher(Publisher):
 class MqttPublisher(Publisher):
     def __init__(self, *, host: str, port: int, site: str, device: str, spool: Spool, prefix: str = "maskwatch",
                  client_id: Optional[str] = None, username: Optional[str] = None, password: Optional[str] = None,
-                 tls: Optional[Dict[str, Any]] = None, keepalive: int = 30, qos: int = 1, protocol: str = "3.1.1",
+                 tls: Optional[TlsConfig] = None, keepalive: int = 30, qos: int = 1, protocol: str = "3.1.1",
                  inflight: int = 20, reconnect_max_s: float = 30.0, on_event: Optional[Callable[[str], None]] = None):
         import paho.mqtt.client as mqtt
 
@@ -69,19 +73,20 @@ class MqttPublisher(Publisher):
         self.spool, self.qos, self.inflight_max = spool, qos, inflight
         self.keepalive = keepalive
         self.rejected = 0
+        self.undelivered: Optional[int] = None  # set by close()
         self.status_topic = messages.topic(prefix, site, device, "status")
         proto = mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311
-        kw = {} if proto == mqtt.MQTTv5 else {"clean_session": True}
+        kw: Dict[str, Any] = {} if proto == mqtt.MQTTv5 else {"clean_session": True}
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or "maskwatch-%s-%s" % (
             site, device), protocol=proto, **kw)
         self.client.max_inflight_messages_set(inflight)
         self.client.reconnect_delay_set(1, int(max(1, reconnect_max_s)))
         if username:
             self.client.username_pw_set(username, password)
-        if tls and tls.get("enabled"):
-            self.client.tls_set(ca_certs=tls.get("ca"), certfile=tls.get("cert"), keyfile=tls.get("key"),
+        if tls is not None and tls.enabled:
+            self.client.tls_set(ca_certs=tls.ca, certfile=tls.cert, keyfile=tls.key,
                                 cert_reqs=ssl.CERT_REQUIRED)
-            if tls.get("insecure"):
+            if tls.insecure:
                 self.client.tls_insecure_set(True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -111,7 +116,9 @@ class MqttPublisher(Publisher):
         self.wake.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties=None) -> None:
-        if self.connected.is_set():
+        if self.stop_flag.is_set():
+            log.info("MQTT disconnected from %s:%d (closing)", self.host, self.port)
+        elif self.connected.is_set():
             log.warning("MQTT disconnected from %s:%d (%s); spooling until it is back", self.host, self.port,
                         reason_code)
         self.connected.clear()
@@ -149,14 +156,17 @@ class MqttPublisher(Publisher):
         try:
             self.spool.put(t, data, qos=self.qos)
         except SpoolFull as exc:
-            log.error("%s", exc)
+            log.debug("%s", exc)  # counted, and logged once a minute with the totals, by the spool
         self.wake.set()
 
     def spool_depth(self) -> int:
-        return self.spool.depth()
+        return self.spool.depth() if self.undelivered is None else self.undelivered
 
     def spool_dropped(self) -> int:
         return self.spool.dropped
+
+    def spool_dropped_by(self) -> Dict[str, int]:
+        return dict(self.spool.dropped_by)
 
     def _drain_acks(self) -> None:
         while True:
@@ -183,6 +193,7 @@ class MqttPublisher(Publisher):
                 was_connected = False
                 continue
             if not was_connected:
+                self.spool.report_drops()  # what was lost while the broker was away, said once it is back
                 # fresh session: whatever was in flight may be lost; resend everything still spooled, in order
                 self.inflight.clear()
                 self.cursor = 0
@@ -219,8 +230,16 @@ class MqttPublisher(Publisher):
             info = self.client.publish(self.status_topic, messages.dumps(final_status), qos=1, retain=True)
             try:
                 info.wait_for_publish(timeout=2.0)
-            except (RuntimeError, ValueError):
-                pass
+            except (RuntimeError, ValueError) as exc:
+                log.warning("the final status %r was not delivered (%s): the retained status may read the old "
+                            "state until the broker publishes this device's will", final_status.get("state"), exc)
+            else:
+                if not info.is_published():
+                    log.warning("the final status %r was not acknowledged within 2 s: the retained status may "
+                                "read the old state", final_status.get("state"))
+        elif final_status is not None:
+            log.warning("broker %s:%d unreachable at exit: the final status %r was not sent", self.host, self.port,
+                        final_status.get("state"))
         self.stop_flag.set()
         self.wake.set()
         self.client.disconnect()
@@ -230,4 +249,5 @@ class MqttPublisher(Publisher):
         left = self.spool.depth()
         if left:
             log.warning("%d messages stay in the spool %s; they are sent on the next start", left, self.spool.path)
+        self.undelivered = self.spool.depth()  # what stays for the next start (the spool is closed below)
         self.spool.close()

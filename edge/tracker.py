@@ -13,30 +13,45 @@ whichever comes first; the event says which (`decided_by`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from .config import TrackerConfig
 from .types import Box, Decision, Face, greedy_assign, iou
 from .verdict import label_for
+
+_T = TrackerConfig()  # the config's defaults are the tracker's: one source
 
 
 @dataclass
 class TrackerOptions:
-    iou: float = 0.3
-    max_missed: int = 15  # frames (not detector runs) a track survives unseen
-    votes: int = 5  # good views needed before an early verdict
-    min_agreement: float = 0.6  # share of good views whose own verdict matches the mean's
-    min_confidence: float = 0.5  # kept for configs written before the operating point; see margin
-    decide_on_exit: bool = True
-    min_votes_on_exit: int = 2
-    max_votes: int = 0  # decide anyway after this many good views (0: 3 x votes)
+    """What the tracker needs; defaults are tracker.* of the kiosk config (edge/config.py)."""
+
+    iou: float = _T.iou
+    max_missed: int = _T.max_missed  # frames (not detector runs) a track survives unseen
+    votes: int = _T.votes  # good views needed before an early verdict
+    min_agreement: float = _T.min_agreement  # share of good views whose own verdict matches the mean's
+    min_confidence: float = _T.min_confidence  # kept for configs written before the operating point; see margin
+    decide_on_exit: bool = _T.decide_on_exit
+    min_votes_on_exit: int = _T.min_votes_on_exit
+    max_votes: int = _T.max_votes  # decide anyway after this many good views (0: 3 x votes)
     alert_threshold: Optional[float] = None  # the bundle's operating point (None: argmax of the mean)
     incorrect_weight: float = 1.0  # the bundle's operating point: which alert a flagged person gets
-    margin: float = 0.2  # an early verdict needs the mean P(alert) this far from the threshold
-    border_px: int = 3  # a face box this close to the frame edge is cut: no vote
-    min_vote_px: int = 0  # faces narrower than this cast no vote (the kiosk size)
-    full_quality_px: int = 80  # faces this wide or wider weigh fully; smaller ones in proportion
+    margin: float = _T.margin  # an early verdict needs the mean P(alert) this far from the threshold
+    border_px: int = _T.border_px  # a face box this close to the frame edge is cut: no vote
+    min_vote_px: int = 0  # faces narrower than this cast no vote (the config: tracker.min_vote_px or
+    # detector.min_face_px)
+    full_quality_px: int = _T.full_quality_px  # faces this wide or wider weigh fully; smaller ones in proportion
+
+    @classmethod
+    def from_config(cls, t: TrackerConfig, min_face_px: int, **kw: Any) -> "TrackerOptions":
+        return cls(iou=t.iou, max_missed=t.max_missed, votes=t.votes, min_agreement=t.min_agreement,
+                   min_confidence=t.min_confidence, decide_on_exit=t.decide_on_exit,
+                   min_votes_on_exit=t.min_votes_on_exit, max_votes=t.max_votes, margin=t.margin,
+                   border_px=t.border_px, min_vote_px=int(t.min_vote_px if t.min_vote_px is not None
+                                                          else min_face_px),
+                   full_quality_px=t.full_quality_px, **kw)
 
 
 @dataclass

@@ -9,7 +9,7 @@ import numpy as np
 Box = Tuple[int, int, int, int]  # x1, y1, x2, y2 in frame pixels
 
 
-@dataclass
+@dataclass(frozen=True)
 class Frame:
     image: np.ndarray  # BGR uint8, as OpenCV delivers it
     index: int  # frame number since the source opened
@@ -17,7 +17,7 @@ class Frame:
     source: str = ""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Face:
     box: Box
     det_score: float
@@ -28,7 +28,7 @@ class Face:
     sharpness: Optional[float] = None  # 0..1 from the classifier's crop (variance of the Laplacian, scaled)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Decision:
     """One verdict for one tracked person: what becomes an MQTT event."""
 
@@ -46,15 +46,11 @@ class Decision:
     alert: float = 0.0  # the person's calibrated P(without_mask) + P(mask_weared_incorrect)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Counts:
     window_start: float
     window_end: float
     counts: Dict[str, int]
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
 
 
 def clamp_box(box: Box, width: int, height: int) -> Box:
@@ -95,7 +91,3 @@ def expand_box(box: Box, margin: float, width: int, height: int) -> Box:
     w, h = x2 - x1, y2 - y1
     dx, dy = w * margin, h * margin
     return clamp_box((int(round(x1 - dx)), int(round(y1 - dy)), int(round(x2 + dx)), int(round(y2 + dy))), width, height)
-
-
-def boxes_as_list(boxes: List[Box]) -> List[List[int]]:
-    return [[int(v) for v in b] for b in boxes]

@@ -65,8 +65,7 @@ def _person_patch(image_bgr: np.ndarray, box: Box, face_px: int) -> Tuple[np.nda
                 (int((fb[2] - fb[0]) * 0.5 + CONTEXT * 0.8 * (fb[2] - fb[0])),
                  int((fb[3] - fb[1]) * 0.5 + CONTEXT * 0.8 * (fb[3] - fb[1]))), 0, 0, 360, 1.0, -1)
     k = max(3, (min(pw, ph) // 8) | 1)
-    alpha = cv2.GaussianBlur(alpha, (k, k), 0)
-    return patch, alpha, fb
+    return patch, cv2.GaussianBlur(alpha, (k, k), 0), fb
 
 
 def _paste(frame: np.ndarray, patch: np.ndarray, alpha: np.ndarray, x: int, y: int) -> None:
@@ -132,7 +131,7 @@ def make_clip(walkers: Sequence[Walker], out: Path, *, width: int = 640, height:
     total = t + int(fps)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    vw = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    vw = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
     if not vw.isOpened():
         raise OSError("cannot write %s" % out)
     try:

@@ -11,6 +11,8 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from edge.errors import MaskwatchError
+from export.crops import Split, split_arrays, split_index
+from export.crops import load as load_crops
 
 log = logging.getLogger("edge-export")
 
@@ -28,13 +30,6 @@ def _progress(enabled: bool):
         return lambda x: x
 
 
-def load_crops(path: Path) -> Dict[str, np.ndarray]:
-    if not path.exists():
-        raise MaskwatchError("%s not found: run `edge-export prepare --out %s` first" % (path, path), 66)
-    with np.load(str(path), allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
-
-
 def make_split(crops: Dict[str, np.ndarray], seed: int, max_distance: int) -> Dict[str, object]:
     """Dedupe (exact copies dropped, near-copies grouped) and split; returns indices and a report."""
     from export import split as sp
@@ -46,7 +41,7 @@ def make_split(crops: Dict[str, np.ndarray], seed: int, max_distance: int) -> Di
     drop = set()
     conflicts = 0
     for a, b in pairs:
-        if sp._popcount(np.array([hashes[a] ^ hashes[b]], dtype=np.uint64))[0] == 0:
+        if sp.popcount(np.array([hashes[a] ^ hashes[b]], dtype=np.uint64))[0] == 0:
             if labels[a] == labels[b]:
                 drop.add(b)  # exact copy: keep the first
             else:
@@ -115,20 +110,6 @@ def cmd_train(a) -> int:
     return 0
 
 
-SPLITS = {"train": 0, "val": 1, "test": 2}
-
-
-def split_index(run: Path, split: str) -> np.ndarray:
-    """Indices into the crops file of one split ("train", "val", "test") of a training run."""
-    s = np.load(str(Path(run) / "split.npz"))
-    return s["keep"][s["assign"] == SPLITS[split]]
-
-
-def _split_arrays(run: Path, crops: Dict[str, np.ndarray], which: int):
-    idx = split_index(run, {v: k for k, v in SPLITS.items()}[which])
-    return crops["images"][idx], crops["labels"][idx], idx
-
-
 def model_card(run: Path, crops_path: Path) -> Dict[str, object]:
     from export.datasets import REAL_SOURCES, SOURCE_LICENSES
 
@@ -164,8 +145,8 @@ def cmd_convert(a) -> int:
 
     run = Path(a.run)
     crops = load_crops(Path(a.crops))
-    tr_x, _, _ = _split_arrays(run, crops, 0)
-    te_x, te_y, _ = _split_arrays(run, crops, 2)
+    tr_x, _, _ = split_arrays(run, crops, Split.TRAIN)
+    te_x, te_y, _ = split_arrays(run, crops, Split.TEST)
     rng = np.random.RandomState(0)
     rep = tr_x[rng.choice(len(tr_x), size=min(a.representative, len(tr_x)), replace=False)]
     manifest = convert(run / "model.keras", Path(a.out), labels=LABELS, representative=rep, eval_images=te_x,
@@ -202,8 +183,8 @@ def operating_point(bundle_dir: Path, run: Path, crops: Dict[str, np.ndarray], v
     from export import operating
     from export.datasets import LABELS, REAL_SOURCES
 
-    va_x, va_y, va_i = _split_arrays(run, crops, 1)
-    te_x, te_y, te_i = _split_arrays(run, crops, 2)
+    va_x, va_y, va_i = split_arrays(run, crops, Split.VAL)
+    te_x, te_y, te_i = split_arrays(run, crops, Split.TEST)
     real = np.isin(crops["sources"][va_i], REAL_SOURCES)
     # horizontal-flip averaging is kept only if it wins on the real validation crops (alert F1, then macro-F1)
     tried = {}
@@ -240,7 +221,7 @@ def cmd_verify(a) -> int:
 
     imgs = labels = None
     if a.run and a.crops:
-        imgs, labels, _ = _split_arrays(Path(a.run), load_crops(Path(a.crops)), 2)
+        imgs, labels, _ = split_arrays(Path(a.run), load_crops(Path(a.crops)), Split.TEST)
     problems = verify(Path(a.bundle), imgs, labels)
     for p in problems:
         print("verify: %s" % p, file=sys.stderr)
@@ -253,7 +234,10 @@ def cmd_verify(a) -> int:
 def cmd_evaluate(a) -> int:
     from export import evaluate
 
-    return evaluate.main(a)
+    return evaluate.main(run=Path(a.run), crops_path=Path(a.crops), split=a.scene_split, bundle=a.bundle,
+                         variant=a.variant, out=Path(a.out) if a.out else None, scenes=a.scenes or [],
+                         kiosk_min_face=a.kiosk_min_face, kiosk_settings=a.kiosk_settings,
+                         detector_settings=a.detector_settings)
 
 
 def _sizes(values) -> List[tuple]:
@@ -271,7 +255,7 @@ def _train_groups(run: Optional[str], crops_path: Optional[str]):
     if not run or not crops_path:
         return None
     crops = load_crops(Path(crops_path))
-    return set(str(g) for g in crops["groups"][_split_arrays(Path(run), crops, 0)[2]])
+    return set(str(g) for g in crops["groups"][split_index(Path(run), Split.TRAIN)])
 
 
 def cmd_detector(a) -> int:
@@ -292,7 +276,7 @@ def cmd_detector_parity(a) -> int:
     from export.evaluate import scene_ids_of
 
     crops = load_crops(Path(a.crops))
-    idx = _split_arrays(Path(a.run), crops, 1 if a.split == "val" else 2)[2]
+    idx = split_index(Path(a.run), a.split)
     res: Dict[str, object] = {}
     variants = [("onnxruntime", {"backend": "onnxruntime"}), ("litert_fp32", {"backend": "litert", "precision": "fp32"}),
                 ("litert_int8", {"backend": "litert", "precision": "int8"})]

@@ -13,7 +13,6 @@ import json
 import logging
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 

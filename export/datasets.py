@@ -7,7 +7,6 @@ the splitter can keep all crops of one scene, and near-copies, on one side.
 """
 from __future__ import annotations
 
-import csv
 import logging
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -170,7 +169,7 @@ def read_voc(root: Path, *, margin: float, size: int, source: str, report: Repor
         if negatives is not None:
             gt = [b for _, b in objs]
             found = [fb for fb in false_detections(negatives.detect(img), gt) if fb[1] < neg_max_score]
-            for box, score in found[:neg_per_scene]:
+            for box, _score in found[:neg_per_scene]:
                 c = Crop(crop_face(img, box, margin, size), NO_FACE, "%s:%s" % (source, xml_path.stem),
                          source, str(img_path), box, "negative")
                 report.add(c)

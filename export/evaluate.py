@@ -16,8 +16,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from edge.errors import EX_USAGE, MaskwatchError
+
 from . import metrics
-from .datasets import LABELS, parse_voc, normalise_label
+from .datasets import LABELS, normalise_label, parse_voc
 
 log = logging.getLogger(__name__)
 NON_COMPLIANT = {1, 2}
@@ -93,17 +95,17 @@ def contact_sheet(images: np.ndarray, captions: Sequence[str], path: Path, cols:
     cv2.imwrite(str(path), sheet)
 
 
-def predict_crops(a, run: Path, images: np.ndarray) -> Tuple[np.ndarray, str]:
+def predict_crops(run: Path, images: np.ndarray, bundle: Optional[str] = None,
+                  variant: str = "tflite_int8") -> Tuple[np.ndarray, str]:
     """Probabilities from a bundle variant (the device path) or the run's Keras model."""
-    if a.bundle:
+    if bundle:
         from edge.bundle import load_bundle
         from edge.classifier import MaskClassifier
-
         from edge.crop import resize_crops_rgb
 
-        b = load_bundle(Path(a.bundle))
-        clf = MaskClassifier(b, a.variant, fallback=False)
-        return clf.probs(resize_crops_rgb(images, b.input_size)), "%s:%s" % (b.model_id, a.variant)
+        b = load_bundle(Path(bundle))
+        clf = MaskClassifier(b, variant, fallback=False)
+        return clf.probs(resize_crops_rgb(images, b.input_size)), "%s:%s" % (b.model_id, variant)
     import keras
 
     from .train import predict
@@ -151,10 +153,9 @@ def scene_eval(scene_dir: Path, scene_ids: Sequence[str], classifier, modes: Seq
     `min_face` > 0 evaluates at kiosk range: annotated faces narrower than that are left out, and so are
     detections matching them (neither hit nor false alarm). With `reject`, detections the classifier calls
     no_face are dropped before matching, as the daemon drops them."""
+    from edge.bundle import NO_FACE
     from edge.datasets_io import read_image
     from edge.detector import DetectorOptions, load_detector
-
-    from edge.bundle import NO_FACE
 
     out: Dict[str, Any] = {"scenes": len(scene_ids), "iou": iou_thr, "min_face": min_face, "modes": {}}
     table = dict(DETECTOR_SETTINGS, **KIOSK_SETTINGS, **(settings or {}))
@@ -179,11 +180,11 @@ def scene_eval(scene_dir: Path, scene_ids: Sequence[str], classifier, modes: Seq
         ms = []
         cls_right = cls_total = 0
         rejected = 0
-        for sid, img, gt in scenes:
+        for _sid, img, gt in scenes:
             t = time.perf_counter()
             faces = det.detect(img)
             if faces:
-                classifier.classify(img, faces)
+                faces = classifier.classify(img, faces)
             ms.append((time.perf_counter() - t) * 1000.0)
             if reject:
                 kept = [f for f in faces if f.label != NO_FACE]
@@ -246,28 +247,30 @@ def crop_level(probs: np.ndarray, labels: np.ndarray, sources: np.ndarray, outpu
     return out
 
 
-def main(a) -> int:
-    from .cli import _split_arrays, load_crops
+def main(*, run: Path, crops_path: Path, split: str = "test", bundle: Optional[str] = None,
+         variant: str = "tflite_int8", out: Optional[Path] = None, scenes: Sequence[str] = (),
+         kiosk_min_face: int = 40, kiosk_settings: Optional[Sequence[str]] = None,
+         detector_settings: Optional[Sequence[str]] = None) -> int:
+    """Crop-level metrics per source on one split; with scenes, the detector + classifier on whole photos."""
+    from .crops import load, split_arrays
 
-    run = Path(a.run)
-    crops = load_crops(Path(a.crops))
-    which = 1 if a.scene_split == "val" else 2
-    images, labels, idx = _split_arrays(run, crops, which)
-    probs, what = predict_crops(a, run, images)
+    crops = load(crops_path)
+    images, labels, idx = split_arrays(run, crops, split)
+    probs, what = predict_crops(run, images, bundle, variant)
     op = None
-    if a.bundle:
+    if bundle:
         from edge.bundle import load_bundle
 
-        op = load_bundle(Path(a.bundle)).manifest.get("operating_point")
+        op = load_bundle(Path(bundle)).manifest.get("operating_point")
     rep = crop_level(probs, labels, crops["sources"][idx], LABELS, op)
     pred = rep.pop("_pred")
-    out = Path(a.out) if a.out else run / "report"
+    out = out or run / "report"
     out.mkdir(parents=True, exist_ok=True)
     rep["model"] = what
     rep["operating_point"] = {k: v for k, v in (op or {}).items() if k != "validation"} or "argmax"
-    rep["split"] = "%s (held out, near-duplicates grouped)" % a.scene_split
+    rep["split"] = "%s (held out, near-duplicates grouped)" % split
     plot_confusion(np.array(rep["confusion"]), LABELS, out / "confusion.png",
-                   "%s - %s crops, macro-F1 %.3f" % (what, a.scene_split, rep["macro_f1"]))
+                   "%s - %s crops, macro-F1 %.3f" % (what, split, rep["macro_f1"]))
     tj = run / "train.json"
     if tj.exists():
         plot_curves(json.loads(tj.read_text())["history"], out / "curves.png")
@@ -277,23 +280,23 @@ def main(a) -> int:
     contact_sheet(images[wrong], ["%s>%s %.2f\n%s" % (short[LABELS[labels[i]]], short[LABELS[pred[i]]],
                                                       probs[i].max(), Path(str(crops["files"][idx[i]])).name)
                                   for i in wrong], out / "mistakes.png")
-    scene_dirs = a.scenes if isinstance(a.scenes, list) else ([a.scenes] if a.scenes else [])
+    scene_dirs = list(scenes)
     if scene_dirs:
         from edge.bundle import load_bundle
         from edge.classifier import MaskClassifier
 
-        if not a.bundle:
-            raise ValueError("scene evaluation needs --bundle (it runs the device's classifier)")
+        if not bundle:
+            raise MaskwatchError("scene evaluation needs --bundle (it runs the device's classifier)", EX_USAGE)
         sidx = idx
-        clf = MaskClassifier(load_bundle(Path(a.bundle)), a.variant, fallback=False)
-        rep["scene_split"] = a.scene_split
+        clf = MaskClassifier(load_bundle(Path(bundle)), variant, fallback=False)
+        rep["scene_split"] = split
         rep["scene_level"] = {}
         for sd in scene_dirs:
             sids = scene_ids_of(crops, sidx, Path(sd))
-            entry = {"all_faces": scene_eval(Path(sd), sids, clf, a.detector_settings or list(DETECTOR_SETTINGS))}
-            if getattr(a, "kiosk_min_face", 0):
-                entry["kiosk_range"] = scene_eval(Path(sd), sids, clf, a.kiosk_settings or list(KIOSK_SETTINGS),
-                                                  min_face=a.kiosk_min_face)
+            entry = {"all_faces": scene_eval(Path(sd), sids, clf, detector_settings or list(DETECTOR_SETTINGS))}
+            if kiosk_min_face:
+                entry["kiosk_range"] = scene_eval(Path(sd), sids, clf, kiosk_settings or list(KIOSK_SETTINGS),
+                                                  min_face=kiosk_min_face)
             rep["scene_level"][Path(sd).name] = entry
     (out / "metrics.json").write_text(json.dumps(rep, indent=1))
     summary: Dict[str, Any] = {"macro_f1": rep["macro_f1"], "report": str(out),
@@ -357,7 +360,7 @@ def kiosk_sweep(scene_dirs: Sequence[Path], scene_ids: Dict[str, List[str]], cla
                 m = match([g[0] for g in gt], boxes, iou_thr)
                 big = [min(b[2] - b[0], b[3] - b[1]) >= min_face for b, _ in gt]
                 ignored = {m[gi] for gi in m if not big[gi]}
-                for gi, (box, y) in enumerate(gt):
+                for gi, (_box, y) in enumerate(gt):
                     if not big[gi]:
                         continue
                     total += 1

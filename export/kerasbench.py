@@ -36,8 +36,8 @@ def bench_keras(a, bundle, batches, measure, Result, rss_mb) -> List[Any]:
     rng = np.random.RandomState(0)
     for b in batches:
         x = rng.randint(0, 255, (b, h, w, 3)).astype(np.float32)
-        for name, call in (("keras fp32 predict", lambda: model.predict(x, verbose=0)),
-                           ("keras fp32 compiled call", lambda: fn(x).numpy())):
+        for name, call in (("keras fp32 predict", lambda x=x: model.predict(x, verbose=0)),
+                           ("keras fp32 compiled call", lambda x=x: fn(x).numpy())):
             t = time.perf_counter()
             call()
             first = (time.perf_counter() - t) * 1000.0

@@ -32,7 +32,7 @@ def phash64(images: np.ndarray) -> np.ndarray:
 _POP8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
-def _popcount(x: np.ndarray) -> np.ndarray:
+def popcount(x: np.ndarray) -> np.ndarray:
     """Bits set in each uint64 (byte-table lookup)."""
     return _POP8[np.ascontiguousarray(x, dtype=np.uint64).view(np.uint8).reshape(-1, 8)].sum(axis=1)
 
@@ -56,7 +56,7 @@ class _UnionFind:
 def near_duplicate_pairs(hashes: np.ndarray, max_distance: int) -> List[Tuple[int, int]]:
     pairs = []
     for i in range(len(hashes) - 1):
-        d = _popcount(hashes[i + 1:] ^ hashes[i])
+        d = popcount(hashes[i + 1:] ^ hashes[i])
         for j in np.nonzero(d <= max_distance)[0]:
             pairs.append((i, i + 1 + int(j)))
     return pairs

@@ -7,6 +7,9 @@ import socket
 import subprocess
 import sys
 import time
+import tracemalloc  # noqa: F401  imported whole before any test: pytest's unraisable-exception hook imports it
+
+# lazily, and LiteRT's half-built Delegate (a missing Edge TPU) can hit that hook in the middle of that import
 from pathlib import Path
 from typing import Dict, Optional
 

@@ -5,6 +5,7 @@
 * :class:`ControlRoom`: `edge-controlroom serve` from this venv as a subprocess (so ``kill -9`` is real).
 * :class:`Http`: an operator's session over plain HTTP (login form, cookie, CSRF header).
 """
+
 from __future__ import annotations
 
 import glob
@@ -58,8 +59,22 @@ class Postgres:
         pwfile.write_text(self.password + "\n")
         if os.geteuid() == 0:
             os.chown(pwfile, 65534, 65534)
-        self._run([str(bindir / "initdb"), "-D", str(self.data), "-U", self.user, "--pwfile", str(pwfile),
-                   "--auth", "scram-sha-256", "-E", "UTF8", "--no-instructions"])
+        self._run(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                self.user,
+                "--pwfile",
+                str(pwfile),
+                "--auth",
+                "scram-sha-256",
+                "-E",
+                "UTF8",
+                "--no-instructions",
+            ]
+        )
         pwfile.unlink()
 
     @property
@@ -74,17 +89,49 @@ class Postgres:
 
     def start(self) -> "Postgres":
         opts = "-p %d -c listen_addresses=127.0.0.1 -k %s -c fsync=on" % (self.port, self.dir)
-        self._run([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", opts, "-w",
-                   "-t", "60", "start"])
+        self._run(
+            [
+                str(self.bindir / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.log),
+                "-o",
+                opts,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ]
+        )
         if not any(l.strip() for l in self._psql("SELECT 1")):
             raise RuntimeError("postgres does not answer")
         return self
 
     def _psql(self, sql: str, db: str = "postgres") -> List[str]:
         env = dict(os.environ, PGPASSWORD=self.password)
-        p = subprocess.run(self.as_user + [str(self.bindir / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U",
-                                           self.user, "-d", db, "-At", "-c", sql],
-                           capture_output=True, text=True, timeout=60, env=env, cwd=str(self.dir))
+        p = subprocess.run(
+            self.as_user
+            + [
+                str(self.bindir / "psql"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                self.user,
+                "-d",
+                db,
+                "-At",
+                "-c",
+                sql,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            cwd=str(self.dir),
+        )
         if p.returncode != 0:
             raise RuntimeError("psql: %s" % p.stderr)
         return p.stdout.splitlines()
@@ -102,14 +149,23 @@ class Postgres:
 
     def stop(self) -> None:
         if self.data.exists():
-            subprocess.run(self.as_user + [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w",
-                                           "stop"], capture_output=True, timeout=60, cwd=str(self.dir))
+            subprocess.run(
+                self.as_user + [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"],
+                capture_output=True,
+                timeout=60,
+                cwd=str(self.dir),
+            )
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def add_user(db_url: str, name: str = "alice", password: str = "correct horse battery") -> str:
-    p = subprocess.run([str(BIN / "edge-controlroom"), "add-user", "--db", db_url, name, "--password-file", "-"],
-                       input=password + "\n", capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        [str(BIN / "edge-controlroom"), "add-user", "--db", db_url, name, "--password-file", "-"],
+        input=password + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if p.returncode != 0:
         raise AssertionError("add-user failed: %s" % p.stderr)
     return password
@@ -118,16 +174,40 @@ def add_user(db_url: str, name: str = "alice", password: str = "correct horse ba
 class ControlRoom:
     """`edge-controlroom serve` against a broker (ShippedBroker: TLS + the controlroom account)."""
 
-    def __init__(self, db_url: str, broker: Any, workdir: Path, extra: Optional[List[str]] = None,
-                 port: Optional[int] = None, client_id: str = "controlroom-test") -> None:
+    def __init__(
+        self,
+        db_url: str,
+        broker: Any,
+        workdir: Path,
+        extra: Optional[List[str]] = None,
+        port: Optional[int] = None,
+        client_id: str = "controlroom-test",
+        user: str = "controlroom",
+    ) -> None:
         self.db_url, self.broker = db_url, broker
         self.port = port or free_port()
         self.base = "http://127.0.0.1:%d" % self.port
         self.log_path = workdir / ("controlroom-%d.log" % self.port)
-        self.args = [str(BIN / "edge-controlroom"), "serve", "--db", db_url, "--http", "127.0.0.1:%d" % self.port,
-                     "--host", "127.0.0.1", "--port", str(broker.port), "--ca", str(broker.ca),
-                     "--username", "controlroom", "--password-file", str(broker.password_file("controlroom")),
-                     "--client-id", client_id] + [str(a) for a in (extra or [])]
+        self.args = [
+            str(BIN / "edge-controlroom"),
+            "serve",
+            "--db",
+            db_url,
+            "--http",
+            "127.0.0.1:%d" % self.port,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(broker.port),
+            "--ca",
+            str(broker.ca),
+            "--username",
+            user,  # the shipped broker forces client id = user name: one account per instance
+            "--password-file",
+            str(broker.password_file(user)),
+            "--client-id",
+            client_id,
+        ] + [str(a) for a in (extra or [])]
         self.proc: Optional[subprocess.Popen] = None
 
     def start(self, timeout: float = 30) -> "ControlRoom":
@@ -193,8 +273,14 @@ class Http:
         self.csrf = self.get("/api/me")["csrf"]
         return self
 
-    def request(self, method: str, path: str, body: Optional[bytes] = None, headers: Optional[Dict[str, str]] = None,
-                timeout: float = 10):
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Optional[bytes] = None,
+        headers: Optional[Dict[str, str]] = None,
+        timeout: float = 10,
+    ):
         req = urllib.request.Request(self.base + path, data=body, method=method, headers=headers or {})
         return self.opener.open(req, timeout=timeout)
 

@@ -6,10 +6,11 @@ import importlib.util
 import numpy as np
 import pytest
 
-from conftest import run_cli
 from edge import backends
 from edge.bundle import load_bundle
 from edge.classifier import MaskClassifier
+
+from conftest import run_cli
 
 HAVE_TRT = importlib.util.find_spec("tensorrt") is not None and importlib.util.find_spec("pycuda") is not None
 

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import pytest
-
-from conftest import BIN, ROOT, free_port, run_cli
 from test_broker import MqttProbe, broker_dir, device_event, script, shipped_broker, started  # noqa: F401
 
-from edge import messages
 from controlroom import alerts_cli, common, payloads, terminal
+from edge import messages
+
+from conftest import BIN, ROOT, free_port, run_cli
 
 pytest.importorskip("paho.mqtt.client")
 
@@ -101,9 +101,9 @@ def procs():
         p.kill()
 
 
-def controlroom_args(b) -> List[Any]:
-    return ["--host", "127.0.0.1", "--port", b.port, "--ca", b.ca, "--username", "controlroom",
-            "--password-file", b.password_file("controlroom")]
+def controlroom_args(b, user: str = "controlroom") -> List[Any]:
+    return ["--host", "127.0.0.1", "--port", b.port, "--ca", b.ca, "--username", user,
+            "--password-file", b.password_file(user)]
 
 
 def status(site: str, device: str, state: str = "online") -> Dict[str, Any]:
@@ -245,7 +245,7 @@ def test_both_checkers_agree_on_random_mutations():
                  inference_ms={"p50": 1.0, "p95": 2.0}, detect_ms={"p50": None, "p95": None}, spool_depth=0,
                  spool_dropped=0, backend="x")}
     accepted = rejected = 0
-    for i in range(1500):
+    for _i in range(1500):
         kind = rnd.choice(sorted(bases))
         p = json.loads(json.dumps(bases[kind]))
         for _ in range(rnd.randint(1, 2)):
@@ -383,13 +383,13 @@ def test_a_kiosk_configured_from_add_device_reaches_the_control_room(shipped_bro
     shutil.copy(b.ca, kiosk / "broker-ca.crt")
     (tmp_path / "kiosk.yaml").write_text(snippet + "source:\n  url: entrance.mp4\n")
     cfg = load_config(tmp_path / "kiosk.yaml")
-    m = cfg["mqtt"]
+    m = cfg.mqtt
     p = AlertsProc(controlroom_args(b) + ["--json", "--timeout", 30])
     procs.append(p)
     time.sleep(1.0)  # no retained status yet to wait for: give it time to subscribe
-    pub = MqttPublisher(host=m["host"], port=b.port, site=cfg["site"], device=cfg["device"],
-                        spool=Spool(tmp_path / "spool.db"), username=m["username"], password=mqtt_password(cfg),
-                        tls=m["tls"], protocol=m["protocol"])
+    pub = MqttPublisher(host=m.host, port=b.port, site=cfg.site, device=cfg.device,
+                        spool=Spool(tmp_path / "spool.db"), username=m.username, password=mqtt_password(cfg),
+                        tls=m.tls, protocol=m.protocol)
     pub.start(status("lobby", "k1"))
     assert pub.connected.wait(15), pub.last_error
     ev = device_event("lobby", "k1")
@@ -541,8 +541,8 @@ def test_shared_subscription_splits_the_load_between_two_consumers(shipped_broke
     k1.publish("maskwatch/lobby/k1/status", status("lobby", "k1"), retain=True)
     group = []
     for i in range(2):
-        p = AlertsProc(controlroom_args(b) + ["--share", "screens", "--json", "--all-events", "--timeout", 30,
-                                              "--client-id", "cr-%d" % i])
+        p = AlertsProc(controlroom_args(b, ("controlroom", "controlroom2")[i]) +
+                       ["--share", "screens", "--json", "--all-events", "--timeout", 30])
         procs.append(p)
         group.append(p)
     for p in group:  # status stays a plain subscription: each member gets the retained state

@@ -6,6 +6,7 @@ Also imported by test_alerts.py (ShippedBroker, shipped_conf, device_event, Mqtt
 """
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import ssl
@@ -53,6 +54,7 @@ def make_broker_dir(d: Path, devices=DEVICES) -> Path:
     """Certificates, a control-room account and device accounts, made by the shipped scripts."""
     script("make-certs.sh", "-d", d / "certs", "127.0.0.1", "localhost")
     script("add-controlroom.sh", "-d", d, "-H", "127.0.0.1")
+    script("add-controlroom.sh", "-d", d, "-H", "127.0.0.1", "controlroom2")  # a second instance, own account
     for site, device in devices:
         script("add-device.sh", "-d", d, "-H", "127.0.0.1", site, device)
     return d
@@ -283,10 +285,10 @@ def test_add_device_is_idempotent_and_prints_a_valid_kiosk_config(tmp_path):
     from edge.config import load_config, mqtt_password
 
     cfg = load_config(cfg_file)
-    assert (cfg["site"], cfg["device"]) == ("hall", "door-2")
-    m = cfg["mqtt"]
-    assert (m["host"], m["port"], m["username"]) == ("broker.example", 8883, "hall.door-2")
-    assert m["tls"]["enabled"] and m["tls"]["ca"] == str(kiosk / "broker-ca.crt")
+    assert (cfg.site, cfg.device) == ("hall", "door-2")
+    m = cfg.mqtt
+    assert (m.host, m.port, m.username) == ("broker.example", 8883, "hall.door-2")
+    assert m.tls.enabled and m.tls.ca == str(kiosk / "broker-ca.crt")
     assert mqtt_password(cfg) == (d / "secrets" / "hall.door-2.password").read_text().strip()
     # names that would break the topic or the "<site>.<device>" user name are refused
     for bad in (("ha/ll", "d"), ("hall", "d+"), ("a.b", "c"), ("hall", "#"), ("", "x"), ("h all", "x")):
@@ -415,7 +417,7 @@ def test_forged_last_will_is_never_delivered(shipped_broker):
 def test_controlroom_reads_everything_and_publishes_nothing(shipped_broker):
     watch = started(shipped_broker, "controlroom")
     assert not watch.subscribe("maskwatch/+/+/#").is_failure
-    other = started(shipped_broker, "controlroom", client_id="controlroom-2")
+    other = started(shipped_broker, "controlroom2")
     for topic in ("maskwatch/lobby/k1/events", "maskwatch/lobby/k1/status", "maskwatch/x", "alerts/out", "$SYS/x"):
         rc = other.publish(topic, device_event("lobby", "k1"), retain=topic.endswith("status"))
         assert rc.value == 135, (topic, str(rc))
@@ -428,8 +430,8 @@ def test_controlroom_reads_everything_and_publishes_nothing(shipped_broker):
 
 
 def test_shared_subscription_splits_events_between_controlroom_consumers(shipped_broker):
-    a = started(shipped_broker, "controlroom", client_id="cr-a")
-    b = started(shipped_broker, "controlroom", client_id="cr-b")
+    a = started(shipped_broker, "controlroom")
+    b = started(shipped_broker, "controlroom2")  # one account per instance: the broker forces client id = user
     for p in (a, b):
         assert not p.subscribe("$share/alerts/maskwatch/+/+/events").is_failure
     k1 = started(shipped_broker, "lobby.k1")
@@ -509,3 +511,27 @@ def test_broker_reload_picks_up_a_new_device(shipped_broker):
     assert not p.connect_rc.is_failure, str(p.connect_rc)
     assert not p.publish("maskwatch/annex/k9/events", device_event("annex", "k9")).is_failure
     assert p.publish("maskwatch/lobby/k1/events", device_event("lobby", "k1")).value == 135
+
+
+# -- hardening: one kiosk cannot knock another offline ----------------------------------------------------------
+@pytest.mark.parametrize("stolen_id", ["maskwatch-lobby-k1", "lobby.k1"])
+def test_a_kiosk_cannot_take_over_another_kiosks_client_id(shipped_broker, stolen_id):
+    """lobby.k2 logs in with its own account but lobby.k1's client id (the old default, or its user name): the
+    shipped broker replaces the client id by the user name, so lobby.k1 stays connected and its will is not sent."""
+    b = shipped_broker
+    watcher = started(b, "controlroom")
+    watcher.subscribe("maskwatch/lobby/k1/status")
+    victim = started(b, "lobby.k1", client_id=stolen_id if stolen_id != "lobby.k1" else "maskwatch-lobby-k1",
+                     will=("maskwatch/lobby/k1/status", b'{"state":"offline"}'))
+    victim.publish("maskwatch/lobby/k1/status", b'{"state":"online"}', retain=True)
+    watcher.wait_messages(1)
+    for _ in range(3):
+        attacker = b.probe("lobby.k2", client_id=stolen_id).start()
+        time.sleep(0.3)
+        attacker.stop()
+    time.sleep(0.5)
+    assert not victim.disconnected.is_set(), "the victim was disconnected by a client-id takeover"
+    states = [json.loads(p)["state"] for t, p, r in watcher.messages]
+    assert "offline" not in states, states
+    # and the victim still publishes
+    assert not victim.publish("maskwatch/lobby/k1/events", b"{}").is_failure

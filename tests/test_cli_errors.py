@@ -5,7 +5,9 @@ import json
 import shutil
 from pathlib import Path
 
-from conftest import ROOT, run_cli
+import pytest
+
+from conftest import run_cli
 
 
 def one_line_error(r, needle: str) -> None:
@@ -61,3 +63,35 @@ def test_classify_unreadable_image_is_reported(tmp_path, shipped_bundle):
     bad.write_text("nope")
     r = run_cli(["edge-maskd", "classify", bad])
     assert r.returncode == 1 and "not a readable image" in r.stderr and "Traceback" not in r.stderr
+
+
+def _restart_prevented() -> set:
+    from conftest import ROOT
+
+    unit = (ROOT / "systemd" / "maskwatch.service").read_text()
+    line = next(ln for ln in unit.splitlines() if ln.startswith("RestartPreventExitStatus="))
+    return {int(x) for x in line.split("=", 1)[1].split()}
+
+
+@pytest.mark.parametrize("variant", ["tflite_int8", "tflite_fp32", "onnx"])
+@pytest.mark.parametrize("junk", [b"", b"not a model at all" * 100, b"TFL3" + b"\x00" * 64])
+def test_a_broken_model_with_a_matching_hash_is_one_line(tmp_path, demo_clip, detector_dir, shipped_bundle,
+                                                         variant, junk):
+    """A bad build or a disk error before hashing: the sha256 matches the manifest, the file is no model.
+    `run` and `scan` say so in one line naming the file, with an exit status the unit does not restart-loop on."""
+    import hashlib
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(shipped_bundle, bundle)
+    man = json.loads((bundle / "manifest.json").read_text())
+    name = man["variants"][variant]["file"]
+    (bundle / name).write_bytes(junk)
+    man["files"][name] = {"sha256": hashlib.sha256(junk).hexdigest(), "size": len(junk)}
+    (bundle / "manifest.json").write_text(json.dumps(man))
+    for args in (["run", "--config", cfg(tmp_path, demo_clip, "classifier:\n  bundle: %s\n  variant: %s\n"
+                                         % (bundle, variant))],
+                 ["scan", "--bundle", bundle, "--variant", variant, demo_clip]):
+        r = run_cli(["edge-maskd"] + args)
+        one_line_error(r, name)
+        assert "not a valid" in r.stderr, r.stderr
+        assert r.returncode in _restart_prevented(), (r.returncode, _restart_prevented())

@@ -6,33 +6,31 @@
   CSV, a kill -9 while kiosks publish, the command line's one-line errors;
 * `pip install '.[controlroom]'` in a fresh venv has no numpy/OpenCV/LiteRT and both programs start (Must-show 4).
 """
+
 from __future__ import annotations
 
 import csv
 import io
 import json
-import os
 import shutil
 import subprocess
 import sys
 import time
-import urllib.error
 from pathlib import Path
 from typing import Dict, List
 
 import pytest
-
-from conftest import BIN, ROOT, run_cli
 from controlroom_support import ControlRoom, Http, Postgres, add_user, pg_bindir, wait_for
 from test_broker import broker_dir, device_event, shipped_broker, started  # noqa: F401
 
 import maskwatch_protocol as proto  # noqa: E402
 
+from conftest import ROOT, run_cli
+
 try:
     import sqlalchemy  # noqa: F401
 except ImportError:  # a missing dependency must fail, not skip
-    pytest.fail("SQLAlchemy is not installed: scripts/setup.sh edge,export,dev (the dev extra has it)",
-                pytrace=False)
+    pytest.fail("SQLAlchemy is not installed: scripts/setup.sh edge,export,dev (the dev extra has it)", pytrace=False)
 
 PASSWORD = "correct horse battery"
 
@@ -84,28 +82,56 @@ def rows(db_url: str, sql: str):
 
 
 def stats_payload(site: str, device: str) -> Dict:
-    return proto.stats(site=site, device=device, t=time.time(), fps=10.0, frames=100, dropped_frames=0,
-                       detector_runs=50, inference_ms={"p50": 3.0, "p95": 4.0}, detect_ms={"p50": 9.0, "p95": 12.0}, spool_depth=0, spool_dropped=0,
-                       backend="litert")
+    return proto.stats(
+        site=site,
+        device=device,
+        t=time.time(),
+        fps=10.0,
+        frames=100,
+        dropped_frames=0,
+        detector_runs=50,
+        inference_ms={"p50": 3.0, "p95": 4.0},
+        detect_ms={"p50": 9.0, "p95": 12.0},
+        spool_depth=0,
+        spool_dropped=0,
+        backend="litert",
+    )
 
 
 # -- Must-show 1: the real daemon on the demo clip, SQLite and PostgreSQL ----------------------------------
 def kiosk_yaml(tmp_path: Path, clip: Path, broker) -> Path:
-    lines = ["site: lobby", "device: k1", "state_dir: %s" % (tmp_path / "state"), "source:", "  url: %s" % clip,
-             "detector:", "  min_face_px: 40", "counts:", "  interval_s: 5", "stats:", "  interval_s: 2",
-             "mqtt:", "  host: 127.0.0.1", "  port: %d" % broker.port, "  username: lobby.k1",
-             "  password_file: %s" % broker.password_file("lobby.k1"), "  tls:", "    enabled: true",
-             "    ca: %s" % broker.ca]
+    lines = [
+        "site: lobby",
+        "device: k1",
+        "state_dir: %s" % (tmp_path / "state"),
+        "source:",
+        "  url: %s" % clip,
+        "detector:",
+        "  min_face_px: 40",
+        "counts:",
+        "  interval_s: 5",
+        "stats:",
+        "  interval_s: 2",
+        "mqtt:",
+        "  host: 127.0.0.1",
+        "  port: %d" % broker.port,
+        "  username: lobby.k1",
+        "  password_file: %s" % broker.password_file("lobby.k1"),
+        "  tls:",
+        "    enabled: true",
+        "    ca: %s" % broker.ca,
+    ]
     p = tmp_path / "kiosk.yaml"
     p.write_text("\n".join(lines) + "\n")
     return p
 
 
-def test_demo_clip_events_stored_once_and_served(db_url, shipped_broker, rooms, tmp_path, demo_clip, detector_dir,
-                                                 shipped_bundle):
+def test_demo_clip_events_stored_once_and_served(
+    db_url, shipped_broker, rooms, tmp_path, demo_clip, detector_dir, shipped_bundle
+):
     add_user(db_url, "alice", PASSWORD)
     room = serve(rooms, db_url, shipped_broker, tmp_path)
-    watch = started(shipped_broker, "controlroom")  # what the daemon really published, to compare with
+    watch = started(shipped_broker, "controlroom2")  # what the daemon really published (own account: see below)
     watch.subscribe("maskwatch/lobby/k1/events")
     r = run_cli(["edge-maskd", "run", "--config", kiosk_yaml(tmp_path, demo_clip, shipped_broker)], timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -150,8 +176,11 @@ def test_bad_messages_are_dropped_and_duplicates_stored_once(sqlite_url, shipped
     k.publish("maskwatch/lobby/k1/events", proto.dumps(dict(good, event_id="c" * 32, device="k2")))
     wait_for(lambda: room.health()["ingest"]["received"] >= 6, 15, what="all 6 messages")
     wait_for(lambda: room.health()["ingest"]["rejected"] == 4, 15, what="4 rejections")
-    wait_for(lambda: room.health()["ingest"]["stored_events"] + room.health()["ingest"]["duplicates"] == 2, 15,
-             what="the two good copies handled")
+    wait_for(
+        lambda: room.health()["ingest"]["stored_events"] + room.health()["ingest"]["duplicates"] == 2,
+        15,
+        what="the two good copies handled",
+    )
     assert rows(sqlite_url, "SELECT event_id, verdict, alert FROM events") == [(good["event_id"], "without_mask", 1)]
     log = room.log()
     assert "not valid JSON" in log and "schema_version" in log and "claims to be from" in log
@@ -179,8 +208,9 @@ def test_kill9_while_kiosks_publish_loses_nothing(sqlite_url, shipped_broker, ro
 
 def test_two_instances_split_the_load_with_a_shared_subscription(sqlite_url, shipped_broker, rooms, tmp_path):
     add_user(sqlite_url, "alice", PASSWORD)
-    a = serve(rooms, sqlite_url, shipped_broker, tmp_path, extra=["--share", "controlroom"], client_id="cr-a")
-    b = serve(rooms, sqlite_url, shipped_broker, tmp_path, extra=["--share", "controlroom"], client_id="cr-b")
+    # one broker account per instance (the shipped broker makes the client id the user name)
+    a = serve(rooms, sqlite_url, shipped_broker, tmp_path, extra=["--share", "controlroom"], user="controlroom")
+    b = serve(rooms, sqlite_url, shipped_broker, tmp_path, extra=["--share", "controlroom"], user="controlroom2")
     k = started(shipped_broker, "garage.k1")
     ids = []
     for i in range(40):
@@ -231,10 +261,13 @@ def test_database_outage_acknowledges_nothing_until_it_is_back(shipped_broker, r
 # -- liveness -------------------------------------------------------------------------------------------------
 def test_liveness_needs_stats_not_a_retained_status(sqlite_url, shipped_broker, rooms, tmp_path):
     add_user(sqlite_url, "alice", PASSWORD)
-    # a kiosk that said "online" (retained) and then died while nobody listened
+    # a kiosk that said "online" (retained) a minute ago and then died while nobody listened
     k = started(shipped_broker, "lobby.k1")
-    k.publish("maskwatch/lobby/k1/status", proto.dumps(proto.status("online", site="lobby", device="k1",
-                                                                     t=time.time())), retain=True)
+    k.publish(
+        "maskwatch/lobby/k1/status",
+        proto.dumps(proto.status("online", site="lobby", device="k1", t=time.time() - 60)),
+        retain=True,
+    )
     room = serve(rooms, sqlite_url, shipped_broker, tmp_path, extra=["--stats-interval", "1"])
     web = Http(room.base).login("alice", PASSWORD)
 
@@ -256,9 +289,21 @@ def test_liveness_needs_stats_not_a_retained_status(sqlite_url, shipped_broker, 
     assert t["state"] == "stale" and "no stats" in t["state_why"], t
     k.publish("maskwatch/lobby/k1/stats", proto.dumps(stats_payload("lobby", "k1")), qos=0)
     wait_for(lambda: tile()["state"] == "online", 5, what="online again")
-    k.publish("maskwatch/lobby/k1/status", proto.dumps(proto.status("offline", site="lobby", device="k1",
-                                                                     t=time.time())), retain=True)
+    k.publish(
+        "maskwatch/lobby/k1/status",
+        proto.dumps(proto.status("offline", site="lobby", device="k1", t=time.time())),
+        retain=True,
+    )
     wait_for(lambda: tile()["state"] == "offline", 5, what="offline after the last will")
+    # the interval the kiosk announces in its status wins over the one guessed from gaps
+    k.publish(
+        "maskwatch/lobby/k1/status",
+        proto.dumps(proto.status("online", site="lobby", device="k1", t=time.time(), stats_interval_s=5)),
+        retain=True,
+    )
+    k.publish("maskwatch/lobby/k1/stats", proto.dumps(stats_payload("lobby", "k1")), qos=0)
+    t = wait_for(lambda: tile()["state"] == "online" and tile(), 5, what="online with the announced interval")
+    assert t["stale_after_s"] == 10.0, t
 
 
 # -- accounts, sessions, CSRF -----------------------------------------------------------------------------------
@@ -278,7 +323,10 @@ def test_login_sessions_csrf_and_acknowledge(sqlite_url, shipped_broker, rooms, 
     with pytest.raises(AssertionError):
         Http(room.base).login("mallory", PASSWORD)
     # a login form posted from another site is refused
-    assert anon.status("POST", "/login", body=b"username=alice&password=x", headers={"Origin": "http://evil.example"}) == 403
+    assert (
+        anon.status("POST", "/login", body=b"username=alice&password=x", headers={"Origin": "http://evil.example"})
+        == 403
+    )
     rows_users = rows(sqlite_url, "SELECT username, password_hash FROM users ORDER BY username")
     assert [r[0] for r in rows_users] == ["alice", "bob"] and all(r[1].startswith("scrypt$") for r in rows_users)
     assert PASSWORD not in "".join(r[1] for r in rows_users)
@@ -329,15 +377,22 @@ def test_api_filters_paging_buckets_and_csv(db_url, shipped_broker, rooms, tmp_p
             k.publish("maskwatch/lobby/%s/events" % dev, proto.dumps(e))
         for h in range(6):
             per = {"with_mask": 3 + h, "without_mask": 1, "mask_weared_incorrect": h % 2}
-            c = proto.counts(site="lobby", device=dev, window_start=base + 3600 * h, window_end=base + 3600 * h + 60,
-                             per_label=per, labels=proto.VERDICTS)
+            c = proto.counts(
+                site="lobby",
+                device=dev,
+                window_start=base + 3600 * h,
+                window_end=base + 3600 * h + 60,
+                per_label=per,
+                labels=proto.VERDICTS,
+            )
             k.publish("maskwatch/lobby/%s/counts" % dev, proto.dumps(c))
             k.publish("maskwatch/lobby/%s/counts" % dev, proto.dumps(c))  # redelivered: counted once
     web = Http(room.base).login("alice", PASSWORD)
     wait_for(lambda: len(web.get("/api/events?limit=500")["events"]) == 24, 20, what="24 events")
     wait_for(lambda: rows(db_url, "SELECT count(*) FROM counts")[0][0] == 12, 20, what="12 counts windows")
     assert web.get("/api/events?device=k2&limit=500")["events"] and all(
-        e["device"] == "k2" for e in web.get("/api/events?device=k2&limit=500")["events"])
+        e["device"] == "k2" for e in web.get("/api/events?device=k2&limit=500")["events"]
+    )
     nc = web.get("/api/events?verdict=without_mask,mask_weared_incorrect&limit=500&total=true")
     assert nc["total"] == 16 and all(e["alert"] for e in nc["events"])
     window = web.get("/api/events?since=%d&until=%s&limit=500" % (base + 3600, "2026-01-01T02:00:00Z"))["events"]
@@ -367,7 +422,9 @@ def test_api_filters_paging_buckets_and_csv(db_url, shipped_broker, rooms, tmp_p
     # CSV with the same filters
     text = web.get_raw("/api/events.csv?device=k1&verdict=without_mask").decode()
     table = list(csv.DictReader(io.StringIO(text)))
-    assert len(table) == 4 and {r["verdict"] for r in table} == {"without_mask"} and {r["device"] for r in table} == {"k1"}
+    assert (
+        len(table) == 4 and {r["verdict"] for r in table} == {"without_mask"} and {r["device"] for r in table} == {"k1"}
+    )
     assert web.status("GET", "/api/events?verdict=maybe") == 400
     assert web.status("GET", "/api/events?limit=100000") == 400
     assert web.status("GET", "/api/buckets?size=week") == 400
@@ -388,66 +445,151 @@ def test_cli_errors_are_one_line(tmp_path, sqlite_url):
 
     _one_line_error(run_cli(["edge-controlroom", "serve", "--db", "mysql://x@y/z"], timeout=60), 64, "unsupported")
     _one_line_error(run_cli(["edge-controlroom", "serve", "--db", "not a url"], timeout=60), 64, "database URL")
-    _one_line_error(run_cli(["edge-controlroom", "serve", "--db", "sqlite:///%s/no/such/dir/x.db" % tmp_path],
-                            timeout=60), 69, "does not exist")
-    _one_line_error(run_cli(["edge-controlroom", "serve", "--db",
-                             "postgresql://u:secret@127.0.0.1:%d/db" % free_port()], timeout=60), 69, "cannot open")
-    r = run_cli(["edge-controlroom", "serve", "--db", "postgresql://u:secret@127.0.0.1:%d/db" % free_port()], timeout=60)
+    _one_line_error(
+        run_cli(["edge-controlroom", "serve", "--db", "sqlite:///%s/no/such/dir/x.db" % tmp_path], timeout=60),
+        69,
+        "does not exist",
+    )
+    _one_line_error(
+        run_cli(
+            ["edge-controlroom", "serve", "--db", "postgresql://u:secret@127.0.0.1:%d/db" % free_port()], timeout=60
+        ),
+        69,
+        "cannot open",
+    )
+    r = run_cli(
+        ["edge-controlroom", "serve", "--db", "postgresql://u:secret@127.0.0.1:%d/db" % free_port()], timeout=60
+    )
     assert "secret" not in r.stderr  # the password is never printed
-    _one_line_error(run_cli(["edge-controlroom", "serve", "--db", sqlite_url, "--http", "localhost"], timeout=60), 64,
-                    "--http")
-    _one_line_error(run_cli(["edge-controlroom", "serve", "--db", sqlite_url, "--http", "1.2.3.4:99999"],
-                            timeout=60), 64, "--http")
+    _one_line_error(
+        run_cli(["edge-controlroom", "serve", "--db", sqlite_url, "--http", "localhost"], timeout=60), 64, "--http"
+    )
+    _one_line_error(
+        run_cli(["edge-controlroom", "serve", "--db", sqlite_url, "--http", "1.2.3.4:99999"], timeout=60), 64, "--http"
+    )
     _one_line_error(run_cli(["edge-controlroom", "serve", "--db", sqlite_url], timeout=60), 78, "add-user")
-    _one_line_error(run_cli(["edge-controlroom", "add-user", "--db", sqlite_url, "bad/name", "--password-file", "-"],
-                            timeout=60, input="longenough\n"), 64, "user name")
-    _one_line_error(run_cli(["edge-controlroom", "add-user", "--db", sqlite_url, "carol", "--password-file", "-"],
-                            timeout=60, input="short\n"), 65, "8 characters")
+    _one_line_error(
+        run_cli(
+            ["edge-controlroom", "add-user", "--db", sqlite_url, "bad/name", "--password-file", "-"],
+            timeout=60,
+            input="longenough\n",
+        ),
+        64,
+        "user name",
+    )
+    _one_line_error(
+        run_cli(
+            ["edge-controlroom", "add-user", "--db", sqlite_url, "carol", "--password-file", "-"],
+            timeout=60,
+            input="short\n",
+        ),
+        65,
+        "8 characters",
+    )
     add_user(sqlite_url, "carol", PASSWORD)
-    _one_line_error(run_cli(["edge-controlroom", "add-user", "--db", sqlite_url, "carol", "--password-file", "-"],
-                            timeout=60, input="another long one\n"), 65, "exists")
-    r = run_cli(["edge-controlroom", "add-user", "--db", sqlite_url, "carol", "--replace", "--password-file", "-"],
-                timeout=60, input="another long one\n")
+    _one_line_error(
+        run_cli(
+            ["edge-controlroom", "add-user", "--db", sqlite_url, "carol", "--password-file", "-"],
+            timeout=60,
+            input="another long one\n",
+        ),
+        65,
+        "exists",
+    )
+    r = run_cli(
+        ["edge-controlroom", "add-user", "--db", sqlite_url, "carol", "--replace", "--password-file", "-"],
+        timeout=60,
+        input="another long one\n",
+    )
     assert r.returncode == 0, r.stderr
-    _one_line_error(run_cli(["edge-controlroom", "serve", "--db", sqlite_url, "--host", "127.0.0.1", "--port",
-                             free_port(), "--http", "127.0.0.1:%d" % free_port(), "--connect-timeout", "3"],
-                            timeout=60), 69, "connection refused")
-    _one_line_error(run_cli(["edge-controlroom", "serve", "--db", sqlite_url, "--ca", tmp_path / "missing.crt",
-                             "--http", "127.0.0.1:%d" % free_port()], timeout=60), 78, "not found")
+    _one_line_error(
+        run_cli(
+            [
+                "edge-controlroom",
+                "serve",
+                "--db",
+                sqlite_url,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                free_port(),
+                "--http",
+                "127.0.0.1:%d" % free_port(),
+                "--connect-timeout",
+                "3",
+            ],
+            timeout=60,
+        ),
+        69,
+        "connection refused",
+    )
+    _one_line_error(
+        run_cli(
+            [
+                "edge-controlroom",
+                "serve",
+                "--db",
+                sqlite_url,
+                "--ca",
+                tmp_path / "missing.crt",
+                "--http",
+                "127.0.0.1:%d" % free_port(),
+            ],
+            timeout=60,
+        ),
+        78,
+        "not found",
+    )
     r = run_cli(["edge-controlroom", "migrate", "--db", sqlite_url], timeout=60)
-    assert r.returncode == 0 and "schema version 1" in r.stdout, r.stderr
+    from controlroom import db
+
+    assert r.returncode == 0 and "schema version %d" % db.MIGRATIONS[-1][0] in r.stdout, r.stderr
 
 
 def test_migrations_are_recorded_and_idempotent(sqlite_url):
     from controlroom import db
 
     engine = db.make_engine(sqlite_url)
-    assert db.migrate(engine) == [m[0] for m in db.MIGRATIONS]
+    assert db.migrate(engine) == [m[0] for m in db.MIGRATIONS] == [1, 2]
     assert db.migrate(engine) == []
     assert db.current_version(engine) == db.MIGRATIONS[-1][0]
     mode = rows(sqlite_url, "PRAGMA journal_mode")[0][0]
     assert mode == "wal"
     import sqlalchemy as sa
 
+    # a database made by release 1 (before the devices got the announced interval) is upgraded in place
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO devices (site, device, first_seen, last_seen) VALUES ('s', 'd', 1, 2)"))
+        conn.execute(sa.text("ALTER TABLE devices DROP COLUMN stats_interval_announced"))
+        conn.execute(sa.text("ALTER TABLE devices DROP COLUMN status_ts"))
+        conn.execute(sa.text("DELETE FROM schema_migrations WHERE version = 2"))
+    assert db.current_version(engine) == 1
+    assert db.migrate(engine) == [2]
+    assert rows(sqlite_url, "SELECT site, device, stats_interval_announced, status_ts FROM devices") == [
+        ("s", "d", None, None)
+    ]
     with engine.begin() as conn:  # a database from a newer release is refused, not damaged
         conn.execute(db.schema_migrations.insert().values(version=999, name="future", applied_at=0))
     with pytest.raises(db.DatabaseError, match="newer"):
         db.migrate(engine)
     engine.dispose()
-    assert sa is not None
 
 
 # -- packaging: no numpy, OpenCV or LiteRT (Must-show 4) ------------------------------------------------------------
 def test_controlroom_and_protocol_never_pull_numpy():
-    code = ("import sys, maskwatch_protocol, controlroom.cli, controlroom.web, controlroom.db, controlroom.ingest, "
-            "controlroom.alerts_cli, controlroom.auth; "
-            "bad = [m for m in ('numpy', 'cv2', 'tflite_runtime', 'ai_edge_litert', 'tensorflow', 'edge') "
-            "if m in sys.modules]; assert not bad, bad")
+    code = (
+        "import sys, maskwatch_protocol, controlroom.cli, controlroom.web, controlroom.db, controlroom.ingest, "
+        "controlroom.alerts_cli, controlroom.auth; "
+        "bad = [m for m in ('numpy', 'cv2', 'tflite_runtime', 'ai_edge_litert', 'tensorflow', 'edge') "
+        "if m in sys.modules]; assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=str(ROOT))
     # and edge/ never imports controlroom/
-    offenders = [str(p) for p in (ROOT / "edge").rglob("*.py")
-                 if any(l.strip().startswith(("import controlroom", "from controlroom"))
-                        for l in p.read_text().splitlines())]
+    offenders = [
+        str(p)
+        for p in (ROOT / "edge").rglob("*.py")
+        if any(l.strip().startswith(("import controlroom", "from controlroom")) for l in p.read_text().splitlines())
+    ]
     assert not offenders, offenders
 
 
@@ -456,36 +598,54 @@ def test_fresh_venv_install_has_no_numpy_opencv_or_litert(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     src = tmp_path / "src"  # a copy without the developer's .venv and build leftovers
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", ".git", "*.egg-info", "build", "__pycache__",
-                                                               "benchmarks", "tests"))
+    shutil.copytree(
+        ROOT,
+        src,
+        ignore=shutil.ignore_patterns(".venv", ".git", "*.egg-info", "build", "__pycache__", "benchmarks", "tests"),
+    )
     pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "--no-input"]
-    p = subprocess.run(pip + ["install", "--quiet", "%s[controlroom]" % src], capture_output=True, text=True,
-                       timeout=900)
+    p = subprocess.run(
+        pip + ["install", "--quiet", "%s[controlroom]" % src], capture_output=True, text=True, timeout=900
+    )
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     listed = subprocess.run(pip + ["list", "--format", "json"], capture_output=True, text=True, check=True)
     names = {d["name"].lower().replace("_", "-") for d in json.loads(listed.stdout)}
-    banned = {"numpy", "opencv-python", "opencv-python-headless", "ai-edge-litert", "tflite-runtime", "tensorflow",
-              "tensorflow-cpu"}
+    banned = {
+        "numpy",
+        "opencv-python",
+        "opencv-python-headless",
+        "ai-edge-litert",
+        "tflite-runtime",
+        "tensorflow",
+        "tensorflow-cpu",
+    }
     assert not names & banned, sorted(names & banned)
     assert {"sqlalchemy", "paho-mqtt", "psycopg", "maskwatch"} <= names, sorted(names)
     for exe in ("edge-controlroom", "edge-alerts"):
         r = subprocess.run([str(venv / "bin" / exe), "--help"], capture_output=True, text=True, timeout=60)
         assert r.returncode == 0 and "usage:" in r.stdout, r.stderr
-    r = subprocess.run([str(venv / "bin" / "edge-controlroom"), "migrate", "--db",
-                        "sqlite:///%s" % (tmp_path / "fresh.db")], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [str(venv / "bin" / "edge-controlroom"), "migrate", "--db", "sqlite:///%s" % (tmp_path / "fresh.db")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     # the JSON Schemas and the dashboard's files came along as package data
-    code = ("import maskwatch_protocol, controlroom.web as w; assert len(list(maskwatch_protocol.SCHEMA_DIR.glob("
-            "'*.schema.json'))) == 4; assert (w.STATIC / 'app.js').is_file(); import sys; "
-            "assert 'numpy' not in sys.modules")
-    r = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, timeout=60,
-                       cwd=str(tmp_path))
+    code = (
+        "import maskwatch_protocol, controlroom.web as w; assert len(list(maskwatch_protocol.SCHEMA_DIR.glob("
+        "'*.schema.json'))) == 4; assert (w.STATIC / 'app.js').is_file(); import sys; "
+        "assert 'numpy' not in sys.modules"
+    )
+    r = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, timeout=60, cwd=str(tmp_path)
+    )
     assert r.returncode == 0, r.stderr
 
 
 # -- the systemd unit -------------------------------------------------------------------------------------------
 def test_controlroom_unit_is_hardened_and_verifies(tmp_path):
-    from test_install import rewrite_prefix, unit_entries, VENV_ROOT
+    from test_install import VENV_ROOT, rewrite_prefix, unit_entries
 
     unit = ROOT / "systemd" / "maskwatch-controlroom.service"
     entries = {(s, k): v for s, k, v in unit_entries(unit)}

@@ -3,6 +3,7 @@
 Log in, see the entrance tile, see a new alert appear within 2 s of a kiosk publishing it, without a reload,
 and acknowledge it. The screenshot is kept in test-artifacts/controlroom-dashboard.png.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -11,18 +12,27 @@ import time
 from pathlib import Path
 
 import pytest
-
-from conftest import ROOT
 from controlroom_support import ControlRoom, Http, add_user, wait_for
 from test_broker import broker_dir, device_event, shipped_broker, started  # noqa: F401
 
 import maskwatch_protocol as proto
 
+from conftest import ROOT
+
 ARTIFACTS = ROOT / "test-artifacts"
 PASSWORD = "correct horse battery"
-CHROME_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--window-size=1400,1000"]
+CHROME_FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1400,1000",
+]
 
 
 @pytest.fixture
@@ -36,8 +46,10 @@ def browser():
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     driver_exe = shutil.which("chromedriver") or "/usr/bin/chromedriver"
     if not (Path(chromium).exists() and Path(driver_exe).exists()):
-        pytest.fail("chromium and chromium-driver are not installed (apt-get install chromium chromium-driver); "
-                    ".ci/run installs them")
+        pytest.fail(
+            "chromium and chromium-driver are not installed (apt-get install chromium chromium-driver); "
+            ".ci/run installs them"
+        )
     profile = tempfile.mkdtemp(prefix="maskwatch-chromium-")
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
@@ -53,9 +65,20 @@ def browser():
 
 
 def stats(site, device):
-    return proto.stats(site=site, device=device, t=time.time(), fps=10.0, frames=100, dropped_frames=0,
-                       detector_runs=50, inference_ms={"p50": 3.0, "p95": 4.0}, detect_ms={"p50": 9.0, "p95": 12.0},
-                       spool_depth=0, spool_dropped=0, backend="litert")
+    return proto.stats(
+        site=site,
+        device=device,
+        t=time.time(),
+        fps=10.0,
+        frames=100,
+        dropped_frames=0,
+        detector_runs=50,
+        inference_ms={"p50": 3.0, "p95": 4.0},
+        detect_ms={"p50": 9.0, "p95": 12.0},
+        spool_depth=0,
+        spool_dropped=0,
+        backend="litert",
+    )
 
 
 def test_login_tile_live_alert_and_acknowledge(browser, shipped_broker, tmp_path):
@@ -67,11 +90,22 @@ def test_login_tile_live_alert_and_acknowledge(browser, shipped_broker, tmp_path
     room = ControlRoom(db_url, shipped_broker, tmp_path, extra=["--stats-interval", "5"]).start()
     try:
         kiosk = started(shipped_broker, "lobby.k1")
-        kiosk.publish("maskwatch/lobby/k1/status", proto.dumps(proto.status(
-            "online", site="lobby", device="k1", t=time.time(), backend="litert", version="0.1.0")), retain=True)
+        kiosk.publish(
+            "maskwatch/lobby/k1/status",
+            proto.dumps(
+                proto.status("online", site="lobby", device="k1", t=time.time(), backend="litert", version="0.1.0")
+            ),
+            retain=True,
+        )
         kiosk.publish("maskwatch/lobby/k1/stats", proto.dumps(stats("lobby", "k1")), qos=0)
-        counts = proto.counts(site="lobby", device="k1", window_start=time.time() - 60, window_end=time.time(),
-                              per_label={"with_mask": 9, "without_mask": 1}, labels=proto.VERDICTS)
+        counts = proto.counts(
+            site="lobby",
+            device="k1",
+            window_start=time.time() - 60,
+            window_end=time.time(),
+            per_label={"with_mask": 9, "without_mask": 1},
+            labels=proto.VERDICTS,
+        )
         kiosk.publish("maskwatch/lobby/k1/counts", proto.dumps(counts))
         earlier = device_event("lobby", "k1", "with_mask", track_id=1)
         kiosk.publish("maskwatch/lobby/k1/events", proto.dumps(earlier))
@@ -88,6 +122,7 @@ def test_login_tile_live_alert_and_acknowledge(browser, shipped_broker, tmp_path
             wait_for(lambda: browser.current_url.rstrip("/") == room.base, 10, what="the dashboard after login")
         except AssertionError:
             raise AssertionError("%s\n%s\n%s" % (browser.current_url, browser.page_source[:2000], room.log()[-3000:]))
+
         def tile_text(state=None):
             # the page redraws the tiles (every 10 s and on news): look the element up each time
             try:
@@ -117,8 +152,11 @@ def test_login_tile_live_alert_and_acknowledge(browser, shipped_broker, tmp_path
 
         # acknowledge it
         item.find_element(By.CSS_SELECTOR, "button.ack-button").click()
-        wait_for(lambda: "acknowledged by alice" in browser.find_element(By.ID, item_id).text, 5,
-                 what="the acknowledgement on the page")
+        wait_for(
+            lambda: "acknowledged by alice" in browser.find_element(By.ID, item_id).text,
+            5,
+            what="the acknowledgement on the page",
+        )
         ev = api.get("/api/events/%s" % alert["event_id"])
         assert ev["ack_by"] == "alice" and ev["ack_at"] is not None
         wait_for(lambda: "1 alerts (0 not acknowledged)" in tile_text(), 5, what="the tile's alert count")

@@ -5,7 +5,7 @@ import json
 import threading
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Dict, List
 
 import pytest
 
@@ -62,15 +62,17 @@ class Subscriber:
 
 
 def kiosk_config(tmp_path: Path, clip: Path, broker=None, **extra) -> Path:
-    lines = ["site: lobby", "device: kiosk-1", "state_dir: %s" % (tmp_path / "state"),
-             "source:", "  url: %s" % clip, "detector:", "  min_face_px: 40",
-             "counts:", "  interval_s: 5", "stats:", "  interval_s: 2"]
+    import yaml
+
+    doc: Dict[str, Any] = {"site": "lobby", "device": "kiosk-1", "state_dir": str(tmp_path / "state"),
+                           "source": {"url": str(clip)}, "detector": {"min_face_px": 40},
+                           "counts": {"interval_s": 5}, "stats": {"interval_s": 2}}
     if broker is not None:
-        lines += ["mqtt:", "  host: %s" % broker.host, "  port: %d" % broker.port]
-    for k, v in extra.items():
-        lines.append("%s: %s" % (k, json.dumps(v)))
+        doc["mqtt"] = {"host": broker.host, "port": broker.port}
+    doc.update(extra)  # a whole section replaced, as the tests ask
+    tmp_path.mkdir(parents=True, exist_ok=True)
     p = tmp_path / "kiosk.yaml"
-    p.write_text("\n".join(lines) + "\n")
+    p.write_text(yaml.safe_dump(doc, sort_keys=False))
     return p
 
 

@@ -11,8 +11,9 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import BIN, Mosquitto, free_port
 from test_daemon import Subscriber, kiosk_config
+
+from conftest import BIN, Mosquitto, free_port
 
 
 class Daemon:
@@ -213,7 +214,7 @@ def test_notify_ready_and_watchdog_only_while_processing(tmp_path, demo_clip, de
             msgs.append((time.monotonic(), srv.recv(4096).decode()))
         except socket.timeout:
             pass
-    end = time.monotonic()
+    time.monotonic()
     time.sleep(0.3)
     srv.close()
     assert p.returncode == 0, p.stderr_text[-2000:]
@@ -225,3 +226,41 @@ def test_notify_ready_and_watchdog_only_while_processing(tmp_path, demo_clip, de
     # an 18 s clip paced in real time with a 1 s watchdog: pinged every ~0.5 s while frames flow
     assert len(pings) >= 15
     assert "STOPPING=1" in kinds[-1]
+
+
+def test_a_kiosk_that_dies_while_the_broker_is_down_reads_stale_not_online(tmp_path, demo_clip, detector_dir,
+                                                                           shipped_bundle):
+    """kill -9 while the broker is down: the will is never sent and the retained status says "online" forever.
+    The status carries the stats interval, so a subscriber that sees no stats for twice that long knows better."""
+    from edge import messages
+
+    broker = persistent_broker(tmp_path, free_port()).start()
+    cfg = kiosk_config(tmp_path, demo_clip, broker, source={"url": str(demo_clip), "realtime": True, "loop": True},
+                       stats={"interval_s": 1.0})
+    p = start_daemon(cfg)
+    sub = Subscriber(broker.host, broker.port)
+    try:
+        assert sub.wait_for(lambda: sub.of("stats"), timeout=60), p.stderr_text[-2000:]
+    finally:
+        sub.close()
+    time.sleep(1.5)  # autosave_interval 1: the retained "online" is on disk
+    broker.proc.kill()  # the broker crashes: no wills are sent
+    broker.proc.wait(5)
+    time.sleep(0.5)
+    p.send_signal(signal.SIGKILL)  # ... and the kiosk dies while it is down
+    p.wait(10)
+    broker.start()
+    try:
+        sub = Subscriber(broker.host, broker.port)
+        assert sub.wait_for(lambda: sub.of("status"), timeout=10)
+        status = sub.of("status")[-1]
+        assert status["state"] == "online"  # the problem: the broker never learnt that the kiosk died
+        assert status["stats_interval_s"] == 1.0 and isinstance(status["ts"], float)
+        time.sleep(2.5)
+        assert not sub.of("stats")  # no heartbeat since the restart
+        assert messages.liveness(status, None, time.time()) == "stale"
+        # and while stats arrive, the same rule says online
+        assert messages.liveness(status, time.time() - 0.5, time.time()) == "online"
+        sub.close()
+    finally:
+        broker.stop()

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT, run_cli
 from edge import detectors, res10
 from edge.backends import BackendUnavailable
 from edge.detector import DetectorOptions, FaceDetector
 from edge.errors import BundleError
 from edge.types import iou
+
+from conftest import ROOT, run_cli
 
 
 @pytest.fixture(scope="module")

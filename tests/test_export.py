@@ -1,15 +1,15 @@
 """export/: readers, leak-free splitting, metrics, and a tiny model converted end to end (TensorFlow)."""
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import run_cli
 from export import datasets, metrics, split
+
+from conftest import run_cli
 
 LABELS = list(datasets.FACE_LABELS)
 
@@ -118,7 +118,7 @@ def test_metrics_report_on_known_confusion():
 # -- conversion (TensorFlow) --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_bundle(tmp_path_factory):
-    tf = pytest.importorskip("tensorflow")
+    pytest.importorskip("tensorflow")
     import keras
 
     from export.convert import convert

@@ -286,10 +286,11 @@ def test_engine_unit_runs_once_before_the_daemon_as_the_same_user():
 
 def test_engine_condition_names_the_file_build_engine_writes():
     """The condition must track edge.pipeline.engine_path(), which `build-engine --precision fp16` writes."""
+    from edge.config import build
     from edge.pipeline import engine_path
 
     cond = unit_value(ENGINE_UNIT, "ConditionPathExists", "Unit").lstrip("!")
-    assert cond == str(engine_path({"state_dir": "/var/lib/maskwatch"}, "@MODEL_ID@", "fp16"))
+    assert cond == str(engine_path(build({"state_dir": "/var/lib/maskwatch", "source": {"url": "x"}}), "@MODEL_ID@", "fp16"))
 
 
 def test_units_pass_systemd_analyze_verify(tmp_path):
@@ -374,7 +375,7 @@ def test_example_config_documents_every_schema_key():
 def test_example_watchdog_stall_is_shorter_than_the_unit_watchdog():
     from edge.config import load_config
 
-    stall = load_config(EXAMPLE)["watchdog"]["stall_s"]
+    stall = load_config(EXAMPLE).watchdog.stall_s
     assert stall < float(unit_value(MAIN_UNIT, "WatchdogSec"))
 
 

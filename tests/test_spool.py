@@ -35,3 +35,118 @@ def test_refuse_new_counts(tmp_path):
     with pytest.raises(SpoolFull):
         s.put("t", b"c")
     assert [r[2] for r in s.peek()] == [b"a", b"b"] and s.dropped == 1
+
+
+E, C = "maskwatch/s/d/events", "maskwatch/s/d/counts"
+
+
+def test_events_outrank_counts(tmp_path):
+    s = Spool(tmp_path / "s.db", 5, "drop_oldest")
+    for i in range(3):
+        s.put(C, b"c%d" % i)
+    for i in range(5):
+        s.put(E, b"e%d" % i)
+    assert [r[2] for r in s.peek()] == [b"e0", b"e1", b"e2", b"e3", b"e4"]  # the counts made room
+    assert s.dropped_by == {"events": 0, "counts": 3}
+    with pytest.raises(SpoolFull):  # a count never pushes out an event: with no count left to drop, it is refused
+        s.put(C, b"c9")
+    assert s.dropped_by["counts"] == 4 and s.depth() == 5
+
+
+def test_refuse_new_still_lets_events_push_out_counts(tmp_path):
+    s = Spool(tmp_path / "s.db", 2, "refuse_new")
+    s.put(C, b"c0")
+    s.put(E, b"e0")
+    s.put(E, b"e1")  # the count goes, the event stays
+    assert [r[2] for r in s.peek()] == [b"e0", b"e1"]
+    with pytest.raises(SpoolFull):
+        s.put(E, b"e2")
+    assert s.dropped_by == {"events": 1, "counts": 1}
+
+
+def test_byte_cap(tmp_path):
+    s = Spool(tmp_path / "s.db", 1000, "drop_oldest", max_bytes=100 * 1024)
+    big = b"x" * 30000  # an event with a snapshot
+    for _ in range(5):
+        s.put(E, big)
+    assert s.depth() == 3 and s.size_bytes() <= 100 * 1024 and s.dropped_by["events"] == 2
+    with pytest.raises(SpoolFull):
+        s.put(E, b"y" * 200 * 1024)  # larger than the whole cap: refused, not a wiped spool
+    assert s.depth() == 3
+    s.close()
+    s = Spool(tmp_path / "s.db", 1000, "drop_oldest", max_bytes=100 * 1024)
+    assert s.size_bytes() == 3 * 30000  # the byte count is rebuilt from disk
+
+
+def test_drops_are_logged_rate_limited(tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="edge.spool")
+    s = Spool(tmp_path / "s.db", 10, "drop_oldest")
+    for i in range(200):
+        s.put(E, b"e%d" % i)
+    lines = [r for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(lines) == 1, [r.getMessage() for r in lines]  # once a minute, not 190 times
+    s.report_drops()  # the publisher says it again once the broker is back, with the totals
+    msgs = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(msgs) == 2 and "190 events in all" in msgs[-1] or "(190 events" in msgs[-1], msgs
+
+
+def test_an_old_spool_is_migrated_with_its_backlog(tmp_path):
+    import sqlite3
+
+    p = tmp_path / "old.db"
+    db = sqlite3.connect(str(p))
+    db.execute("CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, "
+               "payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL)")
+    db.execute("CREATE TABLE meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL)")
+    db.execute("INSERT INTO outbox (topic, payload, qos, retain) VALUES (?, ?, 1, 0)", (C, b"c"))
+    db.execute("INSERT INTO outbox (topic, payload, qos, retain) VALUES (?, ?, 1, 0)", (E, b"e"))
+    db.execute("INSERT INTO meta VALUES ('dropped', 4)")
+    db.commit()
+    db.close()
+    s = Spool(p, 2, "drop_oldest")
+    assert s.depth() == 2 and s.dropped == 4
+    s.put(E, b"e2")  # the old count is recognised as a count and goes first
+    assert [r[2] for r in s.peek()] == [b"e", b"e2"]
+
+
+def test_broker_away_events_kept_counts_dropped_and_reported(tmp_path, caplog):
+    """Against a real mosquitto: the broker is down while 8 events and 30 counts windows arrive at a spool
+    of 10; all 8 events reach the broker once it is back, the drops are logged and in the publisher's numbers."""
+    import logging
+
+    from test_daemon import Subscriber
+
+    from edge.publish import MqttPublisher
+
+    from conftest import Mosquitto, free_port
+
+    caplog.set_level(logging.WARNING)
+    broker = Mosquitto(tmp_path, port=free_port())  # not started yet
+    pub = MqttPublisher(host="127.0.0.1", port=broker.port, site="s", device="d",
+                        spool=Spool(tmp_path / "spool.db", 10, "drop_oldest"), reconnect_max_s=1)
+    pub.start({"schema_version": 1, "type": "status", "state": "online", "site": "s", "device": "d",
+               "time": "2024-01-01T00:00:00.000Z"})
+    sent = []
+    for i in range(30):
+        pub.publish("counts", {"i": i})
+        if i % 4 == 0 and len(sent) < 8:
+            sent.append("ev%d" % i)
+            pub.publish("events", {"event_id": "ev%d" % i})
+    while len(sent) < 8:
+        sent.append("ev-late%d" % len(sent))
+        pub.publish("events", {"event_id": sent[-1]})
+    assert pub.spool_dropped_by() == {"events": 0, "counts": 28}
+    broker.start()
+    sub = Subscriber(broker.host, broker.port)
+    try:
+        assert pub.connected.wait(15)
+        assert pub.flush(15)
+        assert sub.wait_for(lambda: {e["event_id"] for e in sub.of("events")} >= set(sent), timeout=15)
+    finally:
+        sub.close()
+        pub.close()
+        broker.stop()
+    warnings = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert warnings and "28 counts in all" in warnings[-1], warnings

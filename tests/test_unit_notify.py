@@ -10,8 +10,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import BIN, ROOT, SHIPPED_BUNDLE, free_port
 from test_install import unit_exec_and_env
+
+from conftest import BIN, ROOT, SHIPPED_BUNDLE, free_port
 
 UNIT = ROOT / "systemd" / "maskwatch.service"
 WATCHDOG_USEC = 2_000_000  # 2 s here (the unit has 30 s): pings every 1 s while frames flow

@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_cli
 from edge.bundle import load_bundle
 from edge.classifier import MaskClassifier
 from edge.errors import BundleError
 from edge.tracker import Tracker, TrackerOptions
 from edge.types import Face
+
+from conftest import run_cli
 
 FACE3 = ["with_mask", "without_mask", "mask_weared_incorrect"]
 

@@ -17,6 +17,7 @@ from typing import Any, Dict, Optional, Type
 import numpy as np
 
 from ..bundle import TensorSpec, Variant
+from ..errors import BundleError, MaskwatchError
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +79,15 @@ def find_plugins(package: str, path, base: type) -> Dict[str, Any]:
     for mod in pkgutil.iter_modules(path):
         m = importlib.import_module("%s.%s" % (package, mod.name))
         for obj in vars(m).values():
-            if isinstance(obj, type) and issubclass(obj, base) and getattr(obj, "type_key", ""):
-                found[obj.type_key] = obj
+            key = getattr(obj, "type_key", None) if isinstance(obj, type) and issubclass(obj, base) else None
+            if key:
+                found[key] = obj
     return found
 
 
 def _discover() -> None:
     if not _REGISTRY:
-        _REGISTRY.update(find_plugins(__name__, __path__, Backend))  # type: ignore[name-defined]
+        _REGISTRY.update(find_plugins(__name__, __path__, Backend))
 
 
 def available_types() -> Dict[str, Type[Backend]]:
@@ -97,4 +99,17 @@ def create(type_key: str, model_path: Path, variant: Variant, options: Optional[
     _discover()
     if type_key not in _REGISTRY:
         raise BackendUnavailable("no backend %r (known: %s)" % (type_key, ", ".join(sorted(_REGISTRY))))
-    return _REGISTRY[type_key](model_path, variant, options)
+    return load_guarded(lambda: _REGISTRY[type_key](model_path, variant, options), model_path, type_key)
+
+
+def load_guarded(load, path, runtime: str):
+    """Run a runtime's model loader; anything but a missing runtime becomes one BundleError naming the file.
+    (A file can match its manifest's sha256 and still be no model: a bad build, a disk error before hashing.)"""
+    try:
+        return load()
+    except (BackendUnavailable, MaskwatchError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - each runtime raises its own types (ValueError, RuntimeError, ...)
+        msg = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise BundleError("%s is not a valid %s model (%s): rebuild it with edge-export convert, or restore the "
+                          "bundle" % (path, runtime, msg))

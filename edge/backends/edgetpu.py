@@ -6,6 +6,7 @@ the CPU int8 model with a warning and a status flag.
 """
 from __future__ import annotations
 
+import gc
 import platform
 
 from . import BackendUnavailable
@@ -23,8 +24,13 @@ class EdgeTPUBackend(LiteRTBackend):
         try:
             delegate = load_delegate(lib, {"device": device} if device else {})
         except (ValueError, OSError) as exc:
+            why = str(exc)
+            del exc
+            # the runtime's half-built Delegate object has a __del__ that fails (no _library yet): collect it here,
+            # at a known point, rather than whenever the garbage collector next runs (mid-import, say)
+            gc.collect()
             raise BackendUnavailable("Edge TPU delegate %s could not be loaded (%s): is libedgetpu installed "
-                                     "and a Coral device attached?" % (lib, exc))
+                                     "and a Coral device attached?" % (lib, why))
         return Interpreter(model_path=str(self.model_path), experimental_delegates=[delegate])
 
     def describe(self) -> str:

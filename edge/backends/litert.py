@@ -19,7 +19,7 @@ def import_interpreter():
     except ImportError:
         pass
     try:
-        from tflite_runtime.interpreter import Interpreter, load_delegate  # type: ignore
+        from tflite_runtime.interpreter import Interpreter, load_delegate
 
         return Interpreter, load_delegate, "tflite_runtime"
     except ImportError:

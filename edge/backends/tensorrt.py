@@ -21,13 +21,13 @@ log = logging.getLogger(__name__)
 
 def import_trt():
     try:
-        import tensorrt as trt  # type: ignore
+        import tensorrt as trt
     except ImportError as exc:
         raise BackendUnavailable("TensorRT is not importable (%s); it ships with JetPack "
                                  "(apt install python3-libnvinfer)" % exc)
     try:
         import pycuda.autoinit  # noqa: F401  (creates the CUDA context)
-        import pycuda.driver as cuda  # type: ignore
+        import pycuda.driver as cuda
     except Exception as exc:  # ImportError, or pycuda's LogicError/RuntimeError with no CUDA device
         raise BackendUnavailable("pycuda/CUDA is not usable (%s): TensorRT needs an NVIDIA GPU" % exc)
     return trt, cuda

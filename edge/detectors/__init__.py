@@ -12,7 +12,7 @@ from typing import Any, Dict, Optional, Tuple, Type
 
 import numpy as np
 
-from ..backends import BackendUnavailable, find_plugins
+from ..backends import BackendUnavailable, find_plugins, load_guarded
 
 # config names -> plugin type keys ("cpu" and "cuda" are the names older configs use)
 ALIASES = {"cpu": "opencv", "cuda": "opencv-cuda"}
@@ -77,7 +77,7 @@ _REGISTRY: Dict[str, Type[DetectorNet]] = {}
 
 def _discover() -> None:
     if not _REGISTRY:
-        _REGISTRY.update(find_plugins(__name__, __path__, DetectorNet))  # type: ignore[name-defined]
+        _REGISTRY.update(find_plugins(__name__, __path__, DetectorNet))
 
 
 def types() -> Tuple[str, ...]:
@@ -90,4 +90,5 @@ def create(type_key: str, files: DetectorFiles, options: Optional[Dict[str, Any]
     key = ALIASES.get(type_key, type_key)
     if key not in _REGISTRY:
         raise BackendUnavailable("no detector backend %r (known: %s)" % (type_key, ", ".join(sorted(_REGISTRY))))
-    return _REGISTRY[key](files, options)
+    return load_guarded(lambda: _REGISTRY[key](files, options), files.caffemodel if key.startswith("opencv")
+                        else "the converted res10 file in %s" % files.dir, key)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Give a control-room consumer (edge-alerts) its broker account: it may read maskwatch/# and
-# publish nothing. Idempotent; --rotate issues a new password. Several consumers may share one
-# account or have one each (names without a ".", so they never clash with "<site>.<device>").
+# publish nothing. Idempotent; --rotate issues a new password. Give every consumer its own account
+# (names without a ".", so they never clash with "<site>.<device>"): the broker forces each client's
+# id to its user name (use_username_as_clientid), so two instances on one account would evict each other.
 #
 #   add-controlroom.sh [-d DIR] [-H BROKER_HOST] [--rotate] [--ha] [NAME]   (NAME default: controlroom)
 #
