@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import reprlib
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -27,6 +28,7 @@ from .errors import ConfigError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # a topic level: what kiosk.example.yaml promises
 NAME_RULE = "1-64 letters, digits, _ or - (one MQTT topic level: no / + # $ . or spaces)"
+MAX_NUMBER = 2 ** 31 - 1
 BACKENDS = ("litert", "edgetpu", "onnxruntime", "tensorrt")
 DETECTOR_MODES = ("single", "native", "tiles")
 DETECTOR_BACKENDS = ("opencv", "cpu", "opencv-cuda", "cuda", "onnxruntime", "litert", "edgetpu", "tensorrt")
@@ -240,6 +242,8 @@ class Key:
                 return "must be >= %s" % self.min
             if self.max is not None and value > self.max:
                 return "must be <= %s" % self.max
+            if abs(value) > MAX_NUMBER:  # no key needs more; beyond it SQLite, OpenCV and timers overflow
+                return "must be <= %d" % MAX_NUMBER
         return None
 
 
@@ -320,8 +324,13 @@ def _validate(node, sch: Dict[str, Any], path: str, fname: str, out: Dict[str, A
             out[key] = value
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 3, 6, 6, 60, 60
+
+
 def _short(value: Any, n: int = 60) -> str:
-    r = repr(value)
+    """A value for an error message, bounded: a YAML alias bomb or a 1000-deep list must not be printed whole."""
+    r = _REPR.repr(value)
     return r if len(r) <= n else r[:n] + "..."
 
 

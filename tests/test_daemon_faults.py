@@ -264,3 +264,49 @@ def test_a_kiosk_that_dies_while_the_broker_is_down_reads_stale_not_online(tmp_p
         sub.close()
     finally:
         broker.stop()
+
+
+def test_per_event_state_is_bounded_and_holds_no_snapshots(tmp_path, mosquitto, demo_clip, detector_dir,
+                                                           shipped_bundle, monkeypatch):
+    """Pipeline.decisions once kept every decision, snapshot bytes included, for the life of the process. Now it
+    keeps the newest RECENT_DECISIONS, without snapshots, while every event still goes out with its snapshot."""
+    from edge import pipeline as pl
+    from edge.capture import FrameSource
+    from edge.config import load_config
+    from edge.publish import MqttPublisher
+    from edge.spool import Spool
+
+    monkeypatch.setattr(pl, "RECENT_DECISIONS", 2)
+    cfg = load_config(kiosk_config(tmp_path, demo_clip, mosquitto, privacy={"snapshots": True}))
+    sub = Subscriber(mosquitto.host, mosquitto.port)
+    pub = MqttPublisher(host=mosquitto.host, port=mosquitto.port, site=cfg.site, device="kiosk-1",
+                        spool=Spool(tmp_path / "spool.db"))
+    try:
+        pipe = pl.Pipeline(cfg, pub)
+        src = FrameSource(str(demo_clip)).open()
+        pipe.run(src)
+        src.close()
+        assert pub.flush(15)
+        assert pipe.events == 3
+        assert len(pipe.decisions) == 2 and all(d.snapshot is None for d in pipe.decisions)
+        assert sub.wait_for(lambda: len(sub.of("events")) >= 3, timeout=15)
+        assert all(e.get("snapshot_jpeg_b64") for e in sub.of("events"))
+    finally:
+        pub.close()
+        sub.close()
+
+
+def test_a_clean_exit_is_not_a_warning_and_an_unsent_spool_is_a_distinct_status(tmp_path, mosquitto, demo_clip,
+                                                                                 detector_dir, shipped_bundle):
+    # broker up all along: no WARNING about a disconnect at the normal end, exit 0
+    cfg = kiosk_config(tmp_path / "up", demo_clip, mosquitto)
+    p = start_daemon(cfg)
+    assert p.wait(120) == 0, p.stderr_text[-2000:]
+    err = p.stderr_text
+    assert "WARNING" not in err, err[-2000:]
+    # a broker that is never there: the file run says what stays in the spool and exits 75 (EX_TEMPFAIL)
+    cfg = kiosk_config(tmp_path / "down", demo_clip, Mosquitto(tmp_path / "down", port=free_port()))
+    p = start_daemon(cfg)
+    assert p.wait(120) == 75, p.stderr_text[-2000:]
+    err = p.stderr_text
+    assert "not yet delivered stay in" in err and "spool.db" in err and "Traceback" not in err
