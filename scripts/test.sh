@@ -7,6 +7,10 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mos
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# the control room's tests: a real PostgreSQL server and a real headless browser
+[ -n "$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null)" ] || need+=(postgresql)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
@@ -16,5 +20,5 @@ if [ "${#need[@]}" -gt 0 ]; then
     exit 1
   fi
 fi
-scripts/setup.sh edge,export,dev
+scripts/setup.sh edge,export,dev,controlroom
 exec .venv/bin/python -m pytest -q -p no:cacheprovider tests "$@"

@@ -1,4 +1,4 @@
-"""edge-alerts (edge/alerts.py): payload checks, the monitor, and the real program against a real mosquitto.
+"""edge-alerts (controlroom/alerts_cli.py and the modules it uses): payload checks, the monitor, and the real program against a real mosquitto.
 
 The end-to-end tests run `edge-alerts` from this venv as a subprocess with --count/--timeout so they end
 by themselves; devices are paho clients publishing payloads built with edge.messages.
@@ -21,7 +21,8 @@ from typing import Any, Callable, Dict, List, Optional
 import pytest
 from test_broker import MqttProbe, broker_dir, device_event, script, shipped_broker, started  # noqa: F401
 
-from edge import alerts, messages
+from controlroom import alerts_cli, common, payloads, terminal
+from edge import messages
 
 from conftest import BIN, ROOT, free_port, run_cli
 
@@ -123,10 +124,10 @@ def plain_probe(broker, client_id: str = "plain") -> MqttProbe:
 
 
 def monitor(*argv: str):
-    args = alerts.build_parser().parse_args(list(argv))
-    alerts.check_args(args)
+    args = alerts_cli.build_parser().parse_args(list(argv))
+    alerts_cli.check_args(args)
     out, err = io.StringIO(), io.StringIO()
-    return alerts.Monitor(args, out=out, err=err), out, err
+    return terminal.Monitor(args, out=out, err=err), out, err
 
 
 def feed(mon, topic: str, payload) -> None:
@@ -134,14 +135,17 @@ def feed(mon, topic: str, payload) -> None:
 
 
 # -- the module on its own --------------------------------------------------------------------------------
-def test_constants_match_edge_messages():
-    assert alerts.SCHEMA_VERSION == messages.SCHEMA_VERSION
-    assert alerts.NON_COMPLIANT == messages.NON_COMPLIANT
-    assert set(alerts.KINDS) == set(messages.KINDS)
+def test_one_protocol_module():
+    import maskwatch_protocol
+
+    # edge.messages and the control room use the one protocol module: no copies kept in step
+    assert messages.SCHEMA_VERSION is maskwatch_protocol.SCHEMA_VERSION
+    assert payloads.KINDS is maskwatch_protocol.KIND_TYPES and terminal.NON_COMPLIANT is maskwatch_protocol.NON_COMPLIANT
+    assert set(maskwatch_protocol.KIND_TYPES) == set(messages.KINDS)
 
 
 def test_needs_only_paho_and_the_standard_library():
-    code = ("import sys, edge.alerts; bad = [m for m in ('numpy', 'yaml', 'cv2', 'tensorflow') if m in sys.modules];"
+    code = ("import sys, controlroom.alerts_cli; bad = [m for m in ('numpy', 'yaml', 'cv2', 'tensorflow') if m in sys.modules];"
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=str(ROOT))
 
@@ -150,7 +154,7 @@ def test_python38_syntax():
     vermin = shutil.which("vermin") or str(BIN / "vermin")
     if not Path(vermin).exists():
         pytest.skip("vermin is not installed (pip install vermin)")
-    p = subprocess.run([vermin, "-t=3.8-", "--no-tips", "--violations", str(ROOT / "edge" / "alerts.py")],
+    p = subprocess.run([vermin, "-t=3.8-", "--no-tips", "--violations", str(ROOT / "controlroom"), str(ROOT / "maskwatch_protocol")],
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stdout + p.stderr
 
@@ -166,7 +170,7 @@ ENGINES = ["jsonschema", "built-in"]
 
 @pytest.fixture(params=ENGINES)
 def checker(request):
-    c = alerts.PayloadChecker(use_jsonschema=request.param == "jsonschema")
+    c = payloads.PayloadChecker(use_jsonschema=request.param == "jsonschema")
     assert c.engine == request.param
     return c
 
@@ -230,7 +234,7 @@ def test_bad_events_are_rejected_with_a_reason(checker, case):
 
 
 def test_both_checkers_agree_on_random_mutations():
-    js, mini = alerts.PayloadChecker(), alerts.PayloadChecker(use_jsonschema=False)
+    js, mini = payloads.PayloadChecker(), payloads.PayloadChecker(use_jsonschema=False)
     rnd = random.Random(1)
     values = [None, True, False, 0, 1, -1, 1.0, 0.5, 2, 1e9, "", "x", "with_mask", "0" * 32, [], [1, 2, 3, 4],
               [1.5, 2, 3, 4], {}, {"p50": 1, "p95": None}, {"with_mask": 1, "without_mask": 0,
@@ -316,7 +320,7 @@ def test_monitor_live_view_and_summary():
 
 def test_warnings_are_rate_limited():
     err = io.StringIO()
-    w = alerts.Warner(err, burst=5, rate=0.0001)
+    w = common.Warner(err, burst=5, rate=0.0001)
     for i in range(20):
         w("bad %d" % i)
     assert len(err.getvalue().splitlines()) == 5 and w.suppressed == 15

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import ROOT, run_cli
 
-SCHEMAS = ROOT / "edge" / "schemas"
+SCHEMAS = ROOT / "maskwatch_protocol" / "schemas"
 
 
 def schema(kind: str) -> Dict:

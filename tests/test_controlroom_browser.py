@@ -1,0 +1,169 @@
+"""Issue 14, Must-show 2: the dashboard in a real browser (Debian's headless Chromium driven by selenium).
+
+Log in, see the entrance tile, see a new alert appear within 2 s of a kiosk publishing it, without a reload,
+and acknowledge it. The screenshot is kept in test-artifacts/controlroom-dashboard.png.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from controlroom_support import ControlRoom, Http, add_user, wait_for
+from test_broker import broker_dir, device_event, shipped_broker, started  # noqa: F401
+
+import maskwatch_protocol as proto
+
+from conftest import ROOT
+
+ARTIFACTS = ROOT / "test-artifacts"
+PASSWORD = "correct horse battery"
+CHROME_FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1400,1000",
+]
+
+
+@pytest.fixture
+def browser():
+    try:
+        from selenium import webdriver
+    except ImportError:
+        pytest.fail("selenium is not installed (it is in the dev extra)")
+    from selenium.webdriver.chrome.service import Service
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    driver_exe = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+    if not (Path(chromium).exists() and Path(driver_exe).exists()):
+        pytest.fail(
+            "chromium and chromium-driver are not installed (apt-get install chromium chromium-driver); "
+            ".ci/run installs them"
+        )
+    profile = tempfile.mkdtemp(prefix="maskwatch-chromium-")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for f in CHROME_FLAGS + ["--user-data-dir=%s" % profile]:
+        opts.add_argument(f)
+    drv = webdriver.Chrome(service=Service(executable_path=driver_exe), options=opts)
+    drv.set_page_load_timeout(30)
+    try:
+        yield drv
+    finally:
+        drv.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def stats(site, device):
+    return proto.stats(
+        site=site,
+        device=device,
+        t=time.time(),
+        fps=10.0,
+        frames=100,
+        dropped_frames=0,
+        detector_runs=50,
+        inference_ms={"p50": 3.0, "p95": 4.0},
+        detect_ms={"p50": 9.0, "p95": 12.0},
+        spool_depth=0,
+        spool_dropped=0,
+        backend="litert",
+    )
+
+
+def test_login_tile_live_alert_and_acknowledge(browser, shipped_broker, tmp_path):
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    db_url = "sqlite:///%s" % (tmp_path / "controlroom.db")
+    add_user(db_url, "alice", PASSWORD)
+    room = ControlRoom(db_url, shipped_broker, tmp_path, extra=["--stats-interval", "5"]).start()
+    try:
+        kiosk = started(shipped_broker, "lobby.k1")
+        kiosk.publish(
+            "maskwatch/lobby/k1/status",
+            proto.dumps(
+                proto.status("online", site="lobby", device="k1", t=time.time(), backend="litert", version="0.1.0")
+            ),
+            retain=True,
+        )
+        kiosk.publish("maskwatch/lobby/k1/stats", proto.dumps(stats("lobby", "k1")), qos=0)
+        counts = proto.counts(
+            site="lobby",
+            device="k1",
+            window_start=time.time() - 60,
+            window_end=time.time(),
+            per_label={"with_mask": 9, "without_mask": 1},
+            labels=proto.VERDICTS,
+        )
+        kiosk.publish("maskwatch/lobby/k1/counts", proto.dumps(counts))
+        earlier = device_event("lobby", "k1", "with_mask", track_id=1)
+        kiosk.publish("maskwatch/lobby/k1/events", proto.dumps(earlier))
+        api = Http(room.base).login("alice", PASSWORD)
+        wait_for(lambda: api.get("/api/events")["events"], 10, what="the first event stored")
+
+        # log in through the form
+        browser.get(room.base + "/")
+        assert browser.current_url.endswith("/login")
+        browser.find_element(By.ID, "username").send_keys("alice")
+        browser.find_element(By.ID, "password").send_keys(PASSWORD)
+        browser.find_element(By.ID, "login-button").click()
+        try:
+            wait_for(lambda: browser.current_url.rstrip("/") == room.base, 10, what="the dashboard after login")
+        except AssertionError:
+            raise AssertionError("%s\n%s\n%s" % (browser.current_url, browser.page_source[:2000], room.log()[-3000:]))
+
+        def tile_text(state=None):
+            # the page redraws the tiles (every 10 s and on news): look the element up each time
+            try:
+                t = browser.find_elements(By.ID, "tile-lobby-k1")
+                if not t or (state and t[0].get_attribute("data-state") != state):
+                    return ""
+                return t[0].text
+            except StaleElementReferenceException:
+                return ""
+
+        text = wait_for(lambda: tile_text("online"), 10, what="the entrance tile, online")
+        assert "lobby / k1" in text and "90.0%" in text and "10 people today" in text, text
+        wait_for(lambda: "live" == browser.find_element(By.ID, "live").text, 10, what="the live stream connected")
+        browser.execute_script("window.__noReload = 'still the same page';")
+
+        # a kiosk publishes an alert: it shows up without a reload, within 2 s
+        alert = device_event("lobby", "k1", "without_mask", track_id=2)
+        t0 = time.monotonic()
+        kiosk.publish("maskwatch/lobby/k1/events", proto.dumps(alert))
+        item_id = "alert-" + alert["event_id"]
+        wait_for(lambda: browser.find_elements(By.ID, item_id), 5, step=0.02, what="the alert in the feed")
+        latency = time.monotonic() - t0
+        assert latency < 2.0, "the alert took %.2f s to appear" % latency
+        assert browser.execute_script("return window.__noReload") == "still the same page"
+        item = browser.find_element(By.ID, item_id)
+        assert "without mask" in item.text and "lobby / k1" in item.text
+
+        # acknowledge it
+        item.find_element(By.CSS_SELECTOR, "button.ack-button").click()
+        wait_for(
+            lambda: "acknowledged by alice" in browser.find_element(By.ID, item_id).text,
+            5,
+            what="the acknowledgement on the page",
+        )
+        ev = api.get("/api/events/%s" % alert["event_id"])
+        assert ev["ack_by"] == "alice" and ev["ack_at"] is not None
+        wait_for(lambda: "1 alerts (0 not acknowledged)" in tile_text(), 5, what="the tile's alert count")
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = ARTIFACTS / "controlroom-dashboard.png"
+        assert browser.save_screenshot(str(shot))
+        assert shot.stat().st_size > 10000
+        print("alert latency %.3f s; screenshot %s" % (latency, shot))
+    finally:
+        room.stop()
