@@ -23,6 +23,7 @@ What it does (all on 127.0.0.1, in a throwaway directory):
 Results (with a description of the machine) go to benchmarks/results/broker_load-<arch>-<N>core.json.
 This is a benchmark, not a test: it takes about duration + 15 s.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,8 +68,12 @@ def shipped_conf(broker_dir: Path, port: int, workdir: Path) -> str:
     lines = []
     if os.geteuid() == 0:
         lines.append("user root")  # the throwaway files belong to root: don't drop to user mosquitto
-    lines += ["persistence false", "log_dest file %s" % (workdir / "mosquitto.log"), "log_type error",
-              "log_type warning"]
+    lines += [
+        "persistence false",
+        "log_dest file %s" % (workdir / "mosquitto.log"),
+        "log_type error",
+        "log_type warning",
+    ]
     for line in (BROKER_FILES / "mosquitto.conf").read_text().splitlines():
         if line.strip() == "listener 8883":
             line = "listener %d 127.0.0.1" % port
@@ -97,13 +102,14 @@ def proc_cpu_s(pid: int) -> float:
 
 def busy_processes(sample_s: float = 1.0, top: int = 4) -> List[Dict[str, Any]]:
     """Processes using the most CPU right now (a 1 s sample of /proc), to describe a busy machine honestly."""
+
     def snap() -> Dict[int, tuple]:
         out = {}
         for d in Path("/proc").iterdir():
             if d.name.isdigit():
                 try:
                     raw = (d / "stat").read_text()
-                    comm = raw[raw.index("(") + 1: raw.rindex(")")]
+                    comm = raw[raw.index("(") + 1 : raw.rindex(")")]
                     f = raw.rsplit(")", 1)[1].split()
                     out[int(d.name)] = (comm, int(f[11]) + int(f[12]))
                 except (OSError, ValueError, IndexError):
@@ -146,13 +152,23 @@ def machine() -> Dict[str, Any]:
         pass
     import paho.mqtt
 
-    mosq = subprocess.run([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-h"], capture_output=True,
-                          text=True).stdout.splitlines()
+    mosq = subprocess.run(
+        [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-h"], capture_output=True, text=True
+    ).stdout.splitlines()
     ossl = subprocess.run(["openssl", "version"], capture_output=True, text=True).stdout.strip()
-    return {"cpu_model": cpu, "cores": os.cpu_count(), "cores_usable": len(os.sched_getaffinity(0)),
-            "arch": platform.machine(), "memory_gb": mem, "os": osname, "kernel": platform.release(),
-            "python": platform.python_version(), "paho_mqtt": paho.mqtt.__version__,
-            "mosquitto": mosq[0] if mosq else "?", "openssl": ossl}
+    return {
+        "cpu_model": cpu,
+        "cores": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)),
+        "arch": platform.machine(),
+        "memory_gb": mem,
+        "os": osname,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "paho_mqtt": paho.mqtt.__version__,
+        "mosquitto": mosq[0] if mosq else "?",
+        "openssl": ossl,
+    }
 
 
 # -- the kiosks --------------------------------------------------------------------------------------------------
@@ -193,8 +209,12 @@ class Driver(threading.Thread):
         mqtt = self.mqtt
         for k in self.kiosks:
             user = "%s.%s" % (k.site, k.device)
-            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="maskwatch-%s-%s" % (k.site, k.device),
-                            protocol=mqtt.MQTTv311, clean_session=True)
+            c = mqtt.Client(
+                mqtt.CallbackAPIVersion.VERSION2,
+                client_id="maskwatch-%s-%s" % (k.site, k.device),
+                protocol=mqtt.MQTTv311,
+                clean_session=True,
+            )
             c.username_pw_set(user, (self.secrets / ("%s.password" % user)).read_text().strip())
             c.tls_set(ca_certs=str(self.ca))
             c.max_inflight_messages_set(20)
@@ -228,8 +248,17 @@ class Driver(threading.Thread):
 
         t = time.time()
         label = "without_mask" if (k.sent % 5 == 0) else "with_mask"
-        d = Decision(track_id=k.sent + 1, label=label, confidence=0.9, probs={label: 0.9}, box=(100, 80, 220, 230),
-                     frame_index=k.sent * 10, time=t, votes=5, first_seen=t - 1.0)
+        d = Decision(
+            track_id=k.sent + 1,
+            label=label,
+            confidence=0.9,
+            probs={label: 0.9},
+            box=(100, 80, 220, 230),
+            frame_index=k.sent * 10,
+            time=t,
+            votes=5,
+            first_seen=t - 1.0,
+        )
         ev = messages.event(d, site=k.site, device=k.device, model_id="bench", source="camera0")
         info = k.client.publish("maskwatch/%s/%s/events" % (k.site, k.device), messages.dumps(ev), qos=1)
         if info.rc == self.mqtt.MQTT_ERR_SUCCESS:
@@ -283,8 +312,9 @@ class Driver(threading.Thread):
 # -- the control room --------------------------------------------------------------------------------------------
 class ControlRoom:
     def __init__(self, args: List[str]) -> None:
-        self.proc = subprocess.Popen([str(VENV_BIN / "edge-alerts")] + args, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [str(VENV_BIN / "edge-alerts")] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         self.status = 0
         self.events: Dict[str, float] = {}
         self.dups = 0
@@ -335,8 +365,14 @@ def main(argv=None) -> int:
         if not shutil.which(tool):
             raise SystemExit("%s is needed (apt-get install mosquitto openssl)" % tool)
     mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    out = Path(a.out) if a.out else ROOT / "benchmarks" / "results" / ("broker_load-%s-%dcore.json" % (
-        platform.machine(), os.cpu_count() or 0))
+    out = (
+        Path(a.out)
+        if a.out
+        else ROOT
+        / "benchmarks"
+        / "results"
+        / ("broker_load-%s-%dcore.json" % (platform.machine(), os.cpu_count() or 0))
+    )
     work = Path(tempfile.mkdtemp(prefix="maskwatch-broker-load-"))
     bdir = work / "maskwatch"
     log("machine: sampling what else runs on it")
@@ -369,7 +405,7 @@ def main(argv=None) -> int:
                 time.sleep(0.05)
         ca, secrets = bdir / "certs" / "ca.crt", bdir / "secrets"
         per = (a.kiosks + a.threads - 1) // a.threads
-        drivers = [Driver(i, kiosks[i * per:(i + 1) * per], port, ca, secrets, a.rate) for i in range(a.threads)]
+        drivers = [Driver(i, kiosks[i * per : (i + 1) * per], port, ca, secrets, a.rate) for i in range(a.threads)]
         t1 = time.monotonic()
         for d in drivers:
             d.connect_all()
@@ -383,30 +419,54 @@ def main(argv=None) -> int:
         log("%d kiosks connected over TLS in %.1f s" % (sum(d.connected for d in drivers), connect_s))
 
         expected = int(round(a.kiosks * a.rate * a.duration))
-        cr = ControlRoom(["--host", "127.0.0.1", "--port", str(port), "--ca", str(ca), "--username", "controlroom",
-                          "--password-file", str(secrets / "controlroom.password"), "--json", "--all-events",
-                          "--summary-s", "0", "--count", str(expected), "--timeout", str(a.duration + 60)])
+        cr = ControlRoom(
+            [
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--ca",
+                str(ca),
+                "--username",
+                "controlroom",
+                "--password-file",
+                str(secrets / "controlroom.password"),
+                "--json",
+                "--all-events",
+                "--summary-s",
+                "0",
+                "--count",
+                str(expected),
+                "--timeout",
+                str(a.duration + 60),
+            ]
+        )
         deadline = time.monotonic() + 30
         while cr.status < a.kiosks and time.monotonic() < deadline:
             time.sleep(0.05)
         if cr.status < a.kiosks:
             raise SystemExit("edge-alerts saw %d of %d retained statuses: %s" % (cr.status, a.kiosks, cr.stderr))
-        log("edge-alerts is subscribed (saw all %d retained statuses); publishing for %.0f s" % (a.kiosks,
-                                                                                               a.duration))
+        log("edge-alerts is subscribed (saw all %d retained statuses); publishing for %.0f s" % (a.kiosks, a.duration))
         start = time.time() + 0.5
         for i, k in enumerate(kiosks):
             k.next_t = start + (i / float(a.kiosks)) / a.rate
-        cpu0 = {"mosquitto": proc_cpu_s(broker.pid), "edge_alerts": proc_cpu_s(cr.proc.pid),
-                "benchmark_process": resource.getrusage(resource.RUSAGE_SELF).ru_utime
-                + resource.getrusage(resource.RUSAGE_SELF).ru_stime}
+        cpu0 = {
+            "mosquitto": proc_cpu_s(broker.pid),
+            "edge_alerts": proc_cpu_s(cr.proc.pid),
+            "benchmark_process": resource.getrusage(resource.RUSAGE_SELF).ru_utime
+            + resource.getrusage(resource.RUSAGE_SELF).ru_stime,
+        }
         for d in drivers:
             d.publish_until = start + a.duration
             d.publish_from = start
         time.sleep(max(0.0, start + a.duration - time.time()))
         wall = time.time() - start
-        cpu1 = {"mosquitto": proc_cpu_s(broker.pid), "edge_alerts": proc_cpu_s(cr.proc.pid),
-                "benchmark_process": resource.getrusage(resource.RUSAGE_SELF).ru_utime
-                + resource.getrusage(resource.RUSAGE_SELF).ru_stime}
+        cpu1 = {
+            "mosquitto": proc_cpu_s(broker.pid),
+            "edge_alerts": proc_cpu_s(cr.proc.pid),
+            "benchmark_process": resource.getrusage(resource.RUSAGE_SELF).ru_utime
+            + resource.getrusage(resource.RUSAGE_SELF).ru_stime,
+        }
         sent_ids = [e for d in drivers for e in d.sent_ids]
         log("sent %d events; waiting for edge-alerts to receive them" % len(sent_ids))
         try:
@@ -442,31 +502,45 @@ def main(argv=None) -> int:
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": "python benchmarks/broker_load.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "config": {
-            "kiosks": a.kiosks, "rate_hz_per_kiosk": a.rate, "duration_s": a.duration, "driver_threads": a.threads,
+            "kiosks": a.kiosks,
+            "rate_hz_per_kiosk": a.rate,
+            "duration_s": a.duration,
+            "driver_threads": a.threads,
             "mqtt": "3.1.1, QoS 1, TLS 1.2+ (own CA), one user/password per kiosk, retained status + last will",
             "broker": "mosquitto with firmware-config/broker/mosquitto.conf (paths and port rewritten), "
-                      "ACL from add-device.sh/add-controlroom.sh, on 127.0.0.1",
+            "ACL from add-device.sh/add-controlroom.sh, on 127.0.0.1",
             "control_room": "edge-alerts --json --all-events (subprocess, TLS, jsonschema validation, dedup)",
             "latency": "edge-alerts receive time (on_message) minus the event's ts (set when the kiosk publishes, "
-                       "rounded to 1 ms by edge.messages); same host, same clock",
+            "rounded to 1 ms by edge.messages); same host, same clock",
         },
         "results": {
-            "events_sent": len(sent_ids), "events_acked_by_broker": acked - a.kiosks,
-            "events_received_unique": sum(1 for e in sent_ids if e in got), "events_missing": len(missing),
+            "events_sent": len(sent_ids),
+            "events_acked_by_broker": acked - a.kiosks,
+            "events_received_unique": sum(1 for e in sent_ids if e in got),
+            "events_missing": len(missing),
             "duplicates_seen": cr.dups + (cr.summary or {}).get("totals", {}).get("duplicates", 0),
             "malformed": (cr.summary or {}).get("totals", {}).get("malformed"),
             "send_rate_msgs_s": round(len(sent_ids) / wall, 1),
             "receive_rate_msgs_s": round(len(got) / span, 1) if span == span and span > 0 else None,
-            "latency_ms": {"p50": round(pct(lat, 50), 2), "p90": round(pct(lat, 90), 2),
-                           "p99": round(pct(lat, 99), 2), "max": round(max(lat), 2) if lat else None,
-                           "mean": round(sum(lat) / len(lat), 2) if lat else None},
+            "latency_ms": {
+                "p50": round(pct(lat, 50), 2),
+                "p90": round(pct(lat, 90), 2),
+                "p99": round(pct(lat, 99), 2),
+                "max": round(max(lat), 2) if lat else None,
+                "mean": round(sum(lat) / len(lat), 2) if lat else None,
+            },
             "setup": {"accounts_s": round(accounts_s, 1), "tls_connect_all_s": round(connect_s, 2)},
             "cpu_pct_of_one_core_while_publishing": cpu,
             "cpu_note": "benchmark_process = the 200 simulated kiosks (TLS, paho) + reading edge-alerts' output",
         },
-        "machine": dict(machine(), loadavg_before=[round(x, 2) for x in load_before],
-                        loadavg_after=[round(x, 2) for x in os.getloadavg()], other_busy_processes=others),
-        "notes": a.note + [
+        "machine": dict(
+            machine(),
+            loadavg_before=[round(x, 2) for x in load_before],
+            loadavg_after=[round(x, 2) for x in os.getloadavg()],
+            other_busy_processes=others,
+        ),
+        "notes": a.note
+        + [
             "acked counts the PUBACKs for events (the kiosks' retained 'online' statuses are subtracted)",
             "edge-alerts and mosquitto are single-threaded; the kiosks run in this process (Python GIL), so the "
             "whole run stays within 2 cores",
@@ -477,9 +551,18 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     r = result["results"]
-    log("received %d/%d unique events (%d missing, %s duplicates); %.1f msgs/s; latency p50 %.1f ms, p99 %.1f ms"
-        % (r["events_received_unique"], r["events_sent"], r["events_missing"], r["duplicates_seen"],
-           r["receive_rate_msgs_s"] or 0, r["latency_ms"]["p50"], r["latency_ms"]["p99"]))
+    log(
+        "received %d/%d unique events (%d missing, %s duplicates); %.1f msgs/s; latency p50 %.1f ms, p99 %.1f ms"
+        % (
+            r["events_received_unique"],
+            r["events_sent"],
+            r["events_missing"],
+            r["duplicates_seen"],
+            r["receive_rate_msgs_s"] or 0,
+            r["latency_ms"]["p50"],
+            r["latency_ms"]["p99"],
+        )
+    )
     log("wrote %s" % out)
     if not a.keep:
         shutil.rmtree(work, ignore_errors=True)

@@ -10,6 +10,7 @@ point: calibration, flip averaging, thresholds, no_face rejection; argmax for bu
 face crops of one split of one run. Bundles trained on another split may have seen some of these crops:
 the table says which split each was trained on.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,9 +40,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("bundles", nargs="+")
     ap.add_argument("--run", required=True)
-    ap.add_argument("--crops", nargs="+", default=["work/crops96.npz"],
-                    help="crops files (same faces, cut at different sizes): each bundle uses the one cut at its "
-                         "input size, so no crop is resized twice")
+    ap.add_argument(
+        "--crops",
+        nargs="+",
+        default=["work/crops96.npz"],
+        help="crops files (same faces, cut at different sizes): each bundle uses the one cut at its "
+        "input size, so no crop is resized twice",
+    )
     ap.add_argument("--split", choices=("val", "test"), default="val")
     ap.add_argument("--md", default=None)
     ap.add_argument("--json", default=None)
@@ -62,11 +67,14 @@ def main() -> int:
         clf = MaskClassifier(b, "tflite_int8", fallback=False)
         src = by_size.get(int(b.input_size[0]))
         if src is None:
-            print("compare_bundles: no crops cut at %d px: resizing the first file's (not the device's crop)"
-                  % b.input_size[0], file=sys.stderr)
+            print(
+                "compare_bundles: no crops cut at %d px: resizing the first file's (not the device's crop)"
+                % b.input_size[0],
+                file=sys.stderr,
+            )
             src = crops
         x = resize_crops_rgb(src["images"][idx], b.input_size)
-        probs = np.concatenate([clf.probs(x[i:i + 64]) for i in range(0, len(x), 64)])
+        probs = np.concatenate([clf.probs(x[i : i + 64]) for i in range(0, len(x), 64)])
         op = b.manifest.get("operating_point")
         out_labels = list(b.labels)
         if op is None:  # an argmax bundle: its outputs are the three face classes
@@ -77,53 +85,99 @@ def main() -> int:
             pred = np.array([LABELS.index(out_labels[k]) for k in pred])
         per = operating.by_source(pred, labels, sources, LABELS, REAL_SOURCES)
         fp32 = MaskClassifier(b, "tflite_fp32", fallback=False)
-        p32 = np.concatenate([fp32.infer(x[i:i + 64]) for i in range(0, len(x), 64)])
-        p8 = np.concatenate([clf.infer(x[i:i + 64]) for i in range(0, len(x), 64)])
+        p32 = np.concatenate([fp32.infer(x[i : i + 64]) for i in range(0, len(x), 64)])
+        p8 = np.concatenate([clf.infer(x[i : i + 64]) for i in range(0, len(x), 64)])
         h, w = b.input_size
         one = np.random.RandomState(0).randint(0, 255, (1, h, w, 3)).astype(np.uint8)
-        lat = {k: bench.measure(lambda c=c, one=one: c.backend.infer(one), warmup=20, runs=300, min_time=1.0)["p50_ms"]
-               for k, c in (("fp32", fp32), ("int8", clf))}
+        lat = {
+            k: bench.measure(lambda c=c, one=one: c.backend.infer(one), warmup=20, runs=300, min_time=1.0)["p50_ms"]
+            for k, c in (("fp32", fp32), ("int8", clf))
+        }
         files = b.manifest["files"]
         card = b.manifest.get("model_card", {})
-        rows.append({
-            "bundle": bp, "model_id": b.model_id, "labels": out_labels,
-            "train_config": {k: card.get("train_config", {}).get(k) for k in ("alpha", "input_size", "epochs",
-                                                                               "class_weight", "oversample")},
-            "trained_on_split_of": (card.get("split") or {}).get("counts"),
-            "operating_point": {k: v for k, v in (op or {}).items() if k not in ("validation", "rule")} or "argmax",
-            "by_source": per,
-            "int8_fp32_agreement": round(float(np.mean(p8.argmax(1) == p32.argmax(1))), 4),
-            "int8_kb": round(files[b.manifest["variants"]["tflite_int8"]["file"]]["size"] / 1024.0, 1),
-            "fp32_kb": round(files[b.manifest["variants"]["tflite_fp32"]["file"]]["size"] / 1024.0, 1),
-            "latency_ms": lat,
-        })
+        rows.append(
+            {
+                "bundle": bp,
+                "model_id": b.model_id,
+                "labels": out_labels,
+                "train_config": {
+                    k: card.get("train_config", {}).get(k)
+                    for k in ("alpha", "input_size", "epochs", "class_weight", "oversample")
+                },
+                "trained_on_split_of": (card.get("split") or {}).get("counts"),
+                "operating_point": {k: v for k, v in (op or {}).items() if k not in ("validation", "rule")} or "argmax",
+                "by_source": per,
+                "int8_fp32_agreement": round(float(np.mean(p8.argmax(1) == p32.argmax(1))), 4),
+                "int8_kb": round(files[b.manifest["variants"]["tflite_int8"]["file"]]["size"] / 1024.0, 1),
+                "fp32_kb": round(files[b.manifest["variants"]["tflite_fp32"]["file"]]["size"] / 1024.0, 1),
+                "latency_ms": lat,
+            }
+        )
         print(bp, json.dumps({k: (v["macro_f1"], v["alert"]["f1"]) for k, v in per.items()}), flush=True)
-    doc = {"split": a.split, "run": a.run, "crops": a.crops, "rows": rows,
-           "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}, "command": " ".join(sys.argv)}
+    doc = {
+        "split": a.split,
+        "run": a.run,
+        "crops": a.crops,
+        "rows": rows,
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "command": " ".join(sys.argv),
+    }
     if a.json:
         Path(a.json).write_text(json.dumps(doc, indent=1))
     if a.md:
-        lines = ["# Model comparison (same held-out crops, real photos first)", "",
-                 "Made by `%s` (%s split of `%s`; the device's LiteRT int8 variant with each bundle's own operating "
-                 "point). Face crops only; a face rejected as no_face counts as a miss." % (
-                     " ".join(["python"] + sys.argv), a.split, a.run), "",
-                 "| bundle | source | faces | macro-F1 | incorrect P / R | with_mask flagged | without recall | "
-                 "alert P / R / F1 |", "|---|---|---|---|---|---|---|---|"]
+        lines = [
+            "# Model comparison (same held-out crops, real photos first)",
+            "",
+            "Made by `%s` (%s split of `%s`; the device's LiteRT int8 variant with each bundle's own operating "
+            "point). Face crops only; a face rejected as no_face counts as a miss."
+            % (" ".join(["python"] + sys.argv), a.split, a.run),
+            "",
+            "| bundle | source | faces | macro-F1 | incorrect P / R | with_mask flagged | without recall | "
+            "alert P / R / F1 |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for r in rows:
             for src, v in r["by_source"].items():
                 pc = v["per_class"]
-                lines.append("| %s | %s | %d | %s | %.3f / %.3f | %s | %.3f | %.3f / %.3f / %.3f |" % (
-                    r["model_id"], src, v["faces"], v["macro_f1"], pc["mask_weared_incorrect"]["precision"],
-                    pc["mask_weared_incorrect"]["recall"], "%.3f" % v["with_mask_flagged"] if v["with_mask_flagged"]
-                    is not None else "-", pc["without_mask"]["recall"], v["alert"]["precision"], v["alert"]["recall"],
-                    v["alert"]["f1"]))
-        lines += ["", "| bundle | training | int8/fp32 agreement | fp32 KB | int8 KB | fp32 ms | int8 ms |",
-                  "|---|---|---|---|---|---|---|"]
+                lines.append(
+                    "| %s | %s | %d | %s | %.3f / %.3f | %s | %.3f | %.3f / %.3f / %.3f |"
+                    % (
+                        r["model_id"],
+                        src,
+                        v["faces"],
+                        v["macro_f1"],
+                        pc["mask_weared_incorrect"]["precision"],
+                        pc["mask_weared_incorrect"]["recall"],
+                        "%.3f" % v["with_mask_flagged"] if v["with_mask_flagged"] is not None else "-",
+                        pc["without_mask"]["recall"],
+                        v["alert"]["precision"],
+                        v["alert"]["recall"],
+                        v["alert"]["f1"],
+                    )
+                )
+        lines += [
+            "",
+            "| bundle | training | int8/fp32 agreement | fp32 KB | int8 KB | fp32 ms | int8 ms |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for r in rows:
             tc = r["train_config"]
-            lines.append("| %s | a%s@%s, %s epochs, weights %s, sampling %s | %.4f | %.0f | %.0f | %.3f | %.3f |" % (
-                r["model_id"], tc["alpha"], tc["input_size"], tc["epochs"], tc["class_weight"], tc["oversample"],
-                r["int8_fp32_agreement"], r["fp32_kb"], r["int8_kb"], r["latency_ms"]["fp32"], r["latency_ms"]["int8"]))
+            lines.append(
+                "| %s | a%s@%s, %s epochs, weights %s, sampling %s | %.4f | %.0f | %.0f | %.3f | %.3f |"
+                % (
+                    r["model_id"],
+                    tc["alpha"],
+                    tc["input_size"],
+                    tc["epochs"],
+                    tc["class_weight"],
+                    tc["oversample"],
+                    r["int8_fp32_agreement"],
+                    r["fp32_kb"],
+                    r["int8_kb"],
+                    r["latency_ms"]["fp32"],
+                    r["latency_ms"]["int8"],
+                )
+            )
         Path(a.md).write_text("\n".join(lines) + "\n")
     return 0
 

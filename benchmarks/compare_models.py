@@ -7,6 +7,7 @@ Each row: held-out macro-F1 of the Keras fp32 model and of the int8 TFLite model
 LiteRT backend), int8/fp32 top-1 agreement, recall of mask_weared_incorrect, file sizes, and the LiteRT
 latency of both precisions measured here in one run (median of 300 single-image calls, 2 threads).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,33 +42,59 @@ def main() -> int:
         card = m.get("model_card", {})
         cfg = card.get("train_config", {})
         v = m["variants"]
-        name = "%s %s@%d" % (cfg.get("arch", "?"), ("a%.2f" % cfg["alpha"]) if cfg.get("arch") == "mobilenetv2"
-                             else "", b.input_size[0])
-        row = {"bundle": str(path), "model": name.replace(" @", "@"), "params": card.get("params"),
-               "keras_fp32_macro_f1": m["metrics"]["keras_fp32"]["macro_f1"],
-               "keras_fp32_incorrect_recall": m["metrics"]["keras_fp32"]["per_class"]["mask_weared_incorrect"]["recall"],
-               "tflite_fp32_macro_f1": v["tflite_fp32"]["parity"]["macro_f1"],
-               "int8_macro_f1": v["tflite_int8"]["parity"]["macro_f1"],
-               "int8_agreement": v["tflite_int8"]["parity"]["top1_agreement"],
-               "int8_incorrect_recall": v["tflite_int8"]["parity"]["per_class_recall"]["mask_weared_incorrect"],
-               "fp32_kb": round(m["files"][v["tflite_fp32"]["file"]]["size"] / 1024.0, 1),
-               "int8_kb": round(m["files"][v["tflite_int8"]["file"]]["size"] / 1024.0, 1),
-               "fp32_ms": latency(b, "tflite_fp32"), "int8_ms": latency(b, "tflite_int8"),
-               "test_crops": v["tflite_int8"]["parity"]["n"], "train_seconds": card.get("train_seconds")}
+        name = "%s %s@%d" % (
+            cfg.get("arch", "?"),
+            ("a%.2f" % cfg["alpha"]) if cfg.get("arch") == "mobilenetv2" else "",
+            b.input_size[0],
+        )
+        row = {
+            "bundle": str(path),
+            "model": name.replace(" @", "@"),
+            "params": card.get("params"),
+            "keras_fp32_macro_f1": m["metrics"]["keras_fp32"]["macro_f1"],
+            "keras_fp32_incorrect_recall": m["metrics"]["keras_fp32"]["per_class"]["mask_weared_incorrect"]["recall"],
+            "tflite_fp32_macro_f1": v["tflite_fp32"]["parity"]["macro_f1"],
+            "int8_macro_f1": v["tflite_int8"]["parity"]["macro_f1"],
+            "int8_agreement": v["tflite_int8"]["parity"]["top1_agreement"],
+            "int8_incorrect_recall": v["tflite_int8"]["parity"]["per_class_recall"]["mask_weared_incorrect"],
+            "fp32_kb": round(m["files"][v["tflite_fp32"]["file"]]["size"] / 1024.0, 1),
+            "int8_kb": round(m["files"][v["tflite_int8"]["file"]]["size"] / 1024.0, 1),
+            "fp32_ms": latency(b, "tflite_fp32"),
+            "int8_ms": latency(b, "tflite_int8"),
+            "test_crops": v["tflite_int8"]["parity"]["n"],
+            "train_seconds": card.get("train_seconds"),
+        }
         rows.append(row)
-    head = ("| model | params | Keras fp32 macro-F1 | int8 macro-F1 | int8/fp32 agreement | incorrect recall (int8) "
-            "| fp32 KB | int8 KB | fp32 ms | int8 ms |\n|---|---|---|---|---|---|---|---|---|---|\n")
-    body = "".join("| %s | %s | %.4f | %.4f | %.4f | %.3f | %.0f | %.0f | %.3f | %.3f |\n" % (
-        r["model"], r["params"], r["keras_fp32_macro_f1"], r["int8_macro_f1"], r["int8_agreement"],
-        r["int8_incorrect_recall"], r["fp32_kb"], r["int8_kb"], r["fp32_ms"], r["int8_ms"]) for r in rows)
+    head = (
+        "| model | params | Keras fp32 macro-F1 | int8 macro-F1 | int8/fp32 agreement | incorrect recall (int8) "
+        "| fp32 KB | int8 KB | fp32 ms | int8 ms |\n|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    body = "".join(
+        "| %s | %s | %.4f | %.4f | %.4f | %.3f | %.0f | %.0f | %.3f | %.3f |\n"
+        % (
+            r["model"],
+            r["params"],
+            r["keras_fp32_macro_f1"],
+            r["int8_macro_f1"],
+            r["int8_agreement"],
+            r["int8_incorrect_recall"],
+            r["fp32_kb"],
+            r["int8_kb"],
+            r["fp32_ms"],
+            r["int8_ms"],
+        )
+        for r in rows
+    )
     print(head + body)
     doc = {"command": " ".join(["python"] + sys.argv), "machine": bench.machine(), "rows": rows}
     if a.json:
         Path(a.json).write_text(json.dumps(doc, indent=1))
     if a.md:
-        Path(a.md).write_text("# Model comparison (same held-out split)\n\nMade by `%s` on %s, %s cores.\n"
-                              "Latency: LiteRT, 2 threads, batch 1, median of >= 300 calls.\n\n%s%s" % (
-                                  doc["command"], doc["machine"]["cpu"], doc["machine"]["cores"], head, body))
+        Path(a.md).write_text(
+            "# Model comparison (same held-out split)\n\nMade by `%s` on %s, %s cores.\n"
+            "Latency: LiteRT, 2 threads, batch 1, median of >= 300 calls.\n\n%s%s"
+            % (doc["command"], doc["machine"]["cpu"], doc["machine"]["cores"], head, body)
+        )
     return 0
 
 

@@ -10,6 +10,7 @@
 Both go through the shipped int8 model and its operating point; the report gives how often the verdict
 differs and the real-validation macro-F1 / alert F1 of each.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,8 +60,11 @@ def main() -> int:
         box = tuple(int(v) for v in crops["boxes"][i])
         one.append(crop_face(img, box, b.crop_margin, size))
         c160 = crop_face(img, box, b.crop_margin, (160, 160))
-        old.append(np.clip(np.round(tf.image.resize(c160[None].astype(np.float32), list(size)).numpy()[0]), 0, 255)
-                   .astype(np.uint8))
+        old.append(
+            np.clip(np.round(tf.image.resize(c160[None].astype(np.float32), list(size)).numpy()[0]), 0, 255).astype(
+                np.uint8
+            )
+        )
         labels.append(int(crops["labels"][i]))
     one, old, labels = np.stack(one), np.stack(old), np.array(labels)
     clf = MaskClassifier(b, "tflite_int8", fallback=False)
@@ -68,10 +72,14 @@ def main() -> int:
     res = {}
     preds = {}
     for name, x in (("one_crop", one), ("old_training_crop", old)):
-        p = np.concatenate([clf.probs(x[k:k + 64]) for k in range(0, len(x), 64)])
+        p = np.concatenate([clf.probs(x[k : k + 64]) for k in range(0, len(x), 64)])
         preds[name] = operating.predict_labels(p, LABELS, op)
         r = operating.face_report(preds[name], labels, LABELS)
-        res[name] = {"macro_f1": r["macro_f1"], "alert_f1": r["alert"]["f1"], "with_mask_flagged": r["with_mask_flagged"]}
+        res[name] = {
+            "macro_f1": r["macro_f1"],
+            "alert_f1": r["alert"]["f1"],
+            "with_mask_flagged": r["with_mask_flagged"],
+        }
     res["verdicts_differ"] = round(float(np.mean(preds["one_crop"] != preds["old_training_crop"])), 4)
     res["mean_abs_pixel_diff"] = round(float(np.mean(np.abs(one.astype(np.int16) - old.astype(np.int16)))), 3)
     res["crops"] = int(len(labels))

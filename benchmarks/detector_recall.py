@@ -8,6 +8,7 @@ One 300x300 pass (TFLite shapes are static, the scenes are not), the kiosk's con
 from the val-chosen setting (results/kiosk-setting.json); opencv (cv2.dnn), LiteRT fp32 and LiteRT int8 on the
 same held-out scenes with the same classifier.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,10 +32,16 @@ def main() -> int:
     ap.add_argument("--crops", default="work/crops96.npz")
     ap.add_argument("--bundle", default=str(ROOT / "models" / "default"))
     ap.add_argument("--split", choices=("val", "test"), default="test")
-    ap.add_argument("--scenes", nargs="*", default=["../shared/data/andrewmvd-train", "../shared/data/ilc2021-jolignier"])
+    ap.add_argument(
+        "--scenes", nargs="*", default=["../shared/data/andrewmvd-train", "../shared/data/ilc2021-jolignier"]
+    )
     ap.add_argument("--setting", default=str(ROOT / "benchmarks" / "results" / "kiosk-setting.json"))
-    ap.add_argument("--int8-confidence", type=float, default=None,
-                    help="also LiteRT int8 at this confidence (int8 scores run lower; choose it on --split val)")
+    ap.add_argument(
+        "--int8-confidence",
+        type=float,
+        default=None,
+        help="also LiteRT int8 at this confidence (int8 scores run lower; choose it on --split val)",
+    )
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     chosen = json.loads(Path(a.setting).read_text())["chosen"]
@@ -43,16 +50,33 @@ def main() -> int:
     ids = {Path(sd).name: scene_ids_of(crops, idx, Path(sd)) for sd in a.scenes}
     clf = MaskClassifier(load_bundle(Path(a.bundle)), None, fallback=False)
     res = {"split": a.split, "setting": chosen, "runtimes": {}}
-    runs = [("opencv", "opencv", "fp32", chosen["confidence"]), ("litert_fp32", "litert", "fp32", chosen["confidence"]),
-            ("litert_int8", "litert", "int8", chosen["confidence"])]
+    runs = [
+        ("opencv", "opencv", "fp32", chosen["confidence"]),
+        ("litert_fp32", "litert", "fp32", chosen["confidence"]),
+        ("litert_int8", "litert", "int8", chosen["confidence"]),
+    ]
     if a.int8_confidence is not None:
         runs.append(("litert_int8@%.2f" % a.int8_confidence, "litert", "int8", a.int8_confidence))
     for name, be, prec, conf in runs:
-        r = kiosk_sweep([Path(x) for x in a.scenes], ids, clf, confidences=(conf,),
-                        no_face_thresholds=(chosen["no_face_threshold"],), mode="single", backend=be, precision=prec)
+        r = kiosk_sweep(
+            [Path(x) for x in a.scenes],
+            ids,
+            clf,
+            confidences=(conf,),
+            no_face_thresholds=(chosen["no_face_threshold"],),
+            mode="single",
+            backend=be,
+            precision=prec,
+        )
         g = r["grid"][0]
-        res["runtimes"][name] = {"confidence": conf, "face_recall": g["face_recall"], "faces": g["faces"], "noncompliant": g["noncompliant"],
-                                 "ms_per_frame_p50": r["ms_per_frame_p50"], "backend": r["backend"]}
+        res["runtimes"][name] = {
+            "confidence": conf,
+            "face_recall": g["face_recall"],
+            "faces": g["faces"],
+            "noncompliant": g["noncompliant"],
+            "ms_per_frame_p50": r["ms_per_frame_p50"],
+            "backend": r["backend"],
+        }
         print(name, json.dumps(res["runtimes"][name]), flush=True)
     res["command"] = " ".join(sys.argv)
     if a.out:

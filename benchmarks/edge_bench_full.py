@@ -7,6 +7,7 @@ passes export.kerasbench's functions in, and everything is measured in one run, 
 
     .venv/bin/python benchmarks/edge_bench_full.py --json benchmarks/results/edge-bench-x86_64-2core.json ...
 """
+
 import sys
 from pathlib import Path
 

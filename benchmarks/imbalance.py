@@ -9,6 +9,7 @@ chosen by **validation** macro-F1; test numbers are reported beside it, not used
 the synthetic MaskedFace-Net faces carry most `mask_weared_incorrect` examples, recall of that class
 is also given on the real photos alone (andrewmvd scenes), with its count: it is small, read it as such.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,11 +38,14 @@ def scores(labels: np.ndarray, pred: np.ndarray, sources: np.ndarray) -> Dict[st
     rep = metrics.report(labels, pred, LABELS)
     inc = LABELS.index("mask_weared_incorrect")
     real = (sources == REAL) & (labels == inc)
-    return {"macro_f1": rep["macro_f1"], "accuracy": rep["accuracy"],
-            "incorrect_recall": rep["per_class"]["mask_weared_incorrect"]["recall"],
-            "incorrect_precision": rep["per_class"]["mask_weared_incorrect"]["precision"],
-            "incorrect_recall_real": round(float((pred[real] == inc).mean()), 3) if real.any() else None,
-            "incorrect_real_n": int(real.sum())}
+    return {
+        "macro_f1": rep["macro_f1"],
+        "accuracy": rep["accuracy"],
+        "incorrect_recall": rep["per_class"]["mask_weared_incorrect"]["recall"],
+        "incorrect_precision": rep["per_class"]["mask_weared_incorrect"]["precision"],
+        "incorrect_recall_real": round(float((pred[real] == inc).mean()), 3) if real.any() else None,
+        "incorrect_real_n": int(real.sum()),
+    }
 
 
 def main() -> int:
@@ -64,9 +68,14 @@ def main() -> int:
     s = np.load(a.split)
     keep, assign = s["keep"], s["assign"]
     images, labels, sources = crops["images"][keep], crops["labels"][keep], crops["sources"][keep]
-    out: Dict[str, Any] = {"command": " ".join(["python"] + sys.argv), "machine": bench.machine(),
-                           "split": a.split, "epochs": a.epochs, "model": "mobilenetv2 a%.2f@%d from scratch" % (
-                               a.alpha, a.input_size), "arms": {}}
+    out: Dict[str, Any] = {
+        "command": " ".join(["python"] + sys.argv),
+        "machine": bench.machine(),
+        "split": a.split,
+        "epochs": a.epochs,
+        "model": "mobilenetv2 a%.2f@%d from scratch" % (a.alpha, a.input_size),
+        "arms": {},
+    }
     if a.json and Path(a.json).exists():  # resume: arms already measured are kept
         out["arms"] = json.loads(Path(a.json).read_text()).get("arms", {})
     for arm in a.arms:
@@ -89,18 +98,32 @@ def main() -> int:
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=1))
     if a.md:
-        lines = ["# Imbalance handling, measured (same split, same model, %d epochs each)" % a.epochs, "",
-                 "Made by `%s` on %s, %s cores. Chosen by validation macro-F1: **%s**." % (
-                     out["command"], out["machine"]["cpu"], out["machine"]["cores"], best), "",
-                 "| arm | val macro-F1 | val incorrect recall | test macro-F1 | test incorrect recall "
-                 "| test incorrect recall, real photos (n) | test incorrect precision |",
-                 "|---|---|---|---|---|---|---|"]
+        lines = [
+            "# Imbalance handling, measured (same split, same model, %d epochs each)" % a.epochs,
+            "",
+            "Made by `%s` on %s, %s cores. Chosen by validation macro-F1: **%s**."
+            % (out["command"], out["machine"]["cpu"], out["machine"]["cores"], best),
+            "",
+            "| arm | val macro-F1 | val incorrect recall | test macro-F1 | test incorrect recall "
+            "| test incorrect recall, real photos (n) | test incorrect precision |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for k, r in out["arms"].items():
             v, te = r["val"], r["test"]
-            lines.append("| %s%s | %.4f | %.3f | %.4f | %.3f | %s (%d) | %.3f |" % (
-                k, " (chosen)" if k == best else "", v["macro_f1"], v["incorrect_recall"], te["macro_f1"],
-                te["incorrect_recall"], te["incorrect_recall_real"], te["incorrect_real_n"],
-                te["incorrect_precision"]))
+            lines.append(
+                "| %s%s | %.4f | %.3f | %.4f | %.3f | %s (%d) | %.3f |"
+                % (
+                    k,
+                    " (chosen)" if k == best else "",
+                    v["macro_f1"],
+                    v["incorrect_recall"],
+                    te["macro_f1"],
+                    te["incorrect_recall"],
+                    te["incorrect_recall_real"],
+                    te["incorrect_real_n"],
+                    te["incorrect_precision"],
+                )
+            )
         Path(a.md).write_text("\n".join(lines) + "\n")
     return 0
 

@@ -12,6 +12,7 @@ which is larger than the int8/fp32 difference being measured. So every round tim
 each variant in a shuffled order, the ratio is taken inside the round (same machine state), and the
 result is the median of the per-round ratios with its spread (25th-75th percentile).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,11 @@ import numpy as np
 from edge import bench
 
 SIZES = ((0.35, 96), (0.35, 128), (0.5, 128), (0.75, 160), (1.0, 224))
-VARIANTS = (("fp32", "fp32", "per-tensor"), ("int8 per-tensor", "int8", "per-tensor"),
-            ("int8 per-channel", "int8", "per-channel"))
+VARIANTS = (
+    ("fp32", "fp32", "per-tensor"),
+    ("int8 per-tensor", "int8", "per-tensor"),
+    ("int8 per-channel", "int8", "per-channel"),
+)
 
 
 def summary(per: Dict[str, List[float]], base: str = "fp32") -> Dict[str, Dict[str, Any]]:
@@ -36,8 +40,14 @@ def summary(per: Dict[str, List[float]], base: str = "fp32") -> Dict[str, Dict[s
         row: Dict[str, Any] = {"p50_ms": round(float(np.median(v)), 4), "min_ms": round(float(np.min(v)), 4)}
         if k != base:
             r = bench.ratio_summary(v, per[base])
-            row.update({"ratio_to_fp32": r["ratio"], "ratio_p25": r["ratio_p25"], "ratio_p75": r["ratio_p75"],
-                        "rounds_faster_than_fp32": r["rounds_faster"]})
+            row.update(
+                {
+                    "ratio_to_fp32": r["ratio"],
+                    "ratio_p25": r["ratio_p25"],
+                    "ratio_p75": r["ratio_p75"],
+                    "rounds_faster_than_fp32": r["rounds_faster"],
+                }
+            )
         out[k] = row
     return out
 
@@ -86,19 +96,43 @@ def main() -> int:
 
                     runners[name] = run
                 res = summary(bench.paired_rounds(runners, a.rounds, a.block_seconds, seed=size * 10 + threads))
-                row = {"alpha": alpha, "input": size, "threads": threads, "batch": batch,
-                       "params": int(model.count_params()),
-                       "bytes": {k: f.stat().st_size for k, f in files.items()}, "variants": res}
+                row = {
+                    "alpha": alpha,
+                    "input": size,
+                    "threads": threads,
+                    "batch": batch,
+                    "params": int(model.count_params()),
+                    "bytes": {k: f.stat().st_size for k, f in files.items()},
+                    "variants": res,
+                }
                 rows.append(row)
-                print("alpha %.2f @%3d  threads %d batch %d: fp32 %.3f ms  int8 %.3f ms  int8/fp32 %.2f "
-                      "[%.2f-%.2f] (faster in %d/%d rounds)  per-channel/fp32 %.2f" % (
-                          alpha, size, threads, batch, res["fp32"]["p50_ms"], res["int8 per-tensor"]["p50_ms"],
-                          res["int8 per-tensor"]["ratio_to_fp32"], res["int8 per-tensor"]["ratio_p25"],
-                          res["int8 per-tensor"]["ratio_p75"], res["int8 per-tensor"]["rounds_faster_than_fp32"],
-                          a.rounds, res["int8 per-channel"]["ratio_to_fp32"]), flush=True)
-    doc = {"command": " ".join(["python"] + sys.argv), "machine": bench.machine(), "rounds": a.rounds,
-           "block_seconds": a.block_seconds, "method": "interleaved rounds, shuffled order, per-round ratios",
-           "rows": rows}
+                print(
+                    "alpha %.2f @%3d  threads %d batch %d: fp32 %.3f ms  int8 %.3f ms  int8/fp32 %.2f "
+                    "[%.2f-%.2f] (faster in %d/%d rounds)  per-channel/fp32 %.2f"
+                    % (
+                        alpha,
+                        size,
+                        threads,
+                        batch,
+                        res["fp32"]["p50_ms"],
+                        res["int8 per-tensor"]["p50_ms"],
+                        res["int8 per-tensor"]["ratio_to_fp32"],
+                        res["int8 per-tensor"]["ratio_p25"],
+                        res["int8 per-tensor"]["ratio_p75"],
+                        res["int8 per-tensor"]["rounds_faster_than_fp32"],
+                        a.rounds,
+                        res["int8 per-channel"]["ratio_to_fp32"],
+                    ),
+                    flush=True,
+                )
+    doc = {
+        "command": " ".join(["python"] + sys.argv),
+        "machine": bench.machine(),
+        "rounds": a.rounds,
+        "block_seconds": a.block_seconds,
+        "method": "interleaved rounds, shuffled order, per-round ratios",
+        "rows": rows,
+    }
     if a.json:
         Path(a.json).write_text(json.dumps(doc, indent=1))
     return 0

@@ -9,6 +9,7 @@ held-out real scenes (andrewmvd crowd photos and ilc2021 web photos, each scene 
 split). The setting chosen is the best non-compliant F1 on the val scenes among those with face
 recall >= 0.95 (the best F1 if none reaches it); the test scenes then get that one setting.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,7 +34,9 @@ def main() -> int:
     ap.add_argument("--run", required=True)
     ap.add_argument("--crops", default="work/crops96.npz")
     ap.add_argument("--bundle", default=str(ROOT / "models" / "default"))
-    ap.add_argument("--scenes", nargs="*", default=["../shared/data/andrewmvd-train", "../shared/data/ilc2021-jolignier"])
+    ap.add_argument(
+        "--scenes", nargs="*", default=["../shared/data/andrewmvd-train", "../shared/data/ilc2021-jolignier"]
+    )
     ap.add_argument("--min-face", type=int, default=40)
     ap.add_argument("--min-recall", type=float, default=0.95)
     ap.add_argument("--mode", default="single")
@@ -58,19 +61,36 @@ def main() -> int:
         if split == "val":
             ok = [g for g in both["grid"] if g["face_recall"] >= a.min_recall]
             best = max(ok or both["grid"], key=lambda g: (g["noncompliant"]["f1"], g["face_recall"]))
-            res["chosen"] = {"confidence": best["confidence"], "no_face_threshold": best["no_face_threshold"],
-                             "val": best, "recall_floor_met": bool(ok)}
+            res["chosen"] = {
+                "confidence": best["confidence"],
+                "no_face_threshold": best["no_face_threshold"],
+                "val": best,
+                "recall_floor_met": bool(ok),
+            }
             print("chosen on val: %s" % json.dumps(res["chosen"]))
             for g in both["grid"]:
-                print("val c=%.2f r=%s recall %.3f NC-F1 %.3f (P %.3f R %.3f)" % (
-                    g["confidence"], g["no_face_threshold"], g["face_recall"], g["noncompliant"]["f1"],
-                    g["noncompliant"]["precision"], g["noncompliant"]["recall"]))
+                print(
+                    "val c=%.2f r=%s recall %.3f NC-F1 %.3f (P %.3f R %.3f)"
+                    % (
+                        g["confidence"],
+                        g["no_face_threshold"],
+                        g["face_recall"],
+                        g["noncompliant"]["f1"],
+                        g["noncompliant"]["precision"],
+                        g["noncompliant"]["recall"],
+                    )
+                )
         else:
             c, r = res["chosen"]["confidence"], res["chosen"]["no_face_threshold"]
+
             def pick(grid, c=c, r=r):
                 return next(g for g in grid if g["confidence"] == c and g["no_face_threshold"] == r)
-            res["test_chosen"] = {"all": pick(both["grid"]), "ms_per_frame_p50": both["ms_per_frame_p50"],
-                                  **{k: pick(v["grid"]) for k, v in per.items()}}
+
+            res["test_chosen"] = {
+                "all": pick(both["grid"]),
+                "ms_per_frame_p50": both["ms_per_frame_p50"],
+                **{k: pick(v["grid"]) for k, v in per.items()},
+            }
             print("test at the chosen setting: %s" % json.dumps(res["test_chosen"]))
     res["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count()}
     res["command"] = " ".join(sys.argv)

@@ -6,6 +6,7 @@
 A kiosk runs for months; a leak of a few KB per frame is a crash a week later. The
 result is judged by the slope of RSS after warm-up (MB per 1000 frames), not by time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,11 +69,21 @@ def main() -> int:
     rss = np.array([s[1] for s in samples], dtype=float)
     warm = frames >= min(1000, frames.max() / 4)
     slope = float(np.polyfit(frames[warm], rss[warm], 1)[0] * 1000) if warm.sum() > 2 else None
-    doc = {"benchmark": "soak", "command": " ".join(["python"] + sys.argv), "machine": bench.machine(),
-           "frames": int(pipe.frames), "events": pipe.events, "messages": pub.n, "seconds": round(time.time() - t0, 1),
-           "motion_gate": a.motion, "rss_mb_start": float(rss[0]), "rss_mb_end": float(rss[-1]),
-           "rss_mb_max": float(rss.max()), "rss_slope_mb_per_1000_frames_after_warmup": slope,
-           "samples": [{"frame": int(f), "rss_mb": float(r), "t": round(t, 1)} for f, r, t in samples]}
+    doc = {
+        "benchmark": "soak",
+        "command": " ".join(["python"] + sys.argv),
+        "machine": bench.machine(),
+        "frames": int(pipe.frames),
+        "events": pipe.events,
+        "messages": pub.n,
+        "seconds": round(time.time() - t0, 1),
+        "motion_gate": a.motion,
+        "rss_mb_start": float(rss[0]),
+        "rss_mb_end": float(rss[-1]),
+        "rss_mb_max": float(rss.max()),
+        "rss_slope_mb_per_1000_frames_after_warmup": slope,
+        "samples": [{"frame": int(f), "rss_mb": float(r), "t": round(t, 1)} for f, r, t in samples],
+    }
     print(json.dumps({k: v for k, v in doc.items() if k not in ("samples", "machine")}, indent=1))
     if a.json:
         Path(a.json).write_text(json.dumps(doc, indent=1))
@@ -87,8 +98,10 @@ def main() -> int:
         ax.set_xlabel("frames processed")
         ax.set_ylabel("RSS, MB")
         ax.set_ylim(0, rss.max() * 1.2)
-        ax.set_title("edge-maskd pipeline RSS over %d frames (slope %.3f MB / 1000 frames)" % (pipe.frames,
-                                                                                           slope or 0), fontsize=9)
+        ax.set_title(
+            "edge-maskd pipeline RSS over %d frames (slope %.3f MB / 1000 frames)" % (pipe.frames, slope or 0),
+            fontsize=9,
+        )
         fig.tight_layout()
         fig.savefig(a.png, dpi=110)
     return 0

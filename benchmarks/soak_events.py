@@ -9,6 +9,7 @@ to a mosquitto this script starts on 127.0.0.1. RSS is sampled as events go by; 
 warm-up in MB per 1000 events (a kiosk that kept every decision, as Pipeline.decisions once did, grows ~2 MB per
 1000 events with snapshots).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,7 +41,7 @@ def make_clip(out: Path, face_png: Path) -> Path:
     import cv2
 
     face = cv2.imread(str(face_png))
-    head = cv2.resize(face[HEAD[1]:HEAD[3], HEAD[0]:HEAD[2]], (130, 150), interpolation=cv2.INTER_AREA)
+    head = cv2.resize(face[HEAD[1] : HEAD[3], HEAD[0] : HEAD[2]], (130, 150), interpolation=cv2.INTER_AREA)
     bg = np.full((240, 320, 3), 90, np.uint8)
     frames = []
     for i in range(6):
@@ -73,8 +74,11 @@ def main() -> int:
     port = free_port()
     conf = work / "mosquitto.conf"
     conf.write_text("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n" % port)
-    broker = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    broker = subprocess.Popen(
+        [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     received = [0]
     try:
         import paho.mqtt.client as mqtt
@@ -85,6 +89,7 @@ def main() -> int:
 
         def on_msg(c, u, m):
             received[0] += 1
+
         sub.on_message = on_msg
         sub.connect("127.0.0.1", port)
         sub.loop_start()
@@ -94,14 +99,16 @@ def main() -> int:
         cfg["classifier"]["bundle"] = str(default_bundle_path())
         cfg["motion"]["enabled"] = False
         cfg["detector"].update({"min_face_px": 0, "mode": "single"})
-        cfg["tracker"].update({"votes": 2, "max_missed": 1, "min_votes_on_exit": 1, "margin": 0.0, "border_px": 0,
-                               "min_vote_px": 0})
+        cfg["tracker"].update(
+            {"votes": 2, "max_missed": 1, "min_votes_on_exit": 1, "margin": 0.0, "border_px": 0, "min_vote_px": 0}
+        )
         cfg["privacy"]["snapshots"] = True
         cfg["counts"]["interval_s"] = 60.0
         cfg["stats"]["interval_s"] = 60.0
         cfg["site"], cfg["device"] = "soak", "k1"
-        pub = MqttPublisher(host="127.0.0.1", port=port, site="soak", device="k1",
-                            spool=Spool(work / "spool.db", 100000))
+        pub = MqttPublisher(
+            host="127.0.0.1", port=port, site="soak", device="k1", spool=Spool(work / "spool.db", 100000)
+        )
         pipe = Pipeline(cfg, pub)
         samples = []
         t0 = time.time()
@@ -112,6 +119,7 @@ def main() -> int:
             orig(decisions, source_name)
             if pipe.events // a.every != before // a.every:
                 samples.append((pipe.events, rss_mb(), time.time() - t0, len(pipe.decisions)))
+
         pipe.emit = emit  # sample inside the real loop
         src = FrameSource(str(clip), loop=True, max_frames=cfg["source"]["max_frames"]).open()
         done = threading.Event()
@@ -131,13 +139,24 @@ def main() -> int:
     rss = np.array([s[1] for s in samples], dtype=float)
     warm = ev >= min(1000, ev.max() / 4)
     slope = float(np.polyfit(ev[warm], rss[warm], 1)[0] * 1000) if warm.sum() > 2 else None
-    doc = {"benchmark": "soak-events", "command": " ".join(["python"] + sys.argv), "machine": bench.machine(),
-           "frames": int(pipe.frames), "events": pipe.events, "events_received_by_subscriber": received[0],
-           "snapshots": True, "seconds": round(time.time() - t0, 1), "decisions_kept": len(pipe.decisions),
-           "rss_mb_start": float(rss[0]), "rss_mb_end": float(rss[-1]), "rss_mb_max": float(rss.max()),
-           "rss_slope_mb_per_1000_events_after_warmup": slope,
-           "samples": [{"events": int(e), "rss_mb": float(r), "t": round(t, 1), "decisions_kept": int(k)}
-                       for e, r, t, k in samples]}
+    doc = {
+        "benchmark": "soak-events",
+        "command": " ".join(["python"] + sys.argv),
+        "machine": bench.machine(),
+        "frames": int(pipe.frames),
+        "events": pipe.events,
+        "events_received_by_subscriber": received[0],
+        "snapshots": True,
+        "seconds": round(time.time() - t0, 1),
+        "decisions_kept": len(pipe.decisions),
+        "rss_mb_start": float(rss[0]),
+        "rss_mb_end": float(rss[-1]),
+        "rss_mb_max": float(rss.max()),
+        "rss_slope_mb_per_1000_events_after_warmup": slope,
+        "samples": [
+            {"events": int(e), "rss_mb": float(r), "t": round(t, 1), "decisions_kept": int(k)} for e, r, t, k in samples
+        ],
+    }
     print(json.dumps({k: v for k, v in doc.items() if k not in ("samples", "machine")}, indent=1))
     if a.json:
         Path(a.json).write_text(json.dumps(doc, indent=1))
@@ -152,8 +171,9 @@ def main() -> int:
         ax.set_xlabel("events published (each with a JPEG snapshot)")
         ax.set_ylabel("RSS, MB")
         ax.set_ylim(0, rss.max() * 1.2)
-        ax.set_title("edge-maskd RSS over %d events (slope %.3f MB / 1000 events)" % (pipe.events, slope or 0),
-                     fontsize=9)
+        ax.set_title(
+            "edge-maskd RSS over %d events (slope %.3f MB / 1000 events)" % (pipe.events, slope or 0), fontsize=9
+        )
         fig.tight_layout()
         fig.savefig(a.png, dpi=110)
     shutil.rmtree(work, ignore_errors=True)

@@ -11,6 +11,7 @@ time (edge.walkers.make_clip). `edge-maskd run` runs on it with the kiosk config
 the motion gate on and once off; its events are scored by edge.walkers.score.
 Tune on `--split val`; `--split test` is for the final look.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,19 +36,29 @@ REAL = ("andrewmvd-train", "ilc2021-jolignier", "chandrikadeb7")
 FACE_LABELS = ("with_mask", "without_mask", "mask_weared_incorrect")
 
 
-def pick_walkers(crops: Dict[str, np.ndarray], split_path: Path, which: int, per_class: int, min_face: int,
-                 seed: int, exclude: set) -> List[Walker]:
+def pick_walkers(
+    crops: Dict[str, np.ndarray], split_path: Path, which: int, per_class: int, min_face: int, seed: int, exclude: set
+) -> List[Walker]:
     s = np.load(str(split_path))
     idx = s["keep"][s["assign"] == which]
-    labels_all = [str(x) for x in crops.get("label_names", np.array(
-        ["with_mask", "without_mask", "mask_weared_incorrect", "no_face"]))]
+    labels_all = [
+        str(x)
+        for x in crops.get("label_names", np.array(["with_mask", "without_mask", "mask_weared_incorrect", "no_face"]))
+    ]
     rng = np.random.RandomState(seed)
     out: List[Walker] = []
     for lab in FACE_LABELS:
         k = labels_all.index(lab)
-        cand = [i for i in idx if crops["labels"][i] == k and str(crops["sources"][i]) in REAL
-                and str(crops["how"][i]) in ("voc", "detector") and i not in exclude
-                and min(crops["boxes"][i][2] - crops["boxes"][i][0], crops["boxes"][i][3] - crops["boxes"][i][1]) >= min_face]
+        cand = [
+            i
+            for i in idx
+            if crops["labels"][i] == k
+            and str(crops["sources"][i]) in REAL
+            and str(crops["how"][i]) in ("voc", "detector")
+            and i not in exclude
+            and min(crops["boxes"][i][2] - crops["boxes"][i][0], crops["boxes"][i][3] - crops["boxes"][i][1])
+            >= min_face
+        ]
         rng.shuffle(cand)
         chosen = []
         for i in cand:  # a visitor needs a head around the face: the photo must hold the context around the box
@@ -59,8 +70,14 @@ def pick_walkers(crops: Dict[str, np.ndarray], split_path: Path, which: int, per
             raise SystemExit("only %d %s faces >= %d px with context in that split" % (len(chosen), lab, min_face))
         for i in chosen:
             exclude.add(int(i))
-            out.append(Walker(file=str(crops["files"][i]), box=tuple(int(v) for v in crops["boxes"][i]),
-                              label=lab, source=str(crops["sources"][i])))
+            out.append(
+                Walker(
+                    file=str(crops["files"][i]),
+                    box=tuple(int(v) for v in crops["boxes"][i]),
+                    label=lab,
+                    source=str(crops["sources"][i]),
+                )
+            )
     order = rng.permutation(len(out))
     return [out[i] for i in order]
 
@@ -99,8 +116,12 @@ def kiosk_config(video: Path, state: Path, motion: bool, bundle: str, extra: Dic
 
 def run_daemon(config: Path) -> Dict[str, Any]:
     t = time.perf_counter()
-    p = subprocess.run([str(ROOT / ".venv" / "bin" / "edge-maskd"), "run", "--config", str(config),
-                        "--log-level", "WARNING"], capture_output=True, text=True, timeout=1800)
+    p = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "edge-maskd"), "run", "--config", str(config), "--log-level", "WARNING"],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     if p.returncode != 0:
         raise SystemExit("edge-maskd run failed (%d): %s" % (p.returncode, p.stderr[-2000:]))
     tmp = Path(tempfile.mkstemp(suffix=".jsonl")[1])
@@ -142,7 +163,7 @@ def main() -> int:
         video = work / ("walkers-%s-%d.mp4" % (a.split, c))
         truth = make_clip(walkers, video, seed=a.seed + c)
         entry: Dict[str, Any] = {"video": str(video), "people": len(truth["people"]), "frames": truth["frames"]}
-        for gate in ((True,) if a.no_gate_run else (True, False)):
+        for gate in (True,) if a.no_gate_run else (True, False):
             state = Path(tempfile.mkdtemp(prefix="walk-"))
             r = run_daemon(kiosk_config(video.resolve(), state, gate, str(Path(a.bundle).resolve()), extra))
             sc = score(truth, r["events"])
@@ -150,9 +171,28 @@ def main() -> int:
             key = "gate" if gate else "nogate"
             entry[key] = sc
             totals[key].append({"truth": truth, "events": r["events"]})
-            print("clip %d %s: %s" % (c, key, json.dumps({k: sc[k] for k in (
-                "people", "counted_once", "duplicates", "missed", "spurious_events", "verdict_accuracy", "alert")})),
-                  flush=True)
+            print(
+                "clip %d %s: %s"
+                % (
+                    c,
+                    key,
+                    json.dumps(
+                        {
+                            k: sc[k]
+                            for k in (
+                                "people",
+                                "counted_once",
+                                "duplicates",
+                                "missed",
+                                "spurious_events",
+                                "verdict_accuracy",
+                                "alert",
+                            )
+                        }
+                    ),
+                ),
+                flush=True,
+            )
         results["clips"].append(entry)
     results["total"] = {}
     for key, runs in totals.items():
@@ -177,14 +217,24 @@ def main() -> int:
                     pc[k] += v[k]
         prec = tp / float(tp + fp) if tp + fp else 0.0
         rec = tp / float(tp + fn) if tp + fn else 0.0
-        sc_all.update({
-            "counted_once_rate": round(sc_all["counted_once"] / float(max(1, sc_all["people"])), 4),
-            "verdict_accuracy": round(right / float(max(1, counted)), 4),
-            "per_class": {k: dict(v, accuracy=round(v["right"] / float(max(1, v["counted"])), 4))
-                          for k, v in sorted(per_class.items())},
-            "alert": {"precision": round(prec, 4), "recall": round(rec, 4),
-                      "f1": round(2 * prec * rec / (prec + rec), 4) if prec + rec else 0.0,
-                      "tp": tp, "fp": fp, "fn": fn}})
+        sc_all.update(
+            {
+                "counted_once_rate": round(sc_all["counted_once"] / float(max(1, sc_all["people"])), 4),
+                "verdict_accuracy": round(right / float(max(1, counted)), 4),
+                "per_class": {
+                    k: dict(v, accuracy=round(v["right"] / float(max(1, v["counted"])), 4))
+                    for k, v in sorted(per_class.items())
+                },
+                "alert": {
+                    "precision": round(prec, 4),
+                    "recall": round(rec, 4),
+                    "f1": round(2 * prec * rec / (prec + rec), 4) if prec + rec else 0.0,
+                    "tp": tp,
+                    "fp": fp,
+                    "fn": fn,
+                },
+            }
+        )
         results["total"][key] = sc_all
         print("TOTAL %s: %s" % (key, json.dumps(sc_all)), flush=True)
     results["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()}

@@ -268,10 +268,12 @@ def migrate(engine: Engine) -> List[int]:
 def _insert(engine: Engine, table: sa.Table):
     """INSERT ... ON CONFLICT DO NOTHING in the engine's dialect."""
     if engine.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table).on_conflict_do_nothing()
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing()
 
 
 # -- writing (the ingest thread) --------------------------------------------------------------------------

@@ -97,6 +97,7 @@ def ha_discovery(
     ]
     out = []
     for component, key, cfg in entities:
-        cfg = dict(cfg, unique_id="%s_%s" % (node, key), device=dev)
-        out.append(("%s/%s/%s/%s/config" % (ha_prefix, component, node, key), cfg))
+        conf: Dict[str, Any] = dict(cfg)
+        conf.update(unique_id="%s_%s" % (node, key), device=dev)
+        out.append(("%s/%s/%s/%s/config" % (ha_prefix, component, node, key), conf))
     return out

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Tuple
 
 from .common import clean
 
@@ -59,7 +59,7 @@ class HookRunner:
                     continue
                 self.busy += 1
                 try:
-                    proc: Optional[subprocess.Popen] = subprocess.Popen(
+                    proc = subprocess.Popen(
                         self.cmd, stdin=subprocess.PIPE, stdout=sys.stderr.fileno(), env=env, start_new_session=True
                     )
                     self.running.append(proc)

@@ -18,7 +18,7 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import sqlalchemy as sa
 
@@ -81,6 +81,7 @@ class Ingestor:
         self.generation = 0  # bumped on every (re)connect: packet ids of an older connection are not acked
         self.stats = {"received": 0, "stored_events": 0, "duplicates": 0, "rejected": 0, "batches": 0, "db_errors": 0}
         self.lock = threading.Lock()
+        self.rejected_kinds: Dict[Tuple[str, str], int] = {}  # (site/device, reason) -> messages dropped
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="db-writer", daemon=True)
         self.last_error: Optional[str] = None
@@ -146,10 +147,25 @@ class Ingestor:
             "received": received,
         }
 
-    def _reject(self, topic: str, why: str) -> None:
+    def _reject(self, topic: str, why: str) -> Optional[Dict[str, Any]]:
+        """Drop a message and say why: loudly (ERROR) the first time a device's messages are dropped for a reason,
+        then counted (stats, and a DEBUG line), so a misconfigured kiosk is named once, not 10,000 times."""
+        parts = topic.split("/")
+        key = ("/".join(parts[1:3]) if len(parts) > 3 else topic[:80], why.split(" (")[0][:80])
         with self.lock:
             self.stats["rejected"] += 1
-        log.warning("%s: %s: dropped", topic[:200], why)
+            first = key not in self.rejected_kinds
+            self.rejected_kinds[key] = self.rejected_kinds.get(key, 0) + 1
+        if first:
+            log.error(
+                "%s: %s: dropped (every further message dropped for this reason from %s is counted in the "
+                "stats, not logged)",
+                topic[:200],
+                why,
+                key[0],
+            )
+        else:
+            log.debug("%s: %s: dropped", topic[:200], why)
         return None
 
     def _ack(self, mid: int, qos: int, gen: int) -> None:

@@ -84,7 +84,9 @@ class Monitor:
         self.lock = threading.RLock()
         self.devices: Dict[Tuple[str, str], Device] = {}
         self.seen: "collections.OrderedDict[str, None]" = collections.OrderedDict()
-        self.n = collections.Counter()  # events, accepted, alerts, duplicates, malformed, filtered, ...
+        self.n: "collections.Counter[str]" = (
+            collections.Counter()
+        )  # events, accepted, alerts, duplicates, malformed, filtered, ...
         self.accepted = 0
         self.done = threading.Event()
         self.broken_pipe = False

@@ -27,7 +27,7 @@ import urllib.parse
 from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from maskwatch_protocol import VERDICTS, iso, parse_iso
 
@@ -67,7 +67,14 @@ def _time_arg(qs: Dict[str, List[str]], name: str) -> Optional[float]:
     return t
 
 
-def _int_arg(qs: Dict[str, List[str]], name: str, default: Optional[int], lo: int, hi: int) -> Optional[int]:
+def _opt_int_arg(qs: Dict[str, List[str]], name: str, lo: int, hi: int) -> Optional[int]:
+    """An optional integer query parameter (None when absent)."""
+    if not (qs.get(name) or [""])[-1].strip():
+        return None
+    return _int_arg(qs, name, lo, lo, hi)
+
+
+def _int_arg(qs: Dict[str, List[str]], name: str, default: int, lo: int, hi: int) -> int:
     v = (qs.get(name) or [""])[-1].strip()
     if not v:
         return default
@@ -115,7 +122,7 @@ class App:
     ) -> None:
         self.reader, self.accounts, self.hub = reader, accounts, hub
         self.secure_cookies = secure_cookies
-        self.status = status or (lambda: {})
+        self.status: Callable[[], Dict[str, Any]] = status or (lambda: {})
         self.stopping = threading.Event()
         self.login_failures: Dict[str, Tuple[int, float]] = {}
         self.lock = threading.Lock()
@@ -240,7 +247,7 @@ class Handler(BaseHTTPRequestHandler):
             token = self.headers.get("X-CSRF-Token")
             if token is None and body:
                 form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
-                token = (form.get("csrf") or [None])[0]
+                token = (form.get("csrf") or [""])[0] or None
             if not token or token != sess["csrf"]:
                 return self.error_json(403, "missing or wrong CSRF token")
             if path == "/logout":
@@ -269,7 +276,7 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/api/events":
             f = event_filters(qs)
             limit = _int_arg(qs, "limit", 100, 1, MAX_LIMIT)
-            before = _int_arg(qs, "before_id", None, 1, 2**62)
+            before = _opt_int_arg(qs, "before_id", 1, 2**62)
             out = self.app.reader.events(limit=limit, before_id=before, **f)
             if _bool_arg(qs, "total"):
                 out["total"] = self.app.reader.count_events(**f)

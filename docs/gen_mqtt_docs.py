@@ -7,6 +7,7 @@
 
 Examples are built with edge.messages from fixed inputs, so the output is deterministic.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,9 +23,15 @@ sys.path.insert(0, str(ROOT))
 
 # topic kind, schema file, QoS, retained, when it is sent
 TOPICS = [
-    ("status", "status", 1, True, "on every (re)connect (`online`), as the last will (`offline`, sent by the "
-                                  "broker when the device vanishes), on a clean exit (`stopped`), and when the "
-                                  "device's condition changes (camera lost, degraded)"),
+    (
+        "status",
+        "status",
+        1,
+        True,
+        "on every (re)connect (`online`), as the last will (`offline`, sent by the "
+        "broker when the device vanishes), on a clean exit (`stopped`), and when the "
+        "device's condition changes (camera lost, degraded)",
+    ),
     ("events", "event", 1, False, "once per person, when the tracker reaches a verdict"),
     ("counts", "counts", 1, False, "every `counts.interval_s` (default 60 s): people per verdict in the window"),
     ("stats", "stats", 0, False, "every `stats.interval_s` (default 30 s): runtime telemetry, never spooled"),
@@ -222,24 +229,67 @@ def _examples() -> Dict[str, Dict[str, Any]]:
 
     t = 1714564800.0  # 2024-05-01T12:00:00Z
     site, device = "lobby", "kiosk-1"
-    d = Decision(track_id=17, label="without_mask", confidence=0.94,
-                 probs={"mask_weared_incorrect": 0.04, "with_mask": 0.02, "without_mask": 0.94},
-                 box=(412, 160, 520, 292), frame_index=3120, time=t + 2.25, votes=5, first_seen=t)
+    d = Decision(
+        track_id=17,
+        label="without_mask",
+        confidence=0.94,
+        probs={"mask_weared_incorrect": 0.04, "with_mask": 0.02, "without_mask": 0.94},
+        box=(412, 160, 520, 292),
+        frame_index=3120,
+        time=t + 2.25,
+        votes=5,
+        first_seen=t,
+    )
     labels = ("with_mask", "without_mask", "mask_weared_incorrect")
     return {
-        "status": messages.status("online", site=site, device=device, t=t, version=__version__,
-                                  model_id="mobilenetv2-int8-3c0f9a", backend="litert", camera="ok",
-                                  stats_interval_s=30.0),
-        "events": messages.event(d, site=site, device=device, model_id="mobilenetv2-int8-3c0f9a",
-                                 source="rtsp://camera-1/stream", event_id="5f0c4e7a9b2d4c1e8a6f3b7d2e9c1a04"),
-        "counts": messages.counts(Counts(t - 60.0, t, {"with_mask": 41, "without_mask": 6,
-                                                       "mask_weared_incorrect": 3}),
-                                  site=site, device=device, labels=labels),
-        "stats": messages.stats(site=site, device=device, t=t, interval_s=30.0, uptime_s=86400.0, fps=9.8, frames=846720,
-                                dropped_frames=120, detector_runs=423360, motion_skipped=401200,
-                                inference_ms={"p50": 11.2, "p95": 14.9}, detect_ms={"p50": 18.4, "p95": 23.0},
-                                spool_depth=0, spool_dropped=0, spool_dropped_events=0, spool_dropped_counts=0, active_tracks=1, events=1830, backend="litert",
-                                camera="ok", rss_mb=182.5),
+        "status": messages.status(
+            "online",
+            site=site,
+            device=device,
+            t=t,
+            version=__version__,
+            model_id="mobilenetv2-int8-3c0f9a",
+            backend="litert",
+            camera="ok",
+            stats_interval_s=30.0,
+        ),
+        "events": messages.event(
+            d,
+            site=site,
+            device=device,
+            model_id="mobilenetv2-int8-3c0f9a",
+            source="rtsp://camera-1/stream",
+            event_id="5f0c4e7a9b2d4c1e8a6f3b7d2e9c1a04",
+        ),
+        "counts": messages.counts(
+            Counts(t - 60.0, t, {"with_mask": 41, "without_mask": 6, "mask_weared_incorrect": 3}),
+            site=site,
+            device=device,
+            labels=labels,
+        ),
+        "stats": messages.stats(
+            site=site,
+            device=device,
+            t=t,
+            interval_s=30.0,
+            uptime_s=86400.0,
+            fps=9.8,
+            frames=846720,
+            dropped_frames=120,
+            detector_runs=423360,
+            motion_skipped=401200,
+            inference_ms={"p50": 11.2, "p95": 14.9},
+            detect_ms={"p50": 18.4, "p95": 23.0},
+            spool_depth=0,
+            spool_dropped=0,
+            spool_dropped_events=0,
+            spool_dropped_counts=0,
+            active_tracks=1,
+            events=1830,
+            backend="litert",
+            camera="ok",
+            rss_mb=182.5,
+        ),
     }
 
 
@@ -247,22 +297,31 @@ def render() -> str:
     examples = _examples()
     out = [HEADER]
     for kind, _name, qos, retained, when in TOPICS:
-        out.append("| `<prefix>/<site>/<device>/%s` | %d | %s | %s |\n" % (kind, qos, "yes" if retained else "no",
-                                                                         when))
+        out.append(
+            "| `<prefix>/<site>/<device>/%s` | %d | %s | %s |\n" % (kind, qos, "yes" if retained else "no", when)
+        )
     out.append("\n")
     for kind, name, _qos, _retained, _when in TOPICS:
         schema = json.loads((SCHEMAS / ("%s.schema.json" % name)).read_text())
         out.append("## `%s`\n\n" % kind)
-        out.append("**%s**  \nSchema: `maskwatch_protocol/schemas/%s.schema.json` (`%s`).\n\n" % (
-            schema.get("title", kind), name, schema.get("$id", "")))
+        out.append(
+            "**%s**  \nSchema: `maskwatch_protocol/schemas/%s.schema.json` (`%s`).\n\n"
+            % (schema.get("title", kind), name, schema.get("$id", ""))
+        )
         if schema.get("description"):
             out.append("%s\n\n" % schema["description"])
         required = set(schema.get("required", ()))
         out.append("| field | type | required | notes |\n|---|---|---|---|\n")
         for field, sub in schema["properties"].items():
-            out.append("| `%s` | %s | %s | %s |\n" % (field, _type(sub, schema).replace("|", "\\|"),
-                                                      "yes" if field in required else "",
-                                                      _notes(sub).replace("|", "\\|")))
+            out.append(
+                "| `%s` | %s | %s | %s |\n"
+                % (
+                    field,
+                    _type(sub, schema).replace("|", "\\|"),
+                    "yes" if field in required else "",
+                    _notes(sub).replace("|", "\\|"),
+                )
+            )
         if schema.get("additionalProperties") is False:
             out.append("\nNo other fields are allowed.\n")
         out.append("\nExample:\n\n```json\n%s\n```\n\n" % json.dumps(examples[kind], indent=2, sort_keys=True))

@@ -7,6 +7,7 @@
 
 Numbers are never typed by hand: each line names the results file it comes from.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,114 +33,207 @@ def _f(x: Any, nd: int = 3) -> str:
 
 def crops_block(doc: Dict[str, Any]) -> List[str]:
     row = doc["rows"][0]
-    out = ["**Held-out real test crops** (`results/model-comparison.json`, %s split, bundle `%s`, LiteRT int8 with "
-           "its operating point; per source, real sources first):" % (doc["split"], row["model_id"]), "",
-           "| source | faces | macro-F1 | incorrect P / R | with_mask flagged | without recall | alert F1 |",
-           "|---|---|---|---|---|---|---|"]
+    out = [
+        "**Held-out real test crops** (`results/model-comparison.json`, %s split, bundle `%s`, LiteRT int8 with "
+        "its operating point; per source, real sources first):" % (doc["split"], row["model_id"]),
+        "",
+        "| source | faces | macro-F1 | incorrect P / R | with_mask flagged | without recall | alert F1 |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for src, v in row["by_source"].items():
         pc = v["per_class"]
-        out.append("| %s | %d | %s | %s / %s | %s | %s | %s |" % (
-            src, v["faces"], _f(v["macro_f1"]), _f(pc["mask_weared_incorrect"]["precision"]),
-            _f(pc["mask_weared_incorrect"]["recall"]),
-            _f(v["with_mask_flagged"]) if v["with_mask_flagged"] is not None else "-",
-            _f(pc["without_mask"]["recall"]), _f(v["alert"]["f1"])))
+        out.append(
+            "| %s | %d | %s | %s / %s | %s | %s | %s |"
+            % (
+                src,
+                v["faces"],
+                _f(v["macro_f1"]),
+                _f(pc["mask_weared_incorrect"]["precision"]),
+                _f(pc["mask_weared_incorrect"]["recall"]),
+                _f(v["with_mask_flagged"]) if v["with_mask_flagged"] is not None else "-",
+                _f(pc["without_mask"]["recall"]),
+                _f(v["alert"]["f1"]),
+            )
+        )
     old = [r for r in doc["rows"][1:]]
     for r in old:
         v = r["by_source"].get("real (all)")
         if v:
             out.append("")
-            out.append("Same crops, bundle `%s`: real macro-F1 %s, incorrect recall %s, with_mask flagged %s, alert F1 %s."
-                       % (r["model_id"], _f(v["macro_f1"]), _f(v["per_class"]["mask_weared_incorrect"]["recall"]),
-                          _f(v["with_mask_flagged"]), _f(v["alert"]["f1"])))
+            out.append(
+                "Same crops, bundle `%s`: real macro-F1 %s, incorrect recall %s, with_mask flagged %s, alert F1 %s."
+                % (
+                    r["model_id"],
+                    _f(v["macro_f1"]),
+                    _f(v["per_class"]["mask_weared_incorrect"]["recall"]),
+                    _f(v["with_mask_flagged"]),
+                    _f(v["alert"]["f1"]),
+                )
+            )
     out.append("")
-    out.append("int8/fp32 top-1 agreement %s; int8 file %s KB = %s of fp32 (%s KB)." % (
-        _f(row["int8_fp32_agreement"], 4), _f(row["int8_kb"], 0), "%.0f %%" % (100 * row["int8_kb"] / row["fp32_kb"]),
-        _f(row["fp32_kb"], 0)))
+    out.append(
+        "int8/fp32 top-1 agreement %s; int8 file %s KB = %s of fp32 (%s KB)."
+        % (
+            _f(row["int8_fp32_agreement"], 4),
+            _f(row["int8_kb"], 0),
+            "%.0f %%" % (100 * row["int8_kb"] / row["fp32_kb"]),
+            _f(row["fp32_kb"], 0),
+        )
+    )
     return out
 
 
 def walkers_block(doc: Dict[str, Any]) -> List[str]:
     t = doc["total"].get("gate") or next(iter(doc["total"].values()))
     ng = doc["total"].get("nogate")
-    line = ("**Per person** (`results/%s`): %d real held-out faces walking across a noisy corridor in %d clips, the "
-            "kiosk config: %d counted once (%.1f %%), %d duplicates, %d missed; verdict accuracy %s; alert P / R / F1 "
-            "%s / %s / %s." % (doc.get("_file"), t["people"], len(doc["clips"]), t["counted_once"],
-                               100 * t["counted_once_rate"], t["duplicates"], t["missed"], _f(t["verdict_accuracy"]),
-                               _f(t["alert"]["precision"]), _f(t["alert"]["recall"]), _f(t["alert"]["f1"])))
+    line = (
+        "**Per person** (`results/%s`): %d real held-out faces walking across a noisy corridor in %d clips, the "
+        "kiosk config: %d counted once (%.1f %%), %d duplicates, %d missed; verdict accuracy %s; alert P / R / F1 "
+        "%s / %s / %s."
+        % (
+            doc.get("_file"),
+            t["people"],
+            len(doc["clips"]),
+            t["counted_once"],
+            100 * t["counted_once_rate"],
+            t["duplicates"],
+            t["missed"],
+            _f(t["verdict_accuracy"]),
+            _f(t["alert"]["precision"]),
+            _f(t["alert"]["recall"]),
+            _f(t["alert"]["f1"]),
+        )
+    )
     if ng:
         line += " Motion gate off: %d counted once, verdict accuracy %s (the gate %s)." % (
-            ng["counted_once"], _f(ng["verdict_accuracy"]),
-            "loses no one" if ng["counted_once"] == t["counted_once"] and ng["missed"] == t["missed"] else "differs")
+            ng["counted_once"],
+            _f(ng["verdict_accuracy"]),
+            "loses no one" if ng["counted_once"] == t["counted_once"] and ng["missed"] == t["missed"] else "differs",
+        )
     return [line]
 
 
 def kiosk_block(doc: Dict[str, Any]) -> List[str]:
     c = doc["chosen"]
-    out = ["**Scenes at kiosk range** (faces >= %d px, `results/kiosk-setting.json`): setting chosen on the val scenes: "
-           "res10 confidence %s, no_face threshold %s." % (doc["min_face"], c["confidence"], c["no_face_threshold"])]
+    out = [
+        "**Scenes at kiosk range** (faces >= %d px, `results/kiosk-setting.json`): setting chosen on the val scenes: "
+        "res10 confidence %s, no_face threshold %s." % (doc["min_face"], c["confidence"], c["no_face_threshold"])
+    ]
     tc = doc.get("test_chosen")
     if tc:
         a = tc["all"]
-        out.append("On the test scenes: face recall %s, non-compliant P / R / F1 %s / %s / %s (%d faces), %s ms per "
-                   "frame." % (_f(a["face_recall"]), _f(a["noncompliant"]["precision"]), _f(a["noncompliant"]["recall"]),
-                               _f(a["noncompliant"]["f1"]), a["faces"], _f(tc["ms_per_frame_p50"], 1)))
+        out.append(
+            "On the test scenes: face recall %s, non-compliant P / R / F1 %s / %s / %s (%d faces), %s ms per "
+            "frame."
+            % (
+                _f(a["face_recall"]),
+                _f(a["noncompliant"]["precision"]),
+                _f(a["noncompliant"]["recall"]),
+                _f(a["noncompliant"]["f1"]),
+                a["faces"],
+                _f(tc["ms_per_frame_p50"], 1),
+            )
+        )
         for k, v in tc.items():
             if k in ("all", "ms_per_frame_p50"):
                 continue
-            out.append("- %s: face recall %s, non-compliant F1 %s (%d faces)" % (
-                k, _f(v["face_recall"]), _f(v["noncompliant"]["f1"]), v["faces"]))
+            out.append(
+                "- %s: face recall %s, non-compliant F1 %s (%d faces)"
+                % (k, _f(v["face_recall"]), _f(v["noncompliant"]["f1"]), v["faces"])
+            )
     return out
 
 
 def parity_block(doc: Dict[str, Any]) -> List[str]:
-    out = ["**res10 on other runtimes** (`results/detector-parity.json`, %s scenes, against cv2.dnn):" % doc["split"], "",
-           "| source | variant | mean IoU | faces lost / added | ms per frame |", "|---|---|---|---|---|"]
+    out = [
+        "**res10 on other runtimes** (`results/detector-parity.json`, %s scenes, against cv2.dnn):" % doc["split"],
+        "",
+        "| source | variant | mean IoU | faces lost / added | ms per frame |",
+        "|---|---|---|---|---|",
+    ]
     for src, v in doc.items():
         if not isinstance(v, dict) or "variants" not in v:
             continue
         for name, r in v["variants"].items():
-            out.append("| %s | %s | %s | %d / %d of %d | %s |" % (src, name, _f(r["mean_iou"], 4), r["faces_lost"],
-                                                                   r["faces_added"], r["faces_ref"],
-                                                                   _f(r["ms_per_frame_p50"], 1)))
+            out.append(
+                "| %s | %s | %s | %d / %d of %d | %s |"
+                % (
+                    src,
+                    name,
+                    _f(r["mean_iou"], 4),
+                    r["faces_lost"],
+                    r["faces_added"],
+                    r["faces_ref"],
+                    _f(r["ms_per_frame_p50"], 1),
+                )
+            )
     return out
 
 
 def bench_block(doc: Dict[str, Any]) -> List[str]:
-    out = ["**Pipeline speed** (`results/edge-bench-x86_64-2core.json`, one run; fps on a file, the daemon's own "
-           "Pipeline):", "", "| clip | pipeline | fps | x seed-style | same people and verdicts as every-frame |",
-           "|---|---|---|---|---|"]
+    out = [
+        "**Pipeline speed** (`results/edge-bench-x86_64-2core.json`, one run; fps on a file, the daemon's own "
+        "Pipeline):",
+        "",
+        "| clip | pipeline | fps | x seed-style | same people and verdicts as every-frame |",
+        "|---|---|---|---|---|",
+    ]
     for r in doc["results"]:
         if r["kind"] != "pipeline" or r.get("skipped"):
             continue
         e = r["extra"]
-        out.append("| %s | %s | %s | %s | %s |" % (e.get("clip", "?"), r["name"].split(": ", 1)[-1], _f(e.get("fps"), 1),
-                                                 _f(e.get("speedup_vs_seed"), 1) if e.get("speedup_vs_seed") else "-",
-                                                 {True: "yes", False: "no", None: "-"}[e.get(
-                                                     "same_people_and_verdicts_as_reference")]))
+        out.append(
+            "| %s | %s | %s | %s | %s |"
+            % (
+                e.get("clip", "?"),
+                r["name"].split(": ", 1)[-1],
+                _f(e.get("fps"), 1),
+                _f(e.get("speedup_vs_seed"), 1) if e.get("speedup_vs_seed") else "-",
+                {True: "yes", False: "no", None: "-"}[e.get("same_people_and_verdicts_as_reference")],
+            )
+        )
     dets = [r for r in doc["results"] if r["kind"] == "detector" and not r.get("skipped")]
     if dets:
-        out += ["", "res10 per runtime: " + "; ".join("%s %s ms" % (r["name"].replace("res10 ", ""), _f(r["p50_ms"], 1))
-                                                       for r in dets) + "."]
+        out += [
+            "",
+            "res10 per runtime: "
+            + "; ".join("%s %s ms" % (r["name"].replace("res10 ", ""), _f(r["p50_ms"], 1)) for r in dets)
+            + ".",
+        ]
     skipped = [r for r in doc["results"] if r.get("skipped") and r["kind"] == "detector"]
     if skipped:
-        out.append("Not measured here: " + "; ".join("%s (%s)" % (r["name"].replace("res10 ", ""), r["skipped"][:80])
-                                                      for r in skipped) + ".")
+        out.append(
+            "Not measured here: "
+            + "; ".join("%s (%s)" % (r["name"].replace("res10 ", ""), r["skipped"][:80]) for r in skipped)
+            + "."
+        )
     return out
 
 
 def recall_block(doc: Dict[str, Any]) -> List[str]:
     rt = doc["runtimes"]
-    return ["**Detector runtimes at the kiosk setting** (`results/detector-recall.json`, %s scenes, faces >= 40 px, one "
-            "300x300 pass): face recall " % doc["split"] + ", ".join(
-                "%s %s (%s ms)" % (k, _f(v["face_recall"]), _f(v["ms_per_frame_p50"], 1)) for k, v in rt.items()) +
-            "; non-compliant F1 " + ", ".join("%s %s" % (k, _f(v["noncompliant"]["f1"])) for k, v in rt.items()) + "."]
+    return [
+        "**Detector runtimes at the kiosk setting** (`results/detector-recall.json`, %s scenes, faces >= 40 px, one "
+        "300x300 pass): face recall "
+        % doc["split"]
+        + ", ".join("%s %s (%s ms)" % (k, _f(v["face_recall"]), _f(v["ms_per_frame_p50"], 1)) for k, v in rt.items())
+        + "; non-compliant F1 "
+        + ", ".join("%s %s" % (k, _f(v["noncompliant"]["f1"])) for k, v in rt.items())
+        + "."
+    ]
 
 
 def mismatch_block(doc: Dict[str, Any]) -> List[str]:
-    return ["**What the old crop mismatch cost** (`results/crop-mismatch.json`, %d real val crops): the old training "
-            "crop (160 px, then bilinear) vs the one crop function changes %s of the verdicts; real macro-F1 %s vs %s."
-            % (doc["crops"], "%.1f %%" % (100 * doc["verdicts_differ"]), _f(doc["old_training_crop"]["macro_f1"]),
-               _f(doc["one_crop"]["macro_f1"]))]
+    return [
+        "**What the old crop mismatch cost** (`results/crop-mismatch.json`, %d real val crops): the old training "
+        "crop (160 px, then bilinear) vs the one crop function changes %s of the verdicts; real macro-F1 %s vs %s."
+        % (
+            doc["crops"],
+            "%.1f %%" % (100 * doc["verdicts_differ"]),
+            _f(doc["old_training_crop"]["macro_f1"]),
+            _f(doc["one_crop"]["macro_f1"]),
+        )
+    ]
 
 
 def scenes_block(doc: Dict[str, Any]) -> List[str]:
@@ -147,21 +241,38 @@ def scenes_block(doc: Dict[str, Any]) -> List[str]:
     for src, entry in (doc.get("scene_level") or {}).items():
         modes = entry.get("all_faces", {}).get("modes", {})
         if modes:
-            out.append("**Crowd scenes, all faces** (`results/eval-default/metrics.json`, %s %s scenes): " % (
-                src, doc.get("scene_split")) + "; ".join(
-                "%s: face recall %s, non-compliant F1 %s (P %s, R %s), %s ms per frame" % (
-                    m, _f(v["face_recall"]), _f(v["noncompliant"]["f1"]), _f(v["noncompliant"]["precision"]),
-                    _f(v["noncompliant"]["recall"]), _f(v["ms_per_frame_p50"], 0)) for m, v in modes.items()) + ".")
+            out.append(
+                "**Crowd scenes, all faces** (`results/eval-default/metrics.json`, %s %s scenes): "
+                % (src, doc.get("scene_split"))
+                + "; ".join(
+                    "%s: face recall %s, non-compliant F1 %s (P %s, R %s), %s ms per frame"
+                    % (
+                        m,
+                        _f(v["face_recall"]),
+                        _f(v["noncompliant"]["f1"]),
+                        _f(v["noncompliant"]["precision"]),
+                        _f(v["noncompliant"]["recall"]),
+                        _f(v["ms_per_frame_p50"], 0),
+                    )
+                    for m, v in modes.items()
+                )
+                + "."
+            )
     return out
 
 
 def render() -> str:
     parts: List[List[str]] = []
-    for name, fn in (("model-comparison.json", crops_block), ("walkers-test.json", walkers_block),
-                     ("kiosk-setting.json", kiosk_block), ("detector-parity.json", parity_block),
-                     ("detector-recall.json", recall_block), ("crop-mismatch.json", mismatch_block),
-                     ("eval-default/metrics.json", scenes_block),
-                     ("edge-bench-x86_64-2core.json", bench_block)):
+    for name, fn in (
+        ("model-comparison.json", crops_block),
+        ("walkers-test.json", walkers_block),
+        ("kiosk-setting.json", kiosk_block),
+        ("detector-parity.json", parity_block),
+        ("detector-recall.json", recall_block),
+        ("crop-mismatch.json", mismatch_block),
+        ("eval-default/metrics.json", scenes_block),
+        ("edge-bench-x86_64-2core.json", bench_block),
+    ):
         doc = _load(name)
         if doc is not None:
             doc["_file"] = name
@@ -177,61 +288,115 @@ def _machine(doc: Dict[str, Any]) -> str:
     m = doc.get("machine") or {}
     libs = m.get("libraries") or {}
     extra = ", ".join("%s %s" % kv for kv in sorted(libs.items())) or ", ".join(
-        "%s %s" % (k, m[k]) for k in ("os", "mosquitto", "paho_mqtt") if m.get(k))
+        "%s %s" % (k, m[k]) for k in ("os", "mosquitto", "paho_mqtt") if m.get(k)
+    )
     if m.get("loadavg_before"):
         extra += "; load average %s before, %s after" % (m["loadavg_before"][0], (m.get("loadavg_after") or ["?"])[0])
-    return "%s, %s cores, %s, Python %s; %s" % (m.get("cpu") or m.get("cpu_model", "?"), m.get("cores", "?"),
-                                                m.get("arch", "?"), m.get("python", "?"), extra)
+    return "%s, %s cores, %s, Python %s; %s" % (
+        m.get("cpu") or m.get("cpu_model", "?"),
+        m.get("cores", "?"),
+        m.get("arch", "?"),
+        m.get("python", "?"),
+        extra,
+    )
 
 
 def g_edgebench(doc: Dict[str, Any]) -> List[str]:
     res = doc["results"]
-    out = ["One run (`%s`), bundle%s %s; %s." % (doc.get("command", "?")[:90] + ("..." if len(doc.get("command", "")) > 90
-                                                                                 else ""),
-                                                  "s" if len(doc["bundles"]) > 1 else "",
-                                                  ", ".join("`%s`" % b["model_id"] for b in doc["bundles"]),
-                                                  _machine(doc)), "",
-           "| classifier | batch 1 p50 ms | p99 | batch 8 p50 (per image) |", "|---|---|---|---|"]
+    out = [
+        "One run (`%s`), bundle%s %s; %s."
+        % (
+            doc.get("command", "?")[:90] + ("..." if len(doc.get("command", "")) > 90 else ""),
+            "s" if len(doc["bundles"]) > 1 else "",
+            ", ".join("`%s`" % b["model_id"] for b in doc["bundles"]),
+            _machine(doc),
+        ),
+        "",
+        "| classifier | batch 1 p50 ms | p99 | batch 8 p50 (per image) |",
+        "|---|---|---|---|",
+    ]
     cls = [r for r in res if r["kind"] == "classifier" and not r.get("skipped")]
     for name in dict.fromkeys(r["name"] for r in cls):
         b1 = next((r for r in cls if r["name"] == name and r["batch"] == 1), None)
         b8 = next((r for r in cls if r["name"] == name and r["batch"] == 8), None)
-        out.append("| %s | %s | %s | %s |" % (name, _f(b1["p50_ms"]) if b1 else "-", _f(b1["p99_ms"], 2) if b1 else "-",
-                                              "%s (%s)" % (_f(b8["p50_ms"], 2), _f(b8["per_image_ms"])) if b8 else "-"))
+        out.append(
+            "| %s | %s | %s | %s |"
+            % (
+                name,
+                _f(b1["p50_ms"]) if b1 else "-",
+                _f(b1["p99_ms"], 2) if b1 else "-",
+                "%s (%s)" % (_f(b8["p50_ms"], 2), _f(b8["per_image_ms"])) if b8 else "-",
+            )
+        )
     out += ["", "| detector | p50 ms | p99 |", "|---|---|---|"]
     for r in res:
         if r["kind"] == "detector" and not r.get("skipped"):
             out.append("| %s | %s | %s |" % (r["name"], _f(r["p50_ms"], 1), _f(r["p99_ms"], 1)))
     pairs = doc.get("int8_vs_fp32") or []
     if pairs:
-        out += ["", "Paired int8 / fp32 rounds of the shipped model: " + "; ".join(
-            "batch %d x%s (IQR %s-%s, int8 faster in %d of %d rounds)" % (q["batch"], _f(q["ratio"], 2),
-                                                                          _f(q["ratio_p25"], 2), _f(q["ratio_p75"], 2),
-                                                                          q["rounds_faster"], q["rounds"])
-            for q in pairs) + "."]
+        out += [
+            "",
+            "Paired int8 / fp32 rounds of the shipped model: "
+            + "; ".join(
+                "batch %d x%s (IQR %s-%s, int8 faster in %d of %d rounds)"
+                % (
+                    q["batch"],
+                    _f(q["ratio"], 2),
+                    _f(q["ratio_p25"], 2),
+                    _f(q["ratio_p75"], 2),
+                    q["rounds_faster"],
+                    q["rounds"],
+                )
+                for q in pairs
+            )
+            + ".",
+        ]
     rec = doc.get("recommendation") or {}
     if rec.get("classifier.variant"):
-        out.append("Recommendation for this box: `classifier.variant: %s`, `classifier.threads: %s` (%s)." % (
-            rec["classifier.variant"], rec.get("classifier.threads"), rec.get("why", "")))
+        out.append(
+            "Recommendation for this box: `classifier.variant: %s`, `classifier.threads: %s` (%s)."
+            % (rec["classifier.variant"], rec.get("classifier.threads"), rec.get("why", ""))
+        )
     skipped = [r for r in res if r.get("skipped")]
     if skipped:
-        out += ["", "Skipped here, each with its reason in the JSON: " + "; ".join(
-            "%s (%s)" % (r["name"], r["skipped"][:70]) for r in skipped) + "."]
+        out += [
+            "",
+            "Skipped here, each with its reason in the JSON: "
+            + "; ".join("%s (%s)" % (r["name"], r["skipped"][:70]) for r in skipped)
+            + ".",
+        ]
     return out
 
 
 def g_int8rounds(doc: Dict[str, Any]) -> List[str]:
-    out = ["`%s`; %s rounds of %s s blocks; %s." % (doc.get("command", "?"), doc.get("rounds"), doc.get("block_seconds"),
-                                                  _machine(doc)), "",
-           "| MobileNetV2 | threads | batch | fp32 ms | int8 ms | int8/fp32 (IQR) | int8 faster in rounds | "
-           "per-channel/fp32 |", "|---|---|---|---|---|---|---|---|"]
+    out = [
+        "`%s`; %s rounds of %s s blocks; %s."
+        % (doc.get("command", "?"), doc.get("rounds"), doc.get("block_seconds"), _machine(doc)),
+        "",
+        "| MobileNetV2 | threads | batch | fp32 ms | int8 ms | int8/fp32 (IQR) | int8 faster in rounds | "
+        "per-channel/fp32 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in doc["rows"]:
         v = r["variants"]
         pt, pc = v["int8 per-tensor"], v["int8 per-channel"]
-        out.append("| %.2f@%d | %d | %d | %s | %s | %s (%s-%s) | %d/%d | %s |" % (
-            r["alpha"], r["input"], r["threads"], r["batch"], _f(v["fp32"]["p50_ms"]), _f(pt["p50_ms"]),
-            _f(pt["ratio_to_fp32"], 2), _f(pt["ratio_p25"], 2), _f(pt["ratio_p75"], 2), pt["rounds_faster_than_fp32"],
-            doc.get("rounds", 0), _f(pc["ratio_to_fp32"], 2)))
+        out.append(
+            "| %.2f@%d | %d | %d | %s | %s | %s (%s-%s) | %d/%d | %s |"
+            % (
+                r["alpha"],
+                r["input"],
+                r["threads"],
+                r["batch"],
+                _f(v["fp32"]["p50_ms"]),
+                _f(pt["p50_ms"]),
+                _f(pt["ratio_to_fp32"], 2),
+                _f(pt["ratio_p25"], 2),
+                _f(pt["ratio_p75"], 2),
+                pt["rounds_faster_than_fp32"],
+                doc.get("rounds", 0),
+                _f(pc["ratio_to_fp32"], 2),
+            )
+        )
     return out
 
 
@@ -242,58 +407,106 @@ def g_pipeline(doc: Dict[str, Any]) -> List[str]:
 def g_broker(doc: Dict[str, Any]) -> List[str]:
     r = doc["results"]
     lat, cpu = r["latency_ms"], r["cpu_pct_of_one_core_while_publishing"]
-    return ["`%s` (%s; %s)" % (doc.get("command", "?"), doc.get("date", "?"), _machine(doc)), "", "| | |", "|---|---|",
-            "| events sent / acknowledged / received (unique) | %d / %d / %d, %d missing, %d duplicates |" % (
-                r["events_sent"], r["events_acked_by_broker"], r["events_received_unique"], r["events_missing"],
-                r["duplicates_seen"]),
-            "| throughput | %s msgs/s sent, %s received |" % (_f(r["send_rate_msgs_s"], 0), _f(r["receive_rate_msgs_s"], 0)),
-            "| end-to-end latency p50 / p90 / p99 / max | %s / %s / %s / %s ms |" % (
-                _f(lat["p50"], 1), _f(lat["p90"], 1), _f(lat["p99"], 1), _f(lat["max"], 0)),
-            "| CPU while publishing (%% of one core) | %s |" % ", ".join("%s %s %%" % (k, _f(v, 0)) for k, v in cpu.items()),
-            "| TLS connect of all kiosks | %s s |" % _f(r["setup"]["tls_connect_all_s"], 1)]
+    return [
+        "`%s` (%s; %s)" % (doc.get("command", "?"), doc.get("date", "?"), _machine(doc)),
+        "",
+        "| | |",
+        "|---|---|",
+        "| events sent / acknowledged / received (unique) | %d / %d / %d, %d missing, %d duplicates |"
+        % (
+            r["events_sent"],
+            r["events_acked_by_broker"],
+            r["events_received_unique"],
+            r["events_missing"],
+            r["duplicates_seen"],
+        ),
+        "| throughput | %s msgs/s sent, %s received |"
+        % (_f(r["send_rate_msgs_s"], 0), _f(r["receive_rate_msgs_s"], 0)),
+        "| end-to-end latency p50 / p90 / p99 / max | %s / %s / %s / %s ms |"
+        % (_f(lat["p50"], 1), _f(lat["p90"], 1), _f(lat["p99"], 1), _f(lat["max"], 0)),
+        "| CPU while publishing (%% of one core) | %s |"
+        % ", ".join("%s %s %%" % (k, _f(v, 0)) for k, v in cpu.items()),
+        "| TLS connect of all kiosks | %s s |" % _f(r["setup"]["tls_connect_all_s"], 1),
+    ]
 
 
 def g_soak(doc: Dict[str, Any]) -> List[str]:
-    return ["`%s`: %d frames, %d events, %s s; RSS %s MB at the start, %s MB at the end, %s MB at most; slope after "
-            "warm-up **%s MB per 1000 frames**." % (doc["command"], doc["frames"], doc["events"], _f(doc["seconds"], 0),
-                                                    _f(doc["rss_mb_start"], 1), _f(doc["rss_mb_end"], 1),
-                                                    _f(doc["rss_mb_max"], 1),
-                                                    _f(doc["rss_slope_mb_per_1000_frames_after_warmup"], 3))]
+    return [
+        "`%s`: %d frames, %d events, %s s; RSS %s MB at the start, %s MB at the end, %s MB at most; slope after "
+        "warm-up **%s MB per 1000 frames**."
+        % (
+            doc["command"],
+            doc["frames"],
+            doc["events"],
+            _f(doc["seconds"], 0),
+            _f(doc["rss_mb_start"], 1),
+            _f(doc["rss_mb_end"], 1),
+            _f(doc["rss_mb_max"], 1),
+            _f(doc["rss_slope_mb_per_1000_frames_after_warmup"], 3),
+        )
+    ]
 
 
 def g_soak_events(doc: Dict[str, Any]) -> List[str]:
-    return ["`%s`: %d events with snapshots (%d received by a subscriber), %d frames, %s s; Pipeline keeps %d "
-            "decisions; RSS %s MB at the start, %s MB at the end, %s MB at most; slope after warm-up **%s MB per "
-            "1000 events**." % (doc["command"], doc["events"], doc["events_received_by_subscriber"], doc["frames"],
-                                _f(doc["seconds"], 0), doc["decisions_kept"], _f(doc["rss_mb_start"], 1),
-                                _f(doc["rss_mb_end"], 1), _f(doc["rss_mb_max"], 1),
-                                _f(doc["rss_slope_mb_per_1000_events_after_warmup"], 3))]
+    return [
+        "`%s`: %d events with snapshots (%d received by a subscriber), %d frames, %s s; Pipeline keeps %d "
+        "decisions; RSS %s MB at the start, %s MB at the end, %s MB at most; slope after warm-up **%s MB per "
+        "1000 events**."
+        % (
+            doc["command"],
+            doc["events"],
+            doc["events_received_by_subscriber"],
+            doc["frames"],
+            _f(doc["seconds"], 0),
+            doc["decisions_kept"],
+            _f(doc["rss_mb_start"], 1),
+            _f(doc["rss_mb_end"], 1),
+            _f(doc["rss_mb_max"], 1),
+            _f(doc["rss_slope_mb_per_1000_events_after_warmup"], 3),
+        )
+    ]
 
 
 def g_scenes(doc: Dict[str, Any]) -> List[str]:
-    out = ["Bundle `%s`, %s crops: macro-F1 %s (%d crops)." % (doc.get("model"), doc.get("split"), _f(doc["macro_f1"]),
-                                                             doc.get("n", 0))]
+    out = [
+        "Bundle `%s`, %s crops: macro-F1 %s (%d crops)."
+        % (doc.get("model"), doc.get("split"), _f(doc["macro_f1"]), doc.get("n", 0))
+    ]
     for src, entry in (doc.get("scene_level") or {}).items():
         for part, res in entry.items():
-            out += ["", "%s scenes (%s split), %s:" % (src, doc.get("scene_split"), part.replace("_", " ")), "",
-                    "| detector setting | face recall | non-compliant P / R / F1 | of ceiling | ms/frame p50 |",
-                    "|---|---|---|---|---|"]
+            out += [
+                "",
+                "%s scenes (%s split), %s:" % (src, doc.get("scene_split"), part.replace("_", " ")),
+                "",
+                "| detector setting | face recall | non-compliant P / R / F1 | of ceiling | ms/frame p50 |",
+                "|---|---|---|---|---|",
+            ]
             for m, v in res["modes"].items():
                 nc = v["noncompliant"]
-                out.append("| %s | %s | %s / %s / %s | %s | %s |" % (m, _f(v["face_recall"]), _f(nc["precision"]),
-                                                                   _f(nc["recall"]), _f(nc["f1"]),
-                                                                   _f(v.get("fraction_of_ceiling"), 2),
-                                                                   _f(v["ms_per_frame_p50"], 0)))
+                out.append(
+                    "| %s | %s | %s / %s / %s | %s | %s |"
+                    % (
+                        m,
+                        _f(v["face_recall"]),
+                        _f(nc["precision"]),
+                        _f(nc["recall"]),
+                        _f(nc["f1"]),
+                        _f(v.get("fraction_of_ceiling"), 2),
+                        _f(v["ms_per_frame_p50"], 0),
+                    )
+                )
     return out
 
 
-BENCH_BLOCKS = {"edge-bench": ("edge-bench-x86_64-2core.json", g_edgebench),
-                "pipeline": ("edge-bench-x86_64-2core.json", g_pipeline),
-                "int8-rounds": ("int8-vs-fp32-x86_64-2core.json", g_int8rounds),
-                "broker-load": ("broker_load-x86_64-2core.json", g_broker),
-                "soak": ("soak-x86_64-2core.json", g_soak),
-                "soak-events": ("soak-events-x86_64-2core.json", g_soak_events),
-                "scenes": ("eval-default/metrics.json", g_scenes)}
+BENCH_BLOCKS = {
+    "edge-bench": ("edge-bench-x86_64-2core.json", g_edgebench),
+    "pipeline": ("edge-bench-x86_64-2core.json", g_pipeline),
+    "int8-rounds": ("int8-vs-fp32-x86_64-2core.json", g_int8rounds),
+    "broker-load": ("broker_load-x86_64-2core.json", g_broker),
+    "soak": ("soak-x86_64-2core.json", g_soak),
+    "soak-events": ("soak-events-x86_64-2core.json", g_soak_events),
+    "scenes": ("eval-default/metrics.json", g_scenes),
+}
 
 
 def render_bench(text: str) -> str:
@@ -330,11 +543,19 @@ def main() -> int:
         BENCH_README.write_text(render_bench(bench_now))
         return 0
     if a.check:
-        stale = [p.name for p, ok in ((README, splice(README.read_text(), block) == README.read_text()),
-                                      (BENCH_README, render_bench(bench_now) == bench_now)) if not ok]
+        stale = [
+            p.name
+            for p, ok in (
+                (README, splice(README.read_text(), block) == README.read_text()),
+                (BENCH_README, render_bench(bench_now) == bench_now),
+            )
+            if not ok
+        ]
         if stale:
-            print("measured numbers are stale in %s: run python docs/gen_numbers.py --write" % ", ".join(stale),
-                  file=sys.stderr)
+            print(
+                "measured numbers are stale in %s: run python docs/gen_numbers.py --write" % ", ".join(stale),
+                file=sys.stderr,
+            )
             return 1
         return 0
     print(block)

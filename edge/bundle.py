@@ -5,6 +5,7 @@ manifest says which labels the outputs mean (in order), what input the model
 takes, and the sha256 of every file; edge/ refuses a bundle whose files do not
 match, because a silently swapped model is worse than no model.
 """
+
 from __future__ import annotations
 
 import json
@@ -83,11 +84,16 @@ def _operating_point(manifest: Dict[str, Any], labels: List[str], where: Path) -
     flip = op.get("flip_average", False)
     if not isinstance(flip, bool):
         raise BundleError("%s: operating_point.flip_average must be true or false, got %r" % (where, flip))
-    return OperatingPoint(temperature=1.0 if t is None else t, alert_threshold=num("alert_threshold", 0.0, 1.0, None),
-                          flip_average=flip, incorrect_weight=float(num("incorrect_weight", 0.05, 20.0, 1.0) or 1.0),
-                          no_face_threshold=num("no_face_threshold", 0.0, 1.0, 0.5 if NO_FACE in labels else None)
-                          if NO_FACE in labels else None,
-                          validation=dict(op.get("validation") or {}))
+    return OperatingPoint(
+        temperature=1.0 if t is None else t,
+        alert_threshold=num("alert_threshold", 0.0, 1.0, None),
+        flip_average=flip,
+        incorrect_weight=float(num("incorrect_weight", 0.05, 20.0, 1.0) or 1.0),
+        no_face_threshold=num("no_face_threshold", 0.0, 1.0, 0.5 if NO_FACE in labels else None)
+        if NO_FACE in labels
+        else None,
+        validation=dict(op.get("validation") or {}),
+    )
 
 
 @dataclass
@@ -108,8 +114,10 @@ class Bundle:
     def variant(self, key: Optional[str] = None) -> Variant:
         key = key or self.default_variant
         if key not in self.variants:
-            raise BundleError("%s: no variant %r in manifest; it has: %s"
-                              % (self.path / MANIFEST, key, ", ".join(sorted(self.variants))))
+            raise BundleError(
+                "%s: no variant %r in manifest; it has: %s"
+                % (self.path / MANIFEST, key, ", ".join(sorted(self.variants)))
+            )
         return self.variants[key]
 
     def checked_file(self, variant: Variant) -> Path:
@@ -121,8 +129,12 @@ class Bundle:
 def _tensor(d: Dict[str, Any], where: str) -> TensorSpec:
     try:
         q = d.get("quantization") or {}
-        return TensorSpec(dtype=str(d["dtype"]), shape=[int(x) for x in d.get("shape", [])],
-                          scale=float(q.get("scale", 0.0)), zero_point=int(q.get("zero_point", 0)))
+        return TensorSpec(
+            dtype=str(d["dtype"]),
+            shape=[int(x) for x in d.get("shape", [])],
+            scale=float(q.get("scale", 0.0)),
+            zero_point=int(q.get("zero_point", 0)),
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError("%s: bad tensor description (%s)" % (where, exc))
 
@@ -130,7 +142,7 @@ def _tensor(d: Dict[str, Any], where: str) -> TensorSpec:
 def verify_files(path: Path, manifest: Dict[str, Any], names: Optional[List[str]] = None) -> None:
     """Check sha256 (and size) of the listed files; raise naming the first file that differs."""
     files = manifest.get("files") or {}
-    for name in (names if names is not None else sorted(files)):
+    for name in names if names is not None else sorted(files):
         entry = files.get(name)
         if entry is None:
             raise BundleError("%s: file %s is not listed in the manifest's files" % (path / MANIFEST, name))
@@ -139,8 +151,10 @@ def verify_files(path: Path, manifest: Dict[str, Any], names: Optional[List[str]
             raise BundleError("%s: listed in the manifest but missing" % fp)
         got = sha256_file(fp)
         if got != entry.get("sha256"):
-            raise BundleError("%s: sha256 %s does not match the manifest's %s; the bundle is corrupt or was "
-                              "modified, refusing to use it" % (fp, got, entry.get("sha256")))
+            raise BundleError(
+                "%s: sha256 %s does not match the manifest's %s; the bundle is corrupt or was "
+                "modified, refusing to use it" % (fp, got, entry.get("sha256"))
+            )
 
 
 def load_bundle(path: Path, verify: bool = False) -> Bundle:
@@ -154,16 +168,19 @@ def load_bundle(path: Path, verify: bool = False) -> Bundle:
         path = path.parent
     mpath = path / MANIFEST
     if not mpath.exists():
-        raise BundleError("model bundle %s has no %s (point classifier.bundle at a directory made by "
-                          "`edge-export convert`)" % (path, MANIFEST))
+        raise BundleError(
+            "model bundle %s has no %s (point classifier.bundle at a directory made by "
+            "`edge-export convert`)" % (path, MANIFEST)
+        )
     try:
         manifest = json.loads(mpath.read_text())
     except (OSError, ValueError) as exc:
         raise BundleError("%s: not readable JSON (%s)" % (mpath, exc))
     version = manifest.get("schema_version")
     if version != SCHEMA_VERSION:
-        raise BundleError("%s: schema_version %r is not supported (this maskwatch reads %d)"
-                          % (mpath, version, SCHEMA_VERSION))
+        raise BundleError(
+            "%s: schema_version %r is not supported (this maskwatch reads %d)" % (mpath, version, SCHEMA_VERSION)
+        )
     try:
         labels = [str(x) for x in manifest["labels"]]
         inp = manifest["input"]
@@ -171,21 +188,34 @@ def load_bundle(path: Path, verify: bool = False) -> Bundle:
         margin = float(inp.get("crop_margin", 0.0))
         variants = {}
         for key, v in manifest["variants"].items():
-            variants[key] = Variant(key=key, file=v["file"], runtime=v["runtime"], precision=v["precision"],
-                                    input=_tensor(v["input"], "%s variants.%s.input" % (mpath, key)),
-                                    output=_tensor(v["output"], "%s variants.%s.output" % (mpath, key)),
-                                    extra={k: x for k, x in v.items() if k not in ("file", "runtime", "precision",
-                                                                                   "input", "output")})
+            variants[key] = Variant(
+                key=key,
+                file=v["file"],
+                runtime=v["runtime"],
+                precision=v["precision"],
+                input=_tensor(v["input"], "%s variants.%s.input" % (mpath, key)),
+                output=_tensor(v["output"], "%s variants.%s.output" % (mpath, key)),
+                extra={k: x for k, x in v.items() if k not in ("file", "runtime", "precision", "input", "output")},
+            )
         default = str(manifest.get("default_variant") or next(iter(variants)))
     except (KeyError, TypeError, ValueError, IndexError, StopIteration) as exc:
         raise BundleError("%s: missing or malformed field %s" % (mpath, exc))
     unknown = [l for l in labels if l not in FACE_LABELS and l != NO_FACE]
     if unknown or len(set(labels)) != len(labels) or not [l for l in labels if l != NO_FACE]:
-        raise BundleError("%s: labels %s must be distinct names from %s (and optionally %s)"
-                          % (mpath, labels, list(FACE_LABELS), NO_FACE))
-    bundle = Bundle(path=path, manifest=manifest, labels=labels, input_size=size, crop_margin=margin,
-                    variants=variants, default_variant=default,
-                    operating_point=_operating_point(manifest, labels, mpath))
+        raise BundleError(
+            "%s: labels %s must be distinct names from %s (and optionally %s)"
+            % (mpath, labels, list(FACE_LABELS), NO_FACE)
+        )
+    bundle = Bundle(
+        path=path,
+        manifest=manifest,
+        labels=labels,
+        input_size=size,
+        crop_margin=margin,
+        variants=variants,
+        default_variant=default,
+        operating_point=_operating_point(manifest, labels, mpath),
+    )
     if verify:
         verify_files(path, manifest)
     return bundle

@@ -6,6 +6,7 @@ frames are counted). When a camera is lost the reader reconnects with
 exponential backoff and reports the outage through `state`. A file source is
 read frame by frame (deterministic replay) and ends cleanly.
 """
+
 from __future__ import annotations
 
 import logging
@@ -22,9 +23,11 @@ log = logging.getLogger(__name__)
 
 def csi_pipeline(width: int = 1280, height: int = 720, fps: int = 30, sensor_id: int = 0) -> str:
     """GStreamer pipeline for a Jetson CSI camera (needs JetPack's OpenCV, built with GStreamer)."""
-    return ("nvarguscamerasrc sensor-id=%d ! video/x-raw(memory:NVMM), width=%d, height=%d, framerate=%d/1 ! "
-            "nvvidconv ! video/x-raw, format=BGRx ! videoconvert ! video/x-raw, format=BGR ! appsink drop=1 "
-            "max-buffers=1" % (sensor_id, width, height, fps))
+    return (
+        "nvarguscamerasrc sensor-id=%d ! video/x-raw(memory:NVMM), width=%d, height=%d, framerate=%d/1 ! "
+        "nvvidconv ! video/x-raw, format=BGRx ! videoconvert ! video/x-raw, format=BGR ! appsink drop=1 "
+        "max-buffers=1" % (sensor_id, width, height, fps)
+    )
 
 
 def classify_source(url: Union[str, int], kind: str = "auto") -> str:
@@ -47,10 +50,21 @@ def classify_source(url: Union[str, int], kind: str = "auto") -> str:
 
 
 class FrameSource:
-    def __init__(self, url: Union[str, int], kind: str = "auto", *, width: Optional[int] = None,
-                 height: Optional[int] = None, fps: Optional[float] = None, loop: bool = False,
-                 realtime: bool = False, drop_late: bool = False, reconnect_initial_s: float = 1.0, reconnect_max_s: float = 30.0,
-                 max_frames: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        url: Union[str, int],
+        kind: str = "auto",
+        *,
+        width: Optional[int] = None,
+        height: Optional[int] = None,
+        fps: Optional[float] = None,
+        loop: bool = False,
+        realtime: bool = False,
+        drop_late: bool = False,
+        reconnect_initial_s: float = 1.0,
+        reconnect_max_s: float = 30.0,
+        max_frames: Optional[int] = None,
+    ) -> None:
         import cv2
 
         self.cv2 = cv2
@@ -89,8 +103,9 @@ class FrameSource:
             cap = cv2.VideoCapture(str(self.url), cv2.CAP_GSTREAMER)
         elif self.kind == "csi":
             sensor = int(str(self.url).split(":", 1)[1]) if ":" in str(self.url) else 0
-            cap = cv2.VideoCapture(csi_pipeline(self.width or 1280, self.height or 720, int(self.fps or 30), sensor),
-                                   cv2.CAP_GSTREAMER)
+            cap = cv2.VideoCapture(
+                csi_pipeline(self.width or 1280, self.height or 720, int(self.fps or 30), sensor), cv2.CAP_GSTREAMER
+            )
         else:
             cap = cv2.VideoCapture(str(self.url))
         if self.kind in ("camera", "v4l2"):
@@ -108,7 +123,7 @@ class FrameSource:
             if not p.exists():
                 raise SourceError("video file %s not found" % p)
             cap = self._open_capture()
-            ok, frame = (cap.read() if cap.isOpened() else (False, None))
+            ok, frame = cap.read() if cap.isOpened() else (False, None)
             if not ok or frame is None:
                 cap.release()
                 raise SourceError("video file %s cannot be read as video (wrong format or corrupt)" % p)
@@ -164,8 +179,12 @@ class FrameSource:
             log.warning("camera lost: %s; reconnecting with backoff (next try in %.1f s)", why, delay)
         elif now - self.last_log >= 60.0:  # one line a minute while it stays lost, not one per attempt
             self.last_log = now
-            log.warning("camera still lost after %.0f s and %d reconnect attempts: %s", now - self.lost_since,
-                        self.attempts, why)
+            log.warning(
+                "camera still lost after %.0f s and %d reconnect attempts: %s",
+                now - self.lost_since,
+                self.attempts,
+                why,
+            )
         self.state = "lost"
         self._stop.wait(delay)
 

@@ -3,6 +3,7 @@
 Everything it needs to know about the model (labels in order, input size, crop
 margin, tensor quantization) comes from the bundle's manifest.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,8 +25,16 @@ CPU_FALLBACK = ("tflite_int8", "tflite_fp32", "onnx")
 
 
 class MaskClassifier:
-    def __init__(self, bundle: Bundle, variant: Optional[str] = None, options: Optional[Dict[str, Any]] = None,
-                 backend: Optional[str] = None, model_path=None, fallback: bool = True, batch: int = 8) -> None:
+    def __init__(
+        self,
+        bundle: Bundle,
+        variant: Optional[str] = None,
+        options: Optional[Dict[str, Any]] = None,
+        backend: Optional[str] = None,
+        model_path=None,
+        fallback: bool = True,
+        batch: int = 8,
+    ) -> None:
         """Load one variant on its runtime; if that runtime or its hardware is missing and `fallback`
         is set, load the CPU int8 model instead and record why in `self.degraded`."""
         self.bundle = bundle
@@ -70,7 +79,7 @@ class MaskClassifier:
         if len(batch) == 0:
             return np.zeros((0, len(self.output_labels)), np.float32)
         n = self.batch
-        parts = [self.backend.infer(batch[i:i + n]) for i in range(0, len(batch), n)]
+        parts = [self.backend.infer(batch[i : i + n]) for i in range(0, len(batch), n)]
         return np.concatenate(parts)
 
     def probs(self, crops: np.ndarray) -> np.ndarray:
@@ -100,8 +109,12 @@ class MaskClassifier:
             return []
         crops = self.preprocess(image_bgr, [f.box for f in faces])
         results = self.postprocess(self.probs(crops))
-        return [dataclasses.replace(f, label=v.label, score=v.score, probs=v.probs, no_face=v.no_face,
-                                    sharpness=sharpness(c)) for f, v, c in zip(faces, results, crops)]
+        return [
+            dataclasses.replace(
+                f, label=v.label, score=v.score, probs=v.probs, no_face=v.no_face, sharpness=sharpness(c)
+            )
+            for f, v, c in zip(faces, results, crops)
+        ]
 
 
 SHARP_REF = 100.0  # variance of the Laplacian of a crop at which a view counts as fully sharp (in-focus

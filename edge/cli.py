@@ -1,13 +1,14 @@
 """edge-maskd: the on-device daemon and the tools around it.
 
-  edge-maskd run --config FILE          the daemon (events to MQTT, or stdout without a broker)
-  edge-maskd scan PATH...               detector + classifier on images/videos, JSON lines
-  edge-maskd classify PATH...           classifier on images that are already face crops
-  edge-maskd assets fetch               fetch + sha256-verify the res10 detector files
-  edge-maskd check-config FILE          validate a config (exit 78 on error)
-  edge-maskd demo [--out clip.mp4]      make the demo entrance clip
-  edge-maskd build-engine               build the TensorRT engine on this Jetson (once)
+edge-maskd run --config FILE          the daemon (events to MQTT, or stdout without a broker)
+edge-maskd scan PATH...               detector + classifier on images/videos, JSON lines
+edge-maskd classify PATH...           classifier on images that are already face crops
+edge-maskd assets fetch               fetch + sha256-verify the res10 detector files
+edge-maskd check-config FILE          validate a config (exit 78 on error)
+edge-maskd demo [--out clip.mp4]      make the demo entrance clip
+edge-maskd build-engine               build the TensorRT engine on this Jetson (once)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,11 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
 
 
 # -- run ---------------------------------------------------------------------------------------------------
@@ -53,31 +57,65 @@ def cmd_run(a) -> int:
     _setup_logging(a.log_level or cfg.log_level)
     s = cfg.source
     assert s.url is not None  # required: load_config refuses a config without it
-    source = FrameSource(s.url, s.type, width=s.width, height=s.height, fps=s.fps, loop=s.loop,
-                         realtime=s.realtime, drop_late=s.drop_late, reconnect_initial_s=s.reconnect_initial_s,
-                         reconnect_max_s=s.reconnect_max_s, max_frames=s.max_frames)
+    source = FrameSource(
+        s.url,
+        s.type,
+        width=s.width,
+        height=s.height,
+        fps=s.fps,
+        loop=s.loop,
+        realtime=s.realtime,
+        drop_late=s.drop_late,
+        reconnect_initial_s=s.reconnect_initial_s,
+        reconnect_max_s=s.reconnect_max_s,
+        max_frames=s.max_frames,
+    )
     source.open()  # a missing or unreadable file fails here, before anything is announced
     m = cfg.mqtt
     expected_user = "%s.%s" % (cfg.site, device_name(cfg))
     if m.host and m.username and m.username != expected_user:
-        log.warning("mqtt.username is %r but the shipped broker ACL lets only %r publish under %s/%s/%s/; "
-                    "events may be refused", m.username, expected_user, m.topic_prefix, cfg.site,
-                    device_name(cfg))
+        log.warning(
+            "mqtt.username is %r but the shipped broker ACL lets only %r publish under %s/%s/%s/; "
+            "events may be refused",
+            m.username,
+            expected_user,
+            m.topic_prefix,
+            cfg.site,
+            device_name(cfg),
+        )
     publisher: Publisher
     if m.host:
         spool_path = Path(cfg.spool.path) if cfg.spool.path else state_dir(cfg) / "spool.db"
-        publisher = MqttPublisher(host=m.host, port=m.port, site=cfg.site, device=device_name(cfg),
-                                  spool=Spool(spool_path, cfg.spool.max_events, cfg.spool.policy,
-                                              max_bytes=cfg.spool.max_bytes),
-                                  prefix=m.topic_prefix, client_id=m.client_id, username=m.username,
-                                  password=mqtt_password(cfg), tls=m.tls, keepalive=m.keepalive,
-                                  qos=m.qos, protocol=m.protocol, inflight=m.inflight)
+        publisher = MqttPublisher(
+            host=m.host,
+            port=m.port,
+            site=cfg.site,
+            device=device_name(cfg),
+            spool=Spool(spool_path, cfg.spool.max_events, cfg.spool.policy, max_bytes=cfg.spool.max_bytes),
+            prefix=m.topic_prefix,
+            client_id=m.client_id,
+            username=m.username,
+            password=mqtt_password(cfg),
+            tls=m.tls,
+            keepalive=m.keepalive,
+            qos=m.qos,
+            protocol=m.protocol,
+            inflight=m.inflight,
+        )
     else:
         publisher = StdoutPublisher()
         log.info("no mqtt.host configured: events go to stdout")
     pipe = Pipeline(cfg, publisher)
-    log.info("maskwatch %s: %s/%s, source %s (%s), detector %s, classifier %s", __version__, pipe.site, pipe.device,
-             source.name, source.kind, cfg.detector.mode, pipe.backend_name)
+    log.info(
+        "maskwatch %s: %s/%s, source %s (%s), detector %s, classifier %s",
+        __version__,
+        pipe.site,
+        pipe.device,
+        source.name,
+        source.kind,
+        cfg.detector.mode,
+        pipe.backend_name,
+    )
 
     def stop(signum, frame):
         log.info("signal %d: stopping", signum)
@@ -131,16 +169,26 @@ def _iter_frames(path: Path, every: int, max_pixels: Optional[int] = None) -> It
 def _detector_from_args(a):
     from .config import load_config
     from .detector import DetectorOptions, load_detector
+
     if a.config:
         d = load_config(a.config, {"source": {"url": "unused"}}).detector
         opts = DetectorOptions.from_config(d)
         model_dir = d.model_dir
     else:
         sizes = tuple(a.tile_size)
-        opts = DetectorOptions(confidence=a.confidence, mode=a.mode, upscale=a.upscale, tile_size=sizes[0],
-                               tile_sizes=sizes, tile_max_face=a.tile_max_face, min_face_px=a.min_face_px,
-                               backend=a.backend, precision=a.precision, fallback=False,
-                               converted_dir=a.converted_dir)
+        opts = DetectorOptions(
+            confidence=a.confidence,
+            mode=a.mode,
+            upscale=a.upscale,
+            tile_size=sizes[0],
+            tile_sizes=sizes,
+            tile_max_face=a.tile_max_face,
+            min_face_px=a.min_face_px,
+            backend=a.backend,
+            precision=a.precision,
+            fallback=False,
+            converted_dir=a.converted_dir,
+        )
         model_dir = None
     return load_detector(Path(model_dir) if model_dir else None, opts)
 
@@ -166,9 +214,21 @@ def cmd_scan(a) -> int:
                 if a.draw:
                     _draw(img, faces, Path(a.draw) / ("%s-%06d.png" % (path.stem, idx)))
                 for f in faces:
-                    print(json.dumps({"file": str(path), "frame": idx, "box": list(f.box), "label": f.label,
-                                      "score": round(f.score, 4), "probs": f.probs, "no_face": f.no_face,
-                                      "det_score": round(f.det_score, 4)}), flush=True)
+                    print(
+                        json.dumps(
+                            {
+                                "file": str(path),
+                                "frame": idx,
+                                "box": list(f.box),
+                                "label": f.label,
+                                "score": round(f.score, 4),
+                                "probs": f.probs,
+                                "no_face": f.no_face,
+                                "det_score": round(f.det_score, 4),
+                            }
+                        ),
+                        flush=True,
+                    )
                 if not faces and a.verbose:
                     print(json.dumps({"file": str(path), "frame": idx, "faces": 0}), flush=True)
         except SourceError as exc:
@@ -177,8 +237,12 @@ def cmd_scan(a) -> int:
     return 1 if failures else 0
 
 
-LABEL_COLOURS = {"with_mask": (60, 180, 60), "without_mask": (40, 40, 220), "mask_weared_incorrect": (0, 165, 255),
-                 "no_face": (160, 160, 160)}
+LABEL_COLOURS = {
+    "with_mask": (60, 180, 60),
+    "without_mask": (40, 40, 220),
+    "mask_weared_incorrect": (0, 165, 255),
+    "no_face": (160, 160, 160),
+}
 
 
 def _draw(img, faces, out: Path) -> None:
@@ -214,8 +278,7 @@ def cmd_classify(a) -> int:
             failures += 1
             continue
         v = clf.postprocess(clf.probs(clf.preprocess_crops([img])))[0]
-        out = {"file": str(p), "label": v.label, "score": round(v.score, 4), "probs": v.probs,
-               "alert": v.alert}
+        out = {"file": str(p), "label": v.label, "score": round(v.score, 4), "probs": v.probs, "alert": v.alert}
         if "no_face" in clf.output_labels:
             out["no_face"] = v.no_face
         print(json.dumps(out), flush=True)
@@ -235,8 +298,14 @@ def cmd_assets(a) -> int:
             assets.verify_file(assets.ALL_ASSETS[n], cache / n)
             print("%s: ok" % (cache / n))
         return 0
-    paths = assets.fetch_all(names, cache, timeout=a.timeout, local_dir=Path(a.from_dir) if a.from_dir else None,
-                             allow_network=not a.offline, progress=lambda m: print(m, file=sys.stderr))
+    paths = assets.fetch_all(
+        names,
+        cache,
+        timeout=a.timeout,
+        local_dir=Path(a.from_dir) if a.from_dir else None,
+        allow_network=not a.offline,
+        progress=lambda m: print(m, file=sys.stderr),
+    )
     for p in paths:
         print(p)
     return 0
@@ -272,26 +341,38 @@ def cmd_build_engine(a) -> int:
     cfg = load_config(a.config, {"source": {"url": "unused"}}) if a.config else None
     if a.detector:
         return _build_detector_engine(a, cfg)
-    bpath = Path(a.bundle) if a.bundle else (Path(cfg.classifier.bundle) if cfg and cfg.classifier.bundle
-                                             else default_bundle_path())
+    bpath = (
+        Path(a.bundle)
+        if a.bundle
+        else (Path(cfg.classifier.bundle) if cfg and cfg.classifier.bundle else default_bundle_path())
+    )
     bundle = load_bundle(bpath)
     onnx = bundle.variant("onnx")
     onnx_file = bundle.checked_file(onnx)
-    out = Path(a.out) if a.out else engine_path(cfg or build({"source": {"url": "unused"}}), bundle.model_id, a.precision)
+    out = (
+        Path(a.out) if a.out else engine_path(cfg or build({"source": {"url": "unused"}}), bundle.model_id, a.precision)
+    )
     calib = None
     if a.precision == "int8":
         if not a.calib_dir:
-            raise MaskwatchError("int8 needs --calib-dir with face crops (a few hundred, from this camera ideally)",
-                                 EX_USAGE)
+            raise MaskwatchError(
+                "int8 needs --calib-dir with face crops (a few hundred, from this camera ideally)", EX_USAGE
+            )
         from .crop import resize_rgb  # the one crop rule, as the device classifies
         from .datasets_io import read_image
 
-        files = sorted(p for p in Path(a.calib_dir).iterdir() if p.suffix.lower() in IMAGE_EXTS)[:a.calib_count]
+        files = sorted(p for p in Path(a.calib_dir).iterdir() if p.suffix.lower() in IMAGE_EXTS)[: a.calib_count]
         imgs = [read_image(p) for p in files]
         calib = np.stack([resize_rgb(i, bundle.input_size) for i in imgs if i is not None])
     try:
-        build_engine(onnx_file, out, a.precision, max_batch=a.max_batch, calib_images=calib,
-                     calib_cache=out.with_suffix(".calib") if calib is not None else None)
+        build_engine(
+            onnx_file,
+            out,
+            a.precision,
+            max_batch=a.max_batch,
+            calib_images=calib,
+            calib_cache=out.with_suffix(".calib") if calib is not None else None,
+        )
     except BackendUnavailable as exc:
         raise MaskwatchError("cannot build a TensorRT engine on this machine: %s" % exc, EX_UNAVAILABLE)
     print(out)
@@ -316,8 +397,11 @@ def _build_detector_engine(a, cfg) -> int:
     size = int(a.input_size or d.input_size)
     out = Path(a.out) if a.out else (Path(d.engine) if d.engine else detector_engine_path(cfg, size, a.precision))
     if a.precision == "int8":
-        raise MaskwatchError("the detector engine is built fp16 or fp32 (int8 calibration of res10 is the TFLite "
-                             "path: edge-export detector --int8)", EX_USAGE)
+        raise MaskwatchError(
+            "the detector engine is built fp16 or fp32 (int8 calibration of res10 is the TFLite "
+            "path: edge-export detector --int8)",
+            EX_USAGE,
+        )
     try:
         build_engine(onnx_file, out, a.precision, input_shape=(1, 3, size, size))
     except BackendUnavailable as exc:
@@ -338,8 +422,9 @@ def cmd_detector_export(a) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edge-maskd", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="edge-maskd", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--version", action="version", version="maskwatch %s" % __version__)
     sub = p.add_subparsers(dest="cmd", required=True)
 
@@ -354,34 +439,62 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--bundle", default=None, help="model bundle directory (default: the shipped one)")
         s.add_argument("--variant", default=None, help="manifest variant (default: tflite_int8)")
         s.add_argument("--threads", type=int, default=2)
-        s.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
-                       help="refuse photos whose header declares more pixels (default %d: a decompression "
-                            "bomb is never decoded)" % MAX_PIXELS)
+        s.add_argument(
+            "--max-pixels",
+            type=int,
+            default=MAX_PIXELS,
+            help="refuse photos whose header declares more pixels (default %d: a decompression "
+            "bomb is never decoded)" % MAX_PIXELS,
+        )
 
     s = sub.add_parser("scan", help="detect + classify faces in images/videos; JSON lines on stdout")
     s.add_argument("paths", nargs="+")
     model_args(s)
     s.add_argument("--config", default=None, help="take detector settings from a kiosk config")
-    s.add_argument("--mode", choices=DETECTOR_MODES, default="tiles",
-                   help="detector passes (default tiles: finds the small faces of crowd photos)")
+    s.add_argument(
+        "--mode",
+        choices=DETECTOR_MODES,
+        default="tiles",
+        help="detector passes (default tiles: finds the small faces of crowd photos)",
+    )
     s.add_argument("--confidence", type=float, default=_D.confidence)
     s.add_argument("--upscale", type=float, default=_D.upscale)
-    s.add_argument("--tile-size", type=int, nargs="+", default=[200, 100],
-                   help="tile size(s) in pixels (default 200 100: the setting that scored best on the "
-                        "validation crowd photos, ~1 s per photo on 2 cores; 300 is ~7x faster)")
-    s.add_argument("--tile-max-face", type=float, default=_D.tile_max_face,
-                   help="in magnified tiles keep faces up to this fraction of the tile side")
-    s.add_argument("--min-face-px", type=int, default=0,
-                   help="drop smaller faces (default 0: photos are scanned for every face, the kiosk config "
-                        "keeps %d)" % _D.min_face_px)
-    s.add_argument("--backend", default=_D.backend, choices=DETECTOR_BACKENDS,
-                   help="face-detector runtime (converted files from detector-export / edge-export detector)")
-    s.add_argument("--precision", default=_D.precision, choices=("fp32", "int8"),
-                   help="litert detector: fp32 or int8")
+    s.add_argument(
+        "--tile-size",
+        type=int,
+        nargs="+",
+        default=[200, 100],
+        help="tile size(s) in pixels (default 200 100: the setting that scored best on the "
+        "validation crowd photos, ~1 s per photo on 2 cores; 300 is ~7x faster)",
+    )
+    s.add_argument(
+        "--tile-max-face",
+        type=float,
+        default=_D.tile_max_face,
+        help="in magnified tiles keep faces up to this fraction of the tile side",
+    )
+    s.add_argument(
+        "--min-face-px",
+        type=int,
+        default=0,
+        help="drop smaller faces (default 0: photos are scanned for every face, the kiosk config "
+        "keeps %d)" % _D.min_face_px,
+    )
+    s.add_argument(
+        "--backend",
+        default=_D.backend,
+        choices=DETECTOR_BACKENDS,
+        help="face-detector runtime (converted files from detector-export / edge-export detector)",
+    )
+    s.add_argument("--precision", default=_D.precision, choices=("fp32", "int8"), help="litert detector: fp32 or int8")
     s.add_argument("--converted-dir", default=None, help="converted res10 files (default <asset dir>/res10-converted)")
     s.add_argument("--every", type=int, default=1, help="videos: every Nth frame")
-    s.add_argument("--draw", default=None, metavar="DIR",
-                   help="also write each scanned frame with boxes and verdicts into DIR, to look at")
+    s.add_argument(
+        "--draw",
+        default=None,
+        metavar="DIR",
+        help="also write each scanned frame with boxes and verdicts into DIR, to look at",
+    )
     s.add_argument("-v", "--verbose", action="store_true", help="also print frames with no face")
     s.set_defaults(fn=cmd_scan)
 
@@ -419,11 +532,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--calib-dir", default=None)
     s.add_argument("--calib-count", type=int, default=500)
     s.add_argument("--detector", action="store_true", help="build the res10 face detector's engine instead")
-    s.add_argument("--input-size", type=int, default=None, help="--detector: square input (default detector.input_size)")
+    s.add_argument(
+        "--input-size", type=int, default=None, help="--detector: square input (default detector.input_size)"
+    )
     s.set_defaults(fn=cmd_build_engine)
 
-    s = sub.add_parser("detector-export", help="convert res10 to ONNX beside the Caffe files (for the onnxruntime "
-                                               "and tensorrt detector backends; no TensorFlow needed)")
+    s = sub.add_parser(
+        "detector-export",
+        help="convert res10 to ONNX beside the Caffe files (for the onnxruntime "
+        "and tensorrt detector backends; no TensorFlow needed)",
+    )
     s.add_argument("--model-dir", default=None, help="folder with deploy.prototxt + caffemodel (default: asset cache)")
     s.add_argument("--out", default=None, help="converted files folder (default <asset dir>/res10-converted)")
     s.set_defaults(fn=cmd_detector_export)

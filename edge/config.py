@@ -11,6 +11,7 @@ config key (DetectorOptions and TrackerOptions take their defaults from here). D
 pydantic: the device stays free of a compiled dependency (pydantic-core) on Raspberry Pi / Jetson
 images, and the loader keeps YAML line numbers for every error, which a dict-to-model validator loses.
 """
+
 from __future__ import annotations
 
 import copy
@@ -28,17 +29,25 @@ from .errors import ConfigError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # a topic level: what kiosk.example.yaml promises
 NAME_RULE = "1-64 letters, digits, _ or - (one MQTT topic level: no / + # $ . or spaces)"
-MAX_NUMBER = 2 ** 31 - 1
+MAX_NUMBER = 2**31 - 1
 BACKENDS = ("litert", "edgetpu", "onnxruntime", "tensorrt")
 DETECTOR_MODES = ("single", "native", "tiles")
 DETECTOR_BACKENDS = ("opencv", "cpu", "opencv-cuda", "cuda", "onnxruntime", "litert", "edgetpu", "tensorrt")
 
 
-def opt(default: Any = None, *, choices: Optional[Sequence[Any]] = None, min: Optional[float] = None,
-        max: Optional[float] = None, help: str = "", required: bool = False) -> Any:
+def opt(
+    default: Any = None,
+    *,
+    choices: Optional[Sequence[Any]] = None,
+    min: Optional[float] = None,
+    max: Optional[float] = None,
+    help: str = "",
+    required: bool = False,
+) -> Any:
     """A config key: its default (the schema's one source), limits and help. The type is the annotation."""
-    return field(default=default, metadata={"choices": choices, "min": min, "max": max, "help": help,
-                                            "required": required})
+    return field(
+        default=default, metadata={"choices": choices, "min": min, "max": max, "help": help, "required": required}
+    )
 
 
 def section(cls: type) -> Any:
@@ -47,8 +56,9 @@ def section(cls: type) -> Any:
 
 @dataclass(frozen=True)
 class SourceConfig:
-    url: Union[str, int, None] = opt(required=True, help="video file, camera index, /dev/videoN, rtsp:// or "
-                                                          "http:// URL, or a GStreamer pipeline")
+    url: Union[str, int, None] = opt(
+        required=True, help="video file, camera index, /dev/videoN, rtsp:// or http:// URL, or a GStreamer pipeline"
+    )
     type: str = opt("auto", choices=("auto", "file", "camera", "v4l2", "rtsp", "http", "gstreamer", "csi"))
     width: Optional[int] = opt(min=16)
     height: Optional[int] = opt(min=16)
@@ -73,15 +83,20 @@ class DetectorConfig:
     tile_sizes: Optional[List[int]] = opt(help="several tile sizes in pixels, e.g. [200, 100] (overrides tile_size)")
     # Measured on held-out crowd photos: the "faces" res10 finds filling a magnified tile are mostly texture
     # (bags, logos, wood grain, a dog), while real faces of that size are seen by the coarser passes.
-    tile_max_face: float = opt(0.25, min=0.05, max=1.0,
-                               help="in magnified tiles keep faces up to this fraction of the tile side")
+    tile_max_face: float = opt(
+        0.25, min=0.05, max=1.0, help="in magnified tiles keep faces up to this fraction of the tile side"
+    )
     min_face_px: int = opt(20, min=0, help="drop faces smaller than this (shorter side, frame pixels)")
     roi: Optional[List[float]] = opt(help="[x1, y1, x2, y2] doorway region, fractions of the frame (0..1)")
-    backend: str = opt("opencv", choices=DETECTOR_BACKENDS,
-                       help="res10 runtime (cpu = opencv, cuda = opencv-cuda); the others load converted files")
+    backend: str = opt(
+        "opencv",
+        choices=DETECTOR_BACKENDS,
+        help="res10 runtime (cpu = opencv, cuda = opencv-cuda); the others load converted files",
+    )
     precision: str = opt("fp32", choices=("fp32", "int8"), help="litert: the converted file of that precision")
-    converted_dir: Optional[str] = opt(help="converted res10 files + detector-manifest.json (default: "
-                                            "<asset dir>/res10-converted)")
+    converted_dir: Optional[str] = opt(
+        help="converted res10 files + detector-manifest.json (default: <asset dir>/res10-converted)"
+    )
     engine: Optional[str] = opt(help="tensorrt: engine file (default <state_dir>/engines/res10-<W>x<H>-fp16.engine)")
     fallback_to_cpu: bool = opt(True, help="a missing detector runtime falls back to opencv on the CPU")
     every_n_frames: int = opt(1, min=1, help="run the detector on every Nth frame; the tracker carries faces")
@@ -94,8 +109,9 @@ class MotionConfig:
     min_area: float = opt(0.002, min=0.0, max=1.0, help="fraction of the frame that must change")
     downscale_width: int = opt(160, min=32)
     max_idle_frames: int = opt(30, min=1, help="run the detector at least this often even without motion")
-    decided_stride: int = opt(2, min=1, max=10,
-                              help="with motion but only decided people in view, run the detector every Nth frame")
+    decided_stride: int = opt(
+        2, min=1, max=10, help="with motion but only decided people in view, run the detector every Nth frame"
+    )
 
 
 @dataclass(frozen=True)
@@ -104,14 +120,17 @@ class ClassifierConfig:
     variant: Optional[str] = opt(help="variant key from the manifest (default: the manifest's default_variant)")
     backend: Optional[str] = opt(choices=BACKENDS, help="override the variant's runtime")
     threads: int = opt(2, min=1, max=64)
-    no_face_threshold: Optional[float] = opt(min=0.05, max=1.0, help="reject detections with P(no_face) >= this "
-                                                                     "(default: the bundle's operating point)")
+    no_face_threshold: Optional[float] = opt(
+        min=0.05, max=1.0, help="reject detections with P(no_face) >= this (default: the bundle's operating point)"
+    )
     batch: int = opt(8, min=1, max=64, help="largest batch of face crops per inference call")
     fallback_to_cpu: bool = opt(True)
-    engine: Optional[str] = opt(help="TensorRT engine path (default: "
-                                     "<state_dir>/engines/<model_id>-<engine_precision>.engine)")
-    engine_precision: str = opt("fp16", choices=("fp16", "int8", "fp32"),
-                                help="which engine `edge-maskd build-engine --precision` made")
+    engine: Optional[str] = opt(
+        help="TensorRT engine path (default: <state_dir>/engines/<model_id>-<engine_precision>.engine)"
+    )
+    engine_precision: str = opt(
+        "fp16", choices=("fp16", "int8", "fp32"), help="which engine `edge-maskd build-engine --precision` made"
+    )
     onnx_providers: Optional[List[str]] = opt()
     edgetpu_device: Optional[str] = opt()
 
@@ -122,13 +141,15 @@ class TrackerConfig:
     max_missed: int = opt(15, min=1, help="frames a track survives without a detection")
     votes: int = opt(5, min=1, help="good views needed before an early verdict")
     min_agreement: float = opt(0.6, min=0.0, max=1.0, help="share of good views whose own verdict matches")
-    min_confidence: float = opt(0.5, min=0.0, max=1.0, help="mean probability of the winning class (no "
-                                                            "operating point in the bundle)")
+    min_confidence: float = opt(
+        0.5, min=0.0, max=1.0, help="mean probability of the winning class (no operating point in the bundle)"
+    )
     decide_on_exit: bool = opt(True, help="a person who leaves before enough votes still gets a verdict")
     min_votes_on_exit: int = opt(2, min=1)
     max_votes: int = opt(0, min=0, help="decide after this many good views even if unclear (0: 3 x votes)")
-    margin: float = opt(0.2, min=0.0, max=0.5,
-                        help="an early verdict needs the person's mean P(alert) this far from the threshold")
+    margin: float = opt(
+        0.2, min=0.0, max=0.5, help="an early verdict needs the person's mean P(alert) this far from the threshold"
+    )
     border_px: int = opt(3, min=0, help="a face this close to the frame edge is cut: it casts no vote")
     min_vote_px: Optional[int] = opt(min=0, help="faces narrower than this cast no vote (default detector.min_face_px)")
     full_quality_px: int = opt(80, min=1, help="faces this wide weigh fully; smaller ones in proportion")
@@ -196,8 +217,7 @@ class Config:
 
     site: str = opt("site", help="site name, a topic level: maskwatch/<site>/<device>/ (%s)" % NAME_RULE)
     device: Optional[str] = opt(help="device name (default: the host name)")
-    state_dir: Optional[str] = opt(help="spool, engine cache (default: $STATE_DIRECTORY or "
-                                        "~/.local/state/maskwatch)")
+    state_dir: Optional[str] = opt(help="spool, engine cache (default: $STATE_DIRECTORY or ~/.local/state/maskwatch)")
     log_level: str = opt("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     source: SourceConfig = section(SourceConfig)
     detector: DetectorConfig = section(DetectorConfig)
@@ -314,8 +334,9 @@ def _validate(node, sch: Dict[str, Any], path: str, fname: str, out: Dict[str, A
         try:
             value = _construct(vnode)
         except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError) as exc:
-            errors.append("%s:%s: %s: not a usable value (%s)" % (fname, _mark(vnode), kp,
-                                                                 str(exc).splitlines()[0][:80]))
+            errors.append(
+                "%s:%s: %s: not a usable value (%s)" % (fname, _mark(vnode), kp, str(exc).splitlines()[0][:80])
+            )
             continue
         err = spec.check(value)
         if err:
@@ -360,7 +381,9 @@ def _fill(d: Dict[str, Any], sch: Dict[str, Any]) -> Dict[str, Any]:
 
 def _raise(errors: List[str]) -> None:
     if errors:
-        raise ConfigError("; ".join(errors) if len(errors) < 2 else "%d problems: %s" % (len(errors), "; ".join(errors)))
+        raise ConfigError(
+            "; ".join(errors) if len(errors) < 2 else "%d problems: %s" % (len(errors), "; ".join(errors))
+        )
 
 
 def build(d: Dict[str, Any], fname: str = "<config>") -> Config:
@@ -394,8 +417,11 @@ def as_config(cfg: Union[Config, Dict[str, Any]]) -> Config:
 def to_dict(cfg: Config) -> Dict[str, Any]:
     def plain(v: Any) -> Any:
         return [plain(x) for x in v] if isinstance(v, (list, tuple)) else v
-    return {f.name: (to_dict(getattr(cfg, f.name)) if f.metadata.get("section") else plain(getattr(cfg, f.name)))
-            for f in fields(cfg)}
+
+    return {
+        f.name: (to_dict(getattr(cfg, f.name)) if f.metadata.get("section") else plain(getattr(cfg, f.name)))
+        for f in fields(cfg)
+    }
 
 
 def load_config(path: Union[str, Path], overrides: Optional[Dict[str, Any]] = None) -> Config:
@@ -412,8 +438,9 @@ def load_config(path: Union[str, Path], overrides: Optional[Dict[str, Any]] = No
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = "line %d" % (mark.line + 1) if mark else "?"
-        raise ConfigError("%s:%s: not valid YAML (%s)" % (path, where, getattr(exc, "problem", None) or
-                                                          str(exc).splitlines()[0]))
+        raise ConfigError(
+            "%s:%s: not valid YAML (%s)" % (path, where, getattr(exc, "problem", None) or str(exc).splitlines()[0])
+        )
     except RecursionError:
         raise ConfigError("%s: nested too deeply to be a config" % path)
     cfg = defaults()
@@ -441,15 +468,23 @@ def semantic_errors(cfg: Dict[str, Any], fname: str) -> List[str]:
         errors.append("%s: source.url is required (a video file, camera index, device or URL)" % fname)
     roi = cfg["detector"]["roi"]
     if roi is not None:
-        if (len(roi) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in roi)
-                or not (0 <= roi[0] < roi[2] <= 1 and 0 <= roi[1] < roi[3] <= 1)):
-            errors.append("%s: detector.roi = %s: expected [x1, y1, x2, y2] fractions with 0 <= x1 < x2 <= 1"
-                          % (fname, _short(roi)))
+        if (
+            len(roi) != 4
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in roi)
+            or not (0 <= roi[0] < roi[2] <= 1 and 0 <= roi[1] < roi[3] <= 1)
+        ):
+            errors.append(
+                "%s: detector.roi = %s: expected [x1, y1, x2, y2] fractions with 0 <= x1 < x2 <= 1"
+                % (fname, _short(roi))
+            )
     ts = cfg["detector"]["tile_sizes"]
-    if ts is not None and (not ts or not all(isinstance(v, int) and not isinstance(v, bool) and 32 <= v <= 4096
-                                             for v in ts)):
-        errors.append("%s: detector.tile_sizes = %s: expected a list of tile sizes in pixels (integers 32-4096), "
-                      "e.g. [200, 100]" % (fname, _short(ts)))
+    if ts is not None and (
+        not ts or not all(isinstance(v, int) and not isinstance(v, bool) and 32 <= v <= 4096 for v in ts)
+    ):
+        errors.append(
+            "%s: detector.tile_sizes = %s: expected a list of tile sizes in pixels (integers 32-4096), "
+            "e.g. [200, 100]" % (fname, _short(ts))
+        )
     tls = cfg["mqtt"]["tls"]
     for key in ("ca", "cert", "key"):  # ${CREDENTIALS_DIRECTORY}/client.key etc. work too
         if tls[key]:
@@ -487,8 +522,9 @@ def mqtt_password(cfg: Config) -> Optional[str]:
         try:
             return path.read_text().strip() or None
         except OSError as exc:
-            raise ConfigError("mqtt.password_file = %r cannot be read (%s); under systemd pass it with "
-                              "LoadCredential=mqtt-password:%s and drop password_file" % (
-                                  m.password_file, exc.strerror or exc, path))
+            raise ConfigError(
+                "mqtt.password_file = %r cannot be read (%s); under systemd pass it with "
+                "LoadCredential=mqtt-password:%s and drop password_file" % (m.password_file, exc.strerror or exc, path)
+            )
     env = m.password_env
     return (os.environ.get(env) or None) if env else None

@@ -6,6 +6,7 @@ box grown by the bundle's margin on each side, clamped to the frame, resized onc
 to the model's input (INTER_AREA when shrinking, bilinear when growing), RGB.
 Training stores crops at the model's input size, so nothing resizes a second time.
 """
+
 from __future__ import annotations
 
 from typing import Sequence, Tuple
@@ -30,7 +31,7 @@ def crop_face(image_bgr: np.ndarray, box: Box, margin: float, size: Tuple[int, i
     """One face: `box` grown by `margin` of its size per side, clamped, resized to `size`, RGB uint8."""
     fh, fw = image_bgr.shape[:2]
     x1, y1, x2, y2 = expand_box(box, margin, fw, fh)
-    region = image_bgr[y1:max(y2, y1 + 1), x1:max(x2, x1 + 1)]
+    region = image_bgr[y1 : max(y2, y1 + 1), x1 : max(x2, x1 + 1)]
     return resize_rgb(region, size)
 
 

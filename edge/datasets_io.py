@@ -3,6 +3,7 @@
 A photo is refused before it is decoded when its header says it is larger than `max_pixels`: a small PNG
 can declare 20000 x 20000 pixels and take gigabytes once decoded (a decompression bomb).
 """
+
 from __future__ import annotations
 
 import os
@@ -50,9 +51,9 @@ def header_size(data: bytes) -> Optional[Tuple[int, int]]:
             if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
                 i += 2
                 continue
-            seg = struct.unpack(">H", data[i + 2:i + 4])[0]
+            seg = struct.unpack(">H", data[i + 2 : i + 4])[0]
             if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-                h, w = struct.unpack(">HH", data[i + 5:i + 9])
+                h, w = struct.unpack(">HH", data[i + 5 : i + 9])
                 return int(w), int(h)
             i += 2 + seg
     return None
@@ -71,8 +72,10 @@ def read_image(path: Path, max_pixels: Optional[int] = MAX_PIXELS) -> Optional[n
         return None
     size = header_size(data[:65536].tobytes())
     if max_pixels and size is not None and size[0] * size[1] > max_pixels:
-        raise SourceError("%s is %d x %d = %.0f Mpx, above the limit of %.0f Mpx (--max-pixels): not decoded"
-                          % (path, size[0], size[1], size[0] * size[1] / 1e6, max_pixels / 1e6))
+        raise SourceError(
+            "%s is %d x %d = %.0f Mpx, above the limit of %.0f Mpx (--max-pixels): not decoded"
+            % (path, size[0], size[1], size[0] * size[1] / 1e6, max_pixels / 1e6)
+        )
     try:
         return cv2.imdecode(data, cv2.IMREAD_COLOR)
     except cv2.error:

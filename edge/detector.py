@@ -5,6 +5,7 @@ at 300x300; faces of 15-40 px in a wide entrance view vanish at that size, so
 besides the fast `single` pass it can run at the frame's own resolution
 (`native`, optionally upscaled) or on overlapping `tiles`, merging with NMS.
 """
+
 from __future__ import annotations
 
 import logging
@@ -53,11 +54,23 @@ class DetectorOptions:
 
     @classmethod
     def from_config(cls, d: DetectorConfig, **kw: Any) -> "DetectorOptions":
-        return cls(confidence=d.confidence, mode=d.mode, input_size=d.input_size, upscale=d.upscale,
-                   tile_size=d.tile_size, tile_sizes=tuple(d.tile_sizes or ()), tile_overlap=d.tile_overlap,
-                   tile_max_face=d.tile_max_face, min_face_px=d.min_face_px, backend=d.backend,
-                   precision=d.precision, converted_dir=d.converted_dir, engine=d.engine,
-                   fallback=d.fallback_to_cpu, **kw)
+        return cls(
+            confidence=d.confidence,
+            mode=d.mode,
+            input_size=d.input_size,
+            upscale=d.upscale,
+            tile_size=d.tile_size,
+            tile_sizes=tuple(d.tile_sizes or ()),
+            tile_overlap=d.tile_overlap,
+            tile_max_face=d.tile_max_face,
+            min_face_px=d.min_face_px,
+            backend=d.backend,
+            precision=d.precision,
+            converted_dir=d.converted_dir,
+            engine=d.engine,
+            fallback=d.fallback_to_cpu,
+            **kw,
+        )
 
 
 class FaceDetector:
@@ -73,10 +86,16 @@ class FaceDetector:
         if self.opt.mode not in MODES:
             raise ValueError("detector mode must be one of %s" % ", ".join(MODES))
         o = self.opt
-        files = detectors.DetectorFiles(prototxt, weights, find_dir(weights, Path(o.converted_dir) if o.converted_dir
-                                                                    else None))
-        plugin_opts = {"precision": o.precision, "threads": o.threads, "providers": list(o.onnx_providers),
-                       "engine": o.engine, "device": o.edgetpu_device}
+        files = detectors.DetectorFiles(
+            prototxt, weights, find_dir(weights, Path(o.converted_dir) if o.converted_dir else None)
+        )
+        plugin_opts = {
+            "precision": o.precision,
+            "threads": o.threads,
+            "providers": list(o.onnx_providers),
+            "engine": o.engine,
+            "device": o.edgetpu_device,
+        }
         self.degraded: Optional[str] = None
         try:
             self.net = detectors.create(o.backend, files, plugin_opts)
@@ -128,8 +147,9 @@ class FaceDetector:
         """The network on its runtime plugin: (1, 1, K, 7) detections, as cv2.dnn gives them."""
         return self.net.forward(blob, self.opt.confidence)
 
-    def postprocess(self, raw: np.ndarray, window: Tuple[int, int, int, int, int, int],
-                    frame_shape: Tuple[int, ...]) -> List[Tuple[Box, float]]:
+    def postprocess(
+        self, raw: np.ndarray, window: Tuple[int, int, int, int, int, int], frame_shape: Tuple[int, ...]
+    ) -> List[Tuple[Box, float]]:
         x0, y0, x1, y1 = window[:4]
         rw, rh = x1 - x0, y1 - y0
         h, w = frame_shape[:2]
@@ -142,8 +162,12 @@ class FaceDetector:
         max_face = self.opt.tile_max_face * min(rw, rh) if tile and min(rw, rh) < window[4] else None
         for d in dets:
             bx1, by1, bx2, by2 = np.clip(d[3:7], 0.0, 1.0)
-            if tile and ((bx1 <= 0.01 and x0 > 0) or (by1 <= 0.01 and y0 > 0) or (bx2 >= 0.99 and x1 < w)
-                         or (by2 >= 0.99 and y1 < h)):
+            if tile and (
+                (bx1 <= 0.01 and x0 > 0)
+                or (by1 <= 0.01 and y0 > 0)
+                or (bx2 >= 0.99 and x1 < w)
+                or (by2 >= 0.99 and y1 < h)
+            ):
                 continue
             box = clamp_box((int(x0 + bx1 * rw), int(y0 + by1 * rh), int(x0 + bx2 * rw), int(y0 + by2 * rh)), w, h)
             if box[2] - box[0] < 2 or box[3] - box[1] < 2:
@@ -160,16 +184,23 @@ class FaceDetector:
         """All faces in `image` (optionally only inside `roi`), highest score first."""
         if roi is not None:
             rx1, ry1, rx2, ry2 = roi
-            return [Face(box=(f.box[0] + rx1, f.box[1] + ry1, f.box[2] + rx1, f.box[3] + ry1), det_score=f.det_score)
-                    for f in self.detect(image[ry1:ry2, rx1:rx2])]
+            return [
+                Face(box=(f.box[0] + rx1, f.box[1] + ry1, f.box[2] + rx1, f.box[3] + ry1), det_score=f.det_score)
+                for f in self.detect(image[ry1:ry2, rx1:rx2])
+            ]
         h, w = image.shape[:2]
         if self.opt.mode == "tiles" and max(h, w) > self.opt.max_side:
             # bound the tiled work: the number of tiles grows with the area (a 20000 px photo would be ~40,000
             # passes); frames above max_side are tiled at max_side and the boxes mapped back
             s = self.opt.max_side / float(max(h, w))
             small = self.cv2.resize(image, (max(1, int(w * s)), max(1, int(h * s))), interpolation=self.cv2.INTER_AREA)
-            return [Face(box=clamp_box(tuple(int(round(v / s)) for v in f.box), w, h),  # type: ignore[arg-type]
-                         det_score=f.det_score) for f in self.detect(small)]
+            return [
+                Face(
+                    box=clamp_box(tuple(int(round(v / s)) for v in f.box), w, h),  # type: ignore[arg-type]
+                    det_score=f.det_score,
+                )
+                for f in self.detect(small)
+            ]
         found: List[Tuple[Box, float]] = []
         for win in self.windows(image.shape):
             found.extend(self.postprocess(self.infer(self.preprocess(image, win)), win, image.shape))

@@ -5,6 +5,7 @@ the asset cache). It records the sha256 of the source caffemodel and prototxt th
 the sha256 and size of every converted file, as the classifier bundle does. The device refuses a file
 whose hash differs, or files made from other weights.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -32,10 +33,16 @@ def read(dir_: Path) -> Dict[str, Any]:
 def add_variant(dir_: Path, key: str, path: Path, *, prototxt: Path, caffemodel: Path, **info: Any) -> Dict[str, Any]:
     """Record one converted file (already written into dir_) in the manifest, with its hash."""
     dir_ = Path(dir_)
-    m = read(dir_) or {"schema_version": SCHEMA_VERSION, "model": "res10_300x300_ssd_iter_140000 (Caffe)",
-                       "variants": {}, "files": {}}
-    src = {"caffemodel": {"file": Path(caffemodel).name, "sha256": sha256_file(Path(caffemodel))},
-           "prototxt": {"file": Path(prototxt).name, "sha256": sha256_file(Path(prototxt))}}
+    m = read(dir_) or {
+        "schema_version": SCHEMA_VERSION,
+        "model": "res10_300x300_ssd_iter_140000 (Caffe)",
+        "variants": {},
+        "files": {},
+    }
+    src = {
+        "caffemodel": {"file": Path(caffemodel).name, "sha256": sha256_file(Path(caffemodel))},
+        "prototxt": {"file": Path(prototxt).name, "sha256": sha256_file(Path(prototxt))},
+    }
     if m.get("source") and m["source"]["caffemodel"]["sha256"] != src["caffemodel"]["sha256"]:
         m["variants"], m["files"] = {}, {}  # made from other weights: start again
     m["source"] = src
@@ -50,24 +57,30 @@ def checked_variant(dir_: Path, key: str, caffemodel: Path) -> Tuple[Path, Dict[
     m = read(dir_)
     where = Path(dir_) / MANIFEST
     if not m:
-        raise BundleError("%s not found: make the converted detector first (`edge-maskd detector-export`, or "
-                          "`edge-export detector` for TFLite)" % where)
+        raise BundleError(
+            "%s not found: make the converted detector first (`edge-maskd detector-export`, or "
+            "`edge-export detector` for TFLite)" % where
+        )
     v = (m.get("variants") or {}).get(key)
     if v is None:
         raise BundleError("%s has no detector variant %r (it has: %s)" % (where, key, ", ".join(sorted(m["variants"]))))
     src = (m.get("source") or {}).get("caffemodel", {}).get("sha256")
     have = sha256_file(Path(caffemodel))
     if src != have:
-        raise BundleError("%s: converted from a caffemodel with sha256 %s, but %s has %s; re-run the export"
-                          % (where, src, caffemodel, have))
+        raise BundleError(
+            "%s: converted from a caffemodel with sha256 %s, but %s has %s; re-run the export"
+            % (where, src, caffemodel, have)
+        )
     f = Path(dir_) / v["file"]
     entry = (m.get("files") or {}).get(v["file"], {})
     if not f.exists():
         raise BundleError("%s: listed in %s but missing" % (f, where))
     got = sha256_file(f)
     if got != entry.get("sha256"):
-        raise BundleError("%s: sha256 %s does not match the detector manifest's %s; refusing to use it"
-                          % (f, got, entry.get("sha256")))
+        raise BundleError(
+            "%s: sha256 %s does not match the detector manifest's %s; refusing to use it"
+            % (f, got, entry.get("sha256"))
+        )
     return f, v
 
 
@@ -81,9 +94,18 @@ def export_onnx(dir_: Path, prototxt: Path, caffemodel: Path, opset: int = 13) -
     model = res10.to_onnx(layers, res10.blobs_from_cv2(prototxt, caffemodel), opset)
     out = dir_ / "res10_fp32.onnx"
     out.write_bytes(model.SerializeToString())
-    add_variant(dir_, "onnx_fp32", out, prototxt=prototxt, caffemodel=caffemodel, runtime="onnxruntime",
-                precision="fp32", opset=opset, input="data: N x 3 x H x W, BGR minus (104, 177, 123); H, W dynamic",
-                outputs="loc (N, P*4), conf (N, P*2); priors and DetectionOutput in edge.res10")
+    add_variant(
+        dir_,
+        "onnx_fp32",
+        out,
+        prototxt=prototxt,
+        caffemodel=caffemodel,
+        runtime="onnxruntime",
+        precision="fp32",
+        opset=opset,
+        input="data: N x 3 x H x W, BGR minus (104, 177, 123); H, W dynamic",
+        outputs="loc (N, P*4), conf (N, P*2); priors and DetectionOutput in edge.res10",
+    )
     return out
 
 

@@ -3,6 +3,7 @@
 Every command catches :class:`MaskwatchError` at the top and prints its message
 as one line, so installers see what to fix instead of a traceback.
 """
+
 from __future__ import annotations
 
 from typing import Optional

@@ -3,6 +3,7 @@
 Data flows one way; each stage is its own module. This file only wires them
 and keeps the clock: counts windows, stats, status changes, watchdog pings.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -40,7 +41,11 @@ def default_bundle_path() -> Path:
     env = os.environ.get("MASKWATCH_BUNDLE")
     if env:
         return Path(env)
-    for p in (REPO_MODELS / "default", Path("/opt/maskwatch/models/default"), Path("/usr/share/maskwatch/models/default")):
+    for p in (
+        REPO_MODELS / "default",
+        Path("/opt/maskwatch/models/default"),
+        Path("/usr/share/maskwatch/models/default"),
+    ):
         if (p / "manifest.json").exists():
             return p
     return REPO_MODELS / "default"
@@ -62,8 +67,9 @@ def device_name(cfg: Config) -> str:
 def tracker_options(cfg: Config, classifier: MaskClassifier) -> TrackerOptions:
     """The tracker's options from the config, with the alert threshold from the bundle's operating point."""
     op = classifier.bundle.operating_point
-    return TrackerOptions.from_config(cfg.tracker, cfg.detector.min_face_px, alert_threshold=op.alert_threshold,
-                                      incorrect_weight=op.incorrect_weight)
+    return TrackerOptions.from_config(
+        cfg.tracker, cfg.detector.min_face_px, alert_threshold=op.alert_threshold, incorrect_weight=op.incorrect_weight
+    )
 
 
 def build_classifier(cfg: Config) -> MaskClassifier:
@@ -80,8 +86,15 @@ def build_classifier(cfg: Config) -> MaskClassifier:
     model_path = None
     if (c.backend or variant.runtime) == "tensorrt":
         model_path = Path(c.engine) if c.engine else engine_path(cfg, bundle.model_id, c.engine_precision)
-    return MaskClassifier(bundle, variant.key, options, backend=c.backend, model_path=model_path,
-                          fallback=c.fallback_to_cpu, batch=c.batch)
+    return MaskClassifier(
+        bundle,
+        variant.key,
+        options,
+        backend=c.backend,
+        model_path=model_path,
+        fallback=c.fallback_to_cpu,
+        batch=c.batch,
+    )
 
 
 def detector_engine_path(cfg: Config, size: int, precision: str) -> Path:
@@ -109,9 +122,15 @@ def rss_mb() -> float:
 
 
 class Pipeline:
-    def __init__(self, cfg: Union[Config, Dict[str, Any]], publisher: Publisher, *,
-                 notifier: Optional[Notifier] = None, detector: Optional[FaceDetector] = None,
-                 classifier: Optional[MaskClassifier] = None) -> None:
+    def __init__(
+        self,
+        cfg: Union[Config, Dict[str, Any]],
+        publisher: Publisher,
+        *,
+        notifier: Optional[Notifier] = None,
+        detector: Optional[FaceDetector] = None,
+        classifier: Optional[MaskClassifier] = None,
+    ) -> None:
         self.cfg = cfg = as_config(cfg)
         self.site, self.device = cfg.site, device_name(cfg)
         self.publisher = publisher
@@ -142,10 +161,18 @@ class Pipeline:
 
     # -- status ----------------------------------------------------------------------------------------
     def status_payload(self, state: str, camera: Optional[str] = None) -> Dict[str, Any]:
-        return messages.status(state, site=self.site, device=self.device, t=time.time(), version=__version__,
-                               model_id=self.model_id, backend=self.backend_name,
-                               degraded=list(self.degraded) or None, camera=camera,
-                               stats_interval_s=self.cfg.stats.interval_s)
+        return messages.status(
+            state,
+            site=self.site,
+            device=self.device,
+            t=time.time(),
+            version=__version__,
+            model_id=self.model_id,
+            backend=self.backend_name,
+            degraded=list(self.degraded) or None,
+            camera=camera,
+            stats_interval_s=self.cfg.stats.interval_s,
+        )
 
     def _roi(self, shape) -> Optional[tuple]:
         roi = self.cfg.detector.roi
@@ -184,7 +211,7 @@ class Pipeline:
         import cv2
 
         x1, y1, x2, y2 = d.box
-        crop = img[max(0, y1):y2, max(0, x1):x2]
+        crop = img[max(0, y1) : y2, max(0, x1) : x2]
         if crop.size == 0:
             return d
         crop = cv2.resize(crop, (p.snapshot_px, p.snapshot_px), interpolation=cv2.INTER_AREA)
@@ -195,13 +222,18 @@ class Pipeline:
 
     def emit(self, decisions: List[Decision], source_name: str) -> None:
         for d in decisions:
-            payload = messages.event(d, site=self.site, device=self.device, model_id=self.model_id,
-                                     source=source_name)
+            payload = messages.event(d, site=self.site, device=self.device, model_id=self.model_id, source=source_name)
             self.publisher.publish("events", payload)
             self.events += 1
             self.decisions.append(dataclasses.replace(d, snapshot=None) if d.snapshot else d)
-            log.info("event %s: track %d %s (%.2f, %d votes)", payload["event_id"][:8], d.track_id, d.label,
-                     d.confidence, d.votes)
+            log.info(
+                "event %s: track %d %s (%.2f, %d votes)",
+                payload["event_id"][:8],
+                d.track_id,
+                d.label,
+                d.confidence,
+                d.votes,
+            )
 
     # -- the loop ------------------------------------------------------------------------------------------
     def run(self, source: FrameSource) -> int:
@@ -233,8 +265,9 @@ class Pipeline:
                     if source.state == "ended":
                         break
                     if time.monotonic() - last_frame_at > stall_s:
-                        self.notifier.status("no frames for %.0f s (camera %s)" % (
-                            time.monotonic() - last_frame_at, source.state))
+                        self.notifier.status(
+                            "no frames for %.0f s (camera %s)" % (time.monotonic() - last_frame_at, source.state)
+                        )
                     continue
                 decisions = self.process(frame)
                 self.frames += 1
@@ -248,8 +281,9 @@ class Pipeline:
                     self._publish_counts(window_start, now, window)
                     window, window_start = {l: 0 for l in window}, now
                 if now - last_stats >= stats_every:
-                    self._publish_stats(now, start, (self.frames - frames_at_stats) / max(1e-6, now - last_stats),
-                                        source)
+                    self._publish_stats(
+                        now, start, (self.frames - frames_at_stats) / max(1e-6, now - last_stats), source
+                    )
                     last_stats, frames_at_stats = now, self.frames
         finally:
             now = time.time()
@@ -264,18 +298,39 @@ class Pipeline:
         return 0
 
     def _publish_counts(self, t0: float, t1: float, window: Dict[str, int]) -> None:
-        self.publisher.publish("counts", messages.counts(Counts(t0, t1, dict(window)), site=self.site,
-                                                         device=self.device, labels=self.classifier.labels))
+        self.publisher.publish(
+            "counts",
+            messages.counts(
+                Counts(t0, t1, dict(window)), site=self.site, device=self.device, labels=self.classifier.labels
+            ),
+        )
 
     def _publish_stats(self, now: float, start: float, fps: float, source: FrameSource) -> None:
         camera = source.state if source.state in ("ok", "lost", "starting", "ended") else "ok"
-        self.publisher.publish("stats", messages.stats(
-            site=self.site, device=self.device, t=now, interval_s=self.cfg.stats.interval_s,
-            uptime_s=round(now - start, 1), fps=round(fps, 2),
-            frames=self.frames, dropped_frames=int(source.dropped), detector_runs=self.detector_runs,
-            motion_skipped=self.schedule.skipped, rejected_no_face=self.rejected, inference_ms=_pct(self.cls_ms), detect_ms=_pct(self.det_ms),
-            spool_depth=self.publisher.spool_depth(), spool_dropped=self.publisher.spool_dropped(),
-            spool_dropped_events=self.publisher.spool_dropped_by()["events"],
-            spool_dropped_counts=self.publisher.spool_dropped_by()["counts"],
-            active_tracks=self.tracker.active, events=self.events, backend=self.backend_name, camera=camera,
-            rss_mb=rss_mb()))
+        self.publisher.publish(
+            "stats",
+            messages.stats(
+                site=self.site,
+                device=self.device,
+                t=now,
+                interval_s=self.cfg.stats.interval_s,
+                uptime_s=round(now - start, 1),
+                fps=round(fps, 2),
+                frames=self.frames,
+                dropped_frames=int(source.dropped),
+                detector_runs=self.detector_runs,
+                motion_skipped=self.schedule.skipped,
+                rejected_no_face=self.rejected,
+                inference_ms=_pct(self.cls_ms),
+                detect_ms=_pct(self.det_ms),
+                spool_depth=self.publisher.spool_depth(),
+                spool_dropped=self.publisher.spool_dropped(),
+                spool_dropped_events=self.publisher.spool_dropped_by()["events"],
+                spool_dropped_counts=self.publisher.spool_dropped_by()["counts"],
+                active_tracks=self.tracker.active,
+                events=self.events,
+                backend=self.backend_name,
+                camera=camera,
+                rss_mb=rss_mb(),
+            ),
+        )

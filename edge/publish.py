@@ -5,6 +5,7 @@ MQTT follows paho-mqtt 2's callback API (VERSION2). The status topic is retained
 exit. Events and counts are written to the spool first and deleted only on the
 broker's PUBACK; a sender thread drains the spool in order whenever connected.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,10 +63,26 @@ class StdoutPublisher(Publisher):
 
 
 class MqttPublisher(Publisher):
-    def __init__(self, *, host: str, port: int, site: str, device: str, spool: Spool, prefix: str = "maskwatch",
-                 client_id: Optional[str] = None, username: Optional[str] = None, password: Optional[str] = None,
-                 tls: Optional[TlsConfig] = None, keepalive: int = 30, qos: int = 1, protocol: str = "3.1.1",
-                 inflight: int = 20, reconnect_max_s: float = 30.0, on_event: Optional[Callable[[str], None]] = None):
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        site: str,
+        device: str,
+        spool: Spool,
+        prefix: str = "maskwatch",
+        client_id: Optional[str] = None,
+        username: Optional[str] = None,
+        password: Optional[str] = None,
+        tls: Optional[TlsConfig] = None,
+        keepalive: int = 30,
+        qos: int = 1,
+        protocol: str = "3.1.1",
+        inflight: int = 20,
+        reconnect_max_s: float = 30.0,
+        on_event: Optional[Callable[[str], None]] = None,
+    ):
         import paho.mqtt.client as mqtt
 
         self.mqtt = mqtt
@@ -77,15 +94,18 @@ class MqttPublisher(Publisher):
         self.status_topic = messages.topic(prefix, site, device, "status")
         proto = mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311
         kw: Dict[str, Any] = {} if proto == mqtt.MQTTv5 else {"clean_session": True}
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or "maskwatch-%s-%s" % (
-            site, device), protocol=proto, **kw)
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id or "maskwatch-%s-%s" % (site, device),
+            protocol=proto,
+            **kw,
+        )
         self.client.max_inflight_messages_set(inflight)
         self.client.reconnect_delay_set(1, int(max(1, reconnect_max_s)))
         if username:
             self.client.username_pw_set(username, password)
         if tls is not None and tls.enabled:
-            self.client.tls_set(ca_certs=tls.ca, certfile=tls.cert, keyfile=tls.key,
-                                cert_reqs=ssl.CERT_REQUIRED)
+            self.client.tls_set(ca_certs=tls.ca, certfile=tls.cert, keyfile=tls.key, cert_reqs=ssl.CERT_REQUIRED)
             if tls.insecure:
                 self.client.tls_insecure_set(True)
         self.client.on_connect = self._on_connect
@@ -119,8 +139,9 @@ class MqttPublisher(Publisher):
         if self.stop_flag.is_set():
             log.info("MQTT disconnected from %s:%d (closing)", self.host, self.port)
         elif self.connected.is_set():
-            log.warning("MQTT disconnected from %s:%d (%s); spooling until it is back", self.host, self.port,
-                        reason_code)
+            log.warning(
+                "MQTT disconnected from %s:%d (%s); spooling until it is back", self.host, self.port, reason_code
+            )
         self.connected.clear()
         self.wake.set()
 
@@ -179,8 +200,15 @@ class MqttPublisher(Publisher):
                 if refused:
                     self.rejected += 1
                     topic = next((r[1] for r in self.spool.peek(seq - 1, 1) if r[0] == seq), "?")
-                    log.error("broker refused the message on %s (%s): check that mqtt.username may publish under "
-                              "%s/%s/%s/ (the broker ACL)", topic, refused, self.prefix, self.site, self.device)
+                    log.error(
+                        "broker refused the message on %s (%s): check that mqtt.username may publish under "
+                        "%s/%s/%s/ (the broker ACL)",
+                        topic,
+                        refused,
+                        self.prefix,
+                        self.site,
+                        self.device,
+                    )
                 self.spool.ack(seq)
 
     def _send_loop(self) -> None:
@@ -231,15 +259,26 @@ class MqttPublisher(Publisher):
             try:
                 info.wait_for_publish(timeout=2.0)
             except (RuntimeError, ValueError) as exc:
-                log.warning("the final status %r was not delivered (%s): the retained status may read the old "
-                            "state until the broker publishes this device's will", final_status.get("state"), exc)
+                log.warning(
+                    "the final status %r was not delivered (%s): the retained status may read the old "
+                    "state until the broker publishes this device's will",
+                    final_status.get("state"),
+                    exc,
+                )
             else:
                 if not info.is_published():
-                    log.warning("the final status %r was not acknowledged within 2 s: the retained status may "
-                                "read the old state", final_status.get("state"))
+                    log.warning(
+                        "the final status %r was not acknowledged within 2 s: the retained status may "
+                        "read the old state",
+                        final_status.get("state"),
+                    )
         elif final_status is not None:
-            log.warning("broker %s:%d unreachable at exit: the final status %r was not sent", self.host, self.port,
-                        final_status.get("state"))
+            log.warning(
+                "broker %s:%d unreachable at exit: the final status %r was not sent",
+                self.host,
+                self.port,
+                final_status.get("state"),
+            )
         self.stop_flag.set()
         self.wake.set()
         self.client.disconnect()

@@ -8,6 +8,7 @@ heads `loc` and `conf`) goes into the converted file; the parts that depend on t
 (PriorBox) and the DetectionOutput layer (box decoding, NMS) run here, in one shared piece, so
 every backend returns exactly what cv2.dnn returns: rows [0, 1, score, x1, y1, x2, y2] in 0..1.
 """
+
 from __future__ import annotations
 
 import math
@@ -92,8 +93,15 @@ def layers_of(prototxt: Path) -> List[Layer]:
     net = parse_prototxt(Path(prototxt).read_text())
     out = []
     for L in _all(net, "layer"):
-        out.append(Layer(_one(L, "name"), _one(L, "type"), [str(b) for b in _all(L, "bottom")],
-                         [str(t) for t in _all(L, "top")], L))
+        out.append(
+            Layer(
+                _one(L, "name"),
+                _one(L, "type"),
+                [str(b) for b in _all(L, "bottom")],
+                [str(t) for t in _all(L, "top")],
+                L,
+            )
+        )
     return out
 
 
@@ -198,8 +206,9 @@ def decoding(layers: Sequence[Layer], height: int, width: int) -> Decoding:
         cy = ((ys + off) * sh).reshape(-1, 1)
         bw = np.array([s[0] for s in sizes])[None, :]
         bh = np.array([s[1] for s in sizes])[None, :]
-        b = np.stack([(cx - bw / 2) / width, (cy - bh / 2) / height, (cx + bw / 2) / width, (cy + bh / 2) / height],
-                     axis=-1).reshape(-1, 4)
+        b = np.stack(
+            [(cx - bw / 2) / width, (cy - bh / 2) / height, (cx + bw / 2) / width, (cy + bh / 2) / height], axis=-1
+        ).reshape(-1, 4)
         if _one(p, "clip", False):
             b = np.clip(b, 0.0, 1.0)
         boxes.append(b)
@@ -207,10 +216,14 @@ def decoding(layers: Sequence[Layer], height: int, width: int) -> Decoding:
     d = next((L for L in layers if L.type == "DetectionOutput"), None)
     dp = _one(d.params, "detection_output_param", {}) if d else {}
     nms = _one(dp, "nms_param", {})
-    return Decoding(np.concatenate(boxes).astype(np.float32), np.concatenate(vars_).astype(np.float32),
-                    nms_threshold=float(_one(nms, "nms_threshold", 0.45)), top_k=int(_one(nms, "top_k", 400)),
-                    keep_top_k=int(_one(dp, "keep_top_k", 200)),
-                    confidence_threshold=float(_one(dp, "confidence_threshold", 0.01)))
+    return Decoding(
+        np.concatenate(boxes).astype(np.float32),
+        np.concatenate(vars_).astype(np.float32),
+        nms_threshold=float(_one(nms, "nms_threshold", 0.45)),
+        top_k=int(_one(nms, "top_k", 400)),
+        keep_top_k=int(_one(dp, "keep_top_k", 200)),
+        confidence_threshold=float(_one(dp, "confidence_threshold", 0.01)),
+    )
 
 
 def _nms(boxes: np.ndarray, scores: np.ndarray, thr: float, top_k: int) -> List[int]:
@@ -252,7 +265,7 @@ def detection_output(loc: np.ndarray, conf: np.ndarray, dec: Decoding, min_score
     boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
     s = scores[sel]
     keep = _nms(boxes, s, dec.nms_threshold, dec.top_k)
-    keep = sorted(keep, key=lambda i: -s[i])[:dec.keep_top_k]
+    keep = sorted(keep, key=lambda i: -s[i])[: dec.keep_top_k]
     out = np.zeros((1, 1, len(keep), 7), np.float32)
     for r, i in enumerate(keep):
         out[0, 0, r] = (0, 1, s[i], boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3])
@@ -285,11 +298,24 @@ def to_onnx(layers: Sequence[Layer], blobs: Dict[str, List[np.ndarray]], opset: 
 
     def affine(src: str, top: str, scale: np.ndarray, bias: np.ndarray, name: str) -> None:
         o = out_name(top)  # y = scale * x + bias per channel, as an inference-mode BatchNormalization
-        nodes.append(("node", helper.make_node(
-            "BatchNormalization", [src, const(o + "_s", scale.astype(np.float32)), const(o + "_b", bias.astype(np.float32)),
-                                   const(o + "_m", np.zeros_like(scale, dtype=np.float32)),
-                                   const(o + "_v", np.full_like(scale, 1.0 - 1e-5, dtype=np.float32))],
-            [o], epsilon=1e-5, name=name)))
+        nodes.append(
+            (
+                "node",
+                helper.make_node(
+                    "BatchNormalization",
+                    [
+                        src,
+                        const(o + "_s", scale.astype(np.float32)),
+                        const(o + "_b", bias.astype(np.float32)),
+                        const(o + "_m", np.zeros_like(scale, dtype=np.float32)),
+                        const(o + "_v", np.full_like(scale, 1.0 - 1e-5, dtype=np.float32)),
+                    ],
+                    [o],
+                    epsilon=1e-5,
+                    name=name,
+                ),
+            )
+        )
 
     skipped = set()  # prior boxes and what is made of them: computed by decoding(), not in the graph
     for L in layers:
@@ -319,18 +345,31 @@ def to_onnx(layers: Sequence[Layer], blobs: Dict[str, List[np.ndarray]], opset: 
             inputs = [ins[0], const(o + "_w", b[0])]
             if len(b) > 1 and _one(p, "bias_term", True):
                 inputs.append(const(o + "_bias", b[1].reshape(-1)))
-            node = helper.make_node("Conv", inputs, [o], kernel_shape=[k, k], strides=[s, s], pads=[pad] * 4,
-                                    dilations=[dil, dil], group=int(_one(p, "group", 1)), name=L.name)
+            node = helper.make_node(
+                "Conv",
+                inputs,
+                [o],
+                kernel_shape=[k, k],
+                strides=[s, s],
+                pads=[pad] * 4,
+                dilations=[dil, dil],
+                group=int(_one(p, "group", 1)),
+                name=L.name,
+            )
         elif t == "ReLU":
             slope = float(_one(_one(L.params, "relu_param", {}), "negative_slope", 0.0))
-            node = (helper.make_node("LeakyRelu", ins, [o], alpha=slope, name=L.name) if slope
-                    else helper.make_node("Relu", ins, [o], name=L.name))
+            node = (
+                helper.make_node("LeakyRelu", ins, [o], alpha=slope, name=L.name)
+                if slope
+                else helper.make_node("Relu", ins, [o], name=L.name)
+            )
         elif t == "Pooling":
             p = _one(L.params, "pooling_param", {})
             k, s, pad = int(_one(p, "kernel_size", 1)), int(_one(p, "stride", 1)), int(_one(p, "pad", 0))
             op = "MaxPool" if str(_one(p, "pool", "MAX")) == "MAX" else "AveragePool"
-            node = helper.make_node(op, ins, [o], kernel_shape=[k, k], strides=[s, s], pads=[pad] * 4, ceil_mode=1,
-                                    name=L.name)
+            node = helper.make_node(
+                op, ins, [o], kernel_shape=[k, k], strides=[s, s], pads=[pad] * 4, ceil_mode=1, name=L.name
+            )
         elif t == "Eltwise":
             node = helper.make_node("Sum", ins, [o], name=L.name)
         elif t == "Normalize":
@@ -340,30 +379,45 @@ def to_onnx(layers: Sequence[Layer], blobs: Dict[str, List[np.ndarray]], opset: 
             eps = float(_one(p, "eps", 1e-10))
             sq = o + "_sq"
             nodes.append(("node", helper.make_node("Mul", [ins[0], ins[0]], [sq])))
-            nodes.append(("node", helper.make_node("ReduceSum", [sq, const(o + "_axes", np.array([1], np.int64))],
-                                                   [o + "_sum"], keepdims=1)))
-            nodes.append(("node", helper.make_node("Add", [o + "_sum", const(o + "_eps", np.array(eps, np.float32))],
-                                                   [o + "_se"])))
+            nodes.append(
+                (
+                    "node",
+                    helper.make_node(
+                        "ReduceSum", [sq, const(o + "_axes", np.array([1], np.int64))], [o + "_sum"], keepdims=1
+                    ),
+                )
+            )
+            nodes.append(
+                (
+                    "node",
+                    helper.make_node("Add", [o + "_sum", const(o + "_eps", np.array(eps, np.float32))], [o + "_se"]),
+                )
+            )
             nodes.append(("node", helper.make_node("Sqrt", [o + "_se"], [o + "_norm"])))
             nodes.append(("node", helper.make_node("Div", [ins[0], o + "_norm"], [o + "_unit"])))
-            node = helper.make_node("Mul", [o + "_unit", const(o + "_scale", b[0].reshape(1, -1, 1, 1))], [o],
-                                    name=L.name)
+            node = helper.make_node(
+                "Mul", [o + "_unit", const(o + "_scale", b[0].reshape(1, -1, 1, 1))], [o], name=L.name
+            )
         elif t == "Permute":
             order = [int(x) for x in _all(_one(L.params, "permute_param", {}), "order")]
             node = helper.make_node("Transpose", ins, [o], perm=order, name=L.name)
         elif t == "Flatten":
-            node = helper.make_node("Flatten", ins, [o], axis=int(_one(_one(L.params, "flatten_param", {}), "axis", 1)),
-                                    name=L.name)
+            node = helper.make_node(
+                "Flatten", ins, [o], axis=int(_one(_one(L.params, "flatten_param", {}), "axis", 1)), name=L.name
+            )
         elif t == "Concat":
-            node = helper.make_node("Concat", ins, [o], axis=int(_one(_one(L.params, "concat_param", {}), "axis", 1)),
-                                    name=L.name)
+            node = helper.make_node(
+                "Concat", ins, [o], axis=int(_one(_one(L.params, "concat_param", {}), "axis", 1)), name=L.name
+            )
         elif t == "Reshape":
             dims = [int(x) for x in _all(_one(_one(L.params, "reshape_param", {}), "shape", {}), "dim")]
-            node = helper.make_node("Reshape", [ins[0], const(o + "_shape", np.array(dims, np.int64))], [o],
-                                    name=L.name)
+            node = helper.make_node(
+                "Reshape", [ins[0], const(o + "_shape", np.array(dims, np.int64))], [o], name=L.name
+            )
         elif t == "Softmax":
-            node = helper.make_node("Softmax", ins, [o], axis=int(_one(_one(L.params, "softmax_param", {}), "axis", 1)),
-                                    name=L.name)
+            node = helper.make_node(
+                "Softmax", ins, [o], axis=int(_one(_one(L.params, "softmax_param", {}), "axis", 1)), name=L.name
+            )
         else:
             raise ValueError("layer %s: type %s is not supported by this converter" % (L.name, t))
         nodes.append(("node", node))
@@ -371,10 +425,15 @@ def to_onnx(layers: Sequence[Layer], blobs: Dict[str, List[np.ndarray]], opset: 
     graph_nodes.append(helper.make_node("Identity", [current["mbox_loc"]], ["loc"]))
     graph_nodes.append(helper.make_node("Identity", [current["mbox_conf_flatten"]], ["conf"]))
     graph = helper.make_graph(
-        graph_nodes, "res10_300x300_ssd",
+        graph_nodes,
+        "res10_300x300_ssd",
         [helper.make_tensor_value_info("data", TensorProto.FLOAT, ["N", 3, "H", "W"])],
-        [helper.make_tensor_value_info("loc", TensorProto.FLOAT, ["N", "P4"]),
-         helper.make_tensor_value_info("conf", TensorProto.FLOAT, ["N", "P2"])], inits)
+        [
+            helper.make_tensor_value_info("loc", TensorProto.FLOAT, ["N", "P4"]),
+            helper.make_tensor_value_info("conf", TensorProto.FLOAT, ["N", "P2"]),
+        ],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="maskwatch")
     model.ir_version = min(model.ir_version, 8)
     onnx.checker.check_model(model)

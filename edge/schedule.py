@@ -7,6 +7,7 @@ It never reads the tracker's internals: it asks `Tracker.needs_detection()` ("un
 "decided" or "idle"). Someone still waiting for a verdict keeps the detector on every frame,
 moving or not, so the gate cannot change who is counted or how.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -21,8 +22,9 @@ class MotionGate:
     frames never reach it. Forced detections every `max_idle_frames` keep tracks honest.
     """
 
-    def __init__(self, threshold: int = 25, min_area: float = 0.002, width: int = 160,
-                 max_idle_frames: int = 30) -> None:
+    def __init__(
+        self, threshold: int = 25, min_area: float = 0.002, width: int = 160, max_idle_frames: int = 30
+    ) -> None:
         self.threshold, self.min_area, self.width, self.max_idle = threshold, min_area, width, max_idle_frames
         self.prev: Optional[np.ndarray] = None
         self.idle = 0
@@ -32,8 +34,9 @@ class MotionGate:
         import cv2
 
         h, w = image_bgr.shape[:2]
-        small = cv2.resize(image_bgr, (self.width, max(1, int(h * self.width / float(w)))),
-                           interpolation=cv2.INTER_AREA)
+        small = cv2.resize(
+            image_bgr, (self.width, max(1, int(h * self.width / float(w)))), interpolation=cv2.INTER_AREA
+        )
         grey = cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), (5, 5), 0)
         prev, self.prev = self.prev, grey
         self.last_moving = True

@@ -4,6 +4,7 @@ READY=1 is sent once the first frame has gone through the whole pipeline;
 WATCHDOG=1 only while frames keep being processed, so a wedged camera or
 detector makes systemd restart the service instead of it pretending to be fine.
 """
+
 from __future__ import annotations
 
 import os

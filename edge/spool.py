@@ -12,6 +12,7 @@ many people passed), then, under `drop_oldest`, the oldest events; under
 per kind (kept across restarts, reported in stats) and logged, at most once a
 minute, with the totals.
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,8 +37,9 @@ def priority_of(topic: str) -> int:
 
 
 class Spool:
-    def __init__(self, path: Path, max_items: int = 100000, policy: str = "drop_oldest",
-                 max_bytes: int = 256 * 1024 * 1024) -> None:
+    def __init__(
+        self, path: Path, max_items: int = 100000, policy: str = "drop_oldest", max_bytes: int = 256 * 1024 * 1024
+    ) -> None:
         if policy not in ("drop_oldest", "refuse_new"):
             raise ValueError("spool policy must be drop_oldest or refuse_new")
         self.path = Path(path)
@@ -47,8 +49,10 @@ class Spool:
         self.db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")  # an acknowledged-by-us event survives power loss
-        self.db.execute("CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-                        "topic TEXT NOT NULL, payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL)")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "topic TEXT NOT NULL, payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL)"
+        )
         self.db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL)")
         cols = {r[1] for r in self.db.execute("PRAGMA table_info(outbox)")}
         if "priority" not in cols:  # a spool written by an older version: migrate in place, keep its backlog
@@ -57,8 +61,10 @@ class Spool:
             self.db.execute("UPDATE outbox SET priority=?, size=length(payload) WHERE topic LIKE '%/counts'", (COUNTS,))
             self.db.execute("UPDATE outbox SET size=length(payload) WHERE size=0")
         self.db.execute("CREATE INDEX IF NOT EXISTS outbox_prio ON outbox (priority, seq)")
-        self.dropped_by: Dict[str, int] = {"events": self._meta("dropped_events"),
-                                           "counts": self._meta("dropped_counts")}
+        self.dropped_by: Dict[str, int] = {
+            "events": self._meta("dropped_events"),
+            "counts": self._meta("dropped_counts"),
+        }
         old = self._meta("dropped")  # before per-kind counting
         if old and not any(self.dropped_by.values()):
             self.dropped_by["events"] = old
@@ -82,8 +88,9 @@ class Spool:
         return self._n + extra_n <= self.max_items and self._bytes + extra_bytes <= self.max_bytes
 
     def _drop_oldest(self, priority: int) -> bool:
-        row = self.db.execute("SELECT seq, size FROM outbox WHERE priority=? ORDER BY seq LIMIT 1",
-                              (priority,)).fetchone()
+        row = self.db.execute(
+            "SELECT seq, size FROM outbox WHERE priority=? ORDER BY seq LIMIT 1", (priority,)
+        ).fetchone()
         if row is None:
             return False
         self.db.execute("DELETE FROM outbox WHERE seq=?", (row[0],))
@@ -98,10 +105,20 @@ class Spool:
         new = {k: v - self._logged.get(k, 0) for k, v in self.dropped_by.items()}
         if not any(new.values()) or (not force and now - self._logged_at < LOG_EVERY_S):
             return
-        log.warning("spool %s full (%d messages, %.1f MB; caps %d messages, %.1f MB, policy %s): dropped %d events "
-                    "and %d counts since the last report (%d events, %d counts in all)", self.path, self._n,
-                    self._bytes / 1e6, self.max_items, self.max_bytes / 1e6, self.policy, new["events"],
-                    new["counts"], self.dropped_by["events"], self.dropped_by["counts"])
+        log.warning(
+            "spool %s full (%d messages, %.1f MB; caps %d messages, %.1f MB, policy %s): dropped %d events "
+            "and %d counts since the last report (%d events, %d counts in all)",
+            self.path,
+            self._n,
+            self._bytes / 1e6,
+            self.max_items,
+            self.max_bytes / 1e6,
+            self.policy,
+            new["events"],
+            new["counts"],
+            self.dropped_by["events"],
+            self.dropped_by["counts"],
+        )
         self._logged_at, self._logged = now, dict(self.dropped_by)
 
     def put(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int:
@@ -110,7 +127,9 @@ class Spool:
         with self.lock:
             if size > self.max_bytes:
                 self._count_refused(prio)
-                raise SpoolFull("spool %s: a %d-byte message is larger than spool.max_bytes; refused" % (self.path, size))
+                raise SpoolFull(
+                    "spool %s: a %d-byte message is larger than spool.max_bytes; refused" % (self.path, size)
+                )
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 # counts make room for events; under drop_oldest the oldest message of the same or lower rank goes
@@ -122,10 +141,14 @@ class Spool:
                     self._count_refused(prio)
                     self.db.execute("COMMIT")
                     self._report()
-                    raise SpoolFull("spool %s is full (%d messages, %.1f MB); new %s refused" % (
-                        self.path, self._n, self._bytes / 1e6, "counts" if prio == COUNTS else "event"))
-                cur = self.db.execute("INSERT INTO outbox (topic, payload, qos, retain, priority, size) "
-                                      "VALUES (?, ?, ?, ?, ?, ?)", (topic, payload, qos, int(retain), prio, size))
+                    raise SpoolFull(
+                        "spool %s is full (%d messages, %.1f MB); new %s refused"
+                        % (self.path, self._n, self._bytes / 1e6, "counts" if prio == COUNTS else "event")
+                    )
+                cur = self.db.execute(
+                    "INSERT INTO outbox (topic, payload, qos, retain, priority, size) VALUES (?, ?, ?, ?, ?, ?)",
+                    (topic, payload, qos, int(retain), prio, size),
+                )
                 self.db.execute("COMMIT")
                 self._n, self._bytes = self._n + 1, self._bytes + size
             except SpoolFull:
@@ -149,8 +172,9 @@ class Spool:
 
     def peek(self, after: int = 0, limit: int = 100) -> List[Tuple[int, str, bytes, int, bool]]:
         with self.lock:
-            rows = self.db.execute("SELECT seq, topic, payload, qos, retain FROM outbox WHERE seq > ? ORDER BY seq "
-                                   "LIMIT ?", (after, limit)).fetchall()
+            rows = self.db.execute(
+                "SELECT seq, topic, payload, qos, retain FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+            ).fetchall()
         return [(int(s), t, bytes(p), int(q), bool(r)) for s, t, p, q, r in rows]
 
     def ack(self, seq: int) -> None:

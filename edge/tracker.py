@@ -10,6 +10,7 @@ evidence is strong enough (`votes` good views whose mean is clear of the alert
 threshold by `margin`, or `max_votes` views in all) or when the track ends,
 whichever comes first; the event says which (`decided_by`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -46,12 +47,21 @@ class TrackerOptions:
 
     @classmethod
     def from_config(cls, t: TrackerConfig, min_face_px: int, **kw: Any) -> "TrackerOptions":
-        return cls(iou=t.iou, max_missed=t.max_missed, votes=t.votes, min_agreement=t.min_agreement,
-                   min_confidence=t.min_confidence, decide_on_exit=t.decide_on_exit,
-                   min_votes_on_exit=t.min_votes_on_exit, max_votes=t.max_votes, margin=t.margin,
-                   border_px=t.border_px, min_vote_px=int(t.min_vote_px if t.min_vote_px is not None
-                                                          else min_face_px),
-                   full_quality_px=t.full_quality_px, **kw)
+        return cls(
+            iou=t.iou,
+            max_missed=t.max_missed,
+            votes=t.votes,
+            min_agreement=t.min_agreement,
+            min_confidence=t.min_confidence,
+            decide_on_exit=t.decide_on_exit,
+            min_votes_on_exit=t.min_votes_on_exit,
+            max_votes=t.max_votes,
+            margin=t.margin,
+            border_px=t.border_px,
+            min_vote_px=int(t.min_vote_px if t.min_vote_px is not None else min_face_px),
+            full_quality_px=t.full_quality_px,
+            **kw,
+        )
 
 
 @dataclass
@@ -138,8 +148,9 @@ class Tracker:
         sharp = 1.0 if face.sharpness is None else float(min(1.0, max(0.25, face.sharpness)))
         return size * det * sharp
 
-    def update(self, faces: Sequence[Face], frame_index: int, now: float,
-               frame_size: Optional[Sequence[int]] = None) -> List[Decision]:
+    def update(
+        self, faces: Sequence[Face], frame_index: int, now: float, frame_size: Optional[Sequence[int]] = None
+    ) -> List[Decision]:
         """Feed the faces of one *detected* frame (classified, with probs; frame_size = (width, height)).
         Returns verdicts reached."""
         decisions: List[Decision] = []
@@ -194,8 +205,12 @@ class Tracker:
             return True
         b, e = t.box, 2 * self.opt.border_px + 2
         vx, vy = t.velocity
-        return ((b[0] <= e and vx < -0.5) or (b[2] >= fw - e and vx > 0.5)
-                or (b[1] <= e and vy < -0.5) or (b[3] >= fh - e and vy > 0.5))
+        return (
+            (b[0] <= e and vx < -0.5)
+            or (b[2] >= fw - e and vx > 0.5)
+            or (b[1] <= e and vy < -0.5)
+            or (b[3] >= fh - e and vy > 0.5)
+        )
 
     def expire(self, frame_index: int, now: float) -> List[Decision]:
         """A frame the detector skipped: tracks not seen for more than `max_missed` *frames* end now (and
@@ -203,8 +218,9 @@ class Tracker:
         empty doorway cannot keep a departed person's track alive to swallow the next visitor."""
         return self._expire(frame_index, now, set())
 
-    def _expire(self, frame_index: int, now: float, seen, frame_size: Optional[Sequence[int]] = None,
-                real_frames: bool = False) -> List[Decision]:
+    def _expire(
+        self, frame_index: int, now: float, seen, frame_size: Optional[Sequence[int]] = None, real_frames: bool = False
+    ) -> List[Decision]:
         out: List[Decision] = []
         clock = self._now(frame_index)
         for t in list(self.tracks):
@@ -267,11 +283,19 @@ class Tracker:
             if agreement < o.min_agreement or abs(alert - thr) < o.margin:
                 return None  # not clear yet: keep collecting good views
         t.decided = True
-        return Decision(track_id=t.id, label=label, confidence=round(float(mean[k]), 4),
-                        probs={l: round(float(v), 4) for l, v in zip(self.labels, mean)},
-                        box=t.best_box or t.box, frame_index=frame_index, time=now, votes=len(p),
-                        first_seen=t.first_seen, decided_by="track_end" if exiting else "evidence",
-                        alert=round(alert, 4))
+        return Decision(
+            track_id=t.id,
+            label=label,
+            confidence=round(float(mean[k]), 4),
+            probs={l: round(float(v), 4) for l, v in zip(self.labels, mean)},
+            box=t.best_box or t.box,
+            frame_index=frame_index,
+            time=now,
+            votes=len(p),
+            first_seen=t.first_seen,
+            decided_by="track_end" if exiting else "evidence",
+            alert=round(alert, 4),
+        )
 
     @property
     def active(self) -> int:

@@ -1,4 +1,5 @@
 """Small records that flow one way through the pipeline."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -55,8 +56,7 @@ class Counts:
 
 def clamp_box(box: Box, width: int, height: int) -> Box:
     x1, y1, x2, y2 = box
-    return (max(0, min(x1, width - 1)), max(0, min(y1, height - 1)),
-            max(0, min(x2, width)), max(0, min(y2, height)))
+    return (max(0, min(x1, width - 1)), max(0, min(y1, height - 1)), max(0, min(x2, width)), max(0, min(y2, height)))
 
 
 def iou(a: Box, b: Box) -> float:
@@ -90,4 +90,6 @@ def expand_box(box: Box, margin: float, width: int, height: int) -> Box:
     x1, y1, x2, y2 = box
     w, h = x2 - x1, y2 - y1
     dx, dy = w * margin, h * margin
-    return clamp_box((int(round(x1 - dx)), int(round(y1 - dy)), int(round(x2 + dx)), int(round(y2 + dy))), width, height)
+    return clamp_box(
+        (int(round(x1 - dx)), int(round(y1 - dy)), int(round(x2 + dx)), int(round(y2 + dy))), width, height
+    )

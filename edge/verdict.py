@@ -4,6 +4,7 @@ One rule, used for a single face (the classifier), for a person (the tracker's m
 their frames) and by export/ when it chooses the operating point on validation photos, so
 the threshold means the same thing everywhere.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

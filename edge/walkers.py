@@ -8,6 +8,7 @@ box in every frame. `score` matches the daemon's events to people by box and tim
 reports people counted once, duplicates, misses, verdict accuracy per class and per-person
 alert precision/recall/F1 (alert = without_mask or mask_weared_incorrect).
 """
+
 from __future__ import annotations
 
 import json
@@ -61,9 +62,19 @@ def _person_patch(image_bgr: np.ndarray, box: Box, face_px: int) -> Tuple[np.nda
     patch = cv2.resize(region, (pw, ph), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
     fb = (int((x1 - cx1) * s), int((y1 - cy1) * s), int((x2 - cx1) * s), int((y2 - cy1) * s))
     alpha = np.zeros((ph, pw), np.float32)
-    cv2.ellipse(alpha, ((fb[0] + fb[2]) // 2, (fb[1] + fb[3]) // 2),
-                (int((fb[2] - fb[0]) * 0.5 + CONTEXT * 0.8 * (fb[2] - fb[0])),
-                 int((fb[3] - fb[1]) * 0.5 + CONTEXT * 0.8 * (fb[3] - fb[1]))), 0, 0, 360, 1.0, -1)
+    cv2.ellipse(
+        alpha,
+        ((fb[0] + fb[2]) // 2, (fb[1] + fb[3]) // 2),
+        (
+            int((fb[2] - fb[0]) * 0.5 + CONTEXT * 0.8 * (fb[2] - fb[0])),
+            int((fb[3] - fb[1]) * 0.5 + CONTEXT * 0.8 * (fb[3] - fb[1])),
+        ),
+        0,
+        0,
+        360,
+        1.0,
+        -1,
+    )
     k = max(3, (min(pw, ph) // 8) | 1)
     return patch, cv2.GaussianBlur(alpha, (k, k), 0), fb
 
@@ -75,15 +86,25 @@ def _paste(frame: np.ndarray, patch: np.ndarray, alpha: np.ndarray, x: int, y: i
     if fx2 <= fx1 or fy2 <= fy1:
         return
     px1, py1 = fx1 - x, fy1 - y
-    a = alpha[py1:py1 + fy2 - fy1, px1:px1 + fx2 - fx1, None]
+    a = alpha[py1 : py1 + fy2 - fy1, px1 : px1 + fx2 - fx1, None]
     roi = frame[fy1:fy2, fx1:fx2].astype(np.float32)
-    src = patch[py1:py1 + fy2 - fy1, px1:px1 + fx2 - fx1].astype(np.float32)
+    src = patch[py1 : py1 + fy2 - fy1, px1 : px1 + fx2 - fx1].astype(np.float32)
     frame[fy1:fy2, fx1:fx2] = (a * src + (1 - a) * roi).astype(np.uint8)
 
 
-def make_clip(walkers: Sequence[Walker], out: Path, *, width: int = 640, height: int = 480, fps: float = 15.0,
-              seconds_per_crossing: float = 3.5, face_px: Tuple[int, int] = (70, 120), noise: float = 6.0,
-              pair_every: int = 3, seed: int = 0) -> Dict[str, Any]:
+def make_clip(
+    walkers: Sequence[Walker],
+    out: Path,
+    *,
+    width: int = 640,
+    height: int = 480,
+    fps: float = 15.0,
+    seconds_per_crossing: float = 3.5,
+    face_px: Tuple[int, int] = (70, 120),
+    noise: float = 6.0,
+    pair_every: int = 3,
+    seed: int = 0,
+) -> Dict[str, Any]:
     """Write `out` (.mp4, mp4v) and `out`.truth.json; return the truth.
 
     People cross one at a time, except every `pair_every`-th visit, when two cross together at
@@ -122,11 +143,22 @@ def make_clip(walkers: Sequence[Walker], out: Path, *, width: int = 640, height:
             for f in range(n + 1):
                 x = int(round(x0 + (x1 - x0) * f / float(n)))
                 boxes.append([start + f, x + fb[0], y + fb[1], x + fb[2], y + fb[3]])
-            people.append({"id": pid, "label": wk.label, "source": wk.source, "file": wk.file,
-                           "face_px": fpx, "left_to_right": left_to_right, "enter_frame": start,
-                           "exit_frame": start + n, "boxes": boxes, "_patch": (patch, alpha, x0, x1, y, n, start)})
+            people.append(
+                {
+                    "id": pid,
+                    "label": wk.label,
+                    "source": wk.source,
+                    "file": wk.file,
+                    "face_px": fpx,
+                    "left_to_right": left_to_right,
+                    "enter_frame": start,
+                    "exit_frame": start + n,
+                    "boxes": boxes,
+                    "_patch": (patch, alpha, x0, x1, y, n, start),
+                }
+            )
             pid += 1
-        t = max(p["exit_frame"] for p in people[-len(group):]) + int(fps * (0.8 + 0.6 * rng.rand()))
+        t = max(p["exit_frame"] for p in people[-len(group) :]) + int(fps * (0.8 + 0.6 * rng.rand()))
         i += len(group)
     total = t + int(fps)
     out = Path(out)
@@ -147,8 +179,15 @@ def make_clip(walkers: Sequence[Walker], out: Path, *, width: int = 640, height:
             vw.write(np.clip(noisy, 0, 255).astype(np.uint8))
     finally:
         vw.release()
-    truth = {"video": out.name, "width": width, "height": height, "fps": fps, "frames": total, "noise": noise,
-             "people": [{k: v for k, v in p.items() if k != "_patch"} for p in people]}
+    truth = {
+        "video": out.name,
+        "width": width,
+        "height": height,
+        "fps": fps,
+        "frames": total,
+        "noise": noise,
+        "people": [{k: v for k, v in p.items() if k != "_patch"} for p in people],
+    }
     Path(str(out) + ".truth.json").write_text(json.dumps(truth))
     return truth
 
@@ -161,8 +200,9 @@ def _visible(box: Sequence[int], width: int, height: int) -> float:
     return ix * iy / float(a)
 
 
-def match_events(truth: Dict[str, Any], events: Iterable[Dict[str, Any]], min_iou: float = 0.3,
-                 slack: int = 30) -> List[Tuple[Dict, Optional[int]]]:
+def match_events(
+    truth: Dict[str, Any], events: Iterable[Dict[str, Any]], min_iou: float = 0.3, slack: int = 30
+) -> List[Tuple[Dict, Optional[int]]]:
     """(event, person id or None): among the people in view at the event's frame (for a verdict reached on
     the evidence) or who left at most `slack` frames before it (a verdict reached at the track's end), the
     one whose boxes of the last few seconds best overlap the event's box."""
@@ -171,7 +211,7 @@ def match_events(truth: Dict[str, Any], events: Iterable[Dict[str, Any]], min_io
     window = int(4 * truth.get("fps", 15))
     for e in events:
         box = tuple(e["box"])
-        frame = int(e.get("frame", 10 ** 9))
+        frame = int(e.get("frame", 10**9))
         at_end = e.get("decided_by") == "track_end"
         best, best_o = None, min_iou
         for p in people:
@@ -229,15 +269,28 @@ def score(truth: Dict[str, Any], events: Sequence[Dict[str, Any]]) -> Dict[str, 
     prec = tp / float(tp + fp) if tp + fp else 0.0
     rec = tp / float(tp + fn) if tp + fn else 0.0
     return {
-        "people": len(people), "events": len(events), "counted_once": once,
-        "counted_once_rate": round(once / float(max(1, len(people))), 4), "duplicates": dup,
-        "missed": len(missed), "missed_ids": missed, "spurious_events": len(spurious),
+        "people": len(people),
+        "events": len(events),
+        "counted_once": once,
+        "counted_once_rate": round(once / float(max(1, len(people))), 4),
+        "duplicates": dup,
+        "missed": len(missed),
+        "missed_ids": missed,
+        "spurious_events": len(spurious),
         "verdict_accuracy": round(right / float(max(1, counted)), 4),
         "verdict_accuracy_all": round(right / float(max(1, len(people))), 4),
-        "per_class": {k: dict(v, accuracy=round(v["right"] / float(max(1, v["counted"])), 4))
-                      for k, v in sorted(per_class.items())},
-        "alert": {"precision": round(prec, 4), "recall": round(rec, 4),
-                  "f1": round(2 * prec * rec / (prec + rec), 4) if prec + rec else 0.0, "tp": tp, "fp": fp, "fn": fn},
+        "per_class": {
+            k: dict(v, accuracy=round(v["right"] / float(max(1, v["counted"])), 4))
+            for k, v in sorted(per_class.items())
+        },
+        "alert": {
+            "precision": round(prec, 4),
+            "recall": round(rec, 4),
+            "f1": round(2 * prec * rec / (prec + rec), 4) if prec + rec else 0.0,
+            "tp": tp,
+            "fp": fp,
+            "fn": fn,
+        },
         "decided_by": decided_by,
     }
 

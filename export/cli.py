@@ -1,4 +1,5 @@
 """edge-export: prepare crops -> train -> evaluate -> convert -> verify (workstation; needs TensorFlow)."""
+
 from __future__ import annotations
 
 import argparse
@@ -55,14 +56,19 @@ def make_split(crops: Dict[str, np.ndarray], seed: int, max_distance: int) -> Di
     crossing = sum(1 for a, b in kept_pairs if assign[remap[a]] != assign[remap[b]])
     sizes = np.bincount(np.unique(clusters, return_inverse=True)[1])
     report = {
-        "near_duplicate_pairs": len(pairs), "max_hamming": max_distance,
+        "near_duplicate_pairs": len(pairs),
+        "max_hamming": max_distance,
         "dropped_exact_copies": sorted(str(crops["files"][i]) for i in drop)[:5000],
-        "dropped_count": len(drop), "label_conflicts": conflicts,
-        "clusters": int(len(sizes)), "largest_cluster": int(sizes.max()) if len(sizes) else 0,
-        "crossing_pairs_after_split": crossing, "seed": seed,
-        "counts": {name: {lab: int(np.sum((assign == s) & (labels[keep] == i)))
-                          for i, lab in enumerate(LABELS)}
-                   for s, name in enumerate(("train", "val", "test"))},
+        "dropped_count": len(drop),
+        "label_conflicts": conflicts,
+        "clusters": int(len(sizes)),
+        "largest_cluster": int(sizes.max()) if len(sizes) else 0,
+        "crossing_pairs_after_split": crossing,
+        "seed": seed,
+        "counts": {
+            name: {lab: int(np.sum((assign == s) & (labels[keep] == i))) for i, lab in enumerate(LABELS)}
+            for s, name in enumerate(("train", "val", "test"))
+        },
     }
     return {"keep": keep, "assign": assign, "report": report}
 
@@ -73,10 +79,20 @@ def cmd_prepare(a) -> int:
 
     det = load_detector(a.detector_dir, DetectorOptions(confidence=a.det_conf))
     # the kiosk's own pass (one 300x300 blob) at a low threshold: its false detections become no_face crops
-    neg = load_detector(a.detector_dir, DetectorOptions(confidence=a.negatives_conf, mode="single")) \
-        if a.negatives_conf > 0 else None
-    crops, rep = datasets.build(Path(a.data), margin=a.margin, size=a.size, detector=det,
-                                sources=a.sources, negatives=neg, progress=_progress(not a.quiet))
+    neg = (
+        load_detector(a.detector_dir, DetectorOptions(confidence=a.negatives_conf, mode="single"))
+        if a.negatives_conf > 0
+        else None
+    )
+    crops, rep = datasets.build(
+        Path(a.data),
+        margin=a.margin,
+        size=a.size,
+        detector=det,
+        sources=a.sources,
+        negatives=neg,
+        progress=_progress(not a.quiet),
+    )
     if not crops:
         raise MaskwatchError("no face crops found under %s" % a.data, EX_NOINPUT)
     arr = datasets.stack(crops)
@@ -101,11 +117,28 @@ def cmd_train(a) -> int:
     np.savez(str(run / "split.npz"), keep=keep, assign=assign)
     (run / "split.json").write_text(json.dumps(sp["report"], indent=1))
     log.info("split: %s", json.dumps(sp["report"]["counts"]))
-    cfg = TrainConfig(arch=a.arch, alpha=a.alpha, input_size=a.input_size, epochs=a.epochs, batch=a.batch, lr=a.lr,
-                      class_weight=a.class_weight, oversample=a.oversample, weights=a.weights, seed=a.seed,
-                      head_epochs=a.head_epochs)
-    _, info = train(cfg, crops["images"][keep], crops["labels"][keep], assign, run, verbose=2 if not a.quiet else 0,
-                    sources=crops["sources"][keep])
+    cfg = TrainConfig(
+        arch=a.arch,
+        alpha=a.alpha,
+        input_size=a.input_size,
+        epochs=a.epochs,
+        batch=a.batch,
+        lr=a.lr,
+        class_weight=a.class_weight,
+        oversample=a.oversample,
+        weights=a.weights,
+        seed=a.seed,
+        head_epochs=a.head_epochs,
+    )
+    _, info = train(
+        cfg,
+        crops["images"][keep],
+        crops["labels"][keep],
+        assign,
+        run,
+        verbose=2 if not a.quiet else 0,
+        sources=crops["sources"][keep],
+    )
     print(json.dumps({"run": str(run), "val_macro_f1": info["val"]["macro_f1"], "seconds": info["train_seconds"]}))
     return 0
 
@@ -113,28 +146,45 @@ def cmd_train(a) -> int:
 def model_card(run: Path, crops_path: Path) -> Dict[str, object]:
     from export.datasets import REAL_SOURCES, SOURCE_LICENSES
 
-    rep = json.loads(crops_path.with_suffix(".report.json").read_text()) if crops_path.with_suffix(
-        ".report.json").exists() else {}
+    rep = (
+        json.loads(crops_path.with_suffix(".report.json").read_text())
+        if crops_path.with_suffix(".report.json").exists()
+        else {}
+    )
     tr = json.loads((run / "train.json").read_text())
-    sources = [{"name": n, "license": SOURCE_LICENSES.get(n, "unknown: check before shipping"),
-                "photos": "real" if n in REAL_SOURCES else "synthetic masks",
-                "crops": c} for n, c in sorted((rep.get("counts") or {}).items())]
+    sources = [
+        {
+            "name": n,
+            "license": SOURCE_LICENSES.get(n, "unknown: check before shipping"),
+            "photos": "real" if n in REAL_SOURCES else "synthetic masks",
+            "crops": c,
+        }
+        for n, c in sorted((rep.get("counts") or {}).items())
+    ]
     notes = []
     if any("NC" in s["license"] for s in sources):
-        notes.append("Trained partly on CC BY-NC-SA 4.0 data (MaskedFace-Net): the weights are for "
-                     "non-commercial use unless retrained without it.")
+        notes.append(
+            "Trained partly on CC BY-NC-SA 4.0 data (MaskedFace-Net): the weights are for "
+            "non-commercial use unless retrained without it."
+        )
     if any(s["license"].startswith("NONE") for s in sources):
-        notes.append("Trained partly on ilc2021-jolignier, whose repository states NO license: scraped web photos "
-                     "whose copyright stays with the photographers. Internal experiments only; check before you "
-                     "ship or redistribute these weights.")
+        notes.append(
+            "Trained partly on ilc2021-jolignier, whose repository states NO license: scraped web photos "
+            "whose copyright stays with the photographers. Internal experiments only; check before you "
+            "ship or redistribute these weights."
+        )
     if notes:
-        notes.append("License-clean recipe (CC0 + MIT sources only): edge-export prepare --sources andrewmvd-train "
-                     "chandrikadeb7, then train/convert as usual; its numbers are in benchmarks/model-comparison.md.")
+        notes.append(
+            "License-clean recipe (CC0 + MIT sources only): edge-export prepare --sources andrewmvd-train "
+            "chandrikadeb7, then train/convert as usual; its numbers are in benchmarks/model-comparison.md."
+        )
     return {
         "training_sources": sources,
         "license_note": " ".join(notes),
         "split": json.loads((run / "split.json").read_text()),
-        "train_config": tr["config"], "train_seconds": tr["train_seconds"], "params": tr["params"],
+        "train_config": tr["config"],
+        "train_seconds": tr["train_seconds"],
+        "params": tr["params"],
         "val_metrics": tr["val"],
     }
 
@@ -149,15 +199,33 @@ def cmd_convert(a) -> int:
     te_x, te_y, _ = split_arrays(run, crops, Split.TEST)
     rng = np.random.RandomState(0)
     rep = tr_x[rng.choice(len(tr_x), size=min(a.representative, len(tr_x)), replace=False)]
-    manifest = convert(run / "model.keras", Path(a.out), labels=LABELS, representative=rep, eval_images=te_x,
-                       eval_labels=te_y, crop_margin=float(crops.get("margin", 0.15)),
-                       model_card=model_card(run, Path(a.crops)), variants=a.variants or VARIANTS,
-                       model_id=a.model_id, force=a.force, granularity=a.int8_granularity)
+    manifest = convert(
+        run / "model.keras",
+        Path(a.out),
+        labels=LABELS,
+        representative=rep,
+        eval_images=te_x,
+        eval_labels=te_y,
+        crop_margin=float(crops.get("margin", 0.15)),
+        model_card=model_card(run, Path(a.crops)),
+        variants=a.variants or VARIANTS,
+        model_id=a.model_id,
+        force=a.force,
+        granularity=a.int8_granularity,
+    )
     op = operating_point(Path(a.out), run, crops, variant=manifest["default_variant"])
     summary = {k: v.get("parity") for k, v in manifest["variants"].items()}
-    print(json.dumps({"bundle": a.out, "parity": summary,
-                      "operating_point": {k: v for k, v in op.items() if k != "validation"},
-                      "test_real": op.get("_test_real")}, indent=1))
+    print(
+        json.dumps(
+            {
+                "bundle": a.out,
+                "parity": summary,
+                "operating_point": {k: v for k, v in op.items() if k != "validation"},
+                "test_real": op.get("_test_real"),
+            },
+            indent=1,
+        )
+    )
     return 0
 
 
@@ -175,8 +243,14 @@ def device_probs(bundle_dir: Path, images: np.ndarray, variant: Optional[str] = 
     return {False: plain, True: (plain + clf.infer(np.ascontiguousarray(x[:, :, ::-1]), max_batch=32)) / 2.0}
 
 
-def operating_point(bundle_dir: Path, run: Path, crops: Dict[str, np.ndarray], variant: Optional[str] = None,
-                    max_false_alarm: float = 0.03, max_face_loss: float = 0.01) -> Dict[str, object]:
+def operating_point(
+    bundle_dir: Path,
+    run: Path,
+    crops: Dict[str, np.ndarray],
+    variant: Optional[str] = None,
+    max_false_alarm: float = 0.03,
+    max_face_loss: float = 0.01,
+) -> Dict[str, object]:
     """Choose temperature, no_face and alert thresholds on the real val crops with the device's variant, then
     report the held-out test crops per source under it; both go into the manifest (and its model card)."""
     from edge.bundle import MANIFEST
@@ -190,16 +264,18 @@ def operating_point(bundle_dir: Path, run: Path, crops: Dict[str, np.ndarray], v
     tried = {}
     val_probs = device_probs(bundle_dir, va_x[real], variant)
     for flip in (False, True):
-        o = operating.choose(val_probs[flip], va_y[real], LABELS,
-                             max_false_alarm=max_false_alarm, max_face_loss=max_face_loss)
+        o = operating.choose(
+            val_probs[flip], va_y[real], LABELS, max_false_alarm=max_false_alarm, max_face_loss=max_face_loss
+        )
         vp = operating.predict_labels(val_probs[flip], LABELS, o)
         fr = operating.face_report(vp, va_y[real], LABELS)
         tried[flip] = (o, (fr["alert"]["f1"], fr["macro_f1"]))
     flip = tried[True][1] > tried[False][1]
     op = tried[flip][0]
     op["flip_average"] = bool(flip)
-    op["validation"]["flip_average_tried"] = {str(k).lower(): {"alert_f1": v[1][0], "macro_f1": v[1][1]}
-                                              for k, v in tried.items()}
+    op["validation"]["flip_average_tried"] = {
+        str(k).lower(): {"alert_f1": v[1][0], "macro_f1": v[1][1]} for k, v in tried.items()
+    }
     op["variant"] = variant
     pred = operating.predict_labels(device_probs(bundle_dir, te_x, variant)[flip], LABELS, op)
     test = operating.by_source(pred, te_y, crops["sources"][te_i], LABELS, REAL_SOURCES)
@@ -207,11 +283,13 @@ def operating_point(bundle_dir: Path, run: Path, crops: Dict[str, np.ndarray], v
     manifest = json.loads(mpath.read_text())
     manifest["operating_point"] = op
     manifest.setdefault("metrics", {})["test_by_source"] = dict(
-        test, note="held-out test crops, %s under the operating point; real sources decide" % variant)
+        test, note="held-out test crops, %s under the operating point; real sources decide" % variant
+    )
     if "model_card" in manifest:
-        manifest["model_card"]["test_by_source"] = {k: {m: v[m] for m in ("macro_f1", "per_class", "with_mask_flagged",
-                                                                          "alert", "faces")}
-                                                    for k, v in test.items()}
+        manifest["model_card"]["test_by_source"] = {
+            k: {m: v[m] for m in ("macro_f1", "per_class", "with_mask_flagged", "alert", "faces")}
+            for k, v in test.items()
+        }
     mpath.write_text(json.dumps(manifest, indent=1))
     return dict(op, _test_real=test.get("real (all)"))
 
@@ -234,10 +312,18 @@ def cmd_verify(a) -> int:
 def cmd_evaluate(a) -> int:
     from export import evaluate
 
-    return evaluate.main(run=Path(a.run), crops_path=Path(a.crops), split=a.scene_split, bundle=a.bundle,
-                         variant=a.variant, out=Path(a.out) if a.out else None, scenes=a.scenes or [],
-                         kiosk_min_face=a.kiosk_min_face, kiosk_settings=a.kiosk_settings,
-                         detector_settings=a.detector_settings)
+    return evaluate.main(
+        run=Path(a.run),
+        crops_path=Path(a.crops),
+        split=a.scene_split,
+        bundle=a.bundle,
+        variant=a.variant,
+        out=Path(a.out) if a.out else None,
+        scenes=a.scenes or [],
+        kiosk_min_face=a.kiosk_min_face,
+        kiosk_settings=a.kiosk_settings,
+        detector_settings=a.detector_settings,
+    )
 
 
 def _sizes(values) -> List[tuple]:
@@ -264,9 +350,16 @@ def cmd_detector(a) -> int:
     from export.detector import export
 
     proto, weights = detector_paths(Path(a.model_dir) if a.model_dir else None)
-    made = export(find_dir(weights, Path(a.out) if a.out else None), proto, weights, sizes=_sizes(a.sizes),
-                  int8=not a.no_int8, calib_scenes=[Path(s) for s in a.calib_scenes], calib_count=a.calib_count,
-                  calib_only=_train_groups(a.run, a.crops))
+    made = export(
+        find_dir(weights, Path(a.out) if a.out else None),
+        proto,
+        weights,
+        sizes=_sizes(a.sizes),
+        int8=not a.no_int8,
+        calib_scenes=[Path(s) for s in a.calib_scenes],
+        calib_count=a.calib_count,
+        calib_only=_train_groups(a.run, a.crops),
+    )
     print(json.dumps({k: str(v) for k, v in made.items()}, indent=1))
     return 0
 
@@ -278,12 +371,14 @@ def cmd_detector_parity(a) -> int:
     crops = load_crops(Path(a.crops))
     idx = split_index(Path(a.run), a.split)
     res: Dict[str, object] = {}
-    variants = [("onnxruntime", {"backend": "onnxruntime"}), ("litert_fp32", {"backend": "litert", "precision": "fp32"}),
-                ("litert_int8", {"backend": "litert", "precision": "int8"})]
+    variants = [
+        ("onnxruntime", {"backend": "onnxruntime"}),
+        ("litert_fp32", {"backend": "litert", "precision": "fp32"}),
+        ("litert_int8", {"backend": "litert", "precision": "int8"}),
+    ]
     for sd in a.scenes:
-        ids = scene_ids_of(crops, idx, Path(sd))[:a.max_scenes]
-        res[Path(sd).name] = parity(Path(sd), ids, variants, confidence=a.confidence, mode=a.mode,
-                                    min_face=a.min_face)
+        ids = scene_ids_of(crops, idx, Path(sd))[: a.max_scenes]
+        res[Path(sd).name] = parity(Path(sd), ids, variants, confidence=a.confidence, mode=a.mode, min_face=a.min_face)
     res["split"] = a.split
     text = json.dumps(res, indent=1)
     if a.out:
@@ -301,11 +396,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", default="../shared/data")
     s.add_argument("--out", default=str(DEFAULT_WORK / "crops96.npz"))
     s.add_argument("--margin", type=float, default=0.15, help="grow each face box by this fraction per side")
-    s.add_argument("--size", type=int, default=96,
-                   help="crop size = the model's input size (crops are cut once, by edge.crop, as on the device)")
+    s.add_argument(
+        "--size",
+        type=int,
+        default=96,
+        help="crop size = the model's input size (crops are cut once, by edge.crop, as on the device)",
+    )
     s.add_argument("--det-conf", type=float, default=0.5)
-    s.add_argument("--negatives-conf", type=float, default=0.1,
-                   help="res10 threshold for mining no_face crops in VOC scenes (0: none)")
+    s.add_argument(
+        "--negatives-conf",
+        type=float,
+        default=0.1,
+        help="res10 threshold for mining no_face crops in VOC scenes (0: none)",
+    )
     s.add_argument("--detector-dir", default=None)
     s.add_argument("--sources", nargs="*", help="only these dataset folders")
     s.set_defaults(fn=cmd_prepare)
@@ -321,8 +424,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch", type=int, default=64)
     s.add_argument("--lr", type=float, default=2e-3)
     s.add_argument("--class-weight", choices=("none", "balanced", "sqrt"), default="sqrt")
-    s.add_argument("--oversample", choices=("none", "class", "class-source"), default="none",
-                   help="resample the training set by class, or by class within each source")
+    s.add_argument(
+        "--oversample",
+        choices=("none", "class", "class-source"),
+        default="none",
+        help="resample the training set by class, or by class within each source",
+    )
     s.add_argument("--weights", default=None, help="MobileNetV2 no-top .h5 file, or 'imagenet' where reachable")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--max-hamming", type=int, default=6, help="phash distance that makes two crops near-copies")
@@ -336,8 +443,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--representative", type=int, default=300, help="training crops used to calibrate int8")
     s.add_argument("--variants", nargs="*", default=None)
     s.add_argument("--force", action="store_true", help="replace an existing bundle directory")
-    s.add_argument("--int8-granularity", choices=("per-tensor", "per-channel"), default="per-tensor",
-                   help="int8 weight scales (per-tensor: smaller file; check the parity the manifest records)")
+    s.add_argument(
+        "--int8-granularity",
+        choices=("per-tensor", "per-channel"),
+        default="per-tensor",
+        help="int8 weight scales (per-tensor: smaller file; check the parity the manifest records)",
+    )
     s.set_defaults(fn=cmd_convert)
 
     s = sub.add_parser("verify", help="re-check a bundle's hashes (and parity, given --run and --crops)")
@@ -353,14 +464,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--variant", default="tflite_int8")
     s.add_argument("--out", default=None, help="report directory (default RUN/report)")
     s.add_argument("--scenes", nargs="*", default=None, help="VOC folders for the scene-level evaluation")
-    s.add_argument("--kiosk-min-face", type=int, default=40,
-                   help="also evaluate scenes at kiosk range: faces at least this wide (0: skip)")
-    s.add_argument("--kiosk-settings", nargs="*", default=None,
-                   help="kiosk-range detector settings to compare (default: all in export/evaluate.py)")
-    s.add_argument("--split", "--scene-split", dest="scene_split", default="test", choices=("val", "test"),
-                   help="held-out crops and scenes to use: choose settings on val, report them on test once")
-    s.add_argument("--detector-settings", nargs="*", default=None,
-                   help="scene-level detector settings to compare (default: all in export/evaluate.py)")
+    s.add_argument(
+        "--kiosk-min-face",
+        type=int,
+        default=40,
+        help="also evaluate scenes at kiosk range: faces at least this wide (0: skip)",
+    )
+    s.add_argument(
+        "--kiosk-settings",
+        nargs="*",
+        default=None,
+        help="kiosk-range detector settings to compare (default: all in export/evaluate.py)",
+    )
+    s.add_argument(
+        "--split",
+        "--scene-split",
+        dest="scene_split",
+        default="test",
+        choices=("val", "test"),
+        help="held-out crops and scenes to use: choose settings on val, report them on test once",
+    )
+    s.add_argument(
+        "--detector-settings",
+        nargs="*",
+        default=None,
+        help="scene-level detector settings to compare (default: all in export/evaluate.py)",
+    )
     s.set_defaults(fn=cmd_evaluate)
 
     s = sub.add_parser("detector", help="res10 (Caffe) -> ONNX + TFLite fp32/int8/Edge-TPU-ready, with a manifest")
@@ -368,8 +497,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=None, help="converted files folder (default <asset dir>/res10-converted)")
     s.add_argument("--sizes", nargs="+", default=["300x300"], help="TFLite input sizes WxH (shapes are static)")
     s.add_argument("--no-int8", action="store_true")
-    s.add_argument("--calib-scenes", nargs="*", default=["../shared/data/andrewmvd-train",
-                                                          "../shared/data/ilc2021-jolignier"])
+    s.add_argument(
+        "--calib-scenes", nargs="*", default=["../shared/data/andrewmvd-train", "../shared/data/ilc2021-jolignier"]
+    )
     s.add_argument("--calib-count", type=int, default=200)
     s.add_argument("--run", default=None, help="with --crops: calibrate only on this run's training scenes")
     s.add_argument("--crops", default=None)
@@ -378,7 +508,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("detector-parity", help="each converted detector against cv2.dnn on held-out scenes")
     s.add_argument("--run", required=True)
     s.add_argument("--crops", default=str(DEFAULT_WORK / "crops96.npz"))
-    s.add_argument("--scenes", nargs="+", default=["../shared/data/andrewmvd-train", "../shared/data/ilc2021-jolignier"])
+    s.add_argument(
+        "--scenes", nargs="+", default=["../shared/data/andrewmvd-train", "../shared/data/ilc2021-jolignier"]
+    )
     s.add_argument("--split", choices=("val", "test"), default="test")
     s.add_argument("--mode", default="single")
     s.add_argument("--confidence", type=float, default=0.5)
@@ -391,8 +523,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         return int(args.fn(args) or 0)
     except MaskwatchError as exc:
@@ -402,8 +535,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("edge-export: error: %s" % exc, file=sys.stderr)
         return 1
     except ImportError as exc:  # a device, or a venv without the export extra
-        print("edge-export: error: %s is not installed here (%s): edge-export runs on the workstation; install it "
-              "with pip install 'maskwatch[export]'" % (exc.name or "a workstation dependency", exc), file=sys.stderr)
+        print(
+            "edge-export: error: %s is not installed here (%s): edge-export runs on the workstation; install it "
+            "with pip install 'maskwatch[export]'" % (exc.name or "a workstation dependency", exc),
+            file=sys.stderr,
+        )
         return EX_UNAVAILABLE
     except KeyboardInterrupt:
         return 130

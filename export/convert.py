@@ -6,6 +6,7 @@ onto the input), an Edge-TPU-ready int8 (integer ops only, batch 1; compiled whe
 crops through the same edge/ backend the device uses, and its agreement with the
 Keras fp32 model is written into the manifest.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -53,8 +54,15 @@ def _converter(model, batch1: bool):
     return tf.lite.TFLiteConverter.from_keras_model(model)
 
 
-def tflite_bytes(model, precision: str, representative: Optional[np.ndarray] = None, *, io_dtype: str = "uint8",
-                 batch1: bool = False, granularity: str = "per-tensor") -> bytes:
+def tflite_bytes(
+    model,
+    precision: str,
+    representative: Optional[np.ndarray] = None,
+    *,
+    io_dtype: str = "uint8",
+    batch1: bool = False,
+    granularity: str = "per-tensor",
+) -> bytes:
     """One TFLite variant. int8 `granularity`: per-channel scales cost 12 bytes per output channel (scale +
     int64 zero point); in a thin MobileNetV2 (alpha 0.35: 14k channels, 0.4M weights) that is a quarter
     of the file, so per-tensor is the default when its parity on held-out crops is as good (the manifest
@@ -72,7 +80,7 @@ def tflite_bytes(model, precision: str, representative: Optional[np.ndarray] = N
 
         def gen():
             for i in range(len(rep)):
-                yield [rep[i:i + 1]]
+                yield [rep[i : i + 1]]
 
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = gen
@@ -149,15 +157,29 @@ def edgetpu_compile(src: Path, out_dir: Path) -> Dict[str, Any]:
     """Run `edgetpu_compiler` when present; its log says how many ops map to the TPU."""
     exe = shutil.which("edgetpu_compiler")
     if not exe:
-        return {"compiled": False, "reason": "edgetpu_compiler not on PATH on the converting machine (it is "
-                "x86-64 Linux only, from Coral's apt repo); run `edgetpu_compiler %s` where it is" % src.name}
+        return {
+            "compiled": False,
+            "reason": "edgetpu_compiler not on PATH on the converting machine (it is "
+            "x86-64 Linux only, from Coral's apt repo); run `edgetpu_compiler %s` where it is" % src.name,
+        }
     proc = subprocess.run([exe, "-s", "-o", str(out_dir), str(src)], capture_output=True, text=True)
-    return {"compiled": proc.returncode == 0, "log": proc.stdout[-4000:], "returncode": proc.returncode,
-            "file": src.stem + "_edgetpu.tflite" if proc.returncode == 0 else None}
+    return {
+        "compiled": proc.returncode == 0,
+        "log": proc.stdout[-4000:],
+        "returncode": proc.returncode,
+        "file": src.stem + "_edgetpu.tflite" if proc.returncode == 0 else None,
+    }
 
 
-def parity(bundle_dir: Path, keys: Sequence[str], images: np.ndarray, labels: np.ndarray, ref_probs: np.ndarray,
-           label_names: Sequence[str], threads: int = 2) -> Dict[str, Dict[str, Any]]:
+def parity(
+    bundle_dir: Path,
+    keys: Sequence[str],
+    images: np.ndarray,
+    labels: np.ndarray,
+    ref_probs: np.ndarray,
+    label_names: Sequence[str],
+    threads: int = 2,
+) -> Dict[str, Dict[str, Any]]:
     """Run each variant through the device's backend on held-out crops; compare with the Keras fp32 model."""
     from edge.backends import BackendUnavailable
     from edge.classifier import MaskClassifier
@@ -186,11 +208,22 @@ def parity(bundle_dir: Path, keys: Sequence[str], images: np.ndarray, labels: np
     return out
 
 
-def convert(model_path: Path, out_dir: Path, *, labels: Sequence[str], representative: np.ndarray,
-            eval_images: np.ndarray, eval_labels: np.ndarray, crop_margin: float,
-            model_card: Optional[Dict[str, Any]] = None, variants: Sequence[str] = VARIANTS,
-            model_id: Optional[str] = None, force: bool = False, opset: int = 13,
-            granularity: str = "per-tensor") -> Dict[str, Any]:
+def convert(
+    model_path: Path,
+    out_dir: Path,
+    *,
+    labels: Sequence[str],
+    representative: np.ndarray,
+    eval_images: np.ndarray,
+    eval_labels: np.ndarray,
+    crop_margin: float,
+    model_card: Optional[Dict[str, Any]] = None,
+    variants: Sequence[str] = VARIANTS,
+    model_id: Optional[str] = None,
+    force: bool = False,
+    opset: int = 13,
+    granularity: str = "per-tensor",
+) -> Dict[str, Any]:
     """Write a bundle directory: every variant, parity against Keras fp32, manifest with sha256 per file."""
     import keras
 
@@ -199,8 +232,9 @@ def convert(model_path: Path, out_dir: Path, *, labels: Sequence[str], represent
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         if not force:
-            raise FileExistsError("%s already holds a bundle; pass --force to replace it or choose a new --out"
-                                  % out_dir)
+            raise FileExistsError(
+                "%s already holds a bundle; pass --force to replace it or choose a new --out" % out_dir
+            )
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
     model = keras.models.load_model(str(model_path), compile=False)  # no optimizer state in the bundle
@@ -215,20 +249,32 @@ def convert(model_path: Path, out_dir: Path, *, labels: Sequence[str], represent
         if key == "onnx":
             path.write_bytes(onnx_bytes(model, opset))
             manifest_variants[key] = {
-                "file": fname, "runtime": "onnxruntime", "precision": "fp32", "opset": opset,
+                "file": fname,
+                "runtime": "onnxruntime",
+                "precision": "fp32",
+                "opset": opset,
                 "input": {"dtype": "float32", "shape": [-1, size, size, 3]},
-                "output": {"dtype": "float32", "shape": [-1, len(labels)]}}
+                "output": {"dtype": "float32", "shape": [-1, len(labels)]},
+            }
             continue
         precision = key.split("_")[1] if key != "tflite_edgetpu" else "int8"
-        data = tflite_bytes(model, precision, rep if precision == "int8" else None, batch1=(key == "tflite_edgetpu"),
-                            granularity=granularity)
+        data = tflite_bytes(
+            model,
+            precision,
+            rep if precision == "int8" else None,
+            batch1=(key == "tflite_edgetpu"),
+            granularity=granularity,
+        )
         path.write_bytes(data)
         io = tflite_io(path)
         manifest_variants[key] = {"file": fname, "runtime": "litert", "precision": precision, **io}
         if precision == "int8":
             manifest_variants[key]["quantization"] = {
-                "scheme": "full-integer post-training", "granularity": granularity,
-                "representative_crops": int(len(rep)), "io": "uint8 pixels in, uint8 probabilities out"}
+                "scheme": "full-integer post-training",
+                "granularity": granularity,
+                "representative_crops": int(len(rep)),
+                "io": "uint8 pixels in, uint8 probabilities out",
+            }
         if key == "tflite_edgetpu":
             comp = edgetpu_compile(path, out_dir)
             manifest_variants[key]["edgetpu_compiler"] = comp
@@ -236,27 +282,38 @@ def convert(model_path: Path, out_dir: Path, *, labels: Sequence[str], represent
                 manifest_variants["edgetpu"] = dict(manifest_variants[key], file=comp["file"], runtime="edgetpu")
     # the Keras model itself: the reference for parity, the "seed-style" row of edge-bench, and re-export
     model.save(str(out_dir / "model_fp32.keras"))
-    manifest_variants["keras_fp32"] = {"file": "model_fp32.keras", "runtime": "keras", "precision": "fp32",
-                                       "input": {"dtype": "float32", "shape": [-1, size, size, 3]},
-                                       "output": {"dtype": "float32", "shape": [-1, len(labels)]},
-                                       "note": "workstation only (needs TensorFlow); not used on devices"}
+    manifest_variants["keras_fp32"] = {
+        "file": "model_fp32.keras",
+        "runtime": "keras",
+        "precision": "fp32",
+        "input": {"dtype": "float32", "shape": [-1, size, size, 3]},
+        "output": {"dtype": "float32", "shape": [-1, len(labels)]},
+        "note": "workstation only (needs TensorFlow); not used on devices",
+    }
     files = {p.name: {"sha256": sha256_file(p), "size": p.stat().st_size} for p in sorted(out_dir.iterdir())}
     manifest: Dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "model_id": model_id or "%s-%s" % (model.name, _dt.datetime.utcnow().strftime("%Y%m%d%H%M")),
         "created": _dt.datetime.utcnow().replace(microsecond=0).isoformat() + "Z",
         "labels": list(labels),
-        "input": {"size": [size, size], "layout": "NHWC", "color": "RGB", "range": [0, 255],
-                  "crop_margin": crop_margin, "resize": "area when shrinking, bilinear when growing",
-                  "note": "rescaling to [-1, 1] happens inside the model; feed raw RGB pixels"},
+        "input": {
+            "size": [size, size],
+            "layout": "NHWC",
+            "color": "RGB",
+            "range": [0, 255],
+            "crop_margin": crop_margin,
+            "resize": "area when shrinking, bilinear when growing",
+            "note": "rescaling to [-1, 1] happens inside the model; feed raw RGB pixels",
+        },
         "default_variant": "tflite_int8" if "tflite_int8" in manifest_variants else next(iter(manifest_variants)),
         "variants": manifest_variants,
         "files": files,
     }
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1))
     ref = predict(model, ev, size)
-    par = parity(out_dir, [k for k, v in manifest_variants.items() if v["runtime"] != "keras"], ev, eval_labels,
-                 ref, labels)
+    par = parity(
+        out_dir, [k for k, v in manifest_variants.items() if v["runtime"] != "keras"], ev, eval_labels, ref, labels
+    )
     ref_rep = metrics.report(eval_labels, ref.argmax(1), labels)
     manifest["metrics"] = {"keras_fp32": ref_rep, "held_out": "test split (no near-duplicates of training data)"}
     for key, p in par.items():
@@ -267,8 +324,12 @@ def convert(model_path: Path, out_dir: Path, *, labels: Sequence[str], represent
     return manifest
 
 
-def verify(bundle_dir: Path, eval_images: Optional[np.ndarray] = None, eval_labels: Optional[np.ndarray] = None,
-           tolerance: float = 0.01) -> List[str]:
+def verify(
+    bundle_dir: Path,
+    eval_images: Optional[np.ndarray] = None,
+    eval_labels: Optional[np.ndarray] = None,
+    tolerance: float = 0.01,
+) -> List[str]:
     """Re-check every hash; with held-out crops, re-run parity and compare with the manifest's figures."""
     from edge.bundle import verify_files
 

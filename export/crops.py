@@ -3,6 +3,7 @@
 `load` reads the .npz; `Split` names the three sides of the split; `split_index` / `split_arrays` pick one side
 by its name, never by a magic number.
 """
+
 from __future__ import annotations
 
 import enum
@@ -48,8 +49,9 @@ def split_index(run: Union[str, Path], split: Union[str, Split]) -> np.ndarray:
     return s["keep"][s["assign"] == int(Split.of(split))]
 
 
-def split_arrays(run: Union[str, Path], crops: Dict[str, np.ndarray],
-                 split: Union[str, Split]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def split_arrays(
+    run: Union[str, Path], crops: Dict[str, np.ndarray], split: Union[str, Split]
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(images, labels, indices) of one split."""
     idx = split_index(run, split)
     return crops["images"][idx], crops["labels"][idx], idx

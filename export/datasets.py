@@ -5,6 +5,7 @@ the same margin the device uses around a detector box), its label, and a
 *group* naming where it came from (the scene for VOC, the file otherwise) so
 the splitter can keep all crops of one scene, and near-copies, on one side.
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,13 +27,25 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 
 # Folder and VOC names seen in public face-mask sets, mapped to the project's three classes.
 LABEL_ALIASES = {
-    "with_mask": "with_mask", "withmask": "with_mask", "mask": "with_mask", "masked": "with_mask",
-    "con_mascarilla": "with_mask", "correctly_masked": "with_mask", "cmfd": "with_mask",
-    "without_mask": "without_mask", "withoutmask": "without_mask", "no_mask": "without_mask",
-    "nomask": "without_mask", "unmasked": "without_mask", "sin_mascarilla": "without_mask",
-    "mask_weared_incorrect": "mask_weared_incorrect", "mask_worn_incorrectly": "mask_weared_incorrect",
-    "incorrect_mask": "mask_weared_incorrect", "incorrectly_masked": "mask_weared_incorrect",
-    "mascarilla_mal_puesta": "mask_weared_incorrect", "imfd": "mask_weared_incorrect",
+    "with_mask": "with_mask",
+    "withmask": "with_mask",
+    "mask": "with_mask",
+    "masked": "with_mask",
+    "con_mascarilla": "with_mask",
+    "correctly_masked": "with_mask",
+    "cmfd": "with_mask",
+    "without_mask": "without_mask",
+    "withoutmask": "without_mask",
+    "no_mask": "without_mask",
+    "nomask": "without_mask",
+    "unmasked": "without_mask",
+    "sin_mascarilla": "without_mask",
+    "mask_weared_incorrect": "mask_weared_incorrect",
+    "mask_worn_incorrectly": "mask_weared_incorrect",
+    "incorrect_mask": "mask_weared_incorrect",
+    "incorrectly_masked": "mask_weared_incorrect",
+    "mascarilla_mal_puesta": "mask_weared_incorrect",
+    "imfd": "mask_weared_incorrect",
     "with_incorrect_mask": "mask_weared_incorrect",
 }
 
@@ -70,8 +83,7 @@ class Report:
         c[crop.label] = c.get(crop.label, 0) + 1
 
     def as_dict(self) -> Dict:
-        return {"read": self.read, "skipped": [{"file": f, "why": w} for f, w in self.skipped],
-                "counts": self.counts}
+        return {"read": self.read, "skipped": [{"file": f, "why": w} for f, w in self.skipped], "counts": self.counts}
 
 
 def crop_face(image_bgr: np.ndarray, box: Tuple[int, int, int, int], margin: float, size: int) -> np.ndarray:
@@ -102,8 +114,14 @@ def parse_voc(xml_path: Path) -> Tuple[str, List[Tuple[str, Tuple[int, int, int,
     return fname, objs
 
 
-def false_detections(faces, gt_boxes: Sequence[Tuple[int, int, int, int]], *, min_px: int = 12,
-                     max_iou: float = 0.1, max_cover: float = 0.3) -> List[Tuple[Tuple[int, int, int, int], float]]:
+def false_detections(
+    faces,
+    gt_boxes: Sequence[Tuple[int, int, int, int]],
+    *,
+    min_px: int = 12,
+    max_iou: float = 0.1,
+    max_cover: float = 0.3,
+) -> List[Tuple[Tuple[int, int, int, int], float]]:
     """Detector boxes that are no annotated face: IoU < max_iou with every box and not mostly inside one
     (a box covering a part of a face is not a 'no face' example)."""
     from edge.types import iou
@@ -126,10 +144,21 @@ def false_detections(faces, gt_boxes: Sequence[Tuple[int, int, int, int]], *, mi
     return out
 
 
-def read_voc(root: Path, *, margin: float, size: int, source: str, report: Report,
-             min_face_px: int = 8, images_dir: str = "images", ann_dir: str = "annotations",
-             negatives=None, neg_max_score: float = 1.01, neg_per_scene: int = 4,
-             progress: Callable[[Iterable], Iterable] = lambda x: x) -> List[Crop]:
+def read_voc(
+    root: Path,
+    *,
+    margin: float,
+    size: int,
+    source: str,
+    report: Report,
+    min_face_px: int = 8,
+    images_dir: str = "images",
+    ann_dir: str = "annotations",
+    negatives=None,
+    neg_max_score: float = 1.01,
+    neg_per_scene: int = 4,
+    progress: Callable[[Iterable], Iterable] = lambda x: x,
+) -> List[Crop]:
     """Face crops from a VOC folder (`annotations/*.xml` + `images/`), grouped by scene.
 
     With `negatives` (a low-confidence detector), also `no_face` crops: its detections that match no
@@ -162,24 +191,46 @@ def read_voc(root: Path, *, margin: float, size: int, source: str, report: Repor
             x1, y1, x2, y2 = max(0, box[0]), max(0, box[1]), min(w, box[2]), min(h, box[3])
             if min(x2 - x1, y2 - y1) < min_face_px:
                 continue
-            c = Crop(crop_face(img, (x1, y1, x2, y2), margin, size), label, "%s:%s" % (source, xml_path.stem),
-                     source, str(img_path), (x1, y1, x2, y2), "voc")
+            c = Crop(
+                crop_face(img, (x1, y1, x2, y2), margin, size),
+                label,
+                "%s:%s" % (source, xml_path.stem),
+                source,
+                str(img_path),
+                (x1, y1, x2, y2),
+                "voc",
+            )
             report.add(c)
             crops.append(c)
         if negatives is not None:
             gt = [b for _, b in objs]
             found = [fb for fb in false_detections(negatives.detect(img), gt) if fb[1] < neg_max_score]
             for box, _score in found[:neg_per_scene]:
-                c = Crop(crop_face(img, box, margin, size), NO_FACE, "%s:%s" % (source, xml_path.stem),
-                         source, str(img_path), box, "negative")
+                c = Crop(
+                    crop_face(img, box, margin, size),
+                    NO_FACE,
+                    "%s:%s" % (source, xml_path.stem),
+                    source,
+                    str(img_path),
+                    box,
+                    "negative",
+                )
                 report.add(c)
                 crops.append(c)
     return crops
 
 
-def read_folders(root: Path, *, margin: float, size: int, source: str, report: Report,
-                 detector=None, det_conf: float = 0.5,
-                 progress: Callable[[Iterable], Iterable] = lambda x: x) -> List[Crop]:
+def read_folders(
+    root: Path,
+    *,
+    margin: float,
+    size: int,
+    source: str,
+    report: Report,
+    detector=None,
+    det_conf: float = 0.5,
+    progress: Callable[[Iterable], Iterable] = lambda x: x,
+) -> List[Crop]:
     """Crops from `root/<class folder>/*`; the face is cut where the detector finds one.
 
     Many "face" sets hold whole photos (a person standing, a mannequin); cropping the
@@ -237,9 +288,11 @@ SOURCE_LICENSES = {
     "andrewmvd-train": "CC0-1.0 (Kaggle 'Face Mask Detection' by andrewmvd; no license file in the mirror repo)",
     "chandrikadeb7": "MIT (chandrikadeb7/Face-Mask-Detection); images gathered from Bing, Kaggle, RMFD",
     "maskedfacenet-maskon": "CC BY-NC-SA 4.0 (MaskedFace-Net on FFHQ faces): NON-COMMERCIAL, share-alike",
-    "ilc2021-jolignier": ("NONE STATED (jolignier/face-mask-dataset-ilc-2021 has no LICENSE and its README no terms; "
-                          "scraped news/stock web photos whose copyright stays with the photographers): internal "
-                          "experiments only, check before you ship or redistribute"),
+    "ilc2021-jolignier": (
+        "NONE STATED (jolignier/face-mask-dataset-ilc-2021 has no LICENSE and its README no terms; "
+        "scraped news/stock web photos whose copyright stays with the photographers): internal "
+        "experiments only, check before you ship or redistribute"
+    ),
 }
 # Sources whose photos are real (not synthetic overlays): these decide model choices.
 REAL_SOURCES = ("andrewmvd-train", "ilc2021-jolignier", "chandrikadeb7")
@@ -259,8 +312,16 @@ def discover(data_root: Path) -> List[Tuple[str, str, Path]]:
     return found
 
 
-def build(data_root: Path, *, margin: float, size: int, detector=None, sources: Optional[Sequence[str]] = None,
-          negatives=None, progress: Callable[[Iterable], Iterable] = lambda x: x) -> Tuple[List[Crop], Report]:
+def build(
+    data_root: Path,
+    *,
+    margin: float,
+    size: int,
+    detector=None,
+    sources: Optional[Sequence[str]] = None,
+    negatives=None,
+    progress: Callable[[Iterable], Iterable] = lambda x: x,
+) -> Tuple[List[Crop], Report]:
     report = Report()
     crops: List[Crop] = []
     for kind, name, path in discover(data_root):
@@ -268,9 +329,18 @@ def build(data_root: Path, *, margin: float, size: int, detector=None, sources: 
             continue
         log.info("reading %s (%s)", path, kind)
         if kind == "voc":
-            crops += read_voc(path, margin=margin, size=size, source=name, report=report, progress=progress,
-                              negatives=negatives, neg_max_score=NEG_MAX_SCORE.get(name, 1.01))
+            crops += read_voc(
+                path,
+                margin=margin,
+                size=size,
+                source=name,
+                report=report,
+                progress=progress,
+                negatives=negatives,
+                neg_max_score=NEG_MAX_SCORE.get(name, 1.01),
+            )
         else:
-            crops += read_folders(path, margin=margin, size=size, source=name, report=report,
-                                  detector=detector, progress=progress)
+            crops += read_folders(
+                path, margin=margin, size=size, source=name, report=report, detector=detector, progress=progress
+            )
     return crops, report

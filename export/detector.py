@@ -6,6 +6,7 @@ caffemodel, then converted with TFLiteConverter. int8 is calibrated on blobs of 
 *training* scenes. Every file goes into the detector manifest with its sha256 and the source's; none
 is committed (they derive from third-party weights). Priors and DetectionOutput stay in edge.res10.
 """
+
 from __future__ import annotations
 
 import logging
@@ -67,8 +68,9 @@ def keras_model(layers: Sequence[res10.Layer], blobs: Dict[str, List[np.ndarray]
             k, s, pad, dil = res10._conv_geom(cp)
             z = kl.ZeroPadding2D(pad, name=L.name + "_pad")(x[0]) if pad else x[0]
             has_bias = len(b) > 1
-            conv = kl.Conv2D(b[0].shape[0], k, strides=s, dilation_rate=dil, padding="valid", use_bias=has_bias,
-                             name=L.name)
+            conv = kl.Conv2D(
+                b[0].shape[0], k, strides=s, dilation_rate=dil, padding="valid", use_bias=has_bias, name=L.name
+            )
             y = conv(z)
             w = [b[0].transpose(2, 3, 1, 0)] + ([b[1].reshape(-1)] if has_bias else [])
             conv.set_weights(w)
@@ -80,8 +82,11 @@ def keras_model(layers: Sequence[res10.Layer], blobs: Dict[str, List[np.ndarray]
             h_in, w_in = hw[L.bottoms[0]]
             h_out, w_out = hw[L.tops[0]]
             ph, pw = (h_out - 1) * s + k - h_in, (w_out - 1) * s + k - w_in  # Caffe's ceil mode
-            z = kl.ZeroPadding2D(((0, max(0, ph)), (0, max(0, pw))), name=L.name + "_pad")(x[0]) if ph > 0 or pw > 0 \
-                else x[0]  # inputs are post-ReLU (>= 0): zero padding = -inf padding for max
+            z = (
+                kl.ZeroPadding2D(((0, max(0, ph)), (0, max(0, pw))), name=L.name + "_pad")(x[0])
+                if ph > 0 or pw > 0
+                else x[0]
+            )  # inputs are post-ReLU (>= 0): zero padding = -inf padding for max
             y = kl.MaxPooling2D(k, s, padding="valid", name=L.name)(z)
         elif L.type == "Eltwise":
             y = kl.Add(name=L.name)(x)
@@ -107,8 +112,9 @@ def keras_model(layers: Sequence[res10.Layer], blobs: Dict[str, List[np.ndarray]
     return keras.Model(inp, [loc, conf], name="res10_%dx%d" % (width, height))
 
 
-def calibration_blobs(scene_dirs: Sequence[Path], width: int, height: int, count: int = 200,
-                      seed: int = 0, only: Optional[set] = None) -> np.ndarray:
+def calibration_blobs(
+    scene_dirs: Sequence[Path], width: int, height: int, count: int = 200, seed: int = 0, only: Optional[set] = None
+) -> np.ndarray:
     """Blobs (NHWC) of frames from training scenes, as the detector makes them (resize to the input size).
     `only`: the "<source>:<stem>" groups of the training split, so held-out scenes never calibrate."""
     import cv2
@@ -117,8 +123,11 @@ def calibration_blobs(scene_dirs: Sequence[Path], width: int, height: int, count
 
     files: List[Path] = []
     for d in scene_dirs:
-        files += [f for f in sorted((Path(d) / "images").glob("*"))
-                  if only is None or "%s:%s" % (Path(d).name, f.stem) in only]
+        files += [
+            f
+            for f in sorted((Path(d) / "images").glob("*"))
+            if only is None or "%s:%s" % (Path(d).name, f.stem) in only
+        ]
     rng = np.random.RandomState(seed)
     pick = [files[i] for i in rng.choice(len(files), size=min(count, len(files)), replace=False)]
     out = []
@@ -151,9 +160,17 @@ def tflite_bytes(model, precision: str, calib: Optional[np.ndarray] = None) -> b
     return conv.convert()
 
 
-def export(out_dir: Path, prototxt: Path, caffemodel: Path, *, sizes: Sequence[Tuple[int, int]] = ((300, 300),),
-           int8: bool = True, calib_scenes: Sequence[Path] = (), calib_count: int = 200,
-           calib_only: Optional[set] = None) -> Dict[str, Path]:
+def export(
+    out_dir: Path,
+    prototxt: Path,
+    caffemodel: Path,
+    *,
+    sizes: Sequence[Tuple[int, int]] = ((300, 300),),
+    int8: bool = True,
+    calib_scenes: Sequence[Path] = (),
+    calib_count: int = 200,
+    calib_only: Optional[set] = None,
+) -> Dict[str, Path]:
     """ONNX + per size TFLite fp32 and full-int8 (integer ops throughout, int8 input; the two heads are
     dequantized at the very end, so edgetpu_compiler maps everything before them), compiled for the Edge TPU
     where edgetpu_compiler is installed."""
@@ -164,41 +181,77 @@ def export(out_dir: Path, prototxt: Path, caffemodel: Path, *, sizes: Sequence[T
     made = {"onnx_fp32": export_onnx(out_dir, prototxt, caffemodel)}
     layers = res10.layers_of(prototxt)
     blobs = res10.blobs_from_cv2(prototxt, caffemodel)
-    for (w, h) in sizes:
+    for w, h in sizes:
         model = keras_model(layers, blobs, h, w)
         key = "tflite_fp32_%dx%d" % (w, h)
         path = out_dir / ("res10_fp32_%dx%d.tflite" % (w, h))
         path.write_bytes(tflite_bytes(model, "fp32"))
-        add_variant(out_dir, key, path, prototxt=prototxt, caffemodel=caffemodel, runtime="litert", precision="fp32",
-                    input="data: 1 x %d x %d x 3 (NHWC blob)" % (h, w))
+        add_variant(
+            out_dir,
+            key,
+            path,
+            prototxt=prototxt,
+            caffemodel=caffemodel,
+            runtime="litert",
+            precision="fp32",
+            input="data: 1 x %d x %d x 3 (NHWC blob)" % (h, w),
+        )
         made[key] = path
         if int8:
             calib = calibration_blobs(calib_scenes, w, h, calib_count, only=calib_only)
             key = "tflite_int8_%dx%d" % (w, h)
             path = out_dir / ("res10_int8_%dx%d.tflite" % (w, h))
             path.write_bytes(tflite_bytes(model, "int8", calib))
-            add_variant(out_dir, key, path, prototxt=prototxt, caffemodel=caffemodel, runtime="litert", precision="int8",
-                        calibration="%d frames of training scenes (%s)" % (len(calib), ", ".join(Path(s).name for s in calib_scenes)),
-                        input="data: 1 x %d x %d x 3 int8 (NHWC blob, quantized by the model's input scale)" % (h, w))
+            add_variant(
+                out_dir,
+                key,
+                path,
+                prototxt=prototxt,
+                caffemodel=caffemodel,
+                runtime="litert",
+                precision="int8",
+                calibration="%d frames of training scenes (%s)"
+                % (len(calib), ", ".join(Path(s).name for s in calib_scenes)),
+                input="data: 1 x %d x %d x 3 int8 (NHWC blob, quantized by the model's input scale)" % (h, w),
+            )
             made[key] = path
             comp = shutil.which("edgetpu_compiler")
             if comp:
                 r = subprocess.run([comp, "-s", "-o", str(out_dir), str(path)], capture_output=True, text=True)
                 tpu = out_dir / (path.stem + "_edgetpu.tflite")
                 if r.returncode == 0 and tpu.exists():
-                    add_variant(out_dir, "edgetpu_int8_%dx%d" % (w, h), tpu, prototxt=prototxt, caffemodel=caffemodel,
-                                runtime="edgetpu", precision="int8", compiler=r.stdout[-2000:])
+                    add_variant(
+                        out_dir,
+                        "edgetpu_int8_%dx%d" % (w, h),
+                        tpu,
+                        prototxt=prototxt,
+                        caffemodel=caffemodel,
+                        runtime="edgetpu",
+                        precision="int8",
+                        compiler=r.stdout[-2000:],
+                    )
                     made["edgetpu_int8_%dx%d" % (w, h)] = tpu
                 else:
                     log.warning("edgetpu_compiler failed on %s: %s", path, r.stderr[-500:])
             else:
-                log.info("edgetpu_compiler not on PATH (Coral's apt repo, x86-64 Debian/Ubuntu only): the int8 file "
-                         "is Edge-TPU-ready; compile it with `edgetpu_compiler %s`", path.name)
+                log.info(
+                    "edgetpu_compiler not on PATH (Coral's apt repo, x86-64 Debian/Ubuntu only): the int8 file "
+                    "is Edge-TPU-ready; compile it with `edgetpu_compiler %s`",
+                    path.name,
+                )
     return made
 
 
-def parity(scene_dir: Path, scene_ids: Sequence[str], variants: Sequence[Tuple[str, Dict]], *, confidence: float = 0.5,
-           mode: str = "single", min_face: int = 0, iou_match: float = 0.5) -> Dict[str, object]:
+def parity(
+    scene_dir: Path,
+    scene_ids: Sequence[str],
+    variants: Sequence[Tuple[str, Dict]],
+    *,
+    confidence: float = 0.5,
+    mode: str = "single",
+    min_face: int = 0,
+    iou_match: float = 0.5,
+) -> Dict[str, object]:
     """Each detector variant against cv2.dnn on the same held-out frames: per-face box IoU (reference faces
     matched one to one), faces lost / added, and ms per frame."""
     import time
@@ -217,11 +270,18 @@ def parity(scene_dir: Path, scene_ids: Sequence[str], variants: Sequence[Tuple[s
             frames.append(img)
     ref_det = load_detector(None, DetectorOptions(confidence=confidence, mode=mode, min_face_px=min_face))
     refs = [ref_det.detect(f) for f in frames]
-    out: Dict[str, object] = {"frames": len(frames), "reference": "opencv (cv2.dnn, Caffe)", "confidence": confidence,
-                              "mode": mode, "min_face": min_face, "variants": {}}
+    out: Dict[str, object] = {
+        "frames": len(frames),
+        "reference": "opencv (cv2.dnn, Caffe)",
+        "confidence": confidence,
+        "mode": mode,
+        "min_face": min_face,
+        "variants": {},
+    }
     for name, kw in [("opencv", {})] + list(variants):
-        det = load_detector(None, DetectorOptions(confidence=confidence, mode=mode, min_face_px=min_face,
-                                                  fallback=False, **kw))
+        det = load_detector(
+            None, DetectorOptions(confidence=confidence, mode=mode, min_face_px=min_face, fallback=False, **kw)
+        )
         ious: List[float] = []
         lost = added = 0
         ms = []
@@ -229,14 +289,26 @@ def parity(scene_dir: Path, scene_ids: Sequence[str], variants: Sequence[Tuple[s
             t = time.perf_counter()
             got = det.detect(f)
             ms.append((time.perf_counter() - t) * 1000)
-            m = greedy_assign([(o, i, j) for i, r in enumerate(ref) for j, g in enumerate(got)
-                               for o in (iou(r.box, g.box),) if o >= iou_match])
+            m = greedy_assign(
+                [
+                    (o, i, j)
+                    for i, r in enumerate(ref)
+                    for j, g in enumerate(got)
+                    for o in (iou(r.box, g.box),)
+                    if o >= iou_match
+                ]
+            )
             ious += [iou(ref[i].box, got[j].box) for i, j in m.items()]
             lost += len(ref) - len(m)
             added += len(got) - len(m)
-        out["variants"][name] = {"options": kw, "backend": det.backend_in_use,
-                                 "mean_iou": round(float(np.mean(ious)), 4) if ious else None,
-                                 "faces_ref": sum(len(r) for r in refs), "faces_lost": lost, "faces_added": added,
-                                 "ms_per_frame_p50": round(float(np.median(ms)), 2)}
+        out["variants"][name] = {
+            "options": kw,
+            "backend": det.backend_in_use,
+            "mean_iou": round(float(np.mean(ious)), 4) if ious else None,
+            "faces_ref": sum(len(r) for r in refs),
+            "faces_lost": lost,
+            "faces_added": added,
+            "ms_per_frame_p50": round(float(np.median(ms)), 2),
+        }
         log.info("detector parity %s: %s", name, out["variants"][name])
     return out

@@ -6,6 +6,7 @@ split, the real res10 detector): face recall at IoU >= 0.4, and F1 of the
 "non-compliant" verdict per annotated face with missed faces counted as misses,
 next to its ceiling (the same F1 if every found face were classified right).
 """
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,15 @@ def plot_confusion(cm: np.ndarray, labels: Sequence[str], path: Path, title: str
     ax.set_ylabel("true")
     for i in range(len(labels)):
         for j in range(len(labels)):
-            ax.text(j, i, "%d\n%.0f%%" % (cm[i, j], 100 * norm[i, j]), ha="center", va="center",
-                    color="white" if norm[i, j] > 0.5 else "black", fontsize=9)
+            ax.text(
+                j,
+                i,
+                "%d\n%.0f%%" % (cm[i, j], 100 * norm[i, j]),
+                ha="center",
+                va="center",
+                color="white" if norm[i, j] > 0.5 else "black",
+                fontsize=9,
+            )
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(str(path), dpi=120)
@@ -88,15 +96,24 @@ def contact_sheet(images: np.ndarray, captions: Sequence[str], path: Path, cols:
         r, c = divmod(i, cols)
         tile = cv2.cvtColor(cv2.resize(img, (cell, cell)), cv2.COLOR_RGB2BGR)
         y, x = r * (cell + 28), c * cell
-        sheet[y:y + cell, x:x + cell] = tile
+        sheet[y : y + cell, x : x + cell] = tile
         for k, line in enumerate(cap.split("\n")[:2]):
-            cv2.putText(sheet, line[:18], (x + 2, y + cell + 11 + 12 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.33,
-                        (0, 0, 160), 1, cv2.LINE_AA)
+            cv2.putText(
+                sheet,
+                line[:18],
+                (x + 2, y + cell + 11 + 12 * k),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.33,
+                (0, 0, 160),
+                1,
+                cv2.LINE_AA,
+            )
     cv2.imwrite(str(path), sheet)
 
 
-def predict_crops(run: Path, images: np.ndarray, bundle: Optional[str] = None,
-                  variant: str = "tflite_int8") -> Tuple[np.ndarray, str]:
+def predict_crops(
+    run: Path, images: np.ndarray, bundle: Optional[str] = None, variant: str = "tflite_int8"
+) -> Tuple[np.ndarray, str]:
     """Probabilities from a bundle variant (the device path) or the run's Keras model."""
     if bundle:
         from edge.bundle import load_bundle
@@ -118,8 +135,9 @@ def match(gt: List[Tuple[int, int, int, int]], det: List[Tuple[int, int, int, in
     """Greedy IoU matching: gt index -> det index."""
     from edge.types import greedy_assign, iou
 
-    return greedy_assign([(o, gi, di) for gi, g in enumerate(gt) for di, d in enumerate(det)
-                          for o in (iou(g, d),) if o >= thr])
+    return greedy_assign(
+        [(o, gi, di) for gi, g in enumerate(gt) for di, d in enumerate(det) for o in (iou(g, d),) if o >= thr]
+    )
 
 
 DETECTOR_SETTINGS = {
@@ -139,15 +157,25 @@ KIOSK_SETTINGS = {
     "kiosk-single-c%02d" % int(c * 100): {"mode": "single", "confidence": c, "min_face_px": 40}
     for c in (0.1, 0.2, 0.3, 0.4, 0.5)
 }
-KIOSK_SETTINGS.update({
-    "kiosk-native-c%02d" % int(c * 100): {"mode": "native", "confidence": c, "min_face_px": 40}
-    for c in (0.1, 0.2, 0.3, 0.5)
-})
+KIOSK_SETTINGS.update(
+    {
+        "kiosk-native-c%02d" % int(c * 100): {"mode": "native", "confidence": c, "min_face_px": 40}
+        for c in (0.1, 0.2, 0.3, 0.5)
+    }
+)
 
 
-def scene_eval(scene_dir: Path, scene_ids: Sequence[str], classifier, modes: Sequence[str],
-               iou_thr: float = 0.4, detector_dir: Optional[Path] = None, min_face: int = 0,
-               settings: Optional[Dict[str, Dict[str, Any]]] = None, reject: bool = True) -> Dict[str, Any]:
+def scene_eval(
+    scene_dir: Path,
+    scene_ids: Sequence[str],
+    classifier,
+    modes: Sequence[str],
+    iou_thr: float = 0.4,
+    detector_dir: Optional[Path] = None,
+    min_face: int = 0,
+    settings: Optional[Dict[str, Dict[str, Any]]] = None,
+    reject: bool = True,
+) -> Dict[str, Any]:
     """Per annotated face: found (IoU >= iou_thr) and its verdict; non-compliant F1 with missed faces as misses.
 
     `min_face` > 0 evaluates at kiosk range: annotated faces narrower than that are left out, and so are
@@ -167,6 +195,7 @@ def scene_eval(scene_dir: Path, scene_ids: Sequence[str], classifier, modes: Seq
             continue
         gt = [(b, LABELS.index(normalise_label(n))) for n, b in objs if normalise_label(n)]
         scenes.append((sid, img, gt))
+
     def big(b):
         return min(b[2] - b[0], b[3] - b[1]) >= min_face
 
@@ -210,18 +239,24 @@ def scene_eval(scene_dir: Path, scene_ids: Sequence[str], classifier, modes: Seq
                     fn += int(bad)
                     cfn += int(bad)
             matched = set(m.values())
-            fp += sum(1 for di, f in enumerate(faces) if di not in matched and di not in ignored
-                      and LABELS.index(f.label) in NON_COMPLIANT)
+            fp += sum(
+                1
+                for di, f in enumerate(faces)
+                if di not in matched and di not in ignored and LABELS.index(f.label) in NON_COMPLIANT
+            )
         f1 = metrics.binary_f1(tp, fp, fn)
         ceiling = metrics.binary_f1(ctp, 0, cfn)
         out["modes"][mode] = {
             "detector": opts,
-            "face_recall": round(found / max(1, out["faces"]), 4), "faces_found": found,
-            "noncompliant": f1, "noncompliant_ceiling": ceiling,
+            "face_recall": round(found / max(1, out["faces"]), 4),
+            "faces_found": found,
+            "noncompliant": f1,
+            "noncompliant_ceiling": ceiling,
             "fraction_of_ceiling": round(f1["f1"] / ceiling["f1"], 4) if ceiling["f1"] else None,
             "classifier_accuracy_on_found": round(cls_right / max(1, cls_total), 4),
             "rejected_no_face": rejected,
-            "ms_per_frame_p50": round(float(np.median(ms)), 1), "ms_per_frame_mean": round(float(np.mean(ms)), 1),
+            "ms_per_frame_p50": round(float(np.median(ms)), 1),
+            "ms_per_frame_mean": round(float(np.mean(ms)), 1),
         }
         log.info("scene eval %s: %s", mode, json.dumps(out["modes"][mode]))
     return out
@@ -234,8 +269,13 @@ def scene_ids_of(crops: Dict[str, np.ndarray], idx: np.ndarray, scene_dir: Path)
     return sorted(g.split(":", 1)[1] for g in groups if g.startswith(name + ":"))
 
 
-def crop_level(probs: np.ndarray, labels: np.ndarray, sources: np.ndarray, output_labels: Sequence[str],
-               op: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+def crop_level(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    sources: np.ndarray,
+    output_labels: Sequence[str],
+    op: Optional[Dict[str, Any]],
+) -> Dict[str, Any]:
     """Per-source face reports under the bundle's operating point (argmax where it has none)."""
     from . import operating
     from .datasets import REAL_SOURCES
@@ -247,10 +287,19 @@ def crop_level(probs: np.ndarray, labels: np.ndarray, sources: np.ndarray, outpu
     return out
 
 
-def main(*, run: Path, crops_path: Path, split: str = "test", bundle: Optional[str] = None,
-         variant: str = "tflite_int8", out: Optional[Path] = None, scenes: Sequence[str] = (),
-         kiosk_min_face: int = 40, kiosk_settings: Optional[Sequence[str]] = None,
-         detector_settings: Optional[Sequence[str]] = None) -> int:
+def main(
+    *,
+    run: Path,
+    crops_path: Path,
+    split: str = "test",
+    bundle: Optional[str] = None,
+    variant: str = "tflite_int8",
+    out: Optional[Path] = None,
+    scenes: Sequence[str] = (),
+    kiosk_min_face: int = 40,
+    kiosk_settings: Optional[Sequence[str]] = None,
+    detector_settings: Optional[Sequence[str]] = None,
+) -> int:
     """Crop-level metrics per source on one split; with scenes, the detector + classifier on whole photos."""
     from .crops import load, split_arrays
 
@@ -269,17 +318,27 @@ def main(*, run: Path, crops_path: Path, split: str = "test", bundle: Optional[s
     rep["model"] = what
     rep["operating_point"] = {k: v for k, v in (op or {}).items() if k != "validation"} or "argmax"
     rep["split"] = "%s (held out, near-duplicates grouped)" % split
-    plot_confusion(np.array(rep["confusion"]), LABELS, out / "confusion.png",
-                   "%s - %s crops, macro-F1 %.3f" % (what, split, rep["macro_f1"]))
+    plot_confusion(
+        np.array(rep["confusion"]),
+        LABELS,
+        out / "confusion.png",
+        "%s - %s crops, macro-F1 %.3f" % (what, split, rep["macro_f1"]),
+    )
     tj = run / "train.json"
     if tj.exists():
         plot_curves(json.loads(tj.read_text())["history"], out / "curves.png")
     wrong = np.nonzero(pred != labels)[0]
     wrong = wrong[np.argsort(-probs[wrong].max(1))][:64]  # most confident mistakes first
     short = {"with_mask": "mask", "without_mask": "none", "mask_weared_incorrect": "incorrect", "no_face": "noface"}
-    contact_sheet(images[wrong], ["%s>%s %.2f\n%s" % (short[LABELS[labels[i]]], short[LABELS[pred[i]]],
-                                                      probs[i].max(), Path(str(crops["files"][idx[i]])).name)
-                                  for i in wrong], out / "mistakes.png")
+    contact_sheet(
+        images[wrong],
+        [
+            "%s>%s %.2f\n%s"
+            % (short[LABELS[labels[i]]], short[LABELS[pred[i]]], probs[i].max(), Path(str(crops["files"][idx[i]])).name)
+            for i in wrong
+        ],
+        out / "mistakes.png",
+    )
     scene_dirs = list(scenes)
     if scene_dirs:
         from edge.bundle import load_bundle
@@ -295,27 +354,41 @@ def main(*, run: Path, crops_path: Path, split: str = "test", bundle: Optional[s
             sids = scene_ids_of(crops, sidx, Path(sd))
             entry = {"all_faces": scene_eval(Path(sd), sids, clf, detector_settings or list(DETECTOR_SETTINGS))}
             if kiosk_min_face:
-                entry["kiosk_range"] = scene_eval(Path(sd), sids, clf, kiosk_settings or list(KIOSK_SETTINGS),
-                                                  min_face=kiosk_min_face)
+                entry["kiosk_range"] = scene_eval(
+                    Path(sd), sids, clf, kiosk_settings or list(KIOSK_SETTINGS), min_face=kiosk_min_face
+                )
             rep["scene_level"][Path(sd).name] = entry
     (out / "metrics.json").write_text(json.dumps(rep, indent=1))
-    summary: Dict[str, Any] = {"macro_f1": rep["macro_f1"], "report": str(out),
-                               "real_test": {k: {m: v[m] for m in ("macro_f1", "with_mask_flagged", "alert")}
-                                             for k, v in rep["by_source"].items()}}
+    summary: Dict[str, Any] = {
+        "macro_f1": rep["macro_f1"],
+        "report": str(out),
+        "real_test": {
+            k: {m: v[m] for m in ("macro_f1", "with_mask_flagged", "alert")} for k, v in rep["by_source"].items()
+        },
+    }
     for name, entry in rep.get("scene_level", {}).items():
         for part, res in entry.items():
             summary.setdefault("scene_level", {})["%s/%s" % (name, part)] = {
                 m: {k: v[k] for k in ("face_recall", "noncompliant", "ms_per_frame_p50")}
-                for m, v in res["modes"].items()}
+                for m, v in res["modes"].items()
+            }
     print(json.dumps(summary, indent=1))
     return 0
 
 
-def kiosk_sweep(scene_dirs: Sequence[Path], scene_ids: Dict[str, List[str]], classifier,
-                confidences: Sequence[float] = (0.1, 0.15, 0.2, 0.3, 0.4, 0.5),
-                no_face_thresholds: Sequence[Optional[float]] = (None, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
-                min_face: int = 40, iou_thr: float = 0.4, detector_dir: Optional[Path] = None,
-                mode: str = "single", backend: str = "opencv", precision: str = "fp32") -> Dict[str, Any]:
+def kiosk_sweep(
+    scene_dirs: Sequence[Path],
+    scene_ids: Dict[str, List[str]],
+    classifier,
+    confidences: Sequence[float] = (0.1, 0.15, 0.2, 0.3, 0.4, 0.5),
+    no_face_thresholds: Sequence[Optional[float]] = (None, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+    min_face: int = 40,
+    iou_thr: float = 0.4,
+    detector_dir: Optional[Path] = None,
+    mode: str = "single",
+    backend: str = "opencv",
+    precision: str = "fp32",
+) -> Dict[str, Any]:
     """The kiosk setting, measured: res10 confidence x the no_face rejector's threshold at kiosk range.
 
     One detector pass per scene at the lowest confidence (higher ones are subsets of it), each detection
@@ -327,8 +400,17 @@ def kiosk_sweep(scene_dirs: Sequence[Path], scene_ids: Dict[str, List[str]], cla
     from edge.verdict import calibrate, label_for
 
     op = classifier.bundle.operating_point
-    det = load_detector(detector_dir, DetectorOptions(confidence=min(confidences), mode=mode, min_face_px=min_face,
-                                                      backend=backend, precision=precision, fallback=False))
+    det = load_detector(
+        detector_dir,
+        DetectorOptions(
+            confidence=min(confidences),
+            mode=mode,
+            min_face_px=min_face,
+            backend=backend,
+            precision=precision,
+            fallback=False,
+        ),
+    )
     cached = []
     ms = []
     for sd in scene_dirs:
@@ -374,9 +456,25 @@ def kiosk_sweep(scene_dirs: Sequence[Path], scene_ids: Dict[str, List[str]], cla
                     else:
                         fn += int(bad)
                 matched = set(m.values())
-                fp += sum(1 for di, i in enumerate(keep) if di not in matched and di not in ignored
-                          and verdicts[i] in NON_COMPLIANT)
-            grid.append({"confidence": c, "no_face_threshold": r, "face_recall": round(found / max(1, total), 4),
-                         "faces": total, "noncompliant": metrics.binary_f1(tp, fp, fn)})
-    return {"min_face": min_face, "mode": mode, "backend": det.backend_in_use, "scenes": len(cached), "ms_per_frame_p50": round(float(np.median(ms)), 1),
-            "grid": grid}
+                fp += sum(
+                    1
+                    for di, i in enumerate(keep)
+                    if di not in matched and di not in ignored and verdicts[i] in NON_COMPLIANT
+                )
+            grid.append(
+                {
+                    "confidence": c,
+                    "no_face_threshold": r,
+                    "face_recall": round(found / max(1, total), 4),
+                    "faces": total,
+                    "noncompliant": metrics.binary_f1(tp, fp, fn),
+                }
+            )
+    return {
+        "min_face": min_face,
+        "mode": mode,
+        "backend": det.backend_in_use,
+        "scenes": len(cached),
+        "ms_per_frame_p50": round(float(np.median(ms)), 1),
+        "grid": grid,
+    }

@@ -2,6 +2,7 @@
 
 Kept in export/ because it needs TensorFlow; edge/bench.py imports it only when present.
 """
+
 from __future__ import annotations
 
 import time
@@ -36,16 +37,27 @@ def bench_keras(a, bundle, batches, measure, Result, rss_mb) -> List[Any]:
     rng = np.random.RandomState(0)
     for b in batches:
         x = rng.randint(0, 255, (b, h, w, 3)).astype(np.float32)
-        for name, call in (("keras fp32 predict", lambda x=x: model.predict(x, verbose=0)),
-                           ("keras fp32 compiled call", lambda x=x: fn(x).numpy())):
+        for name, call in (
+            ("keras fp32 predict", lambda x=x: model.predict(x, verbose=0)),
+            ("keras fp32 compiled call", lambda x=x: fn(x).numpy()),
+        ):
             t = time.perf_counter()
             call()
             first = (time.perf_counter() - t) * 1000.0
             st = measure(call, warmup=max(2, a.warmup // 5), runs=max(10, a.runs // 5), min_time=a.min_time)
-            out.append(Result(name=name, batch=b, init_ms=round(init, 2), first_ms=round(first, 3),
-                              per_image_ms=round(st["p50_ms"] / b, 4),
-                              model_bytes=(bundle.path / "model_fp32.keras").stat().st_size, rss_mb=rss_mb(),
-                              **base, **st))
+            out.append(
+                Result(
+                    name=name,
+                    batch=b,
+                    init_ms=round(init, 2),
+                    first_ms=round(first, 3),
+                    per_image_ms=round(st["p50_ms"] / b, 4),
+                    model_bytes=(bundle.path / "model_fp32.keras").stat().st_size,
+                    rss_mb=rss_mb(),
+                    **base,
+                    **st,
+                )
+            )
     return out
 
 

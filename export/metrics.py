@@ -1,4 +1,5 @@
 """Classification metrics in plain numpy (no sklearn): used by training, conversion parity and reports."""
+
 from __future__ import annotations
 
 from typing import Dict, Sequence
@@ -27,12 +28,24 @@ def report(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> Dic
         per[name] = {"precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4), "support": int(cm[i].sum())}
         f1s.append(f)
     acc = float(np.trace(cm)) / max(1, cm.sum())
-    return {"macro_f1": round(float(np.mean(f1s)), 4), "accuracy": round(acc, 4), "per_class": per,
-            "confusion": cm.tolist(), "labels": list(labels), "n": int(cm.sum())}
+    return {
+        "macro_f1": round(float(np.mean(f1s)), 4),
+        "accuracy": round(acc, 4),
+        "per_class": per,
+        "confusion": cm.tolist(),
+        "labels": list(labels),
+        "n": int(cm.sum()),
+    }
 
 
 def binary_f1(tp: int, fp: int, fn: int) -> Dict[str, float]:
     p = tp / float(tp + fp) if tp + fp else 0.0
     r = tp / float(tp + fn) if tp + fn else 0.0
-    return {"precision": round(p, 4), "recall": round(r, 4),
-            "f1": round(2 * p * r / (p + r), 4) if p + r else 0.0, "tp": tp, "fp": fp, "fn": fn}
+    return {
+        "precision": round(p, 4),
+        "recall": round(r, 4),
+        "f1": round(2 * p * r / (p + r), 4) if p + r else 0.0,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+    }

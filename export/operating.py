@@ -5,6 +5,7 @@ MaskedFace-Net's synthetic masks help training but never decide. The device appl
 with `edge.verdict`, the same code used here, so the numbers in the manifest are the
 numbers a kiosk lives by.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, Optional, Sequence
@@ -39,13 +40,18 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
     """The T (grid 0.5..4) minimising validation NLL; ECE before and after."""
     losses = [nll(calibrate(probs, float(t)), labels) for t in TEMPERATURES]
     t = float(TEMPERATURES[int(np.argmin(losses))])
-    return {"temperature": t, "nll_before": round(nll(calibrate(probs, 1.0), labels), 4),
-            "nll_after": round(min(losses), 4), "ece_before": ece(calibrate(probs, 1.0), labels),
-            "ece_after": ece(calibrate(probs, t), labels)}
+    return {
+        "temperature": t,
+        "nll_before": round(nll(calibrate(probs, 1.0), labels), 4),
+        "nll_after": round(min(losses), 4),
+        "ece_before": ece(calibrate(probs, 1.0), labels),
+        "ece_after": ece(calibrate(probs, t), labels),
+    }
 
 
-def choose_no_face(cal: np.ndarray, labels: np.ndarray, output_labels: Sequence[str],
-                   max_face_loss: float = 0.01) -> Dict[str, Any]:
+def choose_no_face(
+    cal: np.ndarray, labels: np.ndarray, output_labels: Sequence[str], max_face_loss: float = 0.01
+) -> Dict[str, Any]:
     """Lowest P(no_face) threshold that rejects at most `max_face_loss` of the real validation faces."""
     k = list(output_labels).index(NO_FACE)
     face = labels != k
@@ -57,9 +63,14 @@ def choose_no_face(cal: np.ndarray, labels: np.ndarray, output_labels: Sequence[
             break
     if best is None:
         best = 0.99
-    return {"no_face_threshold": best, "faces_rejected": round(float(np.mean(pf >= best)), 4),
-            "no_face_rejected": round(float(np.mean(pn >= best)), 4) if len(pn) else None,
-            "faces": int(face.sum()), "no_face_crops": int((~face).sum()), "max_face_loss": max_face_loss}
+    return {
+        "no_face_threshold": best,
+        "faces_rejected": round(float(np.mean(pf >= best)), 4),
+        "no_face_rejected": round(float(np.mean(pn >= best)), 4) if len(pn) else None,
+        "faces": int(face.sum()),
+        "no_face_crops": int((~face).sum()),
+        "max_face_loss": max_face_loss,
+    }
 
 
 def alert_scores(cal: np.ndarray, output_labels: Sequence[str]) -> np.ndarray:
@@ -68,8 +79,9 @@ def alert_scores(cal: np.ndarray, output_labels: Sequence[str]) -> np.ndarray:
     return f3[:, 1] + f3[:, 2]
 
 
-def choose_alert(cal: np.ndarray, labels: np.ndarray, output_labels: Sequence[str],
-                 max_false_alarm: float = 0.03) -> Dict[str, Any]:
+def choose_alert(
+    cal: np.ndarray, labels: np.ndarray, output_labels: Sequence[str], max_false_alarm: float = 0.03
+) -> Dict[str, Any]:
     """Threshold on P(alert) for the real validation *faces*: the best alert F1 among thresholds that flag
     at most `max_false_alarm` of the with_mask faces (if none does, the best F1 overall, said so)."""
     idx = {l: list(output_labels).index(l) for l in FACE_LABELS}
@@ -90,13 +102,21 @@ def choose_alert(cal: np.ndarray, labels: np.ndarray, output_labels: Sequence[st
     ok = [row for row in rows if row[4] <= max_false_alarm]
     floor_met = bool(ok)
     t, f1, p, r, fa = max(ok or rows, key=lambda row: (row[1], -abs(row[0] - 0.5)))
-    return {"alert_threshold": t, "precision": round(p, 4), "recall": round(r, 4), "f1": round(f1, 4),
-            "with_mask_flagged": round(fa, 4), "max_false_alarm": max_false_alarm,
-            "false_alarm_floor_met": floor_met, "faces": int(face.sum())}
+    return {
+        "alert_threshold": t,
+        "precision": round(p, 4),
+        "recall": round(r, 4),
+        "f1": round(f1, 4),
+        "with_mask_flagged": round(fa, 4),
+        "max_false_alarm": max_false_alarm,
+        "false_alarm_floor_met": floor_met,
+        "faces": int(face.sum()),
+    }
 
 
-def choose_incorrect_weight(cal: np.ndarray, labels: np.ndarray, output_labels: Sequence[str],
-                            threshold: float) -> Dict[str, Any]:
+def choose_incorrect_weight(
+    cal: np.ndarray, labels: np.ndarray, output_labels: Sequence[str], threshold: float
+) -> Dict[str, Any]:
     """Among the faces flagged at `threshold`, the weight w (incorrect when w * P(incorrect) >= P(without))
     that gives the best balanced accuracy (mean recall) of without_mask and mask_weared_incorrect on the real
     validation faces. Mean recall, not F1: validation holds 8 bare faces per badly worn mask, a door sees
@@ -118,8 +138,14 @@ def choose_incorrect_weight(cal: np.ndarray, labels: np.ndarray, output_labels: 
     return {"incorrect_weight": best[0], "mean_recall_without_incorrect": round(best[1], 4)}
 
 
-def choose(probs: np.ndarray, labels: np.ndarray, output_labels: Sequence[str], *,
-           max_face_loss: float = 0.01, max_false_alarm: float = 0.03) -> Dict[str, Any]:
+def choose(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    output_labels: Sequence[str],
+    *,
+    max_face_loss: float = 0.01,
+    max_false_alarm: float = 0.03,
+) -> Dict[str, Any]:
     """The manifest's `operating_point` from raw model outputs on the real validation crops."""
     cal_info = fit_temperature(probs, labels)
     cal = calibrate(probs, cal_info["temperature"])
@@ -139,9 +165,11 @@ def choose(probs: np.ndarray, labels: np.ndarray, output_labels: Sequence[str], 
     out["incorrect_weight"] = iw["incorrect_weight"]
     val["incorrect_weight"] = iw
     out["validation"] = val
-    out["rule"] = ("p = softmax(log(p_model) / temperature); no_face if P(no_face) >= no_face_threshold; else "
-                   "non-compliant if P(without_mask) + P(mask_weared_incorrect) (over the face classes) >= "
-                   "alert_threshold, as the likelier of the two; else with_mask")
+    out["rule"] = (
+        "p = softmax(log(p_model) / temperature); no_face if P(no_face) >= no_face_threshold; else "
+        "non-compliant if P(without_mask) + P(mask_weared_incorrect) (over the face classes) >= "
+        "alert_threshold, as the likelier of the two; else with_mask"
+    )
     out["chosen_on"] = "validation crops of the real sources only"
     return out
 
@@ -151,9 +179,12 @@ def predict_labels(probs: np.ndarray, output_labels: Sequence[str], op: Dict[str
     from edge.bundle import OperatingPoint
     from edge.verdict import verdict
 
-    o = OperatingPoint(temperature=float(op.get("temperature", 1.0)), alert_threshold=op.get("alert_threshold"),
-                       incorrect_weight=float(op.get("incorrect_weight", 1.0)),
-                       no_face_threshold=op.get("no_face_threshold") if NO_FACE in output_labels else None)
+    o = OperatingPoint(
+        temperature=float(op.get("temperature", 1.0)),
+        alert_threshold=op.get("alert_threshold"),
+        incorrect_weight=float(op.get("incorrect_weight", 1.0)),
+        no_face_threshold=op.get("no_face_threshold") if NO_FACE in output_labels else None,
+    )
     cal = calibrate(probs, o.temperature)
     return np.array([list(output_labels).index(verdict(p, output_labels, o).label) for p in cal], dtype=np.int64)
 
@@ -179,8 +210,12 @@ def face_report(pred: np.ndarray, labels: np.ndarray, output_labels: Sequence[st
         f = 2 * p * r / (p + r) if p + r else 0.0
         if np.sum(fl == k):
             f1s.append(f)  # a class this source does not have does not count in its macro-F1
-        out["per_class"][l] = {"precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4),
-                               "support": int(np.sum(fl == k))}
+        out["per_class"][l] = {
+            "precision": round(p, 4),
+            "recall": round(r, 4),
+            "f1": round(f, 4),
+            "support": int(np.sum(fl == k)),
+        }
     out["macro_f1"] = round(float(np.mean(f1s)), 4) if f1s else None
     wm = labels == idx["with_mask"]
     bad_pred = (pred == idx["without_mask"]) | (pred == idx["mask_weared_incorrect"])
@@ -190,21 +225,29 @@ def face_report(pred: np.ndarray, labels: np.ndarray, output_labels: Sequence[st
     tp, fp, fn = int(np.sum(bp & bt)), int(np.sum(bp & ~bt)), int(np.sum(~bp & bt))
     p = tp / float(tp + fp) if tp + fp else 0.0
     r = tp / float(tp + fn) if tp + fn else 0.0
-    out["alert"] = {"precision": round(p, 4), "recall": round(r, 4),
-                    "f1": round(2 * p * r / (p + r), 4) if p + r else 0.0, "tp": tp, "fp": fp, "fn": fn}
+    out["alert"] = {
+        "precision": round(p, 4),
+        "recall": round(r, 4),
+        "f1": round(2 * p * r / (p + r), 4) if p + r else 0.0,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+    }
     if NO_FACE in names:
         k = names.index(NO_FACE)
         out["faces_rejected"] = round(float(np.mean(pred[face] == k)), 4) if face.any() else None
         neg = labels == k
         out["no_face_crops"] = int(neg.sum())
         out["no_face_rejected"] = round(float(np.mean(pred[neg] == k)), 4) if neg.any() else None
-    out["confusion"] = {l: {m: int(np.sum((labels == names.index(l)) & (pred == names.index(m)))) for m in names}
-                        for l in names}
+    out["confusion"] = {
+        l: {m: int(np.sum((labels == names.index(l)) & (pred == names.index(m)))) for m in names} for l in names
+    }
     return out
 
 
-def by_source(pred: np.ndarray, labels: np.ndarray, sources: np.ndarray, output_labels: Sequence[str],
-              real_sources: Sequence[str]) -> Dict[str, Any]:
+def by_source(
+    pred: np.ndarray, labels: np.ndarray, sources: np.ndarray, output_labels: Sequence[str], real_sources: Sequence[str]
+) -> Dict[str, Any]:
     """face_report for all real sources together, then each source, real ones first."""
     out: Dict[str, Any] = {}
     real = np.isin(sources, list(real_sources))

@@ -4,6 +4,7 @@ and groups (scenes, files, near-copy clusters) are assigned whole to train/val/t
 Face-mask sets are full of re-posted photos, "copy N" files and the same scene in two
 sources; a random split puts copies on both sides and reports ~0.98 that means nothing.
 """
+
 from __future__ import annotations
 
 import logging
@@ -56,7 +57,7 @@ class _UnionFind:
 def near_duplicate_pairs(hashes: np.ndarray, max_distance: int) -> List[Tuple[int, int]]:
     pairs = []
     for i in range(len(hashes) - 1):
-        d = popcount(hashes[i + 1:] ^ hashes[i])
+        d = popcount(hashes[i + 1 :] ^ hashes[i])
         for j in np.nonzero(d <= max_distance)[0]:
             pairs.append((i, i + 1 + int(j)))
     return pairs
@@ -77,8 +78,9 @@ def merge_groups(groups: Sequence[str], pairs: Sequence[Tuple[int, int]]) -> np.
     return np.array([uf.find(i) for i in range(n)], dtype=np.int64)
 
 
-def grouped_stratified_split(labels: np.ndarray, clusters: np.ndarray, fractions=(0.70, 0.15, 0.15),
-                             seed: int = 0) -> np.ndarray:
+def grouped_stratified_split(
+    labels: np.ndarray, clusters: np.ndarray, fractions=(0.70, 0.15, 0.15), seed: int = 0
+) -> np.ndarray:
     """Split index 0/1/2 (train/val/test) per item; whole clusters move together.
 
     Clusters are visited rarest-class first in a seeded random order and each goes to the

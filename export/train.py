@@ -5,6 +5,7 @@ TFLite model can take uint8 pixels 1:1 and the device does no float math before 
 ImageNet weights cannot be downloaded here: training from scratch is the default,
 `--weights PATH` loads a local MobileNetV2 no-top .h5 and trains head then backbone.
 """
+
 from __future__ import annotations
 
 import json
@@ -72,8 +73,9 @@ def build_model(cfg: TrainConfig):
             weights = cfg.weights
         elif cfg.weights == "imagenet":
             weights = "imagenet"
-        backbone = keras.applications.MobileNetV2(input_shape=(cfg.input_size, cfg.input_size, 3), alpha=cfg.alpha,
-                                                  include_top=False, weights=weights)
+        backbone = keras.applications.MobileNetV2(
+            input_shape=(cfg.input_size, cfg.input_size, 3), alpha=cfg.alpha, include_top=False, weights=weights
+        )
         if weights is None:
             # Keras' MobileNetV2 uses BN momentum 0.999, tuned for ImageNet-length runs: with a few
             # thousand steps from scratch the moving statistics never catch up and validation
@@ -94,14 +96,17 @@ def augmenter(size: int):
     import tensorflow as tf
     from keras import layers
 
-    geo = keras.Sequential([
-        layers.RandomFlip("horizontal"),
-        layers.RandomRotation(0.06, fill_mode="reflect"),
-        layers.RandomTranslation(0.08, 0.08, fill_mode="reflect"),
-        layers.RandomZoom((-0.15, 0.15), fill_mode="reflect"),  # detector boxes vary in tightness
-        layers.RandomBrightness(0.25, value_range=(0, 255)),
-        layers.RandomContrast(0.25),
-    ], name="augment")
+    geo = keras.Sequential(
+        [
+            layers.RandomFlip("horizontal"),
+            layers.RandomRotation(0.06, fill_mode="reflect"),
+            layers.RandomTranslation(0.08, 0.08, fill_mode="reflect"),
+            layers.RandomZoom((-0.15, 0.15), fill_mode="reflect"),  # detector boxes vary in tightness
+            layers.RandomBrightness(0.25, value_range=(0, 255)),
+            layers.RandomContrast(0.25),
+        ],
+        name="augment",
+    )
 
     def aug(x, y):
         x = geo(x, training=True)
@@ -162,8 +167,9 @@ def oversample_index(labels: np.ndarray, how: str, seed: int, sources: Optional[
     return np.random.RandomState(seed).choice(len(labels), size=len(labels), p=p / p.sum())
 
 
-def make_dataset(images: np.ndarray, labels: np.ndarray, cfg: TrainConfig, training: bool,
-                 sources: Optional[np.ndarray] = None):
+def make_dataset(
+    images: np.ndarray, labels: np.ndarray, cfg: TrainConfig, training: bool, sources: Optional[np.ndarray] = None
+):
     import tensorflow as tf
 
     size = cfg.input_size
@@ -177,11 +183,9 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, cfg: TrainConfig, train
     if training and cfg.oversample != "none":
         # a fresh resample every epoch (not one fixed resampled copy): indices into the arrays
         epochs = cfg.epochs + (cfg.head_epochs if cfg.weights else 0)
-        idx = np.concatenate([oversample_index(labels, cfg.oversample, cfg.seed + e, sources)
-                              for e in range(epochs)])
+        idx = np.concatenate([oversample_index(labels, cfg.oversample, cfg.seed + e, sources) for e in range(epochs)])
         img_t, lab_t = tf.constant(images), tf.constant(labels)
-        ds = tf.data.Dataset.from_tensor_slices(idx).repeat().map(
-            lambda i: (tf.gather(img_t, i), tf.gather(lab_t, i)))
+        ds = tf.data.Dataset.from_tensor_slices(idx).repeat().map(lambda i: (tf.gather(img_t, i), tf.gather(lab_t, i)))
     else:
         ds = tf.data.Dataset.from_tensor_slices((images, labels))
         if training:
@@ -222,7 +226,7 @@ def predict(model, images: np.ndarray, size: int, batch: int = 256) -> np.ndarra
     fn = tf.function(lambda x: model(x, training=False))
     images = resize_crops_rgb(images, (size, size))
     for i in range(0, len(images), batch):
-        x = tf.cast(images[i:i + batch], tf.float32)
+        x = tf.cast(images[i : i + batch], tf.float32)
         out.append(fn(x).numpy())
     return np.concatenate(out) if out else np.zeros((0, len(LABELS)), np.float32)
 
@@ -262,8 +266,15 @@ def backbone_of(model):
     return subs[0]
 
 
-def train(cfg: TrainConfig, images: np.ndarray, labels: np.ndarray, split: np.ndarray, out_dir: Path,
-          verbose: int = 2, sources: Optional[np.ndarray] = None):
+def train(
+    cfg: TrainConfig,
+    images: np.ndarray,
+    labels: np.ndarray,
+    split: np.ndarray,
+    out_dir: Path,
+    verbose: int = 2,
+    sources: Optional[np.ndarray] = None,
+):
     import keras
 
     set_seed(cfg.seed)
@@ -287,18 +298,30 @@ def train(cfg: TrainConfig, images: np.ndarray, labels: np.ndarray, split: np.nd
     def run(epochs: int, lr: float, tag: str):
         steps = max(1, int(np.ceil(tr.sum() / cfg.batch))) * epochs
         sched = keras.optimizers.schedules.CosineDecay(lr, steps, warmup_target=None)
-        model.compile(optimizer=keras.optimizers.AdamW(sched, weight_decay=cfg.weight_decay),
-                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
-                      metrics=["accuracy"])
+        model.compile(
+            optimizer=keras.optimizers.AdamW(sched, weight_decay=cfg.weight_decay),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+            metrics=["accuracy"],
+        )
         ckpt = out_dir / "best.weights.h5"
         if real_val is not None:
             cb = [RealValCheckpoint(real_val[0], real_val[1], ckpt, history)]
         else:
-            cb = [keras.callbacks.ModelCheckpoint(str(ckpt), monitor="val_loss", save_best_only=True,
-                                                  save_weights_only=True)]
+            cb = [
+                keras.callbacks.ModelCheckpoint(
+                    str(ckpt), monitor="val_loss", save_best_only=True, save_weights_only=True
+                )
+            ]
         spe = int(np.ceil(tr.sum() / cfg.batch)) if cfg.oversample != "none" else None
-        h = model.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=cw, callbacks=cb,
-                      verbose=verbose, steps_per_epoch=spe)
+        h = model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=epochs,
+            class_weight=cw,
+            callbacks=cb,
+            verbose=verbose,
+            steps_per_epoch=spe,
+        )
         for k, v in h.history.items():
             history.setdefault(k, []).extend(float(x) for x in v)
         history.setdefault("phase", []).extend([tag] * len(h.history["loss"]))
@@ -316,8 +339,13 @@ def train(cfg: TrainConfig, images: np.ndarray, labels: np.ndarray, split: np.nd
     model.save(str(out_dir / "model.keras"))
     val_probs = predict(model, images[va], cfg.input_size)
     val = metrics.report(labels[va], val_probs.argmax(1), LABELS)
-    info = {"config": asdict(cfg), "history": history, "train_seconds": round(seconds, 1), "val": val,
-            "params": int(model.count_params())}
+    info = {
+        "config": asdict(cfg),
+        "history": history,
+        "train_seconds": round(seconds, 1),
+        "val": val,
+        "params": int(model.count_params()),
+    }
     (out_dir / "train.json").write_text(json.dumps(info, indent=1))
     log.info("val macro-F1 %.4f (%.0f s)", val["macro_f1"], seconds)
     return model, info

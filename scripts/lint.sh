@@ -3,7 +3,7 @@
 # the device and control-room code, vermin (edge/ must run on Python 3.8).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh edge,export,dev >/dev/null
+scripts/setup.sh edge,export,dev,controlroom >/dev/null
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy

@@ -1,4 +1,5 @@
 """Shared fixtures: a real mosquitto on 127.0.0.1 and a free port, the detector assets, the demo clip."""
+
 from __future__ import annotations
 
 import os
@@ -44,20 +45,26 @@ class Mosquitto:
         self.log = workdir / "mosquitto.log"
 
     def write_conf(self) -> None:
-        base = ("user root\npersistence false\nlog_dest file %s\nlog_type all\n" % self.log)
+        base = "user root\npersistence false\nlog_dest file %s\nlog_type all\n" % self.log
         if "listener" not in self.extra_conf:
             base += "listener %d %s\nallow_anonymous true\n" % (self.port, self.host)
         self.conf.write_text(base + self.extra_conf)
 
     def start(self, timeout: float = 10.0) -> "Mosquitto":
         self.write_conf()
-        self.proc = subprocess.Popen([self.exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [self.exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if self.proc.poll() is not None:
-                raise RuntimeError("mosquitto exited: %s\n%s" % (self.proc.stderr.read().decode(errors="replace"),
-                                                                 self.log.read_text() if self.log.exists() else ""))
+                raise RuntimeError(
+                    "mosquitto exited: %s\n%s"
+                    % (
+                        self.proc.stderr.read().decode(errors="replace"),
+                        self.log.read_text() if self.log.exists() else "",
+                    )
+                )
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.2):
                     return self
@@ -124,5 +131,6 @@ def run_cli(args, env: Optional[Dict[str, str]] = None, timeout: float = 300, **
     """Run one of the console scripts of this venv, as a user would."""
     e = dict(os.environ)
     e.update(env or {})
-    return subprocess.run([str(BIN / args[0])] + [str(a) for a in args[1:]], capture_output=True, text=True,
-                          timeout=timeout, env=e, **kw)
+    return subprocess.run(
+        [str(BIN / args[0])] + [str(a) for a in args[1:]], capture_output=True, text=True, timeout=timeout, env=e, **kw
+    )

@@ -1,4 +1,5 @@
 """TensorRT and Edge TPU paths: real code, exercised as far as this machine allows, skipped with the reason."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -40,8 +41,11 @@ def test_int8_edgetpu_ready_variant_is_fully_integer(shipped_bundle):
 
     it = Interpreter(model_path=str(b.path / v["file"]))
     it.allocate_tensors()
-    float_ops = [d for d in it.get_tensor_details()
-                 if d["dtype"] == np.float32 and not d["name"].startswith(("serving", "StatefulPartitioned"))]
+    float_ops = [
+        d
+        for d in it.get_tensor_details()
+        if d["dtype"] == np.float32 and not d["name"].startswith(("serving", "StatefulPartitioned"))
+    ]
     assert float_ops == [], [d["name"] for d in float_ops][:5]
 
 
@@ -57,8 +61,18 @@ def test_tensorrt_calibration_batches():
 
 @pytest.mark.skipif(HAVE_TRT, reason="TensorRT is present: the engine tests below run instead")
 def test_build_engine_without_gpu_says_so(shipped_bundle):
-    r = run_cli(["edge-maskd", "build-engine", "--bundle", shipped_bundle, "--precision", "fp16",
-                 "--out", "/tmp/maskwatch-test.engine"])
+    r = run_cli(
+        [
+            "edge-maskd",
+            "build-engine",
+            "--bundle",
+            shipped_bundle,
+            "--precision",
+            "fp16",
+            "--out",
+            "/tmp/maskwatch-test.engine",
+        ]
+    )
     assert r.returncode == 69
     assert "TensorRT" in r.stderr and "Traceback" not in r.stderr
 

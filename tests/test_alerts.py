@@ -3,6 +3,7 @@
 The end-to-end tests run `edge-alerts` from this venv as a subprocess with --count/--timeout so they end
 by themselves; devices are paho clients publishing payloads built with edge.messages.
 """
+
 from __future__ import annotations
 
 import io
@@ -36,13 +37,20 @@ class AlertsProc:
     def __init__(self, args: List[Any], env: Optional[Dict[str, str]] = None) -> None:
         e = dict(os.environ)
         e.update(env or {})
-        self.proc = subprocess.Popen([str(BIN / "edge-alerts")] + [str(a) for a in args], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env=e)
+        self.proc = subprocess.Popen(
+            [str(BIN / "edge-alerts")] + [str(a) for a in args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=e,
+        )
         self.out: List[str] = []
         self.err: List[str] = []
         self.cond = threading.Condition()
-        self.readers = [threading.Thread(target=self._read, args=(self.proc.stdout, self.out), daemon=True),
-                        threading.Thread(target=self._read, args=(self.proc.stderr, self.err), daemon=True)]
+        self.readers = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, self.out), daemon=True),
+            threading.Thread(target=self._read, args=(self.proc.stderr, self.err), daemon=True),
+        ]
         for t in self.readers:
             t.start()
 
@@ -60,8 +68,10 @@ class AlertsProc:
         with self.cond:
             ok = self.cond.wait_for(lambda: pred() or self.proc.poll() is not None, timeout)
         if not pred():
-            raise AssertionError("edge-alerts: no %s (rc=%s, ok=%s)\nstdout:\n%s\nstderr:\n%s" % (
-                what, self.proc.poll(), ok, "\n".join(self.out), "\n".join(self.err)))
+            raise AssertionError(
+                "edge-alerts: no %s (rc=%s, ok=%s)\nstdout:\n%s\nstderr:\n%s"
+                % (what, self.proc.poll(), ok, "\n".join(self.out), "\n".join(self.err))
+            )
 
     def wait_json(self, pred: Callable[[Dict[str, Any]], bool], n: int = 1, timeout: float = 15) -> None:
         self.wait_for(lambda: sum(1 for o in self._parsed() if pred(o)) >= n, timeout, "matching JSON line")
@@ -81,8 +91,10 @@ class AlertsProc:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError("edge-alerts did not end by itself\nstdout:\n%s\nstderr:\n%s"
-                                 % ("\n".join(self.out), "\n".join(self.err)))
+            raise AssertionError(
+                "edge-alerts did not end by itself\nstdout:\n%s\nstderr:\n%s"
+                % ("\n".join(self.out), "\n".join(self.err))
+            )
         for t in self.readers:
             t.join(5)
         return rc
@@ -102,21 +114,40 @@ def procs():
 
 
 def controlroom_args(b, user: str = "controlroom") -> List[Any]:
-    return ["--host", "127.0.0.1", "--port", b.port, "--ca", b.ca, "--username", user,
-            "--password-file", b.password_file(user)]
+    return [
+        "--host",
+        "127.0.0.1",
+        "--port",
+        b.port,
+        "--ca",
+        b.ca,
+        "--username",
+        user,
+        "--password-file",
+        b.password_file(user),
+    ]
 
 
 def status(site: str, device: str, state: str = "online") -> Dict[str, Any]:
-    return messages.status(state, site=site, device=device, t=time.time(), version="0.1.0", backend="litert",
-                           model_id="test-model", camera="ok")
+    return messages.status(
+        state,
+        site=site,
+        device=device,
+        t=time.time(),
+        version="0.1.0",
+        backend="litert",
+        model_id="test-model",
+        camera="ok",
+    )
 
 
 def counts(site: str, device: str, per: Dict[str, int]) -> Dict[str, Any]:
     from edge.types import Counts
 
     t = time.time()
-    return messages.counts(Counts(t - 60, t, per), site=site, device=device,
-                           labels=("with_mask", "without_mask", "mask_weared_incorrect"))
+    return messages.counts(
+        Counts(t - 60, t, per), site=site, device=device, labels=("with_mask", "without_mask", "mask_weared_incorrect")
+    )
 
 
 def plain_probe(broker, client_id: str = "plain") -> MqttProbe:
@@ -140,13 +171,17 @@ def test_one_protocol_module():
 
     # edge.messages and the control room use the one protocol module: no copies kept in step
     assert messages.SCHEMA_VERSION is maskwatch_protocol.SCHEMA_VERSION
-    assert payloads.KINDS is maskwatch_protocol.KIND_TYPES and terminal.NON_COMPLIANT is maskwatch_protocol.NON_COMPLIANT
+    assert (
+        payloads.KINDS is maskwatch_protocol.KIND_TYPES and terminal.NON_COMPLIANT is maskwatch_protocol.NON_COMPLIANT
+    )
     assert set(maskwatch_protocol.KIND_TYPES) == set(messages.KINDS)
 
 
 def test_needs_only_paho_and_the_standard_library():
-    code = ("import sys, controlroom.alerts_cli; bad = [m for m in ('numpy', 'yaml', 'cv2', 'tensorflow') if m in sys.modules];"
-            "assert not bad, bad")
+    code = (
+        "import sys, controlroom.alerts_cli; bad = [m for m in ('numpy', 'yaml', 'cv2', 'tensorflow') if m in sys.modules];"
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=str(ROOT))
 
 
@@ -154,14 +189,18 @@ def test_python38_syntax():
     vermin = shutil.which("vermin") or str(BIN / "vermin")
     if not Path(vermin).exists():
         pytest.skip("vermin is not installed (pip install vermin)")
-    p = subprocess.run([vermin, "-t=3.8-", "--no-tips", "--violations", str(ROOT / "controlroom"), str(ROOT / "maskwatch_protocol")],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        [vermin, "-t=3.8-", "--no-tips", "--violations", str(ROOT / "controlroom"), str(ROOT / "maskwatch_protocol")],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stdout + p.stderr
 
 
 def test_docs_match_the_generator():
-    p = subprocess.run([sys.executable, str(ROOT / "docs" / "gen_mqtt_docs.py"), "--check"], capture_output=True,
-                       text=True)
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "docs" / "gen_mqtt_docs.py"), "--check"], capture_output=True, text=True
+    )
     assert p.returncode == 0, p.stderr
 
 
@@ -201,11 +240,11 @@ def _mutate(payload: Dict[str, Any], **changes) -> bytes:
 
 BAD_EVENTS = {
     "random bytes": bytes(random.Random(7).getrandbits(8) for _ in range(200)),
-    "not utf-8": b"\xff\xfe{\"schema_version\": 1}",
+    "not utf-8": b'\xff\xfe{"schema_version": 1}',
     "empty": b"",
     "not json": b"hello",
     "json array": b"[1, 2, 3]",
-    "json string": b"\"event\"",
+    "json string": b'"event"',
     "json null": b"null",
     "deep nesting": b"[" * 100000 + b"]" * 100000,
     "NaN": messages.dumps(device_event("a", "b")).replace(b'"confidence":0.93', b'"confidence":NaN'),
@@ -236,14 +275,47 @@ def test_bad_events_are_rejected_with_a_reason(checker, case):
 def test_both_checkers_agree_on_random_mutations():
     js, mini = payloads.PayloadChecker(), payloads.PayloadChecker(use_jsonschema=False)
     rnd = random.Random(1)
-    values = [None, True, False, 0, 1, -1, 1.0, 0.5, 2, 1e9, "", "x", "with_mask", "0" * 32, [], [1, 2, 3, 4],
-              [1.5, 2, 3, 4], {}, {"p50": 1, "p95": None}, {"with_mask": 1, "without_mask": 0,
-                                                            "mask_weared_incorrect": 0}]
-    bases = {"events": device_event("a", "b"), "counts": counts("a", "b", {"with_mask": 3}),
-             "status": status("a", "b"), "stats": messages.stats(
-                 site="a", device="b", t=0, fps=1.0, frames=1, dropped_frames=0, detector_runs=1,
-                 inference_ms={"p50": 1.0, "p95": 2.0}, detect_ms={"p50": None, "p95": None}, spool_depth=0,
-                 spool_dropped=0, backend="x")}
+    values = [
+        None,
+        True,
+        False,
+        0,
+        1,
+        -1,
+        1.0,
+        0.5,
+        2,
+        1e9,
+        "",
+        "x",
+        "with_mask",
+        "0" * 32,
+        [],
+        [1, 2, 3, 4],
+        [1.5, 2, 3, 4],
+        {},
+        {"p50": 1, "p95": None},
+        {"with_mask": 1, "without_mask": 0, "mask_weared_incorrect": 0},
+    ]
+    bases = {
+        "events": device_event("a", "b"),
+        "counts": counts("a", "b", {"with_mask": 3}),
+        "status": status("a", "b"),
+        "stats": messages.stats(
+            site="a",
+            device="b",
+            t=0,
+            fps=1.0,
+            frames=1,
+            dropped_frames=0,
+            detector_runs=1,
+            inference_ms={"p50": 1.0, "p95": 2.0},
+            detect_ms={"p50": None, "p95": None},
+            spool_depth=0,
+            spool_dropped=0,
+            backend="x",
+        ),
+    }
     accepted = rejected = 0
     for _i in range(1500):
         kind = rnd.choice(sorted(bases))
@@ -272,7 +344,9 @@ def test_monitor_deduplicates_and_filters():
     feed(mon, "maskwatch/garage/k1/events", device_event("garage", "k1"))
     lines = [json.loads(l) for l in out.getvalue().splitlines()]
     assert [(l["site"], l["device"], l["payload"]["verdict"]) for l in lines] == [
-        ("lobby", "k1", "without_mask"), ("lobby", "k2", "with_mask")]
+        ("lobby", "k1", "without_mask"),
+        ("lobby", "k2", "with_mask"),
+    ]
     assert lines[0]["payload"] == ev and lines[0]["alert"] is True and lines[1]["alert"] is False
     t = mon.totals()
     assert (t["events"], t["duplicates"], t["filtered"], t["accepted_events"], t["alerts"]) == (3, 2, 1, 2, 2)
@@ -296,10 +370,16 @@ def test_monitor_live_view_and_summary():
     mon, out, err = monitor("--bell")
     feed(mon, "maskwatch/lobby/k1/status", status("lobby", "k1"))
     feed(mon, "maskwatch/lobby/k2/status", status("lobby", "k2", "offline"))
-    feed(mon, "maskwatch/lobby/k1/counts", counts("lobby", "k1", {"with_mask": 42, "without_mask": 6,
-                                                                  "mask_weared_incorrect": 2}))
-    feed(mon, "maskwatch/lobby/k2/counts", counts("lobby", "k2", {"with_mask": 8, "without_mask": 2,
-                                                                  "mask_weared_incorrect": 0}))
+    feed(
+        mon,
+        "maskwatch/lobby/k1/counts",
+        counts("lobby", "k1", {"with_mask": 42, "without_mask": 6, "mask_weared_incorrect": 2}),
+    )
+    feed(
+        mon,
+        "maskwatch/lobby/k2/counts",
+        counts("lobby", "k2", {"with_mask": 8, "without_mask": 2, "mask_weared_incorrect": 0}),
+    )
     feed(mon, "maskwatch/lobby/k1/events", device_event("lobby", "k1", label="with_mask"))
     feed(mon, "maskwatch/lobby/k1/events", device_event("lobby", "k1", label="without_mask"))
     feed(mon, "maskwatch/lobby/k1/stats", b"junk")
@@ -309,7 +389,7 @@ def test_monitor_live_view_and_summary():
     assert text.count("ALERT") == 1 and "with_mask " not in text
     assert "STATUS lobby/k1" in text and "online" in text and "offline" in text
     mon.summary(final=True)
-    table = out.getvalue()[len(text):]
+    table = out.getvalue()[len(text) :]
     assert "final summary" in table and "lobby/k1" in table and "84.0%" in table and "80.0%" in table
     assert "83.3%" in table  # all devices: 50 of 60 people compliant
     assert "1 malformed" in table
@@ -336,8 +416,10 @@ def test_json_end_to_end_through_the_shipped_broker(shipped_broker, procs):
     p.wait_json(lambda o: o["kind"] == "status")
     c = counts("lobby", "k1", {"with_mask": 9, "without_mask": 1, "mask_weared_incorrect": 0})
     assert not k1.publish("maskwatch/lobby/k1/counts", c).is_failure
-    sent = [device_event("lobby", "k1", label=l) for l in ("without_mask", "with_mask", "mask_weared_incorrect",
-                                                             "with_mask")]
+    sent = [
+        device_event("lobby", "k1", label=l)
+        for l in ("without_mask", "with_mask", "mask_weared_incorrect", "with_mask")
+    ]
     k1.publish("maskwatch/lobby/k1/events", sent[0])
     k1.publish("maskwatch/lobby/k1/events", sent[0])  # at-least-once: the same event again
     for ev in sent[1:]:
@@ -387,9 +469,17 @@ def test_a_kiosk_configured_from_add_device_reaches_the_control_room(shipped_bro
     p = AlertsProc(controlroom_args(b) + ["--json", "--timeout", 30])
     procs.append(p)
     time.sleep(1.0)  # no retained status yet to wait for: give it time to subscribe
-    pub = MqttPublisher(host=m.host, port=b.port, site=cfg.site, device=cfg.device,
-                        spool=Spool(tmp_path / "spool.db"), username=m.username, password=mqtt_password(cfg),
-                        tls=m.tls, protocol=m.protocol)
+    pub = MqttPublisher(
+        host=m.host,
+        port=b.port,
+        site=cfg.site,
+        device=cfg.device,
+        spool=Spool(tmp_path / "spool.db"),
+        username=m.username,
+        password=mqtt_password(cfg),
+        tls=m.tls,
+        protocol=m.protocol,
+    )
     pub.start(status("lobby", "k1"))
     assert pub.connected.wait(15), pub.last_error
     ev = device_event("lobby", "k1")
@@ -431,8 +521,20 @@ def _fuzz_messages() -> List[tuple]:
 def test_fuzz_never_crashes_it_and_valid_events_still_arrive(mosquitto, procs, engine, protocol):
     dev = plain_probe(mosquitto)
     dev.publish("maskwatch/fz/d1/status", status("fz", "d1"), retain=True)
-    args = ["--host", "127.0.0.1", "--port", mosquitto.port, "--json", "--all-events", "--count", 2, "--timeout",
-            60, "--protocol", protocol]
+    args = [
+        "--host",
+        "127.0.0.1",
+        "--port",
+        mosquitto.port,
+        "--json",
+        "--all-events",
+        "--count",
+        2,
+        "--timeout",
+        60,
+        "--protocol",
+        protocol,
+    ]
     if engine == "built-in":
         args.append("--no-jsonschema")
     p = AlertsProc(args)
@@ -464,12 +566,15 @@ def test_fuzz_never_crashes_it_and_valid_events_still_arrive(mosquitto, procs, e
 def test_live_view_end_to_end(mosquitto, procs):
     dev = plain_probe(mosquitto)
     dev.publish("maskwatch/lobby/k1/status", status("lobby", "k1"), retain=True)
-    p = AlertsProc(["--host", "127.0.0.1", "--port", mosquitto.port, "--count", 2, "--timeout", 30, "--bell",
-                    "--summary-s", 0.3])
+    p = AlertsProc(
+        ["--host", "127.0.0.1", "--port", mosquitto.port, "--count", 2, "--timeout", 30, "--bell", "--summary-s", 0.3]
+    )
     procs.append(p)
     p.wait_for(lambda: any("STATUS" in l for l in p.out))
-    dev.publish("maskwatch/lobby/k1/counts", counts("lobby", "k1", {"with_mask": 3, "without_mask": 1,
-                                                                    "mask_weared_incorrect": 0}))
+    dev.publish(
+        "maskwatch/lobby/k1/counts",
+        counts("lobby", "k1", {"with_mask": 3, "without_mask": 1, "mask_weared_incorrect": 0}),
+    )
     p.wait_for(lambda: any("75.0%" in l for l in p.out), what="a summary with the counts")
     for label in ("without_mask", "with_mask", "mask_weared_incorrect"):
         dev.publish("maskwatch/lobby/k1/events", device_event("lobby", "k1", label=label))
@@ -487,17 +592,33 @@ def test_live_view_end_to_end(mosquitto, procs):
 
 def test_exec_hook_gets_each_alert(mosquitto, procs, tmp_path):
     hook = tmp_path / "hook.py"
-    hook.write_text("import json, os, sys\n"
-                    "data = sys.stdin.read()\n"
-                    "e = json.loads(data)\n"
-                    "out = {'payload': e, 'env': {k: v for k, v in os.environ.items() if k.startswith('MASKWATCH_')}}\n"
-                    "open(os.path.join(sys.argv[1], e['event_id'] + '.json'), 'w').write(json.dumps(out))\n")
+    hook.write_text(
+        "import json, os, sys\n"
+        "data = sys.stdin.read()\n"
+        "e = json.loads(data)\n"
+        "out = {'payload': e, 'env': {k: v for k, v in os.environ.items() if k.startswith('MASKWATCH_')}}\n"
+        "open(os.path.join(sys.argv[1], e['event_id'] + '.json'), 'w').write(json.dumps(out))\n"
+    )
     outdir = tmp_path / "hooked"
     outdir.mkdir()
     dev = plain_probe(mosquitto)
     dev.publish("maskwatch/lobby/k1/status", status("lobby", "k1"), retain=True)
-    p = AlertsProc(["--host", "127.0.0.1", "--port", mosquitto.port, "--json", "--all-events", "--count", 3,
-                    "--timeout", 30, "--exec", "%s %s %s" % (sys.executable, hook, outdir)])
+    p = AlertsProc(
+        [
+            "--host",
+            "127.0.0.1",
+            "--port",
+            mosquitto.port,
+            "--json",
+            "--all-events",
+            "--count",
+            3,
+            "--timeout",
+            30,
+            "--exec",
+            "%s %s %s" % (sys.executable, hook, outdir),
+        ]
+    )
     procs.append(p)
     p.wait_json(lambda o: o["kind"] == "status")
     sent = [device_event("lobby", "k1", label=l) for l in ("without_mask", "with_mask", "mask_weared_incorrect")]
@@ -519,8 +640,27 @@ def test_exec_hook_gets_each_alert(mosquitto, procs, tmp_path):
 def test_a_slow_hook_never_stalls_the_mqtt_loop(mosquitto, procs):
     dev = plain_probe(mosquitto)
     dev.publish("maskwatch/lobby/k1/status", status("lobby", "k1"), retain=True)
-    p = AlertsProc(["--host", "127.0.0.1", "--port", mosquitto.port, "--json", "--count", 6, "--timeout", 30,
-                    "--exec", "sleep 30", "--exec-jobs", 1, "--exec-queue", 1, "--exec-timeout", 1])
+    p = AlertsProc(
+        [
+            "--host",
+            "127.0.0.1",
+            "--port",
+            mosquitto.port,
+            "--json",
+            "--count",
+            6,
+            "--timeout",
+            30,
+            "--exec",
+            "sleep 30",
+            "--exec-jobs",
+            1,
+            "--exec-queue",
+            1,
+            "--exec-timeout",
+            1,
+        ]
+    )
     procs.append(p)
     p.wait_json(lambda o: o["kind"] == "status")
     t0 = time.monotonic()
@@ -541,8 +681,10 @@ def test_shared_subscription_splits_the_load_between_two_consumers(shipped_broke
     k1.publish("maskwatch/lobby/k1/status", status("lobby", "k1"), retain=True)
     group = []
     for i in range(2):
-        p = AlertsProc(controlroom_args(b, ("controlroom", "controlroom2")[i]) +
-                       ["--share", "screens", "--json", "--all-events", "--timeout", 30])
+        p = AlertsProc(
+            controlroom_args(b, ("controlroom", "controlroom2")[i])
+            + ["--share", "screens", "--json", "--all-events", "--timeout", 30]
+        )
         procs.append(p)
         group.append(p)
     for p in group:  # status stays a plain subscription: each member gets the retained state
@@ -568,8 +710,10 @@ def test_shared_subscription_splits_the_load_between_two_consumers(shipped_broke
     assert got[0] and got[1]
 
 
-@pytest.mark.parametrize("case", ["refused", "dns", "no-ca", "anonymous", "wrong-password", "plain-on-tls",
-                                  "missing-password-file", "bad-ca-file"])
+@pytest.mark.parametrize(
+    "case",
+    ["refused", "dns", "no-ca", "anonymous", "wrong-password", "plain-on-tls", "missing-password-file", "bad-ca-file"],
+)
 def test_cannot_connect_or_log_in_is_one_clear_line(shipped_broker, case, tmp_path):
     b = shipped_broker
     base = ["--host", "127.0.0.1", "--port", b.port, "--timeout", 5]
@@ -580,8 +724,8 @@ def test_cannot_connect_or_log_in_is_one_clear_line(shipped_broker, case, tmp_pa
         "anonymous": base + ["--ca", b.ca],
         "wrong-password": base + ["--ca", b.ca, "--username", "controlroom", "--password", "nope"],
         "plain-on-tls": base + ["--username", "controlroom", "--password-file", b.password_file("controlroom")],
-        "missing-password-file": base + ["--ca", b.ca, "--username", "controlroom", "--password-file",
-                                         tmp_path / "nope"],
+        "missing-password-file": base
+        + ["--ca", b.ca, "--username", "controlroom", "--password-file", tmp_path / "nope"],
         "bad-ca-file": base + ["--ca", tmp_path / "nope.crt"],
     }[case]
     expect = {
@@ -606,29 +750,49 @@ def test_cannot_connect_or_log_in_is_one_clear_line(shipped_broker, case, tmp_pa
 
 def test_password_from_the_environment(shipped_broker):
     b = shipped_broker
-    r = run_cli(["edge-alerts", "--host", "127.0.0.1", "--port", b.port, "--ca", b.ca, "--username", "controlroom",
-                 "--timeout", 0.5, "--json"], env={"MASKWATCH_MQTT_PASSWORD": b.password("controlroom")}, timeout=30)
+    r = run_cli(
+        [
+            "edge-alerts",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            b.port,
+            "--ca",
+            b.ca,
+            "--username",
+            "controlroom",
+            "--timeout",
+            0.5,
+            "--json",
+        ],
+        env={"MASKWATCH_MQTT_PASSWORD": b.password("controlroom")},
+        timeout=30,
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout.splitlines()[-1])["kind"] == "summary"
 
 
 def test_timeout_before_count_exits_3(mosquitto):
-    r = run_cli(["edge-alerts", "--port", mosquitto.port, "--host", "127.0.0.1", "--count", 3, "--timeout", 0.5],
-                timeout=30)
+    r = run_cli(
+        ["edge-alerts", "--port", mosquitto.port, "--host", "127.0.0.1", "--count", 3, "--timeout", 0.5], timeout=30
+    )
     assert r.returncode == 3 and "--timeout 0.5 s expired after 0 of --count 3 events" in r.stderr
     r = run_cli(["edge-alerts", "--port", mosquitto.port, "--host", "127.0.0.1", "--timeout", 0.5], timeout=30)
     assert r.returncode == 0 and "final summary" in r.stdout
 
 
-@pytest.mark.parametrize("argv,msg", [
-    (["--share", "g", "--protocol", "3.1.1"], "--share needs MQTT 5"),
-    (["--site", "a/b"], "one topic level"),
-    (["--verdict", "masked"], "--verdict 'masked'"),
-    (["--persistent"], "--persistent needs a fixed --client-id"),
-    (["--exec", "no-such-command-xyz"], "command not found"),
-    (["--password", "x"], "a password needs --username"),
-    (["--count", "0"], "--count must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "argv,msg",
+    [
+        (["--share", "g", "--protocol", "3.1.1"], "--share needs MQTT 5"),
+        (["--site", "a/b"], "one topic level"),
+        (["--verdict", "masked"], "--verdict 'masked'"),
+        (["--persistent"], "--persistent needs a fixed --client-id"),
+        (["--exec", "no-such-command-xyz"], "command not found"),
+        (["--password", "x"], "a password needs --username"),
+        (["--count", "0"], "--count must be at least 1"),
+    ],
+)
 def test_usage_errors(argv, msg):
     r = run_cli(["edge-alerts"] + argv, timeout=30, env={"MASKWATCH_MQTT_USERNAME": ""})
     assert r.returncode == 2 and msg in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
@@ -636,8 +800,18 @@ def test_usage_errors(argv, msg):
 
 @pytest.mark.parametrize("protocol", ["3.1.1", "5"])
 def test_persistent_session_gets_what_was_sent_while_it_was_away(mosquitto, protocol):
-    base = ["edge-alerts", "--host", "127.0.0.1", "--port", mosquitto.port, "--protocol", protocol, "--client-id",
-            "controlroom-persist-%s" % protocol, "--persistent"]
+    base = [
+        "edge-alerts",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        mosquitto.port,
+        "--protocol",
+        protocol,
+        "--client-id",
+        "controlroom-persist-%s" % protocol,
+        "--persistent",
+    ]
     r = run_cli(base + ["--timeout", 0.5], timeout=30)  # subscribe once, then go away
     assert r.returncode == 0, r.stderr
     dev = plain_probe(mosquitto)
@@ -687,13 +861,25 @@ def test_ha_discovery_through_the_shipped_broker(shipped_broker):
     time.sleep(0.5)
     k1 = started(b, "lobby.k1")
     k1.publish("maskwatch/lobby/k1/status", status("lobby", "k1"), retain=True)
-    base = ["edge-alerts", "--host", "127.0.0.1", "--port", b.port, "--ca", b.ca, "--protocol", "5",
-            "--ha-discovery", "--json", "--timeout", 2]
+    base = [
+        "edge-alerts",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        b.port,
+        "--ca",
+        b.ca,
+        "--protocol",
+        "5",
+        "--ha-discovery",
+        "--json",
+        "--timeout",
+        2,
+    ]
     # the read-only control room may not: one clear warning, no crash
     r = run_cli(base + ["--username", "controlroom", "--password-file", b.password_file("controlroom")], timeout=30)
     assert r.returncode == 0 and "refused the Home Assistant discovery messages (Not authorized)" in r.stderr
-    r = run_cli(base + ["--username", "homeassistant", "--password-file", b.password_file("homeassistant")],
-                timeout=30)
+    r = run_cli(base + ["--username", "homeassistant", "--password-file", b.password_file("homeassistant")], timeout=30)
     assert r.returncode == 0 and r.stderr == "", r.stderr
     ha = started(b, "homeassistant")  # Home Assistant's own account reads the retained configs
     ha.subscribe("homeassistant/#")
@@ -706,8 +892,9 @@ def test_ha_discovery_through_the_shipped_broker(shipped_broker):
 
 
 def test_keeps_going_across_a_broker_restart(mosquitto, procs):
-    p = AlertsProc(["--host", "127.0.0.1", "--port", mosquitto.port, "--json", "--all-events", "--count", 2,
-                    "--timeout", 60])
+    p = AlertsProc(
+        ["--host", "127.0.0.1", "--port", mosquitto.port, "--json", "--all-events", "--count", 2, "--timeout", 60]
+    )
     procs.append(p)
     dev = plain_probe(mosquitto)
     dev.publish("maskwatch/lobby/k1/status", status("lobby", "k1"), retain=True)
@@ -730,19 +917,22 @@ def test_keeps_going_across_a_broker_restart(mosquitto, procs):
     assert any("reconnected" in l for l in p.err)
 
 
-def test_real_daemon_events_reach_edge_alerts_through_the_shipped_broker(shipped_broker, procs, tmp_path,
-                                                                         demo_clip, detector_dir):
+def test_real_daemon_events_reach_edge_alerts_through_the_shipped_broker(
+    shipped_broker, procs, tmp_path, demo_clip, detector_dir
+):
     """edge-maskd run (the real pipeline on the demo clip), configured with add-device.sh's snippet, over TLS
     with its own account and the shipped ACL, to `edge-alerts --json` logged in as the control room."""
     b = shipped_broker
     kiosk = tmp_path / "kiosk"
-    snippet = script("add-device.sh", "-d", b.dir, "-H", "127.0.0.1", "-p", str(b.port), "--kiosk-dir", kiosk,
-                     "lobby", "k1").stdout
+    snippet = script(
+        "add-device.sh", "-d", b.dir, "-H", "127.0.0.1", "-p", str(b.port), "--kiosk-dir", kiosk, "lobby", "k1"
+    ).stdout
     kiosk.mkdir()
     shutil.copy(b.password_file("lobby.k1"), kiosk / "mqtt-password")
     shutil.copy(b.ca, kiosk / "broker-ca.crt")
-    (tmp_path / "kiosk.yaml").write_text(snippet + "state_dir: %s\nsource:\n  url: %s\ndetector:\n  min_face_px: 40\n"
-                                         % (tmp_path / "state", demo_clip))
+    (tmp_path / "kiosk.yaml").write_text(
+        snippet + "state_dir: %s\nsource:\n  url: %s\ndetector:\n  min_face_px: 40\n" % (tmp_path / "state", demo_clip)
+    )
     p = AlertsProc(controlroom_args(b) + ["--json", "--all-events", "--timeout", 120])
     procs.append(p)
     time.sleep(1.0)

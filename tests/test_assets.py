@@ -1,4 +1,5 @@
 """The detector asset step: sources in order, sha256 always checked, errors that name the file and both hashes."""
+
 from __future__ import annotations
 
 import hashlib

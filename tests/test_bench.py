@@ -1,4 +1,5 @@
 """edge-bench: measures what the bundle and machine allow, lists the rest as skipped, flags regressions."""
+
 from __future__ import annotations
 
 import json
@@ -8,9 +9,35 @@ from conftest import run_cli
 
 def test_bench_classifiers_json_csv_png_and_compare(tmp_path, shipped_bundle):
     out = tmp_path / "b.json"
-    r = run_cli(["edge-bench", "--only", "classifier", "int8", "--no-keras", "--runs", "5", "--warmup", "1",
-                 "--min-time", "0.05", "--batch", "1", "8", "--pair-rounds", "3", "--pair-block", "0.02",
-                 "--json", out, "--csv", tmp_path / "b.csv", "--png", tmp_path / "b.png"], timeout=300)
+    r = run_cli(
+        [
+            "edge-bench",
+            "--only",
+            "classifier",
+            "int8",
+            "--no-keras",
+            "--runs",
+            "5",
+            "--warmup",
+            "1",
+            "--min-time",
+            "0.05",
+            "--batch",
+            "1",
+            "8",
+            "--pair-rounds",
+            "3",
+            "--pair-block",
+            "0.02",
+            "--json",
+            out,
+            "--csv",
+            tmp_path / "b.csv",
+            "--png",
+            tmp_path / "b.png",
+        ],
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     doc = json.loads(out.read_text())
     assert doc["machine"]["cores"] and doc["machine"]["cpu"] and "numpy" in doc["machine"]["libraries"]
@@ -64,10 +91,37 @@ def test_bench_detector_runtimes_and_pipelines_on_entrance_and_busy_clips(tmp_pa
         if i in (20, 75, 110):
             cv2.imwrite(str(photos / ("p%d.png" % i)), f)
     out = tmp_path / "b.json"
-    r = run_cli(["edge-bench", "--only", "detector", "pipeline", "--runs", "5", "--warmup", "1", "--min-time", "0.05",
-                 "--detector-modes", "single", "--detector-backends", "opencv", "onnxruntime", "tensorrt",
-                 "--pipeline-repeats", "1", "--busy-photos", photos, "--busy-count", "3", "--work", tmp_path / "w",
-                 "--json", out], timeout=900)
+    r = run_cli(
+        [
+            "edge-bench",
+            "--only",
+            "detector",
+            "pipeline",
+            "--runs",
+            "5",
+            "--warmup",
+            "1",
+            "--min-time",
+            "0.05",
+            "--detector-modes",
+            "single",
+            "--detector-backends",
+            "opencv",
+            "onnxruntime",
+            "tensorrt",
+            "--pipeline-repeats",
+            "1",
+            "--busy-photos",
+            photos,
+            "--busy-count",
+            "3",
+            "--work",
+            tmp_path / "w",
+            "--json",
+            out,
+        ],
+        timeout=900,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     doc = json.loads(out.read_text())
     dets = {x["name"]: x for x in doc["results"] if x["kind"] == "detector"}

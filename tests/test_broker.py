@@ -4,6 +4,7 @@ The broker runs the shipped mosquitto.conf with only its paths and its listener 
 certificates and accounts come from the shipped make-certs.sh / add-device.sh / add-controlroom.sh.
 Also imported by test_alerts.py (ShippedBroker, shipped_conf, device_event, MqttProbe).
 """
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,9 @@ def shipped_conf(broker_dir: Path, port: int) -> str:
 
 
 def script(name: str, *args, check: bool = True) -> subprocess.CompletedProcess:
-    p = subprocess.run(["bash", str(BROKER_FILES / name)] + [str(a) for a in args], capture_output=True,
-                       text=True, timeout=60)
+    p = subprocess.run(
+        ["bash", str(BROKER_FILES / name)] + [str(a) for a in args], capture_output=True, text=True, timeout=60
+    )
     if check and p.returncode != 0:
         raise AssertionError("%s %s failed (%d):\n%s%s" % (name, args, p.returncode, p.stdout, p.stderr))
     return p
@@ -60,28 +62,52 @@ def make_broker_dir(d: Path, devices=DEVICES) -> Path:
     return d
 
 
-def device_event(site: str, device: str, label: str = "without_mask", event_id: Optional[str] = None,
-                 t: Optional[float] = None, track_id: int = 7) -> Dict:
+def device_event(
+    site: str,
+    device: str,
+    label: str = "without_mask",
+    event_id: Optional[str] = None,
+    t: Optional[float] = None,
+    track_id: int = 7,
+) -> Dict:
     """A real event payload, built like the daemon builds it."""
     from edge import messages
     from edge.types import Decision
 
     t = time.time() if t is None else t
-    d = Decision(track_id=track_id, label=label, confidence=0.93, probs={label: 0.93, "with_mask": 0.07}
-                 if label != "with_mask" else {"with_mask": 0.93, "without_mask": 0.07},
-                 box=(10, 20, 110, 140), frame_index=42, time=t, votes=5, first_seen=t - 1.5)
+    d = Decision(
+        track_id=track_id,
+        label=label,
+        confidence=0.93,
+        probs={label: 0.93, "with_mask": 0.07} if label != "with_mask" else {"with_mask": 0.93, "without_mask": 0.07},
+        box=(10, 20, 110, 140),
+        frame_index=42,
+        time=t,
+        votes=5,
+        first_seen=t - 1.5,
+    )
     return messages.event(d, site=site, device=device, model_id="test-model", source="camera0", event_id=event_id)
 
 
 class MqttProbe:
     """A paho client as a device or the control room would use it; records what happens."""
 
-    def __init__(self, port: int, user: Optional[str] = None, password: Optional[str] = None,
-                 ca: Optional[Path] = None, v5: bool = True, client_id: Optional[str] = None, tls: bool = True,
-                 will: Optional[Tuple[str, bytes]] = None) -> None:
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                                  client_id=client_id or "probe-%s-%d" % (user or "anon", id(self)),
-                                  protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311)
+    def __init__(
+        self,
+        port: int,
+        user: Optional[str] = None,
+        password: Optional[str] = None,
+        ca: Optional[Path] = None,
+        v5: bool = True,
+        client_id: Optional[str] = None,
+        tls: bool = True,
+        will: Optional[Tuple[str, bytes]] = None,
+    ) -> None:
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id or "probe-%s-%d" % (user or "anon", id(self)),
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+        )
         if user is not None:
             self.client.username_pw_set(user, password)
         if tls:
@@ -251,8 +277,11 @@ def test_shipped_config_rules():
     for k in ("certfile", "keyfile", "cafile"):
         assert d[k][0].startswith(SHIPPED_DIR + "/certs/")
     # the ACL template: deny by default, the control room only reads, no rule before the first `user`
-    acl = [l.strip() for l in (BROKER_FILES / "acl").read_text().splitlines() if l.strip()
-           and not l.strip().startswith("#")]
+    acl = [
+        l.strip()
+        for l in (BROKER_FILES / "acl").read_text().splitlines()
+        if l.strip() and not l.strip().startswith("#")
+    ]
     assert acl == ["user controlroom", "topic read maskwatch/#"]
     assert "pattern" not in " ".join(acl)
 
@@ -271,8 +300,9 @@ def test_add_device_is_idempotent_and_prints_a_valid_kiosk_config(tmp_path):
     assert "user hall.door-2\ntopic write maskwatch/hall/door-2/#\n" in acl
     assert [l.split(":")[0] for l in (d / "passwd").read_text().splitlines()] == ["hall.door-2"]
     assert oct((d / "secrets" / "hall.door-2.password").stat().st_mode & 0o777) == "0o600"
-    rotated = script("add-device.sh", "-d", d, "-H", "broker.example", "--kiosk-dir", kiosk, "--rotate", "hall",
-                     "door-2")
+    rotated = script(
+        "add-device.sh", "-d", d, "-H", "broker.example", "--kiosk-dir", kiosk, "--rotate", "hall", "door-2"
+    )
     assert (d / "secrets" / "hall.door-2.password").read_text() != pw
     assert rotated.stdout == first.stdout
     assert (d / "acl").read_text() == acl
@@ -303,18 +333,23 @@ def test_make_certs_san_and_chain(tmp_path):
     d = tmp_path / "certs"
     script("make-certs.sh", "-d", d, "127.0.0.1", "broker.example")
     ca_before = (d / "ca.crt").read_bytes()
-    text = subprocess.run(["openssl", "x509", "-in", str(d / "server.crt"), "-noout", "-text"], capture_output=True,
-                          text=True, check=True).stdout
+    text = subprocess.run(
+        ["openssl", "x509", "-in", str(d / "server.crt"), "-noout", "-text"], capture_output=True, text=True, check=True
+    ).stdout
     assert "IP Address:127.0.0.1" in text and "DNS:broker.example" in text
     assert "TLS Web Server Authentication" in text
     # re-issuing keeps the CA (kiosks keep trusting the broker)
     script("make-certs.sh", "-d", d, "127.0.0.1", "broker.example", "10.0.0.5")
     assert (d / "ca.crt").read_bytes() == ca_before
-    subprocess.run(["openssl", "verify", "-CAfile", str(d / "ca.crt"), str(d / "server.crt")], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["openssl", "verify", "-CAfile", str(d / "ca.crt"), str(d / "server.crt")], check=True, capture_output=True
+    )
     script("make-certs.sh", "-d", d, "--client", "lobby.k1")
-    subprocess.run(["openssl", "verify", "-CAfile", str(d / "ca.crt"), str(d / "client-lobby.k1.crt")],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["openssl", "verify", "-CAfile", str(d / "ca.crt"), str(d / "client-lobby.k1.crt")],
+        check=True,
+        capture_output=True,
+    )
     assert oct((d / "ca.key").stat().st_mode & 0o777) == "0o600"
     assert script("make-certs.sh", "-d", d, "bad host!", check=False).returncode != 0
 
@@ -331,8 +366,9 @@ def test_anonymous_and_wrong_passwords_are_refused(shipped_broker, v5):
     shipped_broker.probes.append(bad)
     assert bad.connect_rc.is_failure
     # a known device's password does not open another account
-    swapped = MqttProbe(shipped_broker.port, "lobby.k2", shipped_broker.password("lobby.k1"), ca=shipped_broker.ca,
-                        v5=v5).start(expect_ok=False)
+    swapped = MqttProbe(
+        shipped_broker.port, "lobby.k2", shipped_broker.password("lobby.k1"), ca=shipped_broker.ca, v5=v5
+    ).start(expect_ok=False)
     shipped_broker.probes.append(swapped)
     assert swapped.connect_rc.is_failure
 
@@ -347,8 +383,18 @@ def test_device_may_publish_only_under_its_own_prefix(shipped_broker):
         ("maskwatch/lobby/k2/events", device_event("lobby", "k2"), False),
         ("maskwatch/garage/k1/events", device_event("garage", "k1"), False),
         ("maskwatch/lobby/k1x/events", device_event("lobby", "k1x"), False),
-        ("maskwatch/lobby/k2/status", {"schema_version": 1, "type": "status", "state": "offline", "site": "lobby",
-                                       "device": "k2", "time": "2024-01-01T00:00:00.000Z"}, True),
+        (
+            "maskwatch/lobby/k2/status",
+            {
+                "schema_version": 1,
+                "type": "status",
+                "state": "offline",
+                "site": "lobby",
+                "device": "k2",
+                "time": "2024-01-01T00:00:00.000Z",
+            },
+            True,
+        ),
         ("maskwatch/lobby/events", device_event("lobby", "k1"), False),
         ("other/topic", b"x", False),
     ]
@@ -521,8 +567,12 @@ def test_a_kiosk_cannot_take_over_another_kiosks_client_id(shipped_broker, stole
     b = shipped_broker
     watcher = started(b, "controlroom")
     watcher.subscribe("maskwatch/lobby/k1/status")
-    victim = started(b, "lobby.k1", client_id=stolen_id if stolen_id != "lobby.k1" else "maskwatch-lobby-k1",
-                     will=("maskwatch/lobby/k1/status", b'{"state":"offline"}'))
+    victim = started(
+        b,
+        "lobby.k1",
+        client_id=stolen_id if stolen_id != "lobby.k1" else "maskwatch-lobby-k1",
+        will=("maskwatch/lobby/k1/status", b'{"state":"offline"}'),
+    )
     victim.publish("maskwatch/lobby/k1/status", b'{"state":"online"}', retain=True)
     watcher.wait_messages(1)
     for _ in range(3):

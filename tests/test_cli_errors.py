@@ -1,4 +1,5 @@
 """Bad input gives one clear line and a non-zero exit, never a traceback."""
+
 from __future__ import annotations
 
 import json
@@ -52,8 +53,7 @@ def test_manifest_hash_mismatch_refuses_to_start(tmp_path, demo_clip, detector_d
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 0xFF
     victim.write_bytes(bytes(data))
-    r = run_cli(["edge-maskd", "run", "--config",
-                 cfg(tmp_path, demo_clip, "classifier:\n  bundle: %s\n" % bundle)])
+    r = run_cli(["edge-maskd", "run", "--config", cfg(tmp_path, demo_clip, "classifier:\n  bundle: %s\n" % bundle)])
     one_line_error(r, "does not match the manifest")
     assert str(victim) in r.stderr
 
@@ -75,8 +75,9 @@ def _restart_prevented() -> set:
 
 @pytest.mark.parametrize("variant", ["tflite_int8", "tflite_fp32", "onnx"])
 @pytest.mark.parametrize("junk", [b"", b"not a model at all" * 100, b"TFL3" + b"\x00" * 64])
-def test_a_broken_model_with_a_matching_hash_is_one_line(tmp_path, demo_clip, detector_dir, shipped_bundle,
-                                                         variant, junk):
+def test_a_broken_model_with_a_matching_hash_is_one_line(
+    tmp_path, demo_clip, detector_dir, shipped_bundle, variant, junk
+):
     """A bad build or a disk error before hashing: the sha256 matches the manifest, the file is no model.
     `run` and `scan` say so in one line naming the file, with an exit status the unit does not restart-loop on."""
     import hashlib
@@ -88,9 +89,10 @@ def test_a_broken_model_with_a_matching_hash_is_one_line(tmp_path, demo_clip, de
     (bundle / name).write_bytes(junk)
     man["files"][name] = {"sha256": hashlib.sha256(junk).hexdigest(), "size": len(junk)}
     (bundle / "manifest.json").write_text(json.dumps(man))
-    for args in (["run", "--config", cfg(tmp_path, demo_clip, "classifier:\n  bundle: %s\n  variant: %s\n"
-                                         % (bundle, variant))],
-                 ["scan", "--bundle", bundle, "--variant", variant, demo_clip]):
+    for args in (
+        ["run", "--config", cfg(tmp_path, demo_clip, "classifier:\n  bundle: %s\n  variant: %s\n" % (bundle, variant))],
+        ["scan", "--bundle", bundle, "--variant", variant, demo_clip],
+    ):
         r = run_cli(["edge-maskd"] + args)
         one_line_error(r, name)
         assert "not a valid" in r.stderr, r.stderr
@@ -102,14 +104,20 @@ def test_edge_export_without_tensorflow_is_one_line(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys; sys.modules['tensorflow'] = None; sys.modules['keras'] = None; sys.modules['tf2onnx'] = None;"
-            "from export.cli import main; sys.exit(main(sys.argv[1:]))")
+    code = (
+        "import sys; sys.modules['tensorflow'] = None; sys.modules['keras'] = None; sys.modules['tf2onnx'] = None;"
+        "from export.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
     crops = tmp_path / "c.npz"
     import numpy as np
 
     np.savez(str(crops), images=np.zeros((4, 96, 96, 3), np.uint8), labels=np.zeros(4, np.int64))
-    r = subprocess.run([sys.executable, "-c", code, "train", "--crops", str(crops), "--out", str(tmp_path / "run")],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-c", code, "train", "--crops", str(crops), "--out", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 69, r.stderr
     assert "Traceback" not in r.stderr and "maskwatch[export]" in r.stderr
     assert len([ln for ln in r.stderr.splitlines() if "error" in ln]) == 1, r.stderr

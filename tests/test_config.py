@@ -1,4 +1,5 @@
 """Config validation: unknown keys rejected, errors name file/line/key/value, exit 78."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,17 +33,20 @@ def test_unknown_key_names_file_line_and_path(tmp_path):
     assert e.value.exit_code == EX_CONFIG
 
 
-@pytest.mark.parametrize("text, needle", [
-    ("source: {url: a.mp4}\ndetector: {confidence: 7}\n", "must be <= 1.0"),
-    ("source: {url: a.mp4}\ndetector: {mode: fast}\n", "allowed: single, native, tiles"),
-    ("source: {url: a.mp4}\ntracker: {votes: many}\n", "expected int"),
-    ("source: {url: a.mp4}\nspool: {policy: keep}\n", "drop_oldest"),
-    ("site: a/b\nsource: {url: a.mp4}\n", "topic level"),
-    ("source: {url: a.mp4}\ndetector: {roi: [0.5, 0, 0.2, 1]}\n", "detector.roi"),
-    ("source: {url: a.mp4}\ndetector: {tile_sizes: [200, 10]}\n", "detector.tile_sizes"),
-    ("detector: {}\n", "source.url is required"),
-    ("source: [\n", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("source: {url: a.mp4}\ndetector: {confidence: 7}\n", "must be <= 1.0"),
+        ("source: {url: a.mp4}\ndetector: {mode: fast}\n", "allowed: single, native, tiles"),
+        ("source: {url: a.mp4}\ntracker: {votes: many}\n", "expected int"),
+        ("source: {url: a.mp4}\nspool: {policy: keep}\n", "drop_oldest"),
+        ("site: a/b\nsource: {url: a.mp4}\n", "topic level"),
+        ("source: {url: a.mp4}\ndetector: {roi: [0.5, 0, 0.2, 1]}\n", "detector.roi"),
+        ("source: {url: a.mp4}\ndetector: {tile_sizes: [200, 10]}\n", "detector.tile_sizes"),
+        ("detector: {}\n", "source.url is required"),
+        ("source: [\n", "not valid YAML"),
+    ],
+)
 def test_bad_values_are_explained(tmp_path, text, needle):
     with pytest.raises(ConfigError) as e:
         load_config(write(tmp_path, text))
@@ -91,7 +95,7 @@ def test_every_key_of_the_example_is_read_by_the_daemon():
     example = yaml.safe_load((ROOT / "firmware-config" / "kiosk.example.yaml").read_text())
     code = "\n".join(p.read_text() for p in (ROOT / "edge").rglob("*.py") if p.name != "config.py")
     cfg_src = (ROOT / "edge" / "config.py").read_text()
-    code += cfg_src[cfg_src.index("def mqtt_password"):]  # the one reader that lives beside the schema
+    code += cfg_src[cfg_src.index("def mqtt_password") :]  # the one reader that lives beside the schema
     unread = []
     for path in _leaves(SCHEMA):
         node = example
@@ -129,9 +133,17 @@ def test_the_dataclass_defaults_are_the_ones_the_options_use():
     c = Config()
     d, t = DetectorOptions(), TrackerOptions()
     assert (d.min_face_px, d.tile_max_face, d.confidence, d.mode) == (
-        c.detector.min_face_px, c.detector.tile_max_face, c.detector.confidence, c.detector.mode)
+        c.detector.min_face_px,
+        c.detector.tile_max_face,
+        c.detector.confidence,
+        c.detector.mode,
+    )
     assert (t.votes, t.margin, t.border_px, t.max_missed) == (
-        c.tracker.votes, c.tracker.margin, c.tracker.border_px, c.tracker.max_missed)
+        c.tracker.votes,
+        c.tracker.margin,
+        c.tracker.border_px,
+        c.tracker.max_missed,
+    )
 
 
 @pytest.mark.parametrize("site", ["", "lobby.east", "my kiosk", "a/b", "a+b", "#", "$SYS", "x" * 65, "ü"])

@@ -1,5 +1,6 @@
 """Property-based fuzzing of the config loader (hypothesis): whatever YAML arrives, load_config either returns a
 config the daemon can use or raises one ConfigError; never another exception, never a traceback."""
+
 from __future__ import annotations
 
 import math
@@ -27,12 +28,18 @@ def _keys(sch, path=()):
 
 SECTIONS = {p: v for p, v in _keys(SCHEMA)}
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(10 ** 30), max_value=10 ** 30),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=30),
-    st.sampled_from(["", "lobby", "a/b", "$SYS", "#", "+", "ü", "x" * 200, "0", "1e9", "native", "tiles", "5"]))
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                       st.dictionaries(st.text(max_size=8), inner, max_size=4)),
-                      max_leaves=12)
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=30),
+    st.sampled_from(["", "lobby", "a/b", "$SYS", "#", "+", "ü", "x" * 200, "0", "1e9", "native", "tiles", "5"]),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=12,
+)
 
 
 @st.composite
@@ -73,6 +80,7 @@ def usable(cfg: Config) -> None:
                 assert spec.check(list(v) if isinstance(v, tuple) else v) is None, (path + k, v)
                 if isinstance(v, float):
                     assert math.isfinite(v), (path + k, v)
+
     walk(to_dict(cfg), SCHEMA)
     assert NAME_RE.match(cfg.site) and (cfg.device is None or NAME_RE.match(cfg.device))
     assert cfg.source.url is not None
@@ -92,8 +100,9 @@ def load_text(tmp_path, text: str):
     return cfg
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                   HealthCheck.too_slow])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(documents())
 def test_random_documents(tmp_path, doc):
     load_text(tmp_path, yaml.safe_dump(doc, allow_unicode=True))
@@ -126,11 +135,13 @@ def test_an_alias_bomb_is_refused_quickly(tmp_path):
 
 
 def test_huge_numbers_and_odd_types_are_refused(tmp_path):
-    for text in ("source: {url: a.mp4}\ndetector: {confidence: .nan}\n",
-                 "source: {url: a.mp4}\ntracker: {votes: 1e400}\n",
-                 "source: {url: a.mp4}\ntracker: {votes: %d}\n" % (10 ** 40),
-                 "source: {url: a.mp4}\nspool: {max_events: !!float 1e30}\n",
-                 "source: {url: !!binary aGVsbG8=}\n",
-                 "source: {url: 2024-01-01}\n",
-                 "source: {url: a.mp4}\nmqtt: {port: 0x10000}\n"):
+    for text in (
+        "source: {url: a.mp4}\ndetector: {confidence: .nan}\n",
+        "source: {url: a.mp4}\ntracker: {votes: 1e400}\n",
+        "source: {url: a.mp4}\ntracker: {votes: %d}\n" % (10**40),
+        "source: {url: a.mp4}\nspool: {max_events: !!float 1e30}\n",
+        "source: {url: !!binary aGVsbG8=}\n",
+        "source: {url: 2024-01-01}\n",
+        "source: {url: a.mp4}\nmqtt: {port: 0x10000}\n",
+    ):
         assert load_text(tmp_path, text) is None, text

@@ -185,6 +185,12 @@ def test_bad_messages_are_dropped_and_duplicates_stored_once(sqlite_url, shipped
     log = room.log()
     assert "not valid JSON" in log and "schema_version" in log and "claims to be from" in log
     assert "Traceback" not in log
+    # a kiosk that keeps sending the same broken payload is named once, loudly, then counted
+    for _ in range(10):
+        k.publish("maskwatch/lobby/k1/events", b"{still not json")
+    wait_for(lambda: room.health()["ingest"]["rejected"] == 14, 15, what="14 rejections")
+    json_errors = [ln for ln in room.log().splitlines() if "not valid JSON" in ln]
+    assert len(json_errors) == 1 and "ERROR" in json_errors[0] and "lobby/k1" in json_errors[0], json_errors
 
 
 def test_kill9_while_kiosks_publish_loses_nothing(sqlite_url, shipped_broker, rooms, tmp_path):

@@ -1,4 +1,5 @@
 """The daemon end to end: generated clip -> res10 -> int8 classifier -> tracker -> real mosquitto -> subscriber."""
+
 from __future__ import annotations
 
 import json
@@ -64,9 +65,15 @@ class Subscriber:
 def kiosk_config(tmp_path: Path, clip: Path, broker=None, **extra) -> Path:
     import yaml
 
-    doc: Dict[str, Any] = {"site": "lobby", "device": "kiosk-1", "state_dir": str(tmp_path / "state"),
-                           "source": {"url": str(clip)}, "detector": {"min_face_px": 40},
-                           "counts": {"interval_s": 5}, "stats": {"interval_s": 2}}
+    doc: Dict[str, Any] = {
+        "site": "lobby",
+        "device": "kiosk-1",
+        "state_dir": str(tmp_path / "state"),
+        "source": {"url": str(clip)},
+        "detector": {"min_face_px": 40},
+        "counts": {"interval_s": 5},
+        "stats": {"interval_s": 2},
+    }
     if broker is not None:
         doc["mqtt"] = {"host": broker.host, "port": broker.port}
     doc.update(extra)  # a whole section replaced, as the tests ask
@@ -76,8 +83,9 @@ def kiosk_config(tmp_path: Path, clip: Path, broker=None, **extra) -> Path:
     return p
 
 
-def test_daemon_publishes_schema_valid_events_to_real_broker(tmp_path, mosquitto, demo_clip, detector_dir,
-                                                            shipped_bundle):
+def test_daemon_publishes_schema_valid_events_to_real_broker(
+    tmp_path, mosquitto, demo_clip, detector_dir, shipped_bundle
+):
     jsonschema = pytest.importorskip("jsonschema")
     sub = Subscriber(mosquitto.host, mosquitto.port)
     try:

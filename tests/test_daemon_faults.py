@@ -1,4 +1,5 @@
 """The daemon at a real entrance: broker outages, kill -9, a missing camera, systemd notify/watchdog."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,12 @@ class Daemon:
         e = dict(os.environ)
         e.update(env or {})
         self.out_path, self.err_path = cfg.with_suffix(".out"), cfg.with_suffix(".err")
-        self.proc = subprocess.Popen([str(BIN / "edge-maskd"), "run", "--config", str(cfg)],
-                                     stdout=open(self.out_path, "w"), stderr=open(self.err_path, "w"), env=e)
+        self.proc = subprocess.Popen(
+            [str(BIN / "edge-maskd"), "run", "--config", str(cfg)],
+            stdout=open(self.out_path, "w"),
+            stderr=open(self.err_path, "w"),
+            env=e,
+        )
 
     def wait(self, timeout):
         return self.proc.wait(timeout)
@@ -52,8 +57,7 @@ def persistent_broker(tmp_path: Path, port: int) -> Mosquitto:
     d = tmp_path / "broker"
     d.mkdir(exist_ok=True)
     # persistence keeps the subscriber's session (and its queued QoS 1 messages) across the broker restart
-    return Mosquitto(d, port=port, extra_conf="persistence true\npersistence_location %s/\nautosave_interval 1\n"
-                     % d)
+    return Mosquitto(d, port=port, extra_conf="persistence true\npersistence_location %s/\nautosave_interval 1\n" % d)
 
 
 def durable_subscriber(broker: Mosquitto, client_id: str) -> Subscriber:
@@ -117,8 +121,10 @@ def test_same_verdicts_with_a_10s_broker_outage(tmp_path, demo_clip, detector_di
     b2.start()
     assert p.wait(120) == 0
     err = p.stderr_text
-    assert sub.wait_for(lambda: len(unique(sub.of("events"))) >= 3 and
-                        any(s["state"] == "stopped" for s in sub.of("status")), timeout=30), err[-3000:]
+    assert sub.wait_for(
+        lambda: len(unique(sub.of("events"))) >= 3 and any(s["state"] == "stopped" for s in sub.of("status")),
+        timeout=30,
+    ), err[-3000:]
     events = sub.of("events")
     dupes = len(events) - len(unique(events))
     assert verdicts(unique(events)) == verdicts(baseline)
@@ -140,8 +146,10 @@ def test_kill_9_then_restart_delivers_the_spool(tmp_path, demo_clip, detector_di
         if spool.exists():
             with sqlite3.connect(str(spool)) as db:
                 try:
-                    spooled = [json.loads(r[0]) for r in db.execute(
-                        "SELECT payload FROM outbox WHERE topic LIKE '%/events' ORDER BY seq")]
+                    spooled = [
+                        json.loads(r[0])
+                        for r in db.execute("SELECT payload FROM outbox WHERE topic LIKE '%/events' ORDER BY seq")
+                    ]
                 except sqlite3.OperationalError:
                     spooled = []
             if len(spooled) >= 2:
@@ -161,7 +169,7 @@ def test_kill_9_then_restart_delivers_the_spool(tmp_path, demo_clip, detector_di
         assert p2.wait(120) == 0
         assert sub.wait_for(lambda: set(ids) <= {e["event_id"] for e in sub.of("events")}, timeout=30)
         got = [e["event_id"] for e in sub.of("events") if e["event_id"] in ids]
-        assert got[:len(ids)] == ids  # in order
+        assert got[: len(ids)] == ids  # in order
     finally:
         sub.close()
         broker.stop()
@@ -170,8 +178,9 @@ def test_kill_9_then_restart_delivers_the_spool(tmp_path, demo_clip, detector_di
 def test_missing_camera_reconnects_and_status_says_so(tmp_path, mosquitto, detector_dir, shipped_bundle):
     sub = Subscriber(mosquitto.host, mosquitto.port)
     url = "rtsp://127.0.0.1:%d/doorway" % free_port()  # nothing listens there
-    cfg = kiosk_config(tmp_path, url, mosquitto, source={"url": url, "reconnect_initial_s": 0.2,
-                                                         "reconnect_max_s": 0.5})
+    cfg = kiosk_config(
+        tmp_path, url, mosquitto, source={"url": url, "reconnect_initial_s": 0.2, "reconnect_max_s": 0.5}
+    )
     notify = tmp_path / "notify.sock"
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     srv.bind(str(notify))
@@ -228,15 +237,21 @@ def test_notify_ready_and_watchdog_only_while_processing(tmp_path, demo_clip, de
     assert "STOPPING=1" in kinds[-1]
 
 
-def test_a_kiosk_that_dies_while_the_broker_is_down_reads_stale_not_online(tmp_path, demo_clip, detector_dir,
-                                                                           shipped_bundle):
+def test_a_kiosk_that_dies_while_the_broker_is_down_reads_stale_not_online(
+    tmp_path, demo_clip, detector_dir, shipped_bundle
+):
     """kill -9 while the broker is down: the will is never sent and the retained status says "online" forever.
     The status carries the stats interval, so a subscriber that sees no stats for twice that long knows better."""
     from edge import messages
 
     broker = persistent_broker(tmp_path, free_port()).start()
-    cfg = kiosk_config(tmp_path, demo_clip, broker, source={"url": str(demo_clip), "realtime": True, "loop": True},
-                       stats={"interval_s": 1.0})
+    cfg = kiosk_config(
+        tmp_path,
+        demo_clip,
+        broker,
+        source={"url": str(demo_clip), "realtime": True, "loop": True},
+        stats={"interval_s": 1.0},
+    )
     p = start_daemon(cfg)
     sub = Subscriber(broker.host, broker.port)
     try:
@@ -266,8 +281,9 @@ def test_a_kiosk_that_dies_while_the_broker_is_down_reads_stale_not_online(tmp_p
         broker.stop()
 
 
-def test_per_event_state_is_bounded_and_holds_no_snapshots(tmp_path, mosquitto, demo_clip, detector_dir,
-                                                           shipped_bundle, monkeypatch):
+def test_per_event_state_is_bounded_and_holds_no_snapshots(
+    tmp_path, mosquitto, demo_clip, detector_dir, shipped_bundle, monkeypatch
+):
     """Pipeline.decisions once kept every decision, snapshot bytes included, for the life of the process. Now it
     keeps the newest RECENT_DECISIONS, without snapshots, while every event still goes out with its snapshot."""
     from edge import pipeline as pl
@@ -279,8 +295,9 @@ def test_per_event_state_is_bounded_and_holds_no_snapshots(tmp_path, mosquitto, 
     monkeypatch.setattr(pl, "RECENT_DECISIONS", 2)
     cfg = load_config(kiosk_config(tmp_path, demo_clip, mosquitto, privacy={"snapshots": True}))
     sub = Subscriber(mosquitto.host, mosquitto.port)
-    pub = MqttPublisher(host=mosquitto.host, port=mosquitto.port, site=cfg.site, device="kiosk-1",
-                        spool=Spool(tmp_path / "spool.db"))
+    pub = MqttPublisher(
+        host=mosquitto.host, port=mosquitto.port, site=cfg.site, device="kiosk-1", spool=Spool(tmp_path / "spool.db")
+    )
     try:
         pipe = pl.Pipeline(cfg, pub)
         src = FrameSource(str(demo_clip)).open()
@@ -296,8 +313,9 @@ def test_per_event_state_is_bounded_and_holds_no_snapshots(tmp_path, mosquitto, 
         sub.close()
 
 
-def test_a_clean_exit_is_not_a_warning_and_an_unsent_spool_is_a_distinct_status(tmp_path, mosquitto, demo_clip,
-                                                                                 detector_dir, shipped_bundle):
+def test_a_clean_exit_is_not_a_warning_and_an_unsent_spool_is_a_distinct_status(
+    tmp_path, mosquitto, demo_clip, detector_dir, shipped_bundle
+):
     # broker up all along: no WARNING about a disconnect at the normal end, exit 0
     cfg = kiosk_config(tmp_path / "up", demo_clip, mosquitto)
     p = start_daemon(cfg)

@@ -1,4 +1,5 @@
 """The res10 detector stage: multi-scale windows, tile-seam handling, NMS; and a real pass on a real face."""
+
 from __future__ import annotations
 
 import cv2
@@ -8,8 +9,11 @@ from edge.detector import DetectorOptions, FaceDetector, nms
 
 
 def detector(detector_dir, **kw) -> FaceDetector:
-    return FaceDetector(detector_dir / "deploy.prototxt", detector_dir / "res10_300x300_ssd_iter_140000.caffemodel",
-                        DetectorOptions(**kw))
+    return FaceDetector(
+        detector_dir / "deploy.prototxt",
+        detector_dir / "res10_300x300_ssd_iter_140000.caffemodel",
+        DetectorOptions(**kw),
+    )
 
 
 def test_tiles_cover_the_whole_frame(detector_dir):

@@ -1,5 +1,6 @@
 """res10 on every runtime: ONNX/TFLite rebuilt from the Caffe weights give cv2.dnn's boxes; manifests are checked;
 TensorRT and Edge TPU are real code that skips here with the reason; the daemon runs end to end on LiteRT int8."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -48,20 +49,41 @@ def converted(tmp_path_factory, detector_dir, frames):
     (calib / "images").mkdir()
     rng = np.random.RandomState(0)
     for i, f in enumerate(frames[1::2]):
-        cv2.imwrite(str(calib / "images" / ("c%02d.png" % i)), np.clip(f.astype(np.int16) + rng.randint(-8, 8, f.shape),
-                                                                      0, 255).astype(np.uint8))
+        cv2.imwrite(
+            str(calib / "images" / ("c%02d.png" % i)),
+            np.clip(f.astype(np.int16) + rng.randint(-8, 8, f.shape), 0, 255).astype(np.uint8),
+        )
     r = run_cli(["edge-maskd", "detector-export", "--model-dir", detector_dir, "--out", out])
     assert r.returncode == 0, r.stderr[-2000:]
     if importlib.util.find_spec("tensorflow") is not None:
-        r = run_cli(["edge-export", "-q", "detector", "--model-dir", detector_dir, "--out", out, "--sizes", "300x300",
-                     "--calib-scenes", calib, "--calib-count", "8"], timeout=900)
+        r = run_cli(
+            [
+                "edge-export",
+                "-q",
+                "detector",
+                "--model-dir",
+                detector_dir,
+                "--out",
+                out,
+                "--sizes",
+                "300x300",
+                "--calib-scenes",
+                calib,
+                "--calib-count",
+                "8",
+            ],
+            timeout=900,
+        )
         assert r.returncode == 0, r.stderr[-3000:]
     return out
 
 
 def _det(detector_dir: Path, conv: Path, **kw) -> FaceDetector:
-    return FaceDetector(detector_dir / "deploy.prototxt", detector_dir / "res10_300x300_ssd_iter_140000.caffemodel",
-                        DetectorOptions(converted_dir=str(conv), fallback=False, confidence=0.3, **kw))
+    return FaceDetector(
+        detector_dir / "deploy.prototxt",
+        detector_dir / "res10_300x300_ssd_iter_140000.caffemodel",
+        DetectorOptions(converted_dir=str(conv), fallback=False, confidence=0.3, **kw),
+    )
 
 
 def _compare(ref, got):
@@ -117,8 +139,11 @@ def test_a_tampered_converted_file_is_refused_by_name(detector_dir, converted, t
     with pytest.raises(BundleError, match="res10_fp32.onnx.*sha256"):
         _det(detector_dir, bad, backend="onnxruntime")
     # fallback on: the kiosk keeps running on opencv and says why
-    d = FaceDetector(detector_dir / "deploy.prototxt", detector_dir / "res10_300x300_ssd_iter_140000.caffemodel",
-                     DetectorOptions(converted_dir=str(bad), backend="onnxruntime"))
+    d = FaceDetector(
+        detector_dir / "deploy.prototxt",
+        detector_dir / "res10_300x300_ssd_iter_140000.caffemodel",
+        DetectorOptions(converted_dir=str(bad), backend="onnxruntime"),
+    )
     assert d.backend_in_use == "opencv" and "sha256" in d.degraded
 
 
@@ -133,8 +158,9 @@ def test_converted_files_from_other_weights_are_refused(detector_dir, converted,
 
 
 def test_tensorrt_and_edgetpu_detectors_skip_with_the_reason(detector_dir, converted):
-    files = detectors.DetectorFiles(detector_dir / "deploy.prototxt",
-                                    detector_dir / "res10_300x300_ssd_iter_140000.caffemodel", converted)
+    files = detectors.DetectorFiles(
+        detector_dir / "deploy.prototxt", detector_dir / "res10_300x300_ssd_iter_140000.caffemodel", converted
+    )
     with pytest.raises(BackendUnavailable) as e:
         detectors.create("tensorrt", files, {"engine": "/nonexistent.engine"})
     reason = str(e.value)
@@ -160,8 +186,16 @@ def test_daemon_end_to_end_with_the_litert_int8_detector(detector_dir, converted
     cfg["source"] = {"url": str(demo_clip)}
     cfg["state_dir"] = str(tmp_path / "state")
     # one 300x300 pass: TFLite shapes are static, and the converted fixture holds the 300x300 files
-    cfg["detector"].update({"backend": "litert", "precision": "int8", "converted_dir": str(converted), "mode": "single",
-                            "model_dir": str(detector_dir), "fallback_to_cpu": False})
+    cfg["detector"].update(
+        {
+            "backend": "litert",
+            "precision": "int8",
+            "converted_dir": str(converted),
+            "mode": "single",
+            "model_dir": str(detector_dir),
+            "fallback_to_cpu": False,
+        }
+    )
     p = tmp_path / "k.yaml"
     p.write_text(yaml.safe_dump(cfg))
     r = run_cli(["edge-maskd", "run", "--config", p, "--log-level", "WARNING"], timeout=600)
@@ -181,8 +215,20 @@ def test_scan_takes_the_detector_backend(detector_dir, converted, demo_clip, tmp
     cv2.imwrite(str(tmp_path / "f.png"), f)
     outs = {}
     for be in ("opencv", "onnxruntime"):
-        r = run_cli(["edge-maskd", "scan", "--mode", "single", "--backend", be, "--converted-dir", converted,
-                     tmp_path / "f.png"], env={"MASKWATCH_CACHE": str(detector_dir)})
+        r = run_cli(
+            [
+                "edge-maskd",
+                "scan",
+                "--mode",
+                "single",
+                "--backend",
+                be,
+                "--converted-dir",
+                converted,
+                tmp_path / "f.png",
+            ],
+            env={"MASKWATCH_CACHE": str(detector_dir)},
+        )
         assert r.returncode == 0, r.stderr[-1500:]
         outs[be] = [json.loads(line)["box"] for line in r.stdout.splitlines() if line.startswith("{")]
     assert outs["opencv"] and outs["opencv"] == outs["onnxruntime"]

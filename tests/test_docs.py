@@ -1,4 +1,5 @@
 """Numbers in README.md are generated from benchmarks/results/*.json, never typed by hand."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,9 @@ from conftest import ROOT
 
 
 def test_readme_numbers_match_the_results_json():
-    p = subprocess.run([sys.executable, str(ROOT / "docs" / "gen_numbers.py"), "--check"], capture_output=True,
-                       text=True)
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "docs" / "gen_numbers.py"), "--check"], capture_output=True, text=True
+    )
     assert p.returncode == 0, p.stderr
 
 

@@ -1,4 +1,5 @@
 """edge/ must run on JetPack 5 (Python 3.8) and never pull in TensorFlow."""
+
 from __future__ import annotations
 
 import subprocess
@@ -11,10 +12,12 @@ from conftest import ROOT
 
 
 def test_edge_modules_do_not_import_tensorflow():
-    code = ("import sys, edge.cli, edge.pipeline, edge.bench, controlroom.alerts_cli, edge.classifier, edge.backends;"
-            "edge.backends.available_types();"
-            "bad=[m for m in sys.modules if m.split('.')[0] in ('tensorflow','keras','tf2onnx')];"
-            "print(bad); sys.exit(1 if bad else 0)")
+    code = (
+        "import sys, edge.cli, edge.pipeline, edge.bench, controlroom.alerts_cli, edge.classifier, edge.backends;"
+        "edge.backends.available_types();"
+        "bad=[m for m in sys.modules if m.split('.')[0] in ('tensorflow','keras','tf2onnx')];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(ROOT))
     assert r.returncode == 0, r.stdout + r.stderr
 
@@ -30,7 +33,18 @@ def test_edge_keeps_python38_syntax():
     exe = Path(sys.executable).parent / "vermin"
     if not exe.exists():
         pytest.fail("vermin is not installed (it is in the dev extra)")
-    r = subprocess.run([str(exe), "-t=3.8-", "--no-tips", "--violations",
-                        "--eval-annotations", "--backport", "typing", str(ROOT / "edge")],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            str(exe),
+            "-t=3.8-",
+            "--no-tips",
+            "--violations",
+            "--eval-annotations",
+            "--backport",
+            "typing",
+            str(ROOT / "edge"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stdout + r.stderr

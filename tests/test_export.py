@@ -1,4 +1,5 @@
 """export/: readers, leak-free splitting, metrics, and a tiny model converted end to end (TensorFlow)."""
+
 from __future__ import annotations
 
 import logging
@@ -23,8 +24,11 @@ def _png(path: Path, w=200, h=150, seed=0) -> None:
 
 
 def _voc(path: Path, fname: str, objs) -> None:
-    body = "".join("<object><name>%s</name><bndbox><xmin>%d</xmin><ymin>%d</ymin><xmax>%d</xmax><ymax>%d</ymax>"
-                   "</bndbox></object>" % ((n,) + tuple(b)) for n, b in objs)
+    body = "".join(
+        "<object><name>%s</name><bndbox><xmin>%d</xmin><ymin>%d</ymin><xmax>%d</xmax><ymax>%d</ymax>"
+        "</bndbox></object>" % ((n,) + tuple(b))
+        for n, b in objs
+    )
     path.write_text("<annotation><filename>%s</filename>%s</annotation>" % (fname, body))
 
 
@@ -33,9 +37,15 @@ def test_voc_reader_crops_and_skips_bad_files_by_name(tmp_path, caplog):
     (root / "images").mkdir(parents=True)
     (root / "annotations").mkdir()
     _png(root / "images" / "s1.png")
-    _voc(root / "annotations" / "s1.xml", "s1.png", [("with_mask", (10, 10, 60, 70)),
-                                                     ("mask_weared_incorrect", (100, 20, 150, 90)),
-                                                     ("without_mask", (0, 0, 3, 3))])  # too small: ignored
+    _voc(
+        root / "annotations" / "s1.xml",
+        "s1.png",
+        [
+            ("with_mask", (10, 10, 60, 70)),
+            ("mask_weared_incorrect", (100, 20, 150, 90)),
+            ("without_mask", (0, 0, 3, 3)),
+        ],
+    )  # too small: ignored
     (root / "annotations" / "s2.xml").write_text("<annotation><object>")  # malformed XML
     (root / "images" / "s3.png").write_text("not a png")
     _voc(root / "annotations" / "s3.xml", "s3.png", [("with_mask", (1, 1, 50, 50))])
@@ -142,8 +152,16 @@ def tiny_bundle(tmp_path_factory):
     model.fit(X.astype("float32"), y, epochs=60, batch_size=16, verbose=0)
     model.save(str(tmp / "tiny.keras"))
     np.save(str(tmp / "rep.npy"), X[:60])
-    manifest = convert(tmp / "tiny.keras", tmp / "bundle", labels=LABELS, representative=X[:60],
-                       eval_images=X[60:], eval_labels=y[60:], crop_margin=0.15, model_id="tiny-test")
+    manifest = convert(
+        tmp / "tiny.keras",
+        tmp / "bundle",
+        labels=LABELS,
+        representative=X[:60],
+        eval_images=X[60:],
+        eval_labels=y[60:],
+        crop_margin=0.15,
+        model_id="tiny-test",
+    )
     return tmp / "bundle", manifest, X[60:], y[60:]
 
 
@@ -200,8 +218,15 @@ def test_convert_does_not_overwrite_a_bundle(tiny_bundle):
 
     path, _, X, y = tiny_bundle
     with pytest.raises(FileExistsError):
-        convert(path.parent / "tiny.keras", path, labels=LABELS, representative=X, eval_images=X, eval_labels=y,
-                crop_margin=0.1)
+        convert(
+            path.parent / "tiny.keras",
+            path,
+            labels=LABELS,
+            representative=X,
+            eval_images=X,
+            eval_labels=y,
+            crop_margin=0.1,
+        )
 
 
 # -- report writer -------------------------------------------------------------------------------------------
@@ -212,8 +237,10 @@ def test_report_pictures_are_written(tmp_path):
     from export import evaluate
 
     evaluate.plot_confusion(np.array([[5, 1, 0], [0, 3, 1], [1, 0, 2]]), LABELS, tmp_path / "cm.png", "t")
-    evaluate.plot_curves({"loss": [1, 0.5], "val_loss": [1.1, 0.7], "accuracy": [0.5, 0.8],
-                          "val_accuracy": [0.4, 0.7]}, tmp_path / "curves.png")
+    evaluate.plot_curves(
+        {"loss": [1, 0.5], "val_loss": [1.1, 0.7], "accuracy": [0.5, 0.8], "val_accuracy": [0.4, 0.7]},
+        tmp_path / "curves.png",
+    )
     imgs = np.random.RandomState(0).randint(0, 255, (10, 40, 40, 3)).astype(np.uint8)
     evaluate.contact_sheet(imgs, ["a>b %d" % i for i in range(10)], tmp_path / "sheet.png", cols=4, cell=50)
     for name in ("cm.png", "curves.png", "sheet.png"):
@@ -238,8 +265,16 @@ def test_conversion_is_deterministic(tiny_bundle, tmp_path):
     from export.convert import convert
 
     path, manifest, X, y = tiny_bundle
-    again = convert(path.parent / "tiny.keras", tmp_path / "again", labels=LABELS, representative=np.load(str(path.parent / "rep.npy")), eval_images=X, eval_labels=y, crop_margin=0.15,
-                    model_id="tiny-test")
+    again = convert(
+        path.parent / "tiny.keras",
+        tmp_path / "again",
+        labels=LABELS,
+        representative=np.load(str(path.parent / "rep.npy")),
+        eval_images=X,
+        eval_labels=y,
+        crop_margin=0.15,
+        model_id="tiny-test",
+    )
     for key in ("tflite_fp32", "tflite_fp16", "tflite_int8", "tflite_edgetpu", "onnx"):
         f = manifest["variants"][key]["file"]
         assert again["files"][f]["sha256"] == manifest["files"][f]["sha256"], key

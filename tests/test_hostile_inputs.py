@@ -1,4 +1,5 @@
 """Hostile inputs: decompression bombs and huge photos are refused or bounded, in one line, without the memory."""
+
 from __future__ import annotations
 
 import json
@@ -15,24 +16,35 @@ from conftest import BIN
 
 def png_bomb(path: Path, side: int = 20000) -> Path:
     """A real, valid 1-bit greyscale PNG of side x side pixels: ~60 KB on disk, 1.2 GB once decoded to BGR."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     row = b"\x00" + b"\x00" * ((side + 7) // 8)
     comp = zlib.compressobj(9)
     idat = b"".join(comp.compress(row) for _ in range(side)) + comp.flush()
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
-                     + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
+        + chunk(b"IDAT", idat)
+        + chunk(b"IEND", b"")
+    )
     return path
 
 
 def run_measured(args):
     """Run a console script in a fresh process and return (CompletedProcess, peak RSS of the child in MB)."""
-    code = ("import resource, subprocess, sys, json; r = subprocess.run(sys.argv[1:], capture_output=True, text=True);"
-            "print(json.dumps({'rc': r.returncode, 'err': r.stderr, 'out': r.stdout,"
-            "'rss_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0}))")
-    r = subprocess.run([sys.executable, "-c", code, str(BIN / args[0])] + [str(a) for a in args[1:]],
-                       capture_output=True, text=True, timeout=300)
+    code = (
+        "import resource, subprocess, sys, json; r = subprocess.run(sys.argv[1:], capture_output=True, text=True);"
+        "print(json.dumps({'rc': r.returncode, 'err': r.stderr, 'out': r.stdout,"
+        "'rss_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0}))"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(BIN / args[0])] + [str(a) for a in args[1:]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     return json.loads(r.stdout)
 
 

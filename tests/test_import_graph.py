@@ -4,6 +4,7 @@ edge/ runs on the device: it never imports export/ (TensorFlow) or controlroom/ 
 controlroom/ never imports edge/ modules that pull in numpy or OpenCV. Read from the source with ast, so a lazy
 import inside a function counts as much as one at the top.
 """
+
 import ast
 from pathlib import Path
 from typing import Dict, List, Set
@@ -32,7 +33,7 @@ def graph() -> Dict[str, Set[str]]:
             elif isinstance(node, ast.ImportFrom):
                 if node.level:
                     base = m.split(".") if is_pkg else m.split(".")[:-1]
-                    base = base[:len(base) - (node.level - 1)]
+                    base = base[: len(base) - (node.level - 1)]
                     mod = ".".join(base + ([node.module] if node.module else []))
                 else:
                     mod = node.module or ""
@@ -54,7 +55,7 @@ def cycles(g: Dict[str, Set[str]]) -> List[List[str]]:
         stack.append(u)
         for v in sorted(g[u]):
             if state.get(v) == 1:
-                found.append(stack[stack.index(v):] + [v])
+                found.append(stack[stack.index(v) :] + [v])
             elif v not in state:
                 visit(v)
         stack.pop()
@@ -80,8 +81,13 @@ def test_no_import_cycles():
 
 def test_edge_never_imports_export_or_controlroom():
     g = graph()
-    bad = sorted("%s -> %s" % (m, d) for m, ds in g.items() if m.split(".")[0] == "edge"
-                 for d in ds if d.split(".")[0] in ("export", "controlroom"))
+    bad = sorted(
+        "%s -> %s" % (m, d)
+        for m, ds in g.items()
+        if m.split(".")[0] == "edge"
+        for d in ds
+        if d.split(".")[0] in ("export", "controlroom")
+    )
     assert not bad, bad
 
 

@@ -15,6 +15,7 @@ needs the package inside the venv, which --skip-pip leaves out).
 `unit_exec_and_env(path)` parses a unit's ExecStart= and Environment= the way systemd does (for the
 constructs the units use), so that a test can start the daemon exactly as the unit starts it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -89,8 +90,10 @@ def _specifiers(text: str) -> str:
     """Resolve the only specifier these units may use, %%; refuse the others rather than guess them."""
     found = re.findall(r"%(.)", text.replace("%%", ""))
     if found:
-        raise ValueError("unit uses specifier(s) %s, which unit_exec_and_env does not resolve: %r"
-                         % (", ".join("%" + c for c in found), text))
+        raise ValueError(
+            "unit uses specifier(s) %s, which unit_exec_and_env does not resolve: %r"
+            % (", ".join("%" + c for c in found), text)
+        )
     return text.replace("%%", "%")
 
 
@@ -169,10 +172,17 @@ def bundle(tmp_path) -> Path:
     d.mkdir()
     model = os.urandom(4096)
     (d / "model_int8.tflite").write_bytes(model)
-    (d / "manifest.json").write_text(json.dumps({
-        "schema_version": 1, "model_id": MODEL_ID, "labels": ["with_mask", "without_mask"],
-        "files": {"model_int8.tflite": {"sha256": hashlib.sha256(model).hexdigest(), "size": len(model)}},
-    }, indent=1))
+    (d / "manifest.json").write_text(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "model_id": MODEL_ID,
+                "labels": ["with_mask", "without_mask"],
+                "files": {"model_int8.tflite": {"sha256": hashlib.sha256(model).hexdigest(), "size": len(model)}},
+            },
+            indent=1,
+        )
+    )
     return d
 
 
@@ -195,11 +205,16 @@ class Installer:
         cmd = ["bash", str(INSTALL), "--destdir", str(self.destdir), "--python", sys.executable]
         if light:
             cmd += ["--skip-pip", "--skip-assets", "--models", str(self.bundle)]
-        proc = subprocess.run(cmd + list(args), capture_output=True, text=True, env=self.env, timeout=120,
-                              cwd=str(ROOT))
+        proc = subprocess.run(
+            cmd + list(args), capture_output=True, text=True, env=self.env, timeout=120, cwd=str(ROOT)
+        )
         if check:
             assert proc.returncode == 0, "install.sh %s failed (%d):\n%s%s" % (
-                " ".join(args), proc.returncode, proc.stdout, proc.stderr)
+                " ".join(args),
+                proc.returncode,
+                proc.stdout,
+                proc.stderr,
+            )
         return proc
 
     def path(self, rel: str) -> Path:
@@ -217,8 +232,10 @@ def installer(tmp_path, bundle) -> Installer:
 def require(tool: str) -> str:
     exe = shutil.which(tool)
     if exe is None:
-        pytest.skip("%s is not installed (apt-get install %s); .ci/run installs it"
-                    % (tool, {"systemd-analyze": "systemd"}.get(tool, tool)))
+        pytest.skip(
+            "%s is not installed (apt-get install %s); .ci/run installs it"
+            % (tool, {"systemd-analyze": "systemd"}.get(tool, tool))
+        )
     return exe
 
 
@@ -237,12 +254,13 @@ def test_unit_exec_and_env_follows_systemd_syntax(tmp_path):
     unit = tmp_path / "x.service"
     unit.write_text(
         "[Unit]\nDescription=x\n[Service]\n"
-        "Environment=A=1 \"B=two words\"\n"
+        'Environment=A=1 "B=two words"\n'
         "Environment=A=3\n"
         "# Environment=C=commented\n"
         "ExecStart=\n"
         "ExecStart=-/usr/bin/prog --flag \\\n"
-        "    'quoted arg' 100%%\n")
+        "    'quoted arg' 100%%\n"
+    )
     argv, env = unit_exec_and_env(unit)
     assert argv == ["/usr/bin/prog", "--flag", "quoted arg", "100%"]
     assert env == {"A": "3", "B": "two words"}
@@ -253,22 +271,42 @@ def test_unit_exec_and_env_follows_systemd_syntax(tmp_path):
 
 def test_main_unit_keeps_the_supervision_and_sandbox_contract():
     u = MAIN_UNIT
-    expect = {"Type": "notify", "NotifyAccess": "main", "WatchdogSec": "30", "Restart": "on-failure",
-              "DynamicUser": "yes", "ConfigurationDirectory": "maskwatch", "StateDirectory": "maskwatch",
-              "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes", "NoNewPrivileges": "yes",
-              "DevicePolicy": "closed", "LockPersonality": "yes", "ProtectKernelTunables": "yes",
-              "ProtectKernelModules": "yes", "ProtectControlGroups": "yes",
-              "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6 AF_NETLINK",
-              "LoadCredential": "mqtt-password:/etc/maskwatch/mqtt-password"}
+    expect = {
+        "Type": "notify",
+        "NotifyAccess": "main",
+        "WatchdogSec": "30",
+        "Restart": "on-failure",
+        "DynamicUser": "yes",
+        "ConfigurationDirectory": "maskwatch",
+        "StateDirectory": "maskwatch",
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "NoNewPrivileges": "yes",
+        "DevicePolicy": "closed",
+        "LockPersonality": "yes",
+        "ProtectKernelTunables": "yes",
+        "ProtectKernelModules": "yes",
+        "ProtectControlGroups": "yes",
+        "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6 AF_NETLINK",
+        "LoadCredential": "mqtt-password:/etc/maskwatch/mqtt-password",
+    }
     got = {k: unit_value(u, k) for k in expect}
     assert got == expect
     assert "78" in unit_value(u, "RestartPreventExitStatus").split()
     assert "video" in unit_value(u, "SupplementaryGroups").split()
-    assert unit_values(u, "ExecStartPre") == [UNIT_PREFIX + "/venv/bin/edge-maskd check-config "
-                                              "/etc/maskwatch/config.yaml"]
+    assert unit_values(u, "ExecStartPre") == [
+        UNIT_PREFIX + "/venv/bin/edge-maskd check-config /etc/maskwatch/config.yaml"
+    ]
     allowed = unit_values(u, "DeviceAllow")
-    for dev in ("char-video4linux rw", "char-usb_device rw", "/dev/apex_0 rw", "/dev/nvmap rw",
-                "/dev/nvhost-ctrl-gpu rw", "char-nvidia* rw"):
+    for dev in (
+        "char-video4linux rw",
+        "char-usb_device rw",
+        "/dev/apex_0 rw",
+        "/dev/nvmap rw",
+        "/dev/nvhost-ctrl-gpu rw",
+        "char-nvidia* rw",
+    ):
         assert dev in allowed
     assert unit_value(u, "MemoryDenyWriteExecute") is None  # CUDA/TensorRT JIT: see the unit's comment
     assert unit_value(u, "PrivateDevices") is None  # would hide the cameras and accelerators
@@ -290,7 +328,9 @@ def test_engine_condition_names_the_file_build_engine_writes():
     from edge.pipeline import engine_path
 
     cond = unit_value(ENGINE_UNIT, "ConditionPathExists", "Unit").lstrip("!")
-    assert cond == str(engine_path(build({"state_dir": "/var/lib/maskwatch", "source": {"url": "x"}}), "@MODEL_ID@", "fp16"))
+    assert cond == str(
+        engine_path(build({"state_dir": "/var/lib/maskwatch", "source": {"url": "x"}}), "@MODEL_ID@", "fp16")
+    )
 
 
 def test_units_pass_systemd_analyze_verify(tmp_path):
@@ -316,8 +356,9 @@ def test_main_unit_exposure_stays_low(tmp_path):
     exe = require("systemd-analyze")
     copy = tmp_path / MAIN_UNIT.name
     copy.write_text(rewrite_prefix(MAIN_UNIT.read_text(), VENV_ROOT))
-    proc = subprocess.run([exe, "security", "--offline=yes", "--threshold=25", str(copy)], capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [exe, "security", "--offline=yes", "--threshold=25", str(copy)], capture_output=True, text=True, timeout=60
+    )
     if "--offline" in proc.stderr and "unrecognized" in proc.stderr:
         pytest.skip("this systemd-analyze has no --offline (systemd < 250)")
     assert proc.returncode == 0, "exposure above 2.5:\n" + proc.stdout[-3000:] + proc.stderr
@@ -405,8 +446,11 @@ def test_install_twice_gives_the_same_tree_and_keeps_an_edited_config(installer,
     assert installer.path("/opt/maskwatch/share/doc/flashing-a-kiosk.md").exists()
     assert installer.path("/opt/maskwatch/share/doc/platforms/jetson.md").exists()
     # nothing installed refers to the staging directory (venv scripts and pyvenv.cfg are rewritten)
-    leaks = [rel for rel, entry in tree1.items() if entry[0] == "file"
-             and str(installer.destdir).encode() in installer.path(rel).read_bytes()]
+    leaks = [
+        rel
+        for rel, entry in tree1.items()
+        if entry[0] == "file" and str(installer.destdir).encode() in installer.path(rel).read_bytes()
+    ]
     assert not leaks, leaks
     assert not installer.path("/etc/udev/rules.d/99-coral-edgetpu.rules").exists()  # only with --coral
     assert installer.stub_calls() == "", "DESTDIR mode must not call systemctl/udevadm"
@@ -503,14 +547,17 @@ def test_uninstall_leaves_files_it_did_not_install(installer):
     assert "did not install" in proc.stderr
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--prefix", "/usr"], "would mix maskwatch with the system"),
-    (["--prefix", "relative/dir"], "absolute path"),
-    (["--prefix", "/opt/mask watch"], "may only use"),
-    (["--config", "/nonexistent/kiosk.yaml"], "no such file"),
-    (["--purge"], "--purge goes with --uninstall"),
-    (["--bogus"], "unknown option"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--prefix", "/usr"], "would mix maskwatch with the system"),
+        (["--prefix", "relative/dir"], "absolute path"),
+        (["--prefix", "/opt/mask watch"], "may only use"),
+        (["--config", "/nonexistent/kiosk.yaml"], "no such file"),
+        (["--purge"], "--purge goes with --uninstall"),
+        (["--bogus"], "unknown option"),
+    ],
+)
 def test_install_refuses_bad_options(installer, args, needle):
     proc = installer(*args, check=False)
     assert proc.returncode != 0

@@ -5,6 +5,7 @@ by this file with MASKWATCH_UPDATE_GOLDEN=1 (first at commit ea56c26, before the
 refactor that changes a verdict, a decision frame or the number of people fails here; a new bundle (another
 model_id) must be pinned again on purpose.
 """
+
 import json
 import os
 from pathlib import Path
@@ -25,27 +26,41 @@ def entrance_clip(out: Path) -> Path:
 
 
 def run_daemon(clip: Path, detector_dir: Path) -> dict:
-    r = run_cli(["edge-maskd", "run", "--config", ROOT / "firmware-config" / "demo.yaml", "--source", clip],
-                timeout=300)
+    r = run_cli(
+        ["edge-maskd", "run", "--config", ROOT / "firmware-config" / "demo.yaml", "--source", clip], timeout=300
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     events = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
     events = [e for e in events if e.get("type") == "event"]
-    return {"model_id": events[0]["model_id"] if events else None,
-            "events": [{"track_id": e["track_id"], "verdict": e["verdict"], "frame": e["frame"],
-                        "votes": e["votes"], "decided_by": e.get("decided_by"), "alert": e.get("alert")}
-                       for e in events]}
+    return {
+        "model_id": events[0]["model_id"] if events else None,
+        "events": [
+            {
+                "track_id": e["track_id"],
+                "verdict": e["verdict"],
+                "frame": e["frame"],
+                "votes": e["votes"],
+                "decided_by": e.get("decided_by"),
+                "alert": e.get("alert"),
+            }
+            for e in events
+        ],
+    }
 
 
 def test_same_verdicts_on_demo_and_entrance(demo_clip, detector_dir, tmp_path):
-    got = {"demo": run_daemon(demo_clip, detector_dir),
-           "entrance": run_daemon(entrance_clip(tmp_path / "entrance.mp4"), detector_dir)}
+    got = {
+        "demo": run_daemon(demo_clip, detector_dir),
+        "entrance": run_daemon(entrance_clip(tmp_path / "entrance.mp4"), detector_dir),
+    }
     if os.environ.get("MASKWATCH_UPDATE_GOLDEN") == "1":
         GOLDEN.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
         pytest.skip("golden verdicts written to %s" % GOLDEN)
     want = json.loads(GOLDEN.read_text())
     for clip in ("demo", "entrance"):
         assert got[clip]["model_id"] == want[clip]["model_id"], (
-            "the shipped bundle changed: pin its verdicts again with MASKWATCH_UPDATE_GOLDEN=1")
+            "the shipped bundle changed: pin its verdicts again with MASKWATCH_UPDATE_GOLDEN=1"
+        )
         # the alert score may move in its last digits on another CPU's int8 kernels; nothing else may move
         strip = [{k: v for k, v in e.items() if k != "alert"} for e in got[clip]["events"]]
         assert strip == [{k: v for k, v in e.items() if k != "alert"} for e in want[clip]["events"]], clip

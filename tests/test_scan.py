@@ -1,4 +1,5 @@
 """`edge-maskd scan` / `classify`: how people check the model on their own pictures."""
+
 from __future__ import annotations
 
 import json
@@ -36,7 +37,7 @@ def test_scan_video_reports_frames(demo_clip, detector_dir, shipped_bundle, tmp_
     row = rows[0]
     img = cv2.imread(str(tmp_path / "seen" / ("%s-%06d.png" % (demo_clip.stem, row["frame"]))))
     x1, y1, x2, y2 = row["box"]
-    edge = img[y1:y2 + 1, x1:x1 + 2].reshape(-1, 3).astype(int)
+    edge = img[y1 : y2 + 1, x1 : x1 + 2].reshape(-1, 3).astype(int)
     colour = {"with_mask": (60, 180, 60), "without_mask": (40, 40, 220), "mask_weared_incorrect": (0, 165, 255)}
     assert np.abs(edge - np.array(colour[row["label"]])).sum(1).mean() < 60
 
@@ -48,9 +49,9 @@ def test_classify_crops_from_the_demo_portrait(tmp_path, demo_clip, shipped_bund
     x1, y1, x2, y2 = demo.FACE_BOX
     paths = []
     for style in ("none", "mask"):
-        head = demo.draw_mask(face[demo.HEAD[1]:demo.HEAD[3], demo.HEAD[0]:demo.HEAD[2]], style)
+        head = demo.draw_mask(face[demo.HEAD[1] : demo.HEAD[3], demo.HEAD[0] : demo.HEAD[2]], style)
         fx1, fy1 = x1 - demo.HEAD[0], y1 - demo.HEAD[1]
-        crop = head[max(0, fy1 - 15):fy1 + (y2 - y1) + 15, max(0, fx1 - 15):fx1 + (x2 - x1) + 15]
+        crop = head[max(0, fy1 - 15) : fy1 + (y2 - y1) + 15, max(0, fx1 - 15) : fx1 + (x2 - x1) + 15]
         p = tmp_path / ("%s.png" % style)
         cv2.imwrite(str(p), crop)
         paths.append(p)

@@ -1,4 +1,5 @@
 """The disk spool: durable, ordered, bounded with a counted policy."""
+
 from __future__ import annotations
 
 import pytest
@@ -97,8 +98,10 @@ def test_an_old_spool_is_migrated_with_its_backlog(tmp_path):
 
     p = tmp_path / "old.db"
     db = sqlite3.connect(str(p))
-    db.execute("CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, "
-               "payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL)")
+    db.execute(
+        "CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, "
+        "payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL)"
+    )
     db.execute("CREATE TABLE meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL)")
     db.execute("INSERT INTO outbox (topic, payload, qos, retain) VALUES (?, ?, 1, 0)", (C, b"c"))
     db.execute("INSERT INTO outbox (topic, payload, qos, retain) VALUES (?, ?, 1, 0)", (E, b"e"))
@@ -124,10 +127,24 @@ def test_broker_away_events_kept_counts_dropped_and_reported(tmp_path, caplog):
 
     caplog.set_level(logging.WARNING)
     broker = Mosquitto(tmp_path, port=free_port())  # not started yet
-    pub = MqttPublisher(host="127.0.0.1", port=broker.port, site="s", device="d",
-                        spool=Spool(tmp_path / "spool.db", 10, "drop_oldest"), reconnect_max_s=1)
-    pub.start({"schema_version": 1, "type": "status", "state": "online", "site": "s", "device": "d",
-               "time": "2024-01-01T00:00:00.000Z"})
+    pub = MqttPublisher(
+        host="127.0.0.1",
+        port=broker.port,
+        site="s",
+        device="d",
+        spool=Spool(tmp_path / "spool.db", 10, "drop_oldest"),
+        reconnect_max_s=1,
+    )
+    pub.start(
+        {
+            "schema_version": 1,
+            "type": "status",
+            "state": "online",
+            "site": "s",
+            "device": "d",
+            "time": "2024-01-01T00:00:00.000Z",
+        }
+    )
     sent = []
     for i in range(30):
         pub.publish("counts", {"i": i})

@@ -1,4 +1,5 @@
 """One verdict per person: tracks collect votes; standing in view for many frames is one event."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,8 +12,9 @@ LABELS = ["with_mask", "without_mask", "mask_weared_incorrect"]
 
 
 def face(box, probs):
-    return Face(box=box, det_score=0.9, label=LABELS[int(np.argmax(probs))], score=max(probs),
-                probs=dict(zip(LABELS, probs)))
+    return Face(
+        box=box, det_score=0.9, label=LABELS[int(np.argmax(probs))], score=max(probs), probs=dict(zip(LABELS, probs))
+    )
 
 
 def test_person_standing_for_300_frames_is_one_event():
@@ -33,8 +35,9 @@ def test_two_people_side_by_side_are_two_events():
     tr = Tracker(LABELS, TrackerOptions(votes=3))
     out = []
     for i in range(10):
-        out += tr.update([face((10, 10, 60, 70), [0.9, 0.05, 0.05]), face((300, 10, 350, 70), [0.1, 0.1, 0.8])],
-                         i, float(i))
+        out += tr.update(
+            [face((10, 10, 60, 70), [0.9, 0.05, 0.05]), face((300, 10, 350, 70), [0.1, 0.1, 0.8])], i, float(i)
+        )
     assert sorted(d.label for d in out) == ["mask_weared_incorrect", "with_mask"]
     assert len({d.track_id for d in out}) == 2
 

@@ -1,6 +1,7 @@
 """The daemon started as systemd/maskwatch.service starts it: READY=1 once frames flow, WATCHDOG=1 only while
 they do (issue 8). The unit's own ExecStart= and Environment= are used; only the install prefix, the config
 path and the variables systemd itself provides are mapped onto this test machine."""
+
 from __future__ import annotations
 
 import os
@@ -31,9 +32,14 @@ def start_as_unit(tmp_path: Path, config_text: str):
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     srv.bind(str(sock_path))
     srv.settimeout(0.1)
-    full = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
-            "MASKWATCH_CACHE": os.environ.get("MASKWATCH_CACHE", str(Path.home() / ".cache" / "maskwatch")),
-            "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": str(WATCHDOG_USEC), "STATE_DIRECTORY": str(state)}
+    full = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "MASKWATCH_CACHE": os.environ.get("MASKWATCH_CACHE", str(Path.home() / ".cache" / "maskwatch")),
+        "NOTIFY_SOCKET": str(sock_path),
+        "WATCHDOG_USEC": str(WATCHDOG_USEC),
+        "STATE_DIRECTORY": str(state),
+    }
     full.update(env)
     proc = subprocess.Popen(argv, env=full, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "err.log", "w"))
     return proc, srv

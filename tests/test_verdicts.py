@@ -1,4 +1,5 @@
 """Verdicts that hold: one crop function, the manifest's operating point, decisions on good views, walkers."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,11 @@ def _scene(tmp_path: Path):
     (root / "annotations").mkdir()
     cv2.imwrite(str(root / "images" / "s.png"), img)
     boxes = [(40, 30, 200, 210), (250, 100, 280, 134), (0, 0, 70, 90)]  # shrink, grow, clamped at the corner
-    body = "".join("<object><name>with_mask</name><bndbox><xmin>%d</xmin><ymin>%d</ymin><xmax>%d</xmax>"
-                   "<ymax>%d</ymax></bndbox></object>" % b for b in boxes)
+    body = "".join(
+        "<object><name>with_mask</name><bndbox><xmin>%d</xmin><ymin>%d</ymin><xmax>%d</xmax>"
+        "<ymax>%d</ymax></bndbox></object>" % b
+        for b in boxes
+    )
     (root / "annotations" / "s.xml").write_text("<annotation><filename>s.png</filename>%s</annotation>" % body)
     return root, img, boxes
 
@@ -42,8 +46,9 @@ def test_training_and_device_crops_of_a_box_are_the_same_pixels(tmp_path, shippe
 
     root, _, boxes = _scene(tmp_path)
     bundle = load_bundle(shipped_bundle)
-    train = datasets.read_voc(root, margin=bundle.crop_margin, size=bundle.input_size[0], source="t",
-                              report=datasets.Report())
+    train = datasets.read_voc(
+        root, margin=bundle.crop_margin, size=bundle.input_size[0], source="t", report=datasets.Report()
+    )
     device = MaskClassifier(bundle, "tflite_fp32").preprocess(read_image(root / "images" / "s.png"), boxes)
     assert len(train) == len(boxes) == len(device)
     for c, d in zip(train, device):
@@ -80,9 +85,11 @@ def _faces(n: int):
 def test_alert_threshold_and_temperature_come_from_the_manifest(tmp_path, shipped_bundle):
     crops = _faces(12)
     verdicts = {}
-    for name, op in {"flag_all": {"temperature": 1.0, "alert_threshold": 0.0, "no_face_threshold": 1.0},
-                     "flag_none": {"temperature": 1.0, "alert_threshold": 1.0, "no_face_threshold": 1.0},
-                     "hot": {"temperature": 8.0, "alert_threshold": 0.5, "no_face_threshold": 1.0}}.items():
+    for name, op in {
+        "flag_all": {"temperature": 1.0, "alert_threshold": 0.0, "no_face_threshold": 1.0},
+        "flag_none": {"temperature": 1.0, "alert_threshold": 1.0, "no_face_threshold": 1.0},
+        "hot": {"temperature": 8.0, "alert_threshold": 0.5, "no_face_threshold": 1.0},
+    }.items():
         d = tmp_path / name
         d.mkdir()
         clf = MaskClassifier(load_bundle(_bundle_with(d, shipped_bundle, op)), "tflite_fp32")
@@ -191,8 +198,9 @@ def portrait_walkers(tmp_path_factory):
     out = []
     for style, label in (("none", "without_mask"), ("mask", "with_mask"), ("below_nose", "mask_weared_incorrect")):
         img = face.copy()
-        img[demo.HEAD[1]:demo.HEAD[3], demo.HEAD[0]:demo.HEAD[2]] = demo.draw_mask(
-            face[demo.HEAD[1]:demo.HEAD[3], demo.HEAD[0]:demo.HEAD[2]], style)
+        img[demo.HEAD[1] : demo.HEAD[3], demo.HEAD[0] : demo.HEAD[2]] = demo.draw_mask(
+            face[demo.HEAD[1] : demo.HEAD[3], demo.HEAD[0] : demo.HEAD[2]], style
+        )
         p = tmp / ("%s.png" % style)
         cv2.imwrite(str(p), img)
         out.append(Walker(str(p), demo.FACE_BOX, label, "demo"))
@@ -222,7 +230,9 @@ def _run_walkers(video: Path, tmp: Path, motion: bool, detector_dir: Path):
 
     from edge.walkers import load_events
 
-    cfg = yaml.safe_load((Path(__file__).resolve().parent.parent / "firmware-config" / "kiosk.example.yaml").read_text())
+    cfg = yaml.safe_load(
+        (Path(__file__).resolve().parent.parent / "firmware-config" / "kiosk.example.yaml").read_text()
+    )
     cfg["source"] = {"url": str(video)}
     cfg["mqtt"]["host"] = None
     cfg["state_dir"] = str(tmp / ("state-%s" % motion))

@@ -6,6 +6,7 @@ file plus its name in the config schema. A module must not import its runtime at
 import time (TensorRT, pycuda, the Edge TPU library are absent on most machines):
 it imports them in ``__init__`` and raises :class:`BackendUnavailable` when missing.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -111,5 +112,7 @@ def load_guarded(load, path, runtime: str):
         raise
     except Exception as exc:  # noqa: BLE001 - each runtime raises its own types (ValueError, RuntimeError, ...)
         msg = " ".join(str(exc).split())[:160] or type(exc).__name__
-        raise BundleError("%s is not a valid %s model (%s): rebuild it with edge-export convert, or restore the "
-                          "bundle" % (path, runtime, msg))
+        raise BundleError(
+            "%s is not a valid %s model (%s): rebuild it with edge-export convert, or restore the "
+            "bundle" % (path, runtime, msg)
+        )

@@ -4,6 +4,7 @@ libedgetpu comes from Coral's apt repository (not PyPI); without it, or without 
 Coral device attached, this backend is unavailable and the daemon falls back to
 the CPU int8 model with a warning and a status flag.
 """
+
 from __future__ import annotations
 
 import gc
@@ -29,8 +30,10 @@ class EdgeTPUBackend(LiteRTBackend):
             # the runtime's half-built Delegate object has a __del__ that fails (no _library yet): collect it here,
             # at a known point, rather than whenever the garbage collector next runs (mid-import, say)
             gc.collect()
-            raise BackendUnavailable("Edge TPU delegate %s could not be loaded (%s): is libedgetpu installed "
-                                     "and a Coral device attached?" % (lib, why))
+            raise BackendUnavailable(
+                "Edge TPU delegate %s could not be loaded (%s): is libedgetpu installed "
+                "and a Coral device attached?" % (lib, why)
+            )
         return Interpreter(model_path=str(self.model_path), experimental_delegates=[delegate])
 
     def describe(self) -> str:

@@ -1,4 +1,5 @@
 """LiteRT (TFLite) on the CPU with XNNPACK: `ai_edge_litert`, else `tflite_runtime` (JetPack 5, 32-bit Pi)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,8 +24,9 @@ def import_interpreter():
 
         return Interpreter, load_delegate, "tflite_runtime"
     except ImportError:
-        raise BackendUnavailable("neither ai-edge-litert nor tflite-runtime is installed "
-                                 "(pip install 'maskwatch[edge]')")
+        raise BackendUnavailable(
+            "neither ai-edge-litert nor tflite-runtime is installed (pip install 'maskwatch[edge]')"
+        )
 
 
 class LiteRTBackend(Backend):

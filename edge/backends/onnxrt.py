@@ -1,4 +1,5 @@
 """ONNX Runtime: CPU, or CUDA / TensorRT execution providers when the installed build has them."""
+
 from __future__ import annotations
 
 from pathlib import Path

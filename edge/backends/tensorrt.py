@@ -5,6 +5,7 @@ target from the bundle's ONNX file (`edge-maskd build-engine`) and cached next t
 the state directory, as Frigate does. Both the named-tensor API (TensorRT >= 8.5)
 and the older binding API (JetPack 4.6, TensorRT 8.2) are handled.
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,8 +24,9 @@ def import_trt():
     try:
         import tensorrt as trt
     except ImportError as exc:
-        raise BackendUnavailable("TensorRT is not importable (%s); it ships with JetPack "
-                                 "(apt install python3-libnvinfer)" % exc)
+        raise BackendUnavailable(
+            "TensorRT is not importable (%s); it ships with JetPack (apt install python3-libnvinfer)" % exc
+        )
     try:
         import pycuda.autoinit  # noqa: F401  (creates the CUDA context)
         import pycuda.driver as cuda
@@ -41,8 +43,9 @@ class TensorRTBackend(Backend):
         self.trt, self.cuda = import_trt()
         trt, cuda = self.trt, self.cuda
         if not self.model_path.exists():
-            raise BackendUnavailable("TensorRT engine %s not built yet: run `edge-maskd build-engine`"
-                                     % self.model_path)
+            raise BackendUnavailable(
+                "TensorRT engine %s not built yet: run `edge-maskd build-engine`" % self.model_path
+            )
         logger = trt.Logger(trt.Logger.WARNING)
         runtime = trt.Runtime(logger)
         self.engine = runtime.deserialize_cuda_engine(self.model_path.read_bytes())
@@ -99,18 +102,29 @@ class TensorRTBackend(Backend):
 def calibration_batches(images: np.ndarray, batch: int) -> Iterator[np.ndarray]:
     """Float32 NHWC batches (pixels 0..255, the ONNX model's input) for the INT8 calibrator; last partial batch dropped."""
     for i in range(0, len(images) - batch + 1, batch):
-        yield np.ascontiguousarray(images[i:i + batch], dtype=np.float32)
+        yield np.ascontiguousarray(images[i : i + batch], dtype=np.float32)
 
 
-def build_engine(onnx_path: Path, engine_path: Path, precision: str, *, max_batch: int = 8,
-                 calib_images: Optional[np.ndarray] = None, calib_cache: Optional[Path] = None,
-                 workspace_mb: int = 256, input_shape: Optional[tuple] = None) -> Path:
+def build_engine(
+    onnx_path: Path,
+    engine_path: Path,
+    precision: str,
+    *,
+    max_batch: int = 8,
+    calib_images: Optional[np.ndarray] = None,
+    calib_cache: Optional[Path] = None,
+    workspace_mb: int = 256,
+    input_shape: Optional[tuple] = None,
+) -> Path:
     """Build a TensorRT engine from the bundle's ONNX file on this device and write it to `engine_path`."""
     trt, cuda = import_trt()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH) if hasattr(
-        trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH") else 0
+    flags = (
+        1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+        if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH")
+        else 0
+    )
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(Path(onnx_path).read_bytes()):

@@ -5,6 +5,7 @@ it) and returns what cv2.dnn's forward() returns: (1, 1, K, 7) rows [0, 1, score
 Blob making, tiling, priors, box decoding and NMS are shared (edge.detector, edge.res10). A module
 imports its runtime in ``__init__`` and raises BackendUnavailable when it is missing.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -90,5 +91,8 @@ def create(type_key: str, files: DetectorFiles, options: Optional[Dict[str, Any]
     key = ALIASES.get(type_key, type_key)
     if key not in _REGISTRY:
         raise BackendUnavailable("no detector backend %r (known: %s)" % (type_key, ", ".join(sorted(_REGISTRY))))
-    return load_guarded(lambda: _REGISTRY[key](files, options), files.caffemodel if key.startswith("opencv")
-                        else "the converted res10 file in %s" % files.dir, key)
+    return load_guarded(
+        lambda: _REGISTRY[key](files, options),
+        files.caffemodel if key.startswith("opencv") else "the converted res10 file in %s" % files.dir,
+        key,
+    )

@@ -3,6 +3,7 @@
 TFLite shapes are fixed: each input size is its own file (`tflite_<precision>_<W>x<H>` in the detector
 manifest, made by `edge-export detector`). Input is the blob transposed to NHWC; int8 models take it
 quantized with their own input scale and return dequantized heads."""
+
 from __future__ import annotations
 
 from typing import Any, Dict, Optional, Tuple
@@ -19,8 +20,9 @@ from . import DetectorFiles, DetectorNet
 def _spec(d: Dict[str, Any]) -> TensorSpec:
     """An interpreter tensor's dtype and quantization as the classifier backends describe them."""
     scale, zp = d.get("quantization", (0.0, 0))
-    return TensorSpec(dtype=np.dtype(d["dtype"]).name, shape=[int(x) for x in d["shape"]], scale=float(scale),
-                      zero_point=int(zp))
+    return TensorSpec(
+        dtype=np.dtype(d["dtype"]).name, shape=[int(x) for x in d["shape"]], scale=float(scale), zero_point=int(zp)
+    )
 
 
 class LiteRTNet(DetectorNet):
@@ -44,8 +46,9 @@ class LiteRTNet(DetectorNet):
             try:
                 path, _ = self.files.variant(key)
             except BundleError as exc:
-                raise AssetError("%s; for this input size make it with `edge-export detector --sizes %dx%d`"
-                                 % (exc, w, h))
+                raise AssetError(
+                    "%s; for this input size make it with `edge-export detector --sizes %dx%d`" % (exc, w, h)
+                )
             it = self._make(path)
             it.allocate_tensors()
             ins = it.get_input_details()[0]
@@ -53,8 +56,7 @@ class LiteRTNet(DetectorNet):
             if len(outs) != 2:
                 raise BackendUnavailable("%s: expected the two heads (loc, conf), found %d outputs" % (path, len(outs)))
             loc, conf = outs  # loc has P*4 values, conf P*2 (names do not survive the converter)
-            self._by_size[(w, h)] = (it, ins["index"], _spec(ins), loc["index"], _spec(loc), conf["index"],
-                                     _spec(conf))
+            self._by_size[(w, h)] = (it, ins["index"], _spec(ins), loc["index"], _spec(loc), conf["index"], _spec(conf))
         return self._by_size[(w, h)]
 
     def prepare(self, width: int, height: int) -> None:
@@ -65,8 +67,10 @@ class LiteRTNet(DetectorNet):
         it, i_in, s_in, i_loc, s_loc, i_conf, s_conf = self._interp(w, h)
         it.set_tensor(i_in, to_input(np.ascontiguousarray(blob.transpose(0, 2, 3, 1)), s_in))
         it.invoke()
-        return (from_output(it.get_tensor(i_loc), s_loc)[0].reshape(-1),
-                from_output(it.get_tensor(i_conf), s_conf)[0].reshape(-1))
+        return (
+            from_output(it.get_tensor(i_loc), s_loc)[0].reshape(-1),
+            from_output(it.get_tensor(i_conf), s_conf)[0].reshape(-1),
+        )
 
     def describe(self) -> str:
         return "litert(%s, %s)" % (self.runtime, self.precision)

@@ -1,5 +1,6 @@
 """res10 as ONNX (converted from the Caffe weights by edge.res10) on ONNX Runtime: CPU, CUDA or TensorRT
 execution providers, in the order `onnx_providers` gives (default: what the installed onnxruntime has)."""
+
 from __future__ import annotations
 
 from typing import Any, Dict, Optional, Tuple
@@ -22,9 +23,11 @@ class OnnxRuntimeNet(DetectorNet):
         path, _ = files.variant("onnx_fp32")
         so = ort.SessionOptions()
         so.intra_op_num_threads = int(self.options.get("threads", 2))
-        providers = self.options.get("providers") or [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider",
-                                                                  "CPUExecutionProvider")
-                                                      if p in ort.get_available_providers()]
+        providers = self.options.get("providers") or [
+            p
+            for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+            if p in ort.get_available_providers()
+        ]
         self.sess = ort.InferenceSession(str(path), so, providers=list(providers))
         self.providers = self.sess.get_providers()
 

@@ -1,4 +1,5 @@
 """res10 through OpenCV DNN from the Caffe files (the reference); `opencv-cuda` asks for its CUDA target."""
+
 from __future__ import annotations
 
 import logging
@@ -23,8 +24,10 @@ class OpenCVNet(DetectorNet):
         try:
             self.net = cv2.dnn.readNetFromCaffe(str(files.prototxt), str(files.caffemodel))
         except cv2.error as exc:
-            raise AssetError("cannot load the res10 detector from %s / %s: %s" % (
-                files.prototxt, files.caffemodel, str(exc).strip().splitlines()[-1]))
+            raise AssetError(
+                "cannot load the res10 detector from %s / %s: %s"
+                % (files.prototxt, files.caffemodel, str(exc).strip().splitlines()[-1])
+            )
         self.in_use = "opencv"
         self._cuda()
 

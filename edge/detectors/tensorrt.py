@@ -1,6 +1,7 @@
 """res10 as a TensorRT engine (fp16 or int8), built on the Jetson from the converted ONNX file by
 `edge-maskd build-engine --detector` and cached beside the classifier's engines. TensorRT 10 has no
 Caffe parser, so the ONNX rebuilt from the Caffe weights is the way in on every JetPack."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,8 +22,10 @@ class TensorRTNet(DetectorNet):
         self.trt, self.cuda = import_trt()
         engine = self.options.get("engine")
         if not engine or not Path(engine).exists():
-            raise BackendUnavailable("detector TensorRT engine %s not built yet: run `edge-maskd build-engine "
-                                     "--detector` on this device" % engine)
+            raise BackendUnavailable(
+                "detector TensorRT engine %s not built yet: run `edge-maskd build-engine "
+                "--detector` on this device" % engine
+            )
         trt = self.trt
         self.engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(Path(engine).read_bytes())
         if self.engine is None:
