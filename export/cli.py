@@ -237,10 +237,10 @@ def device_probs(bundle_dir: Path, images: np.ndarray, variant: Optional[str] = 
     from edge.crop import resize_crops_rgb
 
     b = load_bundle(bundle_dir)
-    clf = MaskClassifier(b, variant, fallback=False)
+    clf = MaskClassifier(b, variant, fallback=False, batch=32)
     x = resize_crops_rgb(images, b.input_size)
-    plain = clf.infer(x, max_batch=32)
-    return {False: plain, True: (plain + clf.infer(np.ascontiguousarray(x[:, :, ::-1]), max_batch=32)) / 2.0}
+    plain = clf.infer(x)
+    return {False: plain, True: (plain + clf.infer(np.ascontiguousarray(x[:, :, ::-1]))) / 2.0}
 
 
 def operating_point(

@@ -303,3 +303,16 @@ def test_the_no_face_output_suppresses_detector_false_positives(shipped_bundle, 
     assert pipe.rejected >= len(rejected)
     assert not any(iou(b, f.box) > 0.9 for b in boxes for f in rejected)
     assert any(iou(b, face_box) > 0.5 for b in boxes)
+
+
+def test_device_probs_runs_the_device_classifier_with_and_without_flips(shipped_bundle):
+    """export's operating-point search reads raw outputs through edge's classifier (a refactor once broke this
+    path: only `edge-export convert` on a real run reached it)."""
+    from edge.bundle import load_bundle
+    from export.cli import device_probs
+
+    b = load_bundle(shipped_bundle)
+    x = np.random.RandomState(0).randint(0, 255, (40,) + tuple(b.input_size) + (3,)).astype(np.uint8)
+    out = device_probs(shipped_bundle, x, "tflite_int8")
+    assert out[False].shape == out[True].shape == (40, len(b.labels))
+    assert np.allclose(out[False].sum(1), 1.0, atol=0.02) and not np.allclose(out[False], out[True])
