@@ -76,14 +76,14 @@ def _bundle_with(tmp_path: Path, shipped: Path, op) -> Path:
     return dst
 
 
-def _faces(n: int):
+def _faces(n: int, size=(96, 96)):
     rng = np.random.RandomState(1)
-    crops = rng.randint(0, 255, (n, 96, 96, 3)).astype(np.uint8)
+    crops = rng.randint(0, 255, (n, size[0], size[1], 3)).astype(np.uint8)
     return crops
 
 
 def test_alert_threshold_and_temperature_come_from_the_manifest(tmp_path, shipped_bundle):
-    crops = _faces(12)
+    crops = _faces(12, load_bundle(shipped_bundle).input_size)
     verdicts = {}
     for name, op in {
         "flag_all": {"temperature": 1.0, "alert_threshold": 0.0, "no_face_threshold": 1.0},
