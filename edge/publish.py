@@ -96,7 +96,9 @@ class MqttPublisher(Publisher):
         kw: Dict[str, Any] = {} if proto == mqtt.MQTTv5 else {"clean_session": True}
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
-            client_id=client_id or "maskwatch-%s-%s" % (site, device),
+            # the account name when there is one: what the shipped broker forces anyway (use_username_as_clientid),
+            # so a kiosk's id is never one another account could take
+            client_id=client_id or username or "maskwatch-%s-%s" % (site, device),
             protocol=proto,
             **kw,
         )
