@@ -159,7 +159,7 @@ def test_login_tile_live_alert_and_acknowledge(browser, shipped_broker, tmp_path
         )
         ev = api.get("/api/events/%s" % alert["event_id"])
         assert ev["ack_by"] == "alice" and ev["ack_at"] is not None
-        wait_for(lambda: "1 alerts (0 not acknowledged)" in tile_text(), 5, what="the tile's alert count")
+        wait_for(lambda: "1 alert (0 not acknowledged)" in tile_text(), 5, what="the tile's alert count")
         ARTIFACTS.mkdir(exist_ok=True)
         shot = ARTIFACTS / "controlroom-dashboard.png"
         assert browser.save_screenshot(str(shot))

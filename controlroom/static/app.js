@@ -51,7 +51,8 @@
         var big = el("div", "big", pct(d.today.compliance_rate));
         big.title = "today's compliance rate";
         tile.appendChild(big);
-        tile.appendChild(el("div", null, d.today.people + " people today, " + d.today.alerts + " alerts (" +
+        tile.appendChild(el("div", null, d.today.people + (d.today.people === 1 ? " person" : " people") + " today, " +
+                                          d.today.alerts + (d.today.alerts === 1 ? " alert" : " alerts") + " (" +
                                           d.today.unacked_alerts + " not acknowledged)"));
         var last = el("div", "last");
         d.last_verdicts.forEach(function (v) {
