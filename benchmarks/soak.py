@@ -32,6 +32,28 @@ class Counting(Publisher):
         self.n += 1
 
 
+def rss_slope(x: np.ndarray, rss: np.ndarray):
+    """RSS growth in MB per 1000 units of x (frames, events), fitted after warm-up (x >= 1000, or the last 3/4)."""
+    warm = x >= min(1000, x.max() / 4)
+    return float(np.polyfit(x[warm], rss[warm], 1)[0] * 1000) if warm.sum() > 2 else None
+
+
+def write_rss_png(x: np.ndarray, rss: np.ndarray, xlabel: str, title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    ax.plot(x, rss, marker=".")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("RSS, MB")
+    ax.set_ylim(0, rss.max() * 1.2)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(str(path), dpi=110)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--frames", type=int, default=6000)
@@ -67,8 +89,7 @@ def main() -> int:
     src.close()
     frames = np.array([s[0] for s in samples], dtype=float)
     rss = np.array([s[1] for s in samples], dtype=float)
-    warm = frames >= min(1000, frames.max() / 4)
-    slope = float(np.polyfit(frames[warm], rss[warm], 1)[0] * 1000) if warm.sum() > 2 else None
+    slope = rss_slope(frames, rss)
     doc = {
         "benchmark": "soak",
         "command": " ".join(["python"] + sys.argv),
@@ -88,22 +109,13 @@ def main() -> int:
     if a.json:
         Path(a.json).write_text(json.dumps(doc, indent=1))
     if a.png:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(7, 3.2))
-        ax.plot(frames, rss, marker=".")
-        ax.set_xlabel("frames processed")
-        ax.set_ylabel("RSS, MB")
-        ax.set_ylim(0, rss.max() * 1.2)
-        ax.set_title(
+        write_rss_png(
+            frames,
+            rss,
+            "frames processed",
             "edge-maskd pipeline RSS over %d frames (slope %.3f MB / 1000 frames)" % (pipe.frames, slope or 0),
-            fontsize=9,
+            Path(a.png),
         )
-        fig.tight_layout()
-        fig.savefig(a.png, dpi=110)
     return 0
 
 

@@ -19,7 +19,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -35,6 +34,9 @@ from edge.demo import HEAD  # noqa: E402
 from edge.pipeline import Pipeline, default_bundle_path, rss_mb  # noqa: E402
 from edge.publish import MqttPublisher  # noqa: E402
 from edge.spool import Spool  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from soak import rss_slope, write_rss_png  # noqa: E402
 
 
 def make_clip(out: Path, face_png: Path) -> Path:
@@ -122,7 +124,6 @@ def main() -> int:
 
         pipe.emit = emit  # sample inside the real loop
         src = FrameSource(str(clip), loop=True, max_frames=cfg["source"]["max_frames"]).open()
-        done = threading.Event()
         pipe.run(src)
         src.close()
         pub.flush(30)
@@ -130,15 +131,13 @@ def main() -> int:
         deadline = time.time() + 30
         while received[0] < pipe.events and time.time() < deadline:
             time.sleep(0.2)
-        done.set()
         sub.loop_stop()
     finally:
         broker.terminate()
         broker.wait(5)
     ev = np.array([s[0] for s in samples], dtype=float)
     rss = np.array([s[1] for s in samples], dtype=float)
-    warm = ev >= min(1000, ev.max() / 4)
-    slope = float(np.polyfit(ev[warm], rss[warm], 1)[0] * 1000) if warm.sum() > 2 else None
+    slope = rss_slope(ev, rss)
     doc = {
         "benchmark": "soak-events",
         "command": " ".join(["python"] + sys.argv),
@@ -161,21 +160,13 @@ def main() -> int:
     if a.json:
         Path(a.json).write_text(json.dumps(doc, indent=1))
     if a.png:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(7, 3.2))
-        ax.plot(ev, rss, marker=".")
-        ax.set_xlabel("events published (each with a JPEG snapshot)")
-        ax.set_ylabel("RSS, MB")
-        ax.set_ylim(0, rss.max() * 1.2)
-        ax.set_title(
-            "edge-maskd RSS over %d events (slope %.3f MB / 1000 events)" % (pipe.events, slope or 0), fontsize=9
+        write_rss_png(
+            ev,
+            rss,
+            "events published (each with a JPEG snapshot)",
+            "edge-maskd RSS over %d events (slope %.3f MB / 1000 events)" % (pipe.events, slope or 0),
+            Path(a.png),
         )
-        fig.tight_layout()
-        fig.savefig(a.png, dpi=110)
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -30,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edge.walkers import Walker, load_events, make_clip, score  # noqa: E402
+from edge.walkers import Walker, alert_scores, class_accuracy, load_events, make_clip, score  # noqa: E402
 
 REAL = ("andrewmvd-train", "ilc2021-jolignier", "chandrikadeb7")
 FACE_LABELS = ("with_mask", "without_mask", "mask_weared_incorrect")
@@ -215,24 +215,12 @@ def main() -> int:
                 pc = per_class.setdefault(lab, {"people": 0, "counted": 0, "right": 0})
                 for k in ("people", "counted", "right"):
                     pc[k] += v[k]
-        prec = tp / float(tp + fp) if tp + fp else 0.0
-        rec = tp / float(tp + fn) if tp + fn else 0.0
         sc_all.update(
             {
                 "counted_once_rate": round(sc_all["counted_once"] / float(max(1, sc_all["people"])), 4),
                 "verdict_accuracy": round(right / float(max(1, counted)), 4),
-                "per_class": {
-                    k: dict(v, accuracy=round(v["right"] / float(max(1, v["counted"])), 4))
-                    for k, v in sorted(per_class.items())
-                },
-                "alert": {
-                    "precision": round(prec, 4),
-                    "recall": round(rec, 4),
-                    "f1": round(2 * prec * rec / (prec + rec), 4) if prec + rec else 0.0,
-                    "tp": tp,
-                    "fp": fp,
-                    "fn": fn,
-                },
+                "per_class": class_accuracy(per_class),
+                "alert": alert_scores(tp, fp, fn),
             }
         )
         results["total"][key] = sc_all

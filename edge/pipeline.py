@@ -307,6 +307,7 @@ class Pipeline:
 
     def _publish_stats(self, now: float, start: float, fps: float, source: FrameSource) -> None:
         camera = source.state if source.state in ("ok", "lost", "starting", "ended") else "ok"
+        dropped = self.publisher.spool_dropped_by()
         self.publisher.publish(
             "stats",
             messages.stats(
@@ -324,9 +325,9 @@ class Pipeline:
                 inference_ms=_pct(self.cls_ms),
                 detect_ms=_pct(self.det_ms),
                 spool_depth=self.publisher.spool_depth(),
-                spool_dropped=self.publisher.spool_dropped(),
-                spool_dropped_events=self.publisher.spool_dropped_by()["events"],
-                spool_dropped_counts=self.publisher.spool_dropped_by()["counts"],
+                spool_dropped=sum(dropped.values()),
+                spool_dropped_events=dropped["events"],
+                spool_dropped_counts=dropped["counts"],
                 active_tracks=self.tracker.active,
                 events=self.events,
                 backend=self.backend_name,

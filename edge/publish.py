@@ -39,9 +39,6 @@ class Publisher:
     def spool_depth(self) -> int:
         return 0
 
-    def spool_dropped(self) -> int:
-        return 0
-
     def spool_dropped_by(self) -> Dict[str, int]:
         return {"events": 0, "counts": 0}
 
@@ -184,9 +181,6 @@ class MqttPublisher(Publisher):
 
     def spool_depth(self) -> int:
         return self.spool.depth() if self.undelivered is None else self.undelivered
-
-    def spool_dropped(self) -> int:
-        return self.spool.dropped
 
     def spool_dropped_by(self) -> Dict[str, int]:
         return dict(self.spool.dropped_by)

@@ -227,6 +227,21 @@ def match_events(
     return out
 
 
+def class_accuracy(per_class: Dict[str, Dict[str, int]]) -> Dict[str, Dict[str, Any]]:
+    """{class: {people, counted, right, accuracy}}: accuracy over the people of that class who were counted."""
+    return {
+        k: dict(v, accuracy=round(v["right"] / float(max(1, v["counted"])), 4)) for k, v in sorted(per_class.items())
+    }
+
+
+def alert_scores(tp: int, fp: int, fn: int) -> Dict[str, Any]:
+    """Per-person alert precision, recall and F1 from the counts."""
+    prec = tp / float(tp + fp) if tp + fp else 0.0
+    rec = tp / float(tp + fn) if tp + fn else 0.0
+    f1 = round(2 * prec * rec / (prec + rec), 4) if prec + rec else 0.0
+    return {"precision": round(prec, 4), "recall": round(rec, 4), "f1": f1, "tp": tp, "fp": fp, "fn": fn}
+
+
 def score(truth: Dict[str, Any], events: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     """Per-person scores of a run over a walker clip (events: the daemon's event payloads)."""
     people = {p["id"]: p for p in truth["people"]}
@@ -266,8 +281,6 @@ def score(truth: Dict[str, Any], events: Sequence[Dict[str, Any]]) -> Dict[str, 
         fn += int(bad and not flagged)
     fp += sum(1 for e in spurious if e["verdict"] in NON_COMPLIANT)
     counted = len(people) - len(missed)
-    prec = tp / float(tp + fp) if tp + fp else 0.0
-    rec = tp / float(tp + fn) if tp + fn else 0.0
     return {
         "people": len(people),
         "events": len(events),
@@ -279,18 +292,8 @@ def score(truth: Dict[str, Any], events: Sequence[Dict[str, Any]]) -> Dict[str, 
         "spurious_events": len(spurious),
         "verdict_accuracy": round(right / float(max(1, counted)), 4),
         "verdict_accuracy_all": round(right / float(max(1, len(people))), 4),
-        "per_class": {
-            k: dict(v, accuracy=round(v["right"] / float(max(1, v["counted"])), 4))
-            for k, v in sorted(per_class.items())
-        },
-        "alert": {
-            "precision": round(prec, 4),
-            "recall": round(rec, 4),
-            "f1": round(2 * prec * rec / (prec + rec), 4) if prec + rec else 0.0,
-            "tp": tp,
-            "fp": fp,
-            "fn": fn,
-        },
+        "per_class": class_accuracy(per_class),
+        "alert": alert_scores(tp, fp, fn),
         "decided_by": decided_by,
     }
 
