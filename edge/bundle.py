@@ -106,6 +106,8 @@ class Bundle:
     variants: Dict[str, Variant]
     default_variant: str
     operating_point: OperatingPoint = field(default_factory=OperatingPoint)
+    # res10 box -> annotation-convention box (edge.crop.fit_box); None: crop detector boxes as they are
+    box_fit: Optional[Tuple[float, float, float, float]] = None
 
     @property
     def model_id(self) -> str:
@@ -157,6 +159,26 @@ def verify_files(path: Path, manifest: Dict[str, Any], names: Optional[List[str]
             )
 
 
+BOX_FIT_SIDES = ("left", "top", "right", "bottom")
+
+
+def _box_fit(d: Any, mpath: Path) -> Optional[Tuple[float, float, float, float]]:
+    if d is None:
+        return None
+    where = "%s input.detector_box_fit" % mpath
+    if not isinstance(d, dict):
+        raise BundleError("%s: must be an object with %s" % (where, ", ".join(BOX_FIT_SIDES)))
+    out = []
+    for k in BOX_FIT_SIDES:
+        v = d.get(k)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not -0.5 < float(v) < 0.5:
+            raise BundleError("%s.%s: %r is not a number between -0.5 and 0.5 (a fraction of the box)" % (where, k, v))
+        out.append(float(v))
+    if out[2] - out[0] <= -0.9 or out[3] - out[1] <= -0.9:
+        raise BundleError("%s: would turn a box inside out" % where)
+    return (out[0], out[1], out[2], out[3])
+
+
 def load_bundle(path: Path, verify: bool = False) -> Bundle:
     """Read a bundle's manifest; with verify=True check every file's sha256 now.
 
@@ -186,6 +208,7 @@ def load_bundle(path: Path, verify: bool = False) -> Bundle:
         inp = manifest["input"]
         size = (int(inp["size"][0]), int(inp["size"][1]))
         margin = float(inp.get("crop_margin", 0.0))
+        box_fit = _box_fit(inp.get("detector_box_fit"), mpath)
         variants = {}
         for key, v in manifest["variants"].items():
             variants[key] = Variant(
@@ -212,6 +235,7 @@ def load_bundle(path: Path, verify: bool = False) -> Bundle:
         labels=labels,
         input_size=size,
         crop_margin=margin,
+        box_fit=box_fit,
         variants=variants,
         default_variant=default,
         operating_point=_operating_point(manifest, labels, mpath),

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import backends
 from .bundle import NO_FACE, Bundle, Variant
-from .crop import crop_faces, resize_rgb
+from .crop import crop_faces, fit_box, resize_rgb
 from .types import Box, Face
 from .verdict import Verdict, calibrate, verdict
 
@@ -64,8 +64,11 @@ class MaskClassifier:
         return backends.create(runtime, path, variant, options)
 
     # -- the three stages ---------------------------------------------------------------------------
-    def preprocess(self, image_bgr: np.ndarray, boxes: Sequence[Box]) -> np.ndarray:
-        """uint8 RGB crops (N, H, W, 3): the one face crop (edge.crop), as in training."""
+    def preprocess(self, image_bgr: np.ndarray, boxes: Sequence[Box], detector: bool = False) -> np.ndarray:
+        """uint8 RGB crops (N, H, W, 3): the one face crop (edge.crop), as in training. `detector`: the
+        boxes are res10's, first moved into the annotation convention by the bundle's box fit."""
+        if detector and self.bundle.box_fit:
+            boxes = [fit_box(b, self.bundle.box_fit) for b in boxes]
         return crop_faces(image_bgr, boxes, self.margin, self.size)
 
     def preprocess_crops(self, crops_bgr: Sequence[np.ndarray]) -> np.ndarray:
@@ -107,7 +110,7 @@ class MaskClassifier:
         """Each face with its verdict (new records); a detection the rejector calls no_face gets NO_FACE."""
         if not faces:
             return []
-        crops = self.preprocess(image_bgr, [f.box for f in faces])
+        crops = self.preprocess(image_bgr, [f.box for f in faces], detector=True)
         results = self.postprocess(self.probs(crops))
         return [
             dataclasses.replace(

@@ -9,7 +9,7 @@ Training stores crops at the model's input size, so nothing resizes a second tim
 
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -25,6 +25,23 @@ def resize_rgb(region_bgr: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
     h, w = size
     interp = cv2.INTER_AREA if min(region_bgr.shape[:2]) > min(h, w) else cv2.INTER_LINEAR
     return cv2.cvtColor(cv2.resize(region_bgr, (w, h), interpolation=interp), cv2.COLOR_BGR2RGB)
+
+
+BoxFit = Tuple[float, float, float, float]  # left, top, right, bottom: shifts as fractions of the box's w/h
+
+
+def fit_box(box: Box, fit: Optional[BoxFit]) -> Box:
+    """A detector box in the annotation convention the classifier was trained on.
+
+    res10's box is taller than an annotated face and starts higher (forehead in, chin out); the
+    bundle's `input.detector_box_fit` (export: median over the run's training scenes) moves each
+    side by a fraction of the box's width or height. None (or all zeros) leaves the box as it is."""
+    if not fit:
+        return box
+    x1, y1, x2, y2 = box
+    w, h = x2 - x1, y2 - y1
+    l, t, r, b = fit
+    return (int(round(x1 + l * w)), int(round(y1 + t * h)), int(round(x2 + r * w)), int(round(y2 + b * h)))
 
 
 def crop_face(image_bgr: np.ndarray, box: Box, margin: float, size: Tuple[int, int]) -> np.ndarray:

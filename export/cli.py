@@ -84,6 +84,17 @@ def cmd_prepare(a) -> int:
         if a.negatives_conf > 0
         else None
     )
+    fit = None
+    if a.box_fit:
+        from edge.bundle import BOX_FIT_SIDES
+
+        try:
+            d = json.loads(Path(a.box_fit).read_text())
+            fit = tuple(float(d[k]) for k in BOX_FIT_SIDES)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise MaskwatchError(
+                "--box-fit %s: not a box_fit.json of edge-export box-fit (%s)" % (a.box_fit, e), EX_NOINPUT
+            )
     crops, rep = datasets.build(
         Path(a.data),
         margin=a.margin,
@@ -92,11 +103,13 @@ def cmd_prepare(a) -> int:
         sources=a.sources,
         negatives=neg,
         progress=_progress(not a.quiet),
+        box_fit=fit,  # type: ignore[arg-type]
     )
     if not crops:
         raise MaskwatchError("no face crops found under %s" % a.data, EX_NOINPUT)
     arr = datasets.stack(crops)
     arr["margin"] = np.array(a.margin)
+    arr["box_fit"] = np.array(fit if fit is not None else (0.0, 0.0, 0.0, 0.0))
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(str(out), **arr)
@@ -110,13 +123,25 @@ def cmd_train(a) -> int:
     from export.train import TrainConfig, train
 
     crops = load_crops(Path(a.crops))
-    sp = make_split(crops, a.seed, a.max_hamming)
-    keep, assign = sp["keep"], sp["assign"]
     run = Path(a.out)
     run.mkdir(parents=True, exist_ok=True)
+    init = Path(a.init) if a.init else None
+    if init is not None:
+        # a warm restart keeps the run it starts from's split: its val and test faces stay unseen
+        try:
+            prev = np.load(str(init / "split.npz"))
+            keep, assign = prev["keep"], prev["assign"]
+            report = json.loads((init / "split.json").read_text())
+        except (OSError, ValueError, KeyError) as e:
+            raise SystemExit("--init %s: not a finished run (%s)" % (init, e))
+        if len(keep) and int(keep.max()) >= len(crops["labels"]):
+            raise SystemExit("--init %s: its split indexes crops %s does not have" % (init, a.crops))
+    else:
+        sp = make_split(crops, a.seed, a.max_hamming)
+        keep, assign, report = sp["keep"], sp["assign"], sp["report"]
     np.savez(str(run / "split.npz"), keep=keep, assign=assign)
-    (run / "split.json").write_text(json.dumps(sp["report"], indent=1))
-    log.info("split: %s", json.dumps(sp["report"]["counts"]))
+    (run / "split.json").write_text(json.dumps(report, indent=1))
+    log.info("split: %s", json.dumps(report["counts"]))
     cfg = TrainConfig(
         arch=a.arch,
         alpha=a.alpha,
@@ -129,6 +154,8 @@ def cmd_train(a) -> int:
         weights=a.weights,
         seed=a.seed,
         head_epochs=a.head_epochs,
+        init=str(init / "model.keras") if init is not None else None,
+        mixup=a.mixup,
     )
     _, info = train(
         cfg,
@@ -189,6 +216,56 @@ def model_card(run: Path, crops_path: Path) -> Dict[str, object]:
     }
 
 
+def cmd_box_fit(a) -> int:
+    """Measure the detector-box fit on the run's training scenes; write RUN/box_fit.json (and a bundle)."""
+    from edge.bundle import MANIFEST, load_bundle
+    from edge.detector import DetectorOptions, load_detector
+    from export.boxfit import measure
+    from export.evaluate import scene_ids_of
+
+    run = Path(a.run)
+    crops = load_crops(Path(a.crops))
+    idx = split_index(run, Split.TRAIN)
+    ids = {Path(sd).name: scene_ids_of(crops, idx, Path(sd)) for sd in a.scenes}
+    det = load_detector(
+        a.detector_dir, DetectorOptions(confidence=a.confidence, mode="single", min_face_px=a.min_face, fallback=False)
+    )
+    fit = measure([Path(sd) for sd in a.scenes], ids, det, min_face=a.min_face)
+    fit["measured_on"] = "training scenes of %s (%s), res10 single pass at confidence %s" % (
+        run,
+        ", ".join(Path(sd).name for sd in a.scenes),
+        a.confidence,
+    )
+    (run / "box_fit.json").write_text(json.dumps(fit, indent=1))
+    if a.bundle:
+        load_bundle(Path(a.bundle))  # refuse to edit something that is not a bundle
+        mpath = Path(a.bundle) / MANIFEST
+        m = json.loads(mpath.read_text())
+        m["input"]["detector_box_fit"] = fit
+        mpath.write_text(json.dumps(m, indent=1))
+        load_bundle(Path(a.bundle))
+    print(json.dumps(fit))
+    return 0
+
+
+def box_fit_for(run: Path, crops: Dict[str, np.ndarray]) -> Optional[Dict[str, object]]:
+    """The fit a bundle of this run records: the one its detector-cut training crops were cut with, else the
+    run's measured box_fit.json, else none (the device then crops res10 boxes as they are)."""
+    from edge.bundle import BOX_FIT_SIDES
+
+    measured = json.loads((run / "box_fit.json").read_text()) if (run / "box_fit.json").exists() else None
+    used = [float(v) for v in crops["box_fit"]] if "box_fit" in crops else [0.0] * 4
+    if any(used):
+        if measured and max(abs(float(measured[k]) - u) for k, u in zip(BOX_FIT_SIDES, used)) > 0.02:
+            log.warning(
+                "%s/box_fit.json differs from the fit the crops were cut with; the bundle keeps the crops'", run
+            )
+        return dict(zip(BOX_FIT_SIDES, used), note="the fit the detector-cut training crops were cut with")
+    if measured is None:
+        log.warning("%s: no box_fit.json (edge-export box-fit); the bundle crops res10 boxes as they are", run)
+    return measured
+
+
 def cmd_convert(a) -> int:
     from export.convert import VARIANTS, convert
     from export.datasets import LABELS
@@ -213,6 +290,13 @@ def cmd_convert(a) -> int:
         force=a.force,
         granularity=a.int8_granularity,
     )
+    fit = box_fit_for(run, crops)
+    if fit is not None:
+        # recorded before the operating point is chosen, so everything after reads the final manifest
+        from edge.bundle import MANIFEST
+
+        manifest["input"]["detector_box_fit"] = fit
+        (Path(a.out) / MANIFEST).write_text(json.dumps(manifest, indent=1))
     op = operating_point(Path(a.out), run, crops, variant=manifest["default_variant"])
     summary = {k: v.get("parity") for k, v in manifest["variants"].items()}
     print(
@@ -411,6 +495,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--detector-dir", default=None)
     s.add_argument("--sources", nargs="*", help="only these dataset folders")
+    s.add_argument(
+        "--box-fit",
+        default=None,
+        help="box_fit.json (edge-export box-fit): cut detector boxes as a device with that fit does",
+    )
     s.set_defaults(fn=cmd_prepare)
 
     s = sub.add_parser("train", help="dedupe, split (70/15/15 by group) and train")
@@ -433,7 +522,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--weights", default=None, help="MobileNetV2 no-top .h5 file, or 'imagenet' where reachable")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--max-hamming", type=int, default=6, help="phash distance that makes two crops near-copies")
+    s.add_argument("--init", default=None, help="warm restart from this run's model (same arch, input, split)")
+    s.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(a, a) on training batches (0: off)")
     s.set_defaults(fn=cmd_train)
+
+    s = sub.add_parser("box-fit", help="measure how res10 boxes sit against annotated faces (training scenes)")
+    s.add_argument("--run", required=True)
+    s.add_argument("--crops", default=str(DEFAULT_WORK / "crops96.npz"))
+    s.add_argument(
+        "--scenes", nargs="*", default=["../shared/data/andrewmvd-train", "../shared/data/ilc2021-jolignier"]
+    )
+    s.add_argument("--confidence", type=float, default=0.2)
+    s.add_argument("--min-face", type=int, default=20)
+    s.add_argument("--detector-dir", default=None)
+    s.add_argument("--bundle", default=None, help="also record the fit in this bundle's manifest")
+    s.set_defaults(fn=cmd_box_fit)
 
     s = sub.add_parser("convert", help="TFLite fp32/fp16/int8/Edge-TPU-ready + ONNX bundle with parity")
     s.add_argument("--run", default=str(DEFAULT_WORK / "runs" / "mnv2"))

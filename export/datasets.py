@@ -86,11 +86,19 @@ class Report:
         return {"read": self.read, "skipped": [{"file": f, "why": w} for f, w in self.skipped], "counts": self.counts}
 
 
-def crop_face(image_bgr: np.ndarray, box: Tuple[int, int, int, int], margin: float, size: int) -> np.ndarray:
-    """The classifier's view of a face: `edge.crop.crop_face`, the very function the device runs."""
+def crop_face(
+    image_bgr: np.ndarray,
+    box: Tuple[int, int, int, int],
+    margin: float,
+    size: int,
+    fit: Optional[Tuple[float, float, float, float]] = None,
+) -> np.ndarray:
+    """The classifier's view of a face: `edge.crop.crop_face`, the very function the device runs. `fit`: the
+    box is res10's, moved by the detector-box fit first, as the device moves it (edge.crop.fit_box)."""
     from edge.crop import crop_face as _crop
+    from edge.crop import fit_box
 
-    return _crop(image_bgr, box, margin, (size, size))
+    return _crop(image_bgr, fit_box(box, fit), margin, (size, size))
 
 
 def parse_voc(xml_path: Path) -> Tuple[str, List[Tuple[str, Tuple[int, int, int, int]]]]:
@@ -158,6 +166,7 @@ def read_voc(
     neg_max_score: float = 1.01,
     neg_per_scene: int = 4,
     progress: Callable[[Iterable], Iterable] = lambda x: x,
+    box_fit: Optional[Tuple[float, float, float, float]] = None,
 ) -> List[Crop]:
     """Face crops from a VOC folder (`annotations/*.xml` + `images/`), grouped by scene.
 
@@ -207,7 +216,7 @@ def read_voc(
             found = [fb for fb in false_detections(negatives.detect(img), gt) if fb[1] < neg_max_score]
             for box, _score in found[:neg_per_scene]:
                 c = Crop(
-                    crop_face(img, box, margin, size),
+                    crop_face(img, box, margin, size, box_fit),
                     NO_FACE,
                     "%s:%s" % (source, xml_path.stem),
                     source,
@@ -230,6 +239,7 @@ def read_folders(
     detector=None,
     det_conf: float = 0.5,
     progress: Callable[[Iterable], Iterable] = lambda x: x,
+    box_fit: Optional[Tuple[float, float, float, float]] = None,
 ) -> List[Crop]:
     """Crops from `root/<class folder>/*`; the face is cut where the detector finds one.
 
@@ -264,7 +274,8 @@ def read_folders(
                 best = max(faces, key=lambda fc: fc.det_score)
                 box, how = best.box, "detector"
         m = margin if how == "detector" else 0.0
-        c = Crop(crop_face(img, box, m, size), label, "%s:%s" % (source, f.name), source, str(f), box, how)
+        fit = box_fit if how == "detector" else None
+        c = Crop(crop_face(img, box, m, size, fit), label, "%s:%s" % (source, f.name), source, str(f), box, how)
         report.add(c)
         crops.append(c)
     return crops
@@ -321,7 +332,10 @@ def build(
     sources: Optional[Sequence[str]] = None,
     negatives=None,
     progress: Callable[[Iterable], Iterable] = lambda x: x,
+    box_fit: Optional[Tuple[float, float, float, float]] = None,
 ) -> Tuple[List[Crop], Report]:
+    """Every source's crops. `box_fit`: detector-cut crops (folder sets, no_face negatives) are cut as the
+    device cuts res10 boxes under a bundle with that fit; annotated VOC faces are cut at their box."""
     report = Report()
     crops: List[Crop] = []
     for kind, name, path in discover(data_root):
@@ -338,9 +352,17 @@ def build(
                 progress=progress,
                 negatives=negatives,
                 neg_max_score=NEG_MAX_SCORE.get(name, 1.01),
+                box_fit=box_fit,
             )
         else:
             crops += read_folders(
-                path, margin=margin, size=size, source=name, report=report, detector=detector, progress=progress
+                path,
+                margin=margin,
+                size=size,
+                source=name,
+                report=report,
+                detector=detector,
+                progress=progress,
+                box_fit=box_fit,
             )
     return crops, report

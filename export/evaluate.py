@@ -422,7 +422,11 @@ def kiosk_sweep(
             gt = [(b, LABELS.index(normalise_label(n))) for n, b in objs if normalise_label(n)]
             t = time.perf_counter()
             faces = det.detect(img)
-            probs = classifier.probs(classifier.preprocess(img, [f.box for f in faces])) if faces else np.zeros((0, 4))
+            probs = (
+                classifier.probs(classifier.preprocess(img, [f.box for f in faces], detector=True))
+                if faces
+                else np.zeros((0, 4))
+            )
             ms.append((time.perf_counter() - t) * 1000.0)
             cal = calibrate(probs, op.temperature) if len(probs) else probs
             labs = classifier.output_labels

@@ -85,7 +85,7 @@ def seed_pipeline(a, bundle_path: Path, clip: Path) -> Dict[str, Any]:
         for f in det.detect(img):
             if min(f.box[2] - f.box[0], f.box[3] - f.box[1]) < 40:
                 continue
-            x = prep.preprocess(img, [f.box]).astype(np.float32)
+            x = prep.preprocess(img, [f.box], detector=True).astype(np.float32)
             model.predict(x, verbose=0)
     seconds = time.perf_counter() - t0
     cap.release()

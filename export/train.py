@@ -41,6 +41,8 @@ class TrainConfig:
     seed: int = 0
     augment: bool = True
     colour: bool = True  # hue/saturation jitter, and masks recoloured (masks come in every colour)
+    init: Optional[str] = None  # warm restart: a saved model.keras of the same arch and input size
+    mixup: float = 0.0  # Beta(a, a) mixing of batch pairs; 0 is off
 
 
 def set_seed(seed: int) -> None:
@@ -203,7 +205,27 @@ def make_dataset(
     ds = ds.map(resize, num_parallel_calls=tf.data.AUTOTUNE).batch(cfg.batch)
     if training and cfg.augment:
         ds = ds.map(augmenter(size), num_parallel_calls=tf.data.AUTOTUNE)
+    if training and cfg.mixup > 0:
+        ds = ds.map(mixer(cfg.mixup), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def mixer(alpha: float):
+    """mixup: each crop blended with another of the batch, labels blended alike (lambda ~ Beta(a, a))."""
+    import tensorflow as tf
+
+    def mix(x, y):
+        n = tf.shape(x)[0]
+        g1 = tf.random.gamma([n], alpha)
+        g2 = tf.random.gamma([n], alpha)
+        lam = g1 / (g1 + g2)
+        lam = tf.maximum(lam, 1.0 - lam)  # the crop keeps its own identity; the partner is the minor part
+        perm = tf.random.shuffle(tf.range(n))
+        lx = tf.reshape(lam, [-1, 1, 1, 1])
+        ly = tf.reshape(lam, [-1, 1])
+        return lx * x + (1 - lx) * tf.gather(x, perm), ly * y + (1 - ly) * tf.gather(y, perm)
+
+    return mix
 
 
 def class_weights(labels: np.ndarray, how: str) -> Optional[Dict[int, float]]:
@@ -283,6 +305,14 @@ def train(
     train_ds = make_dataset(images[tr], labels[tr], cfg, True, None if sources is None else sources[tr])
     val_ds = make_dataset(images[va], labels[va], cfg, False)
     model = build_model(cfg)
+    if cfg.init:
+        prev = keras.models.load_model(cfg.init, compile=False)
+        if prev.input_shape != model.input_shape or prev.count_params() != model.count_params():
+            raise ValueError(
+                "init model %s is not this arch (%s vs %s)" % (cfg.init, prev.input_shape, model.input_shape)
+            )
+        model.set_weights(prev.get_weights())
+        log.info("warm restart from %s", cfg.init)
     cw = class_weights(labels[tr], cfg.class_weight)
     # the checkpoint is chosen on the real photos of the val split (synthetic faces help training only)
     real_val = None

@@ -316,3 +316,125 @@ def test_device_probs_runs_the_device_classifier_with_and_without_flips(shipped_
     out = device_probs(shipped_bundle, x, "tflite_int8")
     assert out[False].shape == out[True].shape == (40, len(b.labels))
     assert np.allclose(out[False].sum(1), 1.0, atol=0.02) and not np.allclose(out[False], out[True])
+
+
+# -- the detector-box fit: device crops of res10 boxes in the convention training learned ----------------------
+def _with_fit(tmp_path: Path, shipped: Path, fit) -> Path:
+    dst = tmp_path / "fitted"
+    shutil.copytree(shipped, dst)
+    m = json.loads((dst / "manifest.json").read_text())
+    if fit is None:
+        m["input"].pop("detector_box_fit", None)
+    else:
+        m["input"]["detector_box_fit"] = fit
+    (dst / "manifest.json").write_text(json.dumps(m))
+    return dst
+
+
+def test_the_box_fit_maps_a_detector_box_onto_its_annotation():
+    from edge.crop import fit_box
+    from export.boxfit import offsets
+
+    det, gt = (100, 80, 180, 180), (103, 96, 180, 182)
+    fit = offsets(gt, det)
+    assert fit_box(det, tuple(fit)) == gt
+    assert fit_box(det, None) == det
+
+
+def test_the_device_crops_detector_boxes_by_the_manifests_fit(tmp_path, shipped_bundle):
+    """classify() cuts res10's box moved by the manifest's fit; preprocess() of an annotated box does not."""
+    from edge.crop import crop_faces, fit_box
+
+    root, img, boxes = _scene(tmp_path)
+    fit = {"left": 0.04, "top": 0.16, "right": 0.0, "bottom": 0.02}
+    clf = MaskClassifier(load_bundle(_with_fit(tmp_path, shipped_bundle, fit)), "tflite_fp32")
+    assert clf.bundle.box_fit == (0.04, 0.16, 0.0, 0.02)
+    f4 = (0.04, 0.16, 0.0, 0.02)
+    want = crop_faces(img, [fit_box(b, f4) for b in boxes], clf.margin, clf.size)
+    assert np.array_equal(clf.preprocess(img, boxes, detector=True), want)
+    assert not np.array_equal(clf.preprocess(img, boxes), want)
+    # classify() goes through the fitted crop: its verdicts are those of the fitted crops
+    faces = clf.classify(img, [Face(box=b, det_score=0.9) for b in boxes])
+    expect = clf.postprocess(clf.probs(want))
+    assert [f.probs for f in faces] == [v.probs for v in expect]
+    # without a fit in the manifest, detector boxes are cut as they are
+    plain = MaskClassifier(load_bundle(_with_fit(tmp_path / "p", shipped_bundle, None)), "tflite_fp32")
+    assert plain.bundle.box_fit is None
+    assert np.array_equal(plain.preprocess(img, boxes, detector=True), plain.preprocess(img, boxes))
+
+
+@pytest.mark.parametrize(
+    "fit,field",
+    [
+        ({"left": 0, "top": "high", "right": 0, "bottom": 0}, "detector_box_fit.top"),
+        ({"left": 0, "top": 0.1, "right": 0}, "detector_box_fit.bottom"),
+        ({"left": 0, "top": 0.9, "right": 0, "bottom": 0}, "detector_box_fit.top"),
+        ([0, 0.1, 0, 0], "detector_box_fit: must be an object"),
+        ({"left": 0.45, "top": 0, "right": -0.45, "bottom": 0}, "inside out"),
+    ],
+)
+def test_a_malformed_box_fit_is_one_line_naming_the_field(tmp_path, shipped_bundle, fit, field):
+    with pytest.raises(BundleError, match=field.replace(".", r"\.")):
+        load_bundle(_with_fit(tmp_path, shipped_bundle, fit))
+
+
+def test_box_fit_is_measured_on_training_scenes_with_the_real_detector(tmp_path, detector_dir):
+    """A scene whose annotation sits at a known offset from res10's box: the measured fit is that offset."""
+    import cv2
+
+    from edge import assets
+    from edge.detector import DetectorOptions, load_detector
+    from export.boxfit import measure
+
+    face = cv2.imread(str(assets.fetch(assets.DEMO_FACE, assets.default_cache_dir(), timeout=5)))
+    det = load_detector(detector_dir, DetectorOptions(confidence=0.5, mode="single"))
+    found = det.detect(face)
+    assert found, "res10 finds no face in the demo portrait"
+    d = max(found, key=lambda f: f.det_score).box
+    w, h = d[2] - d[0], d[3] - d[1]
+    gt = (d[0] + round(0.05 * w), d[1] + round(0.15 * h), d[2], d[3] + round(0.03 * h))
+    root = tmp_path / "scenes"
+    (root / "images").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    cv2.imwrite(str(root / "images" / "p.png"), face)
+    (root / "annotations" / "p.xml").write_text(
+        "<annotation><filename>p.png</filename><object><name>with_mask</name><bndbox><xmin>%d</xmin>"
+        "<ymin>%d</ymin><xmax>%d</xmax><ymax>%d</ymax></bndbox></object></annotation>" % gt
+    )
+    fit = measure([root], {"scenes": ["p"]}, det)
+    assert fit["faces"] == 1 and fit["scenes"] == 1
+    assert fit["left"] == pytest.approx(0.05, abs=0.01) and fit["top"] == pytest.approx(0.15, abs=0.01)
+    assert fit["right"] == pytest.approx(0.0, abs=0.01) and fit["bottom"] == pytest.approx(0.03, abs=0.01)
+    with pytest.raises(ValueError, match="no annotated face"):
+        measure([root], {"scenes": []}, det)
+
+
+def test_training_and_device_crops_of_a_detector_box_are_the_same_pixels(tmp_path, shipped_bundle, detector_dir):
+    """A folder-set photo is cut where res10 finds the face; with a fit, training cuts it as the device does."""
+    import cv2
+
+    from edge import assets
+    from edge.detector import DetectorOptions, load_detector
+    from export import datasets
+
+    face = cv2.imread(str(assets.fetch(assets.DEMO_FACE, assets.default_cache_dir(), timeout=5)))
+    (tmp_path / "set" / "with_mask").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "set" / "with_mask" / "p.png"), face)
+    fit = {"left": 0.03, "top": 0.17, "right": 0.0, "bottom": 0.02}
+    bundle = load_bundle(_with_fit(tmp_path, shipped_bundle, fit))
+    det = load_detector(detector_dir, DetectorOptions(confidence=0.5))
+    crops = datasets.read_folders(
+        tmp_path / "set",
+        margin=bundle.crop_margin,
+        size=bundle.input_size[0],
+        source="t",
+        report=datasets.Report(),
+        detector=det,
+        det_conf=0.5,
+        box_fit=bundle.box_fit,
+    )
+    assert len(crops) == 1 and crops[0].how == "detector"
+    device = MaskClassifier(bundle, "tflite_fp32").preprocess(face, [crops[0].box], detector=True)
+    assert np.array_equal(crops[0].image, device[0])
+    unfitted = MaskClassifier(bundle, "tflite_fp32").preprocess(face, [crops[0].box])
+    assert not np.array_equal(crops[0].image, unfitted[0])

@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""What training on annotation boxes costs a device that crops res10's boxes.
+
+    .venv/bin/python benchmarks/box_mismatch.py --run work/runs/common --crops work/crops112.npz \
+        --bundle models/default --split val --out benchmarks/results/box-mismatch-val.json
+
+Training cuts VOC faces at their annotated box; the device cuts them at res10's box, which is squarer
+and sits higher (forehead in, chin often out). For every annotated real face of the split's scenes that
+res10 finds (IoU >= 0.4, confidence >= --confidence), the bundle classifies both crops of the same face
+through the one crop function; the report gives the verdicts on each and how often they differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> int:
+    from edge.bundle import load_bundle
+    from edge.classifier import MaskClassifier
+    from edge.crop import fit_box
+    from edge.datasets_io import read_image
+    from edge.detector import DetectorOptions, load_detector
+    from edge.verdict import calibrate, face_probs, label_for
+    from export import metrics
+    from export.boxfit import SIDES, measure
+    from export.crops import load as load_crops
+    from export.crops import split_index
+    from export.datasets import LABELS, normalise_label, parse_voc
+    from export.evaluate import match, scene_ids_of
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", required=True)
+    ap.add_argument("--crops", required=True)
+    ap.add_argument("--bundle", default=str(ROOT / "models" / "default"))
+    ap.add_argument("--split", choices=("val", "test"), default="val")
+    ap.add_argument(
+        "--scenes", nargs="*", default=["../shared/data/andrewmvd-train", "../shared/data/ilc2021-jolignier"]
+    )
+    ap.add_argument("--confidence", type=float, default=0.2)
+    ap.add_argument("--min-face", type=int, default=20)
+    ap.add_argument("--fit-split", choices=("train", "none"), default="train", help="fit the box map on these scenes")
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args()
+
+    crops = load_crops(Path(a.crops))
+    clf = MaskClassifier(load_bundle(Path(a.bundle)), None, fallback=False)
+    op = clf.bundle.operating_point
+    det = load_detector(
+        None, DetectorOptions(confidence=a.confidence, mode="single", min_face_px=a.min_face, fallback=False)
+    )
+    idx = split_index(Path(a.run), a.split)
+
+    fit = None
+    if a.fit_split != "none":
+        tidx = split_index(Path(a.run), a.fit_split)
+        measured = measure(
+            [Path(sd) for sd in a.scenes], {Path(sd).name: scene_ids_of(crops, tidx, Path(sd)) for sd in a.scenes}, det
+        )
+        fit = tuple(measured[k] for k in SIDES)
+        print("box fit on %d %s faces (left, top, right, bottom): %s" % (measured["faces"], a.fit_split, fit))
+
+    def verdicts(img: np.ndarray, boxes: List) -> List[int]:
+        p = calibrate(clf.probs(clf.preprocess(img, boxes)), op.temperature)
+        return [
+            LABELS.index(label_for(v, op.alert_threshold, op.incorrect_weight))
+            for v in face_probs(p, clf.output_labels)
+        ]
+
+    y: List[int] = []
+    on_gt: List[int] = []
+    on_det: List[int] = []
+    on_fit: List[int] = []
+    found = total = 0
+    shape: Dict[str, List[float]] = {"w_ratio": [], "h_ratio": [], "dy_top": [], "dy_bottom": []}
+    for sd in a.scenes:
+        for sid in scene_ids_of(crops, idx, Path(sd)):
+            fname, objs = parse_voc(Path(sd) / "annotations" / (sid + ".xml"))
+            img = read_image(Path(sd) / "images" / fname)
+            if img is None:
+                continue
+            gt = [(b, LABELS.index(normalise_label(n))) for n, b in objs if normalise_label(n)]
+            gt = [(b, c) for b, c in gt if min(b[2] - b[0], b[3] - b[1]) >= a.min_face]
+            if not gt:
+                continue
+            total += len(gt)
+            faces = det.detect(img)
+            m = match([g[0] for g in gt], [f.box for f in faces], 0.4)
+            if not m:
+                continue
+            gis = sorted(m)
+            gboxes = [gt[g][0] for g in gis]
+            dboxes = [faces[m[g]].box for g in gis]
+            found += len(gis)
+            y.extend(gt[g][1] for g in gis)
+            on_gt.extend(verdicts(img, gboxes))
+            on_det.extend(verdicts(img, dboxes))
+            if fit is not None:
+                on_fit.extend(verdicts(img, [fit_box(b, fit) for b in dboxes]))
+            for g, d in zip(gboxes, dboxes):
+                gh, gw = g[3] - g[1], g[2] - g[0]
+                shape["w_ratio"].append((d[2] - d[0]) / gw)
+                shape["h_ratio"].append((d[3] - d[1]) / gh)
+                shape["dy_top"].append((d[1] - g[1]) / gh)
+                shape["dy_bottom"].append((d[3] - g[3]) / gh)
+    ya, ga, da = np.array(y), np.array(on_gt), np.array(on_det)
+    res = {
+        "bundle": a.bundle,
+        "model_id": clf.bundle.model_id,
+        "split": a.split,
+        "confidence": a.confidence,
+        "faces": total,
+        "found": found,
+        "annotation_box": metrics.report(ya, ga, LABELS[:3]),
+        "detector_box": metrics.report(ya, da, LABELS[:3]),
+        "box_fit": fit,
+        "fitted_detector_box": metrics.report(ya, np.array(on_fit), LABELS[:3]) if fit is not None else None,
+        "verdict_differs": round(float(np.mean(ga != da)), 4) if len(ya) else None,
+        "detector_box_vs_annotation_median": {k: round(float(np.median(v)), 3) for k, v in shape.items() if v},
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "command": " ".join(sys.argv),
+    }
+    for k in ("annotation_box", "detector_box", "fitted_detector_box"):
+        r = res[k]
+        if r is None:
+            continue
+        print(
+            "%-15s macro-F1 %.3f  %s"
+            % (k, r["macro_f1"], {c: round(r["per_class"][c]["recall"], 3) for c in LABELS[:3]})
+        )
+    print(
+        "found %d of %d faces; verdicts differ on %.1f %%; shape %s"
+        % (found, total, 100 * res["verdict_differs"], res["detector_box_vs_annotation_median"])
+    )
+    if a.out:
+        Path(a.out).write_text(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
