@@ -126,16 +126,18 @@ def cmd_train(a) -> int:
     run = Path(a.out)
     run.mkdir(parents=True, exist_ok=True)
     init = Path(a.init) if a.init else None
-    if init is not None:
-        # a warm restart keeps the run it starts from's split: its val and test faces stay unseen
+    split_from = Path(a.split_from) if a.split_from else init
+    if split_from is not None:
+        # a warm restart keeps the split of the run it starts from (or its `extend`ed copy): its val and
+        # test faces stay unseen
         try:
-            prev = np.load(str(init / "split.npz"))
+            prev = np.load(str(split_from / "split.npz"))
             keep, assign = prev["keep"], prev["assign"]
-            report = json.loads((init / "split.json").read_text())
+            report = json.loads((split_from / "split.json").read_text())
         except (OSError, ValueError, KeyError) as e:
-            raise SystemExit("--init %s: not a finished run (%s)" % (init, e))
+            raise SystemExit("--split-from %s: not a run with a split (%s)" % (split_from, e))
         if len(keep) and int(keep.max()) >= len(crops["labels"]):
-            raise SystemExit("--init %s: its split indexes crops %s does not have" % (init, a.crops))
+            raise SystemExit("%s: its split indexes crops %s does not have" % (split_from, a.crops))
     else:
         sp = make_split(crops, a.seed, a.max_hamming)
         keep, assign, report = sp["keep"], sp["assign"], sp["report"]
@@ -264,6 +266,34 @@ def box_fit_for(run: Path, crops: Dict[str, np.ndarray]) -> Optional[Dict[str, o
     if measured is None:
         log.warning("%s: no box_fit.json (edge-export box-fit); the bundle crops res10 boxes as they are", run)
     return measured
+
+
+def cmd_extend(a) -> int:
+    from edge.bundle import BOX_FIT_SIDES
+    from edge.detector import DetectorOptions, load_detector
+    from export.extend import extend
+
+    fit = None
+    if a.box_fit:
+        d = json.loads(Path(a.box_fit).read_text())
+        fit = tuple(float(d[k]) for k in BOX_FIT_SIDES)
+    det = load_detector(
+        a.detector_dir, DetectorOptions(confidence=a.confidence, mode=a.mode, min_face_px=12, fallback=False)
+    )
+    rep = extend(
+        Path(a.crops),
+        Path(a.run),
+        Path(a.out_crops),
+        Path(a.out_run),
+        det,
+        [Path(s) for s in a.scenes],
+        fit,  # type: ignore[arg-type]
+        per_scene=a.per_scene,
+        progress=_progress(not a.quiet),
+    )
+    rep["detector"] = {"mode": a.mode, "confidence": a.confidence}
+    print(json.dumps(rep))
+    return 0
 
 
 def cmd_convert(a) -> int:
@@ -524,6 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-hamming", type=int, default=6, help="phash distance that makes two crops near-copies")
     s.add_argument("--init", default=None, help="warm restart from this run's model (same arch, input, split)")
     s.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(a, a) on training batches (0: off)")
+    s.add_argument("--split-from", default=None, help="take the split from this run (default: --init's)")
     s.set_defaults(fn=cmd_train)
 
     s = sub.add_parser("box-fit", help="measure how res10 boxes sit against annotated faces (training scenes)")
@@ -537,6 +568,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--detector-dir", default=None)
     s.add_argument("--bundle", default=None, help="also record the fit in this bundle's manifest")
     s.set_defaults(fn=cmd_box_fit)
+
+    s = sub.add_parser("extend", help="recut detector crops by a box fit and mine no_face crops, split kept")
+    s.add_argument("--crops", required=True)
+    s.add_argument("--run", required=True, help="the run whose split is extended")
+    s.add_argument("--out-crops", required=True)
+    s.add_argument("--out-run", required=True, help="directory for the extended split (train --split-from)")
+    s.add_argument("--box-fit", default=None)
+    s.add_argument(
+        "--scenes", nargs="*", default=["../shared/data/andrewmvd-train", "../shared/data/ilc2021-jolignier"]
+    )
+    s.add_argument("--mode", default="native", help="the kiosk's detector pass (native | single)")
+    s.add_argument("--confidence", type=float, default=0.05)
+    s.add_argument("--per-scene", type=int, default=4)
+    s.add_argument("--detector-dir", default=None)
+    s.set_defaults(fn=cmd_extend)
 
     s = sub.add_parser("convert", help="TFLite fp32/fp16/int8/Edge-TPU-ready + ONNX bundle with parity")
     s.add_argument("--run", default=str(DEFAULT_WORK / "runs" / "mnv2"))

@@ -131,6 +131,16 @@ def predict_crops(
     return predict(model, images, int(model.input_shape[1])), "keras:%s" % run.name
 
 
+def face_boxes(classifier, boxes: Sequence[Tuple[int, int, int, int]]) -> List[Tuple[int, int, int, int]]:
+    """Detector boxes in the annotation convention (the bundle's box fit), as the classifier crops them:
+    matched against annotated faces in the same convention (res10's raw box overlaps a tightly annotated
+    face by IoU 0.3-0.4 when it is the same face)."""
+    from edge.crop import fit_box
+
+    fit = getattr(getattr(classifier, "bundle", None), "box_fit", None)
+    return [fit_box(b, fit) for b in boxes]
+
+
 def match(gt: List[Tuple[int, int, int, int]], det: List[Tuple[int, int, int, int]], thr: float) -> Dict[int, int]:
     """Greedy IoU matching: gt index -> det index."""
     from edge.types import greedy_assign, iou
@@ -219,7 +229,7 @@ def scene_eval(
                 kept = [f for f in faces if f.label != NO_FACE]
                 rejected += len(faces) - len(kept)
                 faces = kept
-            m = match([g[0] for g in gt], [f.box for f in faces], iou_thr)
+            m = match([g[0] for g in gt], face_boxes(classifier, [f.box for f in faces]), iou_thr)
             ignored = {m[gi] for gi, g in enumerate(gt) if gi in m and not big(g[0])}
             for gi, (box, y) in enumerate(gt):
                 if not big(box):
@@ -380,8 +390,8 @@ def kiosk_sweep(
     scene_dirs: Sequence[Path],
     scene_ids: Dict[str, List[str]],
     classifier,
-    confidences: Sequence[float] = (0.1, 0.15, 0.2, 0.3, 0.4, 0.5),
-    no_face_thresholds: Sequence[Optional[float]] = (None, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+    confidences: Sequence[float] = (0.03, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5),
+    no_face_thresholds: Sequence[Optional[float]] = (None, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
     min_face: int = 40,
     iou_thr: float = 0.4,
     detector_dir: Optional[Path] = None,
@@ -435,7 +445,8 @@ def kiosk_sweep(
 
             f3 = face_probs(cal, labs) if len(cal) else np.zeros((0, 3))
             verdicts = [LABELS.index(label_for(v, op.alert_threshold, op.incorrect_weight)) for v in f3]
-            cached.append((gt, [(f.box, f.det_score) for f in faces], nf, verdicts))
+            boxes = face_boxes(classifier, [f.box for f in faces])
+            cached.append((gt, [(b, f.det_score) for b, f in zip(boxes, faces)], nf, verdicts))
     grid = []
     for c in confidences:
         for r in no_face_thresholds:

@@ -314,3 +314,59 @@ def test_two_phase_training_from_a_weights_file(tmp_path):
     model, info = train(cfg, X, y, split, tmp_path / "run", verbose=0)
     assert info["history"]["phase"] == ["head", "finetune"]
     assert (tmp_path / "run" / "model.keras").exists()
+
+
+def test_extended_crops_take_the_side_of_their_scene():
+    from export.extend import extend_split
+
+    groups = np.array(["a:1", "a:1", "a:2", "b:7", "a:9"])
+    keep, assign = np.array([0, 1, 2, 3]), np.array([0, 0, 1, 2])  # crop 4 was dropped (a copy)
+    k, s = extend_split(keep, assign, groups, 5, ["a:2", "b:7", "a:1", "z:0"])
+    assert k.tolist() == [0, 1, 2, 3, 5, 6, 7]  # "z:0" is in no split: left out
+    assert s.tolist() == [0, 0, 1, 2, 1, 2, 0]
+    with pytest.raises(ValueError, match="two sides"):
+        extend_split(np.array([0, 1]), np.array([0, 1]), groups, 5, [])
+
+
+def test_extend_mines_negatives_and_recuts_without_moving_a_crop(tmp_path, detector_dir):
+    """The real detector at a low threshold on the demo portrait: its false detections become appended
+    no_face crops of the scene's side; the annotated face stays where it was, and is not recut."""
+    import cv2
+
+    from edge import assets, demo
+    from edge.detector import DetectorOptions, load_detector
+    from export.datasets import LABELS, NO_FACE, crop_face
+    from export.extend import extend
+
+    face = cv2.imread(str(assets.fetch(assets.DEMO_FACE, assets.default_cache_dir(), timeout=5)))
+    img = cv2.resize(face, (640, 640))[:480]
+    box = tuple(int(v * 640 / 512) for v in demo.FACE_BOX)
+    root = tmp_path / "scenes"
+    (root / "images").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    cv2.imwrite(str(root / "images" / "p.png"), img)
+    (root / "annotations" / "p.xml").write_text(
+        "<annotation><filename>p.png</filename><object><name>with_mask</name><bndbox><xmin>%d</xmin>"
+        "<ymin>%d</ymin><xmax>%d</xmax><ymax>%d</ymax></bndbox></object></annotation>" % box
+    )
+    crops, _ = datasets.build(tmp_path, margin=0.15, size=64)
+    arr = datasets.stack(crops)
+    arr["margin"] = np.array(0.15)
+    np.savez(str(tmp_path / "c.npz"), **arr)
+    run = tmp_path / "run"
+    run.mkdir()
+    np.savez(str(run / "split.npz"), keep=np.array([0]), assign=np.array([1]))  # the scene is a val scene
+    det = load_detector(detector_dir, DetectorOptions(confidence=0.05, mode="native", min_face_px=12))
+    fit = (0.03, 0.16, 0.0, 0.02)
+    rep = extend(tmp_path / "c.npz", run, tmp_path / "x.npz", tmp_path / "run2", det, [root], fit)
+    out = dict(np.load(str(tmp_path / "x.npz")))
+    sp = np.load(str(tmp_path / "run2" / "split.npz"))
+    n_new = rep["crops_after"] - rep["crops_before"]
+    assert n_new >= 1 and rep["negatives_added"]["val"] == n_new and rep["negatives_added"]["train"] == 0
+    assert np.array_equal(out["images"][0], arr["images"][0])  # the annotated face: same pixels, same index
+    assert sp["keep"].tolist() == list(range(1 + n_new)) and set(sp["assign"].tolist()) == {1}
+    for i in range(1, 1 + n_new):
+        assert out["labels"][i] == LABELS.index(NO_FACE) and out["how"][i] == "negative"
+        b = tuple(int(v) for v in out["boxes"][i])
+        assert np.array_equal(out["images"][i], crop_face(img, b, 0.15, 64, fit))
+    assert out["box_fit"].tolist() == list(fit)

@@ -1,0 +1,157 @@
+"""Grow a crops cache without moving a single face across the split: recut detector crops by a box fit,
+and mine more no_face crops with the kiosk's own detector pass.
+
+A run's split is indices into its crops file, so re-running `prepare` (other negatives, other counts)
+would reshuffle every index. `edge-export extend` keeps the first N crops where they are (recut in place
+where asked) and appends the new ones; each new crop takes the split side of the scene it came from, so
+a val or test scene stays wholly held out. The result is a crops file plus a run directory holding the
+extended split, for `train --init OLD --split-from NEW`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .datasets import LABELS, NEG_MAX_SCORE, NO_FACE, crop_face, false_detections, normalise_label, parse_voc
+
+log = logging.getLogger(__name__)
+
+BoxT = Tuple[int, int, int, int]
+
+
+def recut(
+    crops: Dict[str, np.ndarray], fit: Tuple[float, float, float, float], size: int, margin: float, progress=None
+) -> int:
+    """Cut every detector-found crop ("detector", "negative") again from its photo, through the fit. In place."""
+    from edge.datasets_io import read_image
+
+    idx = [i for i, h in enumerate(crops["how"]) if str(h) in ("detector", "negative")]
+    by_file: Dict[str, List[int]] = {}
+    for i in idx:
+        by_file.setdefault(str(crops["files"][i]), []).append(i)
+    done = 0
+    for f in (progress or (lambda x: x))(sorted(by_file)):
+        img = read_image(Path(f))
+        if img is None:
+            raise ValueError("%s: listed in the crops file but no longer readable" % f)
+        for i in by_file[f]:
+            crops["images"][i] = crop_face(img, tuple(int(v) for v in crops["boxes"][i]), margin, size, fit)
+            done += 1
+    return done
+
+
+def mine_negatives(
+    crops: Dict[str, np.ndarray],
+    detector,
+    scene_dirs: Sequence[Path],
+    *,
+    size: int,
+    margin: float,
+    fit: Optional[Tuple[float, float, float, float]],
+    per_scene: int = 4,
+    progress: Callable[[Iterable], Iterable] = lambda x: x,
+) -> Dict[str, List]:
+    """no_face crops from `detector`'s false detections in the VOC scenes the crops file already has,
+    skipping boxes that repeat a negative already there (IoU >= 0.5)."""
+    from edge.datasets_io import read_image
+    from edge.types import iou
+
+    groups = [str(g) for g in crops["groups"]]
+    existing: Dict[str, List[BoxT]] = {}
+    for i, g in enumerate(groups):
+        if str(crops["how"][i]) == "negative":
+            existing.setdefault(g, []).append(tuple(int(v) for v in crops["boxes"][i]))
+    new: Dict[str, List] = {k: [] for k in ("images", "labels", "groups", "sources", "files", "boxes", "how")}
+    for sd in scene_dirs:
+        name = Path(sd).name
+        sids = sorted({g.split(":", 1)[1] for g in groups if g.startswith(name + ":")})
+        for sid in progress(sids):
+            fname, objs = parse_voc(Path(sd) / "annotations" / (sid + ".xml"))
+            img_path = Path(sd) / "images" / fname
+            img = read_image(img_path)
+            if img is None:
+                continue
+            gt = [b for n, b in objs if normalise_label(n)]
+            old = existing.get("%s:%s" % (name, sid), [])
+            found = [
+                (b, s)
+                for b, s in false_detections(detector.detect(img), gt)
+                if s < NEG_MAX_SCORE.get(name, 1.01) and all(iou(b, o) < 0.5 for o in old)
+            ]
+            for box, _s in found[:per_scene]:
+                new["images"].append(crop_face(img, box, margin, size, fit))
+                new["labels"].append(LABELS.index(NO_FACE))
+                new["groups"].append("%s:%s" % (name, sid))
+                new["sources"].append(name)
+                new["files"].append(str(img_path))
+                new["boxes"].append(box)
+                new["how"].append("negative")
+    return new
+
+
+def extend_split(
+    old_keep: np.ndarray, old_assign: np.ndarray, old_groups: np.ndarray, n_old: int, new_groups: Sequence[str]
+) -> Tuple[np.ndarray, np.ndarray]:
+    """The old split plus each appended crop on the side of its scene (its group's crops all share one)."""
+    side: Dict[str, int] = {}
+    for k, s in zip(old_keep, old_assign):
+        g = str(old_groups[k])
+        if side.setdefault(g, int(s)) != int(s):
+            raise ValueError("scene %s sits on two sides of the split; refusing to extend it" % g)
+    add = [(n_old + j, side[g]) for j, g in enumerate(new_groups) if g in side]
+    keep = np.concatenate([old_keep, np.array([a for a, _ in add], dtype=old_keep.dtype)])
+    assign = np.concatenate([old_assign, np.array([s for _, s in add], dtype=old_assign.dtype)])
+    return keep, assign
+
+
+def extend(
+    crops_path: Path,
+    run: Path,
+    out_crops: Path,
+    out_run: Path,
+    detector,
+    scene_dirs: Sequence[Path],
+    fit: Optional[Tuple[float, float, float, float]],
+    per_scene: int = 4,
+    progress: Callable[[Iterable], Iterable] = lambda x: x,
+) -> Dict[str, object]:
+    from .crops import load
+
+    crops = load(crops_path)
+    n_old = len(crops["labels"])
+    size = int(crops["images"].shape[1])
+    margin = float(crops.get("margin", 0.15))
+    prev = np.load(str(run / "split.npz"))
+    report: Dict[str, object] = {"from": str(crops_path), "run": str(run), "crops_before": n_old}
+    if fit is not None:
+        report["recut"] = recut(crops, fit, size, margin, progress)
+        crops["box_fit"] = np.array(fit)
+    new = mine_negatives(
+        crops, detector, scene_dirs, size=size, margin=margin, fit=fit, per_scene=per_scene, progress=progress
+    )
+    keep, assign = extend_split(prev["keep"], prev["assign"], crops["groups"], n_old, new["groups"])
+    if new["images"]:
+        for k, v in new.items():
+            arr = np.array(v) if k != "images" else np.stack(v).astype(np.uint8)
+            crops[k] = np.concatenate([crops[k], arr.astype(crops[k].dtype) if k in ("labels", "boxes") else arr])
+    out_crops.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(str(out_crops), **crops)
+    out_run.mkdir(parents=True, exist_ok=True)
+    np.savez(str(out_run / "split.npz"), keep=keep, assign=assign)
+    split_rep = json.loads((run / "split.json").read_text()) if (run / "split.json").exists() else {}
+    added = {name: int(np.sum(assign[len(prev["keep"]) :] == s)) for s, name in enumerate(("train", "val", "test"))}
+    labels = crops["labels"][keep]
+    split_rep["counts"] = {
+        name: {lab: int(np.sum((assign == s) & (labels == i))) for i, lab in enumerate(LABELS)}
+        for s, name in enumerate(("train", "val", "test"))
+    }
+    split_rep["extended"] = dict(report, negatives_added=added)
+    (out_run / "split.json").write_text(json.dumps(split_rep, indent=1))
+    report["negatives_added"] = added
+    report["crops_after"] = int(len(crops["labels"]))
+    return report
