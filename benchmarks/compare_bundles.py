@@ -54,9 +54,18 @@ def main() -> int:
 
     files = [load_crops(Path(c)) for c in a.crops]
     crops = files[0]
+
+    def fit_key(fit) -> tuple:
+        return tuple(round(float(v), 4) for v in (fit if fit is not None else (0.0, 0.0, 0.0, 0.0)))
+
+    # a bundle takes the file cut at its input size with its box fit (`extend`ed files append crops: the
+    # shared prefix holds the same faces at the same indices)
+    by_key = {(int(c["images"].shape[1]), fit_key(c.get("box_fit"))): c for c in files}
     by_size = {int(c["images"].shape[1]): c for c in files}
     for c in files[1:]:
-        assert (c["files"] == crops["files"]).all() and (c["labels"] == crops["labels"]).all(), "crops files differ"
+        n = min(len(c["files"]), len(crops["files"]))
+        same = (c["files"][:n] == crops["files"][:n]).all() and (c["labels"][:n] == crops["labels"][:n]).all()
+        assert same, "crops files differ"
     idx = split_index(Path(a.run), a.split)
     face = crops["labels"][idx] < 3
     idx = idx[face]
@@ -65,7 +74,7 @@ def main() -> int:
     for bp in a.bundles:
         b = load_bundle(Path(bp))
         clf = MaskClassifier(b, "tflite_int8", fallback=False)
-        src = by_size.get(int(b.input_size[0]))
+        src = by_key.get((int(b.input_size[0]), fit_key(b.box_fit)), by_size.get(int(b.input_size[0])))
         if src is None:
             print(
                 "compare_bundles: no crops cut at %d px: resizing the first file's (not the device's crop)"

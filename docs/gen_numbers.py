@@ -236,6 +236,29 @@ def mismatch_block(doc: Dict[str, Any]) -> List[str]:
     ]
 
 
+def box_mismatch_block(doc: Dict[str, Any]) -> List[str]:
+    fit = doc.get("fitted_detector_box")
+    line = (
+        "**What cropping res10's box costs** (`results/%s`, bundle `%s`, %d annotated real %s faces res10 finds at "
+        "confidence %s): macro-F1 %s on the annotated box, %s on res10's raw box"
+        % (
+            doc["_file"],
+            doc["model_id"],
+            doc["found"],
+            doc["split"],
+            doc["confidence"],
+            _f(doc["annotation_box"]["macro_f1"]),
+            _f(doc["detector_box"]["macro_f1"]),
+        )
+    )
+    if fit:
+        line += ", %s on res10's box moved by the box fit (left, top, right, bottom %s)" % (
+            _f(fit["macro_f1"]),
+            ", ".join("%+.3f" % v for v in doc["box_fit"]),
+        )
+    return [line + "."]
+
+
 def scenes_block(doc: Dict[str, Any]) -> List[str]:
     out = []
     for src, entry in (doc.get("scene_level") or {}).items():
@@ -270,6 +293,7 @@ def render() -> str:
         ("detector-parity.json", parity_block),
         ("detector-recall.json", recall_block),
         ("crop-mismatch.json", mismatch_block),
+        ("box-mismatch-val.json", box_mismatch_block),
         ("eval-default/metrics.json", scenes_block),
         ("edge-bench-x86_64-2core.json", bench_block),
     ):
