@@ -40,13 +40,23 @@ def main() -> int:
     ap.add_argument("--min-face", type=int, default=40)
     ap.add_argument("--min-recall", type=float, default=0.95)
     ap.add_argument("--mode", default="single")
+    ap.add_argument("--flip", action="store_true", help="detector.flip: also detect on the mirrored frame")
+    ap.add_argument(
+        "--det-min-face", type=int, default=None, help="detector.min_face_px (default --min-face): the box filter"
+    )
     ap.add_argument("--test", action="store_true", help="also report the chosen setting on the test scenes")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
 
     crops = load_crops(Path(a.crops))
     clf = MaskClassifier(load_bundle(Path(a.bundle)), None, fallback=False)
-    res = {"bundle": a.bundle, "model_id": clf.bundle.model_id, "min_face": a.min_face, "per_source": {}}
+    res = {
+        "bundle": a.bundle,
+        "model_id": clf.bundle.model_id,
+        "min_face": a.min_face,
+        "min_recall": a.min_recall,
+        "per_source": {},
+    }
     for split in ("val", "test"):
         if split == "test" and not a.test:
             continue
@@ -54,9 +64,19 @@ def main() -> int:
         per = {}
         for sd in a.scenes:
             ids = {Path(sd).name: scene_ids_of(crops, idx, Path(sd))}
-            per[Path(sd).name] = kiosk_sweep([Path(sd)], ids, clf, min_face=a.min_face, mode=a.mode)
+            per[Path(sd).name] = kiosk_sweep(
+                [Path(sd)], ids, clf, min_face=a.min_face, mode=a.mode, flip=a.flip, det_min_face=a.det_min_face
+            )
         ids = {Path(sd).name: scene_ids_of(crops, idx, Path(sd)) for sd in a.scenes}
-        both = kiosk_sweep([Path(sd) for sd in a.scenes], ids, clf, min_face=a.min_face, mode=a.mode)
+        both = kiosk_sweep(
+            [Path(sd) for sd in a.scenes],
+            ids,
+            clf,
+            min_face=a.min_face,
+            mode=a.mode,
+            flip=a.flip,
+            det_min_face=a.det_min_face,
+        )
         res[split] = {"all": both, "per_source": per}
         if split == "val":
             ok = [g for g in both["grid"] if g["face_recall"] >= a.min_recall]

@@ -117,7 +117,16 @@ def kiosk_block(doc: Dict[str, Any]) -> List[str]:
     c = doc["chosen"]
     out = [
         "**Scenes at kiosk range** (faces >= %d px, `results/kiosk-setting.json`): setting chosen on the val scenes: "
-        "res10 confidence %s, no_face threshold %s." % (doc["min_face"], c["confidence"], c["no_face_threshold"])
+        "res10 confidence %s, no_face threshold %s, detector min_face_px %s%s (the best non-compliant F1 at face "
+        "recall >= %s on val)."
+        % (
+            doc["min_face"],
+            c["confidence"],
+            c["no_face_threshold"],
+            doc["val"]["all"].get("detector_min_face_px", doc["min_face"]),
+            ", mirrored pass" if doc["val"]["all"].get("flip") else "",
+            doc.get("min_recall", 0.95),
+        )
     ]
     tc = doc.get("test_chosen")
     if tc:

@@ -78,6 +78,9 @@ class DetectorConfig:
     mode: str = opt("single", choices=DETECTOR_MODES)
     input_size: int = opt(300, min=64, max=1024)
     upscale: float = opt(1.0, min=0.25, max=4.0)
+    flip: bool = opt(
+        False, help="also detect on the mirrored frame and merge (res10 misses some masked faces one way round)"
+    )
     tile_size: int = opt(300, min=64)
     tile_overlap: float = opt(0.25, min=0.0, max=0.75)
     tile_sizes: Optional[List[int]] = opt(help="several tile sizes in pixels, e.g. [200, 100] (overrides tile_size)")

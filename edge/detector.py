@@ -36,6 +36,7 @@ class DetectorOptions:
     mode: str = _D.mode  # single | native | tiles
     input_size: int = _D.input_size  # single pass: the frame is resized to this square
     upscale: float = _D.upscale  # native: frame scaled by this before the pass (sides rounded to 32)
+    flip: bool = _D.flip  # every pass also on the mirrored frame, boxes mirrored back, merged by NMS
     max_side: int = 1920  # native and tiles: cap on the longest side the passes see, to bound memory and time
     tile_size: int = _D.tile_size  # tiles: square tiles of this many frame pixels, each run at 300x300
     tile_sizes: Sequence[int] = ()  # tiles: several tile sizes (a pyramid, e.g. 200 and 100); overrides tile_size
@@ -59,6 +60,7 @@ class DetectorOptions:
             mode=d.mode,
             input_size=d.input_size,
             upscale=d.upscale,
+            flip=d.flip,
             tile_size=d.tile_size,
             tile_sizes=tuple(d.tile_sizes or ()),
             tile_overlap=d.tile_overlap,
@@ -204,7 +206,18 @@ class FaceDetector:
         found: List[Tuple[Box, float]] = []
         for win in self.windows(image.shape):
             found.extend(self.postprocess(self.infer(self.preprocess(image, win)), win, image.shape))
-        found = nms(found, self.opt.nms_iou) if len(self.windows(image.shape)) > 1 else nms(found, 0.6)
+        passes = len(self.windows(image.shape))
+        if self.opt.flip:
+            # the same passes on the mirror image, boxes mirrored back: res10 is not symmetric, and finds
+            # some masked faces only one way round
+            mirror = self.cv2.flip(image, 1)
+            for win in self.windows(mirror.shape):
+                for (x1, y1, x2, y2), sc in self.postprocess(
+                    self.infer(self.preprocess(mirror, win)), win, image.shape
+                ):
+                    found.append(((w - x2, y1, w - x1, y2), sc))
+            passes *= 2
+        found = nms(found, self.opt.nms_iou) if passes > 1 else nms(found, 0.6)
         return [Face(box=b, det_score=s) for b, s in found]
 
 

@@ -398,6 +398,8 @@ def kiosk_sweep(
     mode: str = "single",
     backend: str = "opencv",
     precision: str = "fp32",
+    flip: bool = False,
+    det_min_face: Optional[int] = None,
 ) -> Dict[str, Any]:
     """The kiosk setting, measured: res10 confidence x the no_face rejector's threshold at kiosk range.
 
@@ -415,7 +417,8 @@ def kiosk_sweep(
         DetectorOptions(
             confidence=min(confidences),
             mode=mode,
-            min_face_px=min_face,
+            flip=flip,
+            min_face_px=min_face if det_min_face is None else det_min_face,
             backend=backend,
             precision=precision,
             fallback=False,
@@ -487,6 +490,8 @@ def kiosk_sweep(
             )
     return {
         "min_face": min_face,
+        "detector_min_face_px": min_face if det_min_face is None else det_min_face,
+        "flip": flip,
         "mode": mode,
         "backend": det.backend_in_use,
         "scenes": len(cached),

@@ -73,3 +73,27 @@ def test_tile_pyramid_and_size_band(detector_dir):
     # a 300 px tile is not magnified: no size band there
     big = detector(detector_dir, mode="tiles", tile_size=300, tile_max_face=0.25)
     assert len(big.postprocess(raw, (50, 0, 350, 300, 300, 300), (300, 640, 3))) == 2
+
+
+def test_the_mirrored_pass_maps_its_boxes_back(detector_dir):
+    """detector.flip runs each pass on the mirror image too; with both passes merged, a mirrored frame must
+    give the mirror of the frame's faces (boxes mapped back wrongly would land on the other side)."""
+    import cv2
+
+    from edge import assets
+    from edge.detector import DetectorOptions, load_detector
+    from edge.types import iou
+
+    face = cv2.imread(str(assets.fetch(assets.DEMO_FACE, assets.default_cache_dir(), timeout=5)))
+    img = cv2.copyMakeBorder(face, 0, 0, 0, 300, cv2.BORDER_CONSTANT, value=(90, 90, 90))  # face on the left
+    w = img.shape[1]
+    det = load_detector(detector_dir, DetectorOptions(confidence=0.3, mode="native", flip=True))
+    plain = load_detector(detector_dir, DetectorOptions(confidence=0.3, mode="native"))
+    a = det.detect(img)
+    b = det.detect(cv2.flip(img, 1))
+    assert a and len(a) == len(b)
+    best = max(a, key=lambda f: f.det_score).box
+    assert best[2] < w / 2, "the face is on the left half"
+    mirrored = [(w - f.box[2], f.box[1], w - f.box[0], f.box[3]) for f in b]
+    assert max(iou(best, m) for m in mirrored) > 0.9
+    assert max(iou(best, f.box) for f in plain.detect(img)) > 0.6  # the same face the plain pass finds

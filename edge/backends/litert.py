@@ -17,15 +17,17 @@ def import_interpreter():
         from ai_edge_litert.interpreter import Interpreter, load_delegate
 
         return Interpreter, load_delegate, "ai_edge_litert"
-    except ImportError:
-        pass
+    except ImportError as exc:
+        first = exc
     try:
         from tflite_runtime.interpreter import Interpreter, load_delegate
 
         return Interpreter, load_delegate, "tflite_runtime"
     except ImportError:
+        # name why ai-edge-litert failed: "not installed" and "installed but broken" need different fixes
+        why = "" if isinstance(first, ModuleNotFoundError) and first.name == "ai_edge_litert" else " (%s)" % first
         raise BackendUnavailable(
-            "neither ai-edge-litert nor tflite-runtime is installed (pip install 'maskwatch[edge]')"
+            "neither ai-edge-litert nor tflite-runtime is usable%s (pip install 'maskwatch[edge]')" % why
         )
 
 
