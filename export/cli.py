@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -73,6 +73,20 @@ def make_split(crops: Dict[str, np.ndarray], seed: int, max_distance: int) -> Di
     return {"keep": keep, "assign": assign, "report": report}
 
 
+def read_box_fit(path: Optional[str]) -> Optional[Tuple[float, float, float, float]]:
+    """--box-fit FILE: the four sides of an `edge-export box-fit` result (None without the flag)."""
+    if not path:
+        return None
+    from edge.bundle import BOX_FIT_SIDES
+
+    try:
+        d = json.loads(Path(path).read_text())
+        l, t, r, b = (float(d[k]) for k in BOX_FIT_SIDES)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise MaskwatchError("--box-fit %s: not a box_fit.json of edge-export box-fit (%s)" % (path, e), EX_NOINPUT)
+    return (l, t, r, b)
+
+
 def cmd_prepare(a) -> int:
     from edge.detector import DetectorOptions, load_detector
     from export import datasets
@@ -84,17 +98,7 @@ def cmd_prepare(a) -> int:
         if a.negatives_conf > 0
         else None
     )
-    fit = None
-    if a.box_fit:
-        from edge.bundle import BOX_FIT_SIDES
-
-        try:
-            d = json.loads(Path(a.box_fit).read_text())
-            fit = tuple(float(d[k]) for k in BOX_FIT_SIDES)
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise MaskwatchError(
-                "--box-fit %s: not a box_fit.json of edge-export box-fit (%s)" % (a.box_fit, e), EX_NOINPUT
-            )
+    fit = read_box_fit(a.box_fit)
     crops, rep = datasets.build(
         Path(a.data),
         margin=a.margin,
@@ -103,7 +107,7 @@ def cmd_prepare(a) -> int:
         sources=a.sources,
         negatives=neg,
         progress=_progress(not a.quiet),
-        box_fit=fit,  # type: ignore[arg-type]
+        box_fit=fit,
     )
     if not crops:
         raise MaskwatchError("no face crops found under %s" % a.data, EX_NOINPUT)
@@ -269,14 +273,10 @@ def box_fit_for(run: Path, crops: Dict[str, np.ndarray]) -> Optional[Dict[str, o
 
 
 def cmd_extend(a) -> int:
-    from edge.bundle import BOX_FIT_SIDES
     from edge.detector import DetectorOptions, load_detector
     from export.extend import extend
 
-    fit = None
-    if a.box_fit:
-        d = json.loads(Path(a.box_fit).read_text())
-        fit = tuple(float(d[k]) for k in BOX_FIT_SIDES)
+    fit = read_box_fit(a.box_fit)
     det = load_detector(
         a.detector_dir, DetectorOptions(confidence=a.confidence, mode=a.mode, min_face_px=12, fallback=False)
     )
@@ -287,7 +287,7 @@ def cmd_extend(a) -> int:
         Path(a.out_run),
         det,
         [Path(s) for s in a.scenes],
-        fit,  # type: ignore[arg-type]
+        fit,
         per_scene=a.per_scene,
         progress=_progress(not a.quiet),
     )

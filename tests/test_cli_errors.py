@@ -121,3 +121,17 @@ def test_edge_export_without_tensorflow_is_one_line(tmp_path):
     assert r.returncode == 69, r.stderr
     assert "Traceback" not in r.stderr and "maskwatch[export]" in r.stderr
     assert len([ln for ln in r.stderr.splitlines() if "error" in ln]) == 1, r.stderr
+
+
+@pytest.mark.parametrize("content", ['{"left": 0.1}', "not json", '{"left": 0, "top": "x", "right": 0, "bottom": 0}'])
+def test_a_bad_box_fit_file_is_one_line(tmp_path, content):
+    bad = tmp_path / "box_fit.json"
+    bad.write_text(content)
+    for cmd in (["prepare", "--out", tmp_path / "c.npz"], ["extend", "--crops", "c", "--run", "r"]):
+        args = ["edge-export"] + cmd + ["--box-fit", bad]
+        if cmd[0] == "extend":
+            args += ["--out-crops", tmp_path / "x.npz", "--out-run", tmp_path / "r2"]
+        r = run_cli(args)
+        assert r.returncode == 66, (cmd, r.returncode, r.stderr)
+        assert "Traceback" not in r.stderr and "--box-fit" in r.stderr
+        assert len([ln for ln in r.stderr.splitlines() if "error" in ln]) == 1, r.stderr
