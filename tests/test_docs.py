@@ -44,7 +44,9 @@ def test_benchmarks_readme_blocks_follow_their_json(tmp_path, monkeypatch):
     res = tmp_path / "results"
     (res / "eval-default").mkdir(parents=True)
     for f in (ROOT / "benchmarks" / "results").rglob("*.json"):
-        (res / f.relative_to(ROOT / "benchmarks" / "results")).write_text(f.read_text())
+        dst = res / f.relative_to(ROOT / "benchmarks" / "results")
+        dst.parent.mkdir(parents=True, exist_ok=True)  # results may sit in subfolders (choices-val/)
+        dst.write_text(f.read_text())
     monkeypatch.setattr(gen_numbers, "RES", res)
     text = (ROOT / "benchmarks" / "README.md").read_text()
     assert gen_numbers.render_bench(text) == text
