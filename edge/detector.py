@@ -203,20 +203,20 @@ class FaceDetector:
                 )
                 for f in self.detect(small)
             ]
+        wins = self.windows(image.shape)
         found: List[Tuple[Box, float]] = []
-        for win in self.windows(image.shape):
+        for win in wins:
             found.extend(self.postprocess(self.infer(self.preprocess(image, win)), win, image.shape))
-        passes = len(self.windows(image.shape))
         if self.opt.flip:
             # the same passes on the mirror image, boxes mirrored back: res10 is not symmetric, and finds
             # some masked faces only one way round
             mirror = self.cv2.flip(image, 1)
-            for win in self.windows(mirror.shape):
+            for win in wins:
                 for (x1, y1, x2, y2), sc in self.postprocess(
                     self.infer(self.preprocess(mirror, win)), win, image.shape
                 ):
                     found.append(((w - x2, y1, w - x1, y2), sc))
-            passes *= 2
+        passes = len(wins) * (2 if self.opt.flip else 1)
         found = nms(found, self.opt.nms_iou) if passes > 1 else nms(found, 0.6)
         return [Face(box=b, det_score=s) for b, s in found]
 

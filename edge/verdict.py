@@ -8,7 +8,7 @@ the threshold means the same thing everywhere.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -52,6 +52,15 @@ def label_for(face3: np.ndarray, threshold: Optional[float], incorrect_weight: f
     if float(face3[1] + face3[2]) >= threshold:
         return FACE_LABELS[2] if incorrect_weight * face3[2] >= face3[1] else FACE_LABELS[1]
     return FACE_LABELS[0]
+
+
+def face_labels(probs: np.ndarray, labels: Sequence[str], op: OperatingPoint) -> List[str]:
+    """Raw outputs (N, len(labels)) -> each face's verdict by the operating point, the no_face output left
+    out (what a face would be called if the rejector let it through)."""
+    if len(probs) == 0:
+        return []
+    f3 = face_probs(calibrate(np.asarray(probs), op.temperature), labels)
+    return [label_for(v, op.alert_threshold, op.incorrect_weight) for v in f3]
 
 
 def verdict(calibrated: np.ndarray, labels: Sequence[str], op: OperatingPoint) -> Verdict:

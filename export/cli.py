@@ -319,14 +319,8 @@ def cmd_convert(a) -> int:
         model_id=a.model_id,
         force=a.force,
         granularity=a.int8_granularity,
+        box_fit=box_fit_for(run, crops),
     )
-    fit = box_fit_for(run, crops)
-    if fit is not None:
-        # recorded before the operating point is chosen, so everything after reads the final manifest
-        from edge.bundle import MANIFEST
-
-        manifest["input"]["detector_box_fit"] = fit
-        (Path(a.out) / MANIFEST).write_text(json.dumps(manifest, indent=1))
     op = operating_point(Path(a.out), run, crops, variant=manifest["default_variant"])
     summary = {k: v.get("parity") for k, v in manifest["variants"].items()}
     print(

@@ -223,6 +223,7 @@ def convert(
     force: bool = False,
     opset: int = 13,
     granularity: str = "per-tensor",
+    box_fit: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
     """Write a bundle directory: every variant, parity against Keras fp32, manifest with sha256 per file."""
     import keras
@@ -304,6 +305,7 @@ def convert(
             "crop_margin": crop_margin,
             "resize": "area when shrinking, bilinear when growing",
             "note": "rescaling to [-1, 1] happens inside the model; feed raw RGB pixels",
+            **({"detector_box_fit": box_fit} if box_fit else {}),
         },
         "default_variant": "tflite_int8" if "tflite_int8" in manifest_variants else next(iter(manifest_variants)),
         "variants": manifest_variants,

@@ -137,8 +137,7 @@ def face_boxes(classifier, boxes: Sequence[Tuple[int, int, int, int]]) -> List[T
     face by IoU 0.3-0.4 when it is the same face)."""
     from edge.crop import fit_box
 
-    fit = getattr(getattr(classifier, "bundle", None), "box_fit", None)
-    return [fit_box(b, fit) for b in boxes]
+    return [fit_box(b, classifier.bundle.box_fit) for b in boxes]
 
 
 def match(gt: List[Tuple[int, int, int, int]], det: List[Tuple[int, int, int, int]], thr: float) -> Dict[int, int]:
@@ -409,7 +408,7 @@ def kiosk_sweep(
     from edge.bundle import NO_FACE
     from edge.datasets_io import read_image
     from edge.detector import DetectorOptions, load_detector
-    from edge.verdict import calibrate, label_for
+    from edge.verdict import calibrate, face_labels
 
     op = classifier.bundle.operating_point
     det = load_detector(
@@ -435,20 +434,13 @@ def kiosk_sweep(
             gt = [(b, LABELS.index(normalise_label(n))) for n, b in objs if normalise_label(n)]
             t = time.perf_counter()
             faces = det.detect(img)
-            probs = (
-                classifier.probs(classifier.preprocess(img, [f.box for f in faces], detector=True))
-                if faces
-                else np.zeros((0, 4))
-            )
+            boxes = face_boxes(classifier, [f.box for f in faces])  # the fit once: crops and matching
+            probs = classifier.probs(classifier.preprocess(img, boxes)) if faces else np.zeros((0, 4))
             ms.append((time.perf_counter() - t) * 1000.0)
-            cal = calibrate(probs, op.temperature) if len(probs) else probs
             labs = classifier.output_labels
+            cal = calibrate(probs, op.temperature) if len(probs) else probs
             nf = cal[:, labs.index(NO_FACE)] if NO_FACE in labs and len(cal) else np.zeros(len(faces))
-            from edge.verdict import face_probs
-
-            f3 = face_probs(cal, labs) if len(cal) else np.zeros((0, 3))
-            verdicts = [LABELS.index(label_for(v, op.alert_threshold, op.incorrect_weight)) for v in f3]
-            boxes = face_boxes(classifier, [f.box for f in faces])
+            verdicts = [LABELS.index(v) for v in face_labels(probs, labs, op)]
             cached.append((gt, [(b, f.det_score) for b, f in zip(boxes, faces)], nf, verdicts))
     grid = []
     for c in confidences:

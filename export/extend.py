@@ -17,7 +17,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .datasets import LABELS, NEG_MAX_SCORE, NO_FACE, crop_face, false_detections, normalise_label, parse_voc
+from .datasets import LABELS, NEG_MAX_SCORE, NO_FACE, crop_face, negative_boxes, parse_voc
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,6 @@ def mine_negatives(
     """no_face crops from `detector`'s false detections in the VOC scenes the crops file already has,
     skipping boxes that repeat a negative already there (IoU >= 0.5)."""
     from edge.datasets_io import read_image
-    from edge.types import iou
 
     groups = [str(g) for g in crops["groups"]]
     existing: Dict[str, List[BoxT]] = {}
@@ -76,14 +75,10 @@ def mine_negatives(
             img = read_image(img_path)
             if img is None:
                 continue
-            gt = [b for n, b in objs if normalise_label(n)]
+            gt = [b for _, b in objs]  # as prepare: any annotated box is not a "no face"
             old = existing.get("%s:%s" % (name, sid), [])
-            found = [
-                (b, s)
-                for b, s in false_detections(detector.detect(img), gt)
-                if s < NEG_MAX_SCORE.get(name, 1.01) and all(iou(b, o) < 0.5 for o in old)
-            ]
-            for box, _s in found[:per_scene]:
+            found = negative_boxes(detector, img, gt, NEG_MAX_SCORE.get(name, 1.01), per_scene, avoid=old)
+            for box in found:
                 new["images"].append(crop_face(img, box, margin, size, fit))
                 new["labels"].append(LABELS.index(NO_FACE))
                 new["groups"].append("%s:%s" % (name, sid))
@@ -137,8 +132,8 @@ def extend(
     keep, assign = extend_split(prev["keep"], prev["assign"], crops["groups"], n_old, new["groups"])
     if new["images"]:
         for k, v in new.items():
-            arr = np.array(v) if k != "images" else np.stack(v).astype(np.uint8)
-            crops[k] = np.concatenate([crops[k], arr.astype(crops[k].dtype) if k in ("labels", "boxes") else arr])
+            arr = np.stack(v).astype(np.uint8) if k == "images" else np.array(v)
+            crops[k] = np.concatenate([crops[k], arr])
     out_crops.parent.mkdir(parents=True, exist_ok=True)
     np.savez(str(out_crops), **crops)
     out_run.mkdir(parents=True, exist_ok=True)

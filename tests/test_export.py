@@ -161,6 +161,7 @@ def tiny_bundle(tmp_path_factory):
         eval_labels=y[60:],
         crop_margin=0.15,
         model_id="tiny-test",
+        box_fit={"left": 0.03, "top": 0.16, "right": 0.0, "bottom": 0.02, "faces": 9},
     )
     return tmp / "bundle", manifest, X[60:], y[60:]
 
@@ -188,8 +189,9 @@ def test_tiny_model_converts_to_every_variant_with_parity(tiny_bundle):
     assert par["onnx"]["max_abs_prob_diff"] < 1e-4
     assert par["tflite_fp16"]["max_abs_prob_diff"] < 2e-2
     assert par["tflite_int8"]["top1_agreement"] >= 0.95 and par["tflite_int8"]["max_abs_prob_diff"] < 0.1
-    # the device path (edge backends) reproduces the manifest's numbers
+    # the device path (edge backends) reproduces the manifest's numbers, and crops by the recorded box fit
     b = load_bundle(path, verify=True)
+    assert b.box_fit == (0.03, 0.16, 0.0, 0.02)
     for key in ("tflite_int8", "onnx"):
         probs = MaskClassifier(b, key).infer(X)
         f1 = metrics.report(y, probs.argmax(1), LABELS)["macro_f1"]
