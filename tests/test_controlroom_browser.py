@@ -150,6 +150,16 @@ def test_login_tile_live_alert_and_acknowledge(browser, shipped_broker, tmp_path
         item = browser.find_element(By.ID, item_id)
         assert "without mask" in item.text and "lobby / k1" in item.text
 
+        def history_rows():
+            try:
+                return [r.text for r in browser.find_elements(By.CSS_SELECTOR, "#history tbody tr")]
+            except StaleElementReferenceException:
+                return []
+
+        # the history table takes the new event too, with no press of Show
+        rows = wait_for(lambda: [r for r in history_rows() if "without mask" in r], 5, what="the alert in history")
+        assert "lobby / k1" in rows[0] and " no" in rows[0] + " ", rows
+
         # acknowledge it
         item.find_element(By.CSS_SELECTOR, "button.ack-button").click()
         wait_for(
@@ -160,6 +170,10 @@ def test_login_tile_live_alert_and_acknowledge(browser, shipped_broker, tmp_path
         ev = api.get("/api/events/%s" % alert["event_id"])
         assert ev["ack_by"] == "alice" and ev["ack_at"] is not None
         wait_for(lambda: "1 alert (0 not acknowledged)" in tile_text(), 5, what="the tile's alert count")
+        acked = wait_for(
+            lambda: [r for r in history_rows() if "without mask" in r and "alice" in r], 5, what="the ack in history"
+        )
+        assert len(acked) == 1 and len(history_rows()) == 2, history_rows()
         ARTIFACTS.mkdir(exist_ok=True)
         shot = ARTIFACTS / "controlroom-dashboard.png"
         assert browser.save_screenshot(str(shot))

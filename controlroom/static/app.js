@@ -140,8 +140,9 @@
       addAlert(e, true);
       devicesSoon();
       chartSoon();
+      historySoon();
     });
-    es.addEventListener("ack", function (m) { markAcked(JSON.parse(m.data)); });
+    es.addEventListener("ack", function (m) { markAcked(JSON.parse(m.data)); historySoon(); });
     es.addEventListener("device", function () { devicesSoon(); });
   }
 
@@ -221,7 +222,15 @@
     });
     return q.join("&");
   }
+  // news from the stream refreshes the first page under the filters as they are; an operator reading
+  // older pages ("Older") is not pulled back to the top
+  var historyTimer = null, historyPaged = false;
+  function historySoon() {
+    if (historyPaged || historyTimer) return;
+    historyTimer = setTimeout(function () { historyTimer = null; loadHistory(false); }, 500);
+  }
   function loadHistory(more) {
+    historyPaged = !!more;
     var q = historyQuery();
     $("csv").href = "/api/events.csv" + (q ? "?" + q : "");
     var url = "/api/events?limit=50" + (q ? "&" + q : "") + (more && historyBefore ? "&before_id=" + historyBefore : "");
