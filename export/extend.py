@@ -17,6 +17,8 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from edge.errors import EX_NOINPUT, MaskwatchError
+
 from .datasets import LABELS, NEG_MAX_SCORE, NO_FACE, crop_face, negative_boxes, parse_voc
 
 log = logging.getLogger(__name__)
@@ -117,11 +119,13 @@ def extend(
 ) -> Dict[str, object]:
     from .crops import load
 
+    if not (run / "split.npz").exists():  # before loading a crops file of hundreds of MB
+        raise MaskwatchError("%s not found: train a model into %s first" % (run / "split.npz", run), EX_NOINPUT)
+    prev = np.load(str(run / "split.npz"))
     crops = load(crops_path)
     n_old = len(crops["labels"])
     size = int(crops["images"].shape[1])
     margin = float(crops.get("margin", 0.15))
-    prev = np.load(str(run / "split.npz"))
     report: Dict[str, object] = {"from": str(crops_path), "run": str(run), "crops_before": n_old}
     if fit is not None:
         report["recut"] = recut(crops, fit, size, margin, progress)
