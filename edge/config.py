@@ -90,6 +90,13 @@ class DetectorConfig:
         0.25, min=0.05, max=1.0, help="in magnified tiles keep faces up to this fraction of the tile side"
     )
     min_face_px: int = opt(20, min=0, help="drop faces smaller than this (shorter side, frame pixels)")
+    nms_containment: float = opt(
+        0.8,
+        min=0.3,
+        max=1.0,
+        help="a box whose overlap is this share of the smaller box's area merges into the higher-scoring one "
+        "(res10's low-score boxes of half a face, or of a face and its neighbourhood)",
+    )
     roi: Optional[List[float]] = opt(help="[x1, y1, x2, y2] doorway region, fractions of the frame (0..1)")
     backend: str = opt(
         "opencv",

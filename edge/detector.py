@@ -43,6 +43,7 @@ class DetectorOptions:
     tile_overlap: float = _D.tile_overlap
     tile_max_face: float = _D.tile_max_face  # in a magnified tile, keep faces up to this fraction of its side
     nms_iou: float = 0.4
+    nms_containment: float = _D.nms_containment  # overlap / smaller box area above this: the same face
     min_face_px: int = _D.min_face_px  # drop faces smaller than this (shorter side, frame pixels)
     backend: str = _D.backend  # a plugin in edge/detectors/ (see DETECTOR_BACKENDS)
     precision: str = _D.precision  # litert: fp32 | int8 (the converted file of that precision and input size)
@@ -66,6 +67,7 @@ class DetectorOptions:
             tile_overlap=d.tile_overlap,
             tile_max_face=d.tile_max_face,
             min_face_px=d.min_face_px,
+            nms_containment=d.nms_containment,
             backend=d.backend,
             precision=d.precision,
             converted_dir=d.converted_dir,
@@ -217,12 +219,14 @@ class FaceDetector:
                 ):
                     found.append(((w - x2, y1, w - x1, y2), sc))
         passes = len(wins) * (2 if self.opt.flip else 1)
-        found = nms(found, self.opt.nms_iou) if passes > 1 else nms(found, 0.6)
+        found = nms(found, self.opt.nms_iou if passes > 1 else 0.6, self.opt.nms_containment)
         return [Face(box=b, det_score=s) for b, s in found]
 
 
-def nms(dets: Sequence[Tuple[Box, float]], iou_thr: float) -> List[Tuple[Box, float]]:
-    """Greedy non-maximum suppression; also drops a box mostly inside a higher-scoring one (tile seams)."""
+def nms(dets: Sequence[Tuple[Box, float]], iou_thr: float, containment: float = 0.8) -> List[Tuple[Box, float]]:
+    """Greedy non-maximum suppression by IoU, and by overlap over the smaller box's area (`containment`):
+    a box mostly inside a higher-scoring one, or mostly covering it, is part of the same face (tile seams;
+    res10's low-score boxes of half a face, or of a face with its neighbourhood)."""
     order = sorted(dets, key=lambda d: -d[1])
     kept: List[Tuple[Box, float]] = []
     for box, score in order:
@@ -235,7 +239,7 @@ def nms(dets: Sequence[Tuple[Box, float]], iou_thr: float) -> List[Tuple[Box, fl
                 continue
             a = (box[2] - box[0]) * (box[3] - box[1])
             b = (kb[2] - kb[0]) * (kb[3] - kb[1])
-            if inter / float(a + b - inter) > iou_thr or inter / float(min(a, b)) > 0.8:
+            if inter / float(a + b - inter) > iou_thr or inter / float(min(a, b)) > containment:
                 ok = False
                 break
         if ok:

@@ -399,6 +399,7 @@ def kiosk_sweep(
     precision: str = "fp32",
     flip: bool = False,
     det_min_face: Optional[int] = None,
+    containment: Optional[float] = None,
 ) -> Dict[str, Any]:
     """The kiosk setting, measured: res10 confidence x the no_face rejector's threshold at kiosk range.
 
@@ -421,6 +422,7 @@ def kiosk_sweep(
             backend=backend,
             precision=precision,
             fallback=False,
+            **({} if containment is None else {"nms_containment": containment}),
         ),
     )
     cached = []
@@ -484,6 +486,7 @@ def kiosk_sweep(
         "min_face": min_face,
         "detector_min_face_px": min_face if det_min_face is None else det_min_face,
         "flip": flip,
+        "nms_containment": det.opt.nms_containment,
         "mode": mode,
         "backend": det.backend_in_use,
         "scenes": len(cached),

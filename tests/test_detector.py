@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
+from edge.config import build
 from edge.detector import DetectorOptions, FaceDetector, nms
+from edge.errors import ConfigError
 
 
 def detector(detector_dir, **kw) -> FaceDetector:
@@ -45,6 +48,17 @@ def test_nms_keeps_the_best_and_drops_boxes_inside_it():
     dets = [((10, 10, 60, 60), 0.9), ((12, 12, 58, 62), 0.8), ((20, 20, 40, 40), 0.7), ((200, 10, 250, 60), 0.6)]
     kept = nms(dets, 0.4)
     assert [s for _, s in kept] == [0.9, 0.6]
+
+
+def test_nms_containment_merges_a_half_face_box_only_below_its_threshold():
+    # res10's low-score box of the lower half of a face: 2/3 of it lies inside the face's box (IoU 0.4)
+    face, half = ((100, 100, 200, 220), 0.9), ((110, 180, 200, 240), 0.12)
+    assert len(nms([face, half], 0.6, containment=0.8)) == 2
+    assert nms([face, half], 0.6, containment=0.6) == [face]
+    opts = DetectorOptions.from_config(build({"source": {"url": "0"}, "detector": {"nms_containment": 0.6}}).detector)
+    assert opts.nms_containment == 0.6
+    with pytest.raises(ConfigError, match="detector.nms_containment"):
+        build({"source": {"url": "0"}, "detector": {"nms_containment": 0.1}})
 
 
 def test_real_face_is_found_in_every_mode(detector_dir):
