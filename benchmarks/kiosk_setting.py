@@ -44,9 +44,7 @@ def main() -> int:
     ap.add_argument(
         "--det-min-face", type=int, default=None, help="detector.min_face_px (default --min-face): the box filter"
     )
-    ap.add_argument(
-        "--containment", type=float, default=None, help="detector.nms_containment (default: the config's)"
-    )
+    ap.add_argument("--containment", type=float, default=None, help="detector.nms_containment (default: the config's)")
     ap.add_argument("--test", action="store_true", help="also report the chosen setting on the test scenes")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
@@ -68,7 +66,11 @@ def main() -> int:
         for sd in a.scenes:
             ids = {Path(sd).name: scene_ids_of(crops, idx, Path(sd))}
             per[Path(sd).name] = kiosk_sweep(
-                [Path(sd)], ids, clf, min_face=a.min_face, mode=a.mode,
+                [Path(sd)],
+                ids,
+                clf,
+                min_face=a.min_face,
+                mode=a.mode,
                 flip=a.flip,
                 det_min_face=a.det_min_face,
                 containment=a.containment,
