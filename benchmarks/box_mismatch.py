@@ -79,7 +79,9 @@ def main() -> int:
         print("box fit of the bundle (left, top, right, bottom): %s" % (fit,))
 
     def verdicts(img: np.ndarray, boxes: List) -> List[int]:
-        return [LABELS.index(v) for v in face_labels(clf.probs(clf.preprocess(img, boxes)), clf.output_labels, op)]
+        return [
+            LABELS.index(v) for v in face_labels(clf.probs(clf.preprocess_views(img, boxes)), clf.output_labels, op)
+        ]
 
     y: List[int] = []
     on_gt: List[int] = []

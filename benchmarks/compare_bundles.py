@@ -6,8 +6,9 @@
         --md benchmarks/model-comparison.md --json benchmarks/results/model-comparison.json
 
 Every bundle is scored by edge.classifier (its int8 variant, LiteRT, with the bundle's own operating
-point: calibration, flip averaging, thresholds, no_face rejection; argmax for bundles without one) on the
-face crops of one split of one run. Bundles trained on another split may have seen some of these crops:
+point: calibration, flip averaging, test-time views, thresholds, no_face rejection; argmax for bundles
+without one) on the face crops of one split of one run; a bundle with views has each face cut again from
+its photo per view, as the device cuts it. Bundles trained on another split may have seen some of these crops:
 the table says which split each was trained on.
 """
 
@@ -34,7 +35,7 @@ def main() -> int:
     from edge.crop import resize_crops_rgb
     from export import operating
     from export.crops import load as load_crops
-    from export.crops import split_index
+    from export.crops import split_index, view_images
     from export.datasets import LABELS, REAL_SOURCES
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -83,7 +84,14 @@ def main() -> int:
             )
             src = crops
         x = resize_crops_rgb(src["images"][idx], b.input_size)
-        probs = np.concatenate([clf.probs(x[i : i + 64]) for i in range(0, len(x), 64)])
+        views = b.operating_point.views
+        if len(views) > 1:  # the device's test-time views: each face cut again from its photo per view
+            if src["images"].shape[1:3] != tuple(b.input_size):
+                raise SystemExit("compare_bundles: %s has test-time views; give crops cut at its input size" % bp)
+            xv = view_images(src, idx, views)
+            probs = np.concatenate([clf.probs(xv[:, i : i + 64]) for i in range(0, len(x), 64)])
+        else:
+            probs = np.concatenate([clf.probs(x[i : i + 64]) for i in range(0, len(x), 64)])
         op = b.manifest.get("operating_point")
         out_labels = list(b.labels)
         if op is None:  # an argmax bundle: its outputs are the three face classes

@@ -57,6 +57,8 @@ class OperatingPoint:
     alert_threshold: Optional[float] = None
     no_face_threshold: Optional[float] = None
     flip_average: bool = False  # average the outputs of the crop and its mirror image (chosen on validation)
+    # test-time views of each box, (scale, shift) as in edge.crop.view_box; their outputs are averaged
+    views: Tuple[Tuple[float, float], ...] = ((1.0, 0.0),)
     incorrect_weight: float = 1.0  # a flagged face is mask_weared_incorrect when w * P(incorrect) >= P(without)
     validation: Dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
@@ -88,12 +90,37 @@ def _operating_point(manifest: Dict[str, Any], labels: List[str], where: Path) -
         temperature=1.0 if t is None else t,
         alert_threshold=num("alert_threshold", 0.0, 1.0, None),
         flip_average=flip,
+        views=_views(op.get("views"), where),
         incorrect_weight=float(num("incorrect_weight", 0.05, 20.0, 1.0) or 1.0),
         no_face_threshold=num("no_face_threshold", 0.0, 1.0, 0.5 if NO_FACE in labels else None)
         if NO_FACE in labels
         else None,
         validation=dict(op.get("validation") or {}),
     )
+
+
+MAX_VIEWS = 8
+
+
+def _views(raw: Any, where: Path) -> Tuple[Tuple[float, float], ...]:
+    """operating_point.views: a list of [scale, shift] pairs (absent: the box itself only)."""
+    if raw is None:
+        return ((1.0, 0.0),)
+    bad = "%s: operating_point.views must be a list of 1-%d [scale 0.5..2, shift -0.5..0.5] pairs, got %r"
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_VIEWS:
+        raise BundleError(bad % (where, MAX_VIEWS, raw))
+    out = []
+    for v in raw:
+        if (
+            not isinstance(v, list)
+            or len(v) != 2
+            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+            or not 0.5 <= v[0] <= 2.0
+            or not -0.5 <= v[1] <= 0.5
+        ):
+            raise BundleError(bad % (where, MAX_VIEWS, raw))
+        out.append((float(v[0]), float(v[1])))
+    return tuple(out)
 
 
 @dataclass

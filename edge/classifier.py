@@ -14,7 +14,7 @@ import numpy as np
 
 from . import backends
 from .bundle import NO_FACE, Bundle, Variant
-from .crop import crop_faces, fit_box, resize_rgb
+from .crop import crop_faces, fit_box, resize_rgb, view_box
 from .types import Box, Face
 from .verdict import Verdict, calibrate, verdict
 
@@ -85,13 +85,29 @@ class MaskClassifier:
         parts = [self.backend.infer(batch[i : i + n]) for i in range(0, len(batch), n)]
         return np.concatenate(parts)
 
+    def preprocess_views(self, image_bgr: np.ndarray, boxes: Sequence[Box], detector: bool = False) -> np.ndarray:
+        """(V, N, H, W, 3): the one face crop of each box under each of the operating point's test-time views
+        (edge.crop.view_box; the first view is the box itself). `detector` as in `preprocess`."""
+        if detector and self.bundle.box_fit:
+            boxes = [fit_box(b, self.bundle.box_fit) for b in boxes]
+        return np.stack(
+            [
+                crop_faces(image_bgr, [view_box(b, v) for b in boxes], self.margin, self.size)
+                for v in self.bundle.operating_point.views
+            ]
+        )
+
     def probs(self, crops: np.ndarray) -> np.ndarray:
-        """Model outputs for crops, averaged with their mirror images when the operating point says so
-        (horizontal-flip averaging, chosen on validation by export/ and recorded in the manifest)."""
-        out = self.infer(crops)
-        if self.bundle.operating_point.flip_average and len(crops):
-            out = (out + self.infer(np.ascontiguousarray(crops[:, :, ::-1]))) / 2.0
-        return out
+        """Model outputs per face. `crops`: (N, H, W, 3), or (V, N, H, W, 3) views of each face
+        (`preprocess_views`), averaged over the views; each also averaged with its mirror image when the
+        operating point says so (flip averaging). Both are chosen on validation by export/."""
+        x = crops if crops.ndim == 5 else crops[None]
+        v, n = x.shape[0], x.shape[1]
+        flat = x.reshape((v * n,) + tuple(x.shape[2:]))
+        out = self.infer(flat)
+        if self.bundle.operating_point.flip_average and n:
+            out = (out + self.infer(np.ascontiguousarray(flat[:, :, ::-1]))) / 2.0
+        return out.reshape(v, n, -1).mean(axis=0)
 
     def postprocess(self, probs: np.ndarray) -> List[Verdict]:
         """Raw outputs -> calibrated verdicts by the bundle's operating point (edge.verdict)."""
@@ -110,13 +126,13 @@ class MaskClassifier:
         """Each face with its verdict (new records); a detection the rejector calls no_face gets NO_FACE."""
         if not faces:
             return []
-        crops = self.preprocess(image_bgr, [f.box for f in faces], detector=True)
-        results = self.postprocess(self.probs(crops))
+        views = self.preprocess_views(image_bgr, [f.box for f in faces], detector=True)
+        results = self.postprocess(self.probs(views))
         return [
             dataclasses.replace(
                 f, label=v.label, score=v.score, probs=v.probs, no_face=v.no_face, sharpness=sharpness(c)
             )
-            for f, v, c in zip(faces, results, crops)
+            for f, v, c in zip(faces, results, views[0])
         ]
 
 

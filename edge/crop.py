@@ -44,6 +44,23 @@ def fit_box(box: Box, fit: Optional[BoxFit]) -> Box:
     return (int(round(x1 + l * w)), int(round(y1 + t * h)), int(round(x2 + r * w)), int(round(y2 + b * h)))
 
 
+View = Tuple[float, float]  # (scale, shift): the box scaled about its centre, then moved down by shift x its height
+IDENTITY_VIEW: View = (1.0, 0.0)
+
+
+def view_box(box: Box, view: View) -> Box:
+    """The box of one test-time view of a face: `scale` about its centre, then `shift` of its height down.
+    (1.0, 0.0) is the box itself. Averaging a few such views makes a verdict less dependent on exactly
+    where the detector put the box (the bundle's `operating_point.views`, chosen on validation)."""
+    scale, shift = view
+    if scale == 1.0 and shift == 0.0:
+        return box
+    x1, y1, x2, y2 = box
+    w, h = (x2 - x1) * scale, (y2 - y1) * scale
+    cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0 + shift * (y2 - y1)
+    return (int(round(cx - w / 2.0)), int(round(cy - h / 2.0)), int(round(cx + w / 2.0)), int(round(cy + h / 2.0)))
+
+
 def crop_face(image_bgr: np.ndarray, box: Box, margin: float, size: Tuple[int, int]) -> np.ndarray:
     """One face: `box` grown by `margin` of its size per side, clamped, resized to `size`, RGB uint8."""
     fh, fw = image_bgr.shape[:2]

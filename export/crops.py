@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import Dict, Tuple, Union
+from typing import Dict, List, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -55,3 +55,41 @@ def split_arrays(
     """(images, labels, indices) of one split."""
     idx = split_index(run, split)
     return crops["images"][idx], crops["labels"][idx], idx
+
+
+BOXED = ("voc", "detector", "negative")  # crops cut from a photo at a stored box ("whole": the image itself)
+
+
+def crop_box(crops: Dict[str, np.ndarray], i: int) -> Tuple[int, int, int, int]:
+    """The box crop `i` was cut at: its annotated box, or res10's moved by the file's box fit (`extend`)."""
+    from edge.crop import fit_box
+
+    box = tuple(int(v) for v in crops["boxes"][i])
+    fit = crops.get("box_fit")
+    if fit is not None and str(crops["how"][i]) in ("detector", "negative"):
+        return fit_box(box, tuple(float(v) for v in fit))  # type: ignore[arg-type,return-value]
+    return box  # type: ignore[return-value]
+
+
+def view_images(crops: Dict[str, np.ndarray], idx: np.ndarray, views: Sequence[Tuple[float, float]]) -> np.ndarray:
+    """(V, N, H, W, 3): crops `idx` cut again from their photos under each test-time view (edge.crop.view_box),
+    through the one crop function, as the device cuts them (the identity view reproduces the stored crop);
+    crops without a box ("whole" images) repeat the stored crop in every view."""
+    from edge.crop import crop_faces, view_box
+    from edge.datasets_io import read_image
+
+    size = (int(crops["images"].shape[1]), int(crops["images"].shape[2]))
+    margin = float(crops.get("margin", 0.15))
+    out = np.repeat(crops["images"][idx][None], len(views), axis=0)
+    by_file: Dict[str, List[int]] = {}
+    for k, i in enumerate(idx):
+        if str(crops["how"][i]) in BOXED:
+            by_file.setdefault(str(crops["files"][i]), []).append(k)
+    for f, ks in by_file.items():
+        img = read_image(Path(f))
+        if img is None:
+            raise MaskwatchError("%s: listed in the crops file but not readable" % f, EX_NOINPUT)
+        boxes = [crop_box(crops, int(idx[k])) for k in ks]
+        for vi, v in enumerate(views):
+            out[vi, ks] = crop_faces(img, [view_box(b, v) for b in boxes], margin, size)
+    return out

@@ -437,7 +437,7 @@ def kiosk_sweep(
             t = time.perf_counter()
             faces = det.detect(img)
             boxes = face_boxes(classifier, [f.box for f in faces])  # the fit once: crops and matching
-            probs = classifier.probs(classifier.preprocess(img, boxes)) if faces else np.zeros((0, 4))
+            probs = classifier.probs(classifier.preprocess_views(img, boxes)) if faces else np.zeros((0, 4))
             ms.append((time.perf_counter() - t) * 1000.0)
             labs = classifier.output_labels
             cal = calibrate(probs, op.temperature) if len(probs) else probs

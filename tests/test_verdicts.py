@@ -305,20 +305,91 @@ def test_the_no_face_output_suppresses_detector_false_positives(shipped_bundle, 
     assert any(iou(b, face_box) > 0.5 for b in boxes)
 
 
-def test_device_probs_runs_the_device_classifier_with_and_without_flips(shipped_bundle):
+def test_device_outputs_run_the_device_classifier_per_view_with_and_without_flips(shipped_bundle):
     """export's operating-point search reads raw outputs through edge's classifier (a refactor once broke this
     path: only `edge-export convert` on a real run reached it)."""
     from edge.bundle import load_bundle
-    from export.cli import device_probs
+    from export.cli import combine, device_outputs
 
     b = load_bundle(shipped_bundle)
-    x = np.random.RandomState(0).randint(0, 255, (40,) + tuple(b.input_size) + (3,)).astype(np.uint8)
-    out = device_probs(shipped_bundle, x, "tflite_int8")
-    assert out[False].shape == out[True].shape == (40, len(b.labels))
-    assert np.allclose(out[False].sum(1), 1.0, atol=0.02) and not np.allclose(out[False], out[True])
+    x = np.random.RandomState(0).randint(0, 255, (3, 40) + tuple(b.input_size) + (3,)).astype(np.uint8)
+    plain, mirrored = device_outputs(shipped_bundle, x, "tflite_int8")
+    assert plain.shape == mirrored.shape == (3, 40, len(b.labels))
+    assert np.allclose(plain.sum(2), 1.0, atol=0.02) and not np.allclose(plain, mirrored)
+    assert np.allclose(combine((plain, mirrored), 1, False), plain[0])
+    assert np.allclose(combine((plain, mirrored), 3, True), (plain + mirrored).mean(0) / 2.0)
 
 
-# -- the detector-box fit: device crops of res10 boxes in the convention training learned ----------------------
+# -- test-time views: each face cut at a few boxes around the detector's, outputs averaged ---------------------
+def test_a_view_box_scales_about_the_centre_and_shifts_down():
+    from edge.crop import view_box
+
+    box = (100, 100, 200, 300)
+    assert view_box(box, (1.0, 0.0)) == box
+    assert view_box(box, (0.9, 0.0)) == (105, 110, 195, 290)
+    assert view_box(box, (1.1, 0.0)) == (95, 90, 205, 310)
+    assert view_box(box, (1.0, 0.06)) == (100, 112, 200, 312)
+
+
+def test_classify_averages_the_manifests_views(tmp_path, shipped_bundle):
+    """classify() gives each face the mean output over the manifest's views (and their mirror images), each
+    view cut by the one crop function; a manifest without views uses the box alone."""
+    from edge.crop import crop_faces, fit_box, view_box
+
+    root, img, boxes = _scene(tmp_path)
+    op = dict(load_bundle(shipped_bundle).manifest["operating_point"], flip_average=True)
+    views = [[1.0, 0.0], [0.9, 0.0], [1.1, 0.0]]
+    clf = MaskClassifier(load_bundle(_bundle_with(tmp_path, shipped_bundle, dict(op, views=views))), "tflite_fp32")
+    assert clf.bundle.operating_point.views == ((1.0, 0.0), (0.9, 0.0), (1.1, 0.0))
+    fitted = [fit_box(b, clf.bundle.box_fit) for b in boxes]
+    want = np.zeros((len(boxes), len(clf.output_labels)))
+    for v in views:
+        x = crop_faces(img, [view_box(b, tuple(v)) for b in fitted], clf.margin, clf.size)
+        want += (clf.infer(x) + clf.infer(np.ascontiguousarray(x[:, :, ::-1]))) / 2.0
+    want /= len(views)
+    faces = clf.classify(img, [Face(box=b, det_score=0.9) for b in boxes])
+    assert [f.probs for f in faces] == [v.probs for v in clf.postprocess(want)]
+    one = tmp_path / "one"
+    one.mkdir()
+    plain = MaskClassifier(load_bundle(_bundle_with(one, shipped_bundle, op)), "tflite_fp32")
+    assert plain.bundle.operating_point.views == ((1.0, 0.0),)
+    single = plain.classify(img, [Face(box=b, det_score=0.9) for b in boxes])
+    assert [f.probs for f in single] != [f.probs for f in faces]
+    assert [f.probs for f in single] == [v.probs for v in plain.postprocess(plain.probs(plain.preprocess(img, fitted)))]
+
+
+@pytest.mark.parametrize(
+    "views", [[], [[1.0]], [[3.0, 0.0]], [[1.0, 0.9]], "scales", [[1.0, "x"]], [[1.0, 0.0]] * 9, [[True, 0.0]]]
+)
+def test_malformed_views_are_one_line_naming_the_field(tmp_path, shipped_bundle, views):
+    op = dict(load_bundle(shipped_bundle).manifest["operating_point"], views=views)
+    with pytest.raises(BundleError, match="operating_point.views"):
+        load_bundle(_bundle_with(tmp_path, shipped_bundle, op))
+
+
+def test_view_images_recut_from_the_photo_reproduce_the_stored_crops(tmp_path):
+    """The operating-point search cuts each val face again per view; its identity view is the stored crop."""
+    from edge.crop import crop_faces, view_box
+    from export import datasets
+    from export.crops import view_images
+
+    root, img, boxes = _scene(tmp_path)
+    cs = datasets.read_voc(root, margin=0.15, size=64, source="t", report=datasets.Report())
+    crops = {
+        "images": np.stack([c.image for c in cs]),
+        "files": np.array([str(c.file) for c in cs]),
+        "boxes": np.array([c.box for c in cs]),
+        "how": np.array(["voc"] * len(cs)),
+        "margin": np.array(0.15),
+    }
+    idx = np.array([2, 0])
+    v = view_images(crops, idx, [(1.0, 0.0), (0.9, 0.05)])
+    assert v.shape == (2, 2, 64, 64, 3)
+    assert np.array_equal(v[0], crops["images"][idx])
+    want = crop_faces(img, [view_box(tuple(crops["boxes"][i]), (0.9, 0.05)) for i in idx], 0.15, (64, 64))
+    assert np.array_equal(v[1], want) and not np.array_equal(v[1], v[0])
+
+
 def _with_fit(tmp_path: Path, shipped: Path, fit) -> Path:
     dst = tmp_path / "fitted"
     shutil.copytree(shipped, dst)
@@ -438,3 +509,48 @@ def test_training_and_device_crops_of_a_detector_box_are_the_same_pixels(tmp_pat
     assert np.array_equal(crops[0].image, device[0])
     unfitted = MaskClassifier(bundle, "tflite_fp32").preprocess(face, [crops[0].box])
     assert not np.array_equal(crops[0].image, unfitted[0])
+
+
+def test_the_operating_point_search_chooses_views_on_val_and_the_device_loads_them(tmp_path, shipped_bundle):
+    """`edge-export operating-point` end to end on photos: val faces cut again per view, the choice written
+    into the manifest with what was tried, and the bundle loads with the chosen views."""
+    import cv2
+
+    from export.cli import VIEW_SETS, operating_point
+    from export.crops import view_images
+
+    b = load_bundle(shipped_bundle)
+    rng = np.random.RandomState(5)
+    files, boxes, labels = [], [], []
+    for k in range(24):
+        img = cv2.GaussianBlur(rng.randint(0, 255, (160, 160, 3)).astype(np.uint8), (0, 0), 1.5)
+        f = tmp_path / ("p%d.png" % k)
+        cv2.imwrite(str(f), img)
+        for j, box in enumerate([(20, 20, 80, 90), (90, 60, 150, 140)]):
+            files.append(str(f))
+            boxes.append(box)
+            labels.append((k + j) % 4)  # every class, no_face included, on both sides
+    n = len(files)
+    crops = {
+        "files": np.array(files),
+        "boxes": np.array(boxes),
+        "labels": np.array(labels),
+        "how": np.array(["voc"] * n),
+        "sources": np.array(["ilc2021-jolignier"] * n),
+        "groups": np.array(files),
+        "margin": np.array(b.crop_margin),
+        "images": np.zeros((n,) + tuple(b.input_size) + (3,), np.uint8),
+    }
+    crops["images"] = view_images(crops, np.arange(n), [(1.0, 0.0)])[0]
+    run = tmp_path / "run"
+    run.mkdir()
+    np.savez(str(run / "split.npz"), keep=np.arange(n), assign=np.array([1, 2] * (n // 2)))
+    dst = tmp_path / "bundle"
+    shutil.copytree(shipped_bundle, dst)
+    op = operating_point(dst, run, crops, variant="tflite_int8")
+    assert [tuple(v) for v in op["views"]] in [list(v) for v in VIEW_SETS.values()]
+    assert len(op["validation"]["views_tried"]) == 2 * len(VIEW_SETS)
+    assert "views" in op["rule"]
+    again = load_bundle(dst)
+    assert again.operating_point.views == tuple(tuple(v) for v in op["views"])
+    assert json.loads((dst / "manifest.json").read_text())["metrics"]["test_by_source"]["real (all)"]["faces"] > 0
