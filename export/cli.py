@@ -321,7 +321,7 @@ def cmd_convert(a) -> int:
         granularity=a.int8_granularity,
         box_fit=box_fit_for(run, crops),
     )
-    op = operating_point(Path(a.out), run, crops, variant=manifest["default_variant"])
+    op = operating_point(Path(a.out), run, crops, variant=manifest["default_variant"], views=a.views)
     summary = {k: v.get("parity") for k, v in manifest["variants"].items()}
     print(
         json.dumps(
@@ -374,10 +374,12 @@ def operating_point(
     variant: Optional[str] = None,
     max_false_alarm: float = 0.03,
     max_face_loss: float = 0.01,
+    views: str = "auto",
 ) -> Dict[str, object]:
-    """Choose temperature, no_face and alert thresholds, flip averaging and the test-time views on the real
-    val crops with the device's variant, then report the held-out test crops per source under it; both go
-    into the manifest (and its model card)."""
+    """Choose temperature, no_face and alert thresholds, flip averaging and the test-time views (`views`: a
+    name of VIEW_SETS to use that set, or "auto" to choose among them) on the real val crops with the
+    device's variant, then report the held-out test crops per source under it; both go into the manifest
+    (and its model card)."""
     from edge.bundle import MANIFEST
     from export import operating
     from export.crops import view_images
@@ -398,7 +400,8 @@ def operating_point(
             o = operating.choose(p, va_y[real], LABELS, max_false_alarm=max_false_alarm, max_face_loss=max_face_loss)
             fr = operating.face_report(operating.predict_labels(p, LABELS, o), va_y[real], LABELS)
             tried[(name, flip)] = (o, (fr["alert"]["f1"], fr["macro_f1"]))
-    best = max(tried, key=lambda k: tried[k][1])  # max() keeps the first of equals: the cheaper setting
+    allowed = [k for k in tried if views in ("auto", k[0])]
+    best = max(allowed, key=lambda k: tried[k][1])  # max() keeps the first of equals: the cheaper setting
     name, flip = best
     op = tried[best][0]
     op["flip_average"] = bool(flip)
@@ -443,7 +446,7 @@ def cmd_operating_point(a) -> int:
 
     bundle = Path(a.bundle)
     b = load_bundle(bundle)  # a broken bundle is one line here, before the crops are loaded
-    op = operating_point(bundle, Path(a.run), load_crops(Path(a.crops)), variant=b.default_variant)
+    op = operating_point(bundle, Path(a.run), load_crops(Path(a.crops)), variant=b.default_variant, views=a.views)
     print(
         json.dumps(
             {
@@ -645,6 +648,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="per-tensor",
         help="int8 weight scales (per-tensor: smaller file; check the parity the manifest records)",
     )
+    s.add_argument(
+        "--views",
+        choices=("auto",) + tuple(VIEW_SETS),
+        default="auto",
+        help="test-time views of each box (auto: the set that wins on the real val crops)",
+    )
     s.set_defaults(fn=cmd_convert)
 
     s = sub.add_parser(
@@ -654,6 +663,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bundle", required=True)
     s.add_argument("--run", required=True)
     s.add_argument("--crops", required=True, help="the crops file the bundle was converted with")
+    s.add_argument(
+        "--views",
+        choices=("auto",) + tuple(VIEW_SETS),
+        default="auto",
+        help="test-time views of each box (auto: the set that wins on the real val crops)",
+    )
     s.set_defaults(fn=cmd_operating_point)
 
     s = sub.add_parser("verify", help="re-check a bundle's hashes (and parity, given --run and --crops)")

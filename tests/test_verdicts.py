@@ -554,3 +554,6 @@ def test_the_operating_point_search_chooses_views_on_val_and_the_device_loads_th
     again = load_bundle(dst)
     assert again.operating_point.views == tuple(tuple(v) for v in op["views"])
     assert json.loads((dst / "manifest.json").read_text())["metrics"]["test_by_source"]["real (all)"]["faces"] > 0
+    fixed = operating_point(dst, run, crops, variant="tflite_int8", views="scales")
+    assert fixed["views"] == [list(v) for v in VIEW_SETS["scales"]]
+    assert load_bundle(dst).operating_point.views == VIEW_SETS["scales"]
