@@ -381,6 +381,8 @@ def recommend(results: Sequence[Result], bundles, pairs: Sequence[Dict[str, Any]
         "p50_ms": r.p50_ms,
         "agreement_with_keras": agree,
     }
+    op = b.operating_point
+    rec["inferences_per_face"] = len(op.views) * (2 if op.flip_average else 1)  # views x mirror images
     mine = [p for p in pairs if p.get("model_id") == b.model_id and p.get("batch") == 1 and "ratio" in p]
     if mine:
         q = min(mine, key=lambda p: p["int8_ms"])
@@ -749,12 +751,13 @@ def summary_lines(doc: Dict[str, Any]) -> str:
     rec = doc.get("recommendation") or {}
     if rec:
         lines.append(
-            "recommended for this box: classifier.variant: %s, classifier.threads: %s (%.3f ms, agreement "
-            "with Keras %s)%s"
+            "recommended for this box: classifier.variant: %s, classifier.threads: %s (%.3f ms per inference, "
+            "%d per face by the bundle's operating point; agreement with Keras %s)%s"
             % (
                 rec["classifier.variant"],
                 rec["classifier.threads"],
                 rec["p50_ms"],
+                rec.get("inferences_per_face", 1),
                 rec["agreement_with_keras"],
                 "; " + rec["why"] if rec.get("why") else "",
             )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from edge.bundle import load_bundle
+
 from conftest import run_cli
 
 
@@ -64,6 +66,9 @@ def test_bench_classifiers_json_csv_png_and_compare(tmp_path, shipped_bundle):
     fastest = min((x for x in doc["results"] if x["batch"] == 1 and not x["skipped"]), key=lambda x: x["p50_ms"])
     assert rec["classifier.variant"] == fastest["extra"]["variant"] and rec["p50_ms"] == fastest["p50_ms"]
     assert "recommended for this box: classifier.variant: %s" % rec["classifier.variant"] in r.stdout
+    op = load_bundle(shipped_bundle).operating_point
+    assert rec["inferences_per_face"] == len(op.views) * (2 if op.flip_average else 1)
+    assert "%d per face" % rec["inferences_per_face"] in r.stdout
 
     # the same results compare clean; an injected 2x slowdown of one row is flagged and fails the run
     same = run_cli(["edge-bench", "--from-json", out, "--compare", out])
