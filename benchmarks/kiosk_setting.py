@@ -45,6 +45,11 @@ def main() -> int:
         "--det-min-face", type=int, default=None, help="detector.min_face_px (default --min-face): the box filter"
     )
     ap.add_argument("--containment", type=float, default=None, help="detector.nms_containment (default: the config's)")
+    ap.add_argument(
+        "--iou-only",
+        action="store_true",
+        help="match detections to annotations by IoU alone (the protocol before session 6)",
+    )
     ap.add_argument("--test", action="store_true", help="also report the chosen setting on the test scenes")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
@@ -74,6 +79,7 @@ def main() -> int:
                 flip=a.flip,
                 det_min_face=a.det_min_face,
                 containment=a.containment,
+                inside=not a.iou_only,
             )
         ids = {Path(sd).name: scene_ids_of(crops, idx, Path(sd)) for sd in a.scenes}
         both = kiosk_sweep(
@@ -85,6 +91,7 @@ def main() -> int:
             flip=a.flip,
             det_min_face=a.det_min_face,
             containment=a.containment,
+            inside=not a.iou_only,
         )
         res[split] = {"all": both, "per_source": per}
         if split == "val":

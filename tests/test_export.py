@@ -261,6 +261,21 @@ def test_scene_matching_counts_missed_faces_as_misses():
     assert m == {0: 1, 1: 0}  # the third face was not found; the third detection matches nothing
 
 
+def test_a_face_box_inside_an_annotated_head_box_is_that_face_once():
+    """ilc2021 boxes whole heads at close range; res10's face box inside one (IoU ~0.3) is that face, while a
+    second, smaller box of the same face stays a false alarm and a sliver of the head is no face."""
+    from export.evaluate import match
+
+    head = (100, 50, 260, 270)  # 160 x 220 head box
+    face = (130, 100, 235, 210)  # res10's face: IoU 0.33 with the head, all of it inside
+    half = (150, 160, 230, 215)  # a low-score box of the lower face, also inside
+    assert match([head], [face], 0.4) == {}
+    assert match([head], [face], 0.4, inside=True) == {0: 0}
+    assert match([head], [half, face], 0.4, inside=True) == {0: 1}  # the better-overlapping box wins, once
+    assert match([head], [(140, 200, 180, 240)], 0.4, inside=True) == {}  # covers under a quarter of the head
+    assert match([face], [head], 0.4, inside=True) == {}  # a box around the annotation is not inside it
+
+
 @pytest.mark.slow
 def test_conversion_is_deterministic(tiny_bundle, tmp_path):
     """The same Keras model and representative crops give byte-identical TFLite and ONNX files."""
