@@ -118,7 +118,7 @@ def kiosk_block(doc: Dict[str, Any]) -> List[str]:
     out = [
         "**Scenes at kiosk range** (faces >= %d px, `results/kiosk-setting.json`): setting chosen on the val scenes: "
         "res10 confidence %s, no_face threshold %s, detector min_face_px %s%s (the best non-compliant F1 at face "
-        "recall >= %s on val)."
+        "recall >= %s on val). A detection matches an annotated face by %s."
         % (
             doc["min_face"],
             c["confidence"],
@@ -126,6 +126,7 @@ def kiosk_block(doc: Dict[str, Any]) -> List[str]:
             doc["val"]["all"].get("detector_min_face_px", doc["min_face"]),
             ", mirrored pass" if doc["val"]["all"].get("flip") else "",
             doc.get("min_recall", 0.95),
+            doc["val"]["all"].get("matching", "IoU >= 0.4"),
         )
     ]
     tc = doc.get("test_chosen")

@@ -144,10 +144,15 @@ INSIDE_SHARE = 0.8  # a detection this much inside an annotated box...
 INSIDE_COVER = 0.25  # ...and covering at least this share of it is that face (a face box in a head box)
 
 
-MATCHING = "iou, or inside an annotated head box (%.0f %% inside, covering >= %.0f %%)" % (
-    100 * INSIDE_SHARE,
-    100 * INSIDE_COVER,
-)
+def matching_rule(iou_thr: float, inside: bool) -> str:
+    """How detections were matched to annotations, in words (recorded beside every scene result)."""
+    rule = "IoU >= %g" % iou_thr
+    if inside:
+        rule += ", or lying inside an annotated head box (%.0f %% inside it, covering >= %.0f %% of it)" % (
+            100 * INSIDE_SHARE,
+            100 * INSIDE_COVER,
+        )
+    return rule
 
 
 def inside_match(g: Tuple[int, int, int, int], d: Tuple[int, int, int, int]) -> bool:
@@ -229,7 +234,7 @@ def scene_eval(
     out: Dict[str, Any] = {
         "scenes": len(scene_ids),
         "iou": iou_thr,
-        "matching": MATCHING if inside else "iou",
+        "matching": matching_rule(iou_thr, inside),
         "min_face": min_face,
         "modes": {},
     }
@@ -526,7 +531,7 @@ def kiosk_sweep(
         "detector_min_face_px": min_face if det_min_face is None else det_min_face,
         "flip": flip,
         "nms_containment": det.opt.nms_containment,
-        "matching": MATCHING if inside else "iou",
+        "matching": matching_rule(iou_thr, inside),
         "mode": mode,
         "backend": det.backend_in_use,
         "scenes": len(cached),
