@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from edge.errors import EX_NOINPUT, EX_UNAVAILABLE, MaskwatchError
+from edge.errors import EX_NOINPUT, EX_UNAVAILABLE, EX_USAGE, MaskwatchError
 from export.crops import Split, split_arrays, split_index
 from export.crops import load as load_crops
 
@@ -301,6 +301,10 @@ def cmd_convert(a) -> int:
     from export.datasets import LABELS
 
     run = Path(a.run)
+    if not 0.0 <= a.max_false_alarm < 1.0:
+        raise MaskwatchError(
+            "--max-false-alarm %r: give a share of faces, 0 <= x < 1 (e.g. 0.03)" % a.max_false_alarm, EX_USAGE
+        )
     crops = load_crops(Path(a.crops))
     tr_x, _, _ = split_arrays(run, crops, Split.TRAIN)
     te_x, te_y, _ = split_arrays(run, crops, Split.TEST)
@@ -321,7 +325,9 @@ def cmd_convert(a) -> int:
         granularity=a.int8_granularity,
         box_fit=box_fit_for(run, crops),
     )
-    op = operating_point(Path(a.out), run, crops, variant=manifest["default_variant"], views=a.views)
+    op = operating_point(
+        Path(a.out), run, crops, variant=manifest["default_variant"], views=a.views, max_false_alarm=a.max_false_alarm
+    )
     summary = {k: v.get("parity") for k, v in manifest["variants"].items()}
     print(
         json.dumps(
@@ -445,8 +451,19 @@ def cmd_operating_point(a) -> int:
     from edge.bundle import load_bundle
 
     bundle = Path(a.bundle)
+    if not 0.0 <= a.max_false_alarm < 1.0:
+        raise MaskwatchError(
+            "--max-false-alarm %r: give a share of faces, 0 <= x < 1 (e.g. 0.03)" % a.max_false_alarm, EX_USAGE
+        )
     b = load_bundle(bundle)  # a broken bundle is one line here, before the crops are loaded
-    op = operating_point(bundle, Path(a.run), load_crops(Path(a.crops)), variant=b.default_variant, views=a.views)
+    op = operating_point(
+        bundle,
+        Path(a.run),
+        load_crops(Path(a.crops)),
+        variant=b.default_variant,
+        views=a.views,
+        max_false_alarm=a.max_false_alarm,
+    )
     print(
         json.dumps(
             {
@@ -654,6 +671,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="test-time views of each box (auto: the set that wins on the real val crops)",
     )
+    s.add_argument(
+        "--max-false-alarm",
+        type=float,
+        default=0.03,
+        help="the alert threshold may flag at most this share of the real val with_mask faces",
+    )
     s.set_defaults(fn=cmd_convert)
 
     s = sub.add_parser(
@@ -668,6 +691,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("auto",) + tuple(VIEW_SETS),
         default="auto",
         help="test-time views of each box (auto: the set that wins on the real val crops)",
+    )
+    s.add_argument(
+        "--max-false-alarm",
+        type=float,
+        default=0.03,
+        help="the alert threshold may flag at most this share of the real val with_mask faces",
     )
     s.set_defaults(fn=cmd_operating_point)
 

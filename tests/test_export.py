@@ -387,3 +387,22 @@ def test_extend_mines_negatives_and_recuts_without_moving_a_crop(tmp_path, detec
         b = tuple(int(v) for v in out["boxes"][i])
         assert np.array_equal(out["images"][i], crop_face(img, b, 0.15, 64, fit))
     assert out["box_fit"].tolist() == list(fit)
+
+
+def test_operating_point_refuses_a_false_alarm_share_out_of_range(tmp_path, shipped_bundle):
+    r = run_cli(
+        [
+            "edge-export",
+            "operating-point",
+            "--bundle",
+            shipped_bundle,
+            "--run",
+            tmp_path,
+            "--crops",
+            tmp_path / "none.npz",
+            "--max-false-alarm",
+            "3",
+        ]
+    )
+    assert r.returncode == 64 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("edge-export: error: --max-false-alarm 3.0")
