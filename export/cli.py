@@ -328,14 +328,20 @@ def cmd_convert(a) -> int:
     op = operating_point(
         Path(a.out), run, crops, variant=manifest["default_variant"], views=a.views, max_false_alarm=a.max_false_alarm
     )
-    summary = {k: v.get("parity") for k, v in manifest["variants"].items()}
+    # what a person choosing on val should see: agreement and the val-chosen operating point, no test metric
+    # (the held-out numbers are in the manifest, metrics.test_by_source and each variant's parity: look once)
+    summary = {
+        k: {m: (v.get("parity") or {}).get(m) for m in ("top1_agreement", "max_abs_prob_diff")}
+        for k, v in manifest["variants"].items()
+        if v.get("parity")
+    }
     print(
         json.dumps(
             {
                 "bundle": a.out,
                 "parity": summary,
-                "operating_point": {k: v for k, v in op.items() if k != "validation"},
-                "test_real": op.get("_test_real"),
+                "operating_point": {k: v for k, v in op.items() if k not in ("validation", "_test_real")},
+                "held_out": "test metrics are in %s/manifest.json (metrics.test_by_source): look once" % a.out,
             },
             indent=1,
         )
