@@ -85,13 +85,11 @@ def main() -> int:
             src = crops
         x = resize_crops_rgb(src["images"][idx], b.input_size)
         views = b.operating_point.views
-        if len(views) > 1:  # the device's test-time views: each face cut again from its photo per view
-            if src["images"].shape[1:3] != tuple(b.input_size):
-                raise SystemExit("compare_bundles: %s has test-time views; give crops cut at its input size" % bp)
-            xv = view_images(src, idx, views)
-            probs = np.concatenate([clf.probs(xv[:, i : i + 64]) for i in range(0, len(x), 64)])
-        else:
-            probs = np.concatenate([clf.probs(x[i : i + 64]) for i in range(0, len(x), 64)])
+        if len(views) > 1 and src["images"].shape[1:3] != tuple(b.input_size):
+            raise SystemExit("compare_bundles: %s has test-time views; give crops cut at its input size" % bp)
+        # (V, N, ...): the device's test-time views, each face cut again from its photo per view
+        xv = view_images(src, idx, views) if len(views) > 1 else x[None]
+        probs = np.concatenate([clf.probs(xv[:, i : i + 64]) for i in range(0, len(x), 64)])
         op = b.manifest.get("operating_point")
         out_labels = list(b.labels)
         if op is None:  # an argmax bundle: its outputs are the three face classes

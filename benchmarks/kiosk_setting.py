@@ -68,24 +68,7 @@ def main() -> int:
             continue
         idx = split_index(Path(a.run), split)
         per = {}
-        for sd in a.scenes:
-            ids = {Path(sd).name: scene_ids_of(crops, idx, Path(sd))}
-            per[Path(sd).name] = kiosk_sweep(
-                [Path(sd)],
-                ids,
-                clf,
-                min_face=a.min_face,
-                mode=a.mode,
-                flip=a.flip,
-                det_min_face=a.det_min_face,
-                containment=a.containment,
-                inside=not a.iou_only,
-            )
-        ids = {Path(sd).name: scene_ids_of(crops, idx, Path(sd)) for sd in a.scenes}
-        both = kiosk_sweep(
-            [Path(sd) for sd in a.scenes],
-            ids,
-            clf,
+        sweep = dict(
             min_face=a.min_face,
             mode=a.mode,
             flip=a.flip,
@@ -93,6 +76,11 @@ def main() -> int:
             containment=a.containment,
             inside=not a.iou_only,
         )
+        for sd in a.scenes:
+            ids = {Path(sd).name: scene_ids_of(crops, idx, Path(sd))}
+            per[Path(sd).name] = kiosk_sweep([Path(sd)], ids, clf, **sweep)
+        ids = {Path(sd).name: scene_ids_of(crops, idx, Path(sd)) for sd in a.scenes}
+        both = kiosk_sweep([Path(sd) for sd in a.scenes], ids, clf, **sweep)
         res[split] = {"all": both, "per_source": per}
         if split == "val":
             ok = [g for g in both["grid"] if g["face_recall"] >= a.min_recall]

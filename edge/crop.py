@@ -52,9 +52,9 @@ def view_box(box: Box, view: View) -> Box:
     """The box of one test-time view of a face: `scale` about its centre, then `shift` of its height down.
     (1.0, 0.0) is the box itself. Averaging a few such views makes a verdict less dependent on exactly
     where the detector put the box (the bundle's `operating_point.views`, chosen on validation)."""
-    scale, shift = view
-    if scale == 1.0 and shift == 0.0:
+    if tuple(view) == IDENTITY_VIEW:
         return box
+    scale, shift = view
     x1, y1, x2, y2 = box
     w, h = (x2 - x1) * scale, (y2 - y1) * scale
     cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0 + shift * (y2 - y1)

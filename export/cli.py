@@ -301,10 +301,7 @@ def cmd_convert(a) -> int:
     from export.datasets import LABELS
 
     run = Path(a.run)
-    if not 0.0 <= a.max_false_alarm < 1.0:
-        raise MaskwatchError(
-            "--max-false-alarm %r: give a share of faces, 0 <= x < 1 (e.g. 0.03)" % a.max_false_alarm, EX_USAGE
-        )
+    check_operating_point_args(a)
     crops = load_crops(Path(a.crops))
     tr_x, _, _ = split_arrays(run, crops, Split.TRAIN)
     te_x, te_y, _ = split_arrays(run, crops, Split.TEST)
@@ -358,25 +355,23 @@ VIEW_SETS: Dict[str, Tuple[Tuple[float, float], ...]] = {
 }
 
 
-def device_outputs(bundle_dir: Path, views: np.ndarray, variant: Optional[str] = None) -> Tuple[np.ndarray, np.ndarray]:
-    """Raw outputs of a bundle variant through the device's own classifier for (V, N, H, W, 3) view crops:
-    (plain, mirrored), each (V, N, outputs), every view inferred once each way."""
-    from edge.bundle import load_bundle
-    from edge.classifier import MaskClassifier
-
-    b = load_bundle(bundle_dir)
-    clf = MaskClassifier(b, variant, fallback=False, batch=32)
+def device_outputs(clf, views: np.ndarray, mirror: bool = True) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """Raw outputs of the device's own classifier for (V, N, H, W, 3) view crops: (plain, mirrored), each
+    (V, N, outputs), every view inferred once each way (`mirror` False: no mirrored pass, None)."""
     v, n = views.shape[:2]
     flat = views.reshape((v * n,) + tuple(views.shape[2:]))
     plain = clf.infer(flat).reshape(v, n, -1)
-    mirrored = clf.infer(np.ascontiguousarray(flat[:, :, ::-1])).reshape(v, n, -1)
+    mirrored = clf.infer(np.ascontiguousarray(flat[:, :, ::-1])).reshape(v, n, -1) if mirror else None
     return plain, mirrored
 
 
-def combine(outputs: Tuple[np.ndarray, np.ndarray], k: int, flip: bool) -> np.ndarray:
+def combine(outputs: Tuple[np.ndarray, Optional[np.ndarray]], k: int, flip: bool) -> np.ndarray:
     """The device's average over the first `k` views (and their mirror images with `flip`)."""
     plain, mirrored = outputs
-    return ((plain[:k] + mirrored[:k]) / 2.0 if flip else plain[:k]).mean(axis=0)
+    if flip:
+        assert mirrored is not None, "flip averaging needs the mirrored outputs"
+        return ((plain[:k] + mirrored[:k]) / 2.0).mean(axis=0)
+    return plain[:k].mean(axis=0)
 
 
 def operating_point(
@@ -405,7 +400,11 @@ def operating_point(
     # flip averaging and the views are kept only if they win on the real validation crops (alert F1, then
     # macro-F1; a tie keeps the cheaper one)
     tried = {}
-    val_out = device_outputs(bundle_dir, view_images(crops, va_i[real], everything), variant)
+    from edge.bundle import load_bundle
+    from edge.classifier import MaskClassifier
+
+    clf = MaskClassifier(load_bundle(bundle_dir), variant, fallback=False, batch=32)
+    val_out = device_outputs(clf, view_images(crops, va_i[real], everything))
     for name, vs in VIEW_SETS.items():
         for flip in (False, True):
             p = combine(val_out, len(vs), flip)
@@ -422,10 +421,6 @@ def operating_point(
         "p_model = the model's outputs averaged over the boxes of `views` (edge.crop.view_box: [scale, shift]) "
         "and, with flip_average, their mirror images; " + str(op.get("rule", ""))
     )
-    op["validation"]["flip_average_tried"] = {
-        str(f).lower(): {"alert_f1": tried[("box", f)][1][0], "macro_f1": tried[("box", f)][1][1]}
-        for f in (False, True)
-    }
     op["validation"]["views_tried"] = {
         "%s%s" % (n, "+flip" if f else ""): {"views": len(VIEW_SETS[n]), "alert_f1": v[1][0], "macro_f1": v[1][1]}
         for (n, f), v in tried.items()
@@ -433,7 +428,7 @@ def operating_point(
     op["variant"] = variant
     vs = VIEW_SETS[name]
     pred = operating.predict_labels(
-        combine(device_outputs(bundle_dir, view_images(crops, te_i, vs), variant), len(vs), flip), LABELS, op
+        combine(device_outputs(clf, view_images(crops, te_i, vs), mirror=flip), len(vs), flip), LABELS, op
     )
     test = operating.by_source(pred, te_y, crops["sources"][te_i], LABELS, REAL_SOURCES)
     mpath = bundle_dir / MANIFEST
@@ -457,10 +452,7 @@ def cmd_operating_point(a) -> int:
     from edge.bundle import load_bundle
 
     bundle = Path(a.bundle)
-    if not 0.0 <= a.max_false_alarm < 1.0:
-        raise MaskwatchError(
-            "--max-false-alarm %r: give a share of faces, 0 <= x < 1 (e.g. 0.03)" % a.max_false_alarm, EX_USAGE
-        )
+    check_operating_point_args(a)
     b = load_bundle(bundle)  # a broken bundle is one line here, before the crops are loaded
     op = operating_point(
         bundle,
@@ -574,6 +566,29 @@ def cmd_detector_parity(a) -> int:
     return 0
 
 
+def operating_point_args(s: argparse.ArgumentParser) -> None:
+    """The choices of `operating_point`, shared by convert and operating-point."""
+    s.add_argument(
+        "--views",
+        choices=("auto",) + tuple(VIEW_SETS),
+        default="auto",
+        help="test-time views of each box (auto: the set that wins on the real val crops)",
+    )
+    s.add_argument(
+        "--max-false-alarm",
+        type=float,
+        default=0.03,
+        help="the alert threshold may flag at most this share of the real val with_mask faces (0 <= x < 1)",
+    )
+
+
+def check_operating_point_args(a) -> None:
+    if not 0.0 <= a.max_false_alarm < 1.0:
+        raise MaskwatchError(
+            "--max-false-alarm %r: give a share of faces, 0 <= x < 1 (e.g. 0.03)" % a.max_false_alarm, EX_USAGE
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edge-export", description=__doc__)
     p.add_argument("-q", "--quiet", action="store_true")
@@ -671,18 +686,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="per-tensor",
         help="int8 weight scales (per-tensor: smaller file; check the parity the manifest records)",
     )
-    s.add_argument(
-        "--views",
-        choices=("auto",) + tuple(VIEW_SETS),
-        default="auto",
-        help="test-time views of each box (auto: the set that wins on the real val crops)",
-    )
-    s.add_argument(
-        "--max-false-alarm",
-        type=float,
-        default=0.03,
-        help="the alert threshold may flag at most this share of the real val with_mask faces",
-    )
+    operating_point_args(s)
     s.set_defaults(fn=cmd_convert)
 
     s = sub.add_parser(
@@ -692,18 +696,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bundle", required=True)
     s.add_argument("--run", required=True)
     s.add_argument("--crops", required=True, help="the crops file the bundle was converted with")
-    s.add_argument(
-        "--views",
-        choices=("auto",) + tuple(VIEW_SETS),
-        default="auto",
-        help="test-time views of each box (auto: the set that wins on the real val crops)",
-    )
-    s.add_argument(
-        "--max-false-alarm",
-        type=float,
-        default=0.03,
-        help="the alert threshold may flag at most this share of the real val with_mask faces",
-    )
+    operating_point_args(s)
     s.set_defaults(fn=cmd_operating_point)
 
     s = sub.add_parser("verify", help="re-check a bundle's hashes (and parity, given --run and --crops)")

@@ -75,12 +75,14 @@ def view_images(crops: Dict[str, np.ndarray], idx: np.ndarray, views: Sequence[T
     """(V, N, H, W, 3): crops `idx` cut again from their photos under each test-time view (edge.crop.view_box),
     through the one crop function, as the device cuts them (the identity view reproduces the stored crop);
     crops without a box ("whole" images) repeat the stored crop in every view."""
-    from edge.crop import crop_faces, view_box
+    from edge.crop import IDENTITY_VIEW, crop_faces, view_box
     from edge.datasets_io import read_image
 
     size = (int(crops["images"].shape[1]), int(crops["images"].shape[2]))
     margin = float(crops.get("margin", 0.15))
     out = np.repeat(crops["images"][idx][None], len(views), axis=0)
+    if all(tuple(v) == IDENTITY_VIEW for v in views):
+        return out  # the stored crops are that view: no photo to read
     by_file: Dict[str, List[int]] = {}
     for k, i in enumerate(idx):
         if str(crops["how"][i]) in BOXED:

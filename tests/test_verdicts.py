@@ -313,11 +313,12 @@ def test_device_outputs_run_the_device_classifier_per_view_with_and_without_flip
 
     b = load_bundle(shipped_bundle)
     x = np.random.RandomState(0).randint(0, 255, (3, 40) + tuple(b.input_size) + (3,)).astype(np.uint8)
-    plain, mirrored = device_outputs(shipped_bundle, x, "tflite_int8")
-    assert plain.shape == mirrored.shape == (3, 40, len(b.labels))
+    plain, mirrored = device_outputs(MaskClassifier(b, "tflite_int8", fallback=False), x)
+    assert mirrored is not None and plain.shape == mirrored.shape == (3, 40, len(b.labels))
     assert np.allclose(plain.sum(2), 1.0, atol=0.02) and not np.allclose(plain, mirrored)
     assert np.allclose(combine((plain, mirrored), 1, False), plain[0])
     assert np.allclose(combine((plain, mirrored), 3, True), (plain + mirrored).mean(0) / 2.0)
+    assert device_outputs(MaskClassifier(b, "tflite_int8", fallback=False), x, mirror=False)[1] is None
 
 
 # -- test-time views: each face cut at a few boxes around the detector's, outputs averaged ---------------------
