@@ -124,7 +124,7 @@ def cmd_prepare(a) -> int:
 
 
 def cmd_train(a) -> int:
-    from export.train import TrainConfig, train
+    from export.train import TrainConfig, check_teacher_split, teacher_targets, train
 
     crops = load_crops(Path(a.crops))
     run = Path(a.out)
@@ -145,9 +145,38 @@ def cmd_train(a) -> int:
     else:
         sp = make_split(crops, a.seed, a.max_hamming)
         keep, assign, report = sp["keep"], sp["assign"], sp["report"]
+    if not 0.0 <= a.distill <= 1.0:
+        raise SystemExit("--distill %s: must be between 0 and 1" % a.distill)
+    if a.teacher_temperature <= 0:
+        raise SystemExit("--teacher-temperature %s: must be > 0" % a.teacher_temperature)
+    teacher_models = []
+    for t in a.teacher:
+        tdir = Path(t)
+        try:
+            tsplit = np.load(str(tdir / "split.npz"))
+            tkeep, tassign = tsplit["keep"], tsplit["assign"]
+        except (OSError, ValueError, KeyError) as e:
+            raise SystemExit("--teacher %s: not a run with a split (%s)" % (t, e))
+        seen = check_teacher_split(keep, assign, tkeep, tassign)
+        if seen:
+            raise SystemExit(
+                "--teacher %s: trained on %d of this run's val/test crops; use a teacher trained on this "
+                "split (--split-from it)" % (t, seen)
+            )
+        if not (tdir / "model.keras").exists():
+            raise SystemExit("--teacher %s: no model.keras (train it first)" % t)
+        teacher_models.append(tdir / "model.keras")
     np.savez(str(run / "split.npz"), keep=keep, assign=assign)
     (run / "split.json").write_text(json.dumps(report, indent=1))
     log.info("split: %s", json.dumps(report["counts"]))
+    soft = None
+    if teacher_models:
+        import keras
+
+        models = [keras.models.load_model(str(m), compile=False) for m in teacher_models]
+        soft = teacher_targets(models, crops["images"][keep], a.teacher_temperature)
+        agree = float((soft.argmax(1) == crops["labels"][keep]).mean())
+        log.info("teacher (%s): agrees with the labels on %.4f of the crops", ", ".join(a.teacher), agree)
     cfg = TrainConfig(
         arch=a.arch,
         alpha=a.alpha,
@@ -162,6 +191,9 @@ def cmd_train(a) -> int:
         head_epochs=a.head_epochs,
         init=str(init / "model.keras") if init is not None else None,
         mixup=a.mixup,
+        distill=a.distill if teacher_models else 0.0,
+        teacher_temperature=a.teacher_temperature,
+        teachers=tuple(a.teacher),
     )
     _, info = train(
         cfg,
@@ -171,6 +203,7 @@ def cmd_train(a) -> int:
         run,
         verbose=2 if not a.quiet else 0,
         sources=crops["sources"][keep],
+        soft=soft,
     )
     print(json.dumps({"run": str(run), "val_macro_f1": info["val"]["macro_f1"], "seconds": info["train_seconds"]}))
     return 0
@@ -643,6 +676,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--init", default=None, help="warm restart from this run's model (same arch, input, split)")
     s.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(a, a) on training batches (0: off)")
     s.add_argument("--split-from", default=None, help="take the split from this run (default: --init's)")
+    s.add_argument(
+        "--teacher",
+        nargs="+",
+        default=[],
+        metavar="RUN",
+        help="distil from these runs (their models' outputs averaged, with mirror images); each must have "
+        "trained on none of this run's val/test crops",
+    )
+    s.add_argument(
+        "--distill", type=float, default=0.7, help="with --teacher: the teacher's share of each target (0-1)"
+    )
+    s.add_argument(
+        "--teacher-temperature", type=float, default=2.0, help="with --teacher: softening of its outputs (> 0)"
+    )
     s.set_defaults(fn=cmd_train)
 
     s = sub.add_parser("box-fit", help="measure how res10 boxes sit against annotated faces (training scenes)")

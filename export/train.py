@@ -13,7 +13,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -43,6 +43,9 @@ class TrainConfig:
     colour: bool = True  # hue/saturation jitter, and masks recoloured (masks come in every colour)
     init: Optional[str] = None  # warm restart: a saved model.keras of the same arch and input size
     mixup: float = 0.0  # Beta(a, a) mixing of batch pairs; 0 is off
+    distill: float = 0.0  # weight of the teacher's distribution in each training target; 0 is off
+    teacher_temperature: float = 2.0  # the teacher's logits are divided by this before its softmax
+    teachers: Tuple[str, ...] = ()  # runs whose models' averaged outputs are the teacher
 
 
 def set_seed(seed: int) -> None:
@@ -170,8 +173,15 @@ def oversample_index(labels: np.ndarray, how: str, seed: int, sources: Optional[
 
 
 def make_dataset(
-    images: np.ndarray, labels: np.ndarray, cfg: TrainConfig, training: bool, sources: Optional[np.ndarray] = None
+    images: np.ndarray,
+    labels: np.ndarray,
+    cfg: TrainConfig,
+    training: bool,
+    sources: Optional[np.ndarray] = None,
+    soft: Optional[np.ndarray] = None,
 ):
+    """Batches of (crop, target). The target is the label's one-hot vector or, with `soft` (one teacher
+    distribution per crop) and cfg.distill > 0, (1 - distill) * one-hot + distill * teacher."""
     import tensorflow as tf
 
     size = cfg.input_size
@@ -182,25 +192,31 @@ def make_dataset(
         from edge.crop import resize_crops_rgb
 
         images = resize_crops_rgb(images, (size, size))
+    targets = np.eye(len(LABELS), dtype=np.float32)[labels]
+    if training and soft is not None and cfg.distill > 0:
+        if soft.shape != targets.shape:
+            raise ValueError("teacher targets %s do not match the crops %s" % (soft.shape, targets.shape))
+        targets = ((1.0 - cfg.distill) * targets + cfg.distill * soft).astype(np.float32)
     if training and cfg.oversample != "none":
         # a fresh resample every epoch (not one fixed resampled copy): indices into the arrays
         epochs = cfg.epochs + (cfg.head_epochs if cfg.weights else 0)
         idx = np.concatenate([oversample_index(labels, cfg.oversample, cfg.seed + e, sources) for e in range(epochs)])
-        img_t, lab_t = tf.constant(images), tf.constant(labels)
-        ds = tf.data.Dataset.from_tensor_slices(idx).repeat().map(lambda i: (tf.gather(img_t, i), tf.gather(lab_t, i)))
+        img_t, lab_t, soft_t = tf.constant(images), tf.constant(labels), tf.constant(targets)
+        ds = tf.data.Dataset.from_tensor_slices(idx).repeat()
+        ds = ds.map(lambda i: (tf.gather(img_t, i), tf.gather(lab_t, i), tf.gather(soft_t, i)))
     else:
-        ds = tf.data.Dataset.from_tensor_slices((images, labels))
+        ds = tf.data.Dataset.from_tensor_slices((images, labels, targets))
         if training:
             ds = ds.shuffle(min(len(labels), 10000), seed=cfg.seed, reshuffle_each_iteration=True)
 
-    def resize(x, y):
+    def resize(x, y, t):
         x = tf.cast(x, tf.float32)
         if training:
             x = tf.image.random_jpeg_quality(tf.cast(tf.clip_by_value(x, 0, 255), tf.uint8), 40, 100)
             x = tf.cast(x, tf.float32)
             if cfg.colour:
                 x = colour_jitter(x, y, size)
-        return x, tf.one_hot(y, len(LABELS))
+        return x, t
 
     ds = ds.map(resize, num_parallel_calls=tf.data.AUTOTUNE).batch(cfg.batch)
     if training and cfg.augment:
@@ -226,6 +242,33 @@ def mixer(alpha: float):
         return lx * x + (1 - lx) * tf.gather(x, perm), ly * y + (1 - ly) * tf.gather(y, perm)
 
     return mix
+
+
+def teacher_targets(models: Sequence[Any], images: np.ndarray, temperature: float, batch: int = 256) -> np.ndarray:
+    """The teacher's distribution for each crop: every model's output and its mirror image's, softened by
+    the temperature (log-probabilities / T, renormalised), averaged over models and mirrors."""
+    if temperature <= 0:
+        raise ValueError("teacher temperature must be > 0")
+    outs = []
+    for m in models:
+        size = int(m.input_shape[1])
+        for flip in (False, True):
+            x = np.ascontiguousarray(images[:, :, ::-1]) if flip else images
+            p = predict(m, x, size, batch)
+            z = np.log(np.clip(p, 1e-7, 1.0)) / temperature
+            z = np.exp(z - z.max(axis=1, keepdims=True))
+            outs.append(z / z.sum(axis=1, keepdims=True))
+    return np.mean(outs, axis=0).astype(np.float32)
+
+
+def check_teacher_split(
+    student_keep: np.ndarray, student_assign: np.ndarray, teacher_keep: np.ndarray, teacher_assign: np.ndarray
+) -> int:
+    """How many of the student's val/test crops the teacher trained on (must be 0: a teacher that saw them
+    would carry their labels into the student's training targets)."""
+    trained = set(int(i) for i in teacher_keep[teacher_assign == 0])
+    held = student_keep[student_assign != 0]
+    return int(sum(1 for i in held if int(i) in trained))
 
 
 def class_weights(labels: np.ndarray, how: str) -> Optional[Dict[int, float]]:
@@ -296,13 +339,21 @@ def train(
     out_dir: Path,
     verbose: int = 2,
     sources: Optional[np.ndarray] = None,
+    soft: Optional[np.ndarray] = None,
 ):
     import keras
 
     set_seed(cfg.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     tr, va = split == 0, split == 1
-    train_ds = make_dataset(images[tr], labels[tr], cfg, True, None if sources is None else sources[tr])
+    train_ds = make_dataset(
+        images[tr],
+        labels[tr],
+        cfg,
+        True,
+        None if sources is None else sources[tr],
+        None if soft is None else soft[tr],
+    )
     val_ds = make_dataset(images[va], labels[va], cfg, False)
     model = build_model(cfg)
     if cfg.init:

@@ -312,6 +312,89 @@ def test_class_source_oversampling_lifts_the_rare_real_examples():
         oversample_index(labels, "class-source", 0, None)
 
 
+def test_distillation_targets_blend_the_teacher_into_each_crops_label():
+    pytest.importorskip("tensorflow")
+    from export.train import TrainConfig, make_dataset
+
+    n, k = 24, len(datasets.LABELS)
+    # each crop a flat grey whose level names it, so a batch can be traced back to its crops
+    images = np.repeat(np.arange(n, dtype=np.uint8)[:, None, None, None] * 10, 32 * 32 * 3).reshape(n, 32, 32, 3)
+    labels = np.arange(n) % 3
+    rng = np.random.RandomState(1)
+    soft = rng.dirichlet(np.ones(k), n).astype(np.float32)
+    for oversample in ("none", "class"):
+        cfg = TrainConfig(
+            input_size=32, batch=8, epochs=1, augment=False, colour=False, distill=0.7, oversample=oversample
+        )
+        seen = 0
+        for x, t in make_dataset(images, labels, cfg, True, soft=soft).take(3):
+            idx = np.rint(x.numpy().mean(axis=(1, 2, 3)) / 10).astype(int)
+            want = 0.3 * np.eye(k)[labels[idx]] + 0.7 * soft[idx]
+            np.testing.assert_allclose(t.numpy(), want, atol=1e-5)
+            seen += len(idx)
+        assert seen == 24
+    # off, and at evaluation, the target is the label alone
+    plain = TrainConfig(input_size=32, batch=8, augment=False, colour=False)
+    for ds in (
+        make_dataset(images, labels, plain, True, soft=soft),
+        make_dataset(images, labels, TrainConfig(input_size=32, batch=8, distill=0.7), False, soft=soft),
+    ):
+        x, t = next(iter(ds))
+        idx = np.rint(x.numpy().mean(axis=(1, 2, 3)) / 10).astype(int)
+        np.testing.assert_allclose(t.numpy(), np.eye(k)[labels[idx]])
+    with pytest.raises(ValueError, match="teacher targets"):
+        make_dataset(images, labels, TrainConfig(input_size=32, distill=0.5), True, soft=soft[:3])
+
+
+def test_teacher_targets_average_models_and_mirrors_and_soften():
+    pytest.importorskip("tensorflow")
+    import keras
+
+    from export.train import predict, teacher_targets
+
+    keras.utils.set_random_seed(0)
+
+    def model(seed):
+        inp = keras.Input((32, 32, 3))
+        x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inp)
+        x = keras.layers.Conv2D(4, 3, activation="relu", kernel_initializer=keras.initializers.GlorotNormal(seed))(x)
+        x = keras.layers.Flatten()(x)  # not mirror-invariant, so the mirror image counts
+        return keras.Model(inp, keras.layers.Dense(4, activation="softmax")(x))
+
+    m1, m2 = model(1), model(2)
+    rng = np.random.RandomState(0)
+    x = rng.randint(0, 255, (10, 32, 32, 3)).astype(np.uint8)
+    mirror = np.ascontiguousarray(x[:, :, ::-1])
+    want = np.mean([predict(m, im, 32) for m in (m1, m2) for im in (x, mirror)], axis=0)
+    t1 = teacher_targets([m1, m2], x, 1.0)
+    np.testing.assert_allclose(t1, want, atol=1e-5)
+    t4 = teacher_targets([m1, m2], x, 4.0)
+    np.testing.assert_allclose(t4.sum(1), 1.0, atol=1e-5)
+
+    def entropy(p):
+        return float(-(p * np.log(p)).sum(1).mean())
+
+    assert entropy(t4) > entropy(t1)
+    assert (t4.argmax(1) == t1.argmax(1)).mean() >= 0.8
+    with pytest.raises(ValueError):
+        teacher_targets([m1], x, 0.0)
+
+
+def test_a_teacher_that_trained_on_held_out_crops_is_caught():
+    from export.train import check_teacher_split
+
+    keep = np.arange(10)
+    assign = np.array([0, 0, 0, 0, 0, 0, 1, 1, 2, 2])
+    # same split; a teacher that never saw some crops at all; one that trained on crop 8 (student test)
+    assert check_teacher_split(keep, assign, keep, assign) == 0
+    assert check_teacher_split(keep, assign, np.arange(6), np.zeros(6, int)) == 0
+    leaky = assign.copy()
+    leaky[8] = 0
+    assert check_teacher_split(keep, assign, keep, leaky) == 1
+    # indices are crop numbers, not positions: a teacher keeping other crops in another order
+    assert check_teacher_split(keep, assign, np.array([9, 8, 1]), np.array([1, 0, 0])) == 1
+
+
 @pytest.mark.slow
 def test_two_phase_training_from_a_weights_file(tmp_path):
     pytest.importorskip("tensorflow")
