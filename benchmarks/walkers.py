@@ -67,7 +67,10 @@ def pick_walkers(
             if len(chosen) == per_class:
                 break
         if len(chosen) < per_class:
-            raise SystemExit("only %d %s faces >= %d px with context in that split" % (len(chosen), lab, min_face))
+            raise SystemExit(
+                "only %d more %s faces >= %d px with context in that split: fewer --clips or --per-class"
+                % (len(chosen), lab, min_face)
+            )
         for i in chosen:
             exclude.add(int(i))
             out.append(
@@ -158,8 +161,12 @@ def main() -> int:
     used: set = set()
     results: Dict[str, Any] = {"clips": [], "split": a.split, "bundle": a.bundle, "overrides": extra}
     totals: Dict[str, List[Dict[str, Any]]] = {"gate": [], "nogate": []}
-    for c in range(a.clips):
-        walkers = pick_walkers(crops, Path(a.run) / "split.npz", which, a.per_class, a.min_face, a.seed + c, used)
+    # every clip's visitors are picked before any clip runs: a split too small for --clips says so at once
+    picked = [
+        pick_walkers(crops, Path(a.run) / "split.npz", which, a.per_class, a.min_face, a.seed + c, used)
+        for c in range(a.clips)
+    ]
+    for c, walkers in enumerate(picked):
         video = work / ("walkers-%s-%d.mp4" % (a.split, c))
         truth = make_clip(walkers, video, seed=a.seed + c)
         entry: Dict[str, Any] = {"video": str(video), "people": len(truth["people"]), "frames": truth["frames"]}
