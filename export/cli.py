@@ -209,6 +209,68 @@ def cmd_train(a) -> int:
     return 0
 
 
+def cmd_ensemble(a) -> int:
+    """Combine trained runs into one run whose model averages theirs (export.ensemble); convert it as usual."""
+    from export import metrics
+    from export.datasets import LABELS
+    from export.ensemble import EnsembleError, check_members, combine, ensemble_config
+    from export.train import predict
+
+    runs = [Path(r) for r in a.runs]
+    if len(runs) < 2:
+        raise SystemExit("ensemble: --runs needs at least two trained runs")
+    split_from = Path(a.split_from) if a.split_from else runs[-1]
+    splits = []
+    for r in [split_from] + runs:
+        try:
+            sp = np.load(str(r / "split.npz"))
+            cfg = json.loads((r / "train.json").read_text())["config"] if r in runs else {}
+            splits.append((str(r), sp["keep"], sp["assign"], cfg))
+        except (OSError, ValueError, KeyError) as e:
+            raise SystemExit("%s: not a trained run (split.npz, train.json: %s)" % (r, e))
+        if r in runs and not (r / "model.keras").exists():
+            raise SystemExit("%s: no model.keras (train it first)" % r)
+    _, keep, assign, _ = splits[0]
+    crops = load_crops(Path(a.crops))
+    if len(keep) and int(keep.max()) >= len(crops["labels"]):
+        raise SystemExit("%s: its split indexes crops %s does not have" % (split_from, a.crops))
+    try:
+        check_members(keep, assign, [(n, k, s) for n, k, s, _ in splits[1:]])
+        config = ensemble_config(runs, [c for _, _, _, c in splits[1:]])
+    except EnsembleError as e:
+        raise SystemExit("ensemble: %s" % e)
+    import keras
+
+    out = Path(a.out)
+    if out.exists() and any(out.iterdir()) and not a.force:
+        raise SystemExit("%s exists and is not empty (--force to replace it)" % out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        model = combine([keras.models.load_model(str(r / "model.keras"), compile=False) for r in runs])
+    except EnsembleError as e:
+        raise SystemExit("ensemble: %s" % e)
+    model.save(str(out / "model.keras"))
+    np.savez(str(out / "split.npz"), keep=keep, assign=assign)
+    (out / "split.json").write_text((split_from / "split.json").read_text())
+    va = keep[assign == 1]
+    val = metrics.report(
+        crops["labels"][va], predict(model, crops["images"][va], int(config["input_size"])).argmax(1), LABELS
+    )
+    seconds = 0.0
+    for r in runs:
+        seconds += float(json.loads((r / "train.json").read_text()).get("train_seconds", 0.0))
+    info = {
+        "config": config,
+        "history": {},
+        "train_seconds": round(seconds, 1),
+        "val": val,
+        "params": int(model.count_params()),
+    }
+    (out / "train.json").write_text(json.dumps(info, indent=1))
+    print(json.dumps({"run": str(out), "members": [str(r) for r in runs], "val_macro_f1": val["macro_f1"]}))
+    return 0
+
+
 def model_card(run: Path, crops_path: Path) -> Dict[str, object]:
     from export.datasets import REAL_SOURCES, SOURCE_LICENSES
 
@@ -691,6 +753,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--teacher-temperature", type=float, default=2.0, help="with --teacher: softening of its outputs (> 0)"
     )
     s.set_defaults(fn=cmd_train)
+
+    s = sub.add_parser(
+        "ensemble", help="one model averaging several trained runs on the same split (convert it like a run)"
+    )
+    s.add_argument("--runs", nargs="+", required=True, metavar="RUN", help="two or more trained runs")
+    s.add_argument("--crops", required=True, help="the crops file the runs' split indexes (for the val report)")
+    s.add_argument("--out", required=True, help="the ensemble's run directory")
+    s.add_argument("--split-from", default=None, help="whose split the ensemble holds out (default: the last run)")
+    s.add_argument("--force", action="store_true")
+    s.set_defaults(fn=cmd_ensemble)
 
     s = sub.add_parser("box-fit", help="measure how res10 boxes sit against annotated faces (training scenes)")
     s.add_argument("--run", required=True)

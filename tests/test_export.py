@@ -380,6 +380,57 @@ def test_teacher_targets_average_models_and_mirrors_and_soften():
         teacher_targets([m1], x, 0.0)
 
 
+@pytest.mark.slow
+def test_an_ensemble_is_one_model_averaging_its_members_and_converts(tmp_path):
+    pytest.importorskip("tensorflow")
+    import keras
+
+    from edge.bundle import load_bundle
+    from edge.classifier import MaskClassifier
+    from export.convert import convert
+    from export.ensemble import EnsembleError, combine
+
+    keras.utils.set_random_seed(0)
+
+    def member(seed, classes=4, size=32):
+        inp = keras.Input((size, size, 3), name="image")
+        x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inp)
+        x = keras.layers.Conv2D(4, 3, activation="relu", kernel_initializer=keras.initializers.GlorotNormal(seed))(x)
+        x = keras.layers.GlobalAveragePooling2D()(x)
+        out = keras.layers.Dense(classes, activation="softmax", name="probs")(x)
+        return keras.Model(inp, out, name="maskwatch_mobilenetv2")  # members share their name, as runs do
+
+    members = [member(1), member(2), member(3)]
+    rng = np.random.RandomState(0)
+    x = rng.randint(0, 255, (12, 32, 32, 3)).astype(np.float32)
+    want = np.mean([m(x, training=False).numpy() for m in members], axis=0)
+    ens = combine(members)
+    np.testing.assert_allclose(ens(x, training=False).numpy(), want, atol=1e-6)
+    assert not np.allclose(want, members[0](x, training=False).numpy(), atol=1e-3)
+    ens.save(str(tmp_path / "ens.keras"))
+    again = keras.models.load_model(str(tmp_path / "ens.keras"), compile=False)
+    np.testing.assert_allclose(again(x, training=False).numpy(), want, atol=1e-6)
+    # one graph: it converts like any model and the device runs it through the usual classifier
+    labels = list(datasets.LABELS)
+    convert(
+        tmp_path / "ens.keras",
+        tmp_path / "bundle",
+        labels=labels,
+        representative=x.astype(np.uint8),
+        eval_images=x.astype(np.uint8),
+        eval_labels=np.arange(12) % 3,
+        crop_margin=0.15,
+        model_id="tiny-ensemble",
+        variants=("tflite_fp32",),
+    )
+    clf = MaskClassifier(load_bundle(tmp_path / "bundle"), "tflite_fp32", fallback=False)
+    np.testing.assert_allclose(clf.infer(x.astype(np.uint8)), want, atol=1e-4)
+    with pytest.raises(EnsembleError):
+        combine([member(1), member(2, classes=3)])
+    with pytest.raises(EnsembleError):
+        combine([member(1)])
+
+
 def test_a_teacher_that_trained_on_held_out_crops_is_caught():
     from export.train import check_teacher_split
 

@@ -1,0 +1,66 @@
+"""Several trained runs as one model: one graph whose output is the mean of its members' probabilities.
+
+The ensemble is an ordinary Keras model with one input and one softmax-like output, so conversion (TFLite
+fp32/fp16/int8, Edge TPU, ONNX, TensorRT), the manifest and the device need nothing new: a face costs one
+inference of a graph that holds every member. Members must share the input size, the labels and the split
+(none may have trained on a crop the ensemble holds out), which `check_members` enforces.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from .train import check_teacher_split
+
+
+class EnsembleError(ValueError):
+    pass
+
+
+def combine(models: Sequence[Any], name: str = "maskwatch_ensemble") -> Any:
+    """One functional model: the input goes to every member, the output is the mean of their outputs."""
+    import keras
+
+    if len(models) < 2:
+        raise EnsembleError("an ensemble needs at least two members")
+    shape, outs = models[0].input_shape, models[0].output_shape
+    for m in models[1:]:
+        if m.input_shape != shape or m.output_shape != outs:
+            raise EnsembleError(
+                "members differ: input %s / output %s against %s / %s" % (m.input_shape, m.output_shape, shape, outs)
+            )
+    inp = keras.Input(shape[1:], name="image")
+    branches = []
+    for i, m in enumerate(models):
+        m.name = "member_%d" % i  # nested models must have distinct names inside the ensemble
+        m.trainable = False
+        branches.append(m(inp))
+    out = keras.layers.Average(name="probs")(branches)
+    return keras.Model(inp, out, name=name)
+
+
+def check_members(keep: np.ndarray, assign: np.ndarray, members: Sequence[Tuple[str, np.ndarray, np.ndarray]]) -> None:
+    """Each member (name, keep, assign) must have trained on none of the ensemble's val/test crops."""
+    for name, mk, ma in members:
+        seen = check_teacher_split(keep, assign, mk, ma)
+        if seen:
+            raise EnsembleError(
+                "%s trained on %d of the ensemble's val/test crops: members must share one split" % (name, seen)
+            )
+
+
+def ensemble_config(runs: Sequence[Path], configs: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """The model card's train_config for an ensemble: the shared architecture keys, and every member's own."""
+    first = dict(configs[0])
+    shared = {k: first.get(k) for k in ("arch", "alpha", "input_size", "class_weight", "oversample")}
+    for c in configs[1:]:
+        for k in ("arch", "alpha", "input_size"):
+            if c.get(k) != shared[k]:
+                raise EnsembleError("members differ in %s: %s against %s" % (k, c.get(k), shared[k]))
+    shared["epochs"] = "+".join(str(c.get("epochs")) for c in configs)
+    members: List[Dict[str, Any]] = [{"run": str(r), "config": c} for r, c in zip(runs, configs)]
+    shared["ensemble_of"] = members
+    return shared
