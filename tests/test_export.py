@@ -199,6 +199,21 @@ def test_tiny_model_converts_to_every_variant_with_parity(tiny_bundle):
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_a_static_batch_variant_runs_any_batch_without_resizing(tiny_bundle):
+    from edge.bundle import load_bundle
+    from edge.classifier import MaskClassifier
+
+    bundle_dir, _, X, _ = tiny_bundle
+    clf = MaskClassifier(load_bundle(bundle_dir), "tflite_edgetpu", {"threads": 1}, batch=4, fallback=False)
+    assert clf.backend.static and clf.backend.batch == 1  # the Edge-TPU-ready file keeps its batch of 1
+    one_by_one = np.concatenate([clf.backend.infer(X[i : i + 1]) for i in range(7)])
+    np.testing.assert_allclose(clf.infer(X[:7]), one_by_one, atol=1e-6)
+    assert clf.backend.batch == 1  # never resized
+    dynamic = MaskClassifier(load_bundle(bundle_dir), "tflite_int8", {"threads": 1}, batch=4, fallback=False)
+    assert not dynamic.backend.static
+
+
 def test_verify_fails_loudly_on_tampered_file(tiny_bundle, tmp_path):
     import shutil
 

@@ -42,6 +42,10 @@ class LiteRTBackend(Backend):
         self.inp = self.interpreter.get_input_details()[0]
         self.out = self.interpreter.get_output_details()[0]
         self.batch = int(self.inp["shape"][0])
+        # a model converted with a static batch (the Edge-TPU-ready int8, which the compiler needs static) is
+        # run as it is, a few crops at a time, not resized: XNNPACK cannot always re-plan a static graph
+        sig = self.inp.get("shape_signature")
+        self.static = sig is not None and len(sig) > 0 and int(sig[0]) != -1
 
     def _make(self, Interpreter, load_delegate):
         threads = int(self.options.get("threads", 2))
@@ -58,7 +62,19 @@ class LiteRTBackend(Backend):
             self.batch = n
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
+        if self.static:
+            b = self.batch
+            parts = []
+            for i in range(0, len(batch), b):
+                part = batch[i : i + b]
+                if len(part) < b:  # the last few crops padded to the static batch, the padding dropped
+                    part = np.concatenate([part, np.repeat(part[-1:], b - len(part), axis=0)])
+                parts.append(self._invoke(part)[: len(batch) - i])
+            return np.concatenate(parts) if parts else self._invoke(batch)
         self._resize(len(batch))
+        return self._invoke(batch)
+
+    def _invoke(self, batch: np.ndarray) -> np.ndarray:
         self.interpreter.set_tensor(self.inp["index"], to_input(batch, self.variant.input))
         self.interpreter.invoke()
         return from_output(self.interpreter.get_tensor(self.out["index"]), self.variant.output)
