@@ -271,14 +271,23 @@ def cmd_ensemble(a) -> int:
     return 0
 
 
-def model_card(run: Path, crops_path: Path) -> Dict[str, object]:
+def source_counts(crops: Dict[str, np.ndarray], keep: np.ndarray) -> Dict[str, Dict[str, int]]:
+    """Crops per source and label among those a run keeps (its split: train, val and test)."""
+    from export.datasets import LABELS
+
+    out: Dict[str, Dict[str, int]] = {}
+    for src, lab in zip(crops["sources"][keep], crops["labels"][keep]):
+        per = out.setdefault(str(src), {})
+        per[LABELS[int(lab)]] = per.get(LABELS[int(lab)], 0) + 1
+    return out
+
+
+def model_card(run: Path, crops: Dict[str, np.ndarray]) -> Dict[str, object]:
+    """Sources, their terms and the training record. Sources are counted from the crops the run's split keeps,
+    not from a side file (an `extend`ed crops file has none: a bundle made from one lost its license note)."""
     from export.datasets import REAL_SOURCES, SOURCE_LICENSES
 
-    rep = (
-        json.loads(crops_path.with_suffix(".report.json").read_text())
-        if crops_path.with_suffix(".report.json").exists()
-        else {}
-    )
+    keep = np.load(str(run / "split.npz"))["keep"]
     tr = json.loads((run / "train.json").read_text())
     sources = [
         {
@@ -287,8 +296,10 @@ def model_card(run: Path, crops_path: Path) -> Dict[str, object]:
             "photos": "real" if n in REAL_SOURCES else "synthetic masks",
             "crops": c,
         }
-        for n, c in sorted((rep.get("counts") or {}).items())
+        for n, c in sorted(source_counts(crops, keep).items())
     ]
+    if not sources:
+        raise SystemExit("%s: its split keeps no crops of the crops file; cannot write a model card" % run)
     notes = []
     if any("NC" in s["license"] for s in sources):
         notes.append(
@@ -410,7 +421,7 @@ def cmd_convert(a) -> int:
         eval_images=te_x,
         eval_labels=te_y,
         crop_margin=float(crops.get("margin", 0.15)),
-        model_card=model_card(run, Path(a.crops)),
+        model_card=model_card(run, crops),
         variants=a.variants or VARIANTS,
         model_id=a.model_id,
         force=a.force,

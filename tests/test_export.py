@@ -446,6 +446,29 @@ def test_an_ensemble_is_one_model_averaging_its_members_and_converts(tmp_path):
         combine([member(1)])
 
 
+def test_the_model_card_names_every_source_and_its_terms_from_the_crops_themselves(tmp_path):
+    import json
+
+    from export.cli import model_card
+
+    run = tmp_path / "run"
+    run.mkdir()
+    sources = np.array(["ilc2021-jolignier", "maskedfacenet-maskon", "andrewmvd-train", "chandrikadeb7", "x"])
+    crops = {"sources": sources, "labels": np.array([2, 2, 0, 1, 3])}
+    # the run keeps the first four crops; the fifth (another source) is not in its split
+    np.savez(str(run / "split.npz"), keep=np.arange(4), assign=np.array([0, 0, 1, 2]))
+    (run / "split.json").write_text(json.dumps({"counts": {}}))
+    (run / "train.json").write_text(json.dumps({"config": {}, "train_seconds": 1.0, "params": 1, "val": {}}))
+    card = model_card(run, crops)  # no .report.json anywhere: the crops file alone says where faces came from
+    names = [s["name"] for s in card["training_sources"]]
+    assert names == ["andrewmvd-train", "chandrikadeb7", "ilc2021-jolignier", "maskedfacenet-maskon"]
+    assert card["training_sources"][2]["crops"] == {"mask_weared_incorrect": 1}
+    assert "non-commercial" in card["license_note"] and "NO license" in card["license_note"]
+    np.savez(str(run / "split.npz"), keep=np.array([], int), assign=np.array([], int))
+    with pytest.raises(SystemExit):
+        model_card(run, crops)
+
+
 def test_a_teacher_that_trained_on_held_out_crops_is_caught():
     from export.train import check_teacher_split
 
