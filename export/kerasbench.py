@@ -66,14 +66,12 @@ def seed_pipeline(a, bundle_path: Path, clip: Path) -> Dict[str, Any]:
     import cv2
 
     from edge.bundle import load_bundle
-    from edge.classifier import MaskClassifier  # only for its preprocessing (same crops as the device)
+    from edge.crop import crop_faces, fit_box  # the device's own crop, so the seed loop cuts the same faces
     from edge.detector import DetectorOptions, load_detector
 
     bundle = load_bundle(bundle_path)
     model = _load(bundle)
     det = load_detector(Path(a.detector_dir) if a.detector_dir else None, DetectorOptions(mode="single"))
-    prep = MaskClassifier.__new__(MaskClassifier)
-    prep.size, prep.margin = bundle.input_size, bundle.crop_margin
     cap = cv2.VideoCapture(str(clip))
     frames = 0
     t0 = time.perf_counter()
@@ -85,7 +83,8 @@ def seed_pipeline(a, bundle_path: Path, clip: Path) -> Dict[str, Any]:
         for f in det.detect(img):
             if min(f.box[2] - f.box[0], f.box[3] - f.box[1]) < 40:
                 continue
-            x = prep.preprocess(img, [f.box], detector=True).astype(np.float32)
+            box = fit_box(f.box, bundle.box_fit) if bundle.box_fit else f.box
+            x = crop_faces(img, [box], bundle.crop_margin, bundle.input_size).astype(np.float32)
             model.predict(x, verbose=0)
     seconds = time.perf_counter() - t0
     cap.release()

@@ -142,3 +142,17 @@ def test_bench_detector_runtimes_and_pipelines_on_entrance_and_busy_clips(tmp_pa
     gated = [x for x in pipes if x["extra"]["clip"] == "entrance" and "motion-gated, opencv" in x["name"]][0]
     assert gated["extra"]["same_people_and_verdicts_as_reference"] and gated["extra"]["people"] == 3
     assert gated["extra"]["detector_runs"] < gated["count"]  # the gate did skip frames
+
+
+def test_the_seed_style_loop_runs_on_the_shipped_bundle(shipped_bundle, demo_clip, detector_dir):
+    """The workstation's baseline row (res10 + Keras predict per face) cuts faces with the device's crop and
+    the bundle's box fit; it had broken when the crop learned the fit, and only a full edge-bench run showed it."""
+    import types
+
+    import pytest
+
+    pytest.importorskip("tensorflow")
+    from export.kerasbench import seed_pipeline
+
+    r = seed_pipeline(types.SimpleNamespace(detector_dir=str(detector_dir)), shipped_bundle, demo_clip)
+    assert r["frames"] > 100 and r["fps"] > 0
