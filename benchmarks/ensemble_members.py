@@ -40,17 +40,16 @@ def main() -> int:
     a = ap.parse_args()
     crops = load_crops(Path(a.crops))
 
-    def probs(b: str, idx: np.ndarray) -> np.ndarray:
-        clf = MaskClassifier(load_bundle(Path(b)), "tflite_int8", fallback=False)
-        x = resize_crops_rgb(crops["images"][idx], clf.size)
-        return (clf.infer(x) + clf.infer(np.ascontiguousarray(x[:, :, ::-1]))) / 2
-
     va = split_index(Path(a.choose_run), "val")
     va = va[np.isin(crops["sources"][va], REAL_SOURCES)]
     ev = split_index(Path(a.eval_run), "val")
     ev = ev[crops["labels"][ev] < 3]
-    pv = [probs(b, va) for b in a.bundles]
-    pe = [probs(b, ev) for b in a.bundles]
+    pv, pe = [], []
+    for b in a.bundles:  # each bundle loaded once, both index sets scored with it
+        clf = MaskClassifier(load_bundle(Path(b)), "tflite_int8", fallback=False)
+        for idx, out in ((va, pv), (ev, pe)):
+            x = resize_crops_rgb(crops["images"][idx], clf.size)
+            out.append((clf.infer(x) + clf.infer(np.ascontiguousarray(x[:, :, ::-1]))) / 2)
 
     def geo(ps):
         g = np.exp(np.mean([np.log(np.clip(p, 1e-7, 1)) for p in ps], axis=0))

@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -123,6 +123,20 @@ def cmd_prepare(a) -> int:
     return 0
 
 
+def trained_run(path: Path, role: str) -> Tuple[np.ndarray, np.ndarray, Dict[str, Any]]:
+    """(keep, assign, train.json) of a finished run used as a teacher or an ensemble member; one line if not."""
+    try:
+        sp = np.load(str(path / "split.npz"))
+        keep, assign = sp["keep"], sp["assign"]
+        info = json.loads((path / "train.json").read_text())
+        info["config"]
+    except (OSError, ValueError, KeyError) as e:
+        raise SystemExit("%s %s: not a trained run (split.npz, train.json: %s)" % (role, path, e))
+    if not (path / "model.keras").exists():
+        raise SystemExit("%s %s: no model.keras (train it first)" % (role, path))
+    return keep, assign, info
+
+
 def cmd_train(a) -> int:
     from export.train import TrainConfig, check_teacher_split, teacher_targets, train
 
@@ -151,21 +165,14 @@ def cmd_train(a) -> int:
         raise SystemExit("--teacher-temperature %s: must be > 0" % a.teacher_temperature)
     teacher_models = []
     for t in a.teacher:
-        tdir = Path(t)
-        try:
-            tsplit = np.load(str(tdir / "split.npz"))
-            tkeep, tassign = tsplit["keep"], tsplit["assign"]
-        except (OSError, ValueError, KeyError) as e:
-            raise SystemExit("--teacher %s: not a run with a split (%s)" % (t, e))
+        tkeep, tassign, _ = trained_run(Path(t), "--teacher")
         seen = check_teacher_split(keep, assign, tkeep, tassign)
         if seen:
             raise SystemExit(
                 "--teacher %s: trained on %d of this run's val/test crops; use a teacher trained on this "
                 "split (--split-from it)" % (t, seen)
             )
-        if not (tdir / "model.keras").exists():
-            raise SystemExit("--teacher %s: no model.keras (train it first)" % t)
-        teacher_models.append(tdir / "model.keras")
+        teacher_models.append(Path(t) / "model.keras")
     np.savez(str(run / "split.npz"), keep=keep, assign=assign)
     (run / "split.json").write_text(json.dumps(report, indent=1))
     log.info("split: %s", json.dumps(report["counts"]))
@@ -220,23 +227,21 @@ def cmd_ensemble(a) -> int:
     if len(runs) < 2:
         raise SystemExit("ensemble: --runs needs at least two trained runs")
     split_from = Path(a.split_from) if a.split_from else runs[-1]
-    splits = []
-    for r in [split_from] + runs:
+    members = [(r,) + trained_run(r, "ensemble member") for r in runs]
+    if split_from in runs:
+        keep, assign = members[runs.index(split_from)][1:3]
+    else:
         try:
-            sp = np.load(str(r / "split.npz"))
-            cfg = json.loads((r / "train.json").read_text())["config"] if r in runs else {}
-            splits.append((str(r), sp["keep"], sp["assign"], cfg))
+            sp = np.load(str(split_from / "split.npz"))
+            keep, assign = sp["keep"], sp["assign"]
         except (OSError, ValueError, KeyError) as e:
-            raise SystemExit("%s: not a trained run (split.npz, train.json: %s)" % (r, e))
-        if r in runs and not (r / "model.keras").exists():
-            raise SystemExit("%s: no model.keras (train it first)" % r)
-    _, keep, assign, _ = splits[0]
+            raise SystemExit("--split-from %s: not a run with a split (%s)" % (split_from, e))
     crops = load_crops(Path(a.crops))
     if len(keep) and int(keep.max()) >= len(crops["labels"]):
         raise SystemExit("%s: its split indexes crops %s does not have" % (split_from, a.crops))
     try:
-        check_members(keep, assign, [(n, k, s) for n, k, s, _ in splits[1:]])
-        config = ensemble_config(runs, [c for _, _, _, c in splits[1:]])
+        check_members(keep, assign, [(str(r), k, s) for r, k, s, _ in members])
+        config = ensemble_config(runs, [info["config"] for _, _, _, info in members])
     except EnsembleError as e:
         raise SystemExit("ensemble: %s" % e)
     import keras
@@ -256,9 +261,7 @@ def cmd_ensemble(a) -> int:
     val = metrics.report(
         crops["labels"][va], predict(model, crops["images"][va], int(config["input_size"])).argmax(1), LABELS
     )
-    seconds = 0.0
-    for r in runs:
-        seconds += float(json.loads((r / "train.json").read_text()).get("train_seconds", 0.0))
+    seconds = sum(float(info.get("train_seconds", 0.0)) for _, _, _, info in members)
     info = {
         "config": config,
         "history": {},
