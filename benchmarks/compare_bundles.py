@@ -28,19 +28,101 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+def markdown(doc: Dict[str, Any]) -> str:
+    """The comparison as a page (benchmarks/model-comparison.md)."""
+    rows = doc["rows"]
+    lines = [
+        "# Model comparison (same held-out crops, real photos first)",
+        "",
+        "Made by `%s` (%s split of `%s`; the device's LiteRT int8 variant with each bundle's own operating "
+        "point). Face crops only; a face rejected as no_face counts as a miss."
+        % ("python " + doc["command"], doc["split"], doc["run"]),
+        "",
+        "| bundle | source | faces | macro-F1 | incorrect P / R | with_mask flagged | without recall | "
+        "alert P / R / F1 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        for src, v in r["by_source"].items():
+            pc = v["per_class"]
+            lines.append(
+                "| %s | %s | %d | %s | %.3f / %.3f | %s | %.3f | %.3f / %.3f / %.3f |"
+                % (
+                    r["model_id"],
+                    src,
+                    v["faces"],
+                    v["macro_f1"],
+                    pc["mask_weared_incorrect"]["precision"],
+                    pc["mask_weared_incorrect"]["recall"],
+                    "%.3f" % v["with_mask_flagged"] if v["with_mask_flagged"] is not None else "-",
+                    pc["without_mask"]["recall"],
+                    v["alert"]["precision"],
+                    v["alert"]["recall"],
+                    v["alert"]["f1"],
+                )
+            )
+    lines += [
+        "",
+        "How far these numbers can be trusted: real macro-F1 with its 95 % interval over 2000 resamples of the "
+        "split's near-duplicate groups (the faces of one photo move together), and each bundle's difference "
+        "from the first on the same resamples.",
+        "",
+        "| bundle | real macro-F1 [95 %%] | vs %s [95 %%] | P(better) |" % rows[0]["model_id"],
+        "|---|---|---|---|",
+    ]
+    for r in rows:
+        iv = r["real_macro_f1_interval"]
+        vs = iv.get("vs_first")
+        lines.append(
+            "| %s | %.3f [%.3f, %.3f] | %s | %s |"
+            % (
+                r["model_id"],
+                iv["macro_f1"],
+                iv["lo"],
+                iv["hi"],
+                "%+.3f [%+.3f, %+.3f]" % (vs["delta"], vs["lo"], vs["hi"]) if vs else "-",
+                "%.2f" % vs["p_better"] if vs else "-",
+            )
+        )
+    lines += [
+        "",
+        "| bundle | training | int8/fp32 agreement | fp32 KB | int8 KB | fp32 ms | int8 ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        tc = r["train_config"]
+        lines.append(
+            "| %s | a%s@%s, %s epochs, weights %s, sampling %s | %.4f | %.0f | %.0f | %.3f | %.3f |"
+            % (
+                r["model_id"],
+                tc["alpha"],
+                tc["input_size"],
+                tc["epochs"],
+                tc["class_weight"],
+                tc["oversample"],
+                r["int8_fp32_agreement"],
+                r["fp32_kb"],
+                r["int8_kb"],
+                r["latency_ms"]["fp32"],
+                r["latency_ms"]["int8"],
+            )
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     from edge import bench
     from edge.bundle import load_bundle
     from edge.classifier import MaskClassifier
     from edge.crop import resize_crops_rgb
-    from export import operating
+    from export import metrics, operating
     from export.crops import load as load_crops
     from export.crops import split_index, view_images
     from export.datasets import LABELS, REAL_SOURCES
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("bundles", nargs="+")
-    ap.add_argument("--run", required=True)
+    ap.add_argument("bundles", nargs="*")
+    ap.add_argument("--run", default=None)
     ap.add_argument(
         "--crops",
         nargs="+",
@@ -51,7 +133,15 @@ def main() -> int:
     ap.add_argument("--split", choices=("val", "test"), default="val")
     ap.add_argument("--md", default=None)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--md-from", default=None, help="only write --md again from this comparison JSON")
     a = ap.parse_args()
+    if a.md_from:
+        if not a.md:
+            ap.error("--md-from needs --md")
+        Path(a.md).write_text(markdown(json.loads(Path(a.md_from).read_text())))
+        return 0
+    if not a.bundles or not a.run:
+        ap.error("give the bundles to compare and --run")
 
     files = [load_crops(Path(c)) for c in a.crops]
     crops = files[0]
@@ -71,6 +161,9 @@ def main() -> int:
     face = crops["labels"][idx] < 3
     idx = idx[face]
     labels, sources = crops["labels"][idx], crops["sources"][idx]
+    real = np.isin(sources, REAL_SOURCES)
+    groups = crops["groups"][idx]  # faces of one photo and its near-duplicates: resampled as one
+    first_pred = None
     rows: List[Dict[str, Any]] = []
     for bp in a.bundles:
         b = load_bundle(Path(bp))
@@ -99,6 +192,17 @@ def main() -> int:
             pred = operating.predict_labels(probs, out_labels, op)
             pred = np.array([LABELS.index(out_labels[k]) for k in pred])
         per = operating.by_source(pred, labels, sources, LABELS, REAL_SOURCES)
+        # how far the split's number can be trusted: real macro-F1's 95 % interval over resamples of its
+        # near-duplicate groups, and the paired difference from the first bundle on the same resamples
+        # (the macro-F1 is over the three face classes; a face called no_face is a miss)
+        pr = pred[real]
+        interval = metrics.bootstrap_interval(labels[real], pr, len(LABELS), groups=groups[real], scored=3)
+        if first_pred is None:
+            first_pred = pr
+        else:
+            interval["vs_first"] = metrics.paired_bootstrap(
+                labels[real], first_pred, pr, len(LABELS), groups=groups[real], scored=3
+            )
         fp32 = MaskClassifier(b, "tflite_fp32", fallback=False)
         p32 = np.concatenate([fp32.infer(x[i : i + 64]) for i in range(0, len(x), 64)])
         p8 = np.concatenate([clf.infer(x[i : i + 64]) for i in range(0, len(x), 64)])
@@ -122,6 +226,7 @@ def main() -> int:
                 "trained_on_split_of": (card.get("split") or {}).get("counts"),
                 "operating_point": {k: v for k, v in (op or {}).items() if k not in ("validation", "rule")} or "argmax",
                 "by_source": per,
+                "real_macro_f1_interval": interval,
                 "int8_fp32_agreement": round(float(np.mean(p8.argmax(1) == p32.argmax(1))), 4),
                 "int8_kb": round(files[b.manifest["variants"]["tflite_int8"]["file"]]["size"] / 1024.0, 1),
                 "fp32_kb": round(files[b.manifest["variants"]["tflite_fp32"]["file"]]["size"] / 1024.0, 1),
@@ -129,6 +234,7 @@ def main() -> int:
             }
         )
         print(bp, json.dumps({k: (v["macro_f1"], v["alert"]["f1"]) for k, v in per.items()}), flush=True)
+        print("  real macro-F1 interval %s" % json.dumps(interval), flush=True)
     doc = {
         "split": a.split,
         "run": a.run,
@@ -140,60 +246,7 @@ def main() -> int:
     if a.json:
         Path(a.json).write_text(json.dumps(doc, indent=1))
     if a.md:
-        lines = [
-            "# Model comparison (same held-out crops, real photos first)",
-            "",
-            "Made by `%s` (%s split of `%s`; the device's LiteRT int8 variant with each bundle's own operating "
-            "point). Face crops only; a face rejected as no_face counts as a miss."
-            % (" ".join(["python"] + sys.argv), a.split, a.run),
-            "",
-            "| bundle | source | faces | macro-F1 | incorrect P / R | with_mask flagged | without recall | "
-            "alert P / R / F1 |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for r in rows:
-            for src, v in r["by_source"].items():
-                pc = v["per_class"]
-                lines.append(
-                    "| %s | %s | %d | %s | %.3f / %.3f | %s | %.3f | %.3f / %.3f / %.3f |"
-                    % (
-                        r["model_id"],
-                        src,
-                        v["faces"],
-                        v["macro_f1"],
-                        pc["mask_weared_incorrect"]["precision"],
-                        pc["mask_weared_incorrect"]["recall"],
-                        "%.3f" % v["with_mask_flagged"] if v["with_mask_flagged"] is not None else "-",
-                        pc["without_mask"]["recall"],
-                        v["alert"]["precision"],
-                        v["alert"]["recall"],
-                        v["alert"]["f1"],
-                    )
-                )
-        lines += [
-            "",
-            "| bundle | training | int8/fp32 agreement | fp32 KB | int8 KB | fp32 ms | int8 ms |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for r in rows:
-            tc = r["train_config"]
-            lines.append(
-                "| %s | a%s@%s, %s epochs, weights %s, sampling %s | %.4f | %.0f | %.0f | %.3f | %.3f |"
-                % (
-                    r["model_id"],
-                    tc["alpha"],
-                    tc["input_size"],
-                    tc["epochs"],
-                    tc["class_weight"],
-                    tc["oversample"],
-                    r["int8_fp32_agreement"],
-                    r["fp32_kb"],
-                    r["int8_kb"],
-                    r["latency_ms"]["fp32"],
-                    r["latency_ms"]["int8"],
-                )
-            )
-        Path(a.md).write_text("\n".join(lines) + "\n")
+        Path(a.md).write_text(markdown(doc))
     return 0
 
 

@@ -6,12 +6,15 @@
 
 Each bundle's LiteRT int8 variant scores the crops (with its mirror image averaged); every bundle alone, then
 their arithmetic and geometric means, gets an operating point chosen on the choosing run's real val crops (as
-`convert` chooses) and is reported on the common split's real val faces (as compare_bundles reports).
+`convert` chooses) and is reported on the common split's real val faces (as compare_bundles reports), with a
+paired bootstrap of its real macro-F1 against the first bundle's (faces of one near-duplicate group resampled together): an
+interval spanning 0 says the val split cannot tell the two apart. `--subsets`: every mean of 2 or more.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -37,6 +40,7 @@ def main() -> int:
     ap.add_argument("--eval-run", default="work/runs/common", help="the run whose val faces are reported")
     ap.add_argument("--crops", default="work/crops112x.npz")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--subsets", action="store_true", help="also every mean of 2 or more of the bundles")
     a = ap.parse_args()
     crops = load_crops(Path(a.crops))
 
@@ -56,9 +60,18 @@ def main() -> int:
         return g / g.sum(1, keepdims=True)
 
     combos = [(b, pv[i], pe[i]) for i, b in enumerate(a.bundles)]
-    combos.append(("mean(" + " + ".join(a.bundles) + ")", np.mean(pv, axis=0), np.mean(pe, axis=0)))
+    groups = [tuple(range(len(a.bundles)))]
+    if a.subsets:
+        groups = [g for k in range(2, len(a.bundles) + 1) for g in itertools.combinations(range(len(a.bundles)), k)]
+    for g in groups:
+        name = "mean(" + " + ".join(a.bundles[i] for i in g) + ")"
+        combos.append((name, np.mean([pv[i] for i in g], axis=0), np.mean([pe[i] for i in g], axis=0)))
     combos.append(("geo(" + " + ".join(a.bundles) + ")", geo(pv), geo(pe)))
     rows = []
+    from export import metrics
+
+    base_pred = None
+    groups = crops["groups"][ev]  # faces of one photo (and its near-duplicates) are resampled together
     for name, v, e in combos:
         op = operating.choose(v, crops["labels"][va], LABELS, max_false_alarm=0.03, max_face_loss=0.01)
         pred = operating.predict_labels(e, LABELS, op)
@@ -75,9 +88,16 @@ def main() -> int:
             "alert_f1": r["alert"]["f1"],
             "per_source_macro_f1": {k: v2["macro_f1"] for k, v2 in per.items() if k != "real (all)"},
         }
+        real = np.isin(crops["sources"][ev], REAL_SOURCES)
+        if base_pred is None:
+            base_pred = pred
+        else:  # is the gain over the first bundle more than val noise? (paired, by photo, real faces)
+            row["vs_first"] = metrics.paired_bootstrap(
+                crops["labels"][ev][real], base_pred[real], pred[real], 4, groups=groups[real], scored=3
+            )
         rows.append(row)
         print(
-            "%-70s real macro-F1 %.3f  incorrect P/R %.3f/%.3f  with_mask flagged %.3f  without R %.3f  alert F1 %.3f"
+            "%-70s real macro-F1 %.3f  incorrect P/R %.3f/%.3f  with_mask flagged %.3f  without R %.3f  alert F1 %.3f%s"
             % (
                 name,
                 row["real_macro_f1"],
@@ -86,6 +106,12 @@ def main() -> int:
                 row["with_mask_flagged"],
                 row["without_recall"],
                 row["alert_f1"],
+                (
+                    "  vs first %+.3f [%+.3f, %+.3f] P(better) %.2f"
+                    % tuple(row["vs_first"][k] for k in ("delta", "lo", "hi", "p_better"))
+                    if "vs_first" in row
+                    else ""
+                ),
             ),
             flush=True,
         )

@@ -55,19 +55,40 @@ def crops_block(doc: Dict[str, Any]) -> List[str]:
                 _f(v["alert"]["f1"]),
             )
         )
+    iv = row.get("real_macro_f1_interval")
+    if iv:
+        out.append("")
+        out.append(
+            "How far a split of this size can be trusted: real macro-F1 %s, 95 %% interval [%s, %s] over %d "
+            "resamples of the split's near-duplicate groups (the faces of one photo move together)."
+            % (_f(iv["macro_f1"]), _f(iv["lo"]), _f(iv["hi"]), iv["resamples"])
+        )
     old = [r for r in doc["rows"][1:]]
     for r in old:
         v = r["by_source"].get("real (all)")
         if v:
+            vs = (r.get("real_macro_f1_interval") or {}).get("vs_first")
             out.append("")
             out.append(
-                "Same crops, bundle `%s`: real macro-F1 %s, incorrect recall %s, with_mask flagged %s, alert F1 %s."
+                "Same crops, bundle `%s`: real macro-F1 %s, incorrect recall %s, with_mask flagged %s, alert F1 %s%s."
                 % (
                     r["model_id"],
                     _f(v["macro_f1"]),
                     _f(v["per_class"]["mask_weared_incorrect"]["recall"]),
                     _f(v["with_mask_flagged"]),
                     _f(v["alert"]["f1"]),
+                    (
+                        "; %s's gain over it %s [%s, %s], better in %.0f %% of the paired resamples"
+                        % (
+                            row["model_id"],
+                            "%+.3f" % -vs["delta"],
+                            "%+.3f" % -vs["hi"],
+                            "%+.3f" % -vs["lo"],
+                            100 * (1 - vs["p_better"]),
+                        )
+                        if vs
+                        else ""
+                    ),
                 )
             )
     out.append("")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 
@@ -48,4 +48,96 @@ def binary_f1(tp: int, fp: int, fn: int) -> Dict[str, float]:
         "tp": tp,
         "fp": fp,
         "fn": fn,
+    }
+
+
+def macro_f1_of(cm: np.ndarray, scored: Optional[int] = None) -> float:
+    """Macro-F1 of a confusion matrix (rows true, columns predicted) over its first `scored` classes (all by
+    default: a prediction outside them, e.g. no_face for a face, is only a miss); a class with no support or
+    predictions scores 0, as in report()."""
+    tp = np.diag(cm).astype(np.float64)
+    p = np.divide(tp, cm.sum(0), out=np.zeros_like(tp), where=cm.sum(0) > 0)
+    r = np.divide(tp, cm.sum(1), out=np.zeros_like(tp), where=cm.sum(1) > 0)
+    f = np.divide(2 * p * r, p + r, out=np.zeros_like(tp), where=(p + r) > 0)
+    return float(f[:scored].mean())
+
+
+def resampled_macro_f1(
+    y_true: np.ndarray,
+    preds: Sequence[np.ndarray],
+    n_classes: int,
+    groups: Optional[np.ndarray] = None,
+    n: int = 2000,
+    seed: int = 0,
+    scored: Optional[int] = None,
+) -> np.ndarray:
+    """(len(preds), n): each prediction's macro-F1 on the same n resamples of the faces, drawn by group
+    (faces of one photo, or of one near-duplicate group, move as one: they are not independent)."""
+    y = np.asarray(y_true, dtype=np.int64)
+    g = np.arange(len(y)) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1]
+    ng = int(g.max()) + 1 if len(g) else 0
+    k2 = (n_classes, n_classes)
+    counts = []
+    for p in preds:  # per group, the confusion-matrix counts: a resample is a weighted sum of groups
+        c = np.zeros((ng, n_classes * n_classes), np.int64)
+        np.add.at(c, (g, y * n_classes + np.asarray(p, dtype=np.int64)), 1)
+        counts.append(c)
+    rng = np.random.RandomState(seed)
+    out = np.empty((len(preds), n))
+    for k in range(n):
+        w = np.bincount(rng.randint(0, ng, ng), minlength=ng)
+        for j, c in enumerate(counts):
+            out[j, k] = macro_f1_of((w @ c).reshape(k2), scored)
+    return out
+
+
+def bootstrap_interval(
+    y_true: np.ndarray,
+    pred: np.ndarray,
+    n_classes: int,
+    groups: Optional[np.ndarray] = None,
+    n: int = 2000,
+    seed: int = 0,
+    scored: Optional[int] = None,
+) -> Dict[str, float]:
+    """Macro-F1 with its 95 % interval over group resamples: how far one split's number can be trusted."""
+    d = resampled_macro_f1(y_true, [pred], n_classes, groups, n, seed, scored)[0]
+    return {
+        "macro_f1": round(macro_f1_of(confusion(y_true, pred, n_classes), scored), 4),
+        "lo": round(float(np.percentile(d, 2.5)), 4),
+        "hi": round(float(np.percentile(d, 97.5)), 4),
+        "resamples": n,
+    }
+
+
+def paired_bootstrap(
+    y_true: np.ndarray,
+    pred_a: np.ndarray,
+    pred_b: np.ndarray,
+    n_classes: int,
+    groups: Optional[np.ndarray] = None,
+    n: int = 2000,
+    seed: int = 0,
+    scored: Optional[int] = None,
+) -> Dict[str, float]:
+    """How sure is "b beats a" on macro-F1? Both predictions of the same faces are resampled together, by
+    group (see resampled_macro_f1). Labels and predictions are class indices below n_classes; macro-F1 is
+    over the first `scored` of them (see macro_f1_of).
+
+    Returns the observed difference b - a, its 95 % interval and the share of resamples where b is better:
+    a val difference whose interval spans 0 is noise, not a reason to ship."""
+    k2 = (n_classes, n_classes)
+    obs = macro_f1_of(confusion(y_true, pred_b, n_classes).reshape(k2), scored) - macro_f1_of(
+        confusion(y_true, pred_a, n_classes).reshape(k2), scored
+    )
+    ab = resampled_macro_f1(y_true, [pred_a, pred_b], n_classes, groups, n, seed, scored)
+    d = ab[1] - ab[0]
+    ng = len(np.unique(groups)) if groups is not None else len(np.asarray(y_true))
+    return {
+        "delta": round(obs, 4),
+        "lo": round(float(np.percentile(d, 2.5)), 4),
+        "hi": round(float(np.percentile(d, 97.5)), 4),
+        "p_better": round(float(np.mean(d > 0)), 4),
+        "groups": int(ng),
+        "resamples": n,
     }

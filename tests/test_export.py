@@ -125,6 +125,49 @@ def test_metrics_report_on_known_confusion():
     assert r["macro_f1"] == pytest.approx((2 / 3 + 0.8 + 0) / 3, abs=1e-4)
 
 
+def test_paired_bootstrap_tells_a_real_win_from_noise():
+    rng = np.random.RandomState(1)
+    y = rng.randint(0, 3, 600)
+    groups = np.arange(600) // 3  # three faces per photo
+    a = np.where(rng.rand(600) < 0.80, y, (y + 1) % 3)  # 80 % right
+    b = np.where(rng.rand(600) < 0.95, y, (y + 1) % 3)  # 95 % right: a real win
+    win = metrics.paired_bootstrap(y, a, b, 3, groups=groups, n=500)
+    assert win["delta"] == pytest.approx(
+        metrics.report(y, b, LABELS)["macro_f1"] - metrics.report(y, a, LABELS)["macro_f1"], abs=2e-4
+    )
+    assert win["lo"] > 0 and win["p_better"] > 0.99 and win["groups"] == 200
+    # the same model against itself with one face changed: the interval spans 0
+    c = a.copy()
+    c[0] = y[0]
+    tie = metrics.paired_bootstrap(y, a, c, 3, groups=groups, n=500)
+    assert tie["lo"] <= 0 <= tie["hi"]
+    assert abs(tie["delta"]) < 0.01
+    # reversed, the win is a loss
+    loss = metrics.paired_bootstrap(y, b, a, 3, groups=groups, n=500)
+    assert loss["hi"] < 0 and loss["p_better"] < 0.01
+    # grouping matters: whole photos move together, so the interval is at least as wide as per face
+    per_face = metrics.paired_bootstrap(y, a, b, 3, n=500)
+    assert per_face["groups"] == 600
+    # a fourth prediction class (no_face for a face) is a miss of its face class, not a class of the macro-F1
+    r = a.copy()
+    r[:60] = 3
+    f1s = []
+    for k in range(3):
+        tp, fp, fn = np.sum((r == k) & (y == k)), np.sum((r == k) & (y != k)), np.sum((r != k) & (y == k))
+        f1s.append(2 * tp / float(2 * tp + fp + fn))
+    assert metrics.macro_f1_of(metrics.confusion(y, r, 4), 3) == pytest.approx(np.mean(f1s))
+    four = metrics.paired_bootstrap(y, a, r, 4, groups=groups, n=50, scored=3)
+    assert four["delta"] == pytest.approx(np.mean(f1s) - metrics.report(y, a, LABELS)["macro_f1"], abs=2e-4)
+    # one prediction's interval holds its own macro-F1; when the faces of a photo are wrong together,
+    # resampling whole photos says so with a wider interval than pretending the faces were independent
+    photo = np.arange(600) // 30
+    g = np.where(np.repeat(rng.rand(20) < 0.2, 30), (y + 1) % 3, y)
+    ci = metrics.bootstrap_interval(y, g, 3, groups=photo, n=500)
+    ci1 = metrics.bootstrap_interval(y, g, 3, n=500)
+    assert ci["lo"] < ci["macro_f1"] < ci["hi"] and ci["macro_f1"] == metrics.report(y, g, LABELS)["macro_f1"]
+    assert ci["hi"] - ci["lo"] > 2 * (ci1["hi"] - ci1["lo"])
+
+
 # -- conversion (TensorFlow) --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_bundle(tmp_path_factory):
