@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from export.metrics import wilson  # noqa: E402
+
 RES = ROOT / "benchmarks" / "results"
 README = ROOT / "README.md"
 BEGIN, END = "<!-- numbers:begin (docs/gen_numbers.py) -->", "<!-- numbers:end -->"
@@ -107,10 +110,12 @@ def crops_block(doc: Dict[str, Any]) -> List[str]:
 def walkers_block(doc: Dict[str, Any]) -> List[str]:
     t = doc["total"].get("gate") or next(iter(doc["total"].values()))
     ng = doc["total"].get("nogate")
+    decided = sum(v["counted"] for v in t["per_class"].values())
+    acc_ci = wilson(sum(v["right"] for v in t["per_class"].values()), decided)
     line = (
         "**Per person** (`results/%s`): %d real held-out faces walking across a noisy corridor in %d clips, the "
-        "kiosk config: %d counted once (%.1f %%), %d duplicates, %d missed; verdict accuracy %s; alert P / R / F1 "
-        "%s / %s / %s."
+        "kiosk config: %d counted once (%.1f %%), %d duplicates, %d missed; verdict accuracy %s (95 %% interval "
+        "%s-%s over %d people decided); alert P / R / F1 %s / %s / %s."
         % (
             doc.get("_file"),
             t["people"],
@@ -120,6 +125,9 @@ def walkers_block(doc: Dict[str, Any]) -> List[str]:
             t["duplicates"],
             t["missed"],
             _f(t["verdict_accuracy"]),
+            _f(acc_ci[0]),
+            _f(acc_ci[1]),
+            decided,
             _f(t["alert"]["precision"]),
             _f(t["alert"]["recall"]),
             _f(t["alert"]["f1"]),

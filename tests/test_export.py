@@ -621,3 +621,12 @@ def test_operating_point_refuses_a_false_alarm_share_out_of_range(tmp_path, ship
     )
     assert r.returncode == 64 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("edge-export: error: --max-false-alarm 3.0")
+
+
+def test_wilson_interval_of_a_proportion():
+    lo, hi = metrics.wilson(54, 70)
+    assert lo < 54 / 70 < hi and hi - lo < 0.25
+    assert metrics.wilson(0, 10)[0] == 0.0 and metrics.wilson(0, 10)[1] > 0.2  # 0 of 10 is not "never"
+    assert metrics.wilson(10, 10)[1] == 1.0 and metrics.wilson(10, 10)[0] < 0.8
+    a, b = metrics.wilson(540, 700), metrics.wilson(54, 70)
+    assert (a[1] - a[0]) < (b[1] - b[0])  # more people, a narrower interval
