@@ -7,8 +7,9 @@
 Each bundle's LiteRT int8 variant scores the crops (with its mirror image averaged); every bundle alone, then
 their arithmetic and geometric means, gets an operating point chosen on the choosing run's real val crops (as
 `convert` chooses) and is reported on the common split's real val faces (as compare_bundles reports), with a
-paired bootstrap of its real macro-F1 against the first bundle's (faces of one near-duplicate group resampled together): an
-interval spanning 0 says the val split cannot tell the two apart. `--subsets`: every mean of 2 or more.
+paired bootstrap of its real macro-F1 against the first bundle's (the faces of one near-duplicate group are
+resampled together): an interval spanning 0 says the val split cannot tell the two apart.
+`--subsets`: every mean of 2 or more bundles, not only the mean of all.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def main() -> int:
     from edge.bundle import load_bundle
     from edge.classifier import MaskClassifier
     from edge.crop import resize_crops_rgb
-    from export import operating
+    from export import metrics, operating
     from export.crops import load as load_crops
     from export.crops import split_index
     from export.datasets import LABELS, REAL_SOURCES
@@ -60,17 +61,16 @@ def main() -> int:
         return g / g.sum(1, keepdims=True)
 
     combos = [(b, pv[i], pe[i]) for i, b in enumerate(a.bundles)]
-    groups = [tuple(range(len(a.bundles)))]
+    subsets = [tuple(range(len(a.bundles)))]
     if a.subsets:
-        groups = [g for k in range(2, len(a.bundles) + 1) for g in itertools.combinations(range(len(a.bundles)), k)]
-    for g in groups:
+        subsets = [g for k in range(2, len(a.bundles) + 1) for g in itertools.combinations(range(len(a.bundles)), k)]
+    for g in subsets:
         name = "mean(" + " + ".join(a.bundles[i] for i in g) + ")"
         combos.append((name, np.mean([pv[i] for i in g], axis=0), np.mean([pe[i] for i in g], axis=0)))
     combos.append(("geo(" + " + ".join(a.bundles) + ")", geo(pv), geo(pe)))
     rows = []
-    from export import metrics
-
     base_pred = None
+    real = np.isin(crops["sources"][ev], REAL_SOURCES)
     groups = crops["groups"][ev]  # faces of one photo (and its near-duplicates) are resampled together
     for name, v, e in combos:
         op = operating.choose(v, crops["labels"][va], LABELS, max_false_alarm=0.03, max_face_loss=0.01)
@@ -88,10 +88,9 @@ def main() -> int:
             "alert_f1": r["alert"]["f1"],
             "per_source_macro_f1": {k: v2["macro_f1"] for k, v2 in per.items() if k != "real (all)"},
         }
-        real = np.isin(crops["sources"][ev], REAL_SOURCES)
         if base_pred is None:
             base_pred = pred
-        else:  # is the gain over the first bundle more than val noise? (paired, by photo, real faces)
+        else:  # is the gain over the first bundle more than val noise? (paired, by group, real faces)
             row["vs_first"] = metrics.paired_bootstrap(
                 crops["labels"][ev][real], base_pred[real], pred[real], 4, groups=groups[real], scored=3
             )

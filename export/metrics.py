@@ -126,9 +126,8 @@ def paired_bootstrap(
 
     Returns the observed difference b - a, its 95 % interval and the share of resamples where b is better:
     a val difference whose interval spans 0 is noise, not a reason to ship."""
-    k2 = (n_classes, n_classes)
-    obs = macro_f1_of(confusion(y_true, pred_b, n_classes).reshape(k2), scored) - macro_f1_of(
-        confusion(y_true, pred_a, n_classes).reshape(k2), scored
+    obs = macro_f1_of(confusion(y_true, pred_b, n_classes), scored) - macro_f1_of(
+        confusion(y_true, pred_a, n_classes), scored
     )
     ab = resampled_macro_f1(y_true, [pred_a, pred_b], n_classes, groups, n, seed, scored)
     d = ab[1] - ab[0]
