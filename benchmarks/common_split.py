@@ -36,4 +36,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from edge.errors import run_main
+
+    sys.exit(run_main(main, Path(__file__).name))

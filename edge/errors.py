@@ -6,7 +6,8 @@ as one line, so installers see what to fix instead of a traceback.
 
 from __future__ import annotations
 
-from typing import Optional
+import sys
+from typing import Callable, Optional
 
 EX_USAGE = 64
 EX_DATAERR = 65
@@ -41,3 +42,19 @@ class BundleError(MaskwatchError):
 
 class SourceError(MaskwatchError):
     exit_code = EX_NOINPUT
+
+
+def run_main(main: Callable[[], int], prog: str) -> int:
+    """Run a script's main() the way the commands run: a MaskwatchError or a missing or unreadable file
+    becomes one line on stderr ("prog: error: ...") and its exit status, not a traceback."""
+    try:
+        return main()
+    except MaskwatchError as exc:
+        print("%s: error: %s" % (prog, exc), file=sys.stderr)
+        return exc.exit_code
+    except OSError as exc:  # a path given on the command line that is not there, or not readable
+        where = " (%s)" % exc.filename if getattr(exc, "filename", None) else ""
+        print("%s: error: %s%s" % (prog, exc.strerror or exc, where), file=sys.stderr)
+        return EX_NOINPUT
+    except KeyboardInterrupt:
+        return 130

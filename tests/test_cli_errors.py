@@ -135,3 +135,34 @@ def test_a_bad_box_fit_file_is_one_line(tmp_path, content):
         assert r.returncode == 66, (cmd, r.returncode, r.stderr)
         assert "Traceback" not in r.stderr and "--box-fit" in r.stderr
         assert len([ln for ln in r.stderr.splitlines() if "error" in ln]) == 1, r.stderr
+
+
+@pytest.mark.parametrize(
+    "script, args, needle, code",
+    [
+        # crops that are not there: the loader says which, and how to make them
+        (
+            "ensemble_members.py",
+            ["{tmp}", "--choose-run", "{tmp}", "--crops", "{tmp}/none.npz"],
+            "edge-export prepare",
+            66,
+        ),
+        # a results file that is not there: its path
+        ("compare_bundles.py", ["--md-from", "{tmp}/none.json", "--md", "{tmp}/x.md"], "none.json", 66),
+        ("common_split.py", ["{tmp}/a", "{tmp}/b", "--out", "{tmp}/c"], "split.npz", 66),
+    ],
+)
+def test_benchmark_scripts_name_a_bad_path_in_one_line(tmp_path, script, args, needle, code):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script)] + [a.format(tmp=tmp_path) for a in args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    one_line_error(r, needle)
+    assert r.returncode == code
