@@ -81,7 +81,7 @@ def crops_block(doc: Dict[str, Any]) -> List[str]:
                     _f(v["with_mask_flagged"]),
                     _f(v["alert"]["f1"]),
                     (
-                        "; %s's gain over it %s [%s, %s], better in %.0f %% of the paired resamples"
+                        "; %s's gain over it %s [%s, %s], at least as good in %.0f %% of the paired resamples"
                         % (
                             row["model_id"],
                             "%+.3f" % -vs["delta"],
