@@ -67,7 +67,7 @@ class MaskClassifier:
     def preprocess(self, image_bgr: np.ndarray, boxes: Sequence[Box], detector: bool = False) -> np.ndarray:
         """uint8 RGB crops (N, H, W, 3): the one face crop (edge.crop), as in training. `detector`: the
         boxes are res10's, first moved into the annotation convention by the bundle's box fit."""
-        if detector and self.bundle.box_fit:
+        if detector:  # fit_box leaves a box as it is when the bundle has no fit
             boxes = [fit_box(b, self.bundle.box_fit) for b in boxes]
         return crop_faces(image_bgr, boxes, self.margin, self.size)
 
@@ -88,7 +88,7 @@ class MaskClassifier:
     def preprocess_views(self, image_bgr: np.ndarray, boxes: Sequence[Box], detector: bool = False) -> np.ndarray:
         """(V, N, H, W, 3): the one face crop of each box under each of the operating point's test-time views
         (edge.crop.view_box; the first view is the box itself). `detector` as in `preprocess`."""
-        if detector and self.bundle.box_fit:
+        if detector:  # fit_box leaves a box as it is when the bundle has no fit
             boxes = [fit_box(b, self.bundle.box_fit) for b in boxes]
         return np.stack(
             [

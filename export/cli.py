@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from edge.errors import EX_NOINPUT, EX_UNAVAILABLE, EX_USAGE, MaskwatchError
-from export.crops import Split, split_arrays, split_index
+from export.crops import Split, check_split_fits, load_split, split_arrays, split_index
 from export.crops import load as load_crops
 
 log = logging.getLogger("edge-export")
@@ -125,13 +125,12 @@ def cmd_prepare(a) -> int:
 
 def trained_run(path: Path, role: str) -> Tuple[np.ndarray, np.ndarray, Dict[str, Any]]:
     """(keep, assign, train.json) of a finished run used as a teacher or an ensemble member; one line if not."""
+    keep, assign = load_split(path, role)
     try:
-        sp = np.load(str(path / "split.npz"))
-        keep, assign = sp["keep"], sp["assign"]
         info = json.loads((path / "train.json").read_text())
         info["config"]
     except (OSError, ValueError, KeyError) as e:
-        raise SystemExit("%s %s: not a trained run (split.npz, train.json: %s)" % (role, path, e))
+        raise SystemExit("%s %s: not a trained run (train.json: %s)" % (role, path, e))
     if not (path / "model.keras").exists():
         raise SystemExit("%s %s: no model.keras (train it first)" % (role, path))
     return keep, assign, info
@@ -140,29 +139,27 @@ def trained_run(path: Path, role: str) -> Tuple[np.ndarray, np.ndarray, Dict[str
 def cmd_train(a) -> int:
     from export.train import TrainConfig, check_teacher_split, teacher_targets, train
 
+    # the arguments first, before a crops file of hundreds of MB is read
+    if not 0.0 <= a.distill <= 1.0:
+        raise SystemExit("--distill %s: must be between 0 and 1" % a.distill)
+    if a.teacher_temperature <= 0:
+        raise SystemExit("--teacher-temperature %s: must be > 0" % a.teacher_temperature)
     crops = load_crops(Path(a.crops))
     run = Path(a.out)
-    run.mkdir(parents=True, exist_ok=True)
     init = Path(a.init) if a.init else None
     split_from = Path(a.split_from) if a.split_from else init
     if split_from is not None:
         # a warm restart keeps the split of the run it starts from (or its `extend`ed copy): its val and
         # test faces stay unseen
+        keep, assign = load_split(split_from, "--split-from")
+        check_split_fits(keep, crops, split_from, a.crops)
         try:
-            prev = np.load(str(split_from / "split.npz"))
-            keep, assign = prev["keep"], prev["assign"]
             report = json.loads((split_from / "split.json").read_text())
-        except (OSError, ValueError, KeyError) as e:
-            raise SystemExit("--split-from %s: not a run with a split (%s)" % (split_from, e))
-        if len(keep) and int(keep.max()) >= len(crops["labels"]):
-            raise SystemExit("%s: its split indexes crops %s does not have" % (split_from, a.crops))
+        except (OSError, ValueError) as e:
+            raise SystemExit("--split-from %s: no readable split.json (%s)" % (split_from, e))
     else:
         sp = make_split(crops, a.seed, a.max_hamming)
         keep, assign, report = sp["keep"], sp["assign"], sp["report"]
-    if not 0.0 <= a.distill <= 1.0:
-        raise SystemExit("--distill %s: must be between 0 and 1" % a.distill)
-    if a.teacher_temperature <= 0:
-        raise SystemExit("--teacher-temperature %s: must be > 0" % a.teacher_temperature)
     teacher_models = []
     for t in a.teacher:
         tkeep, tassign, _ = trained_run(Path(t), "--teacher")
@@ -173,6 +170,7 @@ def cmd_train(a) -> int:
                 "split (--split-from it)" % (t, seen)
             )
         teacher_models.append(Path(t) / "model.keras")
+    run.mkdir(parents=True, exist_ok=True)  # only once the inputs are good: a refused run leaves nothing behind
     np.savez(str(run / "split.npz"), keep=keep, assign=assign)
     (run / "split.json").write_text(json.dumps(report, indent=1))
     log.info("split: %s", json.dumps(report["counts"]))
@@ -231,14 +229,9 @@ def cmd_ensemble(a) -> int:
     if split_from in runs:
         keep, assign = members[runs.index(split_from)][1:3]
     else:
-        try:
-            sp = np.load(str(split_from / "split.npz"))
-            keep, assign = sp["keep"], sp["assign"]
-        except (OSError, ValueError, KeyError) as e:
-            raise SystemExit("--split-from %s: not a run with a split (%s)" % (split_from, e))
+        keep, assign = load_split(split_from, "--split-from")
     crops = load_crops(Path(a.crops))
-    if len(keep) and int(keep.max()) >= len(crops["labels"]):
-        raise SystemExit("%s: its split indexes crops %s does not have" % (split_from, a.crops))
+    check_split_fits(keep, crops, split_from, a.crops)
     try:
         check_members(keep, assign, [(str(r), k, s) for r, k, s, _ in members])
         config = ensemble_config(runs, [info["config"] for _, _, _, info in members])

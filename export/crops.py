@@ -12,7 +12,7 @@ from typing import Dict, List, Sequence, Tuple, Union
 
 import numpy as np
 
-from edge.errors import EX_NOINPUT, MaskwatchError
+from edge.errors import EX_DATAERR, EX_NOINPUT, MaskwatchError
 
 
 class Split(enum.IntEnum):
@@ -38,6 +38,21 @@ def load(path: Union[str, Path]) -> Dict[str, np.ndarray]:
         raise MaskwatchError("%s not found: run `edge-export prepare --out %s` first" % (path, path), EX_NOINPUT)
     with np.load(str(path), allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
+
+
+def load_split(run: Union[str, Path], role: str = "run") -> Tuple[np.ndarray, np.ndarray]:
+    """(keep, assign) of a run's split.npz; one line naming the run and its role if it has none."""
+    try:
+        s = np.load(str(Path(run) / "split.npz"))
+        return s["keep"], s["assign"]
+    except (OSError, ValueError, KeyError) as e:
+        raise MaskwatchError("%s %s: not a run with a split (%s)" % (role, run, e), EX_NOINPUT)
+
+
+def check_split_fits(keep: np.ndarray, crops: Dict[str, np.ndarray], run: Union[str, Path], crops_path) -> None:
+    """A split indexes one crops file: refuse it against a file with fewer crops (another prepare)."""
+    if len(keep) and int(keep.max()) >= len(crops["labels"]):
+        raise MaskwatchError("%s: its split indexes crops %s does not have" % (run, crops_path), EX_DATAERR)
 
 
 def split_index(run: Union[str, Path], split: Union[str, Split]) -> np.ndarray:

@@ -83,7 +83,7 @@ def seed_pipeline(a, bundle_path: Path, clip: Path) -> Dict[str, Any]:
         for f in det.detect(img):
             if min(f.box[2] - f.box[0], f.box[3] - f.box[1]) < 40:
                 continue
-            box = fit_box(f.box, bundle.box_fit) if bundle.box_fit else f.box
+            box = fit_box(f.box, bundle.box_fit)  # no fit: the box as it is
             x = crop_faces(img, [box], bundle.crop_margin, bundle.input_size).astype(np.float32)
             model.predict(x, verbose=0)
     seconds = time.perf_counter() - t0

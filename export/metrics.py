@@ -91,6 +91,11 @@ def resampled_macro_f1(
     return out
 
 
+def _ends(d: np.ndarray) -> Dict[str, float]:
+    """The 95 % interval of resampled values."""
+    return {"lo": round(float(np.percentile(d, 2.5)), 4), "hi": round(float(np.percentile(d, 97.5)), 4)}
+
+
 def bootstrap_interval(
     y_true: np.ndarray,
     pred: np.ndarray,
@@ -104,8 +109,7 @@ def bootstrap_interval(
     d = resampled_macro_f1(y_true, [pred], n_classes, groups, n, seed, scored)[0]
     return {
         "macro_f1": round(macro_f1_of(confusion(y_true, pred, n_classes), scored), 4),
-        "lo": round(float(np.percentile(d, 2.5)), 4),
-        "hi": round(float(np.percentile(d, 97.5)), 4),
+        **_ends(d),
         "resamples": n,
     }
 
@@ -134,8 +138,7 @@ def paired_bootstrap(
     ng = len(np.unique(groups)) if groups is not None else len(np.asarray(y_true))
     return {
         "delta": round(obs, 4),
-        "lo": round(float(np.percentile(d, 2.5)), 4),
-        "hi": round(float(np.percentile(d, 97.5)), 4),
+        **_ends(d),
         "p_better": round(float(np.mean(d > 0)), 4),
         "groups": int(ng),
         "resamples": n,

@@ -166,3 +166,17 @@ def test_benchmark_scripts_name_a_bad_path_in_one_line(tmp_path, script, args, n
     )
     one_line_error(r, needle)
     assert r.returncode == code
+
+
+def test_a_refused_training_run_leaves_no_directory_behind(tmp_path):
+    import numpy as np
+
+    crops = tmp_path / "crops.npz"
+    np.savez(str(crops), labels=np.zeros(4, np.int64), images=np.zeros((4, 8, 8, 3), np.uint8))
+    out = tmp_path / "run"
+    r = run_cli(["edge-export", "train", "--crops", crops, "--split-from", tmp_path / "nope", "--out", out])
+    one_line_error(r, "not a run with a split")
+    assert r.returncode == 66 and not out.exists()
+    r = run_cli(["edge-export", "train", "--crops", tmp_path / "absent.npz", "--distill", "3", "--out", out])
+    assert r.returncode != 0 and "--distill 3.0" in r.stderr and "Traceback" not in r.stderr
+    assert not out.exists()

@@ -62,15 +62,12 @@ class LiteRTBackend(Backend):
             self.batch = n
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        if self.static:
-            b = self.batch
-            parts = []
-            for i in range(0, len(batch), b):
-                part = batch[i : i + b]
-                if len(part) < b:  # the last few crops padded to the static batch, the padding dropped
-                    part = np.concatenate([part, np.repeat(part[-1:], b - len(part), axis=0)])
-                parts.append(self._invoke(part)[: len(batch) - i])
-            return np.concatenate(parts) if parts else self._invoke(batch)
+        if self.static:  # (callers never pass an empty batch: MaskClassifier.infer answers that itself)
+            b, n = self.batch, len(batch)
+            pad = (-n) % b  # the last chunk padded to the static batch with its last crop, the padding dropped
+            if pad:
+                batch = np.concatenate([batch, np.repeat(batch[-1:], pad, axis=0)])
+            return np.concatenate([self._invoke(batch[i : i + b]) for i in range(0, len(batch), b)])[:n]
         self._resize(len(batch))
         return self._invoke(batch)
 
