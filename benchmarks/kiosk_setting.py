@@ -8,6 +8,10 @@ res10 confidence x the bundle's no_face rejector threshold, faces >= 40 px (kios
 held-out real scenes (andrewmvd crowd photos and ilc2021 web photos, each scene on one side of the
 split). The setting chosen is the best non-compliant F1 on the val scenes among those with face
 recall >= 0.95 (the best F1 if none reaches it); the test scenes then get that one setting.
+
+`--paired-with OTHER.json` (another bundle's run of this script on the same scenes) adds the paired
+difference of the two chosen settings' non-compliant F1, resampled by scene (`paired_val`, and `paired_test`
+with --test): whether the gain holds beyond which photos happened to land in the split.
 """
 
 from __future__ import annotations
@@ -21,6 +25,44 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+
+def chosen_counts(res: dict, key: str):
+    """(scene ids, per-scene (tp, fp, fn)) of a result's chosen setting: "chosen" (val) or "test_chosen"."""
+    sel = res[key]
+    g = sel["val"] if key == "chosen" else sel["all"]
+    if "per_scene" not in g or "scene_ids" not in sel:
+        raise SystemExit(
+            "kiosk_setting: %s has no per-scene counts (made before --paired-with existed): run it again" % key
+        )
+    return sel["scene_ids"], g["per_scene"]
+
+
+def paired(base: dict, new: dict, key: str, split: str) -> dict:
+    from export.metrics import paired_bootstrap_f1
+
+    ids_a, a = chosen_counts(base, key)
+    ids_b, b = chosen_counts(new, key)
+    if ids_a != ids_b:
+        raise SystemExit("kiosk_setting: --paired-with was run on other %s scenes; pair runs of the same split" % split)
+    out = paired_bootstrap_f1(a, b)
+    out["base"] = base.get("model_id")
+    out["base_setting"] = {
+        k: base[key if key == "chosen" else "chosen"][k] for k in ("confidence", "no_face_threshold")
+    }
+    return out
+
+
+def strip_per_scene(res: dict) -> None:
+    """Per-scene counts stay only at the chosen settings (what --paired-with reads): the grid stays readable."""
+    for split in ("val", "test"):
+        for sweep in [res.get(split, {}).get("all")] + list(res.get(split, {}).get("per_source", {}).values()):
+            for g in (sweep or {}).get("grid", []):
+                g.pop("per_scene", None)
+            (sweep or {}).pop("scene_ids", None)
+    for k, v in res.get("test_chosen", {}).items():
+        if isinstance(v, dict) and k != "all":
+            v.pop("per_scene", None)
 
 
 def main() -> int:
@@ -51,8 +93,10 @@ def main() -> int:
         help="match detections to annotations by IoU alone (the protocol before session 6)",
     )
     ap.add_argument("--test", action="store_true", help="also report the chosen setting on the test scenes")
+    ap.add_argument("--paired-with", default=None, help="another bundle's JSON from this script, same scenes")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
+    other = json.loads(Path(a.paired_with).read_text()) if a.paired_with else None
 
     crops = load_crops(Path(a.crops))
     clf = MaskClassifier(load_bundle(Path(a.bundle)), None, fallback=False)
@@ -88,8 +132,9 @@ def main() -> int:
             res["chosen"] = {
                 "confidence": best["confidence"],
                 "no_face_threshold": best["no_face_threshold"],
-                "val": best,
+                "val": dict(best),  # a copy: the grid's own per-scene counts are dropped before writing
                 "recall_floor_met": bool(ok),
+                "scene_ids": both["scene_ids"],
             }
             print("chosen on val: %s" % json.dumps(res["chosen"]))
             for g in both["grid"]:
@@ -108,14 +153,21 @@ def main() -> int:
             c, r = res["chosen"]["confidence"], res["chosen"]["no_face_threshold"]
 
             def pick(grid, c=c, r=r):
-                return next(g for g in grid if g["confidence"] == c and g["no_face_threshold"] == r)
+                return dict(next(g for g in grid if g["confidence"] == c and g["no_face_threshold"] == r))
 
             res["test_chosen"] = {
                 "all": pick(both["grid"]),
+                "scene_ids": both["scene_ids"],
                 "ms_per_frame_p50": both["ms_per_frame_p50"],
                 **{k: pick(v["grid"]) for k, v in per.items()},
             }
             print("test at the chosen setting: %s" % json.dumps(res["test_chosen"]))
+    if other is not None:
+        for key, split, name in (("chosen", "val", "paired_val"), ("test_chosen", "test", "paired_test")):
+            if key in res and key in other:
+                res[name] = paired(other, res, key, split)
+                print("%s, this bundle - %s: %s" % (name, other.get("model_id"), json.dumps(res[name])))
+    strip_per_scene(res)
     res["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count()}
     res["command"] = " ".join(sys.argv)
     if a.out:

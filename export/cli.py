@@ -391,6 +391,7 @@ def cmd_extend(a) -> int:
         [Path(s) for s in a.scenes],
         fit,
         per_scene=a.per_scene,
+        satellites=a.satellites,
         progress=_progress(not a.quiet),
     )
     rep["detector"] = {"mode": a.mode, "confidence": a.confidence}
@@ -795,6 +796,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mode", default="native", help="the kiosk's detector pass (native | single)")
     s.add_argument("--confidence", type=float, default=0.05)
     s.add_argument("--per-scene", type=int, default=4)
+    s.add_argument(
+        "--satellites",
+        type=int,
+        default=0,
+        help="also mine up to this many satellite boxes per scene as no_face (a weaker box beside a face a "
+        "stronger box matches; 0: none)",
+    )
     s.add_argument("--detector-dir", default=None)
     s.set_defaults(fn=cmd_extend)
 

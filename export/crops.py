@@ -72,7 +72,8 @@ def split_arrays(
     return crops["images"][idx], crops["labels"][idx], idx
 
 
-BOXED = ("voc", "detector", "negative")  # crops cut from a photo at a stored box ("whole": the image itself)
+DETECTOR_CUT = ("detector", "negative", "satellite")  # cut at a res10 box, moved by the file's box fit
+BOXED = ("voc",) + DETECTOR_CUT  # crops cut from a photo at a stored box ("whole": the image itself)
 
 
 def crop_box(crops: Dict[str, np.ndarray], i: int) -> Tuple[int, int, int, int]:
@@ -81,7 +82,7 @@ def crop_box(crops: Dict[str, np.ndarray], i: int) -> Tuple[int, int, int, int]:
 
     box = tuple(int(v) for v in crops["boxes"][i])
     fit = crops.get("box_fit")
-    if fit is not None and str(crops["how"][i]) in ("detector", "negative"):
+    if fit is not None and str(crops["how"][i]) in DETECTOR_CUT:
         return fit_box(box, tuple(float(v) for v in fit))  # type: ignore[arg-type,return-value]
     return box  # type: ignore[return-value]
 

@@ -153,23 +153,18 @@ def false_detections(
 
 
 def negative_boxes(
-    detector,
-    img: np.ndarray,
+    faces,
     gt_boxes: Sequence[Tuple[int, int, int, int]],
     max_score: float,
     per_scene: int,
     avoid: Sequence[Tuple[int, int, int, int]] = (),
 ) -> List[Tuple[int, int, int, int]]:
-    """A scene's no_face examples: the detector's false detections scoring below `max_score` (above it, in a
+    """A scene's no_face examples: the detector's false detections (`faces`, one pass over it) scoring below `max_score` (above it, in a
     scene whose background faces go unlabelled, a "false" detection is mostly a real face), at most
     `per_scene`, none repeating a box in `avoid` (IoU >= 0.5)."""
     from edge.types import iou
 
-    found = [
-        b
-        for b, s in false_detections(detector.detect(img), gt_boxes)
-        if s < max_score and all(iou(b, o) < 0.5 for o in avoid)
-    ]
+    found = [b for b, s in false_detections(faces, gt_boxes) if s < max_score and all(iou(b, o) < 0.5 for o in avoid)]
     return found[:per_scene]
 
 
@@ -233,7 +228,7 @@ def read_voc(
             report.add(c)
             crops.append(c)
         if negatives is not None:
-            for box in negative_boxes(negatives, img, [b for _, b in objs], neg_max_score, neg_per_scene):
+            for box in negative_boxes(negatives.detect(img), [b for _, b in objs], neg_max_score, neg_per_scene):
                 c = Crop(
                     crop_face(img, box, margin, size, box_fit),
                     NO_FACE,

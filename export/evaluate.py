@@ -470,6 +470,7 @@ def kiosk_sweep(
         ),
     )
     cached = []
+    names = []
     ms = []
     for sd in scene_dirs:
         for sid in scene_ids[Path(sd).name]:
@@ -488,11 +489,14 @@ def kiosk_sweep(
             nf = cal[:, labs.index(NO_FACE)] if NO_FACE in labs and len(cal) else np.zeros(len(faces))
             verdicts = [LABELS.index(v) for v in face_labels(probs, labs, op)]
             cached.append((gt, [(b, f.det_score) for b, f in zip(boxes, faces)], nf, verdicts))
+            names.append("%s:%s" % (Path(sd).name, sid))
     grid = []
     for c in confidences:
         for r in no_face_thresholds:
             tp = fp = fn = found = total = 0
+            per_scene = []
             for gt, dets, nf, verdicts in cached:
+                before = (tp, fp, fn)
                 keep = [i for i, (_, s) in enumerate(dets) if s >= c and (r is None or nf[i] < r)]
                 boxes = [dets[i][0] for i in keep]
                 m = match([g[0] for g in gt], boxes, iou_thr, inside)
@@ -517,6 +521,7 @@ def kiosk_sweep(
                     for di, i in enumerate(keep)
                     if di not in matched and di not in ignored and verdicts[i] in NON_COMPLIANT
                 )
+                per_scene.append([tp - before[0], fp - before[1], fn - before[2]])
             grid.append(
                 {
                     "confidence": c,
@@ -524,6 +529,7 @@ def kiosk_sweep(
                     "face_recall": round(found / max(1, total), 4),
                     "faces": total,
                     "noncompliant": metrics.binary_f1(tp, fp, fn),
+                    "per_scene": per_scene,  # (tp, fp, fn) of each scene in `scene_ids`, for paired comparisons
                 }
             )
     return {
@@ -535,6 +541,7 @@ def kiosk_sweep(
         "mode": mode,
         "backend": det.backend_in_use,
         "scenes": len(cached),
+        "scene_ids": names,
         "ms_per_frame_p50": round(float(np.median(ms)), 1),
         "grid": grid,
     }

@@ -19,7 +19,9 @@ import numpy as np
 
 from edge.errors import EX_NOINPUT, MaskwatchError
 
+from .crops import DETECTOR_CUT
 from .datasets import LABELS, NEG_MAX_SCORE, NO_FACE, crop_face, negative_boxes, parse_voc
+from .evaluate import inside_match
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,7 @@ def recut(
     """Cut every detector-found crop ("detector", "negative") again from its photo, through the fit. In place."""
     from edge.datasets_io import read_image
 
-    idx = [i for i, h in enumerate(crops["how"]) if str(h) in ("detector", "negative")]
+    idx = [i for i, h in enumerate(crops["how"]) if str(h) in DETECTOR_CUT]
     by_file: Dict[str, List[int]] = {}
     for i in idx:
         by_file.setdefault(str(crops["files"][i]), []).append(i)
@@ -47,6 +49,56 @@ def recut(
     return done
 
 
+SATELLITE_IOU = 0.4  # evaluate.scene_eval's match: below it (and not inside a head box) a box matches no face
+SATELLITE_SEEN = 0.5  # a satellite sees less than this share of the face it sits beside (looked at: above it,
+# res10's weak boxes are mostly loose but whole faces, which a no_face label would teach to reject)
+
+
+def satellite_boxes(
+    faces,
+    gt_boxes: Sequence[BoxT],
+    fit: Optional[Tuple[float, float, float, float]],
+    per_scene: int,
+    avoid: Sequence[BoxT] = (),
+    min_px: int = 12,
+) -> List[BoxT]:
+    """res10's satellites: a weaker box beside an annotated face that a stronger box of the same pass already
+    matches. It overlaps the face (IoU >= 0.1 or >= 30 % of its area on it) but sees less than SATELLITE_SEEN of
+    it, so `false_detections` leaves it
+    out of the no_face crops, yet it matches no face (IoU < SATELLITE_IOU after the box fit, not inside a head
+    box), so at the kiosk it is a second, spurious verdict for one person. None repeats a box in `avoid`
+    (IoU >= 0.5)."""
+    from edge.crop import fit_box
+    from edge.types import iou
+
+    def matches(g: BoxT, d: BoxT) -> bool:
+        return iou(g, d) >= SATELLITE_IOU or (iou(g, d) > 0 and inside_match(g, d))
+
+    dets: List[Tuple[BoxT, float]] = [
+        ((int(f.box[0]), int(f.box[1]), int(f.box[2]), int(f.box[3])), float(f.det_score)) for f in faces
+    ]
+    fitted = [fit_box(b, fit) for b, _ in dets]
+    out: List[BoxT] = []
+    for k, (b, s) in enumerate(dets):
+        if len(out) >= per_scene:
+            break
+        if min(b[2] - b[0], b[3] - b[1]) < min_px or any(matches(g, fitted[k]) for g in gt_boxes):
+            continue
+        area = float(max(1, (b[2] - b[0]) * (b[3] - b[1])))
+        for g in gt_boxes:
+            ix = max(0, min(b[2], g[2]) - max(b[0], g[0]))
+            iy = max(0, min(b[3], g[3]) - max(b[1], g[1]))
+            if iou(b, g) < 0.1 and ix * iy / area < 0.3:
+                continue  # not beside this face
+            if ix * iy >= SATELLITE_SEEN * max(1, (g[2] - g[0]) * (g[3] - g[1])):
+                break  # a loose box around most of the face: still a face crop, not a no_face example
+            if any(j != k and s2 > s and matches(g, fitted[j]) for j, (_, s2) in enumerate(dets)):
+                if all(iou(b, o) < 0.5 for o in list(avoid) + out):
+                    out.append(b)
+                break
+    return out
+
+
 def mine_negatives(
     crops: Dict[str, np.ndarray],
     detector,
@@ -56,16 +108,18 @@ def mine_negatives(
     margin: float,
     fit: Optional[Tuple[float, float, float, float]],
     per_scene: int = 4,
+    satellites: int = 0,
     progress: Callable[[Iterable], Iterable] = lambda x: x,
 ) -> Dict[str, List]:
     """no_face crops from `detector`'s false detections in the VOC scenes the crops file already has,
-    skipping boxes that repeat a negative already there (IoU >= 0.5)."""
+    skipping boxes that repeat a negative already there (IoU >= 0.5); with `satellites` > 0, also up to that
+    many satellite boxes per scene (`satellite_boxes`, stored as how "satellite")."""
     from edge.datasets_io import read_image
 
     groups = [str(g) for g in crops["groups"]]
     existing: Dict[str, List[BoxT]] = {}
     for i, g in enumerate(groups):
-        if str(crops["how"][i]) == "negative":
+        if str(crops["how"][i]) in ("negative", "satellite"):
             existing.setdefault(g, []).append(tuple(int(v) for v in crops["boxes"][i]))
     new: Dict[str, List] = {k: [] for k in ("images", "labels", "groups", "sources", "files", "boxes", "how")}
     for sd in scene_dirs:
@@ -79,15 +133,18 @@ def mine_negatives(
                 continue
             gt = [b for _, b in objs]  # as prepare: any annotated box is not a "no face"
             old = existing.get("%s:%s" % (name, sid), [])
-            found = negative_boxes(detector, img, gt, NEG_MAX_SCORE.get(name, 1.01), per_scene, avoid=old)
-            for box in found:
+            faces = detector.detect(img)
+            found = [(b, "negative") for b in negative_boxes(faces, gt, NEG_MAX_SCORE.get(name, 1.01), per_scene, old)]
+            if satellites > 0:
+                found += [(b, "satellite") for b in satellite_boxes(faces, gt, fit, satellites, avoid=old)]
+            for box, how in found:
                 new["images"].append(crop_face(img, box, margin, size, fit))
                 new["labels"].append(LABELS.index(NO_FACE))
                 new["groups"].append("%s:%s" % (name, sid))
                 new["sources"].append(name)
                 new["files"].append(str(img_path))
                 new["boxes"].append(box)
-                new["how"].append("negative")
+                new["how"].append(how)
     return new
 
 
@@ -115,6 +172,7 @@ def extend(
     scene_dirs: Sequence[Path],
     fit: Optional[Tuple[float, float, float, float]],
     per_scene: int = 4,
+    satellites: int = 0,
     progress: Callable[[Iterable], Iterable] = lambda x: x,
 ) -> Dict[str, object]:
     from .crops import load
@@ -131,7 +189,15 @@ def extend(
         report["recut"] = recut(crops, fit, size, margin, progress)
         crops["box_fit"] = np.array(fit)
     new = mine_negatives(
-        crops, detector, scene_dirs, size=size, margin=margin, fit=fit, per_scene=per_scene, progress=progress
+        crops,
+        detector,
+        scene_dirs,
+        size=size,
+        margin=margin,
+        fit=fit,
+        per_scene=per_scene,
+        satellites=satellites,
+        progress=progress,
     )
     keep, assign = extend_split(prev["keep"], prev["assign"], crops["groups"], n_old, new["groups"])
     if new["images"]:
@@ -152,5 +218,6 @@ def extend(
     split_rep["extended"] = dict(report, negatives_added=added)
     (out_run / "split.json").write_text(json.dumps(split_rep, indent=1))
     report["negatives_added"] = added
+    report["satellites_added"] = int(sum(h == "satellite" for h in new["how"]))
     report["crops_after"] = int(len(crops["labels"]))
     return report

@@ -604,6 +604,26 @@ def test_extend_mines_negatives_and_recuts_without_moving_a_crop(tmp_path, detec
     assert out["box_fit"].tolist() == list(fit)
 
 
+def test_satellites_are_weak_boxes_seeing_part_of_a_face_another_box_found():
+    """res10's satellite beside a found face becomes a no_face example; a loose box around the whole face, a
+    weak box of a face no stronger box found, and a box far from every face do not."""
+    from edge.types import Face
+    from export.extend import satellite_boxes
+
+    gt = [(100, 100, 200, 200)]
+    found = Face((102, 98, 200, 204), 0.9)  # matches the face
+    half = Face((160, 100, 260, 200), 0.2)  # IoU 0.25, sees 40 % of it: a satellite
+    loose = Face((70, 70, 230, 230), 0.3)  # IoU 0.39, but the whole face is in it: still a face crop
+    far = Face((400, 400, 500, 500), 0.2)  # no face near it: false_detections' business, not a satellite
+    assert satellite_boxes([found, half, loose, far], gt, None, 4) == [half.box]
+    assert satellite_boxes([Face(found.box, 0.1), half], gt, None, 4) == []  # the match is weaker: no satellite
+    assert satellite_boxes([half], gt, None, 4) == []  # the face found by no other box: its only detection
+    assert satellite_boxes([found, half], gt, None, 4, avoid=[(161, 101, 261, 201)]) == []  # mined before
+    assert satellite_boxes([found, half], gt, None, 0) == []
+    # the match is judged on the box-fitted box, as the device crops it: this fit moves `found` off the face
+    assert satellite_boxes([found, half], gt, (0.6, 0.0, 0.6, 0.0), 4) == []
+
+
 def test_operating_point_refuses_a_false_alarm_share_out_of_range(tmp_path, shipped_bundle):
     r = run_cli(
         [
@@ -621,6 +641,24 @@ def test_operating_point_refuses_a_false_alarm_share_out_of_range(tmp_path, ship
     )
     assert r.returncode == 64 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("edge-export: error: --max-false-alarm 3.0")
+
+
+def test_paired_f1_over_scenes_sees_a_real_gain_and_no_gain_in_noise():
+    rng = np.random.RandomState(0)
+    a = np.stack([rng.randint(0, 4, 200), rng.randint(0, 3, 200), rng.randint(0, 2, 200)], 1)  # (tp, fp, fn)
+    b = a.copy()
+    b[:, 1] = np.maximum(0, b[:, 1] - 1)  # one false alarm fewer in every scene that had one
+    r = metrics.paired_bootstrap_f1(a, b)
+    assert r["delta"] > 0 and r["lo"] > 0 and r["p_better"] > 0.99 and r["scenes"] == 200
+    back = metrics.paired_bootstrap_f1(b, a)
+    assert back["delta"] == -r["delta"] and back["hi"] < 0
+    one = b.copy()
+    one[:] = a
+    one[0, 1] = max(0, a[0, 1] - 1)  # a single scene better
+    r1 = metrics.paired_bootstrap_f1(a, one)
+    assert r1["lo"] <= 0 <= r1["hi"] and r1["p_better"] < 0.9  # one photo is not evidence
+    with pytest.raises(ValueError, match="one shape"):
+        metrics.paired_bootstrap_f1(a, b[:10])
 
 
 def test_wilson_interval_of_a_proportion():
