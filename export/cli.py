@@ -222,10 +222,11 @@ def cmd_ensemble(a) -> int:
     from export.train import predict
 
     runs = [Path(r) for r in a.runs]
-    if len(runs) < 2:
+    rejectors = [Path(r) for r in a.rejectors]
+    if len(runs) + len(rejectors) < 2:
         raise SystemExit("ensemble: --runs needs at least two trained runs")
     split_from = Path(a.split_from) if a.split_from else runs[-1]
-    members = [(r,) + trained_run(r, "ensemble member") for r in runs]
+    members = [(r,) + trained_run(r, "ensemble member") for r in runs + rejectors]
     if split_from in runs:
         keep, assign = members[runs.index(split_from)][1:3]
     else:
@@ -234,7 +235,9 @@ def cmd_ensemble(a) -> int:
     check_split_fits(keep, crops, split_from, a.crops)
     try:
         check_members(keep, assign, [(str(r), k, s) for r, k, s, _ in members])
-        config = ensemble_config(runs, [info["config"] for _, _, _, info in members])
+        config = ensemble_config(runs + rejectors, [info["config"] for _, _, _, info in members])
+        if rejectors:
+            config["rejectors"] = [str(r) for r in rejectors]  # their no_face column; the others' face classes
     except EnsembleError as e:
         raise SystemExit("ensemble: %s" % e)
     import keras
@@ -244,7 +247,11 @@ def cmd_ensemble(a) -> int:
         raise SystemExit("%s exists and is not empty (--force to replace it)" % out)
     out.mkdir(parents=True, exist_ok=True)
     try:
-        model = combine([keras.models.load_model(str(r / "model.keras"), compile=False) for r in runs])
+        model = combine(
+            [keras.models.load_model(str(r / "model.keras"), compile=False) for r in runs],
+            rejectors=[keras.models.load_model(str(r / "model.keras"), compile=False) for r in rejectors],
+            no_face_index=LABELS.index("no_face"),
+        )
     except EnsembleError as e:
         raise SystemExit("ensemble: %s" % e)
     model.save(str(out / "model.keras"))
@@ -263,7 +270,16 @@ def cmd_ensemble(a) -> int:
         "params": int(model.count_params()),
     }
     (out / "train.json").write_text(json.dumps(info, indent=1))
-    print(json.dumps({"run": str(out), "members": [str(r) for r in runs], "val_macro_f1": val["macro_f1"]}))
+    print(
+        json.dumps(
+            {
+                "run": str(out),
+                "members": [str(r) for r in runs],
+                "rejectors": [str(r) for r in rejectors],
+                "val_macro_f1": val["macro_f1"],
+            }
+        )
+    )
     return 0
 
 
@@ -769,6 +785,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--crops", required=True, help="the crops file the runs' split indexes (for the val report)")
     s.add_argument("--out", required=True, help="the ensemble's run directory")
     s.add_argument("--split-from", default=None, help="whose split the ensemble holds out (default: the last run)")
+    s.add_argument(
+        "--rejectors",
+        nargs="*",
+        default=[],
+        help="runs whose mean no_face output replaces the members' (the members keep the face classes)",
+    )
     s.add_argument("--force", action="store_true")
     s.set_defaults(fn=cmd_ensemble)
 

@@ -20,14 +20,21 @@ class EnsembleError(ValueError):
     pass
 
 
-def combine(models: Sequence[Any], name: str = "maskwatch_ensemble") -> Any:
-    """One functional model: the input goes to every member, the output is the mean of their outputs."""
+def combine(
+    models: Sequence[Any], name: str = "maskwatch_ensemble", rejectors: Sequence[Any] = (), no_face_index: int = -1
+) -> Any:
+    """One functional model: the input goes to every member, the output is the mean of their outputs.
+
+    With `rejectors`, the face-class columns are the members' mean and the no_face column (`no_face_index`) the
+    rejectors' mean: a rejector retrained on what is no face (res10's satellites) without its verdicts replacing
+    the members'. The output then no longer sums to 1; the device's calibration (softmax(log p / T)) and the
+    operating point, chosen on it as on any bundle, normalise it."""
     import keras
 
-    if len(models) < 2:
+    if len(models) + len(rejectors) < 2:
         raise EnsembleError("an ensemble needs at least two members")
     shape, outs = models[0].input_shape, models[0].output_shape
-    for m in models[1:]:
+    for m in list(models[1:]) + list(rejectors):
         if m.input_shape != shape or m.output_shape != outs:
             raise EnsembleError(
                 "members differ: input %s / output %s against %s / %s" % (m.input_shape, m.output_shape, shape, outs)
@@ -38,8 +45,31 @@ def combine(models: Sequence[Any], name: str = "maskwatch_ensemble") -> Any:
         m.name = "member_%d" % i  # nested models must have distinct names inside the ensemble
         m.trainable = False
         branches.append(m(inp))
-    out = keras.layers.Average(name="probs")(branches)
-    return keras.Model(inp, out, name=name)
+    if not rejectors:
+        return keras.Model(inp, keras.layers.Average(name="probs")(branches), name=name)
+    rej = []
+    for i, m in enumerate(rejectors):
+        m.name = "rejector_%d" % i
+        m.trainable = False
+        rej.append(m(inp))
+    k = int(outs[-1])
+    nf = no_face_index % k
+
+    def mean(xs: List[Any], n: str) -> Any:
+        return keras.layers.Average(name=n)(xs) if len(xs) > 1 else xs[0]
+
+    # fixed column selections (identity without / only the no_face column), not trained
+    faces = keras.layers.Dense(k, use_bias=False, trainable=False, name="verdict_columns")
+    nofc = keras.layers.Dense(k, use_bias=False, trainable=False, name="rejector_column")
+    out = keras.layers.Add(name="probs")([faces(mean(branches, "verdict_mean")), nofc(mean(rej, "rejector_mean"))])
+    model = keras.Model(inp, out, name=name)
+    w = np.eye(k, dtype=np.float32)
+    w[nf, nf] = 0.0
+    faces.set_weights([w])
+    w = np.zeros((k, k), dtype=np.float32)
+    w[nf, nf] = 1.0
+    nofc.set_weights([w])
+    return model
 
 
 def check_members(keep: np.ndarray, assign: np.ndarray, members: Sequence[Tuple[str, np.ndarray, np.ndarray]]) -> None:

@@ -487,6 +487,19 @@ def test_an_ensemble_is_one_model_averaging_its_members_and_converts(tmp_path):
         combine([member(1), member(2, classes=3)])
     with pytest.raises(EnsembleError):
         combine([member(1)])
+    # rejectors: the face classes stay the members' mean, only the no_face column is the rejectors' mean
+    rejectors = [member(4), member(5)]
+    mixed = combine(members, rejectors=rejectors, no_face_index=3)
+    got = mixed(x, training=False).numpy()
+    nf = np.mean([m(x, training=False).numpy() for m in rejectors], axis=0)[:, 3]
+    np.testing.assert_allclose(got[:, :3], want[:, :3], atol=1e-6)
+    np.testing.assert_allclose(got[:, 3], nf, atol=1e-6)
+    assert not np.allclose(nf, want[:, 3], atol=1e-3)
+    mixed.save(str(tmp_path / "mixed.keras"))  # the fixed column weights survive a save
+    back = keras.models.load_model(str(tmp_path / "mixed.keras"), compile=False)
+    np.testing.assert_allclose(back(x, training=False).numpy(), got, atol=1e-6)
+    with pytest.raises(EnsembleError):
+        combine([member(1)], rejectors=[member(2, classes=3)])
 
 
 def test_the_model_card_names_every_source_and_its_terms_from_the_crops_themselves(tmp_path):
