@@ -394,6 +394,8 @@ def cmd_extend(a) -> int:
     from edge.detector import DetectorOptions, load_detector
     from export.extend import extend
 
+    if a.per_scene < 0 or a.satellites < 0:
+        raise SystemExit("extend: --per-scene and --satellites count crops per scene: give 0 or more")
     fit = read_box_fit(a.box_fit)
     det = load_detector(
         a.detector_dir, DetectorOptions(confidence=a.confidence, mode=a.mode, min_face_px=12, fallback=False)

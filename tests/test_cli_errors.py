@@ -180,3 +180,28 @@ def test_a_refused_training_run_leaves_no_directory_behind(tmp_path):
     r = run_cli(["edge-export", "train", "--crops", tmp_path / "absent.npz", "--distill", "3", "--out", out])
     assert r.returncode != 0 and "--distill 3.0" in r.stderr and "Traceback" not in r.stderr
     assert not out.exists()
+
+
+def test_extend_refuses_a_negative_count_before_reading_anything(tmp_path):
+    r = run_cli(
+        [
+            "edge-export",
+            "extend",
+            "--crops",
+            tmp_path / "none.npz",
+            "--run",
+            tmp_path,
+            "--out-crops",
+            tmp_path / "x.npz",
+            "--out-run",
+            tmp_path / "r",
+            "--satellites",
+            "-1",
+        ]
+    )
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert (
+        r.stderr.strip().splitlines()[-1]
+        == "extend: --per-scene and --satellites count crops per scene: give 0 or more"
+    )
+    assert not (tmp_path / "r").exists() and not (tmp_path / "x.npz").exists()
