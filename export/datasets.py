@@ -132,24 +132,25 @@ def false_detections(
 ) -> List[Tuple[Tuple[int, int, int, int], float]]:
     """Detector boxes that are no annotated face: IoU < max_iou with every box and not mostly inside one
     (a box covering a part of a face is not a 'no face' example)."""
-    from edge.types import iou
-
     out = []
     for f in faces:
         b = f.box
         if min(b[2] - b[0], b[3] - b[1]) < min_px:
             continue
-        area = float(max(1, (b[2] - b[0]) * (b[3] - b[1])))
-        ok = True
-        for g in gt_boxes:
-            ix = max(0, min(b[2], g[2]) - max(b[0], g[0]))
-            iy = max(0, min(b[3], g[3]) - max(b[1], g[1]))
-            if iou(b, g) >= max_iou or ix * iy / area >= max_cover:
-                ok = False
-                break
-        if ok:
+        if not any(touches_face(b, g, max_iou, max_cover) for g in gt_boxes):
             out.append((b, f.det_score))
     return out
+
+
+def touches_face(
+    b: Tuple[int, int, int, int], g: Tuple[int, int, int, int], min_iou: float = 0.1, min_cover: float = 0.3
+) -> bool:
+    """Box `b` overlaps face `g`: IoU >= min_iou, or >= min_cover of b's area lies on it."""
+    from edge.types import iou
+
+    ix = max(0, min(b[2], g[2]) - max(b[0], g[0]))
+    iy = max(0, min(b[3], g[3]) - max(b[1], g[1]))
+    return iou(b, g) >= min_iou or ix * iy >= min_cover * max(1, (b[2] - b[0]) * (b[3] - b[1]))
 
 
 def negative_boxes(

@@ -175,14 +175,16 @@ def match(
     from edge.types import greedy_assign, iou
 
     return greedy_assign(
-        [
-            (o, gi, di)
-            for gi, g in enumerate(gt)
-            for di, d in enumerate(det)
-            for o in (iou(g, d),)
-            if o >= thr or (inside and o > 0 and inside_match(g, d))
-        ]
+        [(iou(g, d), gi, di) for gi, g in enumerate(gt) for di, d in enumerate(det) if matches(g, d, thr, inside)]
     )
+
+
+def matches(g: Tuple[int, int, int, int], d: Tuple[int, int, int, int], thr: float = 0.4, inside: bool = True) -> bool:
+    """Detection `d` may match annotated face `g` (`match`'s pair rule; 0.4 and head boxes as in scene_eval)."""
+    from edge.types import iou
+
+    o = iou(g, d)
+    return o >= thr or (inside and o > 0 and inside_match(g, d))
 
 
 DETECTOR_SETTINGS = {

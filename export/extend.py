@@ -20,8 +20,8 @@ import numpy as np
 from edge.errors import EX_NOINPUT, MaskwatchError
 
 from .crops import DETECTOR_CUT
-from .datasets import LABELS, NEG_MAX_SCORE, NO_FACE, crop_face, negative_boxes, parse_voc
-from .evaluate import inside_match
+from .datasets import LABELS, NEG_MAX_SCORE, NO_FACE, crop_face, negative_boxes, parse_voc, touches_face
+from .evaluate import matches
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,6 @@ def recut(
     return done
 
 
-SATELLITE_IOU = 0.4  # evaluate.scene_eval's match: below it (and not inside a head box) a box matches no face
 SATELLITE_SEEN = 0.5  # a satellite sees less than this share of the face it sits beside (looked at: above it,
 # res10's weak boxes are mostly loose but whole faces, which a no_face label would teach to reject)
 
@@ -63,16 +62,11 @@ def satellite_boxes(
     min_px: int = 12,
 ) -> List[BoxT]:
     """res10's satellites: a weaker box beside an annotated face that a stronger box of the same pass already
-    matches. It overlaps the face (IoU >= 0.1 or >= 30 % of its area on it) but sees less than SATELLITE_SEEN of
-    it, so `false_detections` leaves it
-    out of the no_face crops, yet it matches no face (IoU < SATELLITE_IOU after the box fit, not inside a head
-    box), so at the kiosk it is a second, spurious verdict for one person. None repeats a box in `avoid`
-    (IoU >= 0.5)."""
+    matches. It touches the face (`touches_face`), so `false_detections` leaves it out of the no_face crops, and
+    sees less than SATELLITE_SEEN of it, yet matches no face (`evaluate.matches` after the box fit), so at the
+    kiosk it is a second, spurious verdict for one person. None repeats a box in `avoid` (IoU >= 0.5)."""
     from edge.crop import fit_box
     from edge.types import iou
-
-    def matches(g: BoxT, d: BoxT) -> bool:
-        return iou(g, d) >= SATELLITE_IOU or (iou(g, d) > 0 and inside_match(g, d))
 
     dets: List[Tuple[BoxT, float]] = [
         ((int(f.box[0]), int(f.box[1]), int(f.box[2]), int(f.box[3])), float(f.det_score)) for f in faces
@@ -84,12 +78,9 @@ def satellite_boxes(
             break
         if min(b[2] - b[0], b[3] - b[1]) < min_px or any(matches(g, fitted[k]) for g in gt_boxes):
             continue
-        area = float(max(1, (b[2] - b[0]) * (b[3] - b[1])))
-        for g in gt_boxes:
+        for g in (g for g in gt_boxes if touches_face(b, g)):
             ix = max(0, min(b[2], g[2]) - max(b[0], g[0]))
             iy = max(0, min(b[3], g[3]) - max(b[1], g[1]))
-            if iou(b, g) < 0.1 and ix * iy / area < 0.3:
-                continue  # not beside this face
             if ix * iy >= SATELLITE_SEEN * max(1, (g[2] - g[0]) * (g[3] - g[1])):
                 break  # a loose box around most of the face: still a face crop, not a no_face example
             if any(j != k and s2 > s and matches(g, fitted[j]) for j, (_, s2) in enumerate(dets)):
