@@ -87,14 +87,21 @@ def read_box_fit(path: Optional[str]) -> Optional[Tuple[float, float, float, flo
     return (l, t, r, b)
 
 
+PREPARE_MIN_FACE_PX = 0  # the detector passes of prepare keep every box (see cmd_prepare)
+
+
 def cmd_prepare(a) -> int:
     from edge.detector import DetectorOptions, load_detector
     from export import datasets
 
-    det = load_detector(a.detector_dir, DetectorOptions(confidence=a.det_conf))
+    # min_face_px 0: training data keeps every box res10 gives (false_detections drops those under 12 px), not
+    # the kiosk config's default floor, which would change the crops, and so the split, of the shipped runs
+    det = load_detector(a.detector_dir, DetectorOptions(confidence=a.det_conf, min_face_px=PREPARE_MIN_FACE_PX))
     # the kiosk's own pass (one 300x300 blob) at a low threshold: its false detections become no_face crops
     neg = (
-        load_detector(a.detector_dir, DetectorOptions(confidence=a.negatives_conf, mode="single"))
+        load_detector(
+            a.detector_dir, DetectorOptions(confidence=a.negatives_conf, mode="single", min_face_px=PREPARE_MIN_FACE_PX)
+        )
         if a.negatives_conf > 0
         else None
     )

@@ -72,6 +72,23 @@ def combine(
     return model
 
 
+def members_of(model: Any) -> List[Any]:
+    """The members of a `combine`d model back as standalone models, in member order (their weights are the
+    trained runs' own): a machine that lost its runs gets them again from a shipped bundle's Keras file."""
+    import keras
+
+    out = []
+    names = sorted(
+        (layer.name for layer in model.layers if layer.name.startswith("member_")), key=lambda n: int(n.split("_")[1])
+    )
+    if not names:
+        raise EnsembleError("%s holds no ensemble members (member_0, member_1, ...)" % model.name)
+    for n in names:
+        m = model.get_layer(n)
+        out.append(keras.Model(m.inputs, m.outputs, name="restored_" + n))
+    return out
+
+
 def check_members(keep: np.ndarray, assign: np.ndarray, members: Sequence[Tuple[str, np.ndarray, np.ndarray]]) -> None:
     """Each member (name, keep, assign) must have trained on none of the ensemble's val/test crops."""
     for name, mk, ma in members:

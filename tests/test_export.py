@@ -446,7 +446,7 @@ def test_an_ensemble_is_one_model_averaging_its_members_and_converts(tmp_path):
     from edge.bundle import load_bundle
     from edge.classifier import MaskClassifier
     from export.convert import convert
-    from export.ensemble import EnsembleError, combine
+    from export.ensemble import EnsembleError, combine, members_of
 
     keras.utils.set_random_seed(0)
 
@@ -468,6 +468,13 @@ def test_an_ensemble_is_one_model_averaging_its_members_and_converts(tmp_path):
     ens.save(str(tmp_path / "ens.keras"))
     again = keras.models.load_model(str(tmp_path / "ens.keras"), compile=False)
     np.testing.assert_allclose(again(x, training=False).numpy(), want, atol=1e-6)
+    # a machine that lost its runs gets each member back from the saved graph, in member order
+    back = members_of(again)
+    assert len(back) == 3
+    for m, b in zip(members, back):
+        np.testing.assert_allclose(b(x, training=False).numpy(), m(x, training=False).numpy(), atol=1e-6)
+    with pytest.raises(EnsembleError):
+        members_of(members[0])
     # one graph: it converts like any model and the device runs it through the usual classifier
     labels = list(datasets.LABELS)
     convert(
@@ -681,3 +688,28 @@ def test_wilson_interval_of_a_proportion():
     assert metrics.wilson(10, 10)[1] == 1.0 and metrics.wilson(10, 10)[0] < 0.8
     a, b = metrics.wilson(540, 700), metrics.wilson(54, 70)
     assert (a[1] - a[0]) < (b[1] - b[0])  # more people, a narrower interval
+
+
+def test_prepare_keeps_the_small_boxes_the_shipped_crops_were_mined_from(monkeypatch, tmp_path):
+    """prepare's res10 passes keep every box (false_detections drops those under 12 px itself): the kiosk
+    config's min_face_px default (20) once leaked into them and cut 281 no_face crops, so the README recipe
+    no longer gave the shipped runs' crops file, nor their split."""
+    import edge.detector
+    from export import cli
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def load_detector(model_dir, options):
+        seen.append(options)
+        if len(seen) == 2:
+            raise Stop
+        return None
+
+    monkeypatch.setattr(edge.detector, "load_detector", load_detector)
+    with pytest.raises(Stop):
+        cli.main(["prepare", "--data", str(tmp_path), "--out", str(tmp_path / "c.npz"), "--negatives-conf", "0.1"])
+    assert [o.min_face_px for o in seen] == [0, 0]
+    assert seen[1].mode == "single" and seen[1].confidence == 0.1
