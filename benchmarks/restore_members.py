@@ -7,22 +7,19 @@
 A shipped ensemble (`edge-export ensemble`) holds its members as nested models (member_0, member_1, ...) inside
 `model_fp32.keras`; their weights are the trained runs' own. This writes each member back as a run
 (`model.keras` plus the `train.json` its manifest records), so that `train --init`, `ensemble` and `convert` work
-on them again. A run's split is not in the bundle: `--split-run` recomputes the first split the way `train` makes
-it (`make_split` on the crops file, the seed and Hamming distance the manifest records) and checks the per-label
-counts against the manifest's, so a crops file that `prepare` no longer cuts the same way is refused instead of
-silently holding out other faces. Members that trained on an `extend`ed split take it with `--member-split-from`
-(make that run with `edge-export extend --run SPLIT_RUN ...` first).
+on them again. A run's split is not in the bundle:
+`--split-run` recomputes the first split the way `train` makes it (`make_split` on the crops file, the seed and
+Hamming distance the manifest records) and compares it with the manifest's record (`export.split.report_differences`:
+clusters, near-duplicate pairs, copies dropped, and every side's count per label, no_face included), so a crops
+file that `prepare` no longer cuts the same way is refused instead of silently holding out other faces. Members
+that trained on an `extend`ed split take it with `--member-split-from` (make that run with
+`edge-export extend --run SPLIT_RUN ...` first).
 """
 
 import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Dict
-
-
-def split_counts(report: Dict[str, Any]) -> Dict[str, Dict[str, int]]:
-    return {k: dict(v) for k, v in report["counts"].items()}
 
 
 def main() -> int:
@@ -63,34 +60,23 @@ def main() -> int:
     if a.split_run:
         from export.cli import make_split
         from export.crops import load as load_crops
+        from export.split import report_differences
 
         want = card["split"]
         crops = load_crops(Path(a.crops))
         sp = make_split(crops, int(want.get("seed", 0)), int(want.get("max_hamming", 6)))
-        got = split_counts(sp["report"])
-        # the manifest's counts are after `extend` (more no_face crops); the face classes must match exactly
-        faces = [lab for lab in manifest["labels"] if lab != "no_face"]
-        diff = {
-            s: {
-                lab: (got[s].get(lab), want["counts"][s].get(lab))
-                for lab in faces
-                if got[s].get(lab) != want["counts"][s].get(lab)
-            }
-            for s in got
-        }
-        diff = {s: d for s, d in diff.items() if d}
-        if diff or sp["report"]["near_duplicate_pairs"] != want["near_duplicate_pairs"]:
+        diff = report_differences(sp["report"], want)
+        if diff:
             raise MaskwatchError(
-                "%s does not split as the bundle's run did (face counts recomputed vs manifest: %s; near-duplicate "
-                "pairs %d vs %d): prepare it again as the README says"
-                % (a.crops, diff, sp["report"]["near_duplicate_pairs"], want["near_duplicate_pairs"]),
+                "%s does not split as the bundle's run did (%s): prepare it again as the README says"
+                % (a.crops, "; ".join(diff)),
                 EX_DATAERR,
             )
         run = Path(a.split_run)
         run.mkdir(parents=True, exist_ok=True)
         np.savez(str(run / "split.npz"), keep=sp["keep"], assign=sp["assign"])
         (run / "split.json").write_text(json.dumps(sp["report"], indent=1))
-        print("%s: split recomputed, face counts as in the manifest %s" % (run, json.dumps(got)))
+        print("%s: split recomputed, as the manifest records it %s" % (run, json.dumps(sp["report"]["counts"])))
 
     import keras
 

@@ -116,3 +116,23 @@ def leak_report(hashes: np.ndarray, split: np.ndarray, max_distance: int) -> Dic
         if split[a] != split[b]:
             crossing += 1
     return {"crossing_pairs": crossing}
+
+
+def report_differences(report: Dict, recorded: Dict) -> List[str]:
+    """Where a split recomputed now (`report`, as `make_split` writes it) differs from one a bundle recorded
+    (its model card's `split`). Counts are compared per side and label, no_face included: a recorded split that
+    `extend` grew had `extended.negatives_added` no_face crops appended on each side, taken off here. Face counts
+    alone are not enough: a crops file mined with other no_face boxes can split its faces into the same counts
+    while assigning other faces to each side."""
+    out = []
+    for key in ("near_duplicate_pairs", "dropped_count", "clusters", "largest_cluster", "seed"):
+        if key in recorded and report.get(key) != recorded[key]:
+            out.append("%s %s, recorded %s" % (key, report.get(key), recorded[key]))
+    added = (recorded.get("extended") or {}).get("negatives_added") or {}
+    for side, want in (recorded.get("counts") or {}).items():
+        got = (report.get("counts") or {}).get(side, {})
+        for lab, n in want.items():
+            n = n - int(added.get(side, 0)) if lab == "no_face" else n
+            if got.get(lab) != n:
+                out.append("%s %s %s, recorded %s" % (side, lab, got.get(lab), n))
+    return out

@@ -713,3 +713,33 @@ def test_prepare_keeps_the_small_boxes_the_shipped_crops_were_mined_from(monkeyp
         cli.main(["prepare", "--data", str(tmp_path), "--out", str(tmp_path / "c.npz"), "--negatives-conf", "0.1"])
     assert [o.min_face_px for o in seen] == [0, 0]
     assert seen[1].mode == "single" and seen[1].confidence == 0.1
+
+
+def test_a_recomputed_split_is_checked_against_the_bundles_record_no_face_included():
+    """restore_members refuses a crops file that does not split as the shipped runs did; face counts alone
+    matched for a file mined with other no_face boxes, so no_face (less what extend appended) counts too."""
+    import copy
+    import json
+
+    recorded = json.loads((Path(__file__).resolve().parent.parent / "models/default/manifest.json").read_text())[
+        "model_card"
+    ]["split"]
+    added = recorded["extended"]["negatives_added"]
+    keys = ("near_duplicate_pairs", "dropped_count", "clusters", "largest_cluster", "seed")
+    report = {k: copy.deepcopy(recorded[k]) for k in keys}
+    report["counts"] = copy.deepcopy(recorded["counts"])
+    for side in report["counts"]:
+        report["counts"][side]["no_face"] -= added[side]  # as make_split sees the file before extend
+    assert split.report_differences(report, recorded) == []
+    other = copy.deepcopy(report)
+    other["counts"]["val"]["no_face"] -= 45  # the same faces, fewer mined no_face crops
+    assert split.report_differences(other, recorded) == [
+        "val no_face %d, recorded %d" % (report["counts"]["val"]["no_face"] - 45, report["counts"]["val"]["no_face"])
+    ]
+    other = copy.deepcopy(report)
+    other["near_duplicate_pairs"] = 461
+    assert len(split.report_differences(other, recorded)) == 1
+    other = copy.deepcopy(report)
+    other["counts"]["test"]["with_mask"] += 1
+    other["counts"]["train"]["with_mask"] -= 1
+    assert len(split.report_differences(other, recorded)) == 2
