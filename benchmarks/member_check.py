@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""One training run at a time, before it is worth converting: what a satellite fine-tune gains and costs on val.
+
+    python benchmarks/member_check.py work/runs/v7 work/runs/s2-v7 --crops work/crops112s.npz --split-run work/runs/v10 \
+        --json benchmarks/results/choices-val/member-check-s2-v7b-val.json
+
+Per run (its Keras model, argmax of the box view, no operating point): the share of the split's val satellites
+(`extend --satellites`: weak res10 boxes beside a face) called no_face, and the share of the real sources' val
+faces, and of their incorrectly-worn faces, called right. A fine-tune that teaches the rejector must not buy it
+with incorrectly-worn verdicts.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+", help="training runs (each with model.keras)")
+    ap.add_argument("--crops", required=True, help="the crops file the split indexes (with satellites)")
+    ap.add_argument("--split-run", required=True, help="whose split.npz picks the val crops")
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args()
+
+    from edge.errors import EX_NOINPUT, MaskwatchError
+    from export.crops import Split, load, split_index
+    from export.datasets import LABELS, REAL_SOURCES
+
+    for r in a.runs:
+        if not (Path(r) / "model.keras").exists():
+            raise MaskwatchError("%s: no model.keras (train it first)" % r, EX_NOINPUT)
+    crops = load(Path(a.crops))
+    va = split_index(Path(a.split_run), Split.VAL)
+
+    import keras
+    import numpy as np
+
+    from export.train import predict
+
+    how, lab, src = crops["how"][va], crops["labels"][va], crops["sources"][va]
+    sat = how == "satellite"
+    real_face = np.isin(src, REAL_SOURCES) & (lab < LABELS.index("no_face"))
+    inc = real_face & (lab == LABELS.index("mask_weared_incorrect"))
+    out = {}
+    for r in a.runs:
+        model = keras.models.load_model(str(Path(r) / "model.keras"), compile=False)
+        p = predict(model, crops["images"][va], int(crops["images"].shape[1])).argmax(1)
+        out[r] = {
+            "satellites_no_face": round(float((p[sat] == LABELS.index("no_face")).mean()), 3) if sat.any() else None,
+            "satellites": int(sat.sum()),
+            "real_faces_right": round(float((p[real_face] == lab[real_face]).mean()), 3),
+            "real_faces": int(real_face.sum()),
+            "real_incorrect_right": round(float((p[inc] == lab[inc]).mean()), 3),
+            "real_incorrect": int(inc.sum()),
+        }
+        print(r, json.dumps(out[r]), flush=True)
+    if a.json:
+        doc = {
+            "crops": a.crops,
+            "split_run": a.split_run,
+            "runs": out,
+            "command": " ".join(["benchmarks/member_check.py"] + sys.argv[1:]),
+        }
+        Path(a.json).write_text(json.dumps(doc, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    from edge.errors import run_main
+
+    sys.exit(run_main(main, Path(__file__).name))
