@@ -2,7 +2,7 @@
 """One training run at a time, before it is worth converting: what a satellite fine-tune gains and costs on val.
 
     python benchmarks/member_check.py work/runs/v7 work/runs/s2-v7 --crops work/crops112s.npz --split-run work/runs/v10 \
-        --json benchmarks/results/choices-val/member-check-s2-v7b-val.json
+        --json benchmarks/results/choices-val/member-check-s2b-val.json
 
 Per run (its Keras model, argmax of the box view, no operating point): the share of the split's val satellites
 (`extend --satellites`: weak res10 boxes beside a face) called no_face, and the share of the real sources' val
