@@ -5,7 +5,8 @@
         --bundle models/default --split test --clips 3 --out benchmarks/results/walkers-test.json
 
 For each clip: 24 faces (8 per class) from the chosen split's real sources (andrewmvd, ilc2021,
-chandrikadeb7; faces >= --min-face px in their photo) cross a noisy corridor one or two at a
+chandrikadeb7; faces >= --min-face px in their photo, with no other face of the photo in their
+cut: edge.walkers.alone_in_cut) cross a noisy corridor one or two at a
 time (edge.walkers.make_clip). `edge-maskd run` runs on it with the kiosk config
 (firmware-config/kiosk.example.yaml, only the source, broker and state dir replaced), once with
 the motion gate on and once off; its events are scored by edge.walkers.score.
@@ -30,7 +31,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edge.walkers import Walker, alert_scores, class_accuracy, load_events, make_clip, score  # noqa: E402
+from edge.walkers import (  # noqa: E402
+    Walker,
+    alert_scores,
+    alone_in_cut,
+    class_accuracy,
+    load_events,
+    make_clip,
+    score,
+)
 
 REAL = ("andrewmvd-train", "ilc2021-jolignier", "chandrikadeb7")
 FACE_LABELS = ("with_mask", "without_mask", "mask_weared_incorrect")
@@ -46,6 +55,7 @@ def pick_walkers(
         for x in crops.get("label_names", np.array(["with_mask", "without_mask", "mask_weared_incorrect", "no_face"]))
     ]
     rng = np.random.RandomState(seed)
+    faces_in = faces_by_file(crops, labels_all)
     out: List[Walker] = []
     for lab in FACE_LABELS:
         k = labels_all.index(lab)
@@ -62,13 +72,14 @@ def pick_walkers(
         rng.shuffle(cand)
         chosen = []
         for i in cand:  # a visitor needs a head around the face: the photo must hold the context around the box
-            if has_context(str(crops["files"][i]), crops["boxes"][i]):
+            f = str(crops["files"][i])
+            if alone_in_cut(tuple(crops["boxes"][i]), faces_in.get(f, [])) and has_context(f, crops["boxes"][i]):
                 chosen.append(i)
             if len(chosen) == per_class:
                 break
         if len(chosen) < per_class:
             raise SystemExit(
-                "only %d more %s faces >= %d px with context in that split: fewer --clips or --per-class"
+                "only %d more %s faces >= %d px, alone and with context, in that split: fewer --clips or --per-class"
                 % (len(chosen), lab, min_face)
             )
         for i in chosen:
@@ -83,6 +94,16 @@ def pick_walkers(
             )
     order = rng.permutation(len(out))
     return [out[i] for i in order]
+
+
+def faces_by_file(crops: Dict[str, np.ndarray], labels_all: List[str]) -> Dict[str, List[tuple]]:
+    """Every annotated or detected face box of each photo, in any split: the faces a walker's cut must not hold."""
+    no_face = labels_all.index("no_face") if "no_face" in labels_all else -1
+    out: Dict[str, List[tuple]] = {}
+    for f, b, lab, how in zip(crops["files"], crops["boxes"], crops["labels"], crops["how"]):
+        if int(lab) != no_face and str(how) in ("voc", "detector"):
+            out.setdefault(str(f), []).append(tuple(int(v) for v in b))
+    return out
 
 
 def has_context(file: str, box, need: float = 0.25) -> bool:

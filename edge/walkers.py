@@ -46,6 +46,31 @@ def _corridor(width: int, height: int, rng: np.random.RandomState) -> np.ndarray
     return img
 
 
+def cut_region(box: Box, context: float = CONTEXT) -> Tuple[float, float, float, float]:
+    """The part of the source photo a walker is cut from: the face box and `context` of its size per side."""
+    x1, y1, x2, y2 = box
+    bw, bh = x2 - x1, y2 - y1
+    return (x1 - context * bw, y1 - context * bh, x2 + context * bw, y2 + context * bh)
+
+
+def alone_in_cut(box: Box, faces: Iterable[Box], context: float = CONTEXT, most: float = 0.25) -> bool:
+    """True when no other face of the same photo shows in the walker's cut (more than `most` of its area).
+
+    A photo of two faces cheek to cheek would otherwise walk in as one visitor with two faces: the
+    daemon rightly counts two people and the scorer calls one of them a duplicate."""
+    rx1, ry1, rx2, ry2 = cut_region(box, context)
+    for f in faces:
+        if tuple(int(v) for v in f) == tuple(int(v) for v in box):
+            continue
+        fx1, fy1, fx2, fy2 = f
+        area = max(1.0, float((fx2 - fx1) * (fy2 - fy1)))
+        iw = min(rx2, fx2) - max(rx1, fx1)
+        ih = min(ry2, fy2) - max(ry1, fy1)
+        if iw > 0 and ih > 0 and iw * ih / area > most:
+            return False
+    return True
+
+
 def _person_patch(image_bgr: np.ndarray, box: Box, face_px: int) -> Tuple[np.ndarray, np.ndarray, Box]:
     """The face with context, scaled so the face box is `face_px` wide, and a feathered alpha.
     Returns (patch, alpha, face box inside the patch)."""
@@ -53,9 +78,9 @@ def _person_patch(image_bgr: np.ndarray, box: Box, face_px: int) -> Tuple[np.nda
 
     h, w = image_bgr.shape[:2]
     x1, y1, x2, y2 = box
-    bw, bh = x2 - x1, y2 - y1
-    cx1, cy1 = max(0, int(x1 - CONTEXT * bw)), max(0, int(y1 - CONTEXT * bh))
-    cx2, cy2 = min(w, int(x2 + CONTEXT * bw)), min(h, int(y2 + CONTEXT * bh))
+    bw = x2 - x1
+    r = cut_region(box)
+    cx1, cy1, cx2, cy2 = max(0, int(r[0])), max(0, int(r[1])), min(w, int(r[2])), min(h, int(r[3]))
     region = image_bgr[cy1:cy2, cx1:cx2]
     s = face_px / float(max(1, bw))
     pw, ph = max(2, int(round(region.shape[1] * s))), max(2, int(round(region.shape[0] * s)))

@@ -225,6 +225,21 @@ def test_walker_clip_truth_and_scoring(tmp_path, portrait_walkers):
     assert s["missed"] == 1
 
 
+def test_a_walker_is_one_face_a_photo_of_two_faces_cheek_to_cheek_is_not_picked():
+    from edge.walkers import CONTEXT, alone_in_cut, cut_region
+
+    face = (100, 100, 160, 170)  # 60 x 70
+    assert cut_region(face) == (100 - CONTEXT * 60, 100 - CONTEXT * 70, 160 + CONTEXT * 60, 170 + CONTEXT * 70)
+    assert alone_in_cut(face, [face])  # its own box is not another face
+    cheek = (150, 105, 210, 175)  # a second face overlapping the first
+    assert not alone_in_cut(face, [face, cheek])
+    beside = (175, 100, 235, 170)  # 15 px right of the box: 12 of its 60 px columns fall in the 27 px margin
+    assert alone_in_cut(face, [beside])  # a fifth of a face at the edge of the cut
+    assert not alone_in_cut(face, [beside], most=0.1)
+    far = (400, 100, 460, 170)
+    assert alone_in_cut(face, [face, far])
+
+
 def _run_walkers(video: Path, tmp: Path, motion: bool, detector_dir: Path):
     import yaml
 
