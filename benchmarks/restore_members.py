@@ -37,8 +37,6 @@ def main() -> int:
     )
     a = ap.parse_args()
 
-    import numpy as np
-
     from edge.errors import EX_DATAERR, EX_NOINPUT, MaskwatchError
 
     bundle = Path(a.bundle)
@@ -60,6 +58,7 @@ def main() -> int:
     if a.split_run:
         from export.cli import make_split
         from export.crops import load as load_crops
+        from export.crops import save_split
         from export.split import report_differences
 
         want = card["split"]
@@ -73,9 +72,7 @@ def main() -> int:
                 EX_DATAERR,
             )
         run = Path(a.split_run)
-        run.mkdir(parents=True, exist_ok=True)
-        np.savez(str(run / "split.npz"), keep=sp["keep"], assign=sp["assign"])
-        (run / "split.json").write_text(json.dumps(sp["report"], indent=1))
+        save_split(run, sp["keep"], sp["assign"], sp["report"])
         print("%s: split recomputed, as the manifest records it %s" % (run, json.dumps(sp["report"]["counts"])))
 
     import keras

@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from edge.errors import EX_NOINPUT, EX_UNAVAILABLE, EX_USAGE, MaskwatchError
-from export.crops import Split, check_split_fits, load_split, split_arrays, split_index
+from export.crops import Split, check_split_fits, load_split, save_split, split_arrays, split_index
 from export.crops import load as load_crops
 
 log = logging.getLogger("edge-export")
@@ -178,8 +178,7 @@ def cmd_train(a) -> int:
             )
         teacher_models.append(Path(t) / "model.keras")
     run.mkdir(parents=True, exist_ok=True)  # only once the inputs are good: a refused run leaves nothing behind
-    np.savez(str(run / "split.npz"), keep=keep, assign=assign)
-    (run / "split.json").write_text(json.dumps(report, indent=1))
+    save_split(run, keep, assign, report)
     log.info("split: %s", json.dumps(report["counts"]))
     soft = None
     if teacher_models:
@@ -262,8 +261,7 @@ def cmd_ensemble(a) -> int:
     except EnsembleError as e:
         raise SystemExit("ensemble: %s" % e)
     model.save(str(out / "model.keras"))
-    np.savez(str(out / "split.npz"), keep=keep, assign=assign)
-    (out / "split.json").write_text((split_from / "split.json").read_text())
+    save_split(out, keep, assign, json.loads((split_from / "split.json").read_text()))
     va = keep[assign == 1]
     val = metrics.report(
         crops["labels"][va], predict(model, crops["images"][va], int(config["input_size"])).argmax(1), LABELS

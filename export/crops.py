@@ -7,6 +7,7 @@ by its name, never by a magic number.
 from __future__ import annotations
 
 import enum
+import json
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple, Union
 
@@ -47,6 +48,14 @@ def load_split(run: Union[str, Path], role: str = "run") -> Tuple[np.ndarray, np
         return s["keep"], s["assign"]
     except (OSError, ValueError, KeyError) as e:
         raise MaskwatchError("%s %s: not a run with a split (%s)" % (role, run, e), EX_NOINPUT)
+
+
+def save_split(run: Union[str, Path], keep: np.ndarray, assign: np.ndarray, report: Dict) -> None:
+    """A run's split: split.npz (`keep` indexes the crops file, `assign` its side) and split.json (its record)."""
+    run = Path(run)
+    run.mkdir(parents=True, exist_ok=True)
+    np.savez(str(run / "split.npz"), keep=keep, assign=assign)
+    (run / "split.json").write_text(json.dumps(report, indent=1))
 
 
 def check_split_fits(keep: np.ndarray, crops: Dict[str, np.ndarray], run: Union[str, Path], crops_path) -> None:

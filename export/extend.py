@@ -19,7 +19,7 @@ import numpy as np
 
 from edge.errors import EX_NOINPUT, MaskwatchError
 
-from .crops import DETECTOR_CUT
+from .crops import DETECTOR_CUT, save_split
 from .datasets import LABELS, NEG_MAX_SCORE, NO_FACE, crop_face, negative_boxes, parse_voc, touches_face
 from .evaluate import matches
 
@@ -197,8 +197,6 @@ def extend(
             crops[k] = np.concatenate([crops[k], arr])
     out_crops.parent.mkdir(parents=True, exist_ok=True)
     np.savez(str(out_crops), **crops)
-    out_run.mkdir(parents=True, exist_ok=True)
-    np.savez(str(out_run / "split.npz"), keep=keep, assign=assign)
     split_rep = json.loads((run / "split.json").read_text()) if (run / "split.json").exists() else {}
     added = {name: int(np.sum(assign[len(prev["keep"]) :] == s)) for s, name in enumerate(("train", "val", "test"))}
     labels = crops["labels"][keep]
@@ -207,7 +205,7 @@ def extend(
         for s, name in enumerate(("train", "val", "test"))
     }
     split_rep["extended"] = dict(report, negatives_added=added)
-    (out_run / "split.json").write_text(json.dumps(split_rep, indent=1))
+    save_split(out_run, keep, assign, split_rep)
     report["negatives_added"] = added
     report["satellites_added"] = int(sum(h == "satellite" for h in new["how"]))
     report["crops_after"] = int(len(crops["labels"]))
