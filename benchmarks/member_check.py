@@ -28,28 +28,28 @@ def main() -> int:
     a = ap.parse_args()
 
     from edge.errors import EX_NOINPUT, MaskwatchError
-    from export.crops import Split, load, split_index
+    from export.crops import Split, load, split_arrays
     from export.datasets import LABELS, REAL_SOURCES
 
     for r in a.runs:
         if not (Path(r) / "model.keras").exists():
             raise MaskwatchError("%s: no model.keras (train it first)" % r, EX_NOINPUT)
     crops = load(Path(a.crops))
-    va = split_index(Path(a.split_run), Split.VAL)
+    images, lab, va = split_arrays(Path(a.split_run), crops, Split.VAL)
 
     import keras
     import numpy as np
 
     from export.train import predict
 
-    how, lab, src = crops["how"][va], crops["labels"][va], crops["sources"][va]
+    how, src = crops["how"][va], crops["sources"][va]
     sat = how == "satellite"
     real_face = np.isin(src, REAL_SOURCES) & (lab < LABELS.index("no_face"))
     inc = real_face & (lab == LABELS.index("mask_weared_incorrect"))
     out = {}
     for r in a.runs:
         model = keras.models.load_model(str(Path(r) / "model.keras"), compile=False)
-        p = predict(model, crops["images"][va], int(crops["images"].shape[1])).argmax(1)
+        p = predict(model, images, int(images.shape[1])).argmax(1)
         out[r] = {
             "satellites_no_face": round(float((p[sat] == LABELS.index("no_face")).mean()), 3) if sat.any() else None,
             "satellites": int(sat.sum()),
