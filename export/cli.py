@@ -144,7 +144,7 @@ def trained_run(path: Path, role: str) -> Tuple[np.ndarray, np.ndarray, Dict[str
 
 
 def cmd_train(a) -> int:
-    from export.train import TrainConfig, check_teacher_split, teacher_targets, train
+    from export.train import TrainConfig, check_teacher_split, teacher_targets, train, training_mask
 
     # the arguments first, before a crops file of hundreds of MB is read
     if not 0.0 <= a.distill <= 1.0:
@@ -167,6 +167,12 @@ def cmd_train(a) -> int:
     else:
         sp = make_split(crops, a.seed, a.max_hamming)
         keep, assign, report = sp["keep"], sp["assign"], sp["report"]
+    try:
+        n_train = int(training_mask(assign, crops["sources"][keep], a.train_sources).sum())
+    except ValueError as e:
+        raise SystemExit("--train-sources: %s" % e)
+    if n_train == 0:
+        raise SystemExit("--train-sources %s: no training crops left" % " ".join(a.train_sources))
     teacher_models = []
     for t in a.teacher:
         tkeep, tassign, _ = trained_run(Path(t), "--teacher")
@@ -205,6 +211,7 @@ def cmd_train(a) -> int:
         distill=a.distill if teacher_models else 0.0,
         teacher_temperature=a.teacher_temperature,
         teachers=tuple(a.teacher),
+        train_sources=tuple(a.train_sources),
     )
     _, info = train(
         cfg,
@@ -769,6 +776,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--init", default=None, help="warm restart from this run's model (same arch, input, split)")
     s.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(a, a) on training batches (0: off)")
     s.add_argument("--split-from", default=None, help="take the split from this run (default: --init's)")
+    s.add_argument(
+        "--train-sources",
+        nargs="+",
+        default=[],
+        metavar="SOURCE",
+        help="train only on these sources' crops ('real': the three real photo sources); val and test stay whole",
+    )
     s.add_argument(
         "--teacher",
         nargs="+",

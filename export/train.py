@@ -46,6 +46,24 @@ class TrainConfig:
     distill: float = 0.0  # weight of the teacher's distribution in each training target; 0 is off
     teacher_temperature: float = 2.0  # the teacher's logits are divided by this before its softmax
     teachers: Tuple[str, ...] = ()  # runs whose models' averaged outputs are the teacher
+    train_sources: Tuple[str, ...] = ()  # train only on these sources' crops (val and test unchanged); () = all
+
+
+def training_mask(split: np.ndarray, sources: Optional[np.ndarray], train_sources: Sequence[str]) -> np.ndarray:
+    """Which crops train: the split's train side, narrowed to `train_sources` when given ("real" stands for the
+    real photo sources). Val and test are never narrowed, so runs with and without it compare on the same faces."""
+    from .datasets import REAL_SOURCES
+
+    tr = split == 0
+    if not train_sources:
+        return tr
+    if sources is None:
+        raise ValueError("training on some sources needs each crop's source")
+    names = [n for s in train_sources for n in (REAL_SOURCES if s == "real" else (s,))]
+    unknown = sorted(set(names) - set(str(s) for s in np.unique(sources)))
+    if unknown:
+        raise ValueError("no crops of source(s) %s in this crops file" % ", ".join(unknown))
+    return tr & np.isin(sources, names)
 
 
 def set_seed(seed: int) -> None:
@@ -345,7 +363,11 @@ def train(
 
     set_seed(cfg.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tr, va = split == 0, split == 1
+    tr, va = training_mask(split, sources, cfg.train_sources), split == 1
+    if cfg.train_sources:
+        log.info(
+            "training on %d of the %d train-side crops (sources: %s)", tr.sum(), (split == 0).sum(), cfg.train_sources
+        )
     train_ds = make_dataset(
         images[tr],
         labels[tr],

@@ -102,6 +102,18 @@ def test_near_duplicates_never_cross_splits():
     assert split.leak_report(hashes, naive, 6)["crossing_pairs"] > 0
 
 
+def test_train_sources_narrow_the_training_side_only():
+    from export.train import training_mask
+
+    split = np.array([0, 0, 0, 0, 1, 1, 2, 2])
+    sources = np.array(["ilc2021-jolignier", "maskedfacenet-maskon", "chandrikadeb7", "andrewmvd-train"] * 2)
+    assert training_mask(split, sources, ()).tolist() == (split == 0).tolist()
+    assert training_mask(split, sources, ["real"]).tolist() == [True, False, True, True, False, False, False, False]
+    assert training_mask(split, sources, ["chandrikadeb7"]).sum() == 1
+    with pytest.raises(ValueError, match="no crops of source"):
+        training_mask(split, sources, ["maskedface"])
+
+
 def test_split_is_seeded_and_roughly_70_15_15():
     labels = np.array([0] * 700 + [1] * 250 + [2] * 50)
     clusters = np.arange(1000) // 2
