@@ -114,7 +114,7 @@ def walkers_block(doc: Dict[str, Any]) -> List[str]:
     acc_ci = wilson(sum(v["right"] for v in t["per_class"].values()), decided)
     line = (
         "**Per person** (`results/%s`): %d real held-out faces walking across a noisy corridor in %d clips, the "
-        "kiosk config: %d counted once (%.1f %%), %d duplicates, %d missed; verdict accuracy %s (95 %% interval "
+        "kiosk config: %d counted once (%.1f %%), %d duplicate%s, %d missed; verdict accuracy %s (95 %% interval "
         "%s-%s over %d people decided); alert P / R / F1 %s / %s / %s."
         % (
             doc.get("_file"),
@@ -123,6 +123,7 @@ def walkers_block(doc: Dict[str, Any]) -> List[str]:
             t["counted_once"],
             100 * t["counted_once_rate"],
             t["duplicates"],
+            "" if t["duplicates"] == 1 else "s",
             t["missed"],
             _f(t["verdict_accuracy"]),
             _f(acc_ci[0]),
