@@ -58,17 +58,17 @@ def alone_in_cut(box: Box, faces: Iterable[Box], context: float = CONTEXT, most:
 
     A photo of two faces cheek to cheek would otherwise walk in as one visitor with two faces: the
     daemon rightly counts two people and the scorer calls one of them a duplicate."""
-    rx1, ry1, rx2, ry2 = cut_region(box, context)
-    for f in faces:
-        if tuple(int(v) for v in f) == tuple(int(v) for v in box):
-            continue
-        fx1, fy1, fx2, fy2 = f
-        area = max(1.0, float((fx2 - fx1) * (fy2 - fy1)))
-        iw = min(rx2, fx2) - max(rx1, fx1)
-        ih = min(ry2, fy2) - max(ry1, fy1)
-        if iw > 0 and ih > 0 and iw * ih / area > most:
-            return False
-    return True
+    cut = cut_region(box, context)
+    own = tuple(int(v) for v in box)
+    return not any(tuple(int(v) for v in f) != own and share_inside(f, cut) > most for f in faces)
+
+
+def share_inside(box: Sequence[float], region: Sequence[float]) -> float:
+    """The share of `box`'s area that lies inside `region` (both x1, y1, x2, y2)."""
+    x1, y1, x2, y2 = box
+    iw = max(0.0, min(x2, region[2]) - max(x1, region[0]))
+    ih = max(0.0, min(y2, region[3]) - max(y1, region[1]))
+    return iw * ih / max(1.0, float((x2 - x1) * (y2 - y1)))
 
 
 def _person_patch(image_bgr: np.ndarray, box: Box, face_px: int) -> Tuple[np.ndarray, np.ndarray, Box]:
@@ -215,14 +215,6 @@ def make_clip(
     }
     Path(str(out) + ".truth.json").write_text(json.dumps(truth))
     return truth
-
-
-def _visible(box: Sequence[int], width: int, height: int) -> float:
-    x1, y1, x2, y2 = box
-    a = max(1, (x2 - x1) * (y2 - y1))
-    ix = max(0, min(x2, width) - max(x1, 0))
-    iy = max(0, min(y2, height) - max(y1, 0))
-    return ix * iy / float(a)
 
 
 def match_events(
