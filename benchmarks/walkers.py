@@ -48,8 +48,10 @@ FACE_LABELS = ("with_mask", "without_mask", "mask_weared_incorrect")
 def pick_walkers(
     crops: Dict[str, np.ndarray], split_path: Path, which: int, per_class: int, min_face: int, seed: int, exclude: set
 ) -> List[Walker]:
-    s = np.load(str(split_path))
-    idx = s["keep"][s["assign"] == which]
+    from export.crops import load_split
+
+    keep, assign = load_split(split_path.parent, "--run")
+    idx = keep[assign == which]
     labels_all = [
         str(x)
         for x in crops.get("label_names", np.array(["with_mask", "without_mask", "mask_weared_incorrect", "no_face"]))
