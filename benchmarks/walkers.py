@@ -176,8 +176,9 @@ def main() -> int:
     import yaml
 
     extra = {kv.split("=", 1)[0]: yaml.safe_load(kv.split("=", 1)[1]) for kv in a.set}
-    with np.load(a.crops, allow_pickle=False) as z:
-        crops = {k: z[k] for k in z.files}
+    from export.crops import load as load_crops
+
+    crops = load_crops(a.crops)
     which = 1 if a.split == "val" else 2
     work = Path(a.workdir)
     work.mkdir(parents=True, exist_ok=True)
