@@ -167,8 +167,20 @@ def cmd_train(a) -> int:
     else:
         sp = make_split(crops, a.seed, a.max_hamming)
         keep, assign, report = sp["keep"], sp["assign"], sp["report"]
+    leave_out, leave_sha, left_out = None, None, 0
+    if a.leave_out:
+        from export import audit
+
+        keys, leave_sha = audit.read(a.leave_out)
+        leave_out = audit.leave_out_mask(audit.crop_keys(crops, keep), keys)
+        left_out = int((leave_out & (assign == 0)).sum())
+        if left_out == 0:
+            raise SystemExit(
+                "--leave-out %s: none of its %d crops is on this split's train side (another crops file?)"
+                % (a.leave_out, len(keys))
+            )
     try:
-        n_train = int(training_mask(assign, crops["sources"][keep], a.train_sources).sum())
+        n_train = int(training_mask(assign, crops["sources"][keep], a.train_sources, leave_out).sum())
     except ValueError as e:
         raise SystemExit("--train-sources: %s" % e)
     if n_train == 0:
@@ -212,6 +224,9 @@ def cmd_train(a) -> int:
         teacher_temperature=a.teacher_temperature,
         teachers=tuple(a.teacher),
         train_sources=tuple(a.train_sources),
+        leave_out=a.leave_out,
+        leave_out_sha256=leave_sha,
+        left_out=left_out,
     )
     _, info = train(
         cfg,
@@ -222,6 +237,7 @@ def cmd_train(a) -> int:
         verbose=2 if not a.quiet else 0,
         sources=crops["sources"][keep],
         soft=soft,
+        leave_out=leave_out,
     )
     print(json.dumps({"run": str(run), "val_macro_f1": info["val"]["macro_f1"], "seconds": info["train_seconds"]}))
     return 0
@@ -606,6 +622,60 @@ def cmd_operating_point(a) -> int:
     return 0
 
 
+def cmd_audit(a) -> int:
+    """A label audit of the run's training crops by a trained bundle (export.audit): the list `train --leave-out`
+    takes, and a contact sheet to look at before using it."""
+    from edge.bundle import load_bundle
+    from edge.classifier import MaskClassifier
+    from edge.verdict import calibrate, face_probs
+    from export import audit
+    from export.datasets import LABELS
+    from export.evaluate import contact_sheet
+
+    if not 0.0 < a.below < 1.0:
+        raise SystemExit("--below %s: give a probability between 0 and 1 (e.g. 0.2)" % a.below)
+    b = load_bundle(Path(a.bundle))
+    crops = load_crops(Path(a.crops))
+    idx = split_index(Path(a.run), Split.TRAIN)
+    idx = idx[crops["labels"][idx] < 3]  # the face classes: no_face crops are mined, not labelled by people
+    if not len(idx):
+        raise SystemExit("--run %s: no training face crops in %s" % (a.run, a.crops))
+    clf = MaskClassifier(b, b.default_variant, fallback=False)
+    x = crops["images"][idx]
+    probs = np.concatenate([clf.probs(x[None, i : i + 64]) for i in range(0, len(idx), 64)])
+    f3 = face_probs(calibrate(probs, b.operating_point.temperature), b.labels)
+    y = crops["labels"][idx]
+    sel = audit.suspects(f3, y, a.below)
+    keys = audit.crop_keys(crops, idx[sel])
+    entries = [
+        {
+            "file": k[0],
+            "box": list(k[1]),
+            "source": str(crops["sources"][idx[j]]),
+            "label": LABELS[y[j]],
+            "probs": {l: round(float(v), 3) for l, v in zip(LABELS[:3], f3[j])},
+        }
+        for j, k in zip(sel, keys)
+    ]
+    about = {
+        "bundle": b.model_id,
+        "run": a.run,
+        "crops": a.crops,
+        "below": a.below,
+        "audited": int(len(idx)),
+        "rule": "training face crops whose label gets calibrated probability < below from the bundle",
+    }
+    audit.write(a.out, entries, about)
+    sheet = Path(a.out).with_suffix(".png")
+    caps = ["%s\nw%.2f o%.2f i%.2f" % ((LABELS[y[j]],) + tuple(f3[j])) for j in sel]
+    contact_sheet(crops["images"][idx[sel]], caps, sheet, cols=10)
+    by = {}
+    for e in entries:
+        by[e["source"] + " " + e["label"]] = by.get(e["source"] + " " + e["label"], 0) + 1
+    print(json.dumps({"audited": int(len(idx)), "suspects": len(entries), "by": by, "out": a.out, "sheet": str(sheet)}))
+    return 0
+
+
 def cmd_verify(a) -> int:
     from export.convert import verify
 
@@ -784,6 +854,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="train only on these sources' crops ('real': the three real photo sources); val and test stay whole",
     )
     s.add_argument(
+        "--leave-out",
+        default=None,
+        metavar="AUDIT.json",
+        help="leave out the training crops this label audit lists (edge-export audit); val and test stay whole",
+    )
+    s.add_argument(
         "--teacher",
         nargs="+",
         default=[],
@@ -875,6 +951,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--crops", required=True, help="the crops file the bundle was converted with")
     operating_point_args(s)
     s.set_defaults(fn=cmd_operating_point)
+
+    s = sub.add_parser("audit", help="label audit: training crops a trained bundle contradicts (for train --leave-out)")
+    s.add_argument("--bundle", required=True, help="a bundle trained on this run's training crops")
+    s.add_argument("--run", required=True, help="the run whose split's train side is audited")
+    s.add_argument("--crops", required=True)
+    s.add_argument("--below", type=float, default=0.2, help="suspect when the label's probability is below this")
+    s.add_argument("--out", required=True, metavar="AUDIT.json", help="the list; a contact sheet goes beside it")
+    s.set_defaults(fn=cmd_audit)
 
     s = sub.add_parser("verify", help="re-check a bundle's hashes (and parity, given --run and --crops)")
     s.add_argument("bundle")

@@ -47,14 +47,25 @@ class TrainConfig:
     teacher_temperature: float = 2.0  # the teacher's logits are divided by this before its softmax
     teachers: Tuple[str, ...] = ()  # runs whose models' averaged outputs are the teacher
     train_sources: Tuple[str, ...] = ()  # train only on these sources' crops (val and test unchanged); () = all
+    leave_out: Optional[str] = None  # a label audit's list (export.audit): these training crops are left out
+    leave_out_sha256: Optional[str] = None
+    left_out: int = 0  # how many training crops it left out
 
 
-def training_mask(split: np.ndarray, sources: Optional[np.ndarray], train_sources: Sequence[str]) -> np.ndarray:
+def training_mask(
+    split: np.ndarray,
+    sources: Optional[np.ndarray],
+    train_sources: Sequence[str],
+    leave_out: Optional[np.ndarray] = None,
+) -> np.ndarray:
     """Which crops train: the split's train side, narrowed to `train_sources` when given ("real" stands for the
-    real photo sources). Val and test are never narrowed, so runs with and without it compare on the same faces."""
+    real photo sources), less the crops `leave_out` marks (a label audit, export.audit). Val and test are never
+    narrowed, so runs with and without it compare on the same faces."""
     from .datasets import REAL_SOURCES
 
     tr = split == 0
+    if leave_out is not None:
+        tr = tr & ~leave_out
     if not train_sources:
         return tr
     if sources is None:
@@ -358,12 +369,15 @@ def train(
     verbose: int = 2,
     sources: Optional[np.ndarray] = None,
     soft: Optional[np.ndarray] = None,
+    leave_out: Optional[np.ndarray] = None,
 ):
     import keras
 
     set_seed(cfg.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tr, va = training_mask(split, sources, cfg.train_sources), split == 1
+    tr, va = training_mask(split, sources, cfg.train_sources, leave_out), split == 1
+    if leave_out is not None:
+        log.info("label audit %s: %d training crops left out", cfg.leave_out, int((leave_out & (split == 0)).sum()))
     if cfg.train_sources:
         log.info(
             "training on %d of the %d train-side crops (sources: %s)", tr.sum(), (split == 0).sum(), cfg.train_sources

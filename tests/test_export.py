@@ -114,6 +114,34 @@ def test_train_sources_narrow_the_training_side_only():
         training_mask(split, sources, ["maskedface"])
 
 
+def test_a_label_audit_leaves_out_training_crops_only_keyed_by_file_and_box(tmp_path):
+    from edge.errors import MaskwatchError
+    from export import audit
+    from export.train import training_mask
+
+    face3 = np.array([[0.9, 0.05, 0.05], [0.02, 0.97, 0.01], [0.1, 0.15, 0.75], [0.6, 0.3, 0.1]])
+    labels = np.array([0, 0, 2, 1])
+    # crop 1 (a bare face labelled with_mask) first, then crop 3; crop 0 and 2 agree with their labels
+    assert audit.suspects(face3, labels, 0.35).tolist() == [1, 3]
+    assert audit.suspects(face3, labels, 0.01).tolist() == []
+    crops = {"files": np.array(["a.jpg", "a.jpg", "b.jpg", "c.jpg"]), "boxes": np.array([[0, 0, 9, 9]] * 4)}
+    crops["boxes"][1] = [10, 0, 19, 9]
+    keys = audit.crop_keys(crops, np.arange(4))
+    path = tmp_path / "audit.json"
+    audit.write(path, [{"file": "a.jpg", "box": [10, 0, 19, 9]}, {"file": "c.jpg", "box": [0, 0, 9, 9]}], {})
+    listed, sha = audit.read(path)
+    assert len(sha) == 64
+    drop = audit.leave_out_mask(keys, listed)
+    assert drop.tolist() == [False, True, False, True]  # the same photo's other face stays
+    # only the train side narrows: a listed crop on the val side is still scored
+    assert training_mask(np.array([0, 0, 0, 1]), None, (), drop).tolist() == [True, False, True, False]
+    (tmp_path / "bad.json").write_text('{"leave_out": [{"file": "a.jpg"}]}')
+    with pytest.raises(MaskwatchError, match="not a leave-out list"):
+        audit.read(tmp_path / "bad.json")
+    with pytest.raises(MaskwatchError, match="cannot read it"):
+        audit.read(tmp_path / "absent.json")
+
+
 def test_split_is_seeded_and_roughly_70_15_15():
     labels = np.array([0] * 700 + [1] * 250 + [2] * 50)
     clusters = np.arange(1000) // 2
@@ -222,6 +250,64 @@ def tiny_bundle(tmp_path_factory):
 
 
 @pytest.mark.slow
+def test_audit_finds_the_mislabelled_training_crops_and_train_refuses_a_list_that_fits_nothing(tiny_bundle, tmp_path):
+    import json
+
+    bundle, _, X, y = tiny_bundle
+    flipped = np.array([3, 10, 31])  # crops whose picture is one class and whose label another
+    labels = y.copy()
+    labels[flipped] = (y[flipped] + 1) % 3
+    n = len(labels)
+    crops = tmp_path / "crops.npz"
+    np.savez(
+        str(crops),
+        images=X,
+        labels=labels.astype(np.int64),
+        files=np.array(["p%d.jpg" % (i // 2) for i in range(n)]),
+        boxes=np.array([[i % 2 * 40, 0, i % 2 * 40 + 32, 32] for i in range(n)]),
+        sources=np.array(["ilc2021-jolignier"] * n),
+        groups=np.arange(n),
+    )
+    run = tmp_path / "run"
+    run.mkdir()
+    assign = np.zeros(n, np.int64)
+    assign[-10:] = 1
+    np.savez(str(run / "split.npz"), keep=np.arange(n), assign=assign)
+    (run / "split.json").write_text(json.dumps({"counts": {}}))
+    out = tmp_path / "audit.json"
+    r = run_cli(["edge-export", "audit", "--bundle", bundle, "--run", run, "--crops", crops, "--out", out])
+    assert r.returncode == 0, r.stderr
+    listed = json.loads(out.read_text())["leave_out"]
+    found = {(e["file"], tuple(e["box"])) for e in listed}
+    want = {("p%d.jpg" % (i // 2), (i % 2 * 40, 0, i % 2 * 40 + 32, 32)) for i in flipped}
+    assert want <= found and len(found) <= len(want) + 2
+    assert (tmp_path / "audit.png").stat().st_size > 0
+    # a list from another crops file fits no training crop here: refused before a run directory exists
+    (tmp_path / "other.json").write_text(json.dumps({"leave_out": [{"file": "elsewhere.jpg", "box": [0, 0, 9, 9]}]}))
+    dest = tmp_path / "trained"
+    r = run_cli(
+        [
+            "edge-export",
+            "train",
+            "--crops",
+            crops,
+            "--split-from",
+            run,
+            "--leave-out",
+            tmp_path / "other.json",
+            "--out",
+            dest,
+        ]
+    )
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].endswith("is on this split's train side (another crops file?)")
+    assert not dest.exists()
+    r = run_cli(
+        ["edge-export", "audit", "--bundle", bundle, "--run", run, "--crops", crops, "--below", "2", "--out", out]
+    )
+    assert r.returncode != 0 and "--below 2.0" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_tiny_model_converts_to_every_variant_with_parity(tiny_bundle):
     from edge.assets import sha256_file
     from edge.bundle import load_bundle
