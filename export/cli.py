@@ -634,6 +634,8 @@ def cmd_audit(a) -> int:
 
     if not 0.0 < a.below < 1.0:
         raise SystemExit("--below %s: give a probability between 0 and 1 (e.g. 0.2)" % a.below)
+    if not Path(a.out).parent.is_dir():
+        raise SystemExit("--out %s: the directory %s does not exist" % (a.out, Path(a.out).parent))
     b = load_bundle(Path(a.bundle))
     crops = load_crops(Path(a.crops))
     idx = split_index(Path(a.run), Split.TRAIN)

@@ -306,6 +306,21 @@ def test_audit_finds_the_mislabelled_training_crops_and_train_refuses_a_list_tha
         ["edge-export", "audit", "--bundle", bundle, "--run", run, "--crops", crops, "--below", "2", "--out", out]
     )
     assert r.returncode != 0 and "--below 2.0" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli(
+        [
+            "edge-export",
+            "audit",
+            "--bundle",
+            bundle,
+            "--run",
+            run,
+            "--crops",
+            crops,
+            "--out",
+            tmp_path / "no" / "a.json",
+        ]
+    )
+    assert r.returncode != 0 and r.stderr.strip().splitlines()[-1].endswith("/no does not exist")
 
 
 def test_tiny_model_converts_to_every_variant_with_parity(tiny_bundle):
