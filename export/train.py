@@ -360,6 +360,31 @@ def backbone_of(model):
     return subs[0]
 
 
+def warm_start(model, init: str) -> None:
+    """Load a trained run's weights into `model`, shape for shape. The net is convolutional up to a global
+    pooling, so the input size may differ (the weights see the faces at another resolution; fine-tuning adapts
+    them); another width or head is refused."""
+    import keras
+
+    prev = keras.models.load_model(init, compile=False)
+    shapes = [tuple(w.shape) for w in prev.get_weights()]
+    if shapes != [tuple(w.shape) for w in model.get_weights()]:
+        raise ValueError(
+            "init model %s is not this arch (%d weights, %d parameters vs %d, %d; input %s vs %s)"
+            % (
+                init,
+                len(shapes),
+                prev.count_params(),
+                len(model.get_weights()),
+                model.count_params(),
+                prev.input_shape,
+                model.input_shape,
+            )
+        )
+    model.set_weights(prev.get_weights())
+    log.info("warm restart from %s (input %s, now %s)", init, prev.input_shape[1:3], model.input_shape[1:3])
+
+
 def train(
     cfg: TrainConfig,
     images: np.ndarray,
@@ -393,13 +418,7 @@ def train(
     val_ds = make_dataset(images[va], labels[va], cfg, False)
     model = build_model(cfg)
     if cfg.init:
-        prev = keras.models.load_model(cfg.init, compile=False)
-        if prev.input_shape != model.input_shape or prev.count_params() != model.count_params():
-            raise ValueError(
-                "init model %s is not this arch (%s vs %s)" % (cfg.init, prev.input_shape, model.input_shape)
-            )
-        model.set_weights(prev.get_weights())
-        log.info("warm restart from %s", cfg.init)
+        warm_start(model, cfg.init)
     cw = class_weights(labels[tr], cfg.class_weight)
     # the checkpoint is chosen on the real photos of the val split (synthetic faces help training only)
     real_val = None

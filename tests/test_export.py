@@ -142,6 +142,20 @@ def test_a_label_audit_leaves_out_training_crops_only_keyed_by_file_and_box(tmp_
         audit.read(tmp_path / "absent.json")
 
 
+def test_a_warm_restart_may_change_the_input_size_but_not_the_width(tmp_path):
+    pytest.importorskip("tensorflow")
+    from export.train import TrainConfig, build_model, warm_start
+
+    small = build_model(TrainConfig(alpha=0.35, input_size=32))
+    small.save(str(tmp_path / "m.keras"))
+    larger = build_model(TrainConfig(alpha=0.35, input_size=48))
+    warm_start(larger, str(tmp_path / "m.keras"))
+    assert all((a == b).all() for a, b in zip(small.get_weights(), larger.get_weights()))
+    wider = build_model(TrainConfig(alpha=0.5, input_size=32))
+    with pytest.raises(ValueError, match="is not this arch"):
+        warm_start(wider, str(tmp_path / "m.keras"))
+
+
 def test_split_is_seeded_and_roughly_70_15_15():
     labels = np.array([0] * 700 + [1] * 250 + [2] * 50)
     clusters = np.arange(1000) // 2
