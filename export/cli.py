@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import logging
 import sys
@@ -638,6 +639,12 @@ def cmd_audit(a) -> int:
         raise SystemExit("--out %s: the directory %s does not exist" % (a.out, Path(a.out).parent))
     b = load_bundle(Path(a.bundle))
     crops = load_crops(Path(a.crops))
+    size = int(crops["images"].shape[1])
+    if size != int(b.input_size[0]):
+        raise SystemExit(
+            "--crops %s: cut at %d px, and %s takes %d px: audit crops cut at its input size (prepare --size %d)"
+            % (a.crops, size, a.bundle, b.input_size[0], b.input_size[0])
+        )
     idx = split_index(Path(a.run), Split.TRAIN)
     idx = idx[crops["labels"][idx] < 3]  # the face classes: no_face crops are mined, not labelled by people
     if not len(idx):
@@ -671,10 +678,12 @@ def cmd_audit(a) -> int:
     sheet = Path(a.out).with_suffix(".png")
     caps = ["%s\nw%.2f o%.2f i%.2f" % ((LABELS[y[j]],) + tuple(f3[j])) for j in sel]
     contact_sheet(crops["images"][idx[sel]], caps, sheet, cols=10)
-    by = {}
-    for e in entries:
-        by[e["source"] + " " + e["label"]] = by.get(e["source"] + " " + e["label"], 0) + 1
-    print(json.dumps({"audited": int(len(idx)), "suspects": len(entries), "by": by, "out": a.out, "sheet": str(sheet)}))
+    by = collections.Counter("%s %s" % (e["source"], e["label"]) for e in entries)
+    print(
+        json.dumps(
+            {"audited": int(len(idx)), "suspects": len(entries), "by": dict(by), "out": a.out, "sheet": str(sheet)}
+        )
+    )
     return 0
 
 

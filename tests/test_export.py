@@ -335,6 +335,10 @@ def test_audit_finds_the_mislabelled_training_crops_and_train_refuses_a_list_tha
         ]
     )
     assert r.returncode != 0 and r.stderr.strip().splitlines()[-1].endswith("/no does not exist")
+    small = tmp_path / "small.npz"
+    np.savez(str(small), images=X[:, :16, :16], labels=labels.astype(np.int64))
+    r = run_cli(["edge-export", "audit", "--bundle", bundle, "--run", run, "--crops", small, "--out", out])
+    assert r.returncode != 0 and "cut at 16 px" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_tiny_model_converts_to_every_variant_with_parity(tiny_bundle):
