@@ -152,6 +152,12 @@ def cmd_train(a) -> int:
         raise SystemExit("--distill %s: must be between 0 and 1" % a.distill)
     if a.teacher_temperature <= 0:
         raise SystemExit("--teacher-temperature %s: must be > 0" % a.teacher_temperature)
+    leave_keys: List[Any] = []
+    leave_sha = None
+    if a.leave_out:
+        from export import audit
+
+        leave_keys, leave_sha = audit.read(a.leave_out)
     crops = load_crops(Path(a.crops))
     run = Path(a.out)
     init = Path(a.init) if a.init else None
@@ -168,17 +174,16 @@ def cmd_train(a) -> int:
     else:
         sp = make_split(crops, a.seed, a.max_hamming)
         keep, assign, report = sp["keep"], sp["assign"], sp["report"]
-    leave_out, leave_sha, left_out = None, None, 0
+    leave_out, left_out = None, 0
     if a.leave_out:
         from export import audit
 
-        keys, leave_sha = audit.read(a.leave_out)
-        leave_out = audit.leave_out_mask(audit.crop_keys(crops, keep), keys)
+        leave_out = audit.leave_out_mask(audit.crop_keys(crops, keep), leave_keys)
         left_out = int((leave_out & (assign == 0)).sum())
         if left_out == 0:
             raise SystemExit(
                 "--leave-out %s: none of its %d crops is on this split's train side (another crops file?)"
-                % (a.leave_out, len(keys))
+                % (a.leave_out, len(leave_keys))
             )
     try:
         n_train = int(training_mask(assign, crops["sources"][keep], a.train_sources, leave_out).sum())
