@@ -3,7 +3,6 @@
 
     python benchmarks/common_split.py work/crops96.npz work/runs/v4 --out work/runs/common
 
-
 Each run splits the crops by its own near-duplicate clusters (perceptual hashes of crops cut at its input size),
 so two runs at different input sizes put some faces on different sides. A face is val (test) here only if it is
 val (test) in both runs; everything else counts as train and is never scored. Pass the result as `--run` to

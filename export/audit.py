@@ -5,7 +5,8 @@ whole photos filed under a class). A bare face labelled `with_mask` teaches the 
 compliant; a mask under the nose labelled `with_mask` teaches it that this is worn correctly. A model that
 trained on such a crop and still gives its label a low probability (calibrated, < `below`) marks it as a suspect.
 That is the confident-learning idea (Northcutt et al., 2021) with in-sample predictions: weaker than
-cross-validated ones (a crop the model memorised is not found), but nothing found is a crop the model fitted.
+cross-validated ones (a crop the model memorised is not found), but every crop it lists is one the model could not
+fit although it trained on it.
 
 Only the *train* side is audited and only it is narrowed (`train --leave-out`): val and test keep their labels,
 so runs with and without the audit are compared on the same faces, and the test split is never looked at.
