@@ -180,6 +180,7 @@ def cmd_train(a) -> int:
 
         leave_out = audit.leave_out_mask(audit.crop_keys(crops, keep), leave_keys)
         left_out = int((leave_out & (assign == 0)).sum())
+        log.info("label audit %s: %d training crops left out", a.leave_out, left_out)
         if left_out == 0:
             raise SystemExit(
                 "--leave-out %s: none of its %d crops is on this split's train side (another crops file?)"
@@ -655,8 +656,7 @@ def cmd_audit(a) -> int:
     if not len(idx):
         raise SystemExit("--run %s: no training face crops in %s" % (a.run, a.crops))
     clf = MaskClassifier(b, b.default_variant, fallback=False)
-    x = crops["images"][idx]
-    probs = np.concatenate([clf.probs(x[None, i : i + 64]) for i in range(0, len(idx), 64)])
+    probs = clf.probs(crops["images"][idx])  # MaskClassifier.infer batches by the model's own batch size
     f3 = face_probs(calibrate(probs, b.operating_point.temperature), b.labels)
     y = crops["labels"][idx]
     sel = audit.suspects(f3, y, a.below)

@@ -401,8 +401,6 @@ def train(
     set_seed(cfg.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     tr, va = training_mask(split, sources, cfg.train_sources, leave_out), split == 1
-    if leave_out is not None:
-        log.info("label audit %s: %d training crops left out", cfg.leave_out, int((leave_out & (split == 0)).sum()))
     if cfg.train_sources:
         log.info(
             "training on %d of the %d train-side crops (sources: %s)", tr.sum(), (split == 0).sum(), cfg.train_sources
