@@ -145,7 +145,16 @@ def trained_run(path: Path, role: str) -> Tuple[np.ndarray, np.ndarray, Dict[str
 
 
 def cmd_train(a) -> int:
-    from export.train import TrainConfig, check_teacher_split, teacher_targets, train, training_mask
+    from export.train import (
+        ResumeError,
+        TrainConfig,
+        check_resume,
+        check_teacher_split,
+        resume_key,
+        teacher_targets,
+        train,
+        training_mask,
+    )
 
     # the arguments first, before a crops file of hundreds of MB is read
     if not 0.0 <= a.distill <= 1.0:
@@ -202,17 +211,6 @@ def cmd_train(a) -> int:
                 "split (--split-from it)" % (t, seen)
             )
         teacher_models.append(Path(t) / "model.keras")
-    run.mkdir(parents=True, exist_ok=True)  # only once the inputs are good: a refused run leaves nothing behind
-    save_split(run, keep, assign, report)
-    log.info("split: %s", json.dumps(report["counts"]))
-    soft = None
-    if teacher_models:
-        import keras
-
-        models = [keras.models.load_model(str(m), compile=False) for m in teacher_models]
-        soft = teacher_targets(models, crops["images"][keep], a.teacher_temperature)
-        agree = float((soft.argmax(1) == crops["labels"][keep]).mean())
-        log.info("teacher (%s): agrees with the labels on %.4f of the crops", ", ".join(a.teacher), agree)
     cfg = TrainConfig(
         arch=a.arch,
         alpha=a.alpha,
@@ -235,6 +233,31 @@ def cmd_train(a) -> int:
         leave_out_sha256=leave_sha,
         left_out=left_out,
     )
+    try:  # an interrupted run in --out goes on; one of another config or split is refused before anything is written
+        resuming = check_resume(
+            run,
+            resume_key(
+                cfg,
+                assign,
+                crops["labels"][keep],
+                training_mask(assign, crops["sources"][keep], a.train_sources, leave_out),
+            ),
+        )
+    except ResumeError as e:
+        raise SystemExit(str(e))
+    if resuming:
+        log.info("%s: going on with its interrupted run", run)
+    run.mkdir(parents=True, exist_ok=True)  # only once the inputs are good: a refused run leaves nothing behind
+    save_split(run, keep, assign, report)
+    log.info("split: %s", json.dumps(report["counts"]))
+    soft = None
+    if teacher_models:
+        import keras
+
+        models = [keras.models.load_model(str(m), compile=False) for m in teacher_models]
+        soft = teacher_targets(models, crops["images"][keep], a.teacher_temperature)
+        agree = float((soft.argmax(1) == crops["labels"][keep]).mean())
+        log.info("teacher (%s): agrees with the labels on %.4f of the crops", ", ".join(a.teacher), agree)
     _, info = train(
         cfg,
         crops["images"][keep],

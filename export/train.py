@@ -8,8 +8,10 @@ ImageNet weights cannot be downloaded here: training from scratch is the default
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -332,12 +334,13 @@ def _keras_callback_base():
 
 
 class RealValCheckpoint(_keras_callback_base()):  # type: ignore[misc]
-    """Keep the weights of the epoch with the best macro-F1 on the real val crops (logged as val_real_f1)."""
+    """Keep the weights of the epoch with the best macro-F1 on the real val crops (logged as val_real_f1).
+    `best` is the best F1 of the epochs an interrupted run already did (its weights are in `path`)."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, path: Path, history: Dict[str, List[float]]):
+    def __init__(self, images: np.ndarray, labels: np.ndarray, path: Path, best: float = -1.0):
         super().__init__()
-        self.images, self.labels, self.path, self.hist = images, labels, path, history
-        self.best = -1.0
+        self.images, self.labels, self.path = images, labels, path
+        self.best = best
 
     def on_epoch_end(self, epoch, logs=None):
         probs = predict(self.model, self.images, int(self.model.input_shape[1]))
@@ -348,6 +351,93 @@ class RealValCheckpoint(_keras_callback_base()):  # type: ignore[misc]
         if f1 > self.best:
             self.best = f1
             self.model.save_weights(str(self.path))
+
+
+class EpochLog(_keras_callback_base()):  # type: ignore[misc]
+    """Each finished epoch's logs and wall seconds, kept on disk (one JSON list per phase), so that a run
+    interrupted and resumed still reports its whole history. An epoch done twice (the run stopped after this
+    log but before its backup) keeps its last record."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = path
+        self.t = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.t = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        recs = [r for r in read_epochs(self.path) if r["epoch"] != epoch]
+        rec = {k: float(v) for k, v in (logs or {}).items()}
+        rec.update(epoch=epoch, seconds=round(time.time() - self.t, 1))
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(sorted(recs + [rec], key=lambda r: r["epoch"])))
+        tmp.replace(self.path)
+
+
+def read_epochs(path: Path) -> List[Dict[str, float]]:
+    try:
+        return list(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return []
+
+
+RESUME_DIR = "resume"
+
+
+def resume_key(cfg: "TrainConfig", split: np.ndarray, labels: np.ndarray, train: np.ndarray) -> Dict[str, Any]:
+    """What must not change for an interrupted run to go on: the config, and the split, labels and training
+    crops (as one sha256)."""
+    h = hashlib.sha256()
+    for arr in (split, labels, train):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return json.loads(json.dumps({"config": asdict(cfg), "data": h.hexdigest()}))
+
+
+def check_resume(out_dir: Path, key: Dict[str, Any]) -> bool:
+    """True when `out_dir` holds an interrupted run of this same key (it will go on); ResumeError when it
+    holds one of another config or data (two runs are never mixed); False when there is none."""
+    f = out_dir / RESUME_DIR / "config.json"
+    if not f.exists():
+        return False
+    try:
+        have = json.loads(f.read_text())
+    except ValueError:
+        have = None
+    if have != key:
+        raise ResumeError(
+            "%s holds an interrupted run with another config or split; train into another --out, or delete %s "
+            "to start this one afresh" % (out_dir, f.parent)
+        )
+    return True
+
+
+def resume_state(out_dir: Path, key: Dict[str, Any]) -> Tuple[Path, bool]:
+    """Where a run keeps what it needs to go on after an interruption (`out_dir`/resume: Keras's
+    BackupAndRestore state per phase, the epochs' logs, finished phases), removed when the run ends.
+    Training again into the same directory with the same key goes on from the last finished epoch.
+    Returns (the directory, whether an earlier run is resumed)."""
+    d = out_dir / RESUME_DIR
+    if check_resume(out_dir, key):
+        return d, True
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "config.json").write_text(json.dumps(key, indent=1))
+    return d, False
+
+
+class PhaseDone(_keras_callback_base()):  # type: ignore[misc]
+    """Marks a training phase finished (before BackupAndRestore deletes its state at the same moment)."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = path
+
+    def on_train_end(self, logs=None):
+        self.path.write_text("done")
+
+
+class ResumeError(ValueError):
+    pass
 
 
 def backbone_of(model):
@@ -395,7 +485,11 @@ def train(
     sources: Optional[np.ndarray] = None,
     soft: Optional[np.ndarray] = None,
     leave_out: Optional[np.ndarray] = None,
+    callbacks: Sequence[Any] = (),
 ):
+    """Train into `out_dir`; an interrupted run (stopped, killed, the machine gone) goes on from its last
+    finished epoch when trained again into the same directory with the same config (resume_state).
+    `callbacks`: more Keras callbacks, after the run's own."""
     import keras
 
     set_seed(cfg.seed)
@@ -428,8 +522,13 @@ def train(
             real_val = (images[rv], labels[rv])
     log.info("train %d / val %d crops, class weights %s, params %d", tr.sum(), va.sum(), cw, model.count_params())
     history: Dict[str, List[float]] = {}
+    state, resumed = resume_state(out_dir, resume_key(cfg, split, labels, tr))
+    if resumed:
+        log.info("going on with the interrupted run in %s (%s)", out_dir, state)
+    seconds = 0.0
 
     def run(epochs: int, lr: float, tag: str):
+        nonlocal seconds
         steps = max(1, int(np.ceil(tr.sum() / cfg.batch))) * epochs
         sched = keras.optimizers.schedules.CosineDecay(lr, steps, warmup_target=None)
         model.compile(
@@ -437,31 +536,46 @@ def train(
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
             metrics=["accuracy"],
         )
-        ckpt = out_dir / "best.weights.h5"
-        if real_val is not None:
-            cb = [RealValCheckpoint(real_val[0], real_val[1], ckpt, history)]
-        else:
-            cb = [
-                keras.callbacks.ModelCheckpoint(
-                    str(ckpt), monitor="val_loss", save_best_only=True, save_weights_only=True
-                )
-            ]
-        spe = int(np.ceil(tr.sum() / cfg.batch)) if cfg.oversample != "none" else None
-        h = model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=epochs,
-            class_weight=cw,
-            callbacks=cb,
-            verbose=verbose,
-            steps_per_epoch=spe,
-        )
-        for k, v in h.history.items():
-            history.setdefault(k, []).extend(float(x) for x in v)
-        history.setdefault("phase", []).extend([tag] * len(h.history["loss"]))
+        ckpt = out_dir / ("best.weights.h5" if tag != "head" else "best-head.weights.h5")
+        epochs_log = state / ("%s.epochs.json" % tag)
+        done = state / ("%s.done" % tag)
+        if not done.exists():
+            before = read_epochs(epochs_log) if ckpt.exists() else []
+            if real_val is not None:
+                best = max([r.get("val_real_f1", -1.0) for r in before] + [-1.0])
+                cb = [RealValCheckpoint(real_val[0], real_val[1], ckpt, best)]
+            else:
+                floor = min([r["val_loss"] for r in before if "val_loss" in r] + [float("inf")])
+                cb = [
+                    keras.callbacks.ModelCheckpoint(
+                        str(ckpt),
+                        monitor="val_loss",
+                        save_best_only=True,
+                        save_weights_only=True,
+                        initial_value_threshold=None if floor == float("inf") else floor,
+                    )
+                ]
+            # the epoch's log is written before its backup: a run stopped between the two does that epoch again
+            cb += [EpochLog(epochs_log), PhaseDone(done), keras.callbacks.BackupAndRestore(str(state / tag))]
+            spe = int(np.ceil(tr.sum() / cfg.batch)) if cfg.oversample != "none" else None
+            model.fit(
+                train_ds,
+                validation_data=val_ds,
+                epochs=epochs,
+                class_weight=cw,
+                callbacks=cb + list(callbacks),
+                verbose=verbose,
+                steps_per_epoch=spe,
+            )
+        recs = read_epochs(epochs_log)
+        for r in recs:
+            for k, v in r.items():
+                if k not in ("epoch", "seconds"):
+                    history.setdefault(k, []).append(v)
+        history.setdefault("phase", []).extend([tag] * len(recs))
+        seconds += sum(r["seconds"] for r in recs)
         model.load_weights(str(ckpt))
 
-    t0 = time.time()
     if cfg.weights and cfg.arch == "mobilenetv2":
         backbone_of(model).trainable = False
         run(cfg.head_epochs, cfg.lr, "head")
@@ -469,7 +583,6 @@ def train(
         run(cfg.epochs, cfg.lr / 10.0, "finetune")
     else:
         run(cfg.epochs, cfg.lr, "scratch")
-    seconds = time.time() - t0
     model.save(str(out_dir / "model.keras"))
     val_probs = predict(model, images[va], cfg.input_size)
     val = metrics.report(labels[va], val_probs.argmax(1), LABELS)
@@ -481,5 +594,6 @@ def train(
         "params": int(model.count_params()),
     }
     (out_dir / "train.json").write_text(json.dumps(info, indent=1))
+    shutil.rmtree(state, ignore_errors=True)
     log.info("val macro-F1 %.4f (%.0f s)", val["macro_f1"], seconds)
     return model, info

@@ -699,6 +699,59 @@ def test_two_phase_training_from_a_weights_file(tmp_path):
     assert (tmp_path / "run" / "model.keras").exists()
 
 
+@pytest.mark.slow
+def test_an_interrupted_training_run_goes_on_from_its_last_finished_epoch(tmp_path):
+    """Long runs on a 2-core machine outlast a session: training again into the same --out with the same
+    config goes on where the stopped run was (epochs, learning-rate schedule, best checkpoint, history);
+    another config there is refused and leaves the stopped run as it was."""
+    pytest.importorskip("tensorflow")
+    import dataclasses
+
+    import keras
+
+    from export.train import ResumeError, TrainConfig, train
+
+    class Stop(Exception):
+        pass
+
+    class StopAfterSecondEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise Stop()
+
+    class Seen(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.epochs = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epochs.append(epoch)
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.RandomState(0)
+    X = rng.randint(0, 255, (48, 40, 40, 3)).astype(np.uint8)
+    y = np.arange(48) % 3
+    split = np.array([0] * 36 + [1] * 12)
+    run = tmp_path / "run"
+    cfg = TrainConfig(alpha=0.35, input_size=32, epochs=4, batch=16)
+    with pytest.raises(Stop):
+        train(cfg, X, y, split, run, verbose=0, callbacks=[StopAfterSecondEpoch()])
+    assert (run / "resume").is_dir() and not (run / "model.keras").exists()
+    kept = sorted(p.name for p in (run / "resume").rglob("*"))
+    with pytest.raises(ResumeError, match="another config or split"):
+        train(dataclasses.replace(cfg, lr=1e-3), X, y, split, run, verbose=0)
+    with pytest.raises(ResumeError):
+        train(cfg, X, y, split[::-1].copy(), run, verbose=0)
+    assert sorted(p.name for p in (run / "resume").rglob("*")) == kept
+    seen = Seen()
+    model, info = train(cfg, X, y, split, run, verbose=0, callbacks=[seen])
+    assert seen.epochs == [2, 3]  # the two finished epochs are not done again
+    assert info["history"]["phase"] == ["scratch"] * 4 and len(info["history"]["loss"]) == 4
+    # the learning-rate schedule went on too: the optimizer counted the steps of all four epochs
+    assert int(model.optimizer.iterations.numpy()) == 4 * 3
+    assert (run / "model.keras").exists() and not (run / "resume").exists()
+
+
 def test_extended_crops_take_the_side_of_their_scene():
     from export.extend import extend_split
 
