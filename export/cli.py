@@ -244,7 +244,7 @@ def cmd_train(a) -> int:
             ),
         )
     except ResumeError as e:
-        raise SystemExit(str(e))
+        raise SystemExit("--out %s" % e)
     if resuming:
         log.info("%s: going on with its interrupted run", run)
     run.mkdir(parents=True, exist_ok=True)  # only once the inputs are good: a refused run leaves nothing behind

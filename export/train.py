@@ -406,7 +406,7 @@ def check_resume(out_dir: Path, key: Dict[str, Any]) -> bool:
         have = None
     if have != key:
         raise ResumeError(
-            "%s holds an interrupted run with another config or split; train into another --out, or delete %s "
+            "%s: holds an interrupted run with another config or split; train into another --out, or delete %s "
             "to start this one afresh" % (out_dir, f.parent)
         )
     return True

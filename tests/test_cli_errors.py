@@ -182,6 +182,36 @@ def test_a_refused_training_run_leaves_no_directory_behind(tmp_path):
     assert not out.exists()
 
 
+def test_training_into_a_directory_holding_another_interrupted_run_is_refused_before_writing(tmp_path):
+    import json
+
+    import numpy as np
+
+    n = 12
+    crops = tmp_path / "crops.npz"
+    np.savez(
+        str(crops),
+        images=np.zeros((n, 8, 8, 3), np.uint8),
+        labels=(np.arange(n) % 3).astype(np.int64),
+        files=np.array(["p%d.jpg" % i for i in range(n)]),
+        boxes=np.array([[0, 0, 8, 8]] * n),
+        sources=np.array(["ilc2021-jolignier"] * n),
+        groups=np.arange(n),
+    )
+    split_run = tmp_path / "split"
+    split_run.mkdir()
+    np.savez(str(split_run / "split.npz"), keep=np.arange(n), assign=np.array([0] * 8 + [1] * 4))
+    (split_run / "split.json").write_text(json.dumps({"counts": {}}))
+    out = tmp_path / "run"
+    (out / "resume").mkdir(parents=True)
+    (out / "resume" / "config.json").write_text(json.dumps({"config": {"alpha": 0.75}, "data": "0" * 64}))
+    r = run_cli(["edge-export", "train", "--crops", crops, "--split-from", split_run, "--out", out, "--alpha", "1.0"])
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert last.startswith("--out %s: holds an interrupted run with another config or split" % out), last
+    assert sorted(p.name for p in out.rglob("*")) == ["config.json", "resume"]
+
+
 def test_extend_refuses_a_negative_count_before_reading_anything(tmp_path):
     r = run_cli(
         [
