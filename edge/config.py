@@ -97,6 +97,13 @@ class DetectorConfig:
         help="a box whose overlap is this share of the smaller box's area merges into the higher-scoring one "
         "(res10's low-score boxes of half a face, or of a face and its neighbourhood)",
     )
+    max_aspect: float = opt(
+        2.0,
+        min=1.0,
+        max=10.0,
+        help="drop boxes taller than this many times their width, unless cut by the frame edge: res10's ghost "
+        "boxes trailing a moving face, and bodies and poles (annotated faces measured <= 1.9 on val scenes)",
+    )
     roi: Optional[List[float]] = opt(help="[x1, y1, x2, y2] doorway region, fractions of the frame (0..1)")
     backend: str = opt(
         "opencv",
@@ -163,6 +170,13 @@ class TrackerConfig:
     border_px: int = opt(3, min=0, help="a face this close to the frame edge is cut: it casts no vote")
     min_vote_px: Optional[int] = opt(min=0, help="faces narrower than this cast no vote (default detector.min_face_px)")
     full_quality_px: int = opt(80, min=1, help="faces this wide weigh fully; smaller ones in proportion")
+    new_track_overlap: float = opt(
+        0.3,
+        min=0.0,
+        max=1.0,
+        help="a detection with this share of its box on a face already followed in the same frame starts no new "
+        "person (a codec ghost trailing a moving face, res10's second box of one face); 1: off",
+    )
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ class DetectorOptions:
     nms_iou: float = 0.4
     nms_containment: float = _D.nms_containment  # overlap / smaller box area above this: the same face
     min_face_px: int = _D.min_face_px  # drop faces smaller than this (shorter side, frame pixels)
+    max_aspect: float = _D.max_aspect  # drop boxes taller than this x their width (unless cut by the frame edge)
     backend: str = _D.backend  # a plugin in edge/detectors/ (see DETECTOR_BACKENDS)
     precision: str = _D.precision  # litert: fp32 | int8 (the converted file of that precision and input size)
     converted_dir: Optional[str] = _D.converted_dir  # where the converted res10 files and their manifest are
@@ -68,6 +69,7 @@ class DetectorOptions:
             tile_max_face=d.tile_max_face,
             min_face_px=d.min_face_px,
             nms_containment=d.nms_containment,
+            max_aspect=d.max_aspect,
             backend=d.backend,
             precision=d.precision,
             converted_dir=d.converted_dir,
@@ -177,6 +179,11 @@ class FaceDetector:
             if box[2] - box[0] < 2 or box[3] - box[1] < 2:
                 continue
             if min(box[2] - box[0], box[3] - box[1]) < self.opt.min_face_px:
+                continue
+            cut = box[0] <= 0.02 * w or box[2] >= 0.98 * w
+            if box[3] - box[1] > self.opt.max_aspect * (box[2] - box[0]) and not cut:
+                # a face is never this tall and narrow: res10's ghost box trailing a moving face, a body, a
+                # pole. A face entering by a side edge is narrow only because the frame cuts it: kept
                 continue
             if max_face is not None and min(box[2] - box[0], box[3] - box[1]) > max_face:
                 continue

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from .config import TrackerConfig
-from .types import Box, Decision, Face, greedy_assign, iou
+from .types import Box, Decision, Face, greedy_assign, iou, share_inside
 from .verdict import label_for
 
 _T = TrackerConfig()  # the config's defaults are the tracker's: one source
@@ -44,6 +44,7 @@ class TrackerOptions:
     min_vote_px: int = 0  # faces narrower than this cast no vote (the config: tracker.min_vote_px or
     # detector.min_face_px)
     full_quality_px: int = _T.full_quality_px  # faces this wide or wider weigh fully; smaller ones in proportion
+    new_track_overlap: float = _T.new_track_overlap  # an unmatched box this much on a followed face: no new track
 
     @classmethod
     def from_config(cls, t: TrackerConfig, min_face_px: int, **kw: Any) -> "TrackerOptions":
@@ -60,6 +61,7 @@ class TrackerOptions:
             border_px=t.border_px,
             min_vote_px=int(t.min_vote_px if t.min_vote_px is not None else min_face_px),
             full_quality_px=t.full_quality_px,
+            new_track_overlap=t.new_track_overlap,
             **kw,
         )
 
@@ -157,9 +159,16 @@ class Tracker:
         clock = self._now(frame_index)
         matched = self._match(faces, clock)
         seen = set()
+        followed = [faces[fi].box for fi in matched]
         for fi, face in enumerate(faces):
             if fi in matched:
                 t = self.tracks[matched[fi]]
+            elif self.opt.new_track_overlap < 1.0 and any(
+                share_inside(face.box, b) >= self.opt.new_track_overlap for b in followed
+            ):
+                # mostly on a face that a track already follows in this frame: the same person's second box
+                # (a codec ghost trailing a walker, res10's box of half the face), not a new visitor
+                continue
             else:
                 t = Track(id=self.next_id, box=face.box, first_seen=now, last_frame=clock, last_index=frame_index)
                 self.next_id += 1

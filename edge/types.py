@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -69,6 +69,14 @@ def iou(a: Box, b: Box) -> float:
     area_a = (a[2] - a[0]) * (a[3] - a[1])
     area_b = (b[2] - b[0]) * (b[3] - b[1])
     return inter / float(area_a + area_b - inter)
+
+
+def share_inside(box: Sequence[float], region: Sequence[float]) -> float:
+    """The share of `box`'s area that lies inside `region` (both x1, y1, x2, y2)."""
+    x1, y1, x2, y2 = box
+    iw = max(0.0, min(x2, region[2]) - max(x1, region[0]))
+    ih = max(0.0, min(y2, region[3]) - max(y1, region[1]))
+    return iw * ih / max(1.0, float((x2 - x1) * (y2 - y1)))
 
 
 def greedy_assign(pairs: List[Tuple[float, int, int]]) -> Dict[int, int]:

@@ -18,7 +18,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .types import Box, iou
+from .types import Box, iou, share_inside
 
 NON_COMPLIANT = ("without_mask", "mask_weared_incorrect")
 CONTEXT = 0.45  # how much around the face box is cut from the source photo (hair, neck), per side
@@ -61,14 +61,6 @@ def alone_in_cut(box: Box, faces: Iterable[Box], context: float = CONTEXT, most:
     cut = cut_region(box, context)
     own = tuple(int(v) for v in box)
     return not any(tuple(int(v) for v in f) != own and share_inside(f, cut) > most for f in faces)
-
-
-def share_inside(box: Sequence[float], region: Sequence[float]) -> float:
-    """The share of `box`'s area that lies inside `region` (both x1, y1, x2, y2)."""
-    x1, y1, x2, y2 = box
-    iw = max(0.0, min(x2, region[2]) - max(x1, region[0]))
-    ih = max(0.0, min(y2, region[3]) - max(y1, region[1]))
-    return iw * ih / max(1.0, float((x2 - x1) * (y2 - y1)))
 
 
 def _person_patch(image_bgr: np.ndarray, box: Box, face_px: int) -> Tuple[np.ndarray, np.ndarray, Box]:

@@ -44,6 +44,23 @@ def test_box_cut_by_an_inner_tile_edge_is_dropped(detector_dir):
     assert len(det.postprocess(raw, edge_tile, (480, 640, 3))) == 2
 
 
+def test_a_box_far_taller_than_wide_is_no_face_unless_the_frame_edge_cuts_it(detector_dir):
+    """res10 leaves ghost boxes (about 90 x 260 px) trailing a face that walks across the kiosk view; an
+    annotated face's box is at most 1.9 times as tall as wide on the val scenes. A face entering by a side
+    edge is narrow only because the frame cuts it, and stays."""
+    raw = np.zeros((1, 1, 3, 7), np.float32)
+    raw[0, 0, 0] = [0, 1, 0.9, 0.40, 0.20, 0.54, 0.74]  # 90 x 259 px in a 640x480 frame: a ghost
+    raw[0, 0, 1] = [0, 1, 0.9, 0.00, 0.20, 0.14, 0.74]  # as narrow, at the left edge: entering
+    raw[0, 0, 2] = [0, 1, 0.9, 0.60, 0.20, 0.80, 0.56]  # 128 x 173 px: a face
+    whole = (0, 0, 640, 480, 640, 480)
+    kept = [b for b, _ in detector(detector_dir, mode="native").postprocess(raw, whole, (480, 640, 3))]
+    assert kept == [(0, 96, 89, 355), (384, 96, 512, 268)]
+    loose = detector(detector_dir, mode="native", max_aspect=3.0).postprocess(raw, whole, (480, 640, 3))
+    assert len(loose) == 3
+    with pytest.raises(ConfigError, match="max_aspect"):
+        build({"source": {"url": "x.mp4"}, "detector": {"max_aspect": 0.5}})
+
+
 def test_nms_keeps_the_best_and_drops_boxes_inside_it():
     dets = [((10, 10, 60, 60), 0.9), ((12, 12, 58, 62), 0.8), ((20, 20, 40, 40), 0.7), ((200, 10, 250, 60), 0.6)]
     kept = nms(dets, 0.4)

@@ -51,6 +51,28 @@ def test_walker_moving_fast_keeps_one_track():
     assert len(out) == 1 and out[0].votes == 8
 
 
+def test_a_ghost_box_trailing_a_walker_starts_no_second_person():
+    """A walker's face seen with a second, weaker box trailing it (what a video codec leaves behind a moving
+    face, and res10 finds): one person, one event. Two people side by side stay two (above), and a box that
+    merely touches the walker's still starts its own track."""
+
+    def walk(ghost_dx, overlap):
+        tr = Tracker(LABELS, TrackerOptions(votes=5, new_track_overlap=overlap))
+        out = []
+        for i in range(30):
+            x = 40 + 15 * i
+            faces = [face((x, 100, x + 100, 200), [0.1, 0.8, 0.1])]
+            if i >= 3:  # the ghost: narrower, trailing the face by a third of its width
+                faces.append(face((x - ghost_dx, 90, x - ghost_dx + 60, 215), [0.7, 0.2, 0.1]))
+            out += tr.update(faces, i, float(i))
+        return out + tr.flush(30, 30.0)
+
+    one = walk(35, 0.3)
+    assert [d.label for d in one] == ["without_mask"]
+    assert len(walk(35, 1.0)) == 2  # the check off: the ghost becomes a second "person"
+    assert len(walk(58, 0.3)) == 2  # 2 px of the box on the face: someone else
+
+
 def test_ambiguous_votes_wait_then_decide_on_exit():
     tr = Tracker(LABELS, TrackerOptions(votes=4, min_agreement=0.75, max_missed=2))
     probs = [[0.6, 0.4, 0.0], [0.4, 0.6, 0.0]] * 3
