@@ -101,7 +101,7 @@ class DetectorConfig:
         2.2,
         min=1.0,
         max=10.0,
-        help="drop boxes taller than this many times their width, unless cut by the frame edge: res10's ghost "
+        help="drop boxes taller than this many times their width, unless cut by a side edge of the frame: res10's ghost "
         "boxes trailing a moving face (2.5-3.6 measured), bodies and poles; a real face's narrow half-box on val "
         "scenes measured 2.09",
     )

@@ -234,15 +234,7 @@ def cmd_train(a) -> int:
         left_out=left_out,
     )
     try:  # an interrupted run in --out goes on; one of another config or split is refused before anything is written
-        resuming = check_resume(
-            run,
-            resume_key(
-                cfg,
-                assign,
-                crops["labels"][keep],
-                training_mask(assign, crops["sources"][keep], a.train_sources, leave_out),
-            ),
-        )
+        resuming = check_resume(run, resume_key(cfg, assign, crops["labels"][keep], crops["sources"][keep], leave_out))
     except ResumeError as e:
         raise SystemExit("--out %s" % e)
     if resuming:

@@ -385,11 +385,17 @@ def read_epochs(path: Path) -> List[Dict[str, float]]:
 RESUME_DIR = "resume"
 
 
-def resume_key(cfg: "TrainConfig", split: np.ndarray, labels: np.ndarray, train: np.ndarray) -> Dict[str, Any]:
+def resume_key(
+    cfg: "TrainConfig",
+    split: np.ndarray,
+    labels: np.ndarray,
+    sources: Optional[np.ndarray] = None,
+    leave_out: Optional[np.ndarray] = None,
+) -> Dict[str, Any]:
     """What must not change for an interrupted run to go on: the config, and the split, labels and training
-    crops (as one sha256)."""
+    crops (as one sha256). Takes train()'s own inputs, so the CLI's check before writing and train() agree."""
     h = hashlib.sha256()
-    for arr in (split, labels, train):
+    for arr in (split, labels, training_mask(split, sources, cfg.train_sources, leave_out)):
         h.update(np.ascontiguousarray(arr).tobytes())
     return json.loads(json.dumps({"config": asdict(cfg), "data": h.hexdigest()}))
 
@@ -522,7 +528,7 @@ def train(
             real_val = (images[rv], labels[rv])
     log.info("train %d / val %d crops, class weights %s, params %d", tr.sum(), va.sum(), cw, model.count_params())
     history: Dict[str, List[float]] = {}
-    state, resumed = resume_state(out_dir, resume_key(cfg, split, labels, tr))
+    state, resumed = resume_state(out_dir, resume_key(cfg, split, labels, sources, leave_out))
     if resumed:
         log.info("going on with the interrupted run in %s (%s)", out_dir, state)
     seconds = 0.0
