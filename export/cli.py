@@ -6,6 +6,7 @@ import argparse
 import collections
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -89,20 +90,39 @@ def read_box_fit(path: Optional[str]) -> Optional[Tuple[float, float, float, flo
 
 
 PREPARE_MIN_FACE_PX = 0  # the detector passes of prepare keep every box (see cmd_prepare)
+# The box rules of every detector pass that cuts training data (prepare, box-fit, extend), pinned here instead of
+# following the kiosk config's defaults: the crops, and so the split under the shipped runs, must not move when a
+# device rule does. detector.max_aspect (session 13, default 2.2) dropped 63 of prepare's no_face boxes and
+# restore_members refused the recomputed split; these are the rules the shipped split was cut with (no aspect rule).
+DATA_DETECTOR_RULES: Dict[str, Any] = {
+    "input_size": 300,
+    "upscale": 1.0,
+    "flip": False,
+    "tile_size": 300,
+    "tile_overlap": 0.25,
+    "tile_max_face": 0.25,
+    "nms_iou": 0.4,
+    "nms_containment": 0.8,
+    "max_aspect": math.inf,
+}
+
+
+def data_detector(detector_dir: Optional[str], **kw: Any) -> Any:
+    """res10 for cutting training data: `kw` (confidence, mode, min_face_px, fallback) over DATA_DETECTOR_RULES."""
+    from edge.detector import DetectorOptions, load_detector
+
+    return load_detector(detector_dir, DetectorOptions(**{**DATA_DETECTOR_RULES, **kw}))
 
 
 def cmd_prepare(a) -> int:
-    from edge.detector import DetectorOptions, load_detector
     from export import datasets
 
     # min_face_px 0: training data keeps every box res10 gives (false_detections drops those under 12 px), not
     # the kiosk config's default floor, which would change the crops, and so the split, of the shipped runs
-    det = load_detector(a.detector_dir, DetectorOptions(confidence=a.det_conf, min_face_px=PREPARE_MIN_FACE_PX))
+    det = data_detector(a.detector_dir, confidence=a.det_conf, min_face_px=PREPARE_MIN_FACE_PX)
     # the kiosk's own pass (one 300x300 blob) at a low threshold: its false detections become no_face crops
     neg = (
-        load_detector(
-            a.detector_dir, DetectorOptions(confidence=a.negatives_conf, mode="single", min_face_px=PREPARE_MIN_FACE_PX)
-        )
+        data_detector(a.detector_dir, confidence=a.negatives_conf, mode="single", min_face_px=PREPARE_MIN_FACE_PX)
         if a.negatives_conf > 0
         else None
     )
@@ -393,7 +413,6 @@ def model_card(run: Path, crops: Dict[str, np.ndarray]) -> Dict[str, object]:
 def cmd_box_fit(a) -> int:
     """Measure the detector-box fit on the run's training scenes; write RUN/box_fit.json (and a bundle)."""
     from edge.bundle import MANIFEST, load_bundle
-    from edge.detector import DetectorOptions, load_detector
     from export.boxfit import measure
     from export.evaluate import scene_ids_of
 
@@ -401,9 +420,7 @@ def cmd_box_fit(a) -> int:
     crops = load_crops(Path(a.crops))
     idx = split_index(run, Split.TRAIN)
     ids = {Path(sd).name: scene_ids_of(crops, idx, Path(sd)) for sd in a.scenes}
-    det = load_detector(
-        a.detector_dir, DetectorOptions(confidence=a.confidence, mode="single", min_face_px=a.min_face, fallback=False)
-    )
+    det = data_detector(a.detector_dir, confidence=a.confidence, mode="single", min_face_px=a.min_face, fallback=False)
     fit = measure([Path(sd) for sd in a.scenes], ids, det, min_face=a.min_face)
     fit["measured_on"] = "training scenes of %s (%s), res10 single pass at confidence %s" % (
         run,
@@ -441,15 +458,12 @@ def box_fit_for(run: Path, crops: Dict[str, np.ndarray]) -> Optional[Dict[str, o
 
 
 def cmd_extend(a) -> int:
-    from edge.detector import DetectorOptions, load_detector
     from export.extend import extend
 
     if a.per_scene < 0 or a.satellites < 0:
         raise SystemExit("extend: --per-scene and --satellites count crops per scene: give 0 or more")
     fit = read_box_fit(a.box_fit)
-    det = load_detector(
-        a.detector_dir, DetectorOptions(confidence=a.confidence, mode=a.mode, min_face_px=12, fallback=False)
-    )
+    det = data_detector(a.detector_dir, confidence=a.confidence, mode=a.mode, min_face_px=12, fallback=False)
     rep = extend(
         Path(a.crops),
         Path(a.run),

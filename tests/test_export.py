@@ -899,6 +899,25 @@ def test_prepare_keeps_the_small_boxes_the_shipped_crops_were_mined_from(monkeyp
     assert seen[1].mode == "single" and seen[1].confidence == 0.1
 
 
+def test_the_detector_passes_that_cut_training_data_follow_no_kiosk_box_rule(detector_dir):
+    """detector.max_aspect (a kiosk rule against ghost boxes, default 2.2) once leaked into prepare's passes and
+    dropped 63 no_face boxes, so restore_members refused the recomputed split. The data passes keep the box rules
+    the shipped crops were cut with, whatever the kiosk defaults become; the kiosk itself drops the ghost."""
+    from edge.detector import DetectorOptions, FaceDetector
+    from export import cli
+
+    raw = np.zeros((1, 1, 2, 7), np.float32)
+    raw[0, 0, 0] = [0, 1, 0.9, 0.40, 0.20, 0.54, 0.74]  # 90 x 259 px in a 640x480 frame: 2.9 times taller than wide
+    raw[0, 0, 1] = [0, 1, 0.9, 0.60, 0.20, 0.80, 0.56]  # a face
+    whole, shape = (0, 0, 640, 480, 640, 480), (480, 640, 3)
+    files = (detector_dir / "deploy.prototxt", detector_dir / "res10_300x300_ssd_iter_140000.caffemodel")
+    kiosk = FaceDetector(*files, DetectorOptions(mode="native", min_face_px=0))
+    assert len(kiosk.postprocess(raw, whole, shape)) == 1
+    data = cli.data_detector(str(detector_dir), confidence=0.1, mode="native", min_face_px=0, fallback=False)
+    assert len(data.postprocess(raw, whole, shape)) == 2
+    assert data.opt.nms_containment == 0.8 and data.opt.confidence == 0.1
+
+
 def test_a_recomputed_split_is_checked_against_the_bundles_record_no_face_included():
     """restore_members refuses a crops file that does not split as the shipped runs did; face counts alone
     matched for a file mined with other no_face boxes, so no_face (less what extend appended) counts too."""
