@@ -9,6 +9,10 @@ held-out real scenes (andrewmvd crowd photos and ilc2021 web photos, each scene 
 split). The setting chosen is the best non-compliant F1 on the val scenes among those with face
 recall >= 0.95 (the best F1 if none reaches it); the test scenes then get that one setting.
 
+Each chosen setting carries `false_alarm_kinds`: its false alarms split by what annotated face lies under
+each (export.evaluate.false_alarm_kind): the classifier flagging a with_mask face, a second box of a found
+face, a loose box around a face no box matched, no annotation at all (an unannotated face, or not a face).
+
 `--paired-with OTHER.json` (another bundle's run of this script on the same scenes) adds the paired
 difference of the two chosen settings' non-compliant F1, resampled by scene (`paired_val`, and `paired_test`
 with --test): whether the gain holds beyond which photos happened to land in the split.
@@ -54,11 +58,13 @@ def paired(base: dict, new: dict, key: str, split: str) -> dict:
 
 
 def strip_per_scene(res: dict) -> None:
-    """Per-scene counts stay only at the chosen settings (what --paired-with reads): the grid stays readable."""
+    """Per-scene counts and false-alarm kinds stay only at the chosen settings (what --paired-with reads, and
+    what a person reads): the grid stays readable."""
     for split in ("val", "test"):
         for sweep in [res.get(split, {}).get("all")] + list(res.get(split, {}).get("per_source", {}).values()):
             for g in (sweep or {}).get("grid", []):
                 g.pop("per_scene", None)
+                g.pop("false_alarm_kinds", None)
             (sweep or {}).pop("scene_ids", None)
     for k, v in res.get("test_chosen", {}).items():
         if isinstance(v, dict) and k != "all":

@@ -187,6 +187,44 @@ def matches(g: Tuple[int, int, int, int], d: Tuple[int, int, int, int], thr: flo
     return o >= thr or (inside and o > 0 and inside_match(g, d))
 
 
+FALSE_ALARM_KINDS = (
+    "with_mask face flagged",  # matched to an annotated compliant face: the classifier's error
+    "second box of a found face",  # an annotated face another detection matched already
+    "loose box, face missed",  # encloses an annotated face that no detection matched (res10's face-plus-surroundings box)
+    "part of a face, face missed",  # mostly inside an annotated face no detection matched, too small for the head-box rule
+    "no annotation under it",  # overlaps no annotated face: an unannotated (background) face, or not a face
+    "other overlap",
+)
+ENCLOSE_SHARE = 0.9  # an annotated face this much inside a detection is enclosed by it
+
+
+def false_alarm_kind(
+    det: Tuple[int, int, int, int], gt: Sequence[Tuple[int, int, int, int]], matched: Sequence[int]
+) -> str:
+    """Why an unmatched detection that was flagged counts as a false alarm (`FALSE_ALARM_KINDS[1:]`): what
+    annotated face, if any, lies under it. `matched` are the annotated faces some other detection matched.
+    A measurement aid (the kiosk sweep's `false_alarm_kinds`); it changes no count."""
+    from edge.types import iou
+
+    def area(b: Tuple[int, int, int, int]) -> int:
+        return max(1, (b[2] - b[0]) * (b[3] - b[1]))
+
+    def inter(a: Tuple[int, int, int, int], b: Tuple[int, int, int, int]) -> int:
+        return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+
+    under = [gi for gi, g in enumerate(gt) if iou(g, det) > 0]
+    if not under:
+        return "no annotation under it"
+    gi = max(under, key=lambda i: iou(gt[i], det))
+    if gi in matched:
+        return "second box of a found face"
+    if inter(gt[gi], det) >= ENCLOSE_SHARE * area(gt[gi]):
+        return "loose box, face missed"
+    if inter(gt[gi], det) >= INSIDE_SHARE * area(det):
+        return "part of a face, face missed"
+    return "other overlap"
+
+
 DETECTOR_SETTINGS = {
     # name -> DetectorOptions fields; "single" is the kiosk default, the others are for wide views
     "single": {"mode": "single"},
@@ -497,6 +535,7 @@ def kiosk_sweep(
         for r in no_face_thresholds:
             tp = fp = fn = found = total = 0
             per_scene = []
+            kinds = {k: 0 for k in FALSE_ALARM_KINDS}
             for gt, dets, nf, verdicts in cached:
                 before = (tp, fp, fn)
                 keep = [i for i, (_, s) in enumerate(dets) if s >= c and (r is None or nf[i] < r)]
@@ -518,11 +557,13 @@ def kiosk_sweep(
                     else:
                         fn += int(bad)
                 matched = set(m.values())
-                fp += sum(
-                    1
-                    for di, i in enumerate(keep)
-                    if di not in matched and di not in ignored and verdicts[i] in NON_COMPLIANT
-                )
+                for gi in m:
+                    if big[gi] and gt[gi][1] not in NON_COMPLIANT and verdicts[keep[m[gi]]] in NON_COMPLIANT:
+                        kinds["with_mask face flagged"] += 1
+                for di, i in enumerate(keep):
+                    if di not in matched and di not in ignored and verdicts[i] in NON_COMPLIANT:
+                        fp += 1
+                        kinds[false_alarm_kind(boxes[di], [g[0] for g in gt], list(m))] += 1
                 per_scene.append([tp - before[0], fp - before[1], fn - before[2]])
             grid.append(
                 {
@@ -532,6 +573,7 @@ def kiosk_sweep(
                     "faces": total,
                     "noncompliant": metrics.binary_f1(tp, fp, fn),
                     "per_scene": per_scene,  # (tp, fp, fn) of each scene in `scene_ids`, for paired comparisons
+                    "false_alarm_kinds": kinds,  # the fp count split by what lies under each (false_alarm_kind)
                 }
             )
     return {

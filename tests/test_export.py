@@ -465,6 +465,27 @@ def test_a_face_box_inside_an_annotated_head_box_is_that_face_once():
     assert match([face], [head], 0.4, inside=True) == {}  # a box around the annotation is not inside it
 
 
+def test_a_kiosk_false_alarm_is_told_by_what_annotated_face_lies_under_it():
+    """The kiosk sweep splits its false alarms by what lies under each: res10's loose box around a masked face
+    it scores low (the face then also counts as missed) is not the same failure as a box on no face."""
+    from export.evaluate import FALSE_ALARM_KINDS, false_alarm_kind
+
+    face = (100, 100, 180, 190)  # an annotated 80 x 90 face
+    loose = (60, 60, 250, 260)  # all of the face inside, IoU 0.19: no match by the rules
+    assert false_alarm_kind(loose, [face], matched=[]) == "loose box, face missed"
+    assert false_alarm_kind(loose, [face], matched=[0]) == "second box of a found face"
+    assert false_alarm_kind((150, 170, 175, 188), [face], matched=[]) == "part of a face, face missed"
+    assert false_alarm_kind((400, 100, 480, 190), [face], matched=[]) == "no annotation under it"
+    assert false_alarm_kind((150, 150, 260, 260), [face], matched=[]) == "other overlap"
+    # the face under it is the one it overlaps most, not the first annotated
+    other = (240, 60, 330, 160)
+    assert false_alarm_kind((160, 40, 350, 200), [face, other], matched=[0]) == "loose box, face missed"
+    assert set(FALSE_ALARM_KINDS[1:]) >= {
+        false_alarm_kind(b, [face], [])
+        for b in (loose, (150, 170, 175, 188), (400, 100, 480, 190), (150, 150, 260, 260))
+    }
+
+
 @pytest.mark.slow
 def test_conversion_is_deterministic(tiny_bundle, tmp_path):
     """The same Keras model and representative crops give byte-identical TFLite and ONNX files."""
