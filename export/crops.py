@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import json
+import zipfile
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple, Union
 
@@ -37,8 +38,20 @@ def load(path: Union[str, Path]) -> Dict[str, np.ndarray]:
     path = Path(path)
     if not path.exists():
         raise MaskwatchError("%s not found: run `edge-export prepare --out %s` first" % (path, path), EX_NOINPUT)
-    with np.load(str(path), allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    remake = "make it with `edge-export prepare --out %s`" % path
+    try:
+        z = np.load(str(path), allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise ValueError("a single array, not an .npz archive")
+        with z:
+            out = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        reason = str(e).split(". ")[0] or type(e).__name__
+        raise MaskwatchError("%s is not a crops file (%s): %s" % (path, reason, remake), EX_DATAERR)
+    missing = [k for k in ("images", "labels") if k not in out]
+    if missing:
+        raise MaskwatchError("%s is not a crops file (no %s): %s" % (path, ", ".join(missing), remake), EX_DATAERR)
+    return out
 
 
 def load_split(run: Union[str, Path], role: str = "run") -> Tuple[np.ndarray, np.ndarray]:

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import run_cli
@@ -109,7 +110,6 @@ def test_edge_export_without_tensorflow_is_one_line(tmp_path):
         "from export.cli import main; sys.exit(main(sys.argv[1:]))"
     )
     crops = tmp_path / "c.npz"
-    import numpy as np
 
     np.savez(str(crops), images=np.zeros((4, 96, 96, 3), np.uint8), labels=np.zeros(4, np.int64))
     r = subprocess.run(
@@ -169,7 +169,6 @@ def test_benchmark_scripts_name_a_bad_path_in_one_line(tmp_path, script, args, n
 
 
 def test_a_refused_training_run_leaves_no_directory_behind(tmp_path):
-    import numpy as np
 
     crops = tmp_path / "crops.npz"
     np.savez(str(crops), labels=np.zeros(4, np.int64), images=np.zeros((4, 8, 8, 3), np.uint8))
@@ -184,8 +183,6 @@ def test_a_refused_training_run_leaves_no_directory_behind(tmp_path):
 
 def test_training_into_a_directory_holding_another_interrupted_run_is_refused_before_writing(tmp_path):
     import json
-
-    import numpy as np
 
     n = 12
     crops = tmp_path / "crops.npz"
@@ -235,3 +232,36 @@ def test_extend_refuses_a_negative_count_before_reading_anything(tmp_path):
         == "extend: --per-scene and --satellites count crops per scene: give 0 or more"
     )
     assert not (tmp_path / "r").exists() and not (tmp_path / "x.npz").exists()
+
+
+@pytest.mark.parametrize("kind", ["text", "npy", "npz without labels", "truncated npz"])
+def test_a_crops_file_that_is_not_one_is_one_line(tmp_path, kind):
+    """Any file given to --crops by mistake: its path and how to make a crops file, not numpy's traceback."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    bad = tmp_path / "crops.npz"
+    if kind == "text":
+        bad.write_text("not crops\n")
+    elif kind == "npy":
+        with open(str(bad), "wb") as f:
+            np.save(f, np.zeros(3))
+    else:
+        np.savez(
+            str(bad),
+            images=np.zeros((2, 8, 8, 3), np.uint8),
+            **({} if kind != "truncated npz" else {"labels": np.zeros(2)}),
+        )
+        if kind == "truncated npz":
+            bad.write_bytes(bad.read_bytes()[:100])
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "kiosk_setting.py"), "--run", str(tmp_path), "--crops", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    one_line_error(r, "is not a crops file")
+    assert "edge-export prepare" in r.stderr
+    assert r.returncode == 65
