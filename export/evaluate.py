@@ -204,13 +204,7 @@ def false_alarm_kind(
     """Why an unmatched detection that was flagged counts as a false alarm (`FALSE_ALARM_KINDS[1:]`): what
     annotated face, if any, lies under it. `matched` are the annotated faces some other detection matched.
     A measurement aid (the kiosk sweep's `false_alarm_kinds`); it changes no count."""
-    from edge.types import iou
-
-    def area(b: Tuple[int, int, int, int]) -> int:
-        return max(1, (b[2] - b[0]) * (b[3] - b[1]))
-
-    def inter(a: Tuple[int, int, int, int], b: Tuple[int, int, int, int]) -> int:
-        return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    from edge.types import iou, share_inside
 
     under = [gi for gi, g in enumerate(gt) if iou(g, det) > 0]
     if not under:
@@ -218,9 +212,9 @@ def false_alarm_kind(
     gi = max(under, key=lambda i: iou(gt[i], det))
     if gi in matched:
         return "second box of a found face"
-    if inter(gt[gi], det) >= ENCLOSE_SHARE * area(gt[gi]):
+    if share_inside(gt[gi], det) >= ENCLOSE_SHARE:
         return "loose box, face missed"
-    if inter(gt[gi], det) >= INSIDE_SHARE * area(det):
+    if share_inside(det, gt[gi]) >= INSIDE_SHARE:
         return "part of a face, face missed"
     return "other overlap"
 
@@ -540,7 +534,8 @@ def kiosk_sweep(
                 before = (tp, fp, fn)
                 keep = [i for i, (_, s) in enumerate(dets) if s >= c and (r is None or nf[i] < r)]
                 boxes = [dets[i][0] for i in keep]
-                m = match([g[0] for g in gt], boxes, iou_thr, inside)
+                gt_boxes = [g[0] for g in gt]
+                m = match(gt_boxes, boxes, iou_thr, inside)
                 big = [min(b[2] - b[0], b[3] - b[1]) >= min_face for b, _ in gt]
                 ignored = {m[gi] for gi in m if not big[gi]}
                 for gi, (_box, y) in enumerate(gt):
@@ -554,16 +549,14 @@ def kiosk_sweep(
                         tp += int(bad and pbad)
                         fn += int(bad and not pbad)
                         fp += int(pbad and not bad)
+                        kinds["with_mask face flagged"] += int(pbad and not bad)
                     else:
                         fn += int(bad)
                 matched = set(m.values())
-                for gi in m:
-                    if big[gi] and gt[gi][1] not in NON_COMPLIANT and verdicts[keep[m[gi]]] in NON_COMPLIANT:
-                        kinds["with_mask face flagged"] += 1
                 for di, i in enumerate(keep):
                     if di not in matched and di not in ignored and verdicts[i] in NON_COMPLIANT:
                         fp += 1
-                        kinds[false_alarm_kind(boxes[di], [g[0] for g in gt], list(m))] += 1
+                        kinds[false_alarm_kind(boxes[di], gt_boxes, list(m))] += 1
                 per_scene.append([tp - before[0], fp - before[1], fn - before[2]])
             grid.append(
                 {

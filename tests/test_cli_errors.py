@@ -169,7 +169,6 @@ def test_benchmark_scripts_name_a_bad_path_in_one_line(tmp_path, script, args, n
 
 
 def test_a_refused_training_run_leaves_no_directory_behind(tmp_path):
-
     crops = tmp_path / "crops.npz"
     np.savez(str(crops), labels=np.zeros(4, np.int64), images=np.zeros((4, 8, 8, 3), np.uint8))
     out = tmp_path / "run"
