@@ -38,19 +38,18 @@ def load(path: Union[str, Path]) -> Dict[str, np.ndarray]:
     path = Path(path)
     if not path.exists():
         raise MaskwatchError("%s not found: run `edge-export prepare --out %s` first" % (path, path), EX_NOINPUT)
-    remake = "make it with `edge-export prepare --out %s`" % path
+    want = "give the .npz that `edge-export prepare --out FILE` wrote"
+    if not zipfile.is_zipfile(str(path)):
+        raise MaskwatchError("%s is not a crops file (not an .npz archive): %s" % (path, want), EX_DATAERR)
     try:
-        z = np.load(str(path), allow_pickle=False)
-        if not isinstance(z, np.lib.npyio.NpzFile):
-            raise ValueError("a single array, not an .npz archive")
-        with z:
+        with np.load(str(path), allow_pickle=False) as z:
             out = {k: z[k] for k in z.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         reason = str(e).split(". ")[0] or type(e).__name__
-        raise MaskwatchError("%s is not a crops file (%s): %s" % (path, reason, remake), EX_DATAERR)
+        raise MaskwatchError("%s is not a crops file (%s): %s" % (path, reason, want), EX_DATAERR)
     missing = [k for k in ("images", "labels") if k not in out]
     if missing:
-        raise MaskwatchError("%s is not a crops file (no %s): %s" % (path, ", ".join(missing), remake), EX_DATAERR)
+        raise MaskwatchError("%s is not a crops file (no %s): %s" % (path, ", ".join(missing), want), EX_DATAERR)
     return out
 
 

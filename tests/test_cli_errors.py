@@ -262,5 +262,6 @@ def test_a_crops_file_that_is_not_one_is_one_line(tmp_path, kind):
         timeout=300,
     )
     one_line_error(r, "is not a crops file")
-    assert "edge-export prepare" in r.stderr
+    assert "edge-export prepare --out FILE" in r.stderr  # how to make one, never "overwrite what you gave"
+    assert "pickled" not in r.stderr  # numpy's word for a text file would mislead
     assert r.returncode == 65
