@@ -740,12 +740,22 @@ def test_an_interrupted_training_run_goes_on_from_its_last_finished_epoch(tmp_pa
                 raise Stop()
 
     class Seen(keras.callbacks.Callback):
+        """The epochs run, and the optimizer's step count as fit starts (after the restore) and ends (train()
+        then loads the best checkpoint, optimizer state included, so its count is that epoch's, not the last)."""
+
         def __init__(self):
             super().__init__()
             self.epochs = []
+            self.steps = []
+
+        def on_train_begin(self, logs=None):
+            self.steps.append(int(self.model.optimizer.iterations.numpy()))
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epochs.append(epoch)
+
+        def on_train_end(self, logs=None):
+            self.steps.append(int(self.model.optimizer.iterations.numpy()))
 
     keras.utils.set_random_seed(0)
     rng = np.random.RandomState(0)
@@ -767,8 +777,12 @@ def test_an_interrupted_training_run_goes_on_from_its_last_finished_epoch(tmp_pa
     model, info = train(cfg, X, y, split, run, verbose=0, callbacks=[seen])
     assert seen.epochs == [2, 3]  # the two finished epochs are not done again
     assert info["history"]["phase"] == ["scratch"] * 4 and len(info["history"]["loss"]) == 4
-    # the learning-rate schedule went on too: the optimizer counted the steps of all four epochs
-    assert int(model.optimizer.iterations.numpy()) == 4 * 3
+    # the learning-rate schedule went on too: the optimizer came back with the two finished epochs' steps and
+    # counted all four epochs' (3 steps each) by the end
+    assert seen.steps == [2 * 3, 4 * 3]
+    # the model returned is the best epoch's (lowest val_loss here, no real-val sources), optimizer state alike
+    best = int(np.argmin(info["history"]["val_loss"]))
+    assert int(model.optimizer.iterations.numpy()) == 3 * (best + 1)
     assert (run / "model.keras").exists() and not (run / "resume").exists()
 
 
