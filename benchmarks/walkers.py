@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from edge.walkers import (  # noqa: E402
     Walker,
+    add_class_counts,
     alert_scores,
     alone_in_cut,
     class_accuracy,
@@ -232,7 +233,7 @@ def main() -> int:
         # all clips as one: the per-clip scores summed
         sc_all = {"people": 0, "counted_once": 0, "duplicates": 0, "missed": 0, "spurious_events": 0}
         right = counted = tp = fp = fn = 0
-        per_class: Dict[str, Dict[str, int]] = {}
+        per_class: Dict[str, Dict[str, Any]] = {}
         for _ci, r in enumerate(runs):
             s = score(r["truth"], r["events"])
             for k in sc_all:
@@ -242,10 +243,7 @@ def main() -> int:
             tp += s["alert"]["tp"]
             fp += s["alert"]["fp"]
             fn += s["alert"]["fn"]
-            for lab, v in s["per_class"].items():
-                pc = per_class.setdefault(lab, {"people": 0, "counted": 0, "right": 0})
-                for k in ("people", "counted", "right"):
-                    pc[k] += v[k]
+            add_class_counts(per_class, s["per_class"])
         sc_all.update(
             {
                 "counted_once_rate": round(sc_all["counted_once"] / float(max(1, sc_all["people"])), 4),

@@ -236,11 +236,22 @@ def match_events(
     return out
 
 
-def class_accuracy(per_class: Dict[str, Dict[str, int]]) -> Dict[str, Dict[str, Any]]:
-    """{class: {people, counted, right, accuracy}}: accuracy over the people of that class who were counted."""
+def class_accuracy(per_class: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
+    """{class: {people, counted, right, called, accuracy}}: accuracy over the people of that class who were
+    counted; `called`: how many of them were given each verdict (a row of the confusion matrix)."""
     return {
         k: dict(v, accuracy=round(v["right"] / float(max(1, v["counted"])), 4)) for k, v in sorted(per_class.items())
     }
+
+
+def add_class_counts(into: Dict[str, Dict[str, Any]], per_class: Dict[str, Dict[str, Any]]) -> None:
+    """Sum one clip's per-class counts (score()["per_class"]) into `into` (several clips as one)."""
+    for lab, v in per_class.items():
+        pc = into.setdefault(lab, {"people": 0, "counted": 0, "right": 0, "called": {}})
+        for k in ("people", "counted", "right"):
+            pc[k] += v[k]
+        for verdict, n in v.get("called", {}).items():
+            pc["called"][verdict] = pc["called"].get(verdict, 0) + n
 
 
 def alert_scores(tp: int, fp: int, fn: int) -> Dict[str, Any]:
@@ -265,12 +276,12 @@ def score(truth: Dict[str, Any], events: Sequence[Dict[str, Any]]) -> Dict[str, 
     once = sum(1 for pid in people if len(by_person.get(pid, [])) == 1)
     dup = sum(len(v) - 1 for v in by_person.values() if len(v) > 1)
     missed = [pid for pid in people if pid not in by_person]
-    per_class: Dict[str, Dict[str, int]] = {}
+    per_class: Dict[str, Dict[str, Any]] = {}
     tp = fp = fn = 0
     right = 0
     decided_by: Dict[str, int] = {}
     for pid, p in people.items():
-        c = per_class.setdefault(p["label"], {"people": 0, "counted": 0, "right": 0})
+        c = per_class.setdefault(p["label"], {"people": 0, "counted": 0, "right": 0, "called": {}})
         c["people"] += 1
         bad = p["label"] in NON_COMPLIANT
         evs = by_person.get(pid)
@@ -280,6 +291,7 @@ def score(truth: Dict[str, Any], events: Sequence[Dict[str, Any]]) -> Dict[str, 
         c["counted"] += 1
         first = min(evs, key=lambda e: e.get("frame", 0))
         v = first["verdict"]
+        c["called"][v] = c["called"].get(v, 0) + 1
         decided_by[first.get("decided_by", "?")] = decided_by.get(first.get("decided_by", "?"), 0) + 1
         if v == p["label"]:
             right += 1

@@ -219,6 +219,20 @@ def test_walker_clip_truth_and_scoring(tmp_path, portrait_walkers):
     perfect = [ev(b[1:], b[0], p["label"]) for p in truth["people"] for b in [p["boxes"][len(p["boxes"]) // 2]]]
     s = score(truth, perfect)
     assert s["counted_once"] == 6 and s["verdict_accuracy"] == 1.0 and s["alert"]["f1"] == 1.0
+    assert all(v["called"] == {k: v["counted"]} for k, v in s["per_class"].items())
+    # one person given another verdict: their class's row of the confusion matrix says which
+    wrong = "with_mask" if p0["label"] != "with_mask" else "without_mask"
+    s = score(truth, [dict(perfect[0], verdict=wrong)] + perfect[1:])
+    assert s["per_class"][p0["label"]]["called"] == {p0["label"]: s["per_class"][p0["label"]]["counted"] - 1, wrong: 1}
+    from edge.walkers import add_class_counts
+
+    both: dict = {}
+    add_class_counts(both, s["per_class"])
+    add_class_counts(both, s["per_class"])
+    assert (
+        both[p0["label"]]["called"][wrong] == 2
+        and both[p0["label"]]["people"] == 2 * s["per_class"][p0["label"]]["people"]
+    )
     s = score(truth, perfect + [ev(mid[1:], mid[0] + 1, p0["label"])])  # a duplicate
     assert s["duplicates"] == 1 and s["counted_once"] == 5
     s = score(truth, [e for e in perfect if e["frame"] != p1["boxes"][len(p1["boxes"]) // 2][0]])
