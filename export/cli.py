@@ -559,6 +559,52 @@ def combine(outputs: Tuple[np.ndarray, Optional[np.ndarray]], k: int, flip: bool
     return plain[:k].mean(axis=0)
 
 
+def choose_with_views(
+    outputs: Tuple[np.ndarray, Optional[np.ndarray]],
+    labels: np.ndarray,
+    views: str = "auto",
+    max_false_alarm: float = 0.03,
+    max_face_loss: float = 0.01,
+    alert_objective: str = "f1",
+) -> Dict[str, Any]:
+    """The whole operating-point choice on a set of real val crops, from their device outputs under every view
+    of VIEW_SETS' longest set, plain and mirrored (device_outputs): per view set and flip, operating.choose;
+    the set kept is the best by alert F1, then macro-F1 (a tie keeps the cheaper one). Returns the operating
+    point with `flip_average`, `views` and what each setting scored (validation.views_tried)."""
+    from export import operating
+    from export.datasets import LABELS
+
+    tried = {}
+    for name, vs in VIEW_SETS.items():
+        for flip in (False, True):
+            p = combine(outputs, len(vs), flip)
+            o = operating.choose(
+                p,
+                labels,
+                LABELS,
+                max_false_alarm=max_false_alarm,
+                max_face_loss=max_face_loss,
+                alert_objective=alert_objective,
+            )
+            fr = operating.face_report(operating.predict_labels(p, LABELS, o), labels, LABELS)
+            tried[(name, flip)] = (o, (fr["alert"]["f1"], fr["macro_f1"]))
+    allowed = [k for k in tried if views in ("auto", k[0])]
+    best = max(allowed, key=lambda k: tried[k][1])  # max() keeps the first of equals: the cheaper setting
+    name, flip = best
+    op = tried[best][0]
+    op["flip_average"] = bool(flip)
+    op["views"] = [list(v) for v in VIEW_SETS[name]]
+    op["rule"] = (
+        "p_model = the model's outputs averaged over the boxes of `views` (edge.crop.view_box: [scale, shift]) "
+        "and, with flip_average, their mirror images; " + str(op.get("rule", ""))
+    )
+    op["validation"]["views_tried"] = {
+        "%s%s" % (n, "+flip" if f else ""): {"views": len(VIEW_SETS[n]), "alert_f1": v[1][0], "macro_f1": v[1][1]}
+        for (n, f), v in tried.items()
+    }
+    return op
+
+
 def operating_point(
     bundle_dir: Path,
     run: Path,
@@ -582,36 +628,16 @@ def operating_point(
     real = np.isin(crops["sources"][va_i], REAL_SOURCES)
     everything = VIEW_SETS["scales+shifts"]
     assert all(vs == everything[: len(vs)] for vs in VIEW_SETS.values())  # each set is a prefix of the last
-    # flip averaging and the views are kept only if they win on the real validation crops (alert F1, then
-    # macro-F1; a tie keeps the cheaper one)
-    tried = {}
     from edge.bundle import load_bundle
     from edge.classifier import MaskClassifier
 
+    # flip averaging and the views are kept only if they win on the real validation crops
     clf = MaskClassifier(load_bundle(bundle_dir), variant, fallback=False, batch=32)
     val_out = device_outputs(clf, view_images(crops, va_i[real], everything))
-    for name, vs in VIEW_SETS.items():
-        for flip in (False, True):
-            p = combine(val_out, len(vs), flip)
-            o = operating.choose(p, va_y[real], LABELS, max_false_alarm=max_false_alarm, max_face_loss=max_face_loss)
-            fr = operating.face_report(operating.predict_labels(p, LABELS, o), va_y[real], LABELS)
-            tried[(name, flip)] = (o, (fr["alert"]["f1"], fr["macro_f1"]))
-    allowed = [k for k in tried if views in ("auto", k[0])]
-    best = max(allowed, key=lambda k: tried[k][1])  # max() keeps the first of equals: the cheaper setting
-    name, flip = best
-    op = tried[best][0]
-    op["flip_average"] = bool(flip)
-    op["views"] = [list(v) for v in VIEW_SETS[name]]
-    op["rule"] = (
-        "p_model = the model's outputs averaged over the boxes of `views` (edge.crop.view_box: [scale, shift]) "
-        "and, with flip_average, their mirror images; " + str(op.get("rule", ""))
-    )
-    op["validation"]["views_tried"] = {
-        "%s%s" % (n, "+flip" if f else ""): {"views": len(VIEW_SETS[n]), "alert_f1": v[1][0], "macro_f1": v[1][1]}
-        for (n, f), v in tried.items()
-    }
+    op = choose_with_views(val_out, va_y[real], views, max_false_alarm, max_face_loss)
     op["variant"] = variant
-    vs = VIEW_SETS[name]
+    vs = [tuple(v) for v in op["views"]]
+    flip = op["flip_average"]
     pred = operating.predict_labels(
         combine(device_outputs(clf, view_images(crops, te_i, vs), mirror=flip), len(vs), flip), LABELS, op
     )

@@ -180,3 +180,23 @@ def wilson(k: int, n: int, z: float = 1.96) -> Tuple[float, float]:
     c = (p + z * z / (2 * n)) / d
     h = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / d
     return (round(max(0.0, c - h), 4), round(min(1.0, c + h), 4))
+
+
+def group_folds(groups: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Fold index per crop: whole groups dealt to k folds in a seeded random order (largest groups first, each
+    to the fold with the fewest crops so far, so the folds come out near equal in size)."""
+    if k < 2:
+        raise ValueError("k = %d folds: give 2 or more" % k)
+    names, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    if len(names) < k:
+        raise ValueError("%d groups cannot make %d folds" % (len(names), k))
+    rng = np.random.RandomState(seed)
+    order = rng.permutation(len(names))
+    order = order[np.argsort(-counts[order], kind="stable")]
+    fold_of_group = np.zeros(len(names), dtype=np.int64)
+    sizes = np.zeros(k, dtype=np.int64)
+    for g in order:
+        f = int(np.argmin(sizes))
+        fold_of_group[g] = f
+        sizes[f] += counts[g]
+    return fold_of_group[inverse]

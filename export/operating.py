@@ -79,11 +79,22 @@ def alert_scores(cal: np.ndarray, output_labels: Sequence[str]) -> np.ndarray:
     return f3[:, 1] + f3[:, 2]
 
 
+ALERT_OBJECTIVES = ("f1", "recall")
+
+
 def choose_alert(
-    cal: np.ndarray, labels: np.ndarray, output_labels: Sequence[str], max_false_alarm: float = 0.03
+    cal: np.ndarray,
+    labels: np.ndarray,
+    output_labels: Sequence[str],
+    max_false_alarm: float = 0.03,
+    objective: str = "f1",
 ) -> Dict[str, Any]:
-    """Threshold on P(alert) for the real validation *faces*: the best alert F1 among thresholds that flag
-    at most `max_false_alarm` of the with_mask faces (if none does, the best F1 overall, said so)."""
+    """Threshold on P(alert) for the real validation *faces*: among thresholds that flag at most
+    `max_false_alarm` of the with_mask faces, the best alert F1 (`objective` "f1") or the most non-compliant
+    faces flagged ("recall": the lowest such threshold, the floor itself is the operating point); if none
+    keeps the floor, the best F1 overall, said so."""
+    if objective not in ALERT_OBJECTIVES:
+        raise ValueError("alert objective %r: one of %s" % (objective, ", ".join(ALERT_OBJECTIVES)))
     idx = {l: list(output_labels).index(l) for l in FACE_LABELS}
     face = np.isin(labels, list(idx.values()))
     s = alert_scores(cal[face], output_labels)
@@ -101,7 +112,10 @@ def choose_alert(
         rows.append((float(t), f1, p, r, fa))
     ok = [row for row in rows if row[4] <= max_false_alarm]
     floor_met = bool(ok)
-    t, f1, p, r, fa = max(ok or rows, key=lambda row: (row[1], -abs(row[0] - 0.5)))
+    if ok and objective == "recall":
+        t, f1, p, r, fa = max(ok, key=lambda row: (row[3], row[1], row[0]))  # of equal recall, the higher threshold
+    else:
+        t, f1, p, r, fa = max(ok or rows, key=lambda row: (row[1], -abs(row[0] - 0.5)))
     return {
         "alert_threshold": t,
         "precision": round(p, 4),
@@ -109,6 +123,7 @@ def choose_alert(
         "f1": round(f1, 4),
         "with_mask_flagged": round(fa, 4),
         "max_false_alarm": max_false_alarm,
+        "objective": objective,
         "false_alarm_floor_met": floor_met,
         "faces": int(face.sum()),
     }
@@ -145,6 +160,7 @@ def choose(
     *,
     max_face_loss: float = 0.01,
     max_false_alarm: float = 0.03,
+    alert_objective: str = "f1",
 ) -> Dict[str, Any]:
     """The manifest's `operating_point` from raw model outputs on the real validation crops."""
     cal_info = fit_temperature(probs, labels)
@@ -158,7 +174,7 @@ def choose(
         k = list(output_labels).index(NO_FACE)
         kept = cal[:, k] < nf["no_face_threshold"]
         cal, labels = cal[kept], labels[kept]
-    al = choose_alert(cal, labels, output_labels, max_false_alarm)
+    al = choose_alert(cal, labels, output_labels, max_false_alarm, alert_objective)
     out["alert_threshold"] = al["alert_threshold"]
     val["alert"] = al
     iw = choose_incorrect_weight(cal, labels, output_labels, al["alert_threshold"])

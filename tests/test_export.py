@@ -179,6 +179,24 @@ def test_metrics_report_on_known_confusion():
     assert r["macro_f1"] == pytest.approx((2 / 3 + 0.8 + 0) / 3, abs=1e-4)
 
 
+def test_folds_keep_each_group_whole_and_come_out_near_equal():
+    """choice_cv's folds: a photo and its near-copies (one group) are never on both sides of a fold."""
+    rng = np.random.RandomState(3)
+    groups = np.array(["g%d" % g for g in rng.randint(0, 120, 700)] + ["big"] * 40)
+    folds = metrics.group_folds(groups, 5, seed=0)
+    assert sorted(set(folds.tolist())) == [0, 1, 2, 3, 4]
+    for g in set(groups.tolist()):
+        assert len(set(folds[groups == g].tolist())) == 1
+    sizes = np.bincount(folds)
+    assert sizes.max() - sizes.min() <= 40  # no fold more than the largest group above another
+    assert (metrics.group_folds(groups, 5, seed=0) == folds).all()  # seeded
+    assert not (metrics.group_folds(groups, 5, seed=1) == folds).all()
+    with pytest.raises(ValueError, match="2 or more"):
+        metrics.group_folds(groups, 1, seed=0)
+    with pytest.raises(ValueError, match="cannot make"):
+        metrics.group_folds(np.array(["a", "a", "b"]), 3, seed=0)
+
+
 def test_paired_bootstrap_tells_a_real_win_from_noise():
     rng = np.random.RandomState(1)
     y = rng.randint(0, 3, 600)

@@ -592,3 +592,30 @@ def test_the_operating_point_search_chooses_views_on_val_and_the_device_loads_th
     fixed = operating_point(dst, run, crops, variant="tflite_int8", views="scales")
     assert fixed["views"] == [list(v) for v in VIEW_SETS["scales"]]
     assert load_bundle(dst).operating_point.views == VIEW_SETS["scales"]
+
+
+def test_the_alert_objective_recall_flags_the_most_within_the_false_alarm_floor():
+    """`choose_alert(objective="recall")`: the lowest threshold that keeps with_mask faces flagged within the
+    floor (most non-compliant faces caught); "f1" may stop higher. Both keep the floor."""
+    from export import operating
+    from export.datasets import LABELS
+
+    rng = np.random.RandomState(0)
+    n = 400
+    y = np.array([0] * n + [1] * (n // 2) + [2] * (n // 2))  # with, without, incorrect
+    # P(alert): with_mask faces mostly low, non-compliant ones spread (some hard ones low)
+    s = np.concatenate([rng.beta(1.2, 8, n), rng.beta(3, 1.5, n)])
+    probs = np.zeros((2 * n, len(LABELS)))
+    probs[:, 0] = 1 - s
+    probs[:, 1] = s / 2
+    probs[:, 2] = s / 2
+    f1 = operating.choose_alert(probs, y, LABELS, max_false_alarm=0.2, objective="f1")
+    rec = operating.choose_alert(probs, y, LABELS, max_false_alarm=0.2, objective="recall")
+    assert rec["objective"] == "recall" and f1["objective"] == "f1"
+    assert rec["with_mask_flagged"] <= 0.2 and f1["with_mask_flagged"] <= 0.2
+    assert rec["alert_threshold"] < f1["alert_threshold"] and rec["recall"] > f1["recall"]
+    # one step lower would break the floor: the recall rule sits on it
+    flagged = s[y == 0] >= round(rec["alert_threshold"] - 0.01, 2)
+    assert flagged.mean() > 0.2
+    with pytest.raises(ValueError, match="alert objective"):
+        operating.choose_alert(probs, y, LABELS, objective="precision")
