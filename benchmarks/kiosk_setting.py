@@ -98,6 +98,12 @@ def main() -> int:
         action="store_true",
         help="match detections to annotations by IoU alone (the protocol before session 6)",
     )
+    ap.add_argument(
+        "--enclose",
+        action="store_true",
+        help="a variant matching rule reported beside the shipped one: a loose box enclosing an annotated face "
+        "(90 %% of the face inside it, the face >= 25 %% of it) finds that face",
+    )
     ap.add_argument("--test", action="store_true", help="also report the chosen setting on the test scenes")
     ap.add_argument("--paired-with", default=None, help="another bundle's JSON from this script, same scenes")
     ap.add_argument("--out", default=None)
@@ -125,6 +131,7 @@ def main() -> int:
             det_min_face=a.det_min_face,
             containment=a.containment,
             inside=not a.iou_only,
+            enclose=a.enclose,
         )
         for sd in a.scenes:
             ids = {Path(sd).name: scene_ids_of(crops, idx, Path(sd))}

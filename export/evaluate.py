@@ -142,15 +142,22 @@ def face_boxes(classifier, boxes: Sequence[Tuple[int, int, int, int]]) -> List[T
 
 INSIDE_SHARE = 0.8  # a detection this much inside an annotated box...
 INSIDE_COVER = 0.25  # ...and covering at least this share of it is that face (a face box in a head box)
+ENCLOSE_SHARE = 0.9  # an annotated face this much inside a detection is enclosed by it...
+ENCLOSE_COVER = 0.25  # ...and, covering this share of it, is found by it under the variant rule `enclose`
 
 
-def matching_rule(iou_thr: float, inside: bool) -> str:
+def matching_rule(iou_thr: float, inside: bool, enclose: bool = False) -> str:
     """How detections were matched to annotations, in words (recorded beside every scene result)."""
     rule = "IoU >= %g" % iou_thr
     if inside:
         rule += ", or lying inside an annotated head box (%.0f %% inside it, covering >= %.0f %% of it)" % (
             100 * INSIDE_SHARE,
             100 * INSIDE_COVER,
+        )
+    if enclose:
+        rule += ", or enclosing an annotated face (%.0f %% of the face inside it, the face >= %.0f %% of it)" % (
+            100 * ENCLOSE_SHARE,
+            100 * ENCLOSE_COVER,
         )
     return rule
 
@@ -167,24 +174,49 @@ def inside_match(g: Tuple[int, int, int, int], d: Tuple[int, int, int, int]) -> 
 
 
 def match(
-    gt: List[Tuple[int, int, int, int]], det: List[Tuple[int, int, int, int]], thr: float, inside: bool = False
+    gt: List[Tuple[int, int, int, int]],
+    det: List[Tuple[int, int, int, int]],
+    thr: float,
+    inside: bool = False,
+    enclose: bool = False,
 ) -> Dict[int, int]:
     """Greedy matching, gt index -> det index, by IoU >= thr; with `inside`, also a detection inside an annotated
-    head box (`inside_match`). Pairs are taken in order of IoU, one detection per face: a second box of the
-    same face stays a false alarm."""
+    head box (`inside_match`); with `enclose`, also a loose detection around an annotated face (`enclose_match`).
+    Pairs are taken in order of IoU, one detection per face: a second box of the same face stays a false alarm."""
     from edge.types import greedy_assign, iou
 
     return greedy_assign(
-        [(iou(g, d), gi, di) for gi, g in enumerate(gt) for di, d in enumerate(det) if matches(g, d, thr, inside)]
+        [
+            (iou(g, d), gi, di)
+            for gi, g in enumerate(gt)
+            for di, d in enumerate(det)
+            if matches(g, d, thr, inside, enclose)
+        ]
     )
 
 
-def matches(g: Tuple[int, int, int, int], d: Tuple[int, int, int, int], thr: float = 0.4, inside: bool = True) -> bool:
+def enclose_match(g: Tuple[int, int, int, int], d: Tuple[int, int, int, int]) -> bool:
+    """A loose detection around an annotated face: res10 gives some masked faces, at low score, a box of the face
+    and its surroundings (IoU below the match), on the right person; the variant rule `enclose` counts it."""
+    from edge.types import share_inside
+
+    ag = max(1, (g[2] - g[0]) * (g[3] - g[1]))
+    ad = max(1, (d[2] - d[0]) * (d[3] - d[1]))
+    return share_inside(g, d) >= ENCLOSE_SHARE and ag >= ENCLOSE_COVER * ad
+
+
+def matches(
+    g: Tuple[int, int, int, int],
+    d: Tuple[int, int, int, int],
+    thr: float = 0.4,
+    inside: bool = True,
+    enclose: bool = False,
+) -> bool:
     """Detection `d` may match annotated face `g` (`match`'s pair rule; 0.4 and head boxes as in scene_eval)."""
     from edge.types import iou
 
     o = iou(g, d)
-    return o >= thr or (inside and o > 0 and inside_match(g, d))
+    return o >= thr or (inside and o > 0 and inside_match(g, d)) or (enclose and o > 0 and enclose_match(g, d))
 
 
 FALSE_ALARM_KINDS = (
@@ -195,7 +227,6 @@ FALSE_ALARM_KINDS = (
     "no annotation under it",  # overlaps no annotated face: an unannotated (background) face, or not a face
     "other overlap",
 )
-ENCLOSE_SHARE = 0.9  # an annotated face this much inside a detection is enclosed by it
 
 
 def false_alarm_kind(
@@ -478,6 +509,7 @@ def kiosk_sweep(
     det_min_face: Optional[int] = None,
     containment: Optional[float] = None,
     inside: bool = True,
+    enclose: bool = False,
 ) -> Dict[str, Any]:
     """The kiosk setting, measured: res10 confidence x the no_face rejector's threshold at kiosk range.
 
@@ -535,7 +567,7 @@ def kiosk_sweep(
                 keep = [i for i, (_, s) in enumerate(dets) if s >= c and (r is None or nf[i] < r)]
                 boxes = [dets[i][0] for i in keep]
                 gt_boxes = [g[0] for g in gt]
-                m = match(gt_boxes, boxes, iou_thr, inside)
+                m = match(gt_boxes, boxes, iou_thr, inside, enclose)
                 big = [min(b[2] - b[0], b[3] - b[1]) >= min_face for b, _ in gt]
                 ignored = {m[gi] for gi in m if not big[gi]}
                 for gi, (_box, y) in enumerate(gt):
@@ -574,7 +606,7 @@ def kiosk_sweep(
         "detector_min_face_px": min_face if det_min_face is None else det_min_face,
         "flip": flip,
         "nms_containment": det.opt.nms_containment,
-        "matching": matching_rule(iou_thr, inside),
+        "matching": matching_rule(iou_thr, inside, enclose),
         "mode": mode,
         "backend": det.backend_in_use,
         "scenes": len(cached),

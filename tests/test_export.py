@@ -483,6 +483,22 @@ def test_a_face_box_inside_an_annotated_head_box_is_that_face_once():
     assert match([face], [head], 0.4, inside=True) == {}  # a box around the annotation is not inside it
 
 
+def test_the_enclose_variant_finds_a_face_in_a_loose_box_around_it_and_nothing_more():
+    from export.evaluate import match, matches, matching_rule
+
+    face = (100, 100, 200, 200)
+    loose = (60, 60, 240, 240)  # res10's face-and-surroundings box: IoU 0.31, below the 0.4 match
+    huge = (0, 0, 300, 300)  # the face is 11 % of it: a box of the whole person, not of the face
+    half = (100, 100, 240, 140)  # 40 % of the face inside
+    assert not matches(face, loose) and matches(face, loose, enclose=True)
+    assert not matches(face, huge, enclose=True) and not matches(face, half, enclose=True)
+    # one detection per face still: the tight box wins the face, the loose one stays a false alarm
+    tight = (102, 98, 202, 198)
+    assert match([face], [loose, tight], 0.4, enclose=True) == {0: 1}
+    assert match([face], [loose], 0.4) == {} and match([face], [loose], 0.4, enclose=True) == {0: 0}
+    assert "enclosing" in matching_rule(0.4, True, True) and "enclosing" not in matching_rule(0.4, True)
+
+
 def test_a_kiosk_false_alarm_is_told_by_what_annotated_face_lies_under_it():
     """The kiosk sweep splits its false alarms by what lies under each: res10's loose box around a masked face
     it scores low (the face then also counts as missed) is not the same failure as a box on no face."""
