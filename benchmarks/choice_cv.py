@@ -81,6 +81,21 @@ def main() -> int:
             "--folds %d --repeats %d: give 2 or more folds, 1 or more repeats" % (a.folds, a.repeats), EX_USAGE
         )
 
+    def rule_of(spec: str) -> Tuple[str, float]:
+        objective, _, floor = spec.partition("@")
+        try:
+            fl = float(floor) if floor else a.max_false_alarm
+        except ValueError:
+            fl = -1.0
+        if objective not in operating.ALERT_OBJECTIVES or not 0.0 <= fl < 1.0:
+            raise MaskwatchError(
+                "--rules %r: OBJECTIVE[@MAX_FALSE_ALARM], OBJECTIVE one of %s (e.g. f1@0.03 recall@0.02)"
+                % (spec, ", ".join(operating.ALERT_OBJECTIVES)),
+                EX_USAGE,
+            )
+        return objective, fl
+
+    parsed = {spec: rule_of(spec) for spec in a.rules}  # a wrong rule is told before minutes of inference
     bundle = load_bundle(Path(a.bundle))
     crops = load_crops(Path(a.crops))
     _, va_y, va_i = split_arrays(Path(a.run), crops, Split.VAL)
@@ -107,28 +122,13 @@ def main() -> int:
         keep = ("temperature", "no_face_threshold", "alert_threshold", "incorrect_weight", "flip_average")
         return dict({k: op.get(k) for k in keep}, views=len(op["views"]))
 
-    def rule_of(spec: str) -> Tuple[str, float]:
-        objective, _, floor = spec.partition("@")
-        try:
-            fl = float(floor) if floor else a.max_false_alarm
-        except ValueError:
-            fl = -1.0
-        if objective not in operating.ALERT_OBJECTIVES or not 0.0 <= fl < 1.0:
-            raise MaskwatchError(
-                "--rules %r: OBJECTIVE[@MAX_FALSE_ALARM], OBJECTIVE one of %s (e.g. f1@0.03 recall@0.02)"
-                % (spec, ", ".join(operating.ALERT_OBJECTIVES)),
-                EX_USAGE,
-            )
-        return objective, fl
-
     def choose(sel: np.ndarray, objective: str, floor: float) -> Dict[str, Any]:
         out = (plain[:, sel], None if mirrored is None else mirrored[:, sel])
         return choose_with_views(out, y[sel], max_false_alarm=floor, alert_objective=objective)
 
     every = np.ones(len(y), dtype=bool)
     rules: Dict[str, Any] = {}
-    for spec in a.rules:
-        objective, floor = rule_of(spec)
+    for spec, (objective, floor) in parsed.items():
         op_all = choose(every, objective, floor)
         in_sample = summary(operating.face_report(verdicts(op_all, every), y, LABELS))
         repeats, per_fold = [], []
