@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any, Dict, Tuple
 
@@ -103,10 +104,20 @@ def main() -> int:
     idx, y = va_i[real], va_y[real]
     cache = Path(a.cache) if a.cache else None
     if cache is not None and cache.exists():
-        with np.load(cache) as c:
-            if not np.array_equal(c["idx"], idx) or str(c["model_id"]) != bundle.model_id:
-                raise MaskwatchError("%s: holds another bundle's or split's outputs; delete it" % cache, EX_USAGE)
-            plain, mirrored = c["plain"], c["mirrored"]
+        try:
+            with np.load(cache) as c:
+                same = np.array_equal(c["idx"], idx) and str(c["model_id"]) == bundle.model_id
+                plain, mirrored = c["plain"], c["mirrored"]
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            raise MaskwatchError(
+                "--cache %s: not an outputs cache written by this script; give a new path (it is written there)"
+                % cache,
+                EX_USAGE,
+            ) from None
+        if not same:
+            raise MaskwatchError(
+                "--cache %s: holds another bundle's or split's outputs; give a new path or delete it" % cache, EX_USAGE
+            )
     else:
         clf = MaskClassifier(bundle, bundle.default_variant, fallback=False, batch=32)
         plain, mirrored = device_outputs(clf, view_images(crops, idx, VIEW_SETS["scales+shifts"]))
