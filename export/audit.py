@@ -56,12 +56,19 @@ def read(path: Union[str, Path]) -> Tuple[List[Key], str]:
         raw = Path(path).read_bytes()
         doc = json.loads(raw.decode("utf-8"))
         keys = [key_of(e["file"], e["box"]) for e in doc["leave_out"]]
+        side = (doc.get("about") or {}).get("split", "train")
     except OSError as e:
         raise MaskwatchError("--leave-out %s: cannot read it (%s)" % (path, e.strerror or e), EX_NOINPUT)
     except (ValueError, KeyError, TypeError, IndexError) as e:
         raise MaskwatchError(
             "--leave-out %s: not a leave-out list (%s: %s); make one with edge-export audit"
             % (path, type(e).__name__, e),
+            EX_DATAERR,
+        )
+    if side != "train":
+        raise MaskwatchError(
+            "--leave-out %s: lists %s crops (edge-export audit --split %s), which training never sees; give an audit "
+            "of the train side (--split train)" % (path, side, side),
             EX_DATAERR,
         )
     return keys, hashlib.sha256(raw).hexdigest()

@@ -686,7 +686,8 @@ def cmd_operating_point(a) -> int:
 
 def cmd_audit(a) -> int:
     """A label audit of the run's training crops by a trained bundle (export.audit): the list `train --leave-out`
-    takes, and a contact sheet to look at before using it."""
+    takes, and a contact sheet to look at before using it. `--split val`: the same of the val crops, to look at
+    (how much of a val error is a wrong label); val keeps its labels."""
     from edge.bundle import load_bundle
     from edge.classifier import MaskClassifier
     from edge.verdict import calibrate, face_probs
@@ -706,10 +707,11 @@ def cmd_audit(a) -> int:
             "--crops %s: cut at %d px, and %s takes %d px: audit crops cut at its input size (prepare --size %d)"
             % (a.crops, size, a.bundle, b.input_size[0], b.input_size[0])
         )
-    idx = split_index(Path(a.run), Split.TRAIN)
+    side = getattr(a, "split", "train")
+    idx = split_index(Path(a.run), Split.TRAIN if side == "train" else Split.VAL)
     idx = idx[crops["labels"][idx] < 3]  # the face classes: no_face crops are mined, not labelled by people
     if not len(idx):
-        raise SystemExit("--run %s: no training face crops in %s" % (a.run, a.crops))
+        raise SystemExit("--run %s: no %s face crops in %s" % (a.run, side, a.crops))
     clf = MaskClassifier(b, b.default_variant, fallback=False)
     probs = clf.probs(crops["images"][idx])  # MaskClassifier.infer batches by the model's own batch size
     f3 = face_probs(calibrate(probs, b.operating_point.temperature), b.labels)
@@ -732,7 +734,8 @@ def cmd_audit(a) -> int:
         "crops": a.crops,
         "below": a.below,
         "audited": int(len(idx)),
-        "rule": "training face crops whose label gets calibrated probability < below from the bundle",
+        "split": side,
+        "rule": "%s face crops whose label gets calibrated probability < below from the bundle" % side,
     }
     audit.write(a.out, entries, about)
     sheet = Path(a.out).with_suffix(".png")
@@ -1027,6 +1030,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bundle", required=True, help="a bundle trained on this run's training crops")
     s.add_argument("--run", required=True, help="the run whose split's train side is audited")
     s.add_argument("--crops", required=True)
+    s.add_argument(
+        "--split",
+        choices=("train", "val"),
+        default="train",
+        help="the side audited: train (the list train --leave-out takes) or val (how much of a val error is a wrong "
+        "label; val keeps its labels). Test is not audited: it is looked at once",
+    )
     s.add_argument("--below", type=float, default=0.2, help="suspect when the label's probability is below this")
     s.add_argument("--out", required=True, metavar="AUDIT.json", help="the list; a contact sheet goes beside it")
     s.set_defaults(fn=cmd_audit)

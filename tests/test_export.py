@@ -1014,3 +1014,60 @@ def test_a_recomputed_split_is_checked_against_the_bundles_record_no_face_includ
     other["counts"]["test"]["with_mask"] += 1
     other["counts"]["train"]["with_mask"] -= 1
     assert len(split.report_differences(other, recorded)) == 2
+
+
+def test_a_val_audit_lists_val_faces_only_and_training_refuses_it_as_a_leave_out_list(tmp_path, shipped_bundle):
+    """`edge-export audit --split val`: the val side's face crops the bundle contradicts (to look at how much of a
+    val error is a wrong label), never a train or no_face crop; `train --leave-out` refuses that list."""
+    import json
+
+    import cv2
+
+    from edge.bundle import load_bundle
+    from edge.errors import MaskwatchError
+    from export import audit
+    from export.cli import main as export_main
+    from export.crops import view_images
+
+    b = load_bundle(shipped_bundle)
+    rng = np.random.RandomState(7)
+    files, boxes, labels = [], [], []
+    for k in range(12):
+        f = tmp_path / ("p%d.png" % k)
+        cv2.imwrite(str(f), rng.randint(0, 255, (120, 120, 3)).astype(np.uint8))
+        for j, box in enumerate([(10, 10, 60, 70), (60, 40, 115, 110)]):
+            files.append(str(f))
+            boxes.append(box)
+            labels.append((k + j) % 4)
+    n = len(files)
+    crops = {
+        "files": np.array(files),
+        "boxes": np.array(boxes),
+        "labels": np.array(labels),
+        "how": np.array(["voc"] * n),
+        "sources": np.array(["ilc2021-jolignier"] * n),
+        "groups": np.array(files),
+        "margin": np.array(b.crop_margin),
+        "images": np.zeros((n,) + tuple(b.input_size) + (3,), np.uint8),
+    }
+    crops["images"] = view_images(crops, np.arange(n), [(1.0, 0.0)])[0]
+    np.savez(str(tmp_path / "crops.npz"), **crops)
+    run = tmp_path / "run"
+    run.mkdir()
+    assign = np.array([0, 1, 2] * (n // 3))
+    np.savez(str(run / "split.npz"), keep=np.arange(n), assign=assign)
+    out = tmp_path / "val-audit.json"
+    common = ["audit", "--bundle", str(shipped_bundle), "--run", str(run), "--crops", str(tmp_path / "crops.npz")]
+    assert export_main(common + ["--split", "val", "--below", "0.999", "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    val_faces = {(files[i], tuple(boxes[i])) for i in range(n) if assign[i] == 1 and labels[i] < 3}
+    listed = {(e["file"], tuple(e["box"])) for e in doc["leave_out"]}
+    assert doc["about"]["split"] == "val" and listed and listed <= val_faces
+    with pytest.raises(MaskwatchError, match="training never sees"):
+        audit.read(out)
+    train_out = tmp_path / "train-audit.json"
+    assert export_main(common + ["--below", "0.999", "--out", str(train_out)]) == 0
+    keys, _ = audit.read(train_out)
+    assert keys and {(f, tuple(b_)) for f, b_ in keys} <= {
+        (files[i], tuple(boxes[i])) for i in range(n) if assign[i] == 0
+    }
