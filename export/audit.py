@@ -59,7 +59,7 @@ def read(path: Union[str, Path]) -> Tuple[List[Key], str]:
         side = (doc.get("about") or {}).get("split", "train")
     except OSError as e:
         raise MaskwatchError("--leave-out %s: cannot read it (%s)" % (path, e.strerror or e), EX_NOINPUT)
-    except (ValueError, KeyError, TypeError, IndexError) as e:
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
         raise MaskwatchError(
             "--leave-out %s: not a leave-out list (%s: %s); make one with edge-export audit"
             % (path, type(e).__name__, e),
