@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import zipfile
 from pathlib import Path
@@ -48,6 +46,7 @@ def summary(report: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def main() -> int:
+    from edge.bench import machine
     from edge.bundle import load_bundle
     from edge.classifier import MaskClassifier
     from edge.errors import EX_USAGE, MaskwatchError
@@ -187,7 +186,7 @@ def main() -> int:
             and shipped.alert_threshold == first["alert_threshold"]
             and len(shipped.views) == first["views"]
         ),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": machine(),
         "command": " ".join(sys.argv),
     }
     for spec, v in rules.items():

@@ -134,3 +134,41 @@ def run_cli(args, env: Optional[Dict[str, str]] = None, timeout: float = 300, **
     return subprocess.run(
         [str(BIN / args[0])] + [str(a) for a in args[1:]], capture_output=True, text=True, timeout=timeout, env=e, **kw
     )
+
+
+def photo_crops(tmp_path: Path, bundle_dir: Path, photos: int, size: int, boxes, seed: int, blur: float = 0.0):
+    """A crops file's arrays (export.crops layout) for noise photos written under `tmp_path`: each photo holds
+    `boxes`, labelled round the four outputs (every class, no_face included, on every side of a split of
+    alternating assignments), each face cut by the one crop function at the bundle's input size."""
+    import cv2
+    import numpy as np
+
+    from edge.bundle import load_bundle
+    from export.crops import view_images
+
+    b = load_bundle(bundle_dir)
+    rng = np.random.RandomState(seed)
+    files, cut, labels = [], [], []
+    for k in range(photos):
+        img = rng.randint(0, 255, (size, size, 3)).astype(np.uint8)
+        if blur:
+            img = cv2.GaussianBlur(img, (0, 0), blur)
+        f = tmp_path / ("p%d.png" % k)
+        cv2.imwrite(str(f), img)
+        for j, box in enumerate(boxes):
+            files.append(str(f))
+            cut.append(box)
+            labels.append((k + j) % 4)
+    n = len(files)
+    crops = {
+        "files": np.array(files),
+        "boxes": np.array(cut),
+        "labels": np.array(labels),
+        "how": np.array(["voc"] * n),
+        "sources": np.array(["ilc2021-jolignier"] * n),
+        "groups": np.array(files),
+        "margin": np.array(b.crop_margin),
+        "images": np.zeros((n,) + tuple(b.input_size) + (3,), np.uint8),
+    }
+    crops["images"] = view_images(crops, np.arange(n), [(1.0, 0.0)])[0]
+    return crops

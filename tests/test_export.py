@@ -1021,36 +1021,15 @@ def test_a_val_audit_lists_val_faces_only_and_training_refuses_it_as_a_leave_out
     val error is a wrong label), never a train or no_face crop; `train --leave-out` refuses that list."""
     import json
 
-    import cv2
-
-    from edge.bundle import load_bundle
     from edge.errors import MaskwatchError
     from export import audit
     from export.cli import main as export_main
-    from export.crops import view_images
 
-    b = load_bundle(shipped_bundle)
-    rng = np.random.RandomState(7)
-    files, boxes, labels = [], [], []
-    for k in range(12):
-        f = tmp_path / ("p%d.png" % k)
-        cv2.imwrite(str(f), rng.randint(0, 255, (120, 120, 3)).astype(np.uint8))
-        for j, box in enumerate([(10, 10, 60, 70), (60, 40, 115, 110)]):
-            files.append(str(f))
-            boxes.append(box)
-            labels.append((k + j) % 4)
-    n = len(files)
-    crops = {
-        "files": np.array(files),
-        "boxes": np.array(boxes),
-        "labels": np.array(labels),
-        "how": np.array(["voc"] * n),
-        "sources": np.array(["ilc2021-jolignier"] * n),
-        "groups": np.array(files),
-        "margin": np.array(b.crop_margin),
-        "images": np.zeros((n,) + tuple(b.input_size) + (3,), np.uint8),
-    }
-    crops["images"] = view_images(crops, np.arange(n), [(1.0, 0.0)])[0]
+    from conftest import photo_crops
+
+    crops = photo_crops(tmp_path, shipped_bundle, 12, 120, [(10, 10, 60, 70), (60, 40, 115, 110)], seed=7)
+    files, labels, n = crops["files"].tolist(), crops["labels"], len(crops["labels"])
+    boxes = [tuple(int(v) for v in bx) for bx in crops["boxes"]]
     np.savez(str(tmp_path / "crops.npz"), **crops)
     run = tmp_path / "run"
     run.mkdir()

@@ -549,34 +549,12 @@ def test_training_and_device_crops_of_a_detector_box_are_the_same_pixels(tmp_pat
 def test_the_operating_point_search_chooses_views_on_val_and_the_device_loads_them(tmp_path, shipped_bundle):
     """`edge-export operating-point` end to end on photos: val faces cut again per view, the choice written
     into the manifest with what was tried, and the bundle loads with the chosen views."""
-    import cv2
-
     from export.cli import VIEW_SETS, operating_point
-    from export.crops import view_images
 
-    b = load_bundle(shipped_bundle)
-    rng = np.random.RandomState(5)
-    files, boxes, labels = [], [], []
-    for k in range(24):
-        img = cv2.GaussianBlur(rng.randint(0, 255, (160, 160, 3)).astype(np.uint8), (0, 0), 1.5)
-        f = tmp_path / ("p%d.png" % k)
-        cv2.imwrite(str(f), img)
-        for j, box in enumerate([(20, 20, 80, 90), (90, 60, 150, 140)]):
-            files.append(str(f))
-            boxes.append(box)
-            labels.append((k + j) % 4)  # every class, no_face included, on both sides
-    n = len(files)
-    crops = {
-        "files": np.array(files),
-        "boxes": np.array(boxes),
-        "labels": np.array(labels),
-        "how": np.array(["voc"] * n),
-        "sources": np.array(["ilc2021-jolignier"] * n),
-        "groups": np.array(files),
-        "margin": np.array(b.crop_margin),
-        "images": np.zeros((n,) + tuple(b.input_size) + (3,), np.uint8),
-    }
-    crops["images"] = view_images(crops, np.arange(n), [(1.0, 0.0)])[0]
+    from conftest import photo_crops
+
+    crops = photo_crops(tmp_path, shipped_bundle, 24, 160, [(20, 20, 80, 90), (90, 60, 150, 140)], seed=5, blur=1.5)
+    n = len(crops["labels"])
     run = tmp_path / "run"
     run.mkdir()
     np.savez(str(run / "split.npz"), keep=np.arange(n), assign=np.array([1, 2] * (n // 2)))
