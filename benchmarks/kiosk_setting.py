@@ -93,6 +93,7 @@ def main() -> int:
         "--det-min-face", type=int, default=None, help="detector.min_face_px (default --min-face): the box filter"
     )
     ap.add_argument("--containment", type=float, default=None, help="detector.nms_containment (default: the config's)")
+    ap.add_argument("--own-share", type=float, default=None, help="detector.nms_own_share (default: the config's)")
     ap.add_argument(
         "--iou-only",
         action="store_true",
@@ -130,6 +131,7 @@ def main() -> int:
             flip=a.flip,
             det_min_face=a.det_min_face,
             containment=a.containment,
+            own_share=a.own_share,
             inside=not a.iou_only,
             enclose=a.enclose,
         )

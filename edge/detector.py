@@ -44,6 +44,7 @@ class DetectorOptions:
     tile_max_face: float = _D.tile_max_face  # in a magnified tile, keep faces up to this fraction of its side
     nms_iou: float = 0.4
     nms_containment: float = _D.nms_containment  # overlap / smaller box area above this: the same face
+    nms_own_share: float = _D.nms_own_share  # overlap / the weaker box's own area above this: the same face
     min_face_px: int = _D.min_face_px  # drop faces smaller than this (shorter side, frame pixels)
     max_aspect: float = _D.max_aspect  # drop boxes taller than this x their width (unless cut by the frame edge)
     backend: str = _D.backend  # a plugin in edge/detectors/ (see DETECTOR_BACKENDS)
@@ -69,6 +70,7 @@ class DetectorOptions:
             tile_max_face=d.tile_max_face,
             min_face_px=d.min_face_px,
             nms_containment=d.nms_containment,
+            nms_own_share=d.nms_own_share,
             max_aspect=d.max_aspect,
             backend=d.backend,
             precision=d.precision,
@@ -226,14 +228,18 @@ class FaceDetector:
                 ):
                     found.append(((w - x2, y1, w - x1, y2), sc))
         passes = len(wins) * (2 if self.opt.flip else 1)
-        found = nms(found, self.opt.nms_iou if passes > 1 else 0.6, self.opt.nms_containment)
+        found = nms(found, self.opt.nms_iou if passes > 1 else 0.6, self.opt.nms_containment, self.opt.nms_own_share)
         return [Face(box=b, det_score=s) for b, s in found]
 
 
-def nms(dets: Sequence[Tuple[Box, float]], iou_thr: float, containment: float = 0.8) -> List[Tuple[Box, float]]:
+def nms(
+    dets: Sequence[Tuple[Box, float]], iou_thr: float, containment: float = 0.8, own_share: float = 1.0
+) -> List[Tuple[Box, float]]:
     """Greedy non-maximum suppression by IoU, and by overlap over the smaller box's area (`containment`):
     a box mostly inside a higher-scoring one, or mostly covering it, is part of the same face (tile seams;
-    res10's low-score boxes of half a face, or of a face with its neighbourhood)."""
+    res10's low-score boxes of half a face, or of a face with its neighbourhood). `own_share` < 1 also merges
+    a box with more than that share of its *own* area on a kept, higher-scoring box (an offset half-face box
+    whose overlap is too small a share of either box for `containment`)."""
     order = sorted(dets, key=lambda d: -d[1])
     kept: List[Tuple[Box, float]] = []
     for box, score in order:
@@ -246,7 +252,11 @@ def nms(dets: Sequence[Tuple[Box, float]], iou_thr: float, containment: float = 
                 continue
             a = (box[2] - box[0]) * (box[3] - box[1])
             b = (kb[2] - kb[0]) * (kb[3] - kb[1])
-            if inter / float(a + b - inter) > iou_thr or inter / float(min(a, b)) > containment:
+            if (
+                inter / float(a + b - inter) > iou_thr
+                or inter / float(min(a, b)) > containment
+                or inter / float(a) > own_share
+            ):
                 ok = False
                 break
         if ok:

@@ -103,6 +103,7 @@ DATA_DETECTOR_RULES: Dict[str, Any] = {
     "tile_max_face": 0.25,
     "nms_iou": 0.4,
     "nms_containment": 0.8,
+    "nms_own_share": 1.0,
     "max_aspect": math.inf,
 }
 

@@ -510,6 +510,7 @@ def kiosk_sweep(
     containment: Optional[float] = None,
     inside: bool = True,
     enclose: bool = False,
+    own_share: Optional[float] = None,
 ) -> Dict[str, Any]:
     """The kiosk setting, measured: res10 confidence x the no_face rejector's threshold at kiosk range.
 
@@ -533,6 +534,7 @@ def kiosk_sweep(
             precision=precision,
             fallback=False,
             **({} if containment is None else {"nms_containment": containment}),
+            **({} if own_share is None else {"nms_own_share": own_share}),
         ),
     )
     cached = []
@@ -606,6 +608,7 @@ def kiosk_sweep(
         "detector_min_face_px": min_face if det_min_face is None else det_min_face,
         "flip": flip,
         "nms_containment": det.opt.nms_containment,
+        "nms_own_share": det.opt.nms_own_share,
         "matching": matching_rule(iou_thr, inside, enclose),
         "mode": mode,
         "backend": det.backend_in_use,

@@ -78,6 +78,22 @@ def test_nms_containment_merges_a_half_face_box_only_below_its_threshold():
         build({"source": {"url": "0"}, "detector": {"nms_containment": 0.1}})
 
 
+def test_nms_own_share_merges_an_offset_half_face_box_but_keeps_a_neighbour():
+    # res10's weak box shifted half a face sideways: half of it lies on the face's box, too little for containment
+    face, offset = ((100, 100, 200, 220), 0.9), ((150, 100, 250, 220), 0.1)
+    neighbour = ((190, 90, 290, 210), 0.5)  # the next person, cheek to cheek: 8 % of it on the face
+    assert len(nms([face, offset], 0.6, containment=0.8)) == 2  # the default (own_share 1.0: off) keeps both
+    assert nms([face, offset], 0.6, containment=0.8, own_share=0.3) == [face]
+    assert nms([face, neighbour], 0.6, containment=0.8, own_share=0.3) == [face, neighbour]
+    # a weaker box larger than the face shares little of *itself* with it: own_share leaves it to containment
+    wide = ((160, 100, 360, 300), 0.2)
+    assert nms([face, wide], 0.6, containment=0.8, own_share=0.3) == [face, wide]
+    opts = DetectorOptions.from_config(build({"source": {"url": "0"}, "detector": {"nms_own_share": 0.3}}).detector)
+    assert opts.nms_own_share == 0.3 and DetectorOptions().nms_own_share == 1.0
+    with pytest.raises(ConfigError, match="detector.nms_own_share"):
+        build({"source": {"url": "0"}, "detector": {"nms_own_share": 0.05}})
+
+
 def test_real_face_is_found_in_every_mode(detector_dir):
     from edge import assets
 
