@@ -123,6 +123,21 @@ def has_context(file: str, box, need: float = 0.25) -> bool:
     return x1 >= need * bw and y1 >= need * bh and w - x2 >= need * bw and h - y2 >= need * 0.5 * bh
 
 
+def intervals(total: Dict[str, Any]) -> Dict[str, List[float]]:
+    """Wilson 95 % intervals of the per-person rates over the visitors of all clips: how far a number from
+    72 visitors can move when other faces walk (each visitor one trial; paths and noise not resampled)."""
+    from export.metrics import wilson
+
+    al = total["alert"]
+    pairs = {
+        "counted_once_rate": (total["counted_once"], total["people"]),
+        "verdict_accuracy": (total["verdict_right"], total["counted"]),
+        "alert_precision": (al["tp"], al["tp"] + al["fp"]),
+        "alert_recall": (al["tp"], al["tp"] + al["fn"]),
+    }
+    return {k: [round(v, 4) for v in wilson(n_ok, n)] for k, (n_ok, n) in pairs.items()}
+
+
 def kiosk_config(video: Path, state: Path, motion: bool, bundle: str, extra: Dict[str, Any]) -> Path:
     import yaml
 
@@ -201,6 +216,8 @@ def main() -> int:
             sc = score(truth, r["events"])
             sc["seconds"] = r["seconds"]
             key = "gate" if gate else "nogate"
+            # the daemon's events beside the clip and its truth: what each visitor was called, to look at
+            Path("%s.events-%s.jsonl" % (video, key)).write_text("".join(json.dumps(e) + "\n" for e in r["events"]))
             entry[key] = sc
             totals[key].append({"truth": truth, "events": r["events"]})
             print(
@@ -250,8 +267,11 @@ def main() -> int:
                 "verdict_accuracy": round(right / float(max(1, counted)), 4),
                 "per_class": class_accuracy(per_class),
                 "alert": alert_scores(tp, fp, fn),
+                "verdict_right": right,
+                "counted": counted,
             }
         )
+        sc_all["intervals_95"] = intervals(sc_all)
         results["total"][key] = sc_all
         print("TOTAL %s: %s" % (key, json.dumps(sc_all)), flush=True)
     results["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()}

@@ -597,3 +597,27 @@ def test_the_alert_objective_recall_flags_the_most_within_the_false_alarm_floor(
     assert flagged.mean() > 0.2
     with pytest.raises(ValueError, match="alert objective"):
         operating.choose_alert(probs, y, LABELS, objective="precision")
+
+
+def test_walker_totals_carry_wilson_intervals_over_the_right_denominators():
+    import importlib.util
+
+    from export.metrics import wilson
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("walkers_bench", str(root / "benchmarks" / "walkers.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    total = {
+        "people": 72,
+        "counted_once": 69,
+        "counted": 69,
+        "verdict_right": 54,
+        "alert": {"tp": 39, "fp": 2, "fn": 9},
+    }
+    iv = mod.intervals(total)
+    assert iv["counted_once_rate"] == list(wilson(69, 72))
+    assert iv["verdict_accuracy"] == list(wilson(54, 69))  # over the visitors counted, as verdict_accuracy is
+    assert iv["alert_precision"] == list(wilson(39, 41)) and iv["alert_recall"] == list(wilson(39, 48))
+    lo, hi = iv["verdict_accuracy"]
+    assert lo < 54 / 69.0 < hi and hi - lo > 0.15  # 69 visitors: a wide interval, not a point
