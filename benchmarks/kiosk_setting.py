@@ -57,6 +57,21 @@ def paired(base: dict, new: dict, key: str, split: str) -> dict:
     return out
 
 
+def share(lo: float):
+    """argparse type: a share of a box's area in [lo, 1], as the config allows (edge/config.py)."""
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("%r is not a number" % text) from None
+        if not lo <= v <= 1.0:
+            raise argparse.ArgumentTypeError("%s is outside %.1f..1 (a share of a box's area)" % (text, lo))
+        return v
+
+    return parse
+
+
 def strip_per_scene(res: dict) -> None:
     """Per-scene counts and false-alarm kinds stay only at the chosen settings (what --paired-with reads, and
     what a person reads): the grid stays readable."""
@@ -92,8 +107,12 @@ def main() -> int:
     ap.add_argument(
         "--det-min-face", type=int, default=None, help="detector.min_face_px (default --min-face): the box filter"
     )
-    ap.add_argument("--containment", type=float, default=None, help="detector.nms_containment (default: the config's)")
-    ap.add_argument("--own-share", type=float, default=None, help="detector.nms_own_share (default: the config's)")
+    ap.add_argument(
+        "--containment", type=share(0.3), default=None, help="detector.nms_containment, 0.3..1 (default: the config's)"
+    )
+    ap.add_argument(
+        "--own-share", type=share(0.1), default=None, help="detector.nms_own_share, 0.1..1 (default: the config's)"
+    )
     ap.add_argument(
         "--iou-only",
         action="store_true",
