@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from edge.errors import EX_NOINPUT, EX_UNAVAILABLE, EX_USAGE, MaskwatchError
-from export.crops import Split, check_split_fits, load_split, save_split, split_arrays, split_index
+from export.crops import Split, check_split_fits, load_split, save_split, side_counts, split_arrays, split_index
 from export.crops import load as load_crops
 
 log = logging.getLogger("edge-export")
@@ -36,7 +36,6 @@ def _progress(enabled: bool):
 def make_split(crops: Dict[str, np.ndarray], seed: int, max_distance: int) -> Dict[str, object]:
     """Dedupe (exact copies dropped, near-copies grouped) and split; returns indices and a report."""
     from export import split as sp
-    from export.datasets import LABELS
 
     hashes = sp.phash64(crops["images"])
     pairs = sp.near_duplicate_pairs(hashes, max_distance)
@@ -67,10 +66,7 @@ def make_split(crops: Dict[str, np.ndarray], seed: int, max_distance: int) -> Di
         "largest_cluster": int(sizes.max()) if len(sizes) else 0,
         "crossing_pairs_after_split": crossing,
         "seed": seed,
-        "counts": {
-            name: {lab: int(np.sum((assign == s) & (labels[keep] == i))) for i, lab in enumerate(LABELS)}
-            for s, name in enumerate(("train", "val", "test"))
-        },
+        "counts": side_counts(assign, labels[keep]),
     }
     return {"keep": keep, "assign": assign, "report": report}
 
@@ -261,6 +257,8 @@ def cmd_train(a) -> int:
     if resuming:
         log.info("%s: going on with its interrupted run", run)
     run.mkdir(parents=True, exist_ok=True)  # only once the inputs are good: a refused run leaves nothing behind
+    # counted from the split itself: a --split-from run's split.json may describe another (an edited split.npz)
+    report = dict(report, counts=side_counts(assign, crops["labels"][keep]))
     save_split(run, keep, assign, report)
     log.info("split: %s", json.dumps(report["counts"]))
     soft = None

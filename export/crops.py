@@ -70,6 +70,17 @@ def save_split(run: Union[str, Path], keep: np.ndarray, assign: np.ndarray, repo
     (run / "split.json").write_text(json.dumps(report, indent=1))
 
 
+def side_counts(assign: np.ndarray, labels: np.ndarray) -> Dict[str, Dict[str, int]]:
+    """Crops per split side and label (`labels`: the kept crops' labels, aligned with `assign`): what a
+    split.json records, always counted from the split itself."""
+    from .datasets import LABELS
+
+    return {
+        name: {lab: int(np.sum((assign == s) & (labels == i))) for i, lab in enumerate(LABELS)}
+        for s, name in enumerate(("train", "val", "test"))
+    }
+
+
 def check_split_fits(keep: np.ndarray, crops: Dict[str, np.ndarray], run: Union[str, Path], crops_path) -> None:
     """A split indexes one crops file: refuse it against a file with fewer crops (another prepare)."""
     if len(keep) and int(keep.max()) >= len(crops["labels"]):

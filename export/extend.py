@@ -19,7 +19,7 @@ import numpy as np
 
 from edge.errors import EX_NOINPUT, MaskwatchError
 
-from .crops import DETECTOR_CUT, save_split
+from .crops import DETECTOR_CUT, save_split, side_counts
 from .datasets import LABELS, NEG_MAX_SCORE, NO_FACE, crop_face, negative_boxes, parse_voc, touches_face
 from .evaluate import matches
 
@@ -200,10 +200,7 @@ def extend(
     split_rep = json.loads((run / "split.json").read_text()) if (run / "split.json").exists() else {}
     added = {name: int(np.sum(assign[len(prev["keep"]) :] == s)) for s, name in enumerate(("train", "val", "test"))}
     labels = crops["labels"][keep]
-    split_rep["counts"] = {
-        name: {lab: int(np.sum((assign == s) & (labels == i))) for i, lab in enumerate(LABELS)}
-        for s, name in enumerate(("train", "val", "test"))
-    }
+    split_rep["counts"] = side_counts(assign, labels)
     split_rep["extended"] = dict(report, negatives_added=added)
     save_split(out_run, keep, assign, split_rep)
     report["negatives_added"] = added

@@ -211,6 +211,40 @@ def test_training_into_a_directory_holding_another_interrupted_run_is_refused_be
     assert sorted(p.name for p in out.rglob("*")) == ["config.json", "resume"]
 
 
+def test_a_split_taken_from_an_edited_run_is_counted_from_its_split_npz(tmp_path):
+    """--split-from a run whose split.json lacks the counts (or tells another split's, after split.npz was
+    edited by hand, e.g. half of val moved to train): training goes on, and the new run records the counts
+    of the split it trained on, not a traceback (a KeyError before) nor the old record."""
+    import json
+
+    pytest.importorskip("tensorflow")
+    n = 30
+    rng = np.random.RandomState(0)
+    crops = tmp_path / "crops.npz"
+    np.savez(
+        str(crops),
+        images=rng.randint(0, 255, (n, 32, 32, 3)).astype(np.uint8),
+        labels=(np.arange(n) % 3).astype(np.int64),
+        files=np.array(["p%d.jpg" % i for i in range(n)]),
+        boxes=np.array([[0, 0, 32, 32]] * n),
+        sources=np.array(["ilc2021-jolignier"] * n),
+        groups=np.arange(n),
+    )
+    split_run = tmp_path / "split"
+    split_run.mkdir()
+    assign = np.array([0] * 21 + [1] * 6 + [2] * 3)
+    np.savez(str(split_run / "split.npz"), keep=np.arange(n), assign=assign)
+    (split_run / "split.json").write_text(json.dumps({"seed": 0, "note": "edited: no counts"}))
+    out = tmp_path / "run"
+    args = ["--arch", "baseline", "--epochs", "1", "--input-size", "32", "--class-weight", "none"]
+    r = run_cli(["edge-export", "train", "--crops", crops, "--split-from", split_run, "--out", out] + args)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    counts = json.loads((out / "split.json").read_text())["counts"]
+    assert counts["train"] == {"with_mask": 7, "without_mask": 7, "mask_weared_incorrect": 7, "no_face": 0}
+    assert counts["val"] == {"with_mask": 2, "without_mask": 2, "mask_weared_incorrect": 2, "no_face": 0}
+    assert json.loads((out / "split.json").read_text())["note"] == "edited: no counts"  # the rest of the record kept
+
+
 def test_extend_refuses_a_negative_count_before_reading_anything(tmp_path):
     r = run_cli(
         [
