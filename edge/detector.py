@@ -238,8 +238,9 @@ def nms(
     """Greedy non-maximum suppression by IoU, and by overlap over the smaller box's area (`containment`):
     a box mostly inside a higher-scoring one, or mostly covering it, is part of the same face (tile seams;
     res10's low-score boxes of half a face, or of a face with its neighbourhood). `own_share` < 1 also merges
-    a box with more than that share of its *own* area on a kept, higher-scoring box (an offset half-face box
-    whose overlap is too small a share of either box for `containment`)."""
+    a box with more than that share of its *own* area on a kept, higher-scoring box: an offset half-face box,
+    30-60 % on the face, below `containment` (0.8), while a weaker box larger than the face it overlaps (a
+    neighbour's face, a head and shoulders) shares little of itself and is left to `containment`."""
     order = sorted(dets, key=lambda d: -d[1])
     kept: List[Tuple[Box, float]] = []
     for box, score in order:
