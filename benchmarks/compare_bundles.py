@@ -119,6 +119,7 @@ def main() -> int:
     from export.crops import load as load_crops
     from export.crops import split_index, view_images
     from export.datasets import LABELS, REAL_SOURCES
+    from export.evaluate import grey_crops
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("bundles", nargs="*")
@@ -134,6 +135,11 @@ def main() -> int:
     ap.add_argument("--md", default=None)
     ap.add_argument("--json", default=None)
     ap.add_argument("--md-from", default=None, help="only write --md again from this comparison JSON")
+    ap.add_argument(
+        "--grey",
+        action="store_true",
+        help="every crop as a monochrome / IR-night camera gives it (luma in all three channels)",
+    )
     a = ap.parse_args()
     if a.md_from:
         if not a.md:
@@ -182,6 +188,8 @@ def main() -> int:
             raise SystemExit("compare_bundles: %s has test-time views; give crops cut at its input size" % bp)
         # (V, N, ...): the device's test-time views, each face cut again from its photo per view
         xv = view_images(src, idx, views) if len(views) > 1 else x[None]
+        if a.grey:
+            x, xv = grey_crops(x), grey_crops(xv)
         probs = np.concatenate([clf.probs(xv[:, i : i + 64]) for i in range(0, len(x), 64)])
         op = b.manifest.get("operating_point")
         out_labels = list(b.labels)
@@ -237,6 +245,7 @@ def main() -> int:
         print("  real macro-F1 interval %s" % json.dumps(interval), flush=True)
     doc = {
         "split": a.split,
+        "grey": a.grey,
         "run": a.run,
         "crops": a.crops,
         "rows": rows,

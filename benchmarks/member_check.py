@@ -24,6 +24,7 @@ def main() -> int:
     ap.add_argument("runs", nargs="+", help="training runs (each with model.keras)")
     ap.add_argument("--crops", required=True, help="the crops file the split indexes (with satellites)")
     ap.add_argument("--split-run", required=True, help="whose split.npz picks the val crops")
+    ap.add_argument("--grey", action="store_true", help="also score the real val faces turned grey (monochrome camera)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
 
@@ -40,6 +41,7 @@ def main() -> int:
     import keras
     import numpy as np
 
+    from export.evaluate import grey_crops
     from export.train import predict
 
     how, src = crops["how"][va], crops["sources"][va]
@@ -58,6 +60,13 @@ def main() -> int:
             "real_incorrect_right": round(float((p[inc] == lab[inc]).mean()), 3),
             "real_incorrect": int(inc.sum()),
         }
+        if a.grey:
+            g = predict(model, grey_crops(images[real_face]), int(images.shape[1])).argmax(1)
+            out[r].update(
+                real_faces_right_grey=round(float((g == lab[real_face]).mean()), 3),
+                real_incorrect_right_grey=round(float((g[inc[real_face]] == lab[inc]).mean()), 3),
+                real_faces_no_face_grey=round(float((g == LABELS.index("no_face")).mean()), 3),
+            )
         print(r, json.dumps(out[r]), flush=True)
     if a.json:
         doc = {

@@ -176,6 +176,8 @@ def cmd_train(a) -> int:
     # the arguments first, before a crops file of hundreds of MB is read
     if not 0.0 <= a.distill <= 1.0:
         raise SystemExit("--distill %s: must be between 0 and 1" % a.distill)
+    if not 0.0 <= a.grey <= 1.0:
+        raise SystemExit("--grey %s: must be between 0 and 1 (a share of the training crops)" % a.grey)
     if a.teacher_temperature <= 0:
         raise SystemExit("--teacher-temperature %s: must be > 0" % a.teacher_temperature)
     leave_keys: List[Any] = []
@@ -242,6 +244,7 @@ def cmd_train(a) -> int:
         head_epochs=a.head_epochs,
         init=str(init / "model.keras") if init is not None else None,
         mixup=a.mixup,
+        grey=a.grey,
         distill=a.distill if teacher_models else 0.0,
         teacher_temperature=a.teacher_temperature,
         teachers=tuple(a.teacher),
@@ -918,6 +921,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-hamming", type=int, default=6, help="phash distance that makes two crops near-copies")
     s.add_argument("--init", default=None, help="warm restart from this run's model (same arch, input, split)")
     s.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(a, a) on training batches (0: off)")
+    s.add_argument(
+        "--grey", type=float, default=0.0, help="share of training crops turned grey, 0..1 (monochrome/IR cameras)"
+    )
     s.add_argument("--split-from", default=None, help="take the split from this run (default: --init's)")
     s.add_argument(
         "--train-sources",

@@ -111,6 +111,16 @@ def contact_sheet(images: np.ndarray, captions: Sequence[str], path: Path, cols:
     cv2.imwrite(str(path), sheet)
 
 
+LUMA = (0.2989, 0.5870, 0.1140)  # tf.image.rgb_to_grayscale's weights, as train --grey uses
+
+
+def grey_crops(images: np.ndarray) -> np.ndarray:
+    """RGB uint8 crops (..., H, W, 3) as a monochrome camera (or a colour one in IR night mode) gives them:
+    the luma in all three channels. Evaluation only: the device classifies what its camera sends."""
+    y = np.tensordot(images.astype(np.float32), np.array(LUMA, np.float32), axes=([-1], [0]))
+    return np.repeat(np.clip(np.rint(y), 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
+
+
 def predict_crops(
     run: Path, images: np.ndarray, bundle: Optional[str] = None, variant: str = "tflite_int8"
 ) -> Tuple[np.ndarray, str]:

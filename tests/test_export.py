@@ -1050,3 +1050,54 @@ def test_a_val_audit_lists_val_faces_only_and_training_refuses_it_as_a_leave_out
     assert keys and {(f, tuple(b_)) for f, b_ in keys} <= {
         (files[i], tuple(boxes[i])) for i in range(n) if assign[i] == 0
     }
+
+
+def test_grey_crops_are_the_luma_in_three_channels_as_training_makes_them():
+    """Evaluation's monochrome camera (export.evaluate.grey_crops) and train --grey (export.train.greyscale)
+    turn a crop grey alike: the same luma, within rounding; --grey 0 leaves crops in colour."""
+    pytest.importorskip("tensorflow")
+    import tensorflow as tf
+
+    from export.evaluate import grey_crops
+    from export.train import greyscale
+
+    rng = np.random.RandomState(0)
+    x = rng.randint(0, 255, (2, 6, 6, 3)).astype(np.uint8)
+    g = grey_crops(x)
+    assert g.dtype == np.uint8 and g.shape == x.shape
+    assert (g[..., 0] == g[..., 1]).all() and (g[..., 1] == g[..., 2]).all()
+    pure_red = np.zeros((1, 1, 1, 3), np.uint8)
+    pure_red[..., 0] = 255
+    assert grey_crops(pure_red)[0, 0, 0, 0] == 76  # 0.2989 * 255: luma, not the plain mean (85)
+    t = greyscale(tf.constant(x[0].astype(np.float32)), 1.0).numpy()
+    assert np.abs(t - g[0].astype(np.float32)).max() <= 1.0
+    assert (greyscale(tf.constant(x[0].astype(np.float32)), 0.0).numpy() == x[0]).all()
+
+
+def test_train_refuses_a_grey_share_outside_0_1_before_reading_crops(tmp_path):
+    out = tmp_path / "run"
+    r = run_cli(["edge-export", "train", "--crops", tmp_path / "absent.npz", "--grey", "1.5", "--out", out])
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("--grey 1.5: must be between 0 and 1")
+    assert not out.exists()
+
+
+def test_a_run_stopped_before_a_config_field_existed_goes_on_with_that_fields_default(tmp_path):
+    """A session adds a TrainConfig field (train --grey): a run interrupted before it trained with the field's
+    default, so it goes on under that default and is refused under any other value."""
+    import dataclasses
+    import json
+
+    from export.train import ResumeError, TrainConfig, check_resume, resume_key
+
+    split, labels = np.array([0, 0, 1]), np.array([0, 1, 2])
+    key = resume_key(TrainConfig(), split, labels)
+    old = json.loads(json.dumps(key))
+    del old["config"]["grey"]
+    (tmp_path / "resume").mkdir()
+    (tmp_path / "resume" / "config.json").write_text(json.dumps(old))
+    assert check_resume(tmp_path, key) is True
+    with pytest.raises(ResumeError, match="another config or split"):
+        check_resume(tmp_path, resume_key(dataclasses.replace(TrainConfig(), grey=0.15), split, labels))
+    with pytest.raises(ResumeError):
+        check_resume(tmp_path, resume_key(TrainConfig(), np.array([0, 1, 1]), labels))
