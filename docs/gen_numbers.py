@@ -276,6 +276,40 @@ def mismatch_block(doc: Dict[str, Any]) -> List[str]:
     ]
 
 
+def grey_block(doc: Dict[str, Any]) -> List[str]:
+    """The shipped bundle on real val crops turned grey, beside the same crops in colour (same split, same run)."""
+    grey = doc["rows"][0]["by_source"]["real (all)"]
+    colour_doc = _load("choices-val/crops-ens3-vs-v3.json") or {}
+    colour = next(
+        (
+            r["by_source"]["real (all)"]
+            for r in colour_doc.get("rows", [])
+            if r["model_id"] == doc["rows"][0]["model_id"]
+        ),
+        None,
+    )
+    pc = grey["per_class"]
+    line = (
+        "**A grey camera** (`results/%s`, %s split, bundle `%s`, %d real faces turned grey as a monochrome or "
+        "IR-night camera gives them): real macro-F1 %s%s; %s of the faces rejected as no_face; recall with_mask %s, "
+        "without_mask %s, incorrectly worn %s; alert recall %s."
+        % (
+            doc["_file"],
+            doc["split"],
+            doc["rows"][0]["model_id"],
+            grey["faces"],
+            _f(grey["macro_f1"]),
+            " (in colour %s)" % _f(colour["macro_f1"]) if colour else "",
+            "%.1f %%" % (100 * grey["faces_rejected"]),
+            _f(pc["with_mask"]["recall"]),
+            _f(pc["without_mask"]["recall"]),
+            _f(pc["mask_weared_incorrect"]["recall"]),
+            _f(grey["alert"]["recall"]),
+        )
+    )
+    return [line]
+
+
 def box_mismatch_block(doc: Dict[str, Any]) -> List[str]:
     fit = doc.get("fitted_detector_box")
     line = (
@@ -334,6 +368,7 @@ def render() -> str:
         ("detector-recall.json", recall_block),
         ("crop-mismatch.json", mismatch_block),
         ("box-mismatch-val.json", box_mismatch_block),
+        ("choices-val/crops-ens3-grey-val.json", grey_block),
         ("eval-default/metrics.json", scenes_block),
         ("edge-bench-x86_64-2core.json", bench_block),
     ):
