@@ -259,6 +259,9 @@ def _draw(img, faces, out: Path) -> None:
         raise SourceError("cannot write %s" % out)
 
 
+MIN_CROP_PX = 12  # classify: smaller images are refused (the detector keeps faces from 20 px by default)
+
+
 def cmd_classify(a) -> int:
     from .datasets_io import read_image
 
@@ -273,6 +276,15 @@ def cmd_classify(a) -> int:
             continue
         if img is None:
             print("edge-maskd classify: %s is not a readable image" % p, file=sys.stderr)
+            failures += 1
+            continue
+        if min(img.shape[:2]) < MIN_CROP_PX:
+            # a few pixels hold no face; upscaled to the model's input they were called confidently anyway
+            print(
+                "edge-maskd classify: %s is %d x %d px, too small for a face crop (at least %d px a side)"
+                % (p, img.shape[1], img.shape[0], MIN_CROP_PX),
+                file=sys.stderr,
+            )
             failures += 1
             continue
         v = clf.postprocess(clf.probs(clf.preprocess_crops([img])))[0]

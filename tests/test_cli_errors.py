@@ -66,6 +66,18 @@ def test_classify_unreadable_image_is_reported(tmp_path, shipped_bundle):
     assert r.returncode == 1 and "not a readable image" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_classify_refuses_an_image_too_small_to_hold_a_face_and_goes_on(tmp_path, shipped_bundle):
+    import cv2
+
+    tiny, ok = tmp_path / "tiny.png", tmp_path / "ok.png"
+    cv2.imwrite(str(tiny), np.full((5, 7, 3), 128, np.uint8))
+    cv2.imwrite(str(ok), np.full((40, 40, 3), 128, np.uint8))
+    r = run_cli(["edge-maskd", "classify", tiny, ok])
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "tiny.png is 7 x 5 px, too small for a face crop" in r.stderr
+    assert [json.loads(ln)["file"] for ln in r.stdout.splitlines()] == [str(ok)]  # the next file still classified
+
+
 def _restart_prevented() -> set:
     from conftest import ROOT
 
