@@ -57,16 +57,23 @@ def paired(base: dict, new: dict, key: str, split: str) -> dict:
     return out
 
 
-def share(lo: float):
-    """argparse type: a share of a box's area in [lo, 1], as the config allows (edge/config.py)."""
+def detector_key(name: str):
+    """argparse type for detector.`name`: a number within the limits the config schema gives that key
+    (edge/config.py, the one source), refused in one line otherwise."""
+    import dataclasses
+
+    from edge.config import DetectorConfig
+
+    meta = {f.name: f.metadata for f in dataclasses.fields(DetectorConfig)}[name]
+    lo, hi = meta["min"], meta["max"]
 
     def parse(text: str) -> float:
         try:
             v = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError("%r is not a number" % text) from None
-        if not lo <= v <= 1.0:
-            raise argparse.ArgumentTypeError("%s is outside %.1f..1 (a share of a box's area)" % (text, lo))
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError("%s is outside detector.%s's %s..%s" % (text, name, lo, hi))
         return v
 
     return parse
@@ -108,10 +115,16 @@ def main() -> int:
         "--det-min-face", type=int, default=None, help="detector.min_face_px (default --min-face): the box filter"
     )
     ap.add_argument(
-        "--containment", type=share(0.3), default=None, help="detector.nms_containment, 0.3..1 (default: the config's)"
+        "--containment",
+        type=detector_key("nms_containment"),
+        default=None,
+        help="detector.nms_containment (default: the config's)",
     )
     ap.add_argument(
-        "--own-share", type=share(0.1), default=None, help="detector.nms_own_share, 0.1..1 (default: the config's)"
+        "--own-share",
+        type=detector_key("nms_own_share"),
+        default=None,
+        help="detector.nms_own_share (default: the config's)",
     )
     ap.add_argument(
         "--iou-only",

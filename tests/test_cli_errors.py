@@ -195,24 +195,33 @@ def test_a_refused_training_run_leaves_no_directory_behind(tmp_path):
     assert not out.exists()
 
 
-def test_training_into_a_directory_holding_another_interrupted_run_is_refused_before_writing(tmp_path):
+def tiny_split_run(tmp_path, images: np.ndarray, assign, report: dict):
+    """A crops file of `images` (labels cycling through the three face classes, one photo each) and a run
+    directory holding a split of it (`assign` per crop) with `report` as its split.json."""
     import json
 
-    n = 12
+    n, size = len(images), images.shape[1]
     crops = tmp_path / "crops.npz"
     np.savez(
         str(crops),
-        images=np.zeros((n, 8, 8, 3), np.uint8),
+        images=images,
         labels=(np.arange(n) % 3).astype(np.int64),
         files=np.array(["p%d.jpg" % i for i in range(n)]),
-        boxes=np.array([[0, 0, 8, 8]] * n),
+        boxes=np.array([[0, 0, size, size]] * n),
         sources=np.array(["ilc2021-jolignier"] * n),
         groups=np.arange(n),
     )
     split_run = tmp_path / "split"
     split_run.mkdir()
-    np.savez(str(split_run / "split.npz"), keep=np.arange(n), assign=np.array([0] * 8 + [1] * 4))
-    (split_run / "split.json").write_text(json.dumps({"counts": {}}))
+    np.savez(str(split_run / "split.npz"), keep=np.arange(n), assign=np.array(assign))
+    (split_run / "split.json").write_text(json.dumps(report))
+    return crops, split_run
+
+
+def test_training_into_a_directory_holding_another_interrupted_run_is_refused_before_writing(tmp_path):
+    import json
+
+    crops, split_run = tiny_split_run(tmp_path, np.zeros((12, 8, 8, 3), np.uint8), [0] * 8 + [1] * 4, {"counts": {}})
     out = tmp_path / "run"
     (out / "resume").mkdir(parents=True)
     (out / "resume" / "config.json").write_text(json.dumps({"config": {"alpha": 0.75}, "data": "0" * 64}))
@@ -230,23 +239,9 @@ def test_a_split_taken_from_an_edited_run_is_counted_from_its_split_npz(tmp_path
     import json
 
     pytest.importorskip("tensorflow")
-    n = 30
-    rng = np.random.RandomState(0)
-    crops = tmp_path / "crops.npz"
-    np.savez(
-        str(crops),
-        images=rng.randint(0, 255, (n, 32, 32, 3)).astype(np.uint8),
-        labels=(np.arange(n) % 3).astype(np.int64),
-        files=np.array(["p%d.jpg" % i for i in range(n)]),
-        boxes=np.array([[0, 0, 32, 32]] * n),
-        sources=np.array(["ilc2021-jolignier"] * n),
-        groups=np.arange(n),
-    )
-    split_run = tmp_path / "split"
-    split_run.mkdir()
-    assign = np.array([0] * 21 + [1] * 6 + [2] * 3)
-    np.savez(str(split_run / "split.npz"), keep=np.arange(n), assign=assign)
-    (split_run / "split.json").write_text(json.dumps({"seed": 0, "note": "edited: no counts"}))
+    images = np.random.RandomState(0).randint(0, 255, (30, 32, 32, 3)).astype(np.uint8)
+    report = {"seed": 0, "note": "edited: no counts"}
+    crops, split_run = tiny_split_run(tmp_path, images, [0] * 21 + [1] * 6 + [2] * 3, report)
     out = tmp_path / "run"
     args = ["--arch", "baseline", "--epochs", "1", "--input-size", "32", "--class-weight", "none"]
     r = run_cli(["edge-export", "train", "--crops", crops, "--split-from", split_run, "--out", out] + args)
