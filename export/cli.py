@@ -16,6 +16,7 @@ import numpy as np
 from edge.errors import EX_NOINPUT, EX_UNAVAILABLE, EX_USAGE, MaskwatchError
 from export.crops import Split, check_split_fits, load_split, save_split, side_counts, split_arrays, split_index
 from export.crops import load as load_crops
+from export.datasets import ARCHS
 
 log = logging.getLogger("edge-export")
 
@@ -902,7 +903,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("train", help="dedupe, split (70/15/15 by group) and train")
     s.add_argument("--crops", default=str(DEFAULT_WORK / "crops96.npz"))
     s.add_argument("--out", default=str(DEFAULT_WORK / "runs" / "mnv2"))
-    s.add_argument("--arch", choices=("mobilenetv2", "baseline"), default="mobilenetv2")
+    s.add_argument("--arch", choices=ARCHS, default="mobilenetv2")
     s.add_argument("--alpha", type=float, default=0.35)
     s.add_argument("--input-size", type=int, default=128)
     s.add_argument("--epochs", type=int, default=30)

@@ -2,7 +2,8 @@
 
 The ensemble is an ordinary Keras model with one input and one softmax-like output, so conversion (TFLite
 fp32/fp16/int8, Edge TPU, ONNX, TensorRT), the manifest and the device need nothing new: a face costs one
-inference of a graph that holds every member. Members must share the input size, the labels and the split
+inference of a graph that holds every member (of one architecture or several). Members must share the input
+size, the labels and the split
 (none may have trained on a crop the ensemble holds out), which `check_members` enforces.
 """
 
@@ -100,13 +101,20 @@ def check_members(keep: np.ndarray, assign: np.ndarray, members: Sequence[Tuple[
 
 
 def ensemble_config(runs: Sequence[Path], configs: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
-    """The model card's train_config for an ensemble: the shared architecture keys, and every member's own."""
+    """The model card's train_config for an ensemble: the shared keys, and every member's own. Members may differ
+    in architecture and width (their values are then joined with "+", in member order, as the epochs are); they
+    must share the input size, since one crop goes to all of them."""
     first = dict(configs[0])
     shared = {k: first.get(k) for k in ("arch", "alpha", "input_size", "class_weight", "oversample")}
     for c in configs[1:]:
-        for k in ("arch", "alpha", "input_size"):
-            if c.get(k) != shared[k]:
-                raise EnsembleError("members differ in %s: %s against %s" % (k, c.get(k), shared[k]))
+        if c.get("input_size") != shared["input_size"]:
+            raise EnsembleError(
+                "members differ in input_size: %s against %s" % (c.get("input_size"), shared["input_size"])
+            )
+    for k in ("arch", "alpha"):
+        values = [c.get(k) for c in configs]
+        if len(set(values)) > 1:
+            shared[k] = "+".join(str(v) for v in values)
     shared["epochs"] = "+".join(str(c.get("epochs")) for c in configs)
     members: List[Dict[str, Any]] = [{"run": str(r), "config": c} for r, c in zip(runs, configs)]
     shared["ensemble_of"] = members

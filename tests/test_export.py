@@ -156,6 +156,51 @@ def test_a_warm_restart_may_change_the_input_size_but_not_the_width(tmp_path):
         warm_start(wider, str(tmp_path / "m.keras"))
 
 
+def test_a_second_architecture_is_accelerator_safe_and_joins_an_ensemble_at_the_same_input(tmp_path):
+    pytest.importorskip("tensorflow")
+    from export.ensemble import EnsembleError, combine, ensemble_config
+    from export.train import TrainConfig, build_model, warm_start
+
+    v3 = build_model(TrainConfig(arch="mobilenetv3small-min", alpha=1.0, input_size=32))
+    v2 = build_model(TrainConfig(alpha=0.35, input_size=32))
+    # minimalistic: no hard-swish or sigmoid gates (squeeze-excite) anywhere, ReLU only, so every op quantizes
+    # and maps to the Edge TPU as MobileNetV2's do
+    acts = set()
+    for layer in v3.get_layer("MobileNetV3Small").layers:
+        fn = getattr(layer, "activation", None)
+        if fn is not None:
+            acts.add(getattr(fn, "__name__", str(fn)))
+        assert "multiply" not in layer.name.lower() and "squeeze" not in layer.name.lower(), layer.name
+    assert acts <= {"linear", "relu"}, acts
+    with pytest.raises(ValueError, match="is not this arch"):
+        warm_start(v3, _saved(v2, tmp_path / "v2.keras"))
+    x = np.random.RandomState(0).randint(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    ens = combine([v2, v3])
+    want = (v2(x, training=False).numpy() + v3(x, training=False).numpy()) / 2
+    np.testing.assert_allclose(ens(x, training=False).numpy(), want, atol=1e-6)
+    cfgs = [
+        {"arch": "mobilenetv2", "alpha": 0.5, "input_size": 32, "epochs": 40},
+        {"arch": "mobilenetv3small-min", "alpha": 1.0, "input_size": 32, "epochs": 40},
+    ]
+    card = ensemble_config([tmp_path / "a", tmp_path / "b"], cfgs)
+    assert card["arch"] == "mobilenetv2+mobilenetv3small-min" and card["alpha"] == "0.5+1.0"
+    assert card["input_size"] == 32 and [m["config"]["arch"] for m in card["ensemble_of"]] == [
+        "mobilenetv2",
+        "mobilenetv3small-min",
+    ]
+    same = ensemble_config([tmp_path / "a", tmp_path / "b"], [cfgs[0], dict(cfgs[0])])
+    assert same["arch"] == "mobilenetv2" and same["alpha"] == 0.5
+    with pytest.raises(EnsembleError, match="input_size"):
+        ensemble_config([tmp_path / "a", tmp_path / "b"], [cfgs[0], dict(cfgs[1], input_size=48)])
+    with pytest.raises(ValueError, match="arch 'resnet'"):
+        build_model(TrainConfig(arch="resnet", input_size=32))
+
+
+def _saved(model, path):
+    model.save(str(path))
+    return str(path)
+
+
 def test_split_is_seeded_and_roughly_70_15_15():
     labels = np.array([0] * 700 + [1] * 250 + [2] * 50)
     clusters = np.arange(1000) // 2
