@@ -22,6 +22,7 @@ from . import __version__, messages
 from .bundle import NO_FACE, load_bundle
 from .capture import FrameSource
 from .classifier import MaskClassifier
+from .colour import GREY_DEGRADED, GreyWatch
 from .config import Config, as_config
 from .detector import DetectorOptions, FaceDetector, load_detector
 from .publish import Publisher
@@ -151,6 +152,7 @@ class Pipeline:
         det_degraded: Optional[str] = getattr(self.detector, "degraded", None)
         if det_degraded:
             self.degraded.append(det_degraded)
+        self.grey_watch = GreyWatch()
         self.stop_event = threading.Event()
         # counters
         self.frames = self.detector_runs = self.events = self.rejected = 0
@@ -271,6 +273,7 @@ class Pipeline:
                     continue
                 decisions = self.process(frame)
                 self.frames += 1
+                self._check_colour(frame.image, camera)
                 last_frame_at = time.monotonic()
                 self.notifier.notify_ready("processing %s with %s" % (source.name, self.backend_name))
                 self.notifier.frame_processed()
@@ -296,6 +299,19 @@ class Pipeline:
             self._publish_stats(now, start, self.frames / max(1e-6, now - start), source)
             self.notifier.stopping()
         return 0
+
+    def _check_colour(self, image: np.ndarray, camera: str) -> None:
+        """A camera that turned grey (monochrome, infrared at night) is a degraded state the control room sees."""
+        grey = self.grey_watch.update(image)
+        if grey is None:
+            return
+        if grey:
+            log.warning("%s", GREY_DEGRADED)
+            self.degraded.append(GREY_DEGRADED)
+        else:
+            log.info("camera sends colour again")
+            self.degraded = [x for x in self.degraded if x != GREY_DEGRADED]
+        self.publisher.set_status(self.status_payload("online", camera=camera))
 
     def _publish_counts(self, t0: float, t1: float, window: Dict[str, int]) -> None:
         self.publisher.publish(

@@ -329,3 +329,69 @@ def test_a_clean_exit_is_not_a_warning_and_an_unsent_spool_is_a_distinct_status(
     err = p.stderr_text
     assert "messages stay in the spool" in err and "spool.db" in err and "Traceback" not in err
     assert err.count("stay in the spool") == 1  # said once
+
+
+def test_grey_watch_flips_only_on_checks_in_a_row_and_a_dim_colour_scene_is_colour():
+    import numpy as np
+
+    from edge.colour import GreyWatch, chroma
+
+    rng = np.random.RandomState(0)
+    scene = rng.randint(0, 255, (120, 160, 3)).astype(np.uint8)
+    grey = np.repeat(scene.mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2)
+    tinted = grey.copy()
+    tinted[..., 0] = np.clip(tinted[..., 0].astype(int) + 3, 0, 255)  # a grey stream decoded a little blue
+    # a colour camera on a dim wall with one faint colour patch: little colour, but its own
+    wall = np.full((120, 160, 3), 90, np.uint8)
+    wall[40:80, 50:110, 2] += 12
+    assert chroma(grey) == 0.0 and chroma(tinted) < 0.1 and chroma(scene) > 20 and 1.0 < chroma(wall) < 5
+    w = GreyWatch(every=1, need=3)
+    assert [w.update(f) for f in (grey, tinted, scene, grey, tinted)] == [None] * 5  # a colour frame broke the run
+    assert w.update(grey) is True and w.grey
+    assert [w.update(f) for f in (wall, wall)] == [None, None]
+    assert w.update(wall) is False and not w.grey
+    sparse = GreyWatch(every=10, need=2)
+    got = [sparse.update(grey) for _ in range(11)]
+    assert got[:10] == [None] * 10 and got[10] is True  # checked on frames 1 and 11 only
+
+
+def test_a_camera_that_turns_grey_is_a_degraded_status_until_colour_returns(
+    tmp_path, mosquitto, demo_clip, detector_dir, shipped_bundle
+):
+    import cv2
+
+    from edge.colour import GREY_DEGRADED
+
+    # the demo entrance, its first 100 frames as a monochrome camera sends them, then colour again
+    cap = cv2.VideoCapture(str(demo_clip))
+    clip = tmp_path / "night-then-day.mp4"
+    writer = None
+    i = 0
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if writer is None:
+            h, w = frame.shape[:2]
+            writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"mp4v"), 15.0, (w, h))
+        if i < 100:
+            frame = cv2.cvtColor(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+        writer.write(frame)
+        i += 1
+    cap.release()
+    writer.release()
+    assert i >= 200
+    sub = Subscriber(mosquitto.host, mosquitto.port)
+    try:
+        cfg = kiosk_config(tmp_path, clip, mosquitto)
+        p = start_daemon(cfg)
+        assert p.wait(300) == 0, p.stderr_text[-2000:]
+        assert sub.wait_for(lambda: any(s["state"] == "stopped" for s in sub.of("status")), timeout=30)
+        states = [GREY_DEGRADED in (s.get("degraded") or []) for s in sub.of("status") if s["state"] == "online"]
+    finally:
+        sub.close()
+    # grey announced once the checks agreed, then withdrawn when colour came back
+    assert True in states, states
+    first = states.index(True)
+    assert False in states[first:], states
+    assert "camera sends grey frames" in p.stderr_text and "camera sends colour again" in p.stderr_text
