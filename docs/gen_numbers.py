@@ -310,6 +310,31 @@ def grey_block(doc: Dict[str, Any]) -> List[str]:
     return [line]
 
 
+def colour_check_block(doc: Dict[str, Any]) -> List[str]:
+    """Where the daemon's grey-camera warning fires: real photos and their grey copies (benchmarks/colour_check.py)."""
+    n = doc["photos"]
+
+    def called(k: str) -> str:
+        return "%d of %d" % (doc[k]["called_grey"], n)
+
+    return [
+        "**Telling a grey camera** (`results/%s`, %d real scene photos, the daemon's threshold %s): as published, "
+        "%s are taken for grey (the data's black-and-white photos: looked at; the lowest photo above the threshold "
+        "scores %s); grey copies are taken for grey %s through JPEG, %s through mp4v, and %s with a tint growing "
+        "with brightness (5 %% more blue: not told)."
+        % (
+            doc["_file"],
+            n,
+            _f(doc["threshold"], 1),
+            called("as_published"),
+            _f(doc["lowest_above_threshold"], 1),
+            called("grey_jpeg"),
+            called("grey_mp4v"),
+            called("grey_tinted"),
+        )
+    ]
+
+
 def box_mismatch_block(doc: Dict[str, Any]) -> List[str]:
     fit = doc.get("fitted_detector_box")
     line = (
@@ -369,6 +394,7 @@ def render() -> str:
         ("crop-mismatch.json", mismatch_block),
         ("box-mismatch-val.json", box_mismatch_block),
         ("choices-val/crops-ens3-grey-val.json", grey_block),
+        ("colour-check.json", colour_check_block),
         ("eval-default/metrics.json", scenes_block),
         ("edge-bench-x86_64-2core.json", bench_block),
     ):

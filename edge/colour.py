@@ -5,11 +5,12 @@ instead of sending verdicts that look as sure as by day.
 
 A frame is grey when its pixels have (almost) no colour of their own: on a small copy, each pixel's colour
 differences (blue - green, red - green) less the frame's mean difference, averaged. Taking the mean out ignores
-a uniform tint, which a grey stream decoded by a lossy codec shows (a mp4v grey clip decodes about 3 levels blue)
-while a colour scene's colours differ from pixel to pixel: on 600 of the training photos the lowest colour frame
-scores 5.3, the two black-and-white photos among them 0.0, the demo entrance 3.1 and its grey copy 0.15. A tint
-that grows with brightness (some infrared lamps) is not removed and may pass for colour. The state changes only
-after `need` checks in a row agree, so one dim frame does not flip it.
+a uniform tint, which a grey stream decoded by a lossy codec often shows (the demo entrance in grey through mp4v
+decodes about 3 levels blue), while a colour scene's colours differ from pixel to pixel. The threshold sits
+between real photos and their grey copies through JPEG and mp4v, measured by benchmarks/colour_check.py
+(benchmarks/results/colour-check.json); the demo's plain synthetic entrance, the least colourful colour scene
+seen, scores about 3. A tint that grows with brightness (some infrared lamps) is not removed and passes for
+colour. The state changes only after `need` checks in a row agree, so one odd frame does not flip it.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class GreyWatch:
     """Checks every `every`-th frame; `update` returns True when the camera turned grey, False when it is back
     to colour, None while nothing changed."""
 
-    def __init__(self, every: int = 25, need: int = 4, max_chroma: float = 1.0) -> None:
+    def __init__(self, every: int = 25, need: int = 4, max_chroma: float = 2.0) -> None:
         self.every, self.need, self.max_chroma = max(1, every), max(1, need), max_chroma
         self.grey = False
         self.seen = 0
