@@ -181,6 +181,16 @@ def cmd_train(a) -> int:
         raise SystemExit("--grey %s: must be between 0 and 1 (a share of the training crops)" % a.grey)
     if a.teacher_temperature <= 0:
         raise SystemExit("--teacher-temperature %s: must be > 0" % a.teacher_temperature)
+    if a.init:  # a warm restart continues one architecture: say which, before the crops are read
+        try:
+            init_cfg = json.loads((Path(a.init) / "train.json").read_text())["config"]
+        except (OSError, ValueError, KeyError, TypeError):
+            init_cfg = None  # load_split / warm_start below name what is wrong with the run
+        if init_cfg and init_cfg.get("arch", "mobilenetv2") != a.arch:
+            raise SystemExit(
+                "--init %s is a %s run; --arch is %s (a warm restart keeps its architecture)"
+                % (a.init, init_cfg.get("arch", "mobilenetv2"), a.arch)
+            )
     leave_keys: List[Any] = []
     leave_sha = None
     if a.leave_out:

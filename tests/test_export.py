@@ -1127,6 +1127,25 @@ def test_train_refuses_a_grey_share_outside_0_1_before_reading_crops(tmp_path):
     assert not out.exists()
 
 
+def test_a_warm_restart_into_another_architecture_is_refused_in_one_line_before_reading_crops(tmp_path):
+    import json
+
+    init = tmp_path / "v7"
+    init.mkdir()
+    (init / "train.json").write_text(json.dumps({"config": {"arch": "mobilenetv2", "alpha": 0.5}}))
+    out = tmp_path / "run"
+    args = ["edge-export", "train", "--crops", tmp_path / "absent.npz", "--init", init, "--out", out]
+    r = run_cli(args + ["--arch", "mobilenetv3small-min"])
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        "--init %s is a mobilenetv2 run; --arch is mobilenetv3small-min (a warm restart keeps its architecture)" % init
+    )
+    # the same architecture passes that check and stops at the next problem (the missing crops file)
+    r = run_cli(args)
+    assert r.returncode != 0 and "absent.npz" in r.stderr.strip().splitlines()[-1]
+    assert not out.exists()
+
+
 def test_a_run_stopped_before_a_config_field_existed_goes_on_with_that_fields_default(tmp_path):
     """A session adds a TrainConfig field (train --grey): a run interrupted before it trained with the field's
     default, so it goes on under that default and is refused under any other value."""
