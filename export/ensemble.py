@@ -3,8 +3,8 @@
 The ensemble is an ordinary Keras model with one input and one softmax-like output, so conversion (TFLite
 fp32/fp16/int8, Edge TPU, ONNX, TensorRT), the manifest and the device need nothing new: a face costs one
 inference of a graph that holds every member (of one architecture or several). Members must share the input
-size, the labels and the split
-(none may have trained on a crop the ensemble holds out), which `check_members` enforces.
+size, the labels and the split (none may have trained on a crop the ensemble holds out), which `check_members`
+enforces.
 """
 
 from __future__ import annotations
