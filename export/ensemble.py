@@ -45,14 +45,14 @@ def combine(
     for i, m in enumerate(models):
         m.name = "member_%d" % i  # nested models must have distinct names inside the ensemble
         m.trainable = False
-        branches.append(m(inp))
+        branches.append(_one_output(m(inp)))
     if not rejectors:
         return keras.Model(inp, keras.layers.Average(name="probs")(branches), name=name)
     rej = []
     for i, m in enumerate(rejectors):
         m.name = "rejector_%d" % i
         m.trainable = False
-        rej.append(m(inp))
+        rej.append(_one_output(m(inp)))
     k = int(outs[-1])
     nf = no_face_index % k
 
@@ -71,6 +71,16 @@ def combine(
     w[nf, nf] = 1.0
     nofc.set_weights([w])
     return model
+
+
+def _one_output(out: Any) -> Any:
+    """A member's output tensor: a model rebuilt from its inputs and outputs lists (`members_of`, restored runs)
+    returns a one-tensor list where a freshly built one returns the tensor."""
+    if isinstance(out, (list, tuple)):
+        if len(out) != 1:
+            raise EnsembleError("a member has %d outputs; members have one (the class probabilities)" % len(out))
+        return out[0]
+    return out
 
 
 def members_of(model: Any) -> List[Any]:

@@ -158,7 +158,7 @@ def test_a_warm_restart_may_change_the_input_size_but_not_the_width(tmp_path):
 
 def test_a_second_architecture_is_accelerator_safe_and_joins_an_ensemble_at_the_same_input(tmp_path):
     pytest.importorskip("tensorflow")
-    from export.ensemble import EnsembleError, combine, ensemble_config
+    from export.ensemble import EnsembleError, combine, ensemble_config, members_of
     from export.train import TrainConfig, build_model, warm_start
 
     v3 = build_model(TrainConfig(arch="mobilenetv3small-min", alpha=1.0, input_size=32))
@@ -175,9 +175,13 @@ def test_a_second_architecture_is_accelerator_safe_and_joins_an_ensemble_at_the_
     with pytest.raises(ValueError, match="is not this arch"):
         warm_start(v3, _saved(v2, tmp_path / "v2.keras"))
     x = np.random.RandomState(0).randint(0, 255, (4, 32, 32, 3)).astype(np.float32)
-    ens = combine([v2, v3])
     want = (v2(x, training=False).numpy() + v3(x, training=False).numpy()) / 2
+    ens = combine([v2, v3])
     np.testing.assert_allclose(ens(x, training=False).numpy(), want, atol=1e-6)
+    # a member restored from a shipped graph (its outputs a one-tensor list) beside a freshly trained one
+    restored = members_of(ens)[0]
+    again = combine([restored, v3])
+    np.testing.assert_allclose(again(x, training=False).numpy(), want, atol=1e-6)
     cfgs = [
         {"arch": "mobilenetv2", "alpha": 0.5, "input_size": 32, "epochs": 40},
         {"arch": "mobilenetv3small-min", "alpha": 1.0, "input_size": 32, "epochs": 40},
