@@ -1113,9 +1113,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="replace an existing bundle directory")
     s.add_argument(
         "--int8-granularity",
-        choices=("per-tensor", "per-channel"),
-        default="per-tensor",
-        help="int8 weight scales (per-tensor: smaller file; check the parity the manifest records)",
+        choices=("auto", "per-tensor", "per-channel"),
+        default="auto",
+        help="int8 weight scales: per-tensor (smaller file), per-channel, or auto (per-tensor unless its top-1 "
+        "agreement with fp32 on the calibration crops is below 0.99; the manifest records the choice and why)",
     )
     operating_point_args(s)
     s.set_defaults(fn=cmd_convert)

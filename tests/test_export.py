@@ -330,6 +330,56 @@ def tiny_bundle(tmp_path_factory):
     return tmp / "bundle", manifest, X[60:], y[60:]
 
 
+def test_int8_scales_go_per_channel_when_one_scale_per_tensor_would_silence_channels(tmp_path):
+    """As ImageNet-initialised MobileNetV2 depthwise layers do: one channel's weight 500x the others', so one
+    int8 scale per tensor rounds the informative channels' weights to zero. `auto` must see it on the
+    calibration crops and take per-channel scales; forced per-tensor shows what it would have cost."""
+    pytest.importorskip("tensorflow")
+    import keras
+
+    from export.convert import convert
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inp)
+    dw = keras.layers.DepthwiseConv2D(1, use_bias=False, activation="relu6", trainable=False)
+    x = keras.layers.GlobalAveragePooling2D()(dw(x))
+    out = keras.layers.Dense(3, activation="softmax")(x)
+    model = keras.Model(inp, out, name="wide_range")
+    dw.set_weights([np.array([100.0, 0.2, 0.2], np.float32).reshape(1, 1, 3, 1)])
+    rng = np.random.RandomState(0)
+    X = rng.randint(0, 256, (240, 8, 8, 3)).astype(np.uint8)  # channel 0: noise that saturates relu6
+    y = np.arange(240) % 3
+    X[:, :, :, 1:] = 0
+    X[y == 1, :, :, 1] = 255
+    X[y == 2, :, :, 2] = 255
+    model.compile(keras.optimizers.Adam(0.05), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(X.astype("float32"), y, epochs=80, batch_size=32, verbose=0)
+    assert np.mean(model.predict(X.astype("float32"), verbose=0).argmax(1) == y) > 0.95
+    model.save(str(tmp_path / "m.keras"))
+
+    def int8(granularity):
+        m = convert(
+            tmp_path / "m.keras",
+            tmp_path / granularity,
+            labels=LABELS,
+            representative=X[:90],
+            eval_images=X[90:],
+            eval_labels=y[90:],
+            crop_margin=0.15,
+            variants=["tflite_int8"],
+            granularity=granularity,
+        )
+        return m["variants"]["tflite_int8"]
+
+    forced = int8("per-tensor")
+    assert forced["parity"]["top1_agreement"] < 0.8 and "granularity_auto" not in forced["quantization"]
+    auto = int8("auto")
+    assert auto["quantization"]["granularity"] == "per-channel"
+    assert auto["quantization"]["granularity_auto"]["per_tensor_agreement_on_calibration_crops"] < 0.8
+    assert auto["parity"]["top1_agreement"] >= 0.95
+
+
 @pytest.mark.slow
 def test_audit_finds_the_mislabelled_training_crops_and_train_refuses_a_list_that_fits_nothing(tiny_bundle, tmp_path):
     import json
