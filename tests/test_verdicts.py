@@ -102,6 +102,22 @@ def test_alert_threshold_and_temperature_come_from_the_manifest(tmp_path, shippe
     assert np.mean([max(v.probs.values()) for v in verdicts["hot"]]) < 0.6
 
 
+def test_a_variant_that_disagrees_with_the_evaluated_model_is_named_at_load(tmp_path, shipped_bundle, caplog):
+    import logging
+
+    m = json.loads((Path(shipped_bundle) / "manifest.json").read_text())
+    assert MaskClassifier(load_bundle(shipped_bundle), "tflite_int8").parity_warning is None
+    dst = tmp_path / "b"
+    shutil.copytree(shipped_bundle, dst)
+    m["variants"]["tflite_int8"]["parity"]["top1_agreement"] = 0.536  # as per-tensor int8 of an ImageNet start
+    (dst / "manifest.json").write_text(json.dumps(m))
+    with caplog.at_level(logging.WARNING, logger="edge.classifier"):
+        clf = MaskClassifier(load_bundle(dst), "tflite_int8")
+    assert clf.parity_warning and "53.6 %" in clf.parity_warning and "tflite_fp32" in clf.parity_warning
+    assert "tflite_int8" not in clf.parity_warning.split("set classifier.variant to")[1]
+    assert any("53.6 %" in r.getMessage() for r in caplog.records)
+
+
 def test_a_malformed_operating_point_is_one_line_naming_the_field(tmp_path, shipped_bundle):
     d = _bundle_with(tmp_path, shipped_bundle, {"temperature": "hot"})
     with pytest.raises(BundleError, match="operating_point.temperature"):
