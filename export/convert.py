@@ -65,8 +65,8 @@ def tflite_bytes(
 ) -> bytes:
     """One TFLite variant. int8 `granularity`: per-channel scales cost 12 bytes per output channel (scale +
     int64 zero point); in a thin MobileNetV2 (alpha 0.35: 14k channels, 0.4M weights) that is a quarter
-    of the file, so per-tensor is the default when its parity on held-out crops is as good (the manifest
-    records both the choice and the parity). Per-tensor is also what older Edge TPU compilers accept."""
+    of the file, so `convert` takes per-tensor unless it disagrees with fp32 on the calibration crops
+    (`int8_granularity_auto`; the manifest records the choice, why, and the held-out parity). Per-tensor is also what older Edge TPU compilers accept."""
     import tensorflow as tf
 
     conv = _converter(model, batch1)
