@@ -117,6 +117,24 @@ def test_a_variant_that_disagrees_with_the_evaluated_model_is_named_at_load(tmp_
     assert "tflite_int8" not in clf.parity_warning.split("set classifier.variant to")[1]
     assert any("53.6 %" in r.getMessage() for r in caplog.records)
 
+    # the daemon's status carries it as a degraded state, where the control room sees it
+    from edge.config import defaults
+    from edge.pipeline import Pipeline
+    from edge.publish import Publisher
+
+    class Quiet(Publisher):
+        def publish(self, kind, payload):
+            pass
+
+    cfg = defaults()
+    cfg["source"]["url"] = "unused"
+    cfg["classifier"].update({"bundle": str(dst), "variant": "tflite_int8"})
+    status = Pipeline(cfg, Quiet(), detector=object(), classifier=clf).status_payload("online")  # type: ignore
+    assert any("53.6 %" in d for d in status["degraded"])
+    ok = MaskClassifier(load_bundle(dst), "tflite_fp32")
+    assert ok.parity_warning is None
+    assert not Pipeline(cfg, Quiet(), detector=object(), classifier=ok).status_payload("online").get("degraded")  # type: ignore
+
 
 def test_a_malformed_operating_point_is_one_line_naming_the_field(tmp_path, shipped_bundle):
     d = _bundle_with(tmp_path, shipped_bundle, {"temperature": "hot"})
