@@ -11,8 +11,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
@@ -26,8 +24,8 @@ def main() -> int:
     a = p.parse_args()
     import keras
 
+    from export.cli import calibration_crops
     from export.convert import _resize, int8_granularity_auto
-    from export.crops import Split, split_arrays
     from export.crops import load as load_crops
     from export.train import predict
 
@@ -35,12 +33,11 @@ def main() -> int:
     if not model_path.is_file():
         print("int8_granularity_check: %s: no model_fp32.keras in the bundle" % a.bundle, file=sys.stderr)
         return 2
-    tr_x, _, _ = split_arrays(Path(a.run), load_crops(Path(a.crops)), Split.TRAIN)
-    rng = np.random.RandomState(0)
     model = keras.models.load_model(str(model_path), compile=False)
     size = int(model.input_shape[1])
-    rep = _resize(tr_x[rng.choice(len(tr_x), size=min(a.representative, len(tr_x)), replace=False)], size)
-    out = {"bundle": a.bundle, "run": a.run, **int8_granularity_auto(model, rep, predict(model, rep, size).argmax(1))}
+    rep = _resize(calibration_crops(Path(a.run), load_crops(Path(a.crops)), a.representative), size)
+    record, _ = int8_granularity_auto(model, rep, predict(model, rep, size).argmax(1))
+    out = {"bundle": a.bundle, "run": a.run, **record}
     print(json.dumps(out))
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=1))

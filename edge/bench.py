@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import __version__
+from .bundle import PARITY_FLOOR
 from .config import DETECTOR_MODES
 from .errors import MaskwatchError
 
@@ -366,8 +367,8 @@ def recommend(results: Sequence[Result], bundles, pairs: Sequence[Dict[str, Any]
             continue
         if r.extra.get("model_id") != b.model_id or r.backend not in ("litert", "edgetpu", "onnxruntime", "tensorrt"):
             continue
-        agree = (v.extra.get("parity") or {}).get("top1_agreement")
-        if agree is not None and agree < 0.99:
+        agree = v.agreement
+        if agree is not None and agree < PARITY_FLOOR:
             continue
         if best is None or r.p50_ms < (best[0].p50_ms or float("inf")):
             best = (r, v, agree)

@@ -28,6 +28,11 @@ class TensorSpec:
     zero_point: int = 0
 
 
+# A variant whose held-out top-1 agreement with the Keras model (the manifest's parity) is below this is not the
+# model that was evaluated: the daemon says so, edge-bench does not recommend it, export's int8 check uses it.
+PARITY_FLOOR = 0.99
+
+
 @dataclass
 class Variant:
     key: str  # e.g. "tflite_int8"
@@ -37,6 +42,12 @@ class Variant:
     input: TensorSpec
     output: TensorSpec
     extra: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def agreement(self) -> Optional[float]:
+        """Top-1 agreement with the Keras model on held-out crops, as the manifest's parity records it."""
+        a = (self.extra.get("parity") or {}).get("top1_agreement")
+        return float(a) if isinstance(a, (int, float)) else None
 
 
 FACE_LABELS = ("with_mask", "without_mask", "mask_weared_incorrect")
@@ -155,7 +166,7 @@ class Bundle:
         return self.path / variant.file
 
 
-def _tensor(d: Dict[str, Any], where: str) -> TensorSpec:
+def tensor_spec(d: Dict[str, Any], where: str) -> TensorSpec:
     try:
         q = d.get("quantization") or {}
         return TensorSpec(
@@ -243,8 +254,8 @@ def load_bundle(path: Path, verify: bool = False) -> Bundle:
                 file=v["file"],
                 runtime=v["runtime"],
                 precision=v["precision"],
-                input=_tensor(v["input"], "%s variants.%s.input" % (mpath, key)),
-                output=_tensor(v["output"], "%s variants.%s.output" % (mpath, key)),
+                input=tensor_spec(v["input"], "%s variants.%s.input" % (mpath, key)),
+                output=tensor_spec(v["output"], "%s variants.%s.output" % (mpath, key)),
                 extra={k: x for k, x in v.items() if k not in ("file", "runtime", "precision", "input", "output")},
             )
         default = str(manifest.get("default_variant") or next(iter(variants)))

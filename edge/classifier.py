@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from . import backends
-from .bundle import NO_FACE, Bundle, Variant
+from .bundle import NO_FACE, PARITY_FLOOR, Bundle, Variant
 from .crop import crop_faces, fit_box, resize_rgb, view_box
 from .types import Box, Face
 from .verdict import Verdict, calibrate, verdict
@@ -22,9 +22,6 @@ log = logging.getLogger(__name__)
 
 # What each runtime needs from a bundle; also the fallback chain when an accelerator is missing.
 CPU_FALLBACK = ("tflite_int8", "tflite_fp32", "onnx")
-# A variant whose held-out top-1 agreement with the Keras model (the manifest's parity) is below this is not
-# the model that was evaluated: the daemon says so at start (edge-bench's recommendation skips it too).
-PARITY_FLOOR = 0.99
 
 
 class MaskClassifier:
@@ -64,14 +61,9 @@ class MaskClassifier:
         # a variant that does not behave as the evaluated model (e.g. int8 with one scale per tensor for an
         # ImageNet-initialised net): loaded as asked, but said once, loudly, naming the better choice
         self.parity_warning: Optional[str] = None
-        agree = (self.variant.extra.get("parity") or {}).get("top1_agreement")
-        if isinstance(agree, (int, float)) and agree < PARITY_FLOOR:
-            good = [
-                k
-                for k, v in bundle.variants.items()
-                if isinstance((v.extra.get("parity") or {}).get("top1_agreement"), (int, float))
-                and v.extra["parity"]["top1_agreement"] >= PARITY_FLOOR
-            ]
+        agree = self.variant.agreement
+        if agree is not None and agree < PARITY_FLOOR:
+            good = [k for k, v in bundle.variants.items() if (v.agreement or 0.0) >= PARITY_FLOOR]
             self.parity_warning = (
                 "%s of %s agrees with the evaluated model on only %.1f %% of held-out faces (manifest parity); "
                 "its verdicts are not the ones measured: set classifier.variant to %s or convert the bundle again"

@@ -149,9 +149,8 @@ class Pipeline:
         self.model_id = self.classifier.bundle.model_id
         self.backend_name = self.classifier.backend.describe()
         self.degraded: List[str] = [self.classifier.degraded] if self.classifier.degraded else []
-        parity: Optional[str] = getattr(self.classifier, "parity_warning", None)
-        if parity:  # the control room sees it in the status, not only whoever reads the kiosk's journal
-            self.degraded.append(parity)
+        if self.classifier.parity_warning:  # the control room sees it, not only whoever reads the journal
+            self.degraded.append(self.classifier.parity_warning)
         det_degraded: Optional[str] = getattr(self.detector, "degraded", None)
         if det_degraded:
             self.degraded.append(det_degraded)

@@ -549,6 +549,14 @@ def cmd_extend(a) -> int:
     return 0
 
 
+def calibration_crops(run: Path, crops: Dict[str, np.ndarray], n: int = 300) -> np.ndarray:
+    """The training crops that calibrate int8 (and decide its granularity): a fixed draw, so a bundle converted
+    again, or `benchmarks/int8_granularity_check.py`, sees the same ones."""
+    tr_x, _, _ = split_arrays(run, crops, Split.TRAIN)
+    rng = np.random.RandomState(0)
+    return tr_x[rng.choice(len(tr_x), size=min(n, len(tr_x)), replace=False)]
+
+
 def cmd_convert(a) -> int:
     from export.convert import VARIANTS, convert
     from export.datasets import LABELS
@@ -556,10 +564,8 @@ def cmd_convert(a) -> int:
     run = Path(a.run)
     check_operating_point_args(a)
     crops = load_crops(Path(a.crops))
-    tr_x, _, _ = split_arrays(run, crops, Split.TRAIN)
+    rep = calibration_crops(run, crops, a.representative)
     te_x, te_y, _ = split_arrays(run, crops, Split.TEST)
-    rng = np.random.RandomState(0)
-    rep = tr_x[rng.choice(len(tr_x), size=min(a.representative, len(tr_x)), replace=False)]
     manifest = convert(
         run / "model.keras",
         Path(a.out),

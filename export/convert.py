@@ -15,7 +15,7 @@ import logging
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -66,7 +66,8 @@ def tflite_bytes(
     """One TFLite variant. int8 `granularity`: per-channel scales cost 12 bytes per output channel (scale +
     int64 zero point); in a thin MobileNetV2 (alpha 0.35: 14k channels, 0.4M weights) that is a quarter
     of the file, so `convert` takes per-tensor unless it disagrees with fp32 on the calibration crops
-    (`int8_granularity_auto`; the manifest records the choice, why, and the held-out parity). Per-tensor is also what older Edge TPU compilers accept."""
+    (`int8_granularity_auto`; the manifest records the choice, why, and the held-out parity). Per-tensor is
+    also what older Edge TPU compilers accept."""
     import tensorflow as tf
 
     conv = _converter(model, batch1)
@@ -96,53 +97,56 @@ def tflite_bytes(
     return conv.convert()
 
 
-def tflite_probs(data: bytes, images: np.ndarray) -> np.ndarray:
-    """Class probabilities of a TFLite model held in memory, for raw RGB crops (uint8/int8 io quantized by the
-    model's own input scale, outputs dequantized): the converter's own check, before any bundle exists."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:  # the export extra pulls it in; TensorFlow's own copy is deprecated
-        from tensorflow.lite.python.interpreter import Interpreter  # type: ignore
+def tflite_probs(data: bytes, images: np.ndarray, key: str = "tflite_int8") -> np.ndarray:
+    """Class probabilities of a TFLite model not yet in a bundle, run by the device's own LiteRT backend (its
+    input quantization and output dequantization read from the file, as `tflite_io` writes them into the
+    manifest): what the kiosk would compute with it."""
+    import tempfile
 
-    it = Interpreter(model_content=data, num_threads=2)
-    it.allocate_tensors()
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    rows = []
-    for i in range(len(images)):
-        x = images[i : i + 1].astype(np.float32)
-        if inp["dtype"] in (np.uint8, np.int8):
-            scale, zero = inp["quantization"]
-            info = np.iinfo(inp["dtype"])
-            x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(inp["dtype"])
-        it.set_tensor(inp["index"], x)
-        it.invoke()
-        y = it.get_tensor(out["index"]).astype(np.float32)
-        if out["dtype"] in (np.uint8, np.int8):
-            scale, zero = out["quantization"]
-            y = (y - zero) * scale
-        rows.append(y[0])
-    return np.stack(rows)
+    from edge import backends
+    from edge.bundle import Variant, tensor_spec
 
-
-# int8 top-1 agreement with fp32 below which per-tensor scales are given up for per-channel ones (`auto`)
-AUTO_GRANULARITY_AGREEMENT = 0.99
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "candidate.tflite"
+        path.write_bytes(data)
+        io = tflite_io(path)
+        variant = Variant(
+            key=key,
+            file=path.name,
+            runtime="litert",
+            precision="int8",
+            input=tensor_spec(io["input"], "%s input" % key),
+            output=tensor_spec(io["output"], "%s output" % key),
+        )
+        backend = backends.create("litert", path, variant, {"threads": 2})
+        try:
+            return backend.infer(images)
+        finally:
+            backend.close()
 
 
-def int8_granularity_auto(model, representative: np.ndarray, ref_top: np.ndarray) -> Dict[str, Any]:
-    """Per-tensor int8 if its top-1 agreement with the Keras model on the calibration crops (training crops:
-    no held-out face decides it) reaches AUTO_GRANULARITY_AGREEMENT, else per-channel. A net trained here
-    from scratch keeps narrow weight ranges and survives one scale per tensor; ImageNet-initialised depthwise
-    layers do not (a MobileNetV2 alpha 1.0 from ImageNet weights fell to 54 % agreement per-tensor)."""
+def int8_granularity_auto(
+    model, representative: np.ndarray, ref_top: np.ndarray
+) -> Tuple[Dict[str, Any], Optional[bytes]]:
+    """Per-tensor int8 if its top-1 agreement with the Keras model on the calibration crops (training crops: no
+    held-out face decides it) reaches edge.bundle.PARITY_FLOOR, the floor the daemon holds every variant to;
+    else per-channel. A net trained here from scratch keeps narrow weight ranges and survives one scale per
+    tensor; ImageNet-initialised depthwise layers do not (a MobileNetV2 alpha 1.0 from ImageNet weights fell
+    to 52 % agreement per-tensor). Returns the record for the manifest, and the per-tensor model when it is
+    the one chosen (the batch-N int8 variant is then that file: not converted twice)."""
+    from edge.bundle import PARITY_FLOOR
+
     per_tensor = tflite_bytes(model, "int8", representative, granularity="per-tensor")
     agree = float(np.mean(tflite_probs(per_tensor, representative).argmax(1) == ref_top))
-    chosen = "per-tensor" if agree >= AUTO_GRANULARITY_AGREEMENT else "per-channel"
+    chosen = "per-tensor" if agree >= PARITY_FLOOR else "per-channel"
     log.info("int8 per-tensor agreement on %d calibration crops %.4f: %s", len(representative), agree, chosen)
-    return {
+    record = {
         "chosen": chosen,
         "per_tensor_agreement_on_calibration_crops": round(agree, 4),
         "rule": "per-tensor when its top-1 agreement with fp32 on the calibration crops >= %.2f, else per-channel"
-        % AUTO_GRANULARITY_AGREEMENT,
+        % PARITY_FLOOR,
     }
+    return record, (per_tensor if chosen == "per-tensor" else None)
 
 
 def onnx_bytes(model, opset: int = 13) -> bytes:
@@ -292,9 +296,10 @@ def convert(
     rep = _resize(representative, size)
     ev = _resize(eval_images, size)
     auto: Optional[Dict[str, Any]] = None
+    int8_done: Optional[bytes] = None  # the batch-N int8 model, when the granularity check already made it
     if granularity == "auto":
         if any(k.endswith("int8") or k == "tflite_edgetpu" for k in variants):
-            auto = int8_granularity_auto(model, rep, predict(model, rep, size).argmax(1))
+            auto, int8_done = int8_granularity_auto(model, rep, predict(model, rep, size).argmax(1))
             granularity = auto["chosen"]
         else:
             granularity = "per-tensor"
@@ -315,13 +320,16 @@ def convert(
             }
             continue
         precision = key.split("_")[1] if key != "tflite_edgetpu" else "int8"
-        data = tflite_bytes(
-            model,
-            precision,
-            rep if precision == "int8" else None,
-            batch1=(key == "tflite_edgetpu"),
-            granularity=granularity,
-        )
+        if key == "tflite_int8" and int8_done is not None:
+            data = int8_done
+        else:
+            data = tflite_bytes(
+                model,
+                precision,
+                rep if precision == "int8" else None,
+                batch1=(key == "tflite_edgetpu"),
+                granularity=granularity,
+            )
         path.write_bytes(data)
         io = tflite_io(path)
         manifest_variants[key] = {"file": fname, "runtime": "litert", "precision": precision, **io}
