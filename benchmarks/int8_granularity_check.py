@@ -22,17 +22,20 @@ def main() -> int:
     p.add_argument("--representative", type=int, default=300)
     p.add_argument("--json", default=None)
     a = p.parse_args()
-    import keras
+    model_path = Path(a.bundle) / "model_fp32.keras"
+    if not model_path.is_file():
+        print("int8_granularity_check: %s: no model_fp32.keras in the bundle" % a.bundle, file=sys.stderr)
+        return 2
+    try:
+        import keras
+    except ImportError:
+        print("int8_granularity_check: needs TensorFlow (scripts/setup.sh edge,export)", file=sys.stderr)
+        return 2
 
     from export.cli import calibration_crops
     from export.convert import _resize, int8_granularity_auto
     from export.crops import load as load_crops
     from export.train import predict
-
-    model_path = Path(a.bundle) / "model_fp32.keras"
-    if not model_path.is_file():
-        print("int8_granularity_check: %s: no model_fp32.keras in the bundle" % a.bundle, file=sys.stderr)
-        return 2
     model = keras.models.load_model(str(model_path), compile=False)
     size = int(model.input_shape[1])
     rep = _resize(calibration_crops(Path(a.run), load_crops(Path(a.crops)), a.representative), size)
