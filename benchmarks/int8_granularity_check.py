@@ -36,6 +36,7 @@ def main() -> int:
     from export.convert import _resize, int8_granularity_auto
     from export.crops import load as load_crops
     from export.train import predict
+
     model = keras.models.load_model(str(model_path), compile=False)
     size = int(model.input_shape[1])
     rep = _resize(calibration_crops(Path(a.run), load_crops(Path(a.crops)), a.representative), size)
