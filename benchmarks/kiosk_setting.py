@@ -31,6 +31,20 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+SETTING_KEYS = ("confidence", "no_face_threshold", "face_score")
+# the joint face score's axis (--face-score): as many values as the no_face axis has
+FACE_SCORES = (0.03, 0.05, 0.08, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
+
+
+def best_at(grid: list, floor: float):
+    """The best non-compliant F1 among a grid's settings with face recall >= floor (None if none reaches it)."""
+    ok = [g for g in grid if g["face_recall"] >= floor]
+    if not ok:
+        return None
+    g = max(ok, key=lambda g: (g["noncompliant"]["f1"], g["face_recall"]))
+    return {k: g[k] for k in SETTING_KEYS + ("face_recall", "noncompliant", "false_alarm_kinds") if k in g}
+
+
 def chosen_counts(res: dict, key: str):
     """(scene ids, per-scene (tp, fp, fn)) of a result's chosen setting: "chosen" (val) or "test_chosen"."""
     sel = res[key]
@@ -51,9 +65,7 @@ def paired(base: dict, new: dict, key: str, split: str) -> dict:
         raise SystemExit("kiosk_setting: --paired-with was run on other %s scenes; pair runs of the same split" % split)
     out = paired_bootstrap_f1(a, b)
     out["base"] = base.get("model_id")
-    out["base_setting"] = {
-        k: base[key if key == "chosen" else "chosen"][k] for k in ("confidence", "no_face_threshold")
-    }
+    out["base_setting"] = {k: base["chosen"].get(k) for k in ("confidence", "no_face_threshold", "face_score")}
     return out
 
 
@@ -137,6 +149,12 @@ def main() -> int:
         help="a variant matching rule reported beside the shipped one: a loose box enclosing an annotated face "
         "(90 %% of the face inside it, the face >= 25 %% of it) finds that face",
     )
+    ap.add_argument(
+        "--face-score",
+        action="store_true",
+        help="sweep the joint face score k (detector score x (1 - P(no_face)) >= k) instead of the no_face "
+        "threshold, beside the confidence floor (edge.verdict.is_face)",
+    )
     ap.add_argument("--test", action="store_true", help="also report the chosen setting on the test scenes")
     ap.add_argument("--paired-with", default=None, help="another bundle's JSON from this script, same scenes")
     ap.add_argument("--out", default=None)
@@ -166,6 +184,7 @@ def main() -> int:
             own_share=a.own_share,
             inside=not a.iou_only,
             enclose=a.enclose,
+            face_scores=FACE_SCORES if a.face_score else None,
         )
         for sd in a.scenes:
             ids = {Path(sd).name: scene_ids_of(crops, idx, Path(sd))}
@@ -179,17 +198,20 @@ def main() -> int:
             res["chosen"] = {
                 "confidence": best["confidence"],
                 "no_face_threshold": best["no_face_threshold"],
+                "face_score": best.get("face_score"),
                 "val": dict(best),  # a copy: the grid's own per-scene counts are dropped before writing
                 "recall_floor_met": bool(ok),
+                "best_at_recall_0.95": best_at(both["grid"], 0.95),
                 "scene_ids": both["scene_ids"],
             }
             print("chosen on val: %s" % json.dumps(res["chosen"]))
             for g in both["grid"]:
                 print(
-                    "val c=%.2f r=%s recall %.3f NC-F1 %.3f (P %.3f R %.3f)"
+                    "val c=%.2f r=%s k=%s recall %.3f NC-F1 %.3f (P %.3f R %.3f)"
                     % (
                         g["confidence"],
                         g["no_face_threshold"],
+                        g.get("face_score"),
                         g["face_recall"],
                         g["noncompliant"]["f1"],
                         g["noncompliant"]["precision"],
@@ -197,10 +219,10 @@ def main() -> int:
                     )
                 )
         else:
-            c, r = res["chosen"]["confidence"], res["chosen"]["no_face_threshold"]
+            ch = res["chosen"]
 
-            def pick(grid, c=c, r=r):
-                return dict(next(g for g in grid if g["confidence"] == c and g["no_face_threshold"] == r))
+            def pick(grid, ch=ch):
+                return dict(next(g for g in grid if all(g.get(k) == ch[k] for k in SETTING_KEYS)))
 
             res["test_chosen"] = {
                 "all": pick(both["grid"]),

@@ -503,6 +503,14 @@ def main(
     return 0
 
 
+def is_face(det_score: float, no_face: float, no_face_threshold: Optional[float], face_score: Optional[float]) -> bool:
+    """Whether a kept detection counts as a face in the kiosk sweep: P(no_face) under `no_face_threshold` (None:
+    no cut) and, when `face_score` is set, the joint score det_score * (1 - P(no_face)) at least that."""
+    if no_face_threshold is not None and no_face >= no_face_threshold:
+        return False
+    return face_score is None or det_score * (1.0 - no_face) >= face_score
+
+
 def kiosk_sweep(
     scene_dirs: Sequence[Path],
     scene_ids: Dict[str, List[str]],
@@ -521,8 +529,13 @@ def kiosk_sweep(
     inside: bool = True,
     enclose: bool = False,
     own_share: Optional[float] = None,
+    face_scores: Optional[Sequence[float]] = None,
 ) -> Dict[str, Any]:
     """The kiosk setting, measured: res10 confidence x the no_face rejector's threshold at kiosk range.
+
+    With `face_scores`, the second axis is the joint face score instead: a detection is kept when its score
+    s >= the confidence floor and s * (1 - P(no_face)) >= k (`is_face`), one k per entry. (Measured in
+    session 23 and not shipped: benchmarks/results/choices-val/README.md.)
 
     One detector pass per scene at the lowest confidence (higher ones are subsets of it), each detection
     classified once; every (confidence, rejector) pair is then scored on the same detections. None = no
@@ -569,14 +582,19 @@ def kiosk_sweep(
             cached.append((gt, [(b, f.det_score) for b, f in zip(boxes, faces)], nf, verdicts))
             names.append("%s:%s" % (Path(sd).name, sid))
     grid = []
+    second = [("no_face_threshold", r) for r in no_face_thresholds]
+    if face_scores is not None:
+        second = [("face_score", k) for k in face_scores]
     for c in confidences:
-        for r in no_face_thresholds:
+        for axis, r in second:
             tp = fp = fn = found = total = 0
             per_scene = []
             kinds = {k: 0 for k in FALSE_ALARM_KINDS}
+            nf_thr = r if axis == "no_face_threshold" else None
+            k_thr = r if axis == "face_score" else None
             for gt, dets, nf, verdicts in cached:
                 before = (tp, fp, fn)
-                keep = [i for i, (_, s) in enumerate(dets) if s >= c and (r is None or nf[i] < r)]
+                keep = [i for i, (_, s) in enumerate(dets) if s >= c and is_face(s, nf[i], nf_thr, k_thr)]
                 boxes = [dets[i][0] for i in keep]
                 gt_boxes = [g[0] for g in gt]
                 m = match(gt_boxes, boxes, iou_thr, inside, enclose)
@@ -605,7 +623,8 @@ def kiosk_sweep(
             grid.append(
                 {
                     "confidence": c,
-                    "no_face_threshold": r,
+                    "no_face_threshold": nf_thr,
+                    "face_score": k_thr,
                     "face_recall": round(found / max(1, total), 4),
                     "faces": total,
                     "noncompliant": metrics.binary_f1(tp, fp, fn),

@@ -1291,3 +1291,19 @@ def test_a_run_stopped_before_a_config_field_existed_goes_on_with_that_fields_de
         check_resume(tmp_path, resume_key(dataclasses.replace(TrainConfig(), grey=0.15), split, labels))
     with pytest.raises(ResumeError):
         check_resume(tmp_path, resume_key(TrainConfig(), np.array([0, 1, 1]), labels))
+
+
+def test_kiosk_sweep_face_rules():
+    """The kiosk sweep's two face rules: the shipped square cut (P(no_face) under a threshold) and the joint
+    score det_score x P(face), which lets a strong box through a doubt the square cut would reject and stops a
+    weak box the square cut would keep."""
+    from export.evaluate import is_face
+
+    # the square cut alone: the detector score plays no part
+    assert is_face(0.9, 0.29, 0.3, None) and not is_face(0.9, 0.3, 0.3, None)
+    assert is_face(0.06, 0.0, None, None)
+    # the joint score: 0.9 x (1 - 0.5) = 0.45 passes k 0.3; 0.1 x (1 - 0.0) = 0.1 does not
+    assert is_face(0.9, 0.5, None, 0.3)
+    assert not is_face(0.1, 0.0, None, 0.3)
+    # both set: either cut rejects
+    assert not is_face(0.9, 0.5, 0.4, 0.3)
