@@ -45,6 +45,22 @@ def best_at(grid: list, floor: float):
     return {k: g[k] for k in SETTING_KEYS + ("face_recall", "noncompliant", "false_alarm_kinds") if k in g}
 
 
+def load_paired(path: Path) -> dict:
+    """Another bundle's result of this script (--paired-with), refused in one line before any scene is read
+    when it is not one: not JSON, or without the chosen setting this script writes."""
+    from edge.errors import EX_DATAERR, MaskwatchError
+
+    try:
+        res = json.loads(path.read_text())
+    except ValueError as e:
+        raise MaskwatchError("%s is not JSON (%s): pass a file this script wrote with --out" % (path, e), EX_DATAERR)
+    if not isinstance(res, dict) or not isinstance(res.get("chosen"), dict):
+        raise MaskwatchError(
+            "%s holds no chosen setting: pass a file kiosk_setting.py wrote with --out" % path, EX_DATAERR
+        )
+    return res
+
+
 def chosen_counts(res: dict, key: str):
     """(scene ids, per-scene (tp, fp, fn)) of a result's chosen setting: "chosen" (val) or "test_chosen"."""
     sel = res[key]
@@ -159,7 +175,7 @@ def main() -> int:
     ap.add_argument("--paired-with", default=None, help="another bundle's JSON from this script, same scenes")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
-    other = json.loads(Path(a.paired_with).read_text()) if a.paired_with else None
+    other = load_paired(Path(a.paired_with)) if a.paired_with else None
 
     crops = load_crops(Path(a.crops))
     clf = MaskClassifier(load_bundle(Path(a.bundle)), None, fallback=False)

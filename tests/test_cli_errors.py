@@ -183,6 +183,37 @@ def test_benchmark_scripts_name_a_bad_path_in_one_line(tmp_path, script, args, n
     assert r.returncode == code
 
 
+@pytest.mark.parametrize(
+    "content, needle", [("{", "is not JSON"), ("[]", "no chosen setting"), ('{"x": 1}', "no chosen")]
+)
+def test_kiosk_setting_refuses_a_paired_file_that_is_not_its_own_in_one_line(tmp_path, content, needle):
+    """--paired-with is read before any scene: a broken or foreign file is named in one line (it was a
+    JSONDecodeError traceback), exit 65."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    bad = tmp_path / "other.json"
+    bad.write_text(content)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "kiosk_setting.py"),
+            "--run",
+            str(tmp_path),
+            "--paired-with",
+            str(bad),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    one_line_error(r, needle)
+    assert "other.json" in r.stderr
+    assert r.returncode == 65
+
+
 def test_a_refused_training_run_leaves_no_directory_behind(tmp_path):
     crops = tmp_path / "crops.npz"
     np.savez(str(crops), labels=np.zeros(4, np.int64), images=np.zeros((4, 8, 8, 3), np.uint8))
