@@ -42,8 +42,9 @@ def main() -> int:
     keep = sorted(set.intersection(*(set(m) for m in maps)))
     assign = [m0 if all(m[i] == (m0 := maps[0][i]) for m in maps) else 0 for i in keep]
     out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    np.savez(str(out / "split.npz"), keep=np.array(keep), assign=np.array(assign))
+    from export.crops import save_npz
+
+    save_npz(out / "split.npz", keep=np.array(keep), assign=np.array(assign))
     print(dict(collections.Counter({0: "train", 1: "val", 2: "test"}[v] for v in assign)))
     return 0
 

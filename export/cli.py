@@ -141,8 +141,9 @@ def cmd_prepare(a) -> int:
     arr["margin"] = np.array(a.margin)
     arr["box_fit"] = np.array(fit if fit is not None else (0.0, 0.0, 0.0, 0.0))
     out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(str(out), **arr)
+    from .crops import save_npz
+
+    save_npz(out, **arr)
     report = rep.as_dict()
     out.with_suffix(".report.json").write_text(json.dumps(report, indent=1))
     print(json.dumps({"crops": len(crops), "counts": report["counts"], "skipped": len(report["skipped"])}))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 import zipfile
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple, Union
@@ -62,11 +63,26 @@ def load_split(run: Union[str, Path], role: str = "run") -> Tuple[np.ndarray, np
         raise MaskwatchError("%s %s: not a run with a split (%s)" % (role, run, e), EX_NOINPUT)
 
 
+def save_npz(path: Union[str, Path], **arrays) -> None:
+    """Write an .npz whole or not at all: into a temporary file beside it, then renamed over it. A run stopped
+    half-way (Ctrl-C, a full disk, a session's end) leaves the old file or none, never a truncated one that a
+    later step would take for finished."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(".%s.%d.part.npz" % (path.name, os.getpid()))
+    try:
+        np.savez(str(tmp), **arrays)
+        os.replace(str(tmp), str(path))
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 def save_split(run: Union[str, Path], keep: np.ndarray, assign: np.ndarray, report: Dict) -> None:
     """A run's split: split.npz (`keep` indexes the crops file, `assign` its side) and split.json (its record)."""
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
-    np.savez(str(run / "split.npz"), keep=keep, assign=assign)
+    save_npz(run / "split.npz", keep=keep, assign=assign)
     (run / "split.json").write_text(json.dumps(report, indent=1))
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from edge.errors import EX_NOINPUT, MaskwatchError
 
-from .crops import DETECTOR_CUT, save_split, side_counts
+from .crops import DETECTOR_CUT, save_npz, save_split, side_counts
 from .datasets import LABELS, NEG_MAX_SCORE, NO_FACE, crop_face, negative_boxes, parse_voc, touches_face
 from .evaluate import matches
 
@@ -195,8 +195,7 @@ def extend(
         for k, v in new.items():
             arr = np.stack(v).astype(np.uint8) if k == "images" else np.array(v)
             crops[k] = np.concatenate([crops[k], arr])
-    out_crops.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(str(out_crops), **crops)
+    save_npz(out_crops, **crops)
     split_rep = json.loads((run / "split.json").read_text()) if (run / "split.json").exists() else {}
     added = {name: int(np.sum(assign[len(prev["keep"]) :] == s)) for s, name in enumerate(("train", "val", "test"))}
     labels = crops["labels"][keep]

@@ -340,3 +340,20 @@ def test_a_crops_file_that_is_not_one_is_one_line(tmp_path, kind):
     assert "edge-export prepare --out FILE" in r.stderr  # how to make one, never "overwrite what you gave"
     assert "pickled" not in r.stderr  # numpy's word for a text file would mislead
     assert r.returncode == 65
+
+
+def test_restore_work_names_a_missing_data_directory_in_one_line(tmp_path):
+    """scripts/restore-work.sh checks its data directory before it installs or cuts anything."""
+    import subprocess
+
+    from conftest import ROOT
+
+    r = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "restore-work.sh"), str(tmp_path / "nodata")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    one_line_error(r, "nodata")
+    assert r.returncode == 66
+    assert len(r.stderr.strip().splitlines()) == 1  # refused before setup.sh or any step ran

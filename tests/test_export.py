@@ -1307,3 +1307,27 @@ def test_kiosk_sweep_face_rules():
     assert not is_face(0.1, 0.0, None, 0.3)
     # both set: either cut rejects
     assert not is_face(0.9, 0.5, 0.4, 0.3)
+
+
+def test_an_interrupted_crops_write_leaves_the_old_file_and_no_part(tmp_path, monkeypatch):
+    """save_npz (prepare, extend, splits): a write stopped half-way (here: Ctrl-C after some bytes) leaves the
+    file that was there, whole, and no temporary file; a finished write replaces it."""
+    from export import crops as crops_mod
+
+    out = tmp_path / "crops.npz"
+    crops_mod.save_npz(out, a=np.arange(5))
+    real = np.savez
+
+    def stopped(path, **arrays):
+        with open(path, "wb") as f:
+            f.write(b"PK\x03\x04 half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        crops_mod.save_npz(out, a=np.arange(9))
+    monkeypatch.setattr(np, "savez", real)
+    assert np.load(out)["a"].tolist() == list(range(5))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["crops.npz"]
+    crops_mod.save_npz(out, a=np.arange(9))
+    assert np.load(out)["a"].tolist() == list(range(9))
