@@ -162,6 +162,7 @@ def test_a_bad_box_fit_file_is_one_line(tmp_path, content):
         # a results file that is not there: its path
         ("compare_bundles.py", ["--md-from", "{tmp}/none.json", "--md", "{tmp}/x.md"], "none.json", 66),
         ("common_split.py", ["{tmp}/a", "{tmp}/b", "--out", "{tmp}/c"], "split.npz", 66),
+        ("walker_misses.py", ["{tmp}/walkers-val-0.mp4"], "walkers.py first", 66),
         # a detector rule outside what the config allows: refused before any scene is read
         ("kiosk_setting.py", ["--run", "{tmp}", "--own-share", "2"], "--own-share", 2),
         ("kiosk_setting.py", ["--run", "{tmp}", "--containment", "x"], "--containment", 2),
