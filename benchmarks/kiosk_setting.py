@@ -169,7 +169,7 @@ def main() -> int:
         "--face-score",
         action="store_true",
         help="sweep the joint face score k (detector score x (1 - P(no_face)) >= k) instead of the no_face "
-        "threshold, beside the confidence floor (edge.verdict.is_face)",
+        "threshold, beside the confidence floor (export.evaluate.is_face)",
     )
     ap.add_argument("--test", action="store_true", help="also report the chosen setting on the test scenes")
     ap.add_argument("--paired-with", default=None, help="another bundle's JSON from this script, same scenes")

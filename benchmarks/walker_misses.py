@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def main() -> int:
     clf = MaskClassifier(load_bundle(Path(a.bundle)), None, fallback=False)
     labs = clf.output_labels
     temp = clf.bundle.operating_point.temperature
-    out = {"config": a.config, "confidence": conf, "no_face_threshold": nf_thr, "missed": []}
+    out = {"config": os.path.relpath(a.config, ROOT), "confidence": conf, "no_face_threshold": nf_thr, "missed": []}
     for video, truth, events in clips:
         missed = set(score(truth, events)["missed_ids"])
         people = [p for p in truth["people"] if p["id"] in missed]
