@@ -5,8 +5,8 @@
 
 For each clip that `benchmarks/walkers.py` wrote (the .mp4, its .truth.json and the daemon's events beside it,
 `.events-gate.jsonl`), the visitors the daemon missed are followed frame by frame: the detector runs as the kiosk
-config has it but down to confidence 0.01, and the detection on the visitor's face (its box centre inside the
-true face box, or IoU >= 0.3) is kept with its score and the bundle's calibrated P(no_face) for it. A miss is then
+config has it but down to confidence 0.01, and the strongest detection on the visitor's face (its box centre
+inside the true face box) is kept with its score and the bundle's calibrated P(no_face) for it. A miss is then
 one of: res10 never scores the face at the kiosk confidence (`frames_at_confidence` 0), it does but the rejector
 calls it no_face in those frames (`frames_passing` 0), or the face passes in too few good frames for the tracker.
 """
@@ -14,6 +14,7 @@ calls it no_face in those frames (`frames_passing` 0), or the face passes in too
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -33,14 +34,12 @@ def main() -> int:
     a = ap.parse_args()
 
     import cv2
-    import numpy as np
 
-    from edge.bundle import NO_FACE, load_bundle
+    from edge.bundle import load_bundle
     from edge.classifier import MaskClassifier
     from edge.config import load_config
     from edge.detector import DetectorOptions, load_detector
     from edge.errors import EX_NOINPUT, MaskwatchError
-    from edge.verdict import calibrate
     from edge.walkers import load_events, score
 
     clips = []  # every clip's truth and events read first: a missing one is named before any model loads
@@ -58,20 +57,9 @@ def main() -> int:
     cfg = load_config(Path(a.config))
     d = cfg.detector
     conf, nf_thr = d.confidence, cfg.classifier.no_face_threshold
-    det = load_detector(
-        None,
-        DetectorOptions(
-            confidence=0.01,
-            mode=d.mode,
-            min_face_px=d.min_face_px,
-            nms_containment=d.nms_containment,
-            nms_own_share=d.nms_own_share,
-            fallback=False,
-        ),
-    )
+    # the kiosk config's detector in every rule but its confidence
+    det = load_detector(None, dataclasses.replace(DetectorOptions.from_config(d), confidence=0.01, fallback=False))
     clf = MaskClassifier(load_bundle(Path(a.bundle)), None, fallback=False)
-    labs = clf.output_labels
-    temp = clf.bundle.operating_point.temperature
     out = {"config": os.path.relpath(a.config, ROOT), "confidence": conf, "no_face_threshold": nf_thr, "missed": []}
     for video, truth, events in clips:
         missed = set(score(truth, events)["missed_ids"])
@@ -86,21 +74,21 @@ def main() -> int:
                 break
             on = [p for p in people if f in boxes[p["id"]]]
             if on:
-                faces = det.detect(frame)
-                probs = clf.probs(clf.preprocess_views(frame, [x.box for x in faces], detector=True)) if faces else []
+                # each box with the device's own calibrated P(no_face) (Face.no_face)
+                faces = clf.classify(frame, det.detect(frame))
+                w = frame.shape[1]
                 for p in on:
                     tb = boxes[p["id"]][f]
-                    h, w = frame.shape[:2]
                     if tb[2] <= 0 or tb[0] >= w:  # not in view yet / any more
                         continue
-                    best = None
-                    for x, pr in zip(faces, probs):
-                        cx, cy = (x.box[0] + x.box[2]) / 2.0, (x.box[1] + x.box[3]) / 2.0
-                        inside = tb[0] <= cx <= tb[2] and tb[1] <= cy <= tb[3]
-                        if inside and (best is None or x.det_score > best[0]):
-                            nf = float(calibrate(np.asarray(pr)[None], temp)[0][labs.index(NO_FACE)])
-                            best = (float(x.det_score), nf)
-                    rows[p["id"]].append(best)
+                    on_face = [
+                        x
+                        for x in faces
+                        if tb[0] <= (x.box[0] + x.box[2]) / 2.0 <= tb[2]
+                        and tb[1] <= (x.box[1] + x.box[3]) / 2.0 <= tb[3]
+                    ]
+                    best = max(on_face, key=lambda x: x.det_score, default=None)
+                    rows[p["id"]].append(None if best is None else (float(best.det_score), float(best.no_face or 0.0)))
             f += 1
         cap.release()
         for p in people:

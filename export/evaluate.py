@@ -582,16 +582,13 @@ def kiosk_sweep(
             cached.append((gt, [(b, f.det_score) for b, f in zip(boxes, faces)], nf, verdicts))
             names.append("%s:%s" % (Path(sd).name, sid))
     grid = []
-    second = [("no_face_threshold", r) for r in no_face_thresholds]
-    if face_scores is not None:
-        second = [("face_score", k) for k in face_scores]
+    # the second axis: (no_face threshold, joint face score) pairs, one of the two set
+    second = [(r, None) for r in no_face_thresholds] if face_scores is None else [(None, k) for k in face_scores]
     for c in confidences:
-        for axis, r in second:
+        for nf_thr, k_thr in second:
             tp = fp = fn = found = total = 0
             per_scene = []
             kinds = {k: 0 for k in FALSE_ALARM_KINDS}
-            nf_thr = r if axis == "no_face_threshold" else None
-            k_thr = r if axis == "face_score" else None
             for gt, dets, nf, verdicts in cached:
                 before = (tp, fp, fn)
                 keep = [i for i, (_, s) in enumerate(dets) if s >= c and is_face(s, nf[i], nf_thr, k_thr)]
