@@ -186,12 +186,6 @@ class TrackerConfig:
         help="a detection with this share of its box on a face already followed in the same frame starts no new "
         "person (a codec ghost trailing a moving face, res10's second box of one face); 1: off",
     )
-    continue_confidence: Optional[float] = opt(
-        min=0.01,
-        max=1.0,
-        help="a second association (ByteTrack's): detections scored from this up to detector.confidence extend a "
-        "person already followed (when no stronger box of the frame did) and never start one; unset: off",
-    )
 
 
 @dataclass(frozen=True)
@@ -523,12 +517,6 @@ def semantic_errors(cfg: Dict[str, Any], fname: str) -> List[str]:
         errors.append(
             "%s: detector.tile_sizes = %s: expected a list of tile sizes in pixels (integers 32-4096), "
             "e.g. [200, 100]" % (fname, _short(ts))
-        )
-    cc = cfg["tracker"]["continue_confidence"]
-    if cc is not None and cc >= cfg["detector"]["confidence"]:
-        errors.append(
-            "%s: tracker.continue_confidence = %s: must be below detector.confidence (%s), or unset"
-            % (fname, _short(cc), _short(cfg["detector"]["confidence"]))
         )
     tls = cfg["mqtt"]["tls"]
     for key in ("ca", "cert", "key"):  # ${CREDENTIALS_DIRECTORY}/client.key etc. work too

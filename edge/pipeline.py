@@ -69,11 +69,7 @@ def tracker_options(cfg: Config, classifier: MaskClassifier) -> TrackerOptions:
     """The tracker's options from the config, with the alert threshold from the bundle's operating point."""
     op = classifier.bundle.operating_point
     return TrackerOptions.from_config(
-        cfg.tracker,
-        cfg.detector.min_face_px,
-        alert_threshold=op.alert_threshold,
-        incorrect_weight=op.incorrect_weight,
-        start_confidence=cfg.detector.confidence if cfg.tracker.continue_confidence is not None else None,
+        cfg.tracker, cfg.detector.min_face_px, alert_threshold=op.alert_threshold, incorrect_weight=op.incorrect_weight
     )
 
 
@@ -142,9 +138,6 @@ class Pipeline:
         self.notifier = notifier or Notifier()
         d = cfg.detector
         opts = DetectorOptions.from_config(d)
-        if cfg.tracker.continue_confidence is not None:
-            # the detector reports the weaker boxes too; the tracker lets them extend people only
-            opts.confidence = min(d.confidence, cfg.tracker.continue_confidence)
         if d.backend == "tensorrt" and not d.engine:
             opts.engine = str(detector_engine_path(cfg, d.input_size, "fp16"))
         self.detector = detector or load_detector(Path(d.model_dir) if d.model_dir else None, opts)

@@ -45,8 +45,6 @@ class TrackerOptions:
     # detector.min_face_px)
     full_quality_px: int = _T.full_quality_px  # faces this wide or wider weigh fully; smaller ones in proportion
     new_track_overlap: float = _T.new_track_overlap  # an unmatched box this much on a followed face: no new track
-    start_confidence: Optional[float] = None  # boxes scored below this only extend a track no stronger box took
-    # (the config: detector.confidence when tracker.continue_confidence is set; None: every box may start one)
 
     @classmethod
     def from_config(cls, t: TrackerConfig, min_face_px: int, **kw: Any) -> "TrackerOptions":
@@ -115,29 +113,13 @@ class Tracker:
         return self.clock if self._ticked else frame_index
 
     def _match(self, faces: Sequence[Face], frame_index: int) -> Dict[int, int]:
-        """{face index: track index}. Boxes that may start a track (at least `start_confidence`) are matched
-        first; weaker ones then only to the tracks left over (ByteTrack's second association)."""
-        lo = self.opt.start_confidence
-        strong = [fi for fi, f in enumerate(faces) if lo is None or f.det_score >= lo]
-        matched = self._match_among(faces, strong, range(len(self.tracks)), frame_index)
-        if len(strong) < len(faces):
-            weak = [fi for fi in range(len(faces)) if fi not in set(strong)]
-            free = [ti for ti in range(len(self.tracks)) if ti not in set(matched.values())]
-            matched.update(self._match_among(faces, weak, free, frame_index))
-        return matched
-
-    def _match_among(
-        self, faces: Sequence[Face], face_idx: Sequence[int], track_idx: Sequence[int], frame_index: int
-    ) -> Dict[int, int]:
         """Greedy matching, best IoU first; centroid distance rescues fast walkers with low IoU."""
         pairs = []
-        for ti in track_idx:
-            t = self.tracks[ti]
+        for ti, t in enumerate(self.tracks):
             pb = t.predicted(frame_index)
             tw = max(1, t.box[2] - t.box[0])
             tc = ((pb[0] + pb[2]) / 2.0, (pb[1] + pb[3]) / 2.0)
-            for fi in face_idx:
-                f = faces[fi]
+            for fi, f in enumerate(faces):
                 o = max(iou(pb, f.box), iou(t.box, f.box))
                 if o < self.opt.iou:
                     fw = max(1, f.box[2] - f.box[0])
@@ -181,8 +163,6 @@ class Tracker:
         for fi, face in enumerate(faces):
             if fi in matched:
                 t = self.tracks[matched[fi]]
-            elif self.opt.start_confidence is not None and face.det_score < self.opt.start_confidence:
-                continue  # a weak box extends a followed person only: it starts no one
             elif self.opt.new_track_overlap < 1.0 and any(
                 share_inside(face.box, b) >= self.opt.new_track_overlap for b in followed
             ):

@@ -43,11 +43,6 @@ def test_unknown_key_names_file_line_and_path(tmp_path):
         ("site: a/b\nsource: {url: a.mp4}\n", "topic level"),
         ("source: {url: a.mp4}\ndetector: {roi: [0.5, 0, 0.2, 1]}\n", "detector.roi"),
         ("source: {url: a.mp4}\ndetector: {tile_sizes: [200, 10]}\n", "detector.tile_sizes"),
-        (
-            "source: {url: a.mp4}\ndetector: {confidence: 0.15}\ntracker: {continue_confidence: 0.2}\n",
-            "must be below detector.confidence",
-        ),
-        ("source: {url: a.mp4}\ntracker: {continue_confidence: 0}\n", "tracker.continue_confidence"),
         ("detector: {}\n", "source.url is required"),
         ("source: [\n", "not valid YAML"),
     ],
