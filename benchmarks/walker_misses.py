@@ -39,7 +39,7 @@ def main() -> int:
     from edge.classifier import MaskClassifier
     from edge.config import load_config
     from edge.detector import DetectorOptions, load_detector
-    from edge.errors import EX_NOINPUT, MaskwatchError
+    from edge.errors import EX_DATAERR, EX_NOINPUT, MaskwatchError
     from edge.walkers import load_events, score
 
     clips = []  # every clip's truth and events read first: a missing one is named before any model loads
@@ -52,6 +52,15 @@ def main() -> int:
             raise MaskwatchError(
                 "%s: no walker truth or events beside it (%s); run benchmarks/walkers.py first" % (video, e),
                 EX_NOINPUT,
+            )
+        cap = cv2.VideoCapture(str(video))
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+        cap.release()
+        if n != truth.get("frames"):
+            raise MaskwatchError(
+                "%s: %d readable frames where its truth says %s: not the clip walkers.py wrote (run it again)"
+                % (video, n, truth.get("frames")),
+                EX_DATAERR,
             )
         clips.append((video, truth, events))
     cfg = load_config(Path(a.config))
@@ -91,6 +100,8 @@ def main() -> int:
                     rows[p["id"]].append(None if best is None else (float(best.det_score), float(best.no_face or 0.0)))
             f += 1
         cap.release()
+        if people and f < truth["frames"]:
+            raise MaskwatchError("%s: the video ends at frame %d of %d" % (video, f, truth["frames"]), EX_DATAERR)
         for p in people:
             r = rows[p["id"]]
             seen = [x for x in r if x is not None]

@@ -358,3 +358,25 @@ def test_restore_work_names_a_missing_data_directory_in_one_line(tmp_path):
     one_line_error(r, "nodata")
     assert r.returncode == 66
     assert len(r.stderr.strip().splitlines()) == 1  # refused before setup.sh or any step ran
+
+
+def test_walker_misses_refuses_a_clip_that_is_not_the_one_its_truth_describes(tmp_path):
+    """A truncated or foreign video beside a walker truth is named in one line (it reported every visitor as
+    never in view, exit 0), before any model loads."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    clip = tmp_path / "walkers-val-0.mp4"
+    clip.write_bytes(b"\x00\x00\x00\x18ftypmp42 truncated")
+    (tmp_path / "walkers-val-0.mp4.truth.json").write_text('{"frames": 120, "people": []}')
+    (tmp_path / "walkers-val-0.mp4.events-gate.jsonl").write_text("")
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "walker_misses.py"), str(clip)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    one_line_error(r, "not the clip walkers.py wrote")
+    assert r.returncode == 65
