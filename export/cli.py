@@ -367,6 +367,30 @@ def cmd_ensemble(a) -> int:
     return 0
 
 
+def run_train_sources(run: Path) -> Tuple[str, ...]:
+    """The `--train-sources` a run trained on (() = every source), from its train.json; an ensemble trained on
+    the sources of its members together (any member on all: all)."""
+    try:
+        config = json.loads((run / "train.json").read_text())["config"]
+    except (OSError, ValueError, KeyError) as e:
+        raise MaskwatchError("%s/train.json: not a training record of edge-export train (%s)" % (run, e), EX_NOINPUT)
+    configs = [m.get("config") or {} for m in config.get("ensemble_of") or []] or [config]
+    if any(not c.get("train_sources") for c in configs):
+        return ()
+    from export.train import source_names
+
+    return tuple(sorted({n for c in configs for n in source_names(c["train_sources"])}))
+
+
+def trained_index(run: Path, crops: Dict[str, np.ndarray]) -> np.ndarray:
+    """Indices of the crops of a run's train side that could have trained it: those of its training sources."""
+    idx = split_index(run, Split.TRAIN)
+    names = run_train_sources(run)
+    if names:
+        idx = idx[np.isin(crops["sources"][idx], list(names))]
+    return idx
+
+
 def source_counts(crops: Dict[str, np.ndarray], keep: np.ndarray) -> Dict[str, Dict[str, int]]:
     """Crops per source and label among those a run keeps (its split: train, val and test)."""
     from export.datasets import LABELS
@@ -422,6 +446,9 @@ def model_card(run: Path, crops: Dict[str, np.ndarray]) -> Dict[str, object]:
     from export.datasets import REAL_SOURCES, SOURCE_LICENSES
 
     keep = np.load(str(run / "split.npz"))["keep"]
+    trained_on = run_train_sources(run)
+    if trained_on:  # val and test crops of other sources only report this run: they are not its sources
+        keep = keep[np.isin(crops["sources"][keep], list(trained_on))]
     tr = json.loads((run / "train.json").read_text())
     sources = [
         {
@@ -464,8 +491,14 @@ def model_card(run: Path, crops: Dict[str, np.ndarray]) -> Dict[str, object]:
         )
     if notes:
         notes.append(
-            "License-clean recipe (CC0 + MIT sources only): edge-export prepare --sources andrewmvd-train "
-            "chandrikadeb7, then train/convert as usual; its numbers are in benchmarks/model-comparison.md."
+            "License-clean recipe (CC0 + MIT sources only): edge-export train ... --train-sources andrewmvd-train "
+            "chandrikadeb7, then convert as usual; its numbers are in benchmarks/clean-variant.md."
+        )
+    elif trained_on:
+        notes.append(
+            "Trained only on %s (--train-sources); the val crops of those sources chose its checkpoint and "
+            "operating point, and other sources' held-out crops only report it."
+            % ", ".join("%s (%s)" % (s["name"], s["license"]) for s in sources)
         )
     return {
         "training_sources": sources,
@@ -553,7 +586,7 @@ def cmd_extend(a) -> int:
 def calibration_crops(run: Path, crops: Dict[str, np.ndarray], n: int = 300) -> np.ndarray:
     """The training crops that calibrate int8 (and decide its granularity): a fixed draw, so a bundle converted
     again, or `benchmarks/int8_granularity_check.py`, sees the same ones."""
-    tr_x, _, _ = split_arrays(run, crops, Split.TRAIN)
+    tr_x = crops["images"][trained_index(run, crops)]
     rng = np.random.RandomState(0)
     return tr_x[rng.choice(len(tr_x), size=min(n, len(tr_x)), replace=False)]
 
@@ -697,10 +730,12 @@ def operating_point(
     from export import operating
     from export.crops import view_images
     from export.datasets import LABELS, REAL_SOURCES
+    from export.train import choice_sources
 
     _, va_y, va_i = split_arrays(run, crops, Split.VAL)
     _, te_y, te_i = split_arrays(run, crops, Split.TEST)
-    real = np.isin(crops["sources"][va_i], REAL_SOURCES)
+    # chosen on the real val crops of the sources it trained on (a license-clean run: on those only)
+    real = np.isin(crops["sources"][va_i], choice_sources(run_train_sources(run)))
     everything = VIEW_SETS["scales+shifts"]
     assert all(vs == everything[: len(vs)] for vs in VIEW_SETS.values())  # each set is a prefix of the last
     from edge.bundle import load_bundle

@@ -64,8 +64,6 @@ def training_mask(
     """Which crops train: the split's train side, narrowed to `train_sources` when given ("real" stands for the
     real photo sources), less the crops `leave_out` marks (a label audit, export.audit). Val and test are never
     narrowed, so runs with and without it compare on the same faces."""
-    from .datasets import REAL_SOURCES
-
     tr = split == 0
     if leave_out is not None:
         tr = tr & ~leave_out
@@ -73,11 +71,29 @@ def training_mask(
         return tr
     if sources is None:
         raise ValueError("training on some sources needs each crop's source")
-    names = [n for s in train_sources for n in (REAL_SOURCES if s == "real" else (s,))]
+    names = source_names(train_sources)
     unknown = sorted(set(names) - set(str(s) for s in np.unique(sources)))
     if unknown:
         raise ValueError("no crops of source(s) %s in this crops file" % ", ".join(unknown))
     return tr & np.isin(sources, names)
+
+
+def source_names(train_sources: Sequence[str]) -> List[str]:
+    """`--train-sources` as source names ("real" stands for the real photo sources)."""
+    from .datasets import REAL_SOURCES
+
+    return [n for s in train_sources for n in (REAL_SOURCES if s == "real" else (s,))]
+
+
+def choice_sources(train_sources: Sequence[str]) -> List[str]:
+    """The real sources whose val crops choose a run's checkpoint and its bundle's operating point: the real
+    sources it trains on. A run trained on all sources is chosen on every real source; a license-clean run
+    (`--train-sources andrewmvd-train chandrikadeb7`) is chosen on those only, so no crop of a source it must
+    not use picks its weights or thresholds (test crops of every source still report it)."""
+    from .datasets import REAL_SOURCES
+
+    names = set(source_names(train_sources)) if train_sources else set(REAL_SOURCES)
+    return [n for n in REAL_SOURCES if n in names]
 
 
 def set_seed(seed: int) -> None:
@@ -557,9 +573,7 @@ def train(
     # the checkpoint is chosen on the real photos of the val split (synthetic faces help training only)
     real_val = None
     if sources is not None:
-        from .datasets import REAL_SOURCES
-
-        rv = va & np.isin(sources, REAL_SOURCES)
+        rv = va & np.isin(sources, choice_sources(cfg.train_sources))
         if rv.sum():
             real_val = (images[rv], labels[rv])
     log.info("train %d / val %d crops, class weights %s, params %d", tr.sum(), va.sum(), cw, model.count_params())

@@ -855,6 +855,45 @@ def test_the_model_card_names_every_source_and_its_terms_from_the_crops_themselv
         model_card(run, crops)
 
 
+def test_a_license_clean_run_is_carded_calibrated_and_chosen_on_its_own_sources_only(tmp_path):
+    import json
+
+    from edge.errors import MaskwatchError
+    from export.cli import calibration_crops, model_card, run_train_sources, trained_index
+    from export.train import choice_sources
+
+    run = tmp_path / "clean"
+    run.mkdir()
+    sources = np.array(["ilc2021-jolignier", "maskedfacenet-maskon", "andrewmvd-train", "chandrikadeb7"] * 2)
+    crops = {"sources": sources, "labels": np.array([2, 2, 0, 1] * 2), "images": np.arange(8).reshape(8, 1)}
+    np.savez(str(run / "split.npz"), keep=np.arange(8), assign=np.array([0, 0, 0, 0, 1, 1, 2, 2]))
+    (run / "split.json").write_text(json.dumps({"counts": {}}))
+    clean = {"train_sources": ["andrewmvd-train", "chandrikadeb7"]}
+    (run / "train.json").write_text(json.dumps({"config": clean, "train_seconds": 1.0, "params": 1, "val": {}}))
+    assert run_train_sources(run) == ("andrewmvd-train", "chandrikadeb7")
+    card = model_card(run, crops)
+    # the card names the sources that trained it, not those whose held-out crops only report it
+    assert [s["name"] for s in card["training_sources"]] == ["andrewmvd-train", "chandrikadeb7"]
+    assert "non-commercial" not in card["license_note"] and "NO license" not in card["license_note"]
+    assert card["license_note"].startswith("Trained only on andrewmvd-train (CC0")
+    # int8 calibration draws from the crops that could have trained it; val choices use its sources only
+    assert trained_index(run, crops).tolist() == [2, 3]
+    assert sorted(calibration_crops(run, crops).ravel().tolist()) == [2, 3]
+    assert choice_sources(clean["train_sources"]) == ["andrewmvd-train", "chandrikadeb7"]
+    assert choice_sources(()) == choice_sources(["real"]) == ["andrewmvd-train", "ilc2021-jolignier", "chandrikadeb7"]
+
+    # an ensemble with one member trained on everything trained on everything, and is carded so
+    members = [{"run": "a", "config": clean}, {"run": "b", "config": {}}]
+    (run / "train.json").write_text(
+        json.dumps({"config": {"ensemble_of": members}, "train_seconds": 1.0, "params": 1, "val": {}})
+    )
+    assert run_train_sources(run) == () and trained_index(run, crops).tolist() == [0, 1, 2, 3]
+    assert "NO license" in model_card(run, crops)["license_note"]
+    (run / "train.json").write_text("{")
+    with pytest.raises(MaskwatchError, match="train.json: not a training record"):
+        run_train_sources(run)
+
+
 def test_a_teacher_that_trained_on_held_out_crops_is_caught():
     from export.train import check_teacher_split
 
