@@ -34,11 +34,11 @@ def _f(x: Any, nd: int = 3) -> str:
     return ("%." + str(nd) + "f") % x if isinstance(x, (int, float)) else str(x)
 
 
-def crops_block(doc: Dict[str, Any]) -> List[str]:
+def crops_block(doc: Dict[str, Any], title: str = "Held-out real test crops") -> List[str]:
     row = doc["rows"][0]
     out = [
-        "**Held-out real test crops** (`results/model-comparison.json`, %s split, bundle `%s`, LiteRT int8 with "
-        "its operating point; per source, real sources first):" % (doc["split"], row["model_id"]),
+        "**%s** (`results/%s`, %s split, bundle `%s`, LiteRT int8 with its operating point; per source, real "
+        "sources first):" % (title, doc.get("_file", "model-comparison.json"), doc["split"], row["model_id"]),
         "",
         "| source | faces | macro-F1 | incorrect P / R | with_mask flagged | without recall | alert F1 |",
         "|---|---|---|---|---|---|---|",
@@ -105,6 +105,12 @@ def crops_block(doc: Dict[str, Any]) -> List[str]:
         )
     )
     return out
+
+
+def clean_block(doc: Dict[str, Any]) -> List[str]:
+    """The license-clean variant (trained on the CC0 + MIT sources only) on the same held-out crops, beside the
+    shipped bundle (compare_bundles.py with the clean bundle first)."""
+    return crops_block(doc, "License-clean variant, the same held-out crops")
 
 
 def walkers_block(doc: Dict[str, Any]) -> List[str]:
@@ -387,6 +393,7 @@ def render() -> str:
     parts: List[List[str]] = []
     for name, fn in (
         ("model-comparison.json", crops_block),
+        ("clean-variant.json", clean_block),
         ("walkers-test.json", walkers_block),
         ("kiosk-setting.json", kiosk_block),
         ("detector-parity.json", parity_block),
