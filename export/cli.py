@@ -369,7 +369,10 @@ def cmd_ensemble(a) -> int:
 
 def run_train_sources(run: Path) -> Tuple[str, ...]:
     """The `--train-sources` a run trained on (() = every source), from its train.json; an ensemble trained on
-    the sources of its members together (any member on all: all)."""
+    the sources of its members together (any member on all: all). A run directory without a training record (a
+    split alone) stands for all sources."""
+    if not (run / "train.json").exists():
+        return ()
     try:
         config = json.loads((run / "train.json").read_text())["config"]
     except (OSError, ValueError, KeyError) as e:
