@@ -377,6 +377,11 @@ def run_train_sources(run: Path) -> Tuple[str, ...]:
         config = json.loads((run / "train.json").read_text())["config"]
     except (OSError, ValueError, KeyError) as e:
         raise MaskwatchError("%s/train.json: not a training record of edge-export train (%s)" % (run, e), EX_NOINPUT)
+    return config_train_sources(config)
+
+
+def config_train_sources(config: Dict[str, Any]) -> Tuple[str, ...]:
+    """run_train_sources of a training config already read."""
     configs = [m.get("config") or {} for m in config.get("ensemble_of") or []] or [config]
     if any(not c.get("train_sources") for c in configs):
         return ()
@@ -449,10 +454,10 @@ def model_card(run: Path, crops: Dict[str, np.ndarray]) -> Dict[str, object]:
     from export.datasets import REAL_SOURCES, SOURCE_LICENSES
 
     keep = np.load(str(run / "split.npz"))["keep"]
-    trained_on = run_train_sources(run)
+    tr = json.loads((run / "train.json").read_text())
+    trained_on = config_train_sources(tr["config"])
     if trained_on:  # val and test crops of other sources only report this run: they are not its sources
         keep = keep[np.isin(crops["sources"][keep], list(trained_on))]
-    tr = json.loads((run / "train.json").read_text())
     sources = [
         {
             "name": n,
@@ -738,7 +743,8 @@ def operating_point(
     _, va_y, va_i = split_arrays(run, crops, Split.VAL)
     _, te_y, te_i = split_arrays(run, crops, Split.TEST)
     # chosen on the real val crops of the sources it trained on (a license-clean run: on those only)
-    real = np.isin(crops["sources"][va_i], choice_sources(run_train_sources(run)))
+    chosen_on = choice_sources(run_train_sources(run))
+    real = np.isin(crops["sources"][va_i], chosen_on)
     everything = VIEW_SETS["scales+shifts"]
     assert all(vs == everything[: len(vs)] for vs in VIEW_SETS.values())  # each set is a prefix of the last
     from edge.bundle import load_bundle
@@ -749,6 +755,7 @@ def operating_point(
     val_out = device_outputs(clf, view_images(crops, va_i[real], everything))
     op = choose_with_views(val_out, va_y[real], views, max_false_alarm, max_face_loss)
     op["variant"] = variant
+    op["chosen_on"] = "validation crops of %s" % ", ".join(chosen_on)
     vs = [tuple(v) for v in op["views"]]
     flip = op["flip_average"]
     pred = operating.predict_labels(

@@ -598,6 +598,9 @@ def test_the_operating_point_search_chooses_views_on_val_and_the_device_loads_th
     assert [tuple(v) for v in op["views"]] in [list(v) for v in VIEW_SETS.values()]
     assert len(op["validation"]["views_tried"]) == 2 * len(VIEW_SETS)
     assert "views" in op["rule"]
+    assert (
+        op["chosen_on"] == "validation crops of andrewmvd-train, ilc2021-jolignier, chandrikadeb7"
+    )  # no train.json: all
     again = load_bundle(dst)
     assert again.operating_point.views == tuple(tuple(v) for v in op["views"])
     assert json.loads((dst / "manifest.json").read_text())["metrics"]["test_by_source"]["real (all)"]["faces"] > 0
