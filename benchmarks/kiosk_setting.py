@@ -174,11 +174,29 @@ def main() -> int:
         help="sweep the joint face score k (detector score x (1 - P(no_face)) >= k) instead of the no_face "
         "threshold, beside the confidence floor (export.evaluate.is_face)",
     )
+    ap.add_argument(
+        "--choose-on",
+        nargs="*",
+        default=None,
+        help="choose the setting on the val scenes of these sources only (names of --scenes directories; a "
+        "license-clean bundle is chosen on its own sources), still reported on all of --scenes",
+    )
     ap.add_argument("--test", action="store_true", help="also report the chosen setting on the test scenes")
     ap.add_argument("--paired-with", default=None, help="another bundle's JSON from this script, same scenes")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     other = load_paired(Path(a.paired_with)) if a.paired_with else None
+    names = [Path(sd).name for sd in a.scenes]
+    unknown = sorted(set(a.choose_on or []) - set(names))
+    if unknown or a.choose_on == []:
+        from edge.errors import EX_USAGE, MaskwatchError
+
+        raise MaskwatchError(
+            "--choose-on %s: name one or more of the --scenes sources (%s)"
+            % (" ".join(unknown) or "(nothing)", ", ".join(names)),
+            EX_USAGE,
+        )
+    choose_on = [sd for sd in a.scenes if Path(sd).name in set(a.choose_on or names)]
 
     crops = load_crops(Path(a.crops))
     clf = MaskClassifier(load_bundle(Path(a.bundle)), None, fallback=False)
@@ -188,6 +206,7 @@ def main() -> int:
         "min_face": a.min_face,
         "min_recall": a.min_recall,
         "per_source": {},
+        "chosen_on": [Path(sd).name for sd in choose_on],
     }
     for split in ("val", "test"):
         if split == "test" and not a.test:
@@ -212,17 +231,28 @@ def main() -> int:
         both = kiosk_sweep([Path(sd) for sd in a.scenes], ids, clf, **sweep)
         res[split] = {"all": both, "per_source": per}
         if split == "val":
-            floored = best_at(both["grid"], a.min_recall)
-            best = floored or best_at(both["grid"], 0.0)
+            if len(choose_on) == len(a.scenes):
+                chooser = both
+            elif len(choose_on) == 1:
+                chooser = per[Path(choose_on[0]).name]
+            else:
+                chooser = kiosk_sweep(
+                    [Path(sd) for sd in choose_on], {k: ids[k] for k in ids if k in res["chosen_on"]}, clf, **sweep
+                )
+            floored = best_at(chooser["grid"], a.min_recall)
+            best = floored or best_at(chooser["grid"], 0.0)
+            on_all = next(g for g in both["grid"] if all(g.get(k) == best.get(k) for k in SETTING_KEYS))
             res["chosen"] = {
                 "confidence": best["confidence"],
                 "no_face_threshold": best["no_face_threshold"],
                 "face_score": best.get("face_score"),
-                "val": dict(best),  # a copy: the grid's own per-scene counts are dropped before writing
+                "val": dict(on_all),  # a copy: the grid's own per-scene counts are dropped before writing
                 "recall_floor_met": floored is not None,
-                "best_at_recall_0.95": summary(best_at(both["grid"], 0.95)),
+                "best_at_recall_0.95": summary(best_at(chooser["grid"], 0.95)),
                 "scene_ids": both["scene_ids"],
             }
+            if chooser is not both:
+                res["chosen"]["val_chosen_on"] = summary(best)
             print("chosen on val: %s" % json.dumps(res["chosen"]))
             for g in both["grid"]:
                 print(

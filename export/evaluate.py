@@ -390,10 +390,27 @@ def scene_eval(
 
 
 def scene_ids_of(crops: Dict[str, np.ndarray], idx: np.ndarray, scene_dir: Path) -> List[str]:
-    """Scene ids (VOC stems) of `scene_dir`'s source among the crops at `idx` (a split's crops)."""
+    """Scene ids (VOC stems) of `scene_dir`'s source among the crops at `idx` (a split's crops). A folder
+    that is not a VOC scene set, or whose source the crops of this split do not hold, is refused in one line
+    naming it (it was an empty sweep: a ZeroDivisionError, or "no face found in 0 scenes")."""
+    from edge.errors import EX_NOINPUT
+
     name = Path(scene_dir).name
+    if not (Path(scene_dir) / "annotations").is_dir():
+        raise MaskwatchError(
+            "--scenes %s: not a VOC scene folder (no annotations/ in it): pass a folder such as "
+            "../shared/data/andrewmvd-train" % scene_dir,
+            EX_NOINPUT,
+        )
     groups = set(str(g) for g in crops["groups"][idx])
-    return sorted(g.split(":", 1)[1] for g in groups if g.startswith(name + ":"))
+    ids = sorted(g.split(":", 1)[1] for g in groups if g.startswith(name + ":"))
+    if not ids:
+        raise MaskwatchError(
+            "--scenes %s: the crops hold no scene of %s on this side of the split: pass crops cut from it "
+            "(edge-export prepare --data ... %s)" % (scene_dir, name, scene_dir),
+            EX_NOINPUT,
+        )
+    return ids
 
 
 def crop_level(

@@ -380,3 +380,23 @@ def test_walker_misses_refuses_a_clip_that_is_not_the_one_its_truth_describes(tm
     )
     one_line_error(r, "not the clip walkers.py wrote")
     assert r.returncode == 65
+
+
+@pytest.mark.parametrize("names, needle", [(["ilc2021"], "--choose-on ilc2021"), ([], "--choose-on (nothing)")])
+def test_kiosk_setting_refuses_a_choice_source_it_does_not_sweep_in_one_line(tmp_path, names, needle):
+    """--choose-on names sources among --scenes (a license-clean bundle is chosen on its own): a name that is
+    not one of them, or none at all, is refused in one line before any scene is read, exit 64."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "kiosk_setting.py"), "--run", str(tmp_path), "--choose-on"] + names,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    one_line_error(r, needle)
+    assert "andrewmvd-train" in r.stderr and "ilc2021-jolignier" in r.stderr
+    assert r.returncode == 64

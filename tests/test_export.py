@@ -1370,3 +1370,23 @@ def test_an_interrupted_crops_write_leaves_the_old_file_and_no_part(tmp_path, mo
     assert sorted(p.name for p in tmp_path.iterdir()) == ["crops.npz"]
     crops_mod.save_npz(out, a=np.arange(9))
     assert np.load(out)["a"].tolist() == list(range(9))
+
+
+def test_a_scene_folder_that_is_not_voc_or_not_in_the_crops_is_refused_in_one_line(tmp_path):
+    """scene_ids_of (box-fit, extend's scene passes, kiosk_setting, detector_recall): a folder without
+    annotations/, or one whose source this split's crops do not hold, is named with what to do, exit 66 (a
+    missing folder was "no annotated face was found by the detector in 0 scenes", exit 1)."""
+    from edge.errors import EX_NOINPUT, MaskwatchError
+    from export.evaluate import scene_ids_of
+
+    crops = {"groups": np.array(["andrewmvd-train:maksssksksss1", "andrewmvd-train:maksssksksss2", "chandrikadeb7:x"])}
+    voc = tmp_path / "andrewmvd-train"
+    (voc / "annotations").mkdir(parents=True)
+    assert scene_ids_of(crops, np.array([0, 1, 2]), voc) == ["maksssksksss1", "maksssksksss2"]
+    assert scene_ids_of(crops, np.array([1]), voc) == ["maksssksksss2"]
+    with pytest.raises(MaskwatchError) as e:
+        scene_ids_of(crops, np.array([0, 1]), tmp_path / "photos")
+    assert e.value.exit_code == EX_NOINPUT and "photos" in str(e.value) and "annotations/" in str(e.value)
+    with pytest.raises(MaskwatchError) as e:
+        scene_ids_of(crops, np.array([2]), voc)
+    assert e.value.exit_code == EX_NOINPUT and "no scene of andrewmvd-train" in str(e.value)
