@@ -113,19 +113,34 @@ def clean_block(doc: Dict[str, Any]) -> List[str]:
     return crops_block(doc, "License-clean variant, the same held-out crops")
 
 
-def walkers_block(doc: Dict[str, Any]) -> List[str]:
+def clean_kiosk_block(doc: Dict[str, Any]) -> List[str]:
+    return kiosk_block(doc, "License-clean variant, scenes at kiosk range")
+
+
+def clean_walkers_block(doc: Dict[str, Any]) -> List[str]:
+    over = " ".join("%s=%s" % kv for kv in sorted((doc.get("overrides") or {}).items()))
+    return walkers_block(
+        doc,
+        "License-clean variant, per person",
+        "the kiosk config with its own setting (%s)" % over if over else "the kiosk config",
+    )
+
+
+def walkers_block(doc: Dict[str, Any], title: str = "Per person", config: str = "the kiosk config") -> List[str]:
     t = doc["total"].get("gate") or next(iter(doc["total"].values()))
     ng = doc["total"].get("nogate")
     decided = sum(v["counted"] for v in t["per_class"].values())
     acc_ci = wilson(sum(v["right"] for v in t["per_class"].values()), decided)
     line = (
-        "**Per person** (`results/%s`): %d real held-out faces walking across a noisy corridor in %d clips, the "
-        "kiosk config: %d counted once (%.1f %%), %d duplicate%s, %d missed; verdict accuracy %s (95 %% interval "
+        "**%s** (`results/%s`): %d real held-out faces walking across a noisy corridor in %d clips, %s: "
+        "%d counted once (%.1f %%), %d duplicate%s, %d missed; verdict accuracy %s (95 %% interval "
         "%s-%s over %d people decided); alert P / R / F1 %s / %s / %s."
         % (
+            title,
             doc.get("_file"),
             t["people"],
             len(doc["clips"]),
+            config,
             t["counted_once"],
             100 * t["counted_once_rate"],
             t["duplicates"],
@@ -149,14 +164,18 @@ def walkers_block(doc: Dict[str, Any]) -> List[str]:
     return [line]
 
 
-def kiosk_block(doc: Dict[str, Any]) -> List[str]:
+def kiosk_block(doc: Dict[str, Any], title: str = "Scenes at kiosk range") -> List[str]:
     c = doc["chosen"]
+    on = doc.get("chosen_on")
     out = [
-        "**Scenes at kiosk range** (faces >= %d px, `results/kiosk-setting.json`): setting chosen on the val scenes: "
+        "**%s** (faces >= %d px, `results/%s`): setting chosen on the val scenes%s: "
         "res10 confidence %s, no_face threshold %s, detector min_face_px %s%s (the best non-compliant F1 at face "
         "recall >= %s on val). A detection matches an annotated face by %s."
         % (
+            title,
             doc["min_face"],
+            doc.get("_file", "kiosk-setting.json"),
+            " of %s" % ", ".join(on) if on and len(on) < len(doc["val"]["per_source"]) else "",
             c["confidence"],
             c["no_face_threshold"],
             doc["val"]["all"].get("detector_min_face_px", doc["min_face"]),
@@ -396,6 +415,8 @@ def render() -> str:
         ("clean-variant.json", clean_block),
         ("walkers-test.json", walkers_block),
         ("kiosk-setting.json", kiosk_block),
+        ("clean-variant-walkers-test.json", clean_walkers_block),
+        ("clean-variant-kiosk.json", clean_kiosk_block),
         ("detector-parity.json", parity_block),
         ("detector-recall.json", recall_block),
         ("crop-mismatch.json", mismatch_block),

