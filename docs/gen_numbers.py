@@ -200,7 +200,7 @@ def kiosk_block(doc: Dict[str, Any], title: str = "Scenes at kiosk range") -> Li
             )
         )
         for k, v in tc.items():
-            if k in ("all", "ms_per_frame_p50"):
+            if k in ("all", "ms_per_frame_p50") or not isinstance(v, dict):
                 continue
             out.append(
                 "- %s: face recall %s, non-compliant F1 %s (%d faces)"
