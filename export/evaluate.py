@@ -392,7 +392,7 @@ def scene_eval(
 def scene_ids_of(crops: Dict[str, np.ndarray], idx: np.ndarray, scene_dir: Path) -> List[str]:
     """Scene ids (VOC stems) of `scene_dir`'s source among the crops at `idx` (a split's crops). A folder
     that is not a VOC scene set, or whose source the crops of this split do not hold, is refused in one line
-    naming it (it was an empty sweep: a ZeroDivisionError, or "no face found in 0 scenes")."""
+    naming it (box-fit said "no annotated face was found by the detector in 0 scenes", exit 1)."""
     from edge.errors import EX_NOINPUT
 
     name = Path(scene_dir).name
