@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
@@ -173,6 +173,20 @@ def run_daemon(config: Path) -> Dict[str, Any]:
     return {"events": evs, "seconds": round(time.perf_counter() - t, 1)}
 
 
+def override(text: str) -> Tuple[str, Any]:
+    """--set KEY=VALUE: a config override, its value read as YAML (the daemon's own validation then judges it);
+    refused by argparse in one line when it has no '=' or no key (it was an IndexError traceback)."""
+    import yaml
+
+    key, eq, value = text.partition("=")
+    if not eq or not key.strip():
+        raise argparse.ArgumentTypeError("%r: give KEY=VALUE, e.g. detector.confidence=0.3" % text)
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError as e:
+        raise argparse.ArgumentTypeError("%r: the value is not YAML (%s)" % (text, str(e).splitlines()[0]))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--crops", default="work/crops96.npz")
@@ -184,14 +198,14 @@ def main() -> int:
     ap.add_argument("--min-face", type=int, default=48)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", default="work/walkers")
-    ap.add_argument("--set", nargs="*", default=[], help="config overrides, e.g. detector.confidence=0.3")
+    ap.add_argument(
+        "--set", nargs="*", type=override, default=[], help="config overrides, e.g. detector.confidence=0.3"
+    )
     ap.add_argument("--no-gate-run", action="store_true", help="only the gated run")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
 
-    import yaml
-
-    extra = {kv.split("=", 1)[0]: yaml.safe_load(kv.split("=", 1)[1]) for kv in a.set}
+    extra = dict(a.set)
     from export.crops import load as load_crops
 
     crops = load_crops(a.crops)
