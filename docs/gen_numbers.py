@@ -412,9 +412,9 @@ def render() -> str:
     parts: List[List[str]] = []
     for name, fn in (
         ("model-comparison.json", crops_block),
-        ("clean-variant.json", clean_block),
         ("walkers-test.json", walkers_block),
         ("kiosk-setting.json", kiosk_block),
+        ("clean-variant.json", clean_block),
         ("clean-variant-walkers-test.json", clean_walkers_block),
         ("clean-variant-kiosk.json", clean_kiosk_block),
         ("detector-parity.json", parity_block),
