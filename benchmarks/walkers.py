@@ -16,6 +16,7 @@ Tune on `--split val`; `--split test` is for the final look.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -138,19 +139,38 @@ def intervals(total: Dict[str, Any]) -> Dict[str, List[float]]:
     return {k: [round(v, 4) for v in wilson(n_ok, n)] for k, (n_ok, n) in pairs.items()}
 
 
-def kiosk_config(video: Path, state: Path, motion: bool, bundle: str, extra: Dict[str, Any]) -> Path:
+def kiosk_dict(bundle: str, extra: Dict[str, Any]) -> Dict[str, Any]:
+    """The demo kiosk config with this bundle and the --set overrides (dotted keys), checked by the daemon's own
+    schema once, before any clip is made: a wrong key or value is one line naming it (exit 78), not a daemon
+    failure minutes later or a traceback (a key without a section was a ValueError)."""
     import yaml
 
+    from edge.config import build
+    from edge.errors import ConfigError
+
     cfg = yaml.safe_load((ROOT / "firmware-config" / "kiosk.example.yaml").read_text())
-    cfg["source"] = {"url": str(video)}
     cfg["mqtt"]["host"] = None
-    cfg["state_dir"] = str(state)
     cfg["device"] = "walker-eval"
-    cfg["motion"]["enabled"] = motion
     cfg["classifier"]["bundle"] = bundle
     for dotted, v in extra.items():
-        sec, key = dotted.split(".", 1)
-        cfg[sec][key] = v
+        *path, key = dotted.split(".")
+        node = cfg
+        for part in path:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError("--set %s: %s is a value, not a section" % (dotted, part))
+        node[key] = v
+    build(cfg, "--set")
+    return cfg
+
+
+def kiosk_config(base: Dict[str, Any], video: Path, state: Path, motion: bool) -> Path:
+    import yaml
+
+    cfg = copy.deepcopy(base)
+    cfg["source"] = {"url": str(video)}
+    cfg["state_dir"] = str(state)
+    cfg["motion"]["enabled"] = motion
     path = state / ("kiosk-%s.yaml" % ("gate" if motion else "nogate"))
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -206,6 +226,7 @@ def main() -> int:
     a = ap.parse_args()
 
     extra = dict(a.set)
+    base = kiosk_dict(str(Path(a.bundle).resolve()), extra)
     from export.crops import load as load_crops
 
     crops = load_crops(a.crops)
@@ -226,7 +247,7 @@ def main() -> int:
         entry: Dict[str, Any] = {"video": str(video), "people": len(truth["people"]), "frames": truth["frames"]}
         for gate in (True,) if a.no_gate_run else (True, False):
             state = Path(tempfile.mkdtemp(prefix="walk-"))
-            r = run_daemon(kiosk_config(video.resolve(), state, gate, str(Path(a.bundle).resolve()), extra))
+            r = run_daemon(kiosk_config(base, video.resolve(), state, gate))
             sc = score(truth, r["events"])
             sc["seconds"] = r["seconds"]
             key = "gate" if gate else "nogate"

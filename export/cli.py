@@ -371,13 +371,20 @@ def run_train_sources(run: Path) -> Tuple[str, ...]:
     """The `--train-sources` a run trained on (() = every source), from its train.json; an ensemble trained on
     the sources of its members together (any member on all: all). A run directory without a training record (a
     split alone) stands for all sources."""
+    record = train_record(run)
+    return () if record is None else config_train_sources(record["config"])
+
+
+def train_record(run: Path) -> Optional[Dict[str, Any]]:
+    """RUN/train.json (None when the run has none, a split alone); one line, exit 66, when it is not one."""
     if not (run / "train.json").exists():
-        return ()
+        return None
     try:
-        config = json.loads((run / "train.json").read_text())["config"]
-    except (OSError, ValueError, KeyError) as e:
+        record = json.loads((run / "train.json").read_text())
+        record["config"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
         raise MaskwatchError("%s/train.json: not a training record of edge-export train (%s)" % (run, e), EX_NOINPUT)
-    return config_train_sources(config)
+    return record
 
 
 def config_train_sources(config: Dict[str, Any]) -> Tuple[str, ...]:
@@ -454,7 +461,11 @@ def model_card(run: Path, crops: Dict[str, np.ndarray]) -> Dict[str, object]:
     from export.datasets import REAL_SOURCES, SOURCE_LICENSES
 
     keep = np.load(str(run / "split.npz"))["keep"]
-    tr = json.loads((run / "train.json").read_text())
+    tr = train_record(run)
+    if tr is None:
+        raise MaskwatchError(
+            "%s has no train.json: convert a run made by edge-export train or ensemble" % run, EX_NOINPUT
+        )
     trained_on = config_train_sources(tr["config"])
     if trained_on:  # val and test crops of other sources only report this run: they are not its sources
         keep = keep[np.isin(crops["sources"][keep], list(trained_on))]

@@ -169,6 +169,11 @@ def test_a_bad_box_fit_file_is_one_line(tmp_path, content):
         # a config override without '=' (it was an IndexError traceback), or with a value that is not YAML
         ("walkers.py", ["--run", "{tmp}", "--set", "detector.confidence"], "give KEY=VALUE", 2),
         ("walkers.py", ["--run", "{tmp}", "--set", "detector.roi=[1, 2"], "not YAML", 2),
+        # a wrong key or value: the daemon's schema says so before any clip is made (a key without a section was
+        # a ValueError traceback, an unknown key a daemon failure after the clips)
+        ("walkers.py", ["--run", "{tmp}", "--set", "detector.confidense=0.2"], "unknown key detector.confidense", 78),
+        ("walkers.py", ["--run", "{tmp}", "--set", "confidence=0.2"], "unknown key confidence", 78),
+        ("walkers.py", ["--run", "{tmp}", "--set", "detector.confidence=abc"], "expected float", 78),
     ],
 )
 def test_benchmark_scripts_name_a_bad_path_in_one_line(tmp_path, script, args, needle, code):

