@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import copy
 import json
 import logging
 import math
@@ -227,15 +228,15 @@ def cmd_train(a) -> int:
                 % (a.leave_out, len(leave_keys))
             )
     try:
-        n_train = int(training_mask(assign, crops["sources"][keep], a.train_sources, leave_out).sum())
+        n_train = int(training_mask(assign, crops["sources"][keep], a.train_sources, leave_out, a.refit).sum())
     except ValueError as e:
         raise SystemExit("--train-sources: %s" % e)
     if n_train == 0:
         raise SystemExit("--train-sources %s: no training crops left" % " ".join(a.train_sources))
     teacher_models = []
     for t in a.teacher:
-        tkeep, tassign, _ = trained_run(Path(t), "--teacher")
-        seen = check_teacher_split(keep, assign, tkeep, tassign)
+        tkeep, tassign, tinfo = trained_run(Path(t), "--teacher")
+        seen = check_teacher_split(keep, assign, tkeep, tassign, config_refit(tinfo["config"]))
         if seen:
             raise SystemExit(
                 "--teacher %s: trained on %d of this run's val/test crops; use a teacher trained on this "
@@ -264,6 +265,7 @@ def cmd_train(a) -> int:
         leave_out=a.leave_out,
         leave_out_sha256=leave_sha,
         left_out=left_out,
+        refit=a.refit,
     )
     try:  # an interrupted run in --out goes on; one of another config or split is refused before anything is written
         resuming = check_resume(run, resume_key(cfg, assign, crops["labels"][keep], crops["sources"][keep], leave_out))
@@ -295,7 +297,8 @@ def cmd_train(a) -> int:
         soft=soft,
         leave_out=leave_out,
     )
-    print(json.dumps({"run": str(run), "val_macro_f1": info["val"]["macro_f1"], "seconds": info["train_seconds"]}))
+    val = info["val"] or {}  # a refit has no held-out val report
+    print(json.dumps({"run": str(run), "val_macro_f1": val.get("macro_f1"), "seconds": info["train_seconds"]}))
     return 0
 
 
@@ -319,7 +322,7 @@ def cmd_ensemble(a) -> int:
     crops = load_crops(Path(a.crops))
     check_split_fits(keep, crops, split_from, a.crops)
     try:
-        check_members(keep, assign, [(str(r), k, s) for r, k, s, _ in members])
+        check_members(keep, assign, [(str(r), k, s, config_refit(i["config"])) for r, k, s, i in members])
         config = ensemble_config(runs + rejectors, [info["config"] for _, _, _, info in members])
         if rejectors:
             config["rejectors"] = [str(r) for r in rejectors]  # their no_face column; the others' face classes
@@ -346,13 +349,16 @@ def cmd_ensemble(a) -> int:
         crops["labels"][va], predict(model, crops["images"][va], int(config["input_size"])).argmax(1), LABELS
     )
     seconds = sum(float(info.get("train_seconds", 0.0)) for _, _, _, info in members)
+    refit = config_refit(config)
     info = {
         "config": config,
         "history": {},
         "train_seconds": round(seconds, 1),
-        "val": val,
+        "val": None if refit else val,  # a refit member trained on these val crops: not a held-out report
         "params": int(model.count_params()),
     }
+    if refit:
+        info["val_trained_on"] = val
     (out / "train.json").write_text(json.dumps(info, indent=1))
     print(
         json.dumps(
@@ -360,7 +366,7 @@ def cmd_ensemble(a) -> int:
                 "run": str(out),
                 "members": [str(r) for r in runs],
                 "rejectors": [str(r) for r in rejectors],
-                "val_macro_f1": val["macro_f1"],
+                "val_macro_f1": None if refit else val["macro_f1"],
             }
         )
     )
@@ -397,9 +403,23 @@ def config_train_sources(config: Dict[str, Any]) -> Tuple[str, ...]:
     return tuple(sorted({n for c in configs for n in source_names(c["train_sources"])}))
 
 
+def config_refit(config: Dict[str, Any]) -> bool:
+    """Whether a run (or any member of an ensemble) trained on its split's val side too (train --refit)."""
+    configs = [m.get("config") or {} for m in config.get("ensemble_of") or []] or [config]
+    return any(bool(c.get("refit")) for c in configs)
+
+
+def run_refit(run: Path) -> bool:
+    record = train_record(run)
+    return record is not None and config_refit(record["config"])
+
+
 def trained_index(run: Path, crops: Dict[str, np.ndarray]) -> np.ndarray:
-    """Indices of the crops of a run's train side that could have trained it: those of its training sources."""
+    """Indices of the crops of a run's train side that could have trained it: those of its training sources
+    (a refit: its val side too)."""
     idx = split_index(run, Split.TRAIN)
+    if run_refit(run):
+        idx = np.sort(np.concatenate([idx, split_index(run, Split.VAL)]))
     names = run_train_sources(run)
     if names:
         idx = idx[np.isin(crops["sources"][idx], list(names))]
@@ -531,6 +551,14 @@ def model_card(run: Path, crops: Dict[str, np.ndarray]) -> Dict[str, object]:
         "params": tr.get("params"),
         "val_metrics": tr.get("val"),
         **({"restored_from": tr["restored_from"]} if "restored_from" in tr else {}),
+        **(
+            {
+                "refit": "trained on the train and val sides of its split (train --refit): the last epoch is kept, "
+                "its operating point is inherited, and only test crops measure it"
+            }
+            if config_refit(tr["config"])
+            else {}
+        ),
     }
 
 
@@ -613,13 +641,84 @@ def calibration_crops(run: Path, crops: Dict[str, np.ndarray], n: int = 300) -> 
     return tr_x[rng.choice(len(tr_x), size=min(n, len(tr_x)), replace=False)]
 
 
+def inherited_operating_point(
+    a, run: Path, crop_margin: Optional[float] = None, box_fit: Optional[Dict[str, object]] = None
+) -> Optional[Dict[str, Any]]:
+    """`--operating-point-from BUNDLE`'s operating point, to be taken as it is (None without the flag). Checked
+    before anything is converted: the same labels, input size, crop margin and box fit (an operating point
+    belongs to one crop), and no `--views` / `--max-false-alarm` beside it (nothing is chosen). A refit run
+    (train --refit) must have one: its val crops trained it."""
+    from edge.bundle import BundleError, load_bundle
+    from export.datasets import LABELS
+
+    if not a.operating_point_from:
+        if run_refit(run):
+            raise MaskwatchError(
+                "%s trained on its val crops (train --refit), so they cannot choose its operating point: give "
+                "--operating-point-from BUNDLE, the bundle of the same recipe whose operating point they chose" % run,
+                EX_USAGE,
+            )
+        return None
+    if a.views != "auto" or a.max_false_alarm != 0.03:
+        raise MaskwatchError(
+            "--operating-point-from takes the bundle's operating point as it is: drop --views / --max-false-alarm",
+            EX_USAGE,
+        )
+    try:
+        donor = load_bundle(Path(a.operating_point_from))
+    except BundleError as e:
+        raise MaskwatchError("--operating-point-from: %s" % e, EX_NOINPUT)
+    op = donor.manifest.get("operating_point")
+    if not isinstance(op, dict) or "alert_threshold" not in op:
+        raise MaskwatchError(
+            "--operating-point-from %s: its manifest has no operating point (edge-export operating-point)"
+            % a.operating_point_from,
+            EX_NOINPUT,
+        )
+    record = train_record(run)
+    size = int((record or {}).get("config", {}).get("input_size", 0)) if record else 0
+    found = []
+    if list(donor.labels) != list(LABELS):
+        found.append("labels %s, not %s" % (donor.labels, list(LABELS)))
+    if size and donor.input_size != (size, size):
+        found.append("input %s, not %d px" % (list(donor.input_size), size))
+    if crop_margin is not None and abs(donor.crop_margin - crop_margin) > 1e-6:
+        found.append("crop margin %s, not %s" % (donor.crop_margin, crop_margin))
+    mine = tuple(round(float(box_fit[k]), 4) for k in ("left", "top", "right", "bottom")) if box_fit else None
+    theirs = tuple(round(v, 4) for v in donor.box_fit) if donor.box_fit else None
+    if mine != theirs:
+        found.append("box fit %s, not %s" % (theirs, mine))
+    if found:
+        raise MaskwatchError(
+            "--operating-point-from %s: its operating point is for another crop (%s)"
+            % (a.operating_point_from, "; ".join(found)),
+            EX_USAGE,
+        )
+    out = {k: v for k, v in op.items() if k != "variant"}
+    out["inherited_from"] = {
+        "bundle": str(a.operating_point_from),
+        "model_id": donor.model_id,
+        "variant": op.get("variant"),
+        "chosen_on": op.get("chosen_on"),
+    }
+    out["chosen_on"] = "inherited from %s (chosen there on %s)%s" % (
+        donor.model_id,
+        op.get("chosen_on", "its validation crops"),
+        "; this refit trained on those val crops" if run_refit(run) else "",
+    )
+    return out
+
+
 def cmd_convert(a) -> int:
     from export.convert import VARIANTS, convert
     from export.datasets import LABELS
 
     run = Path(a.run)
     check_operating_point_args(a)
+    inherited_operating_point(a, run)  # a wrong flag is one line before the crops are read
     crops = load_crops(Path(a.crops))
+    box_fit = box_fit_for(run, crops)
+    inherited = inherited_operating_point(a, run, float(crops.get("margin", 0.15)), box_fit)
     rep = calibration_crops(run, crops, a.representative)
     te_x, te_y, _ = split_arrays(run, crops, Split.TEST)
     manifest = convert(
@@ -635,10 +734,16 @@ def cmd_convert(a) -> int:
         model_id=a.model_id,
         force=a.force,
         granularity=a.int8_granularity,
-        box_fit=box_fit_for(run, crops),
+        box_fit=box_fit,
     )
     op = operating_point(
-        Path(a.out), run, crops, variant=manifest["default_variant"], views=a.views, max_false_alarm=a.max_false_alarm
+        Path(a.out),
+        run,
+        crops,
+        variant=manifest["default_variant"],
+        views=a.views,
+        max_false_alarm=a.max_false_alarm,
+        inherited=inherited,
     )
     # what a person choosing on val should see: agreement and the val-chosen operating point, no test metric
     # (the held-out numbers are in the manifest, metrics.test_by_source and each variant's parity: look once)
@@ -743,11 +848,13 @@ def operating_point(
     max_false_alarm: float = 0.03,
     max_face_loss: float = 0.01,
     views: str = "auto",
+    inherited: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, object]:
     """Choose temperature, no_face and alert thresholds, flip averaging and the test-time views (`views`: a
     name of VIEW_SETS to use that set, or "auto" to choose among them) on the real val crops with the
     device's variant, then report the held-out test crops per source under it; both go into the manifest
-    (and its model card)."""
+    (and its model card). `inherited`: take this operating point (inherited_operating_point) as it is instead:
+    a refit trained on its val crops, which can no longer choose one."""
     from edge.bundle import MANIFEST
     from export import operating
     from export.crops import view_images
@@ -764,12 +871,22 @@ def operating_point(
     from edge.bundle import load_bundle
     from edge.classifier import MaskClassifier
 
-    # flip averaging and the views are kept only if they win on the real validation crops
     clf = MaskClassifier(load_bundle(bundle_dir), variant, fallback=False, batch=32)
-    val_out = device_outputs(clf, view_images(crops, va_i[real], everything))
-    op = choose_with_views(val_out, va_y[real], views, max_false_alarm, max_face_loss)
-    op["variant"] = variant
-    op["chosen_on"] = "validation crops of %s" % ", ".join(chosen_on)
+    if inherited is not None:
+        op = copy.deepcopy(inherited)
+        op["variant"] = variant
+    elif run_refit(run):
+        raise MaskwatchError(
+            "%s trained on its val crops (train --refit): they cannot choose its operating point; give "
+            "--operating-point-from BUNDLE (the bundle of the same recipe chosen on them)" % run,
+            EX_USAGE,
+        )
+    else:
+        # flip averaging and the views are kept only if they win on the real validation crops
+        val_out = device_outputs(clf, view_images(crops, va_i[real], everything))
+        op = choose_with_views(val_out, va_y[real], views, max_false_alarm, max_face_loss)
+        op["variant"] = variant
+        op["chosen_on"] = "validation crops of %s" % ", ".join(chosen_on)
     vs = [tuple(v) for v in op["views"]]
     flip = op["flip_average"]
     pred = operating.predict_labels(
@@ -799,6 +916,7 @@ def cmd_operating_point(a) -> int:
     bundle = Path(a.bundle)
     check_operating_point_args(a)
     b = load_bundle(bundle)  # a broken bundle is one line here, before the crops are loaded
+    inherited = inherited_operating_point(a, Path(a.run), b.crop_margin, b.manifest["input"].get("detector_box_fit"))
     op = operating_point(
         bundle,
         Path(a.run),
@@ -806,6 +924,7 @@ def cmd_operating_point(a) -> int:
         variant=b.default_variant,
         views=a.views,
         max_false_alarm=a.max_false_alarm,
+        inherited=inherited,
     )
     print(
         json.dumps(
@@ -1011,6 +1130,13 @@ def operating_point_args(s: argparse.ArgumentParser) -> None:
         default=0.03,
         help="the alert threshold may flag at most this share of the real val with_mask faces (0 <= x < 1)",
     )
+    s.add_argument(
+        "--operating-point-from",
+        default=None,
+        metavar="BUNDLE",
+        help="take this bundle's operating point as it is instead of choosing one (a train --refit run must: its "
+        "val crops trained it); same labels, input and crop required",
+    )
 
 
 def check_operating_point_args(a) -> None:
@@ -1077,6 +1203,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--grey", type=float, default=0.0, help="share of training crops turned grey, 0..1 (monochrome/IR cameras)"
     )
     s.add_argument("--split-from", default=None, help="take the split from this run (default: --init's)")
+    s.add_argument(
+        "--refit",
+        action="store_true",
+        help="train on the split's val side too, for a recipe already chosen on it: the last epoch is kept and "
+        "its bundle takes its operating point from another (convert --operating-point-from)",
+    )
     s.add_argument(
         "--train-sources",
         nargs="+",

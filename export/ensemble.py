@@ -100,13 +100,19 @@ def members_of(model: Any) -> List[Any]:
     return out
 
 
-def check_members(keep: np.ndarray, assign: np.ndarray, members: Sequence[Tuple[str, np.ndarray, np.ndarray]]) -> None:
-    """Each member (name, keep, assign) must have trained on none of the ensemble's val/test crops."""
-    for name, mk, ma in members:
-        seen = check_teacher_split(keep, assign, mk, ma)
+def check_members(
+    keep: np.ndarray, assign: np.ndarray, members: Sequence[Tuple[str, np.ndarray, np.ndarray, bool]]
+) -> None:
+    """Each member (name, keep, assign, refit) must have trained on none of the ensemble's val/test crops; a
+    refit member (train --refit) trained on the val side on purpose, so only the test side is checked for it
+    (the ensemble is then a refit too: export.cli.config_refit)."""
+    for name, mk, ma, refit in members:
+        held = assign if not refit else np.where(assign == 1, 0, assign)
+        seen = check_teacher_split(keep, held, mk, ma, refit)
         if seen:
             raise EnsembleError(
-                "%s trained on %d of the ensemble's val/test crops: members must share one split" % (name, seen)
+                "%s trained on %d of the ensemble's %s crops: members must share one split"
+                % (name, seen, "test" if refit else "val/test")
             )
 
 

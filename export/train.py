@@ -53,6 +53,7 @@ class TrainConfig:
     leave_out: Optional[str] = None  # a label audit's list (export.audit): these training crops are left out
     leave_out_sha256: Optional[str] = None
     left_out: int = 0  # how many training crops it left out
+    refit: bool = False  # train on the val side too (a recipe already chosen): the last epoch is kept
 
 
 def training_mask(
@@ -60,11 +61,12 @@ def training_mask(
     sources: Optional[np.ndarray],
     train_sources: Sequence[str],
     leave_out: Optional[np.ndarray] = None,
+    refit: bool = False,
 ) -> np.ndarray:
-    """Which crops train: the split's train side, narrowed to `train_sources` when given ("real" stands for the
-    real photo sources), less the crops `leave_out` marks (a label audit, export.audit). Val and test are never
-    narrowed, so runs with and without it compare on the same faces."""
-    tr = split == 0
+    """Which crops train: the split's train side (with `refit`, its val side too), narrowed to `train_sources`
+    when given ("real" stands for the real photo sources), less the crops `leave_out` marks (a label audit,
+    export.audit). Val and test are never narrowed, so runs with and without it compare on the same faces."""
+    tr = np.isin(split, (0, 1) if refit else (0,))
     if leave_out is not None:
         tr = tr & ~leave_out
     if not train_sources:
@@ -341,11 +343,15 @@ def teacher_targets(models: Sequence[Any], images: np.ndarray, temperature: floa
 
 
 def check_teacher_split(
-    student_keep: np.ndarray, student_assign: np.ndarray, teacher_keep: np.ndarray, teacher_assign: np.ndarray
+    student_keep: np.ndarray,
+    student_assign: np.ndarray,
+    teacher_keep: np.ndarray,
+    teacher_assign: np.ndarray,
+    teacher_refit: bool = False,
 ) -> int:
     """How many of the student's val/test crops the teacher trained on (must be 0: a teacher that saw them
-    would carry their labels into the student's training targets)."""
-    trained = set(int(i) for i in teacher_keep[teacher_assign == 0])
+    would carry their labels into the student's training targets). A refit teacher trained on its val side too."""
+    trained = set(int(i) for i in teacher_keep[np.isin(teacher_assign, (0, 1) if teacher_refit else (0,))])
     held = student_keep[student_assign != 0]
     return int(sum(1 for i in held if int(i) in trained))
 
@@ -443,7 +449,7 @@ def resume_key(
     """What must not change for an interrupted run to go on: the config, and the split, labels and training
     crops (as one sha256). Takes train()'s own inputs, so the CLI's check before writing and train() agree."""
     h = hashlib.sha256()
-    for arr in (split, labels, training_mask(split, sources, cfg.train_sources, leave_out)):
+    for arr in (split, labels, training_mask(split, sources, cfg.train_sources, leave_out, cfg.refit)):
         h.update(np.ascontiguousarray(arr).tobytes())
     return json.loads(json.dumps({"config": asdict(cfg), "data": h.hexdigest()}))
 
@@ -552,7 +558,9 @@ def train(
 
     set_seed(cfg.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tr, va = training_mask(split, sources, cfg.train_sources, leave_out), split == 1
+    tr, va = training_mask(split, sources, cfg.train_sources, leave_out, cfg.refit), split == 1
+    if cfg.refit:
+        log.info("refit: the %d val crops train too; the last epoch is kept, nothing is chosen on them", va.sum())
     if cfg.train_sources:
         log.info(
             "training on %d of the %d train-side crops (sources: %s)", tr.sum(), (split == 0).sum(), cfg.train_sources
@@ -572,7 +580,7 @@ def train(
     cw = class_weights(labels[tr], cfg.class_weight)
     # the checkpoint is chosen on the real photos of the val split (synthetic faces help training only)
     real_val = None
-    if sources is not None:
+    if sources is not None and not cfg.refit:
         rv = va & np.isin(sources, choice_sources(cfg.train_sources))
         if rv.sum():
             real_val = (images[rv], labels[rv])
@@ -597,7 +605,9 @@ def train(
         done = state / ("%s.done" % tag)
         if not done.exists():
             before = read_epochs(epochs_log) if ckpt.exists() else []
-            if real_val is not None:
+            if cfg.refit:  # every epoch's weights, so the last one is what stays
+                cb = [keras.callbacks.ModelCheckpoint(str(ckpt), save_best_only=False, save_weights_only=True)]
+            elif real_val is not None:
                 best = max([r.get("val_real_f1", -1.0) for r in before] + [-1.0])
                 cb = [RealValCheckpoint(real_val[0], real_val[1], ckpt, best)]
             else:
@@ -616,7 +626,7 @@ def train(
             spe = int(np.ceil(tr.sum() / cfg.batch)) if cfg.oversample != "none" else None
             model.fit(
                 train_ds,
-                validation_data=val_ds,
+                validation_data=None if cfg.refit else val_ds,
                 epochs=epochs,
                 class_weight=cw,
                 callbacks=cb + list(callbacks),
@@ -646,10 +656,13 @@ def train(
         "config": asdict(cfg),
         "history": history,
         "train_seconds": round(seconds, 1),
-        "val": val,
+        # a refit trained on its val crops: their report is kept apart, never read as a held-out measure
+        "val": None if cfg.refit else val,
         "params": int(model.count_params()),
     }
+    if cfg.refit:
+        info["val_trained_on"] = val
     (out_dir / "train.json").write_text(json.dumps(info, indent=1))
     shutil.rmtree(state, ignore_errors=True)
-    log.info("val macro-F1 %.4f (%.0f s)", val["macro_f1"], seconds)
+    log.info("val macro-F1 %.4f%s (%.0f s)", val["macro_f1"], " (trained on them)" if cfg.refit else "", seconds)
     return model, info

@@ -292,6 +292,27 @@ def test_a_split_taken_from_an_edited_run_is_counted_from_its_split_npz(tmp_path
     assert json.loads((out / "split.json").read_text())["note"] == "edited: no counts"  # the rest of the record kept
 
 
+def test_a_refit_trains_on_val_too_and_its_bundle_must_inherit_an_operating_point(tmp_path):
+    """train --refit: the val crops train as well (21 + 6 here, test's 3 never), the record keeps their report
+    apart from a held-out one, and convert refuses to choose an operating point on them, in one line."""
+    import json
+
+    pytest.importorskip("tensorflow")
+    images = np.random.RandomState(0).randint(0, 255, (30, 32, 32, 3)).astype(np.uint8)
+    crops, split_run = tiny_split_run(tmp_path, images, [0] * 21 + [1] * 6 + [2] * 3, {"seed": 0})
+    out = tmp_path / "run"
+    args = ["--arch", "baseline", "--epochs", "1", "--input-size", "32", "--class-weight", "none", "--refit"]
+    r = run_cli(["edge-export", "train", "--crops", crops, "--split-from", split_run, "--out", out] + args)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert "train 27 / val 6 crops" in r.stderr
+    info = json.loads((out / "train.json").read_text())
+    assert info["config"]["refit"] is True and info["val"] is None and "macro_f1" in info["val_trained_on"]
+    r = run_cli(["edge-export", "convert", "--run", out, "--crops", crops, "--out", tmp_path / "b"])
+    assert r.returncode == 64 and "Traceback" not in r.stderr
+    assert "--operating-point-from BUNDLE" in r.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "b").exists()
+
+
 def test_extend_refuses_a_negative_count_before_reading_anything(tmp_path):
     r = run_cli(
         [

@@ -929,6 +929,36 @@ def test_a_teacher_that_trained_on_held_out_crops_is_caught():
     assert check_teacher_split(keep, assign, np.array([9, 8, 1]), np.array([1, 0, 0])) == 1
 
 
+def test_a_refit_trains_on_val_too_and_joins_an_ensemble_only_without_test_crops():
+    """train --refit: the val side trains as well (test never); as a teacher or ensemble member it counts as
+    having trained on its val side, so only a split whose test it never saw may use it."""
+    from export.ensemble import EnsembleError, check_members
+    from export.train import check_teacher_split, training_mask
+
+    split = np.array([0, 0, 1, 1, 2, 2])
+    sources = np.array(["ilc2021-jolignier", "maskedfacenet-maskon"] * 3)
+    assert training_mask(split, sources, (), refit=True).tolist() == [True, True, True, True, False, False]
+    real_only = training_mask(split, sources, ["ilc2021-jolignier"], refit=True)
+    assert real_only.tolist() == [True, False, True, False, False, False]
+    assert training_mask(split, sources, ()).tolist() == [True, True, False, False, False, False]
+    keep = np.arange(6)
+    # a refit teacher of the same split saw the student's val crops: refused as a teacher
+    assert check_teacher_split(keep, split, keep, split, teacher_refit=True) == 2
+    assert check_teacher_split(keep, split, keep, split) == 0
+    # as an ensemble member it may join (the ensemble is then a refit), unless it trained on a test crop
+    check_members(keep, split, [("rf", keep, split, True), ("plain", keep, split, False)])
+    # an ensemble with one refit member is a refit: its val crops choose nothing
+    from export.cli import config_refit
+
+    assert config_refit({"ensemble_of": [{"config": {"refit": False}}, {"config": {"refit": True}}]})
+    assert not config_refit({"ensemble_of": [{"config": {}}, {"config": {"refit": False}}]})
+    assert config_refit({"refit": True}) and not config_refit({})
+    leaky = split.copy()
+    leaky[4] = 0
+    with pytest.raises(EnsembleError, match="trained on 1 of the ensemble's test crops"):
+        check_members(keep, split, [("rf", keep, leaky, True)])
+
+
 @pytest.mark.slow
 def test_two_phase_training_from_a_weights_file(tmp_path):
     pytest.importorskip("tensorflow")

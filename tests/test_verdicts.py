@@ -609,6 +609,56 @@ def test_the_operating_point_search_chooses_views_on_val_and_the_device_loads_th
     assert load_bundle(dst).operating_point.views == VIEW_SETS["scales"]
 
 
+def test_a_refit_takes_its_operating_point_from_a_bundle_of_its_recipe_as_it_is(tmp_path, shipped_bundle):
+    """A run trained on its val crops (train --refit) cannot choose an operating point on them: convert and
+    operating-point refuse it in one line unless --operating-point-from names a bundle for the same crop, whose
+    temperature, thresholds and views are then written unchanged, with where they came from."""
+    from types import SimpleNamespace
+
+    from edge.errors import MaskwatchError
+    from export.cli import inherited_operating_point, operating_point
+
+    from conftest import photo_crops
+
+    crops = photo_crops(tmp_path, shipped_bundle, 24, 160, [(20, 20, 80, 90), (90, 60, 150, 140)], seed=5, blur=1.5)
+    n = len(crops["labels"])
+    run = tmp_path / "run"
+    run.mkdir()
+    np.savez(str(run / "split.npz"), keep=np.arange(n), assign=np.array([1, 2] * (n // 2)))
+    (run / "train.json").write_text(json.dumps({"config": {"refit": True, "input_size": 112}}))
+    dst = tmp_path / "bundle"
+    shutil.copytree(shipped_bundle, dst)
+    r = run_cli(["edge-export", "operating-point", "--bundle", dst, "--run", run, "--crops", tmp_path / "no.npz"])
+    assert r.returncode == 64 and "Traceback" not in r.stderr
+    assert "trained on its val crops (train --refit)" in r.stderr.strip().splitlines()[-1]
+    donor = load_bundle(shipped_bundle)
+    fit = donor.manifest["input"].get("detector_box_fit")
+    a = SimpleNamespace(operating_point_from=str(shipped_bundle), views="auto", max_false_alarm=0.03)
+    inherited = inherited_operating_point(a, run, donor.crop_margin, fit)
+    with pytest.raises(MaskwatchError, match="another crop .*crop margin"):
+        inherited_operating_point(a, run, donor.crop_margin + 0.05, fit)
+    if fit:
+        moved = dict(fit, top=float(fit["top"]) + 0.1)
+        with pytest.raises(MaskwatchError, match="another crop .*box fit"):
+            inherited_operating_point(a, run, donor.crop_margin, moved)
+    with pytest.raises(MaskwatchError, match="drop --views"):
+        inherited_operating_point(SimpleNamespace(**dict(a.__dict__, views="box")), run, donor.crop_margin, fit)
+    # the donor's values are perturbed in the copy first, so an unchanged copy is the inheritance, not chance
+    m = json.loads((dst / "manifest.json").read_text())
+    m["operating_point"].update(alert_threshold=0.11, temperature=3.0, views=[[1.0, 0.0]])
+    (dst / "manifest.json").write_text(json.dumps(m))
+    op = operating_point(dst, run, crops, variant="tflite_int8", inherited=inherited)
+    want = donor.manifest["operating_point"]
+    for k in ("temperature", "alert_threshold", "no_face_threshold", "views", "flip_average"):
+        assert op[k] == want[k], k
+    assert op["inherited_from"]["model_id"] == donor.model_id
+    assert op["chosen_on"].startswith("inherited from %s" % donor.model_id) and "refit" in op["chosen_on"]
+    again = load_bundle(dst)
+    assert again.operating_point.views == tuple(tuple(v) for v in want["views"])
+    assert again.operating_point.alert_threshold == want["alert_threshold"]
+    assert json.loads((dst / "manifest.json").read_text())["metrics"]["test_by_source"]["real (all)"]["faces"] > 0
+
+
 def test_the_alert_objective_recall_flags_the_most_within_the_false_alarm_floor():
     """`choose_alert(objective="recall")`: the lowest threshold that keeps with_mask faces flagged within the
     floor (most non-compliant faces caught); "f1" may stop higher. Both keep the floor."""
