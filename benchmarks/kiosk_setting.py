@@ -182,6 +182,15 @@ def main() -> int:
         "license-clean bundle is chosen on its own sources), still reported on all of --scenes",
     )
     ap.add_argument("--test", action="store_true", help="also report the chosen setting on the test scenes")
+    ap.add_argument(
+        "--at",
+        nargs=2,
+        type=float,
+        default=None,
+        metavar=("CONFIDENCE", "NO_FACE"),
+        help="report this setting on the test scenes instead of choosing one on val (val not read; for a bundle "
+        "whose val crops trained it, edge-export train --refit); implies --test",
+    )
     ap.add_argument("--paired-with", default=None, help="another bundle's JSON from this script, same scenes")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
@@ -197,6 +206,22 @@ def main() -> int:
             EX_USAGE,
         )
     choose_on = [sd for sd in a.scenes if Path(sd).name in set(a.choose_on or names)]
+    given = None
+    if a.at is not None:
+        import inspect
+
+        from edge.errors import EX_USAGE, MaskwatchError
+
+        grid = inspect.signature(kiosk_sweep).parameters
+        confs, nfs = grid["confidences"].default, grid["no_face_thresholds"].default
+        if a.at[0] not in confs or a.at[1] not in nfs or a.choose_on or a.face_score:
+            raise MaskwatchError(
+                "--at %s %s: give a confidence of %s and a no_face threshold of %s, without --choose-on or "
+                "--face-score (nothing is chosen)" % (a.at[0], a.at[1], list(confs), [n for n in nfs if n]),
+                EX_USAGE,
+            )
+        a.test = True
+        given = {"confidence": a.at[0], "no_face_threshold": a.at[1], "face_score": None, "given": "--at, not chosen"}
 
     crops = load_crops(Path(a.crops))
     clf = MaskClassifier(load_bundle(Path(a.bundle)), None, fallback=False)
@@ -208,8 +233,10 @@ def main() -> int:
         "per_source": {},
         "chosen_on": [Path(sd).name for sd in choose_on],
     }
+    if given is not None:
+        res["chosen"] = given
     for split in ("val", "test"):
-        if split == "test" and not a.test:
+        if split == "test" and not a.test or split == "val" and given is not None:
             continue
         idx = split_index(Path(a.run), split)
         per = {}
@@ -282,7 +309,7 @@ def main() -> int:
             print("test at the chosen setting: %s" % json.dumps(res["test_chosen"]))
     if other is not None:
         for key, split, name in (("chosen", "val", "paired_val"), ("test_chosen", "test", "paired_test")):
-            if key in res and key in other:
+            if key in res and key in other and not (key == "chosen" and given is not None):
                 res[name] = paired(other, res, key, split)
                 print("%s, this bundle - %s: %s" % (name, other.get("model_id"), json.dumps(res[name])))
     strip_per_scene(res)

@@ -429,3 +429,22 @@ def test_kiosk_setting_refuses_a_choice_source_it_does_not_sweep_in_one_line(tmp
     one_line_error(r, needle)
     assert "andrewmvd-train" in r.stderr and "ilc2021-jolignier" in r.stderr
     assert r.returncode == 64
+
+
+@pytest.mark.parametrize("at", [["0.17", "0.3"], ["0.15", "0.35"], ["0.15", "0"]])
+def test_kiosk_setting_at_a_setting_off_the_sweep_grid_is_one_line(tmp_path, at):
+    """--at CONFIDENCE NO_FACE reports one given setting on test (a refit bundle's val cannot choose one): a
+    value the sweep does not score is refused in one line before any scene is read, exit 64."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "kiosk_setting.py"), "--run", str(tmp_path), "--at"] + at,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    one_line_error(r, "--at %s %s" % (float(at[0]), float(at[1])))
+    assert "0.15" in r.stderr and r.returncode == 64
