@@ -694,12 +694,14 @@ def inherited_operating_point(
             % (a.operating_point_from, "; ".join(found)),
             EX_USAGE,
         )
-    out = {k: v for k, v in op.items() if k != "variant"}
+    # the donor's val scores describe the donor's model: kept under where the point came from, not as this one's
+    out = {k: v for k, v in op.items() if k not in ("variant", "validation")}
     out["inherited_from"] = {
         "bundle": str(a.operating_point_from),
         "model_id": donor.model_id,
         "variant": op.get("variant"),
         "chosen_on": op.get("chosen_on"),
+        "validation_of_that_model": op.get("validation"),
     }
     out["chosen_on"] = "inherited from %s (chosen there on %s)%s" % (
         donor.model_id,
