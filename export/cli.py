@@ -686,7 +686,7 @@ def inherited_operating_point(
         found.append("crop margin %s, not %s" % (donor.crop_margin, crop_margin))
     mine = tuple(round(float(box_fit[k]), 4) for k in ("left", "top", "right", "bottom")) if box_fit else None
     theirs = tuple(round(v, 4) for v in donor.box_fit) if donor.box_fit else None
-    if mine != theirs:
+    if crop_margin is not None and mine != theirs:  # (the first, early call has no crops yet: no crop to compare)
         found.append("box fit %s, not %s" % (theirs, mine))
     if found:
         raise MaskwatchError(

@@ -635,6 +635,7 @@ def test_a_refit_takes_its_operating_point_from_a_bundle_of_its_recipe_as_it_is(
     fit = donor.manifest["input"].get("detector_box_fit")
     a = SimpleNamespace(operating_point_from=str(shipped_bundle), views="auto", max_false_alarm=0.03)
     inherited = inherited_operating_point(a, run, donor.crop_margin, fit)
+    assert inherited_operating_point(a, run) is not None  # the early call, before any crops are read
     with pytest.raises(MaskwatchError, match="another crop .*crop margin"):
         inherited_operating_point(a, run, donor.crop_margin + 0.05, fit)
     if fit:
