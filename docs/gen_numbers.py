@@ -167,6 +167,31 @@ def walkers_block(doc: Dict[str, Any], title: str = "Per person", config: str = 
 def kiosk_block(doc: Dict[str, Any], title: str = "Scenes at kiosk range") -> List[str]:
     c = doc["chosen"]
     on = doc.get("chosen_on")
+    if c.get("given"):  # kiosk_setting.py --at: a refit bundle's val scenes trained it, so nothing is chosen here
+        a = doc["test"]["all"]  # the sweep's own settings (min face, matching rule) are kept beside its grid
+        head = (
+            "**%s** (faces >= %d px, `results/%s`): the kiosk config's setting, given (`--at`), not chosen on this "
+            "bundle's val scenes (they trained it): res10 confidence %s, no_face threshold %s, detector "
+            "min_face_px %s. A detection matches an annotated face by %s."
+            % (
+                title,
+                doc["min_face"],
+                doc.get("_file", "kiosk-setting.json"),
+                c["confidence"],
+                c["no_face_threshold"],
+                a.get("detector_min_face_px", doc["min_face"]),
+                a.get("matching", "IoU >= 0.4"),
+            )
+        )
+        pt = doc.get("paired_test")
+        if pt:
+            head += " Against %s at the same setting, paired by scene: %+.3f [%+.3f, %+.3f]." % (
+                pt["base"],
+                pt["delta"],
+                pt["lo"],
+                pt["hi"],
+            )
+        return [head] + kiosk_test_lines(doc)
     out = [
         "**%s** (faces >= %d px, `results/%s`): setting chosen on the val scenes%s: "
         "res10 confidence %s, no_face threshold %s, detector min_face_px %s%s (the best non-compliant F1 at face "
@@ -184,6 +209,11 @@ def kiosk_block(doc: Dict[str, Any], title: str = "Scenes at kiosk range") -> Li
             doc["val"]["all"].get("matching", "IoU >= 0.4"),
         )
     ]
+    return out + kiosk_test_lines(doc)
+
+
+def kiosk_test_lines(doc: Dict[str, Any]) -> List[str]:
+    out: List[str] = []
     tc = doc.get("test_chosen")
     if tc:
         a = tc["all"]
