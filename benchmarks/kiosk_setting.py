@@ -234,7 +234,7 @@ def main() -> int:
         "chosen_on": [Path(sd).name for sd in choose_on],
     }
     if given is not None:
-        res["chosen"] = given
+        res["chosen"], res["chosen_on"] = given, []
     for split in ("val", "test"):
         if split == "test" and not a.test or split == "val" and given is not None:
             continue

@@ -641,6 +641,16 @@ def calibration_crops(run: Path, crops: Dict[str, np.ndarray], n: int = 300) -> 
     return tr_x[rng.choice(len(tr_x), size=min(n, len(tr_x)), replace=False)]
 
 
+def refuse_choosing_on_refit(run: Path) -> None:
+    """One line, exit 64, when a run's val crops trained it (train --refit): they cannot choose anything for it."""
+    if run_refit(run):
+        raise MaskwatchError(
+            "%s trained on its val crops (train --refit), so they cannot choose its operating point: give "
+            "--operating-point-from BUNDLE, the bundle of the same recipe whose operating point they chose" % run,
+            EX_USAGE,
+        )
+
+
 def inherited_operating_point(
     a, run: Path, crop_margin: Optional[float] = None, box_fit: Optional[Dict[str, object]] = None
 ) -> Optional[Dict[str, Any]]:
@@ -652,12 +662,7 @@ def inherited_operating_point(
     from export.datasets import LABELS
 
     if not a.operating_point_from:
-        if run_refit(run):
-            raise MaskwatchError(
-                "%s trained on its val crops (train --refit), so they cannot choose its operating point: give "
-                "--operating-point-from BUNDLE, the bundle of the same recipe whose operating point they chose" % run,
-                EX_USAGE,
-            )
+        refuse_choosing_on_refit(run)
         return None
     if a.views != "auto" or a.max_false_alarm != 0.03:
         raise MaskwatchError(
@@ -877,13 +882,8 @@ def operating_point(
     if inherited is not None:
         op = copy.deepcopy(inherited)
         op["variant"] = variant
-    elif run_refit(run):
-        raise MaskwatchError(
-            "%s trained on its val crops (train --refit): they cannot choose its operating point; give "
-            "--operating-point-from BUNDLE (the bundle of the same recipe chosen on them)" % run,
-            EX_USAGE,
-        )
     else:
+        refuse_choosing_on_refit(run)
         # flip averaging and the views are kept only if they win on the real validation crops
         val_out = device_outputs(clf, view_images(crops, va_i[real], everything))
         op = choose_with_views(val_out, va_y[real], views, max_false_alarm, max_face_loss)

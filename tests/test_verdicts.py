@@ -648,6 +648,8 @@ def test_a_refit_takes_its_operating_point_from_a_bundle_of_its_recipe_as_it_is(
     m = json.loads((dst / "manifest.json").read_text())
     m["operating_point"].update(alert_threshold=0.11, temperature=3.0, views=[[1.0, 0.0]])
     (dst / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(MaskwatchError, match="train --refit"):  # called directly, without a point to take
+        operating_point(dst, run, crops, variant="tflite_int8")
     op = operating_point(dst, run, crops, variant="tflite_int8", inherited=inherited)
     want = donor.manifest["operating_point"]
     for k in ("temperature", "alert_threshold", "no_face_threshold", "views", "flip_average"):
