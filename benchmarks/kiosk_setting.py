@@ -208,12 +208,10 @@ def main() -> int:
     choose_on = [sd for sd in a.scenes if Path(sd).name in set(a.choose_on or names)]
     given = None
     if a.at is not None:
-        import inspect
-
         from edge.errors import EX_USAGE, MaskwatchError
+        from export.evaluate import KIOSK_CONFIDENCES as confs
+        from export.evaluate import KIOSK_NO_FACE_THRESHOLDS as nfs
 
-        grid = inspect.signature(kiosk_sweep).parameters
-        confs, nfs = grid["confidences"].default, grid["no_face_thresholds"].default
         if a.at[0] not in confs or a.at[1] not in nfs or a.choose_on or a.face_score:
             raise MaskwatchError(
                 "--at %s %s: give a confidence of %s and a no_face threshold of %s, without --choose-on or "

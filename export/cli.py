@@ -307,7 +307,7 @@ def cmd_ensemble(a) -> int:
     from export import metrics
     from export.datasets import LABELS
     from export.ensemble import EnsembleError, check_members, combine, ensemble_config
-    from export.train import predict
+    from export.train import predict, val_record
 
     runs = [Path(r) for r in a.runs]
     rejectors = [Path(r) for r in a.rejectors]
@@ -354,11 +354,9 @@ def cmd_ensemble(a) -> int:
         "config": config,
         "history": {},
         "train_seconds": round(seconds, 1),
-        "val": None if refit else val,  # a refit member trained on these val crops: not a held-out report
+        **val_record(val, refit),  # a refit member trained on these val crops: not a held-out report
         "params": int(model.count_params()),
     }
-    if refit:
-        info["val_trained_on"] = val
     (out / "train.json").write_text(json.dumps(info, indent=1))
     print(
         json.dumps(
@@ -403,6 +401,12 @@ def config_train_sources(config: Dict[str, Any]) -> Tuple[str, ...]:
     return tuple(sorted({n for c in configs for n in source_names(c["train_sources"])}))
 
 
+REFIT_NOTE = (
+    "trained on the train and val sides of its split (train --refit): the last epoch is kept, its operating point "
+    "is inherited, and only test crops measure it"
+)
+
+
 def config_refit(config: Dict[str, Any]) -> bool:
     """Whether a run (or any member of an ensemble) trained on its split's val side too (train --refit)."""
     configs = [m.get("config") or {} for m in config.get("ensemble_of") or []] or [config]
@@ -417,9 +421,10 @@ def run_refit(run: Path) -> bool:
 def trained_index(run: Path, crops: Dict[str, np.ndarray]) -> np.ndarray:
     """Indices of the crops of a run's train side that could have trained it: those of its training sources
     (a refit: its val side too)."""
-    idx = split_index(run, Split.TRAIN)
-    if run_refit(run):
-        idx = np.sort(np.concatenate([idx, split_index(run, Split.VAL)]))
+    from export.train import trained_sides
+
+    keep, assign = load_split(run)
+    idx = keep[trained_sides(assign, run_refit(run))]
     names = run_train_sources(run)
     if names:
         idx = idx[np.isin(crops["sources"][idx], list(names))]
@@ -551,14 +556,7 @@ def model_card(run: Path, crops: Dict[str, np.ndarray]) -> Dict[str, object]:
         "params": tr.get("params"),
         "val_metrics": tr.get("val"),
         **({"restored_from": tr["restored_from"]} if "restored_from" in tr else {}),
-        **(
-            {
-                "refit": "trained on the train and val sides of its split (train --refit): the last epoch is kept, "
-                "its operating point is inherited, and only test crops measure it"
-            }
-            if config_refit(tr["config"])
-            else {}
-        ),
+        **({"refit": REFIT_NOTE} if config_refit(tr["config"]) else {}),
     }
 
 
@@ -651,13 +649,11 @@ def refuse_choosing_on_refit(run: Path) -> None:
         )
 
 
-def inherited_operating_point(
-    a, run: Path, crop_margin: Optional[float] = None, box_fit: Optional[Dict[str, object]] = None
-) -> Optional[Dict[str, Any]]:
-    """`--operating-point-from BUNDLE`'s operating point, to be taken as it is (None without the flag). Checked
-    before anything is converted: the same labels, input size, crop margin and box fit (an operating point
-    belongs to one crop), and no `--views` / `--max-false-alarm` beside it (nothing is chosen). A refit run
-    (train --refit) must have one: its val crops trained it."""
+def inherited_operating_point(a, run: Path) -> Optional[Tuple[Any, Dict[str, Any]]]:
+    """(donor bundle, its operating point to take as it is) for `--operating-point-from BUNDLE`, None without
+    the flag. Checked before any crops are read: the same labels and input size, and no `--views` /
+    `--max-false-alarm` beside it (nothing is chosen). A refit run (train --refit) must have one: its val crops
+    trained it. The crop itself is checked by `check_same_crop` once the crops are read."""
     from edge.bundle import BundleError, load_bundle
     from export.datasets import LABELS
 
@@ -681,24 +677,13 @@ def inherited_operating_point(
             EX_NOINPUT,
         )
     record = train_record(run)
-    size = int((record or {}).get("config", {}).get("input_size", 0)) if record else 0
+    size = int(record["config"].get("input_size", 0)) if record else 0
     found = []
     if list(donor.labels) != list(LABELS):
         found.append("labels %s, not %s" % (donor.labels, list(LABELS)))
     if size and donor.input_size != (size, size):
         found.append("input %s, not %d px" % (list(donor.input_size), size))
-    if crop_margin is not None and abs(donor.crop_margin - crop_margin) > 1e-6:
-        found.append("crop margin %s, not %s" % (donor.crop_margin, crop_margin))
-    mine = tuple(round(float(box_fit[k]), 4) for k in ("left", "top", "right", "bottom")) if box_fit else None
-    theirs = tuple(round(v, 4) for v in donor.box_fit) if donor.box_fit else None
-    if crop_margin is not None and mine != theirs:  # (the first, early call has no crops yet: no crop to compare)
-        found.append("box fit %s, not %s" % (theirs, mine))
-    if found:
-        raise MaskwatchError(
-            "--operating-point-from %s: its operating point is for another crop (%s)"
-            % (a.operating_point_from, "; ".join(found)),
-            EX_USAGE,
-        )
+    refuse_other_crop(donor, found)
     # the donor's val scores describe the donor's model: kept under where the point came from, not as this one's
     out = {k: v for k, v in op.items() if k not in ("variant", "validation")}
     out["inherited_from"] = {
@@ -713,7 +698,27 @@ def inherited_operating_point(
         op.get("chosen_on", "its validation crops"),
         "; this refit trained on those val crops" if run_refit(run) else "",
     )
-    return out
+    return donor, out
+
+
+def check_same_crop(donor: Any, crop_margin: float, box_fit: Optional[Dict[str, object]]) -> None:
+    """An inherited operating point belongs to one crop: the donor's crop margin and box fit must be these."""
+    found = []
+    if abs(donor.crop_margin - crop_margin) > 1e-6:
+        found.append("crop margin %s, not %s" % (donor.crop_margin, crop_margin))
+    mine = tuple(round(float(box_fit[k]), 4) for k in ("left", "top", "right", "bottom")) if box_fit else None
+    theirs = tuple(round(v, 4) for v in donor.box_fit) if donor.box_fit else None
+    if mine != theirs:
+        found.append("box fit %s, not %s" % (theirs, mine))
+    refuse_other_crop(donor, found)
+
+
+def refuse_other_crop(donor: Any, found: List[str]) -> None:
+    if found:
+        raise MaskwatchError(
+            "--operating-point-from %s: its operating point is for another crop (%s)" % (donor.path, "; ".join(found)),
+            EX_USAGE,
+        )
 
 
 def cmd_convert(a) -> int:
@@ -722,10 +727,11 @@ def cmd_convert(a) -> int:
 
     run = Path(a.run)
     check_operating_point_args(a)
-    inherited_operating_point(a, run)  # a wrong flag is one line before the crops are read
+    donor = inherited_operating_point(a, run)  # a wrong flag is one line before the crops are read
     crops = load_crops(Path(a.crops))
     box_fit = box_fit_for(run, crops)
-    inherited = inherited_operating_point(a, run, float(crops.get("margin", 0.15)), box_fit)
+    if donor is not None:
+        check_same_crop(donor[0], float(crops.get("margin", 0.15)), box_fit)
     rep = calibration_crops(run, crops, a.representative)
     te_x, te_y, _ = split_arrays(run, crops, Split.TEST)
     manifest = convert(
@@ -750,7 +756,7 @@ def cmd_convert(a) -> int:
         variant=manifest["default_variant"],
         views=a.views,
         max_false_alarm=a.max_false_alarm,
-        inherited=inherited,
+        inherited=donor[1] if donor else None,
     )
     # what a person choosing on val should see: agreement and the val-chosen operating point, no test metric
     # (the held-out numbers are in the manifest, metrics.test_by_source and each variant's parity: look once)
@@ -918,7 +924,9 @@ def cmd_operating_point(a) -> int:
     bundle = Path(a.bundle)
     check_operating_point_args(a)
     b = load_bundle(bundle)  # a broken bundle is one line here, before the crops are loaded
-    inherited = inherited_operating_point(a, Path(a.run), b.crop_margin, b.manifest["input"].get("detector_box_fit"))
+    donor = inherited_operating_point(a, Path(a.run))
+    if donor is not None:
+        check_same_crop(donor[0], b.crop_margin, b.manifest["input"].get("detector_box_fit"))
     op = operating_point(
         bundle,
         Path(a.run),
@@ -926,7 +934,7 @@ def cmd_operating_point(a) -> int:
         variant=b.default_variant,
         views=a.views,
         max_false_alarm=a.max_false_alarm,
-        inherited=inherited,
+        inherited=donor[1] if donor else None,
     )
     print(
         json.dumps(

@@ -107,8 +107,7 @@ def check_members(
     refit member (train --refit) trained on the val side on purpose, so only the test side is checked for it
     (the ensemble is then a refit too: export.cli.config_refit)."""
     for name, mk, ma, refit in members:
-        held = assign if not refit else np.where(assign == 1, 0, assign)
-        seen = check_teacher_split(keep, held, mk, ma, refit)
+        seen = check_teacher_split(keep, assign, mk, ma, refit, held_sides=(2,) if refit else (1, 2))
         if seen:
             raise EnsembleError(
                 "%s trained on %d of the ensemble's %s crops: members must share one split"

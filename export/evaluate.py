@@ -528,12 +528,17 @@ def is_face(det_score: float, no_face: float, no_face_threshold: Optional[float]
     return face_score is None or det_score * (1.0 - no_face) >= face_score
 
 
+# the kiosk sweep's grid (benchmarks/kiosk_setting.py): res10 confidence x no_face threshold (None: no rejector)
+KIOSK_CONFIDENCES = (0.03, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
+KIOSK_NO_FACE_THRESHOLDS = (None, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
 def kiosk_sweep(
     scene_dirs: Sequence[Path],
     scene_ids: Dict[str, List[str]],
     classifier,
-    confidences: Sequence[float] = (0.03, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5),
-    no_face_thresholds: Sequence[Optional[float]] = (None, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+    confidences: Sequence[float] = KIOSK_CONFIDENCES,
+    no_face_thresholds: Sequence[Optional[float]] = KIOSK_NO_FACE_THRESHOLDS,
     min_face: int = 40,
     iou_thr: float = 0.4,
     detector_dir: Optional[Path] = None,

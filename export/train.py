@@ -56,6 +56,17 @@ class TrainConfig:
     refit: bool = False  # train on the val side too (a recipe already chosen): the last epoch is kept
 
 
+def trained_sides(split: np.ndarray, refit: bool = False) -> np.ndarray:
+    """The crops on the split sides a run trains on: train (0), and with `refit` val (1) too; never test."""
+    return np.isin(split, (0, 1) if refit else (0,))
+
+
+def val_record(val: Dict[str, Any], refit: bool) -> Dict[str, Any]:
+    """A run's val report for its train.json: a refit trained on those crops, so theirs is kept apart as
+    `val_trained_on` and `val` (a held-out measure) is null."""
+    return {"val": None, "val_trained_on": val} if refit else {"val": val}
+
+
 def training_mask(
     split: np.ndarray,
     sources: Optional[np.ndarray],
@@ -66,7 +77,7 @@ def training_mask(
     """Which crops train: the split's train side (with `refit`, its val side too), narrowed to `train_sources`
     when given ("real" stands for the real photo sources), less the crops `leave_out` marks (a label audit,
     export.audit). Val and test are never narrowed, so runs with and without it compare on the same faces."""
-    tr = np.isin(split, (0, 1) if refit else (0,))
+    tr = trained_sides(split, refit)
     if leave_out is not None:
         tr = tr & ~leave_out
     if not train_sources:
@@ -348,11 +359,13 @@ def check_teacher_split(
     teacher_keep: np.ndarray,
     teacher_assign: np.ndarray,
     teacher_refit: bool = False,
+    held_sides: Sequence[int] = (1, 2),
 ) -> int:
-    """How many of the student's val/test crops the teacher trained on (must be 0: a teacher that saw them
-    would carry their labels into the student's training targets). A refit teacher trained on its val side too."""
-    trained = set(int(i) for i in teacher_keep[np.isin(teacher_assign, (0, 1) if teacher_refit else (0,))])
-    held = student_keep[student_assign != 0]
+    """How many of the student's held-out crops (its `held_sides`: val and test) the teacher trained on (must be
+    0: a teacher that saw them would carry their labels into the student's training targets). A refit teacher
+    trained on its val side too."""
+    trained = set(int(i) for i in teacher_keep[trained_sides(teacher_assign, teacher_refit)])
+    held = student_keep[np.isin(student_assign, held_sides)]
     return int(sum(1 for i in held if int(i) in trained))
 
 
@@ -573,7 +586,7 @@ def train(
         None if sources is None else sources[tr],
         None if soft is None else soft[tr],
     )
-    val_ds = make_dataset(images[va], labels[va], cfg, False)
+    val_ds = None if cfg.refit else make_dataset(images[va], labels[va], cfg, False)  # a refit checks nothing
     model = build_model(cfg)
     if cfg.init:
         warm_start(model, cfg.init)
@@ -626,7 +639,7 @@ def train(
             spe = int(np.ceil(tr.sum() / cfg.batch)) if cfg.oversample != "none" else None
             model.fit(
                 train_ds,
-                validation_data=None if cfg.refit else val_ds,
+                validation_data=val_ds,
                 epochs=epochs,
                 class_weight=cw,
                 callbacks=cb + list(callbacks),
@@ -656,12 +669,9 @@ def train(
         "config": asdict(cfg),
         "history": history,
         "train_seconds": round(seconds, 1),
-        # a refit trained on its val crops: their report is kept apart, never read as a held-out measure
-        "val": None if cfg.refit else val,
+        **val_record(val, cfg.refit),
         "params": int(model.count_params()),
     }
-    if cfg.refit:
-        info["val_trained_on"] = val
     (out_dir / "train.json").write_text(json.dumps(info, indent=1))
     shutil.rmtree(state, ignore_errors=True)
     log.info("val macro-F1 %.4f%s (%.0f s)", val["macro_f1"], " (trained on them)" if cfg.refit else "", seconds)

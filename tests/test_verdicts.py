@@ -616,7 +616,7 @@ def test_a_refit_takes_its_operating_point_from_a_bundle_of_its_recipe_as_it_is(
     from types import SimpleNamespace
 
     from edge.errors import MaskwatchError
-    from export.cli import inherited_operating_point, operating_point
+    from export.cli import check_same_crop, inherited_operating_point, operating_point
 
     from conftest import photo_crops
 
@@ -634,16 +634,20 @@ def test_a_refit_takes_its_operating_point_from_a_bundle_of_its_recipe_as_it_is(
     donor = load_bundle(shipped_bundle)
     fit = donor.manifest["input"].get("detector_box_fit")
     a = SimpleNamespace(operating_point_from=str(shipped_bundle), views="auto", max_false_alarm=0.03)
-    inherited = inherited_operating_point(a, run, donor.crop_margin, fit)
-    assert inherited_operating_point(a, run) is not None  # the early call, before any crops are read
+    got, inherited = inherited_operating_point(a, run)  # before any crops are read: labels and input
+    check_same_crop(got, donor.crop_margin, fit)  # the same crop: accepted
     with pytest.raises(MaskwatchError, match="another crop .*crop margin"):
-        inherited_operating_point(a, run, donor.crop_margin + 0.05, fit)
+        check_same_crop(got, donor.crop_margin + 0.05, fit)
     if fit:
         moved = dict(fit, top=float(fit["top"]) + 0.1)
         with pytest.raises(MaskwatchError, match="another crop .*box fit"):
-            inherited_operating_point(a, run, donor.crop_margin, moved)
+            check_same_crop(got, donor.crop_margin, moved)
+    (run / "train.json").write_text(json.dumps({"config": {"refit": True, "input_size": 96}}))
+    with pytest.raises(MaskwatchError, match=r"another crop \(input \[112, 112\], not 96 px\)"):
+        inherited_operating_point(a, run)
+    (run / "train.json").write_text(json.dumps({"config": {"refit": True, "input_size": 112}}))
     with pytest.raises(MaskwatchError, match="drop --views"):
-        inherited_operating_point(SimpleNamespace(**dict(a.__dict__, views="box")), run, donor.crop_margin, fit)
+        inherited_operating_point(SimpleNamespace(**dict(a.__dict__, views="box")), run)
     # the donor's values are perturbed in the copy first, so an unchanged copy is the inheritance, not chance
     m = json.loads((dst / "manifest.json").read_text())
     m["operating_point"].update(alert_threshold=0.11, temperature=3.0, views=[[1.0, 0.0]])
