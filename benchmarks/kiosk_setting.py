@@ -110,6 +110,20 @@ def detector_key(name: str):
     return parse
 
 
+def tile_size(text: str) -> int:
+    """argparse type for one of --tile-sizes: an integer within detector.tile_sizes' limits (edge/config.py)."""
+    from edge.config import TILE_SIZE_LIMITS
+
+    lo, hi = TILE_SIZE_LIMITS
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a whole number of pixels" % text) from None
+    if not lo <= v <= hi:
+        raise argparse.ArgumentTypeError("%s is outside detector.tile_sizes' %d..%d px" % (text, lo, hi))
+    return v
+
+
 def strip_per_scene(res: dict) -> None:
     """Per-scene counts and false-alarm kinds stay only at the chosen settings (what --paired-with reads, and
     what a person reads): the grid stays readable."""
@@ -127,6 +141,7 @@ def strip_per_scene(res: dict) -> None:
 def main() -> int:
     from edge.bundle import load_bundle
     from edge.classifier import MaskClassifier
+    from edge.config import DETECTOR_MODES
     from export.crops import load as load_crops
     from export.crops import split_index
     from export.evaluate import kiosk_sweep, scene_ids_of
@@ -138,9 +153,17 @@ def main() -> int:
     ap.add_argument(
         "--scenes", nargs="*", default=["../shared/data/andrewmvd-train", "../shared/data/ilc2021-jolignier"]
     )
-    ap.add_argument("--min-face", type=int, default=40)
+    ap.add_argument("--min-face", type=int, default=40, help="annotated faces narrower than this are left out (0: all)")
     ap.add_argument("--min-recall", type=float, default=0.95)
-    ap.add_argument("--mode", default="single")
+    ap.add_argument("--mode", default="single", choices=DETECTOR_MODES)
+    ap.add_argument(
+        "--tile-sizes",
+        nargs="+",
+        type=tile_size,
+        default=(),
+        metavar="PX",
+        help="with --mode tiles: a pyramid of tile sizes (detector.tile_sizes), e.g. 200 100",
+    )
     ap.add_argument("--flip", action="store_true", help="detector.flip: also detect on the mirrored frame")
     ap.add_argument(
         "--det-min-face", type=int, default=None, help="detector.min_face_px (default --min-face): the box filter"
@@ -194,6 +217,8 @@ def main() -> int:
     ap.add_argument("--paired-with", default=None, help="another bundle's JSON from this script, same scenes")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
+    if a.tile_sizes and a.mode != "tiles":
+        ap.error("--tile-sizes goes with --mode tiles (detector.tile_sizes is read in tiles mode only)")
     other = load_paired(Path(a.paired_with)) if a.paired_with else None
     names = [Path(sd).name for sd in a.scenes]
     unknown = sorted(set(a.choose_on or []) - set(names))
@@ -248,6 +273,7 @@ def main() -> int:
             inside=not a.iou_only,
             enclose=a.enclose,
             face_scores=FACE_SCORES if a.face_score else None,
+            tile_sizes=tuple(a.tile_sizes),
         )
         for sd in a.scenes:
             ids = {Path(sd).name: scene_ids_of(crops, idx, Path(sd))}

@@ -32,6 +32,7 @@ NAME_RULE = "1-64 letters, digits, _ or - (one MQTT topic level: no / + # $ . or
 MAX_NUMBER = 2**31 - 1
 BACKENDS = ("litert", "edgetpu", "onnxruntime", "tensorrt")
 DETECTOR_MODES = ("single", "native", "tiles")
+TILE_SIZE_LIMITS = (32, 4096)  # detector.tile_sizes: each a tile edge in pixels within these
 DETECTOR_BACKENDS = ("opencv", "cpu", "opencv-cuda", "cuda", "onnxruntime", "litert", "edgetpu", "tensorrt")
 
 
@@ -512,11 +513,15 @@ def semantic_errors(cfg: Dict[str, Any], fname: str) -> List[str]:
             )
     ts = cfg["detector"]["tile_sizes"]
     if ts is not None and (
-        not ts or not all(isinstance(v, int) and not isinstance(v, bool) and 32 <= v <= 4096 for v in ts)
+        not ts
+        or not all(
+            isinstance(v, int) and not isinstance(v, bool) and TILE_SIZE_LIMITS[0] <= v <= TILE_SIZE_LIMITS[1]
+            for v in ts
+        )
     ):
         errors.append(
-            "%s: detector.tile_sizes = %s: expected a list of tile sizes in pixels (integers 32-4096), "
-            "e.g. [200, 100]" % (fname, _short(ts))
+            "%s: detector.tile_sizes = %s: expected a list of tile sizes in pixels (integers %d-%d), "
+            "e.g. [200, 100]" % ((fname, _short(ts)) + TILE_SIZE_LIMITS)
         )
     tls = cfg["mqtt"]["tls"]
     for key in ("ca", "cert", "key"):  # ${CREDENTIALS_DIRECTORY}/client.key etc. work too

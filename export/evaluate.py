@@ -552,6 +552,7 @@ def kiosk_sweep(
     enclose: bool = False,
     own_share: Optional[float] = None,
     face_scores: Optional[Sequence[float]] = None,
+    tile_sizes: Sequence[int] = (),
 ) -> Dict[str, Any]:
     """The kiosk setting, measured: res10 confidence x the no_face rejector's threshold at kiosk range.
 
@@ -561,7 +562,8 @@ def kiosk_sweep(
 
     One detector pass per scene at the lowest confidence (higher ones are subsets of it), each detection
     classified once; every (confidence, rejector) pair is then scored on the same detections. None = no
-    rejection. Non-compliant F1 per annotated face >= min_face, as in scene_eval."""
+    rejection. Non-compliant F1 per annotated face >= min_face, as in scene_eval (min_face 0: every face, must-show
+    3's all-faces part; with mode "tiles" and `tile_sizes` such as (200, 100), the wide-view pyramid)."""
     from edge.bundle import NO_FACE
     from edge.datasets_io import read_image
     from edge.detector import DetectorOptions, load_detector
@@ -580,6 +582,7 @@ def kiosk_sweep(
             fallback=False,
             **({} if containment is None else {"nms_containment": containment}),
             **({} if own_share is None else {"nms_own_share": own_share}),
+            **({"tile_sizes": tuple(tile_sizes)} if tile_sizes else {}),
         ),
     )
     cached = []
@@ -659,6 +662,7 @@ def kiosk_sweep(
         "nms_own_share": det.opt.nms_own_share,
         "matching": matching_rule(iou_thr, inside, enclose),
         "mode": mode,
+        **({"tile_sizes": list(det.opt.tile_sizes)} if mode == "tiles" and det.opt.tile_sizes else {}),
         "backend": det.backend_in_use,
         "scenes": len(cached),
         "scene_ids": names,

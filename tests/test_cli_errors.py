@@ -166,6 +166,10 @@ def test_a_bad_box_fit_file_is_one_line(tmp_path, content):
         # a detector rule outside what the config allows: refused before any scene is read
         ("kiosk_setting.py", ["--run", "{tmp}", "--own-share", "2"], "--own-share", 2),
         ("kiosk_setting.py", ["--run", "{tmp}", "--containment", "x"], "--containment", 2),
+        # the wide-view pyramid: only in tiles mode, each size within detector.tile_sizes' limits
+        ("kiosk_setting.py", ["--run", "{tmp}", "--tile-sizes", "200", "100"], "goes with --mode tiles", 2),
+        ("kiosk_setting.py", ["--run", "{tmp}", "--mode", "tiles", "--tile-sizes", "20"], "outside detector", 2),
+        ("kiosk_setting.py", ["--run", "{tmp}", "--mode", "tile"], "invalid choice", 2),
         # a config override without '=' (it was an IndexError traceback), or with a value that is not YAML
         ("walkers.py", ["--run", "{tmp}", "--set", "detector.confidence"], "give KEY=VALUE", 2),
         ("walkers.py", ["--run", "{tmp}", "--set", "detector.roi=[1, 2"], "not YAML", 2),

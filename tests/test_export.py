@@ -1398,6 +1398,36 @@ def test_kiosk_sweep_face_rules():
     assert not is_face(0.9, 0.5, 0.4, 0.3)
 
 
+def test_kiosk_sweep_over_all_faces_with_the_tile_pyramid(tmp_path, shipped_bundle, detector_dir):
+    """Must-show 3's all-faces part: the kiosk sweep without a size floor (min_face 0) and with the wide-view
+    pyramid (tiles 200 + 100) reaches the detector and is recorded; a small real face in a wide frame is found
+    and counted, and the same sweep without --tile-sizes records no pyramid."""
+    import cv2
+
+    from edge import assets
+    from edge.bundle import load_bundle
+    from edge.classifier import MaskClassifier
+    from export.evaluate import kiosk_sweep
+
+    face = cv2.imread(str(assets.fetch(assets.DEMO_FACE, assets.default_cache_dir(), timeout=5)))
+    small = cv2.resize(face, None, fx=0.4, fy=0.4, interpolation=cv2.INTER_AREA)  # the face ~40 px wide
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    y0, x0 = 200, 300
+    frame[y0 : y0 + small.shape[0], x0 : x0 + small.shape[1]] = small
+    root = tmp_path / "scenes"
+    (root / "images").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    cv2.imwrite(str(root / "images" / "w.png"), frame)
+    box = (x0 + 70, y0 + 26, x0 + 110, y0 + 70)  # the demo face's box (175-275 x 65-175) at 0.4
+    _voc(root / "annotations" / "w.xml", "w.png", [("with_mask", box)])
+    clf = MaskClassifier(load_bundle(shipped_bundle), None, fallback=False)
+    kw = dict(confidences=(0.3,), no_face_thresholds=(None,), min_face=0, det_min_face=20, detector_dir=detector_dir)
+    pyramid = kiosk_sweep([root], {"scenes": ["w"]}, clf, mode="tiles", tile_sizes=(200, 100), **kw)
+    assert pyramid["tile_sizes"] == [200, 100] and pyramid["min_face"] == 0
+    assert pyramid["grid"][0]["faces"] == 1 and pyramid["grid"][0]["face_recall"] == 1.0
+    assert "tile_sizes" not in kiosk_sweep([root], {"scenes": ["w"]}, clf, mode="tiles", **kw)
+
+
 def test_an_interrupted_crops_write_leaves_the_old_file_and_no_part(tmp_path, monkeypatch):
     """save_npz (prepare, extend, splits): a write stopped half-way (here: Ctrl-C after some bytes) leaves the
     file that was there, whole, and no temporary file; a finished write replaces it."""
