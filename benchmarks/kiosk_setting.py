@@ -45,7 +45,8 @@ def best_at(grid: list, floor: float) -> Optional[dict]:
 
 
 def summary(g: Optional[dict]) -> Optional[dict]:
-    return None if g is None else {k: g[k] for k in SETTING_KEYS + ("face_recall", "noncompliant", "false_alarm_kinds")}
+    keys = SETTING_KEYS + ("face_recall", "noncompliant", "false_alarm_kinds")
+    return None if g is None else {k: g[k] for k in keys if k in g}
 
 
 def load_paired(path: Path) -> dict:
@@ -108,6 +109,36 @@ def detector_key(name: str):
         return v
 
     return parse
+
+
+def given_setting(path: Path, a: argparse.Namespace) -> dict:
+    """--given-by: the setting another bundle's val run of this script chose, refused in one line unless that run
+    swept what this one sweeps (size floor, detector mode and tiles, box rules, matching rule; the face rule)."""
+    from edge.detector import DetectorOptions
+    from edge.errors import EX_DATAERR, MaskwatchError
+    from export.evaluate import matching_rule
+
+    res = load_paired(path)
+    ch, val = res["chosen"], (res.get("val") or {}).get("all")
+    if ch.get("given") or not val or ch.get("face_score") is not None:
+        raise MaskwatchError("%s chose no setting on val (a --at, --given-by or --face-score run)" % path, EX_DATAERR)
+    mine = {
+        "min_face": a.min_face,
+        "mode": a.mode,
+        "tile_sizes": list(a.tile_sizes) or None,
+        "detector_min_face_px": a.min_face if a.det_min_face is None else a.det_min_face,
+        "flip": a.flip,
+        "nms_containment": DetectorOptions().nms_containment if a.containment is None else a.containment,
+        "nms_own_share": DetectorOptions().nms_own_share if a.own_share is None else a.own_share,
+        "matching": matching_rule(0.4, not a.iou_only, a.enclose),
+    }
+    theirs = {"min_face": res.get("min_face"), **{k: val.get(k) for k in mine if k != "min_face"}}
+    differ = ["%s %s there, %s here" % (k, theirs[k], mine[k]) for k in mine if mine[k] != theirs[k]]
+    if differ:
+        raise MaskwatchError(
+            "%s swept another setting (%s): give the same flags" % (path, "; ".join(differ)), EX_DATAERR
+        )
+    return {"file": str(path), "model_id": res.get("model_id"), "val": summary(ch["val"])}
 
 
 def tile_size(text: str) -> int:
@@ -214,6 +245,13 @@ def main() -> int:
         help="report this setting on the test scenes instead of choosing one on val (val not read; for a bundle "
         "whose val crops trained it, edge-export train --refit); implies --test",
     )
+    ap.add_argument(
+        "--given-by",
+        default=None,
+        metavar="VAL.json",
+        help="report on the test scenes the setting another bundle's val run of this script chose (same sweep: "
+        "min face, mode, tile sizes, detector min_face_px); val not read here, as with --at",
+    )
     ap.add_argument("--paired-with", default=None, help="another bundle's JSON from this script, same scenes")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
@@ -246,6 +284,18 @@ def main() -> int:
         a.test = True
         given = {"confidence": a.at[0], "no_face_threshold": a.at[1], "face_score": None, "given": "--at, not chosen"}
 
+    chosen_by = None
+    if a.given_by is not None:
+        if a.at is not None or a.choose_on or a.face_score:
+            ap.error("--given-by takes the setting from its file: not with --at, --choose-on or --face-score")
+        chosen_by = given_setting(Path(a.given_by), a)
+        a.test = True
+        given = {
+            "confidence": chosen_by["val"]["confidence"],
+            "no_face_threshold": chosen_by["val"]["no_face_threshold"],
+            "face_score": None,
+            "given": "chosen on val by %s (%s)" % (chosen_by["model_id"], a.given_by),
+        }
     crops = load_crops(Path(a.crops))
     clf = MaskClassifier(load_bundle(Path(a.bundle)), None, fallback=False)
     res = {
@@ -258,6 +308,8 @@ def main() -> int:
     }
     if given is not None:
         res["chosen"], res["chosen_on"] = given, []
+    if chosen_by is not None:
+        res["chosen_by"] = chosen_by
     for split in ("val", "test"):
         if split == "test" and not a.test or split == "val" and given is not None:
             continue

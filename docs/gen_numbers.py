@@ -212,6 +212,31 @@ def kiosk_block(doc: Dict[str, Any], title: str = "Scenes at kiosk range") -> Li
     return out + kiosk_test_lines(doc)
 
 
+def allfaces_block(doc: Dict[str, Any]) -> List[str]:
+    """Must-show 3's all-faces part (kiosk_setting.py --min-face 0, one detector mode a file): the setting chosen on
+    val with the bundle named there (choices-val/), given to the shipped bundle on test (`--at`)."""
+    a = doc["test"]["all"]
+    mode = a["mode"] + (" (tiles %s)" % " + ".join(str(t) for t in a["tile_sizes"]) if a.get("tile_sizes") else "")
+    c = doc["chosen"]
+    chose = doc.get("chosen_by") or {}
+    head = (
+        "**Held-out scenes, all faces, %s** (`results/%s`, every annotated face, detector boxes down to %s px): "
+        "res10 confidence %s, no_face threshold %s, chosen on the val scenes with `%s` (val non-compliant F1 %s), "
+        "given to the shipped bundle on test. A detection matches an annotated face by %s."
+        % (
+            mode,
+            doc["_file"],
+            a.get("detector_min_face_px"),
+            c["confidence"],
+            c["no_face_threshold"],
+            chose.get("model_id", "?"),
+            _f(chose["val"]["noncompliant"]["f1"]) if chose.get("val") else "?",
+            a.get("matching", "IoU >= 0.4"),
+        )
+    )
+    return [head] + kiosk_test_lines(doc)
+
+
 def kiosk_test_lines(doc: Dict[str, Any]) -> List[str]:
     out: List[str] = []
     tc = doc.get("test_chosen")
@@ -453,6 +478,8 @@ def render() -> str:
         ("box-mismatch-val.json", box_mismatch_block),
         ("choices-val/crops-ens3-grey-val.json", grey_block),
         ("colour-check.json", colour_check_block),
+        ("allfaces-native.json", allfaces_block),
+        ("allfaces-tiles.json", allfaces_block),
         ("eval-default/metrics.json", scenes_block),
         ("edge-bench-x86_64-2core.json", bench_block),
     ):

@@ -452,3 +452,80 @@ def test_kiosk_setting_at_a_setting_off_the_sweep_grid_is_one_line(tmp_path, at)
     )
     one_line_error(r, "--at %s %s" % (float(at[0]), float(at[1])))
     assert "0.15" in r.stderr and r.returncode == 64
+
+
+def _val_run(path, mode="native", given=False):
+    """A val result of kiosk_setting.py as it writes one: its chosen setting and the sweep it chose on."""
+    ch = {"confidence": 0.15, "no_face_threshold": 0.2, "face_score": None}
+    if given:
+        ch["given"] = "--at, not chosen"
+    else:
+        ch["val"] = dict(ch, face_recall=0.77, noncompliant={"f1": 0.84})
+    sweep = {
+        "mode": mode,
+        "detector_min_face_px": 20,
+        "flip": False,
+        "nms_containment": 0.8,
+        "nms_own_share": 1.0,
+        "matching": "IoU >= 0.4, or lying inside an annotated head box (80 % inside it, covering >= 25 % of it)",
+    }
+    path.write_text(json.dumps({"model_id": "m-val", "min_face": 0, "chosen": ch, "val": {"all": sweep}}))
+    return path
+
+
+@pytest.mark.parametrize(
+    "mode, given, extra, needle",
+    [
+        ("native", False, ["--mode", "tiles", "--tile-sizes", "200", "100"], "mode native there, tiles here"),
+        ("native", False, ["--mode", "native", "--det-min-face", "32"], "detector_min_face_px 20 there, 32 here"),
+        ("native", False, ["--mode", "native", "--det-min-face", "20", "--flip"], "flip False there, True here"),
+        ("native", True, ["--mode", "native", "--det-min-face", "20"], "chose no setting on val"),
+    ],
+)
+def test_kiosk_setting_given_by_a_val_run_of_another_sweep_is_one_line(tmp_path, mode, given, extra, needle):
+    """--given-by VAL.json reports on test the setting another bundle chose on val: refused in one line, exit 65,
+    before any scene is read, when that run swept something else or chose nothing."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    val = _val_run(tmp_path / "val.json", mode, given)
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "kiosk_setting.py"), "--run", str(tmp_path), "--min-face", "0"]
+        + ["--given-by", str(val)]
+        + extra,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    one_line_error(r, needle)
+    assert r.returncode == 65
+
+
+def test_kiosk_setting_given_by_takes_the_chosen_setting_and_names_who_chose_it(tmp_path):
+    """The same sweep: the val run's chosen confidence and no_face threshold become the given setting, and the
+    record names the file and the bundle that chose them."""
+    import argparse
+    import importlib.util
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("kiosk_setting_bench", str(ROOT / "benchmarks" / "kiosk_setting.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    a = argparse.Namespace(
+        min_face=0,
+        mode="native",
+        tile_sizes=(),
+        det_min_face=20,
+        flip=False,
+        containment=None,
+        own_share=None,
+        iou_only=False,
+        enclose=False,
+    )
+    got = mod.given_setting(_val_run(tmp_path / "val.json"), a)
+    assert got["model_id"] == "m-val" and got["file"].endswith("val.json")
+    assert (got["val"]["confidence"], got["val"]["no_face_threshold"]) == (0.15, 0.2)
+    assert got["val"]["noncompliant"]["f1"] == 0.84
