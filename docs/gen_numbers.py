@@ -242,20 +242,29 @@ def kiosk_test_lines(doc: Dict[str, Any]) -> List[str]:
     tc = doc.get("test_chosen")
     if tc:
         a = tc["all"]
+        ci = tc.get("f1_interval_95")
+        st = tc.get("setting_time")
         out.append(
-            "On the test scenes: face recall %s, non-compliant P / R / F1 %s / %s / %s (%d faces), %s ms per "
-            "frame."
+            "On the test scenes: face recall %s, non-compliant P / R / F1 %s / %s / %s%s (%d tp / %d fp / %d fn, %d "
+            "faces), %s."
             % (
                 _f(a["face_recall"]),
                 _f(a["noncompliant"]["precision"]),
                 _f(a["noncompliant"]["recall"]),
                 _f(a["noncompliant"]["f1"]),
+                " [%s, %s] over scene resamples" % (_f(ci["lo"]), _f(ci["hi"])) if ci else "",
+                a["noncompliant"]["tp"],
+                a["noncompliant"]["fp"],
+                a["noncompliant"]["fn"],
                 a["faces"],
-                _f(tc["ms_per_frame_p50"], 1),
+                "%s ms per frame at this setting (p50, res10 and the classifier on the boxes it keeps, %s)"
+                % (_f(st["ms_per_frame_p50"], 1), st["backend"])
+                if st
+                else "%s ms per frame" % _f(tc["ms_per_frame_p50"], 1),
             )
         )
         for k, v in tc.items():
-            if k in ("all", "ms_per_frame_p50") or not isinstance(v, dict):
+            if k == "all" or not isinstance(v, dict) or "noncompliant" not in v:
                 continue
             out.append(
                 "- %s: face recall %s, non-compliant F1 %s (%d faces)"

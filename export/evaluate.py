@@ -533,6 +533,63 @@ KIOSK_CONFIDENCES = (0.03, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
 KIOSK_NO_FACE_THRESHOLDS = (None, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
+def sweep_detector_options(
+    confidence: float,
+    *,
+    mode: str = "single",
+    flip: bool = False,
+    min_face_px: int = 40,
+    backend: str = "opencv",
+    precision: str = "fp32",
+    containment: Optional[float] = None,
+    own_share: Optional[float] = None,
+    tile_sizes: Sequence[int] = (),
+):
+    """The detector options of a kiosk sweep (and of the timing of its setting): the config's defaults for what is
+    not given, no fallback to another runtime (a measurement names the one it measured)."""
+    from edge.detector import DetectorOptions
+
+    return DetectorOptions(
+        confidence=confidence,
+        mode=mode,
+        flip=flip,
+        min_face_px=min_face_px,
+        backend=backend,
+        precision=precision,
+        fallback=False,
+        **({} if containment is None else {"nms_containment": containment}),
+        **({} if own_share is None else {"nms_own_share": own_share}),
+        **({"tile_sizes": tuple(tile_sizes)} if tile_sizes else {}),
+    )
+
+
+def setting_ms(scene_dirs: Sequence[Path], scene_ids: Dict[str, List[str]], classifier, options, detector_dir=None):
+    """The time per frame of one detector setting as the daemon spends it: res10 at that setting's confidence and
+    box rules, then the classifier on every box it keeps (MaskClassifier.classify: views, rejector, verdicts).
+    The sweep's own ms per frame is of its lowest confidence with every box classified, not of a setting."""
+    from edge.datasets_io import read_image
+    from edge.detector import load_detector
+
+    det = load_detector(detector_dir, options)
+    ms = []
+    for sd in scene_dirs:
+        for sid in scene_ids[Path(sd).name]:
+            fname, _ = parse_voc(Path(sd) / "annotations" / (sid + ".xml"))
+            img = read_image(Path(sd) / "images" / fname)
+            if img is None:
+                continue
+            t = time.perf_counter()
+            classifier.classify(img, det.detect(img))
+            ms.append((time.perf_counter() - t) * 1000.0)
+    return {
+        "confidence": options.confidence,
+        "frames": len(ms),
+        "ms_per_frame_p50": round(float(np.median(ms)), 1) if ms else None,
+        "ms_per_frame_p90": round(float(np.percentile(ms, 90)), 1) if ms else None,
+        "backend": det.backend_in_use,
+    }
+
+
 def kiosk_sweep(
     scene_dirs: Sequence[Path],
     scene_ids: Dict[str, List[str]],
@@ -566,23 +623,22 @@ def kiosk_sweep(
     3's all-faces part; with mode "tiles" and `tile_sizes` such as (200, 100), the wide-view pyramid)."""
     from edge.bundle import NO_FACE
     from edge.datasets_io import read_image
-    from edge.detector import DetectorOptions, load_detector
+    from edge.detector import load_detector
     from edge.verdict import calibrate, face_labels
 
     op = classifier.bundle.operating_point
     det = load_detector(
         detector_dir,
-        DetectorOptions(
-            confidence=min(confidences),
+        sweep_detector_options(
+            min(confidences),
             mode=mode,
             flip=flip,
             min_face_px=min_face if det_min_face is None else det_min_face,
             backend=backend,
             precision=precision,
-            fallback=False,
-            **({} if containment is None else {"nms_containment": containment}),
-            **({} if own_share is None else {"nms_own_share": own_share}),
-            **({"tile_sizes": tuple(tile_sizes)} if tile_sizes else {}),
+            containment=containment,
+            own_share=own_share,
+            tile_sizes=tile_sizes,
         ),
     )
     cached = []

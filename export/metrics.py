@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -145,24 +145,49 @@ def paired_bootstrap(
     }
 
 
+def _f1_counts(c: np.ndarray) -> np.ndarray:
+    """Binary F1 of summed (..., 3) counts (tp, fp, fn); 0 where there is nothing to count."""
+    tp, fp, fn = c[..., 0].astype(np.float64), c[..., 1], c[..., 2]
+    d = 2 * tp + fp + fn
+    return np.divide(2 * tp, d, out=np.zeros_like(tp), where=d > 0)
+
+
+def _scene_counts(*counts: np.ndarray) -> List[np.ndarray]:
+    out = [np.asarray(c, np.int64) for c in counts]
+    if any(c.shape != out[0].shape for c in out) or out[0].ndim != 2 or out[0].shape[1] != 3:
+        raise ValueError(
+            "per-scene counts must be (scenes, 3) arrays of one shape: %s" % " vs ".join(str(c.shape) for c in out)
+        )
+    return out
+
+
+def _scene_weights(scenes: int, n: int, seed: int) -> np.ndarray:
+    """(n, scenes): how often each scene is drawn in each of n resamples with replacement."""
+    rng = np.random.RandomState(seed)
+    return np.stack([np.bincount(rng.randint(0, scenes, scenes), minlength=scenes) for _ in range(n)])
+
+
+def bootstrap_f1(counts: np.ndarray, n: int = 2000, seed: int = 0) -> Dict[str, float]:
+    """A binary F1 counted per scene (`counts`: (scenes, 3) of tp, fp, fn) with its 95 % interval over scene
+    resamples (one photo's alerts and misses move together): how far one split's F1 can be trusted."""
+    (c,) = _scene_counts(counts)
+    return {
+        "f1": round(float(_f1_counts(c.sum(0))), 4),
+        **_ends(_f1_counts(_scene_weights(len(c), n, seed) @ c)),
+        "scenes": int(len(c)),
+        "resamples": n,
+    }
+
+
 def paired_bootstrap_f1(counts_a: np.ndarray, counts_b: np.ndarray, n: int = 2000, seed: int = 0) -> Dict[str, float]:
     """Paired difference of a binary F1 counted per scene: `counts_*` are (scenes, 3) arrays of (tp, fp, fn)
     of the same scenes, in the same order (one photo's alerts and misses move together). F1 of the summed
     counts, b - a, with its 95 % interval over scene resamples and the share where b is better."""
-    a, b = np.asarray(counts_a, np.int64), np.asarray(counts_b, np.int64)
-    if a.shape != b.shape or a.ndim != 2 or a.shape[1] != 3:
-        raise ValueError("per-scene counts must be two (scenes, 3) arrays of one shape: %s vs %s" % (a.shape, b.shape))
-
-    def f1(c: np.ndarray) -> np.ndarray:  # c: (..., 3) summed counts
-        tp, fp, fn = c[..., 0].astype(np.float64), c[..., 1], c[..., 2]
-        d = 2 * tp + fp + fn
-        return np.divide(2 * tp, d, out=np.zeros_like(tp), where=d > 0)
-
-    rng = np.random.RandomState(seed)
-    w = np.stack([np.bincount(rng.randint(0, len(a), len(a)), minlength=len(a)) for _ in range(n)])  # (n, scenes)
-    d = f1(w @ b) - f1(w @ a)
+    a, b = _scene_counts(counts_a, counts_b)
+    w = _scene_weights(len(a), n, seed)
+    d = _f1_counts(w @ b) - _f1_counts(w @ a)
     return {
-        "delta": round(float(f1(b.sum(0)) - f1(a.sum(0))), 4),
+        "delta": round(float(_f1_counts(b.sum(0)) - _f1_counts(a.sum(0))), 4),
         **_ends(d),
         "p_better": round(float(np.mean(d > 0)), 4),
         "scenes": int(len(a)),

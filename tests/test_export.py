@@ -1193,6 +1193,20 @@ def test_paired_f1_over_scenes_sees_a_real_gain_and_no_gain_in_noise():
         metrics.paired_bootstrap_f1(a, b[:10])
 
 
+def test_f1_interval_over_scenes_holds_the_f1_and_narrows_with_more_scenes():
+    """bootstrap_f1: the F1 of the summed per-scene counts inside its 95 % scene-resampled interval, which is
+    wider for 16 positives (must-show 3's old all-faces test) than for 10 times as many scenes alike."""
+    rng = np.random.RandomState(1)
+    few = np.stack([rng.randint(0, 2, 30), rng.randint(0, 2, 30) * (rng.rand(30) < 0.2), rng.randint(0, 2, 30)], 1)
+    r = metrics.bootstrap_f1(few)
+    tp, fp, fn = few.sum(0)
+    assert r["f1"] == round(2 * tp / (2 * tp + fp + fn), 4) and r["lo"] <= r["f1"] <= r["hi"] and r["scenes"] == 30
+    many = metrics.bootstrap_f1(np.tile(few, (10, 1)))
+    assert many["f1"] == r["f1"] and many["hi"] - many["lo"] < 0.5 * (r["hi"] - r["lo"])
+    with pytest.raises(ValueError, match="scenes, 3"):
+        metrics.bootstrap_f1(few[:, :2])
+
+
 def test_wilson_interval_of_a_proportion():
     lo, hi = metrics.wilson(54, 70)
     assert lo < 54 / 70 < hi and hi - lo < 0.25
@@ -1407,7 +1421,7 @@ def test_kiosk_sweep_over_all_faces_with_the_tile_pyramid(tmp_path, shipped_bund
     from edge import assets
     from edge.bundle import load_bundle
     from edge.classifier import MaskClassifier
-    from export.evaluate import kiosk_sweep
+    from export.evaluate import kiosk_sweep, setting_ms, sweep_detector_options
 
     face = cv2.imread(str(assets.fetch(assets.DEMO_FACE, assets.default_cache_dir(), timeout=5)))
     small = cv2.resize(face, None, fx=0.4, fy=0.4, interpolation=cv2.INTER_AREA)  # the face ~40 px wide
@@ -1426,6 +1440,13 @@ def test_kiosk_sweep_over_all_faces_with_the_tile_pyramid(tmp_path, shipped_bund
     assert pyramid["tile_sizes"] == [200, 100] and pyramid["min_face"] == 0
     assert pyramid["grid"][0]["faces"] == 1 and pyramid["grid"][0]["face_recall"] == 1.0
     assert "tile_sizes" not in kiosk_sweep([root], {"scenes": ["w"]}, clf, mode="tiles", **kw)
+    # the setting's own time: the daemon's detect + classify at its confidence, one entry per readable frame
+    (root / "annotations" / "gone.xml").write_text("<annotation><filename>gone.png</filename></annotation>")
+    opts = sweep_detector_options(0.3, mode="tiles", min_face_px=20, tile_sizes=(200, 100))
+    assert opts.tile_sizes == (200, 100) and opts.fallback is False
+    t = setting_ms([root], {"scenes": ["w", "gone"]}, clf, opts, detector_dir)
+    assert t["frames"] == 1 and t["confidence"] == 0.3 and t["backend"] == "opencv"
+    assert t["ms_per_frame_p50"] is not None and t["ms_per_frame_p50"] <= t["ms_per_frame_p90"]
 
 
 def test_an_interrupted_crops_write_leaves_the_old_file_and_no_part(tmp_path, monkeypatch):
