@@ -111,25 +111,38 @@ def detector_key(name: str):
     return parse
 
 
+def detector_kw(a: argparse.Namespace) -> dict:
+    """The detector side of this run's sweep, as export.evaluate.sweep_detector_options takes it: one reading of
+    the flags for the sweep, the timing of its setting and the check of a --given-by file."""
+    return dict(
+        mode=a.mode,
+        flip=a.flip,
+        min_face_px=a.min_face if a.det_min_face is None else a.det_min_face,
+        containment=a.containment,
+        own_share=a.own_share,
+        tile_sizes=tuple(a.tile_sizes),
+    )
+
+
 def given_setting(path: Path, a: argparse.Namespace) -> dict:
     """--given-by: the setting another bundle's val run of this script chose, refused in one line unless that run
     swept what this one sweeps (size floor, detector mode and tiles, box rules, matching rule; the face rule)."""
-    from edge.detector import DetectorOptions
     from edge.errors import EX_DATAERR, MaskwatchError
-    from export.evaluate import matching_rule
+    from export.evaluate import matching_rule, sweep_detector_options
 
     res = load_paired(path)
     ch, val = res["chosen"], (res.get("val") or {}).get("all")
     if ch.get("given") or not val or ch.get("face_score") is not None:
         raise MaskwatchError("%s chose no setting on val (a --at, --given-by or --face-score run)" % path, EX_DATAERR)
-    mine = {
+    o = sweep_detector_options(ch.get("confidence", 0.5), **detector_kw(a))
+    mine = {  # as kiosk_sweep records its sweep
         "min_face": a.min_face,
-        "mode": a.mode,
-        "tile_sizes": list(a.tile_sizes) or None,
-        "detector_min_face_px": a.min_face if a.det_min_face is None else a.det_min_face,
-        "flip": a.flip,
-        "nms_containment": DetectorOptions().nms_containment if a.containment is None else a.containment,
-        "nms_own_share": DetectorOptions().nms_own_share if a.own_share is None else a.own_share,
+        "mode": o.mode,
+        "tile_sizes": list(o.tile_sizes) or None,
+        "detector_min_face_px": o.min_face_px,
+        "flip": o.flip,
+        "nms_containment": o.nms_containment,
+        "nms_own_share": o.nms_own_share,
         "matching": matching_rule(0.4, not a.iou_only, a.enclose),
     }
     theirs = {"min_face": res.get("min_face"), **{k: val.get(k) for k in mine if k != "min_face"}}
@@ -316,17 +329,18 @@ def main() -> int:
             continue
         idx = split_index(Path(a.run), split)
         per = {}
+        kw = detector_kw(a)
         sweep = dict(
             min_face=a.min_face,
-            mode=a.mode,
-            flip=a.flip,
-            det_min_face=a.det_min_face,
-            containment=a.containment,
-            own_share=a.own_share,
+            mode=kw["mode"],
+            flip=kw["flip"],
+            det_min_face=kw["min_face_px"],
+            containment=kw["containment"],
+            own_share=kw["own_share"],
+            tile_sizes=kw["tile_sizes"],
             inside=not a.iou_only,
             enclose=a.enclose,
             face_scores=FACE_SCORES if a.face_score else None,
-            tile_sizes=tuple(a.tile_sizes),
         )
         for sd in a.scenes:
             ids = {Path(sd).name: scene_ids_of(crops, idx, Path(sd))}
@@ -388,15 +402,7 @@ def main() -> int:
                     [Path(sd) for sd in a.scenes],
                     ids,
                     clf,
-                    sweep_detector_options(
-                        ch["confidence"],
-                        mode=a.mode,
-                        flip=a.flip,
-                        min_face_px=a.min_face if a.det_min_face is None else a.det_min_face,
-                        containment=a.containment,
-                        own_share=a.own_share,
-                        tile_sizes=a.tile_sizes,
-                    ),
+                    sweep_detector_options(ch["confidence"], **detector_kw(a)),
                 ),
                 **{k: pick(v["grid"]) for k, v in per.items()},
             }
