@@ -30,14 +30,13 @@ def main() -> int:
     from edge.bundle import load_bundle
     from edge.classifier import MaskClassifier
     from edge.crop import fit_box
-    from edge.datasets_io import read_image
     from edge.detector import DetectorOptions, load_detector
     from edge.verdict import face_labels
     from export import metrics
     from export.boxfit import SIDES, measure
     from export.crops import load as load_crops
     from export.crops import split_index
-    from export.datasets import LABELS, normalise_label, parse_voc
+    from export.datasets import LABELS, iter_scenes, normalise_label
     from export.evaluate import match, scene_ids_of
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -88,30 +87,26 @@ def main() -> int:
     on_det: List[int] = []
     on_fit: List[int] = []
     found = total = 0
-    for sd in a.scenes:
-        for sid in scene_ids_of(crops, idx, Path(sd)):
-            fname, objs = parse_voc(Path(sd) / "annotations" / (sid + ".xml"))
-            img = read_image(Path(sd) / "images" / fname)
-            if img is None:
-                continue
-            gt = [(b, LABELS.index(normalise_label(n))) for n, b in objs if normalise_label(n)]
-            gt = [(b, c) for b, c in gt if min(b[2] - b[0], b[3] - b[1]) >= a.min_face]
-            if not gt:
-                continue
-            total += len(gt)
-            faces = det.detect(img)
-            m = match([g[0] for g in gt], [f.box for f in faces], 0.4)
-            if not m:
-                continue
-            gis = sorted(m)
-            gboxes = [gt[g][0] for g in gis]
-            dboxes = [faces[m[g]].box for g in gis]
-            found += len(gis)
-            y.extend(gt[g][1] for g in gis)
-            on_gt.extend(verdicts(img, gboxes))
-            on_det.extend(verdicts(img, dboxes))
-            if fit is not None:
-                on_fit.extend(verdicts(img, [fit_box(b, fit) for b in dboxes]))
+    ids = {Path(sd).name: scene_ids_of(crops, idx, Path(sd)) for sd in a.scenes}
+    for _name, _sid, img, objs in iter_scenes([Path(sd) for sd in a.scenes], ids):
+        gt = [(b, LABELS.index(normalise_label(n))) for n, b in objs if normalise_label(n)]
+        gt = [(b, c) for b, c in gt if min(b[2] - b[0], b[3] - b[1]) >= a.min_face]
+        if not gt:
+            continue
+        total += len(gt)
+        faces = det.detect(img)
+        m = match([g[0] for g in gt], [f.box for f in faces], 0.4)
+        if not m:
+            continue
+        gis = sorted(m)
+        gboxes = [gt[g][0] for g in gis]
+        dboxes = [faces[m[g]].box for g in gis]
+        found += len(gis)
+        y.extend(gt[g][1] for g in gis)
+        on_gt.extend(verdicts(img, gboxes))
+        on_det.extend(verdicts(img, dboxes))
+        if fit is not None:
+            on_fit.extend(verdicts(img, [fit_box(b, fit) for b in dboxes]))
     ya, ga, da = np.array(y), np.array(on_gt), np.array(on_det)
     res = {
         "bundle": a.bundle,

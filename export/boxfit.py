@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Sequence
 
 import numpy as np
 
-from .datasets import normalise_label, parse_voc
+from .datasets import iter_scenes, normalise_label
 
 log = logging.getLogger(__name__)
 
@@ -40,25 +40,18 @@ def measure(
     iou_thr: float = 0.4,
 ) -> Dict[str, Any]:
     """Median offsets over the matched faces of these scenes ({} of SIDES plus counts)."""
-    from edge.datasets_io import read_image
-
     from .evaluate import match
 
     offs: List[List[float]] = []
     scenes = 0
-    for sd in scene_dirs:
-        for sid in scene_ids[Path(sd).name]:
-            fname, objs = parse_voc(Path(sd) / "annotations" / (sid + ".xml"))
-            img = read_image(Path(sd) / "images" / fname)
-            if img is None:
-                continue
-            gt = [b for n, b in objs if normalise_label(n) and min(b[2] - b[0], b[3] - b[1]) >= min_face]
-            if not gt:
-                continue
-            scenes += 1
-            faces = detector.detect(img)
-            for g, d in match(gt, [f.box for f in faces], iou_thr).items():
-                offs.append(offsets(gt[g], faces[d].box))
+    for _name, _sid, img, objs in iter_scenes(scene_dirs, scene_ids):
+        gt = [b for n, b in objs if normalise_label(n) and min(b[2] - b[0], b[3] - b[1]) >= min_face]
+        if not gt:
+            continue
+        scenes += 1
+        faces = detector.detect(img)
+        for g, d in match(gt, [f.box for f in faces], iou_thr).items():
+            offs.append(offsets(gt[g], faces[d].box))
     if not offs:
         raise ValueError("no annotated face was found by the detector in %d scenes" % scenes)
     a = np.array(offs)

@@ -124,6 +124,29 @@ def parse_voc(xml_path: Path) -> Tuple[str, List[Tuple[str, Tuple[int, int, int,
     return fname, objs
 
 
+def read_scene(
+    scene_dir: Path, sid: str
+) -> Tuple[Path, Optional[np.ndarray], List[Tuple[str, Tuple[int, int, int, int]]]]:
+    """One VOC scene of a folder (annotations/SID.xml, images/<its filename>): (image path, BGR image or None when
+    it cannot be read, its annotated objects)."""
+    fname, objs = parse_voc(Path(scene_dir) / "annotations" / (sid + ".xml"))
+    path = Path(scene_dir) / "images" / fname
+    return path, read_image(path), objs
+
+
+def iter_scenes(
+    scene_dirs: Sequence[Path], scene_ids: Dict[str, List[str]]
+) -> Iterable[Tuple[str, str, np.ndarray, List[Tuple[str, Tuple[int, int, int, int]]]]]:
+    """(folder name, scene id, image, objects) of each readable scene, folder by folder in the order given
+    (`scene_ids` keyed by folder name, as scene_ids_of gives them); unreadable images are skipped."""
+    for sd in scene_dirs:
+        name = Path(sd).name
+        for sid in scene_ids[name]:
+            _, img, objs = read_scene(Path(sd), sid)
+            if img is not None:
+                yield name, sid, img, objs
+
+
 def false_detections(
     faces,
     gt_boxes: Sequence[Tuple[int, int, int, int]],

@@ -20,7 +20,7 @@ import numpy as np
 from edge.errors import EX_USAGE, MaskwatchError
 
 from . import metrics
-from .datasets import LABELS, normalise_label, parse_voc
+from .datasets import LABELS, iter_scenes, normalise_label
 
 log = logging.getLogger(__name__)
 NON_COMPLIANT = {1, 2}
@@ -303,7 +303,6 @@ def scene_eval(
     detections matching them (neither hit nor false alarm). With `reject`, detections the classifier calls
     no_face are dropped before matching, as the daemon drops them."""
     from edge.bundle import NO_FACE
-    from edge.datasets_io import read_image
     from edge.detector import DetectorOptions, load_detector
 
     out: Dict[str, Any] = {
@@ -315,11 +314,7 @@ def scene_eval(
     }
     table = dict(DETECTOR_SETTINGS, **KIOSK_SETTINGS, **(settings or {}))
     scenes = []
-    for sid in scene_ids:
-        fname, objs = parse_voc(scene_dir / "annotations" / (sid + ".xml"))
-        img = read_image(scene_dir / "images" / fname)
-        if img is None:
-            continue
+    for _name, sid, img, objs in iter_scenes([scene_dir], {Path(scene_dir).name: list(scene_ids)}):
         gt = [(b, LABELS.index(normalise_label(n))) for n, b in objs if normalise_label(n)]
         scenes.append((sid, img, gt))
 
@@ -567,20 +562,14 @@ def setting_ms(scene_dirs: Sequence[Path], scene_ids: Dict[str, List[str]], clas
     """The time per frame of one detector setting as the daemon spends it: res10 at that setting's confidence and
     box rules, then the classifier on every box it keeps (MaskClassifier.classify: views, rejector, verdicts).
     The sweep's own ms per frame is of its lowest confidence with every box classified, not of a setting."""
-    from edge.datasets_io import read_image
     from edge.detector import load_detector
 
     det = load_detector(detector_dir, options)
     ms = []
-    for sd in scene_dirs:
-        for sid in scene_ids[Path(sd).name]:
-            fname, _ = parse_voc(Path(sd) / "annotations" / (sid + ".xml"))
-            img = read_image(Path(sd) / "images" / fname)
-            if img is None:
-                continue
-            t = time.perf_counter()
-            classifier.classify(img, det.detect(img))
-            ms.append((time.perf_counter() - t) * 1000.0)
+    for _name, _sid, img, _objs in iter_scenes(scene_dirs, scene_ids):
+        t = time.perf_counter()
+        classifier.classify(img, det.detect(img))
+        ms.append((time.perf_counter() - t) * 1000.0)
     return {
         "confidence": options.confidence,
         "frames": len(ms),
@@ -622,7 +611,6 @@ def kiosk_sweep(
     rejection. Non-compliant F1 per annotated face >= min_face, as in scene_eval (min_face 0: every face, must-show
     3's all-faces part; with mode "tiles" and `tile_sizes` such as (200, 100), the wide-view pyramid)."""
     from edge.bundle import NO_FACE
-    from edge.datasets_io import read_image
     from edge.detector import load_detector
     from edge.verdict import calibrate, face_labels
 
@@ -644,24 +632,19 @@ def kiosk_sweep(
     cached = []
     names = []
     ms = []
-    for sd in scene_dirs:
-        for sid in scene_ids[Path(sd).name]:
-            fname, objs = parse_voc(Path(sd) / "annotations" / (sid + ".xml"))
-            img = read_image(Path(sd) / "images" / fname)
-            if img is None:
-                continue
-            gt = [(b, LABELS.index(normalise_label(n))) for n, b in objs if normalise_label(n)]
-            t = time.perf_counter()
-            faces = det.detect(img)
-            boxes = face_boxes(classifier, [f.box for f in faces])  # the fit once: crops and matching
-            probs = classifier.probs(classifier.preprocess_views(img, boxes)) if faces else np.zeros((0, 4))
-            ms.append((time.perf_counter() - t) * 1000.0)
-            labs = classifier.output_labels
-            cal = calibrate(probs, op.temperature) if len(probs) else probs
-            nf = cal[:, labs.index(NO_FACE)] if NO_FACE in labs and len(cal) else np.zeros(len(faces))
-            verdicts = [LABELS.index(v) for v in face_labels(probs, labs, op)]
-            cached.append((gt, [(b, f.det_score) for b, f in zip(boxes, faces)], nf, verdicts))
-            names.append("%s:%s" % (Path(sd).name, sid))
+    for name, sid, img, objs in iter_scenes(scene_dirs, scene_ids):
+        gt = [(b, LABELS.index(normalise_label(n))) for n, b in objs if normalise_label(n)]
+        t = time.perf_counter()
+        faces = det.detect(img)
+        boxes = face_boxes(classifier, [f.box for f in faces])  # the fit once: crops and matching
+        probs = classifier.probs(classifier.preprocess_views(img, boxes)) if faces else np.zeros((0, 4))
+        ms.append((time.perf_counter() - t) * 1000.0)
+        labs = classifier.output_labels
+        cal = calibrate(probs, op.temperature) if len(probs) else probs
+        nf = cal[:, labs.index(NO_FACE)] if NO_FACE in labs and len(cal) else np.zeros(len(faces))
+        verdicts = [LABELS.index(v) for v in face_labels(probs, labs, op)]
+        cached.append((gt, [(b, f.det_score) for b, f in zip(boxes, faces)], nf, verdicts))
+        names.append("%s:%s" % (name, sid))
     grid = []
     # the second axis: (no_face threshold, joint face score) pairs, one of the two set
     second = [(r, None) for r in no_face_thresholds] if face_scores is None else [(None, k) for k in face_scores]

@@ -20,7 +20,7 @@ import numpy as np
 from edge.errors import EX_NOINPUT, MaskwatchError
 
 from .crops import DETECTOR_CUT, save_npz, save_split, side_counts
-from .datasets import LABELS, NEG_MAX_SCORE, NO_FACE, crop_face, negative_boxes, parse_voc, touches_face
+from .datasets import LABELS, NEG_MAX_SCORE, NO_FACE, crop_face, negative_boxes, read_scene, touches_face
 from .evaluate import matches
 
 log = logging.getLogger(__name__)
@@ -105,8 +105,6 @@ def mine_negatives(
     """no_face crops from `detector`'s false detections in the VOC scenes the crops file already has,
     skipping boxes that repeat a negative already there (IoU >= 0.5); with `satellites` > 0, also up to that
     many satellite boxes per scene (`satellite_boxes`, stored as how "satellite")."""
-    from edge.datasets_io import read_image
-
     groups = [str(g) for g in crops["groups"]]
     existing: Dict[str, List[BoxT]] = {}
     for i, g in enumerate(groups):
@@ -117,9 +115,7 @@ def mine_negatives(
         name = Path(sd).name
         sids = sorted({g.split(":", 1)[1] for g in groups if g.startswith(name + ":")})
         for sid in progress(sids):
-            fname, objs = parse_voc(Path(sd) / "annotations" / (sid + ".xml"))
-            img_path = Path(sd) / "images" / fname
-            img = read_image(img_path)
+            img_path, img, objs = read_scene(Path(sd), sid)
             if img is None:
                 continue
             gt = [b for _, b in objs]  # as prepare: any annotated box is not a "no face"

@@ -32,6 +32,24 @@ def _voc(path: Path, fname: str, objs) -> None:
     path.write_text("<annotation><filename>%s</filename>%s</annotation>" % (fname, body))
 
 
+def test_one_scene_reader_for_every_scene_pass(tmp_path):
+    """read_scene / iter_scenes: the one reader of VOC scenes (the kiosk sweep, its timing, scene_eval, the box fit,
+    extend, box_mismatch): folders in the order given, ids in theirs, an unreadable image skipped, its path kept."""
+    root = tmp_path / "scenes"
+    (root / "images").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    for sid in ("b", "a"):
+        _png(root / "images" / (sid + ".png"))
+        _voc(root / "annotations" / (sid + ".xml"), sid + ".png", [("with_mask", (1, 1, 9, 9))])
+    (root / "images" / "c.png").write_bytes(b"not an image")
+    _voc(root / "annotations" / "c.xml", "c.png", [("without_mask", (2, 2, 8, 8))])
+    path, img, objs = datasets.read_scene(root, "c")
+    assert path == root / "images" / "c.png" and img is None and objs == [("without_mask", (2, 2, 8, 8))]
+    got = list(datasets.iter_scenes([root], {"scenes": ["b", "c", "a"]}))
+    assert [(n, s) for n, s, _, _ in got] == [("scenes", "b"), ("scenes", "a")]
+    assert all(im is not None and o == [("with_mask", (1, 1, 9, 9))] for _, _, im, o in got)
+
+
 def test_voc_reader_crops_and_skips_bad_files_by_name(tmp_path, caplog):
     root = tmp_path / "scenes"
     (root / "images").mkdir(parents=True)
