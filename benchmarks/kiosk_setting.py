@@ -156,15 +156,14 @@ def given_setting(path: Path, a: argparse.Namespace) -> dict:
 
 def tile_size(text: str) -> int:
     """argparse type for one of --tile-sizes: an integer within detector.tile_sizes' limits (edge/config.py)."""
-    from edge.config import TILE_SIZE_LIMITS
+    from edge.config import TILE_SIZE_LIMITS, tile_size_ok
 
-    lo, hi = TILE_SIZE_LIMITS
     try:
         v = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError("%r is not a whole number of pixels" % text) from None
-    if not lo <= v <= hi:
-        raise argparse.ArgumentTypeError("%s is outside detector.tile_sizes' %d..%d px" % (text, lo, hi))
+    if not tile_size_ok(v):
+        raise argparse.ArgumentTypeError("%s is outside detector.tile_sizes' %d..%d px" % ((text,) + TILE_SIZE_LIMITS))
     return v
 
 

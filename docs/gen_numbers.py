@@ -214,7 +214,7 @@ def kiosk_block(doc: Dict[str, Any], title: str = "Scenes at kiosk range") -> Li
 
 def allfaces_block(doc: Dict[str, Any]) -> List[str]:
     """Must-show 3's all-faces part (kiosk_setting.py --min-face 0, one detector mode a file): the setting chosen on
-    val with the bundle named there (choices-val/), given to the shipped bundle on test (`--at`)."""
+    val with the bundle named there (choices-val/), given to the shipped bundle on test (`--given-by`)."""
     a = doc["test"]["all"]
     mode = a["mode"] + (" %s" % " + ".join(str(t) for t in a["tile_sizes"]) if a.get("tile_sizes") else "")
     c = doc["chosen"]

@@ -33,6 +33,13 @@ MAX_NUMBER = 2**31 - 1
 BACKENDS = ("litert", "edgetpu", "onnxruntime", "tensorrt")
 DETECTOR_MODES = ("single", "native", "tiles")
 TILE_SIZE_LIMITS = (32, 4096)  # detector.tile_sizes: each a tile edge in pixels within these
+
+
+def tile_size_ok(v: Any) -> bool:
+    """One entry of detector.tile_sizes: a whole number of pixels within TILE_SIZE_LIMITS."""
+    return isinstance(v, int) and not isinstance(v, bool) and TILE_SIZE_LIMITS[0] <= v <= TILE_SIZE_LIMITS[1]
+
+
 DETECTOR_BACKENDS = ("opencv", "cpu", "opencv-cuda", "cuda", "onnxruntime", "litert", "edgetpu", "tensorrt")
 
 
@@ -512,13 +519,7 @@ def semantic_errors(cfg: Dict[str, Any], fname: str) -> List[str]:
                 % (fname, _short(roi))
             )
     ts = cfg["detector"]["tile_sizes"]
-    if ts is not None and (
-        not ts
-        or not all(
-            isinstance(v, int) and not isinstance(v, bool) and TILE_SIZE_LIMITS[0] <= v <= TILE_SIZE_LIMITS[1]
-            for v in ts
-        )
-    ):
+    if ts is not None and (not ts or not all(tile_size_ok(v) for v in ts)):
         errors.append(
             "%s: detector.tile_sizes = %s: expected a list of tile sizes in pixels (integers %d-%d), "
             "e.g. [200, 100]" % ((fname, _short(ts)) + TILE_SIZE_LIMITS)
