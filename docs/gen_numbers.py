@@ -164,6 +164,29 @@ def walkers_block(doc: Dict[str, Any], title: str = "Per person", config: str = 
     return [line]
 
 
+def walker_vs_crop_block(doc: Dict[str, Any]) -> List[str]:
+    """Whose error a wrong per-person verdict is (benchmarks/walker_vs_crop.py)."""
+    t = doc["total"]
+    wrong = t["counted"] - t["walker_right"]
+    return [
+        "**Whose errors** (`results/%s`): of the %d visitors counted, the daemon called %d right; the classifier, "
+        "on the same faces at their annotated boxes in their own photos, calls %d right. Of the %d wrong "
+        "verdicts, %d are the classifier's (its crop is called wrong too) and %d the pipeline's (crop right, visit "
+        "wrong); the pipeline put right %d the crop had wrong. A perfect tracker and detector would give %s here."
+        % (
+            doc.get("_file"),
+            t["counted"],
+            t["walker_right"],
+            t["crop_right"],
+            wrong,
+            t["classifier_errors"],
+            t["pipeline_errors"],
+            t["pipeline_fixes"],
+            _f(t["crop_right"] / float(max(1, t["counted"]))),
+        )
+    ]
+
+
 def kiosk_block(doc: Dict[str, Any], title: str = "Scenes at kiosk range") -> List[str]:
     c = doc["chosen"]
     on = doc.get("chosen_on")
@@ -488,6 +511,7 @@ def render() -> str:
     for name, fn in (
         ("model-comparison.json", crops_block),
         ("walkers-test.json", walkers_block),
+        ("walker-vs-crop-test.json", walker_vs_crop_block),
         ("kiosk-setting.json", kiosk_block),
         ("allfaces-native.json", allfaces_block),
         ("allfaces-tiles.json", allfaces_block),
@@ -587,6 +611,14 @@ def g_edgebench(doc: Dict[str, Any]) -> List[str]:
             "Recommendation for this box: `classifier.variant: %s`, `classifier.threads: %s` (%s)."
             % (rec["classifier.variant"], rec.get("classifier.threads"), rec.get("why", ""))
         )
+        if rec.get("tied_with"):
+            out[-1] += " Tied with it (p50 within %d %%, the lower p90 taken): %s." % (
+                round(100 * rec.get("tie_margin", 0.05)),
+                ", ".join(
+                    "`%s` %s ms (p90 %s)" % (t["classifier.variant"], _f(t["p50_ms"]), _f(t["p90_ms"]))
+                    for t in rec["tied_with"]
+                ),
+            )
     skipped = [r for r in res if r.get("skipped")]
     if skipped:
         out += [

@@ -355,12 +355,19 @@ def int8_vs_fp32(
     return out
 
 
+# Two measured variants whose p50s lie within this share of each other are a tie, not a ranking: on a shared
+# VM one run put the Edge-TPU-ready int8 file 0.04 ms ahead of the plain int8 file (0.87 vs 0.91 ms), the next
+# run behind; a recommendation that flips between runs on noise is no recommendation.
+TIE_MARGIN = 0.05
+
+
 def recommend(results: Sequence[Result], bundles, pairs: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     """The classifier setting for this box: the fastest measured CPU/accelerator variant at batch 1 whose
-    held-out agreement with the Keras model (the manifest's parity) is at least 99 %. A kiosk config takes it
-    as classifier.variant / classifier.threads."""
+    held-out agreement with the Keras model (the manifest's parity) is at least 99 %. Variants whose p50 is
+    within TIE_MARGIN of the fastest are tied: of those the bundle's default variant is taken if it is one,
+    else the steadier one (lower p90), and the others are named. A kiosk config takes it as classifier.variant / classifier.threads."""
     b = bundles[0]
-    best = None
+    cands = []
     for r in results:
         v = b.variants.get(r.extra.get("variant", ""))
         if r.kind != "classifier" or r.skipped or r.batch != 1 or r.p50_ms is None or v is None:
@@ -370,10 +377,22 @@ def recommend(results: Sequence[Result], bundles, pairs: Sequence[Dict[str, Any]
         agree = v.agreement
         if agree is not None and agree < PARITY_FLOOR:
             continue
-        if best is None or r.p50_ms < (best[0].p50_ms or float("inf")):
-            best = (r, v, agree)
-    if best is None:
+        cands.append((r, v, agree))
+    if not cands:
         return {}
+    p50 = [float(c[0].p50_ms or 0.0) for c in cands]  # None was left out above
+    fastest = min(p50)
+    tied = [c for c, t in zip(cands, p50) if t <= fastest * (1.0 + TIE_MARGIN)]
+    # a tie is settled by what is not noise: the bundle's default variant if it is among them (the export's
+    # choice for a CPU box), else the steadier (lower p90)
+    best = min(
+        tied,
+        key=lambda c: (
+            c[0].extra.get("variant") != b.default_variant,
+            c[0].p90_ms if c[0].p90_ms is not None else c[0].p50_ms,
+            c[0].p50_ms,
+        ),
+    )
     r, v, agree = best
     rec: Dict[str, Any] = {
         "model_id": b.model_id,
@@ -381,7 +400,14 @@ def recommend(results: Sequence[Result], bundles, pairs: Sequence[Dict[str, Any]
         "classifier.threads": r.extra.get("options", {}).get("threads"),
         "p50_ms": r.p50_ms,
         "agreement_with_keras": agree,
+        "tie_margin": TIE_MARGIN,
     }
+    others = [c[0] for c in tied if c is not best]
+    if others:
+        rec["tied_with"] = [
+            {"classifier.variant": o.extra.get("variant"), "backend": o.backend, "p50_ms": o.p50_ms, "p90_ms": o.p90_ms}
+            for o in others
+        ]
     op = b.operating_point
     rec["inferences_per_face"] = len(op.views) * (2 if op.flip_average else 1)  # views x mirror images
     mine = [p for p in pairs if p.get("model_id") == b.model_id and p.get("batch") == 1 and "ratio" in p]
@@ -763,6 +789,17 @@ def summary_lines(doc: Dict[str, Any]) -> str:
                 "; " + rec["why"] if rec.get("why") else "",
             )
         )
+        if rec.get("tied_with"):
+            lines.append(
+                "  within %d %% of its p50, so tied and not ranked (the default variant, else the lower p90, taken): %s"
+                % (
+                    round(rec.get("tie_margin", TIE_MARGIN) * 100),
+                    ", ".join(
+                        "%s %.3f ms (p90 %.3f)" % (t["classifier.variant"], t["p50_ms"], t["p90_ms"] or t["p50_ms"])
+                        for t in rec["tied_with"]
+                    ),
+                )
+            )
     return "\n".join(lines)
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 
+from edge.bench import TIE_MARGIN, Result, recommend
 from edge.bundle import load_bundle
 
 from conftest import run_cli
@@ -63,8 +66,13 @@ def test_bench_classifiers_json_csv_png_and_compare(tmp_path, shipped_bundle):
         assert p["rounds"] == 3 and 0 <= p["rounds_faster"] <= 3
         assert p["ratio_p25"] <= p["ratio"] <= p["ratio_p75"]
     rec = doc["recommendation"]
-    fastest = min((x for x in doc["results"] if x["batch"] == 1 and not x["skipped"]), key=lambda x: x["p50_ms"])
-    assert rec["classifier.variant"] == fastest["extra"]["variant"] and rec["p50_ms"] == fastest["p50_ms"]
+    batch1 = [x for x in doc["results"] if x["batch"] == 1 and not x["skipped"]]
+    fastest = min(x["p50_ms"] for x in batch1)
+    tied = [x for x in batch1 if x["p50_ms"] <= fastest * (1 + TIE_MARGIN)]
+    default = load_bundle(shipped_bundle).default_variant
+    chosen = min(tied, key=lambda x: (x["extra"]["variant"] != default, x["p90_ms"], x["p50_ms"]))
+    assert rec["classifier.variant"] == chosen["extra"]["variant"] and rec["p50_ms"] == chosen["p50_ms"]
+    assert len(rec.get("tied_with", [])) == len(tied) - 1
     assert "recommended for this box: classifier.variant: %s" % rec["classifier.variant"] in r.stdout
     op = load_bundle(shipped_bundle).operating_point
     assert rec["inferences_per_face"] == len(op.views) * (2 if op.flip_average else 1)
@@ -83,6 +91,46 @@ def test_bench_classifiers_json_csv_png_and_compare(tmp_path, shipped_bundle):
     assert r.returncode == 1
     flagged = [l for l in r.stdout.splitlines() if "REGRESSION" in l]
     assert len(flagged) == 1 and "litert int8 2t" in flagged[0] and "x2.00" in flagged[0]
+
+
+def _row(variant, p50, p90, model_id):
+    return Result(
+        name="litert %s" % variant,
+        kind="classifier",
+        backend="litert",
+        batch=1,
+        p50_ms=p50,
+        p90_ms=p90,
+        extra={"variant": variant, "model_id": model_id, "options": {"threads": 2}},
+    )
+
+
+def test_recommendation_does_not_rank_noise(shipped_bundle):
+    """Two int8 files 0.04 ms apart on a noisy VM are a tie (the bundle's default variant is taken whichever
+    way the noise fell, the other named; without the default among them, the steadier); a clear gap is a
+    ranking; a variant below the parity floor is never recommended however fast."""
+    b = load_bundle(shipped_bundle)
+    m = b.model_id
+    noisy = [_row("tflite_int8", 0.9141, 1.2233, m), _row("tflite_edgetpu", 0.8737, 1.7129, m)]
+    noisy.append(_row("tflite_fp32", 1.56, 1.7, m))
+    rec = recommend(noisy, [b], [])
+    assert rec["classifier.variant"] == "tflite_int8" and rec["p50_ms"] == 0.9141
+    assert [t["classifier.variant"] for t in rec["tied_with"]] == ["tflite_edgetpu"]
+    # the next run: the same two files tied the other way round, steadier too; the choice stays the default's
+    assert b.default_variant == "tflite_int8"
+    flipped = [_row("tflite_int8", 0.7367, 0.8056, m), _row("tflite_edgetpu", 0.7382, 0.7900, m)]
+    rec = recommend(flipped, [b], [])
+    assert rec["classifier.variant"] == "tflite_int8" and rec["tied_with"][0]["classifier.variant"] == "tflite_edgetpu"
+    # the default not among the tied: the lower p90
+    rec = recommend([_row("tflite_fp32", 1.10, 1.60, m), _row("tflite_fp16", 1.08, 1.90, m)], [b], [])
+    assert rec["classifier.variant"] == "tflite_fp32"
+    clear = [_row("tflite_int8", 0.9141, 1.2233, m), _row("tflite_edgetpu", 0.60, 1.7129, m)]
+    rec = recommend(clear, [b], [])
+    assert rec["classifier.variant"] == "tflite_edgetpu" and "tied_with" not in rec
+    broken = copy.deepcopy(b.variants["tflite_edgetpu"])
+    broken.extra["parity"] = {**broken.extra.get("parity", {}), "top1_agreement": 0.5}
+    b2 = dataclasses.replace(b, variants={**b.variants, "tflite_edgetpu": broken})
+    assert recommend(clear, [b2], [])["classifier.variant"] == "tflite_int8"
 
 
 def test_bench_detector_runtimes_and_pipelines_on_entrance_and_busy_clips(tmp_path, shipped_bundle, demo_clip):

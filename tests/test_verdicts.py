@@ -715,3 +715,28 @@ def test_walker_totals_carry_wilson_intervals_over_the_right_denominators():
     assert iv["alert_precision"] == list(wilson(39, 41)) and iv["alert_recall"] == list(wilson(39, 48))
     lo, hi = iv["verdict_accuracy"]
     assert lo < 54 / 69.0 < hi and hi - lo > 0.15  # 69 visitors: a wide interval, not a point
+
+
+def test_walker_errors_are_attributed_to_the_classifier_or_the_pipeline():
+    """benchmarks/walker_vs_crop.py: a visitor called wrong whose annotated crop is called wrong too is the
+    classifier's error; one whose crop is right is the pipeline's; a visitor never counted is in neither."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("walker_vs_crop", str(root / "benchmarks" / "walker_vs_crop.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    W, O, I = "with_mask", "without_mask", "mask_weared_incorrect"
+    rows = [
+        {"label": W, "crop": W, "walker": W},  # right
+        {"label": I, "crop": W, "walker": W},  # the classifier's
+        {"label": O, "crop": I, "walker": I},  # the classifier's
+        {"label": W, "crop": W, "walker": I},  # the pipeline's
+        {"label": I, "crop": O, "walker": I},  # the pipeline fixed it
+        {"label": O, "crop": O, "walker": None},  # never counted
+    ]
+    t = mod.attribute(rows)
+    assert (t["people"], t["counted"], t["walker_right"], t["crop_right"]) == (6, 5, 2, 2)
+    assert (t["classifier_errors"], t["pipeline_errors"], t["pipeline_fixes"], t["same_verdict"]) == (2, 1, 1, 3)
+    assert t["per_class"][I] == {"counted": 2, "walker_right": 1, "crop_right": 0}
+    assert t["per_class"][O] == {"counted": 1, "walker_right": 0, "crop_right": 0}
