@@ -612,12 +612,15 @@ def g_edgebench(doc: Dict[str, Any]) -> List[str]:
             % (rec["classifier.variant"], rec.get("classifier.threads"), rec.get("why", ""))
         )
         if rec.get("tied_with"):
-            out[-1] += " Tied with it (p50 within %d %%, the lower p90 taken): %s." % (
-                round(100 * rec.get("tie_margin", 0.05)),
-                ", ".join(
-                    "`%s` %s ms (p90 %s)" % (t["classifier.variant"], _f(t["p50_ms"]), _f(t["p90_ms"]))
-                    for t in rec["tied_with"]
-                ),
+            out[-1] += (
+                " Tied with it (p50 within %d %%; a tie goes to the bundle's default variant, else the lower p90): %s."
+                % (
+                    round(100 * rec.get("tie_margin", 0.05)),
+                    ", ".join(
+                        "`%s` %s ms (p90 %s)" % (t["classifier.variant"], _f(t["p50_ms"]), _f(t["p90_ms"]))
+                        for t in rec["tied_with"]
+                    ),
+                )
             )
     skipped = [r for r in res if r.get("skipped")]
     if skipped:

@@ -356,8 +356,8 @@ def int8_vs_fp32(
 
 
 # Two measured variants whose p50s lie within this share of each other are a tie, not a ranking: on a shared
-# VM one run put the Edge-TPU-ready int8 file 0.04 ms ahead of the plain int8 file (0.87 vs 0.91 ms), the next
-# run behind; a recommendation that flips between runs on noise is no recommendation.
+# VM one run put the Edge-TPU-ready int8 file 0.04 ms ahead of the plain int8 file (0.87 vs 0.91 ms, the same
+# graph), another 0.0015 ms behind; a recommendation that flips between runs on noise is no recommendation.
 TIE_MARGIN = 0.05
 
 
@@ -365,7 +365,8 @@ def recommend(results: Sequence[Result], bundles, pairs: Sequence[Dict[str, Any]
     """The classifier setting for this box: the fastest measured CPU/accelerator variant at batch 1 whose
     held-out agreement with the Keras model (the manifest's parity) is at least 99 %. Variants whose p50 is
     within TIE_MARGIN of the fastest are tied: of those the bundle's default variant is taken if it is one,
-    else the steadier one (lower p90), and the others are named. A kiosk config takes it as classifier.variant / classifier.threads."""
+    else the steadier one (lower p90), and the others are named. A kiosk config takes it as
+    classifier.variant / classifier.threads."""
     b = bundles[0]
     cands = []
     for r in results:
