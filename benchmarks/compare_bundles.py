@@ -134,6 +134,12 @@ def main() -> int:
     ap.add_argument("--split", choices=("val", "test"), default="val")
     ap.add_argument("--md", default=None)
     ap.add_argument("--json", default=None)
+    ap.add_argument(
+        "--per-face",
+        default=None,
+        help="also write each face's verdict under every bundle (crop index, label, source, near-duplicate group): "
+        "which faces every bundle gets wrong",
+    )
     ap.add_argument("--md-from", default=None, help="only write --md again from this comparison JSON")
     ap.add_argument(
         "--grey",
@@ -171,6 +177,7 @@ def main() -> int:
     groups = crops["groups"][idx]  # faces of one photo and its near-duplicates: resampled as one
     first_pred = None
     rows: List[Dict[str, Any]] = []
+    per_face: Dict[str, List[int]] = {}
     for bp in a.bundles:
         b = load_bundle(Path(bp))
         clf = MaskClassifier(b, "tflite_int8", fallback=False)
@@ -200,6 +207,7 @@ def main() -> int:
             pred = operating.predict_labels(probs, out_labels, op)
             pred = np.array([LABELS.index(out_labels[k]) for k in pred])
         per = operating.by_source(pred, labels, sources, LABELS, REAL_SOURCES)
+        per_face[b.model_id] = [int(k) for k in pred]
         # how far the split's number can be trusted: real macro-F1's 95 % interval over resamples of its
         # near-duplicate groups, and the paired difference from the first bundle on the same resamples
         # (the macro-F1 is over the three face classes; a face called no_face is a miss)
@@ -254,6 +262,21 @@ def main() -> int:
     }
     if a.json:
         Path(a.json).write_text(json.dumps(doc, indent=1))
+    if a.per_face:
+        Path(a.per_face).write_text(
+            json.dumps(
+                {
+                    "split": a.split,
+                    "labels": list(LABELS),
+                    "crop_index": [int(i) for i in idx],
+                    "label": [int(k) for k in labels],
+                    "source": [str(x) for x in sources],
+                    "group": [str(g) for g in groups],
+                    "pred": per_face,
+                    "command": " ".join(sys.argv),
+                }
+            )
+        )
     if a.md:
         Path(a.md).write_text(markdown(doc))
     return 0

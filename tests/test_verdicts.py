@@ -740,3 +740,72 @@ def test_walker_errors_are_attributed_to_the_classifier_or_the_pipeline():
     assert (t["classifier_errors"], t["pipeline_errors"], t["pipeline_fixes"], t["same_verdict"]) == (2, 1, 1, 3)
     assert t["per_class"][I] == {"counted": 2, "walker_right": 1, "crop_right": 0}
     assert t["per_class"][O] == {"counted": 1, "walker_right": 0, "crop_right": 0}
+
+
+def test_compare_bundles_writes_each_faces_verdict_per_bundle(tmp_path, shipped_bundle):
+    """compare_bundles.py --per-face: which faces every bundle gets wrong. One verdict per scored face and
+    bundle, aligned with the crop indices, labels, sources and near-duplicate groups of the split side; the
+    verdicts are the ones its table counts (the per-face confusion equals the table's)."""
+    import subprocess
+    import sys
+
+    from export.crops import save_npz, save_split
+
+    from conftest import ROOT, photo_crops
+
+    crops = photo_crops(tmp_path, shipped_bundle, 12, 160, [(20, 20, 80, 90), (90, 60, 150, 140)], seed=3, blur=1.5)
+    n = len(crops["labels"])
+    save_npz(tmp_path / "c.npz", **crops)
+    run = tmp_path / "run"
+    save_split(run, np.arange(n), np.array([1, 2, 0] * (n // 3) + [0] * (n % 3)), {})
+    out, pf = tmp_path / "cmp.json", tmp_path / "faces.json"
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "compare_bundles.py"), str(shipped_bundle), "--run", str(run)]
+        + ["--split", "test", "--crops", str(tmp_path / "c.npz"), "--json", str(out), "--per-face", str(pf)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc, faces = json.loads(out.read_text()), json.loads(pf.read_text())
+    model_id = load_bundle(shipped_bundle).model_id
+    test = [i for i in range(n) if i % 3 == 1 and crops["labels"][i] < 3]  # side 2, faces only
+    assert faces["crop_index"] == test and faces["split"] == "test"
+    assert faces["label"] == [int(crops["labels"][i]) for i in test]
+    assert faces["group"] == [str(crops["groups"][i]) for i in test] and len(faces["source"]) == len(test)
+    pred = faces["pred"][model_id]
+    assert len(pred) == len(test)
+    table = doc["rows"][0]["by_source"]["real (all)"]["confusion"]
+    labels = list(faces["labels"]) + ([] if "no_face" in faces["labels"] else ["no_face"])
+    assert sum(sum(row.values()) for row in table.values()) == len(test) > 0
+    for t, row in table.items():
+        for p, count in row.items():
+            got = sum(1 for y, q in zip(faces["label"], pred) if labels[y] == t and labels[q] == p)
+            assert got == count, (t, p)
+
+
+def test_hard_faces_counts_faces_every_bundle_gets_wrong_and_tests_the_difference():
+    """benchmarks/hard_faces.py: per source and class, the faces all bundles get wrong (and their photo groups);
+    Fisher's exact test against known values (a 3 x 3 table by hand: 2x2 [[3, 1], [1, 3]] has p = 34/70)."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("hard_faces", str(root / "benchmarks" / "hard_faces.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    assert abs(mod.fisher_two_sided(3, 1, 1, 3) - 34 / 70.0) < 1e-12
+    assert abs(mod.fisher_two_sided(4, 0, 0, 4) - 2 / 70.0) < 1e-12
+    assert abs(mod.fisher_two_sided(2, 2, 2, 2) - 1.0) < 1e-12
+    doc = {
+        "labels": ["with_mask", "without_mask", "mask_weared_incorrect", "no_face"],
+        "label": [2, 2, 2, 0, 0],
+        "source": ["ilc2021-jolignier"] * 3 + ["chandrikadeb7"] * 2,
+        "group": ["g1", "g1", "g2", "g3", "g4"],
+        "pred": {"a": [0, 0, 2, 0, 1], "b": [1, 0, 0, 0, 1]},
+    }
+    h = mod.hard(doc, ["a", "b"])
+    inc = h["ilc2021-jolignier / mask_weared_incorrect"]
+    assert inc == {"faces": 3, "wrong_by_each": {"a": 2, "b": 3}, "wrong_by_all": 2, "groups_of_wrong_by_all": 1}
+    w = h["chandrikadeb7 / with_mask"]
+    assert w["wrong_by_all"] == 1 and w["wrong_by_each"] == {"a": 1, "b": 1}
+    assert list(h)[0].startswith("ilc2021")  # real sources in the house order (andrewmvd, ilc2021, chandrikadeb7)
