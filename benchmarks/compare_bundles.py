@@ -207,7 +207,7 @@ def main() -> int:
             pred = operating.predict_labels(probs, out_labels, op)
             pred = np.array([LABELS.index(out_labels[k]) for k in pred])
         per = operating.by_source(pred, labels, sources, LABELS, REAL_SOURCES)
-        per_face[b.model_id] = [int(k) for k in pred]
+        per_face[b.model_id if b.model_id not in per_face else bp] = [int(k) for k in pred]  # two copies: by path
         # how far the split's number can be trusted: real macro-F1's 95 % interval over resamples of its
         # near-duplicate groups, and the paired difference from the first bundle on the same resamples
         # (the macro-F1 is over the three face classes; a face called no_face is a miss)
