@@ -27,8 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-FACE_LABELS = ("with_mask", "without_mask", "mask_weared_incorrect")
-
 
 def attribute(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
     """Counts over the counted visitors: right by the daemon, right on the annotated crop, and each wrong
@@ -61,7 +59,7 @@ def main() -> int:
     from edge.classifier import MaskClassifier
     from edge.datasets_io import read_image
     from edge.errors import EX_DATAERR, EX_NOINPUT, MaskwatchError
-    from edge.walkers import load_events, match_events
+    from edge.walkers import deciding_event, load_events, match_events
     from export.crops import load as load_crops
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -116,7 +114,7 @@ def main() -> int:
             probs = clf.probs(clf.preprocess_views(image, [w.box]))
             crop_verdict = clf.postprocess(probs)[0]
             evs = by_person.get(p["id"])
-            first = min(evs, key=lambda e: e.get("frame", 0)) if evs else None
+            first = deciding_event(evs) if evs else None
             rows.append(
                 {
                     "clip": c,

@@ -262,6 +262,12 @@ def alert_scores(tp: int, fp: int, fn: int) -> Dict[str, Any]:
     return {"precision": round(prec, 4), "recall": round(rec, 4), "f1": f1, "tp": tp, "fp": fp, "fn": fn}
 
 
+def deciding_event(events: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """Of the events matched to one visitor, the one whose verdict counts: the first (a later one is a
+    duplicate)."""
+    return min(events, key=lambda e: e.get("frame", 0))
+
+
 def score(truth: Dict[str, Any], events: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     """Per-person scores of a run over a walker clip (events: the daemon's event payloads)."""
     people = {p["id"]: p for p in truth["people"]}
@@ -289,7 +295,7 @@ def score(truth: Dict[str, Any], events: Sequence[Dict[str, Any]]) -> Dict[str, 
             fn += int(bad)
             continue
         c["counted"] += 1
-        first = min(evs, key=lambda e: e.get("frame", 0))
+        first = deciding_event(evs)
         v = first["verdict"]
         c["called"][v] = c["called"].get(v, 0) + 1
         decided_by[first.get("decided_by", "?")] = decided_by.get(first.get("decided_by", "?"), 0) + 1
