@@ -40,14 +40,14 @@ def main() -> int:
     from edge.config import load_config
     from edge.detector import DetectorOptions, load_detector
     from edge.errors import EX_DATAERR, EX_NOINPUT, MaskwatchError
-    from edge.walkers import load_events, score
+    from edge.walkers import events_path, load_events, score, truth_path
 
     clips = []  # every clip's truth and events read first: a missing one is named before any model loads
     for v in a.videos:
         video = Path(v)
         try:
-            truth = json.loads(Path(str(video) + ".truth.json").read_text())
-            events = load_events(Path("%s.events-%s.jsonl" % (video, a.events)))
+            truth = json.loads(truth_path(video).read_text())
+            events = load_events(events_path(video, a.events))
         except (OSError, ValueError) as e:
             raise MaskwatchError(
                 "%s: no walker truth or events beside it (%s); run benchmarks/walkers.py first" % (video, e),

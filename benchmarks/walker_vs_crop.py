@@ -53,58 +53,43 @@ def attribute(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
 
 def main() -> int:
     import numpy as np
-    from walkers import pick_walkers
+    from walkers import add_pick_arguments, clip_path, pick_all
 
     from edge.bundle import load_bundle
     from edge.classifier import MaskClassifier
     from edge.datasets_io import read_image
     from edge.errors import EX_DATAERR, EX_NOINPUT, MaskwatchError
-    from edge.walkers import deciding_event, load_events, match_events
+    from edge.walkers import deciding_event, events_path, load_events, match_events, truth_path
     from export.crops import load as load_crops
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--crops", default="work/crops112.npz")
-    ap.add_argument("--run", required=True, help="the walkers run's --run (its split picks the visitors)")
-    ap.add_argument("--bundle", default=str(ROOT / "models" / "default"))
-    ap.add_argument("--split", choices=("val", "test"), default="val")
-    ap.add_argument("--clips", type=int, default=3)
-    ap.add_argument("--per-class", type=int, default=8)
-    ap.add_argument("--min-face", type=int, default=48)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--workdir", default="work/walkers", help="where walkers.py wrote the clips and events")
+    add_pick_arguments(ap)  # walkers.py's own: the same values pick the same visitors
     ap.add_argument("--events", choices=("gate", "nogate"), default="gate")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
 
-    crops = load_crops(a.crops)
-    which = 1 if a.split == "val" else 2
-    used: set = set()
-    picked = [
-        pick_walkers(crops, Path(a.run) / "split.npz", which, a.per_class, a.min_face, a.seed + c, used)
-        for c in range(a.clips)
-    ]
+    picked = pick_all(load_crops(a.crops), a)
     bundle = load_bundle(Path(a.bundle))
     clf = MaskClassifier(bundle, "tflite_int8", fallback=False)
     rows: List[Dict[str, Any]] = []
     for c, walkers in enumerate(picked):
-        video = Path(a.workdir) / ("walkers-%s-%d.mp4" % (a.split, c))
-        truth_path = Path(str(video) + ".truth.json")
-        events_path = Path("%s.events-%s.jsonl" % (video, a.events))
-        for p in (truth_path, events_path):
+        video = clip_path(a.workdir, a.split, c)
+        truth_file, events_file = truth_path(video), events_path(video, a.events)
+        for p in (truth_file, events_file):
             if not p.is_file():
                 raise MaskwatchError(
                     "%s: not found; run benchmarks/walkers.py with these arguments first" % p, EX_NOINPUT
                 )
-        truth = json.loads(truth_path.read_text())
+        truth = json.loads(truth_file.read_text())
         people = truth["people"]
         if [(p["file"], p["label"]) for p in people] != [(w.file, w.label) for w in walkers]:
             raise MaskwatchError(
                 "%s: its visitors are not the ones these arguments pick (--split, --seed, --clips, --per-class, "
-                "--min-face, --run and --crops must be the walkers run's)" % truth_path,
+                "--min-face, --run and --crops must be the walkers run's)" % truth_file,
                 EX_DATAERR,
             )
         by_person: Dict[int, List[Dict[str, Any]]] = {}
-        for e, pid in match_events(truth, load_events(events_path)):
+        for e, pid in match_events(truth, load_events(events_file)):
             if pid is not None:
                 by_person.setdefault(pid, []).append(e)
         for p, w in zip(people, walkers):

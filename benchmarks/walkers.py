@@ -38,6 +38,7 @@ from edge.walkers import (  # noqa: E402
     alert_scores,
     alone_in_cut,
     class_accuracy,
+    events_path,
     load_events,
     make_clip,
     score,
@@ -207,8 +208,9 @@ def override(text: str) -> Tuple[str, Any]:
         raise argparse.ArgumentTypeError("%r: the value is not YAML (%s)" % (text, str(e).splitlines()[0]))
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_pick_arguments(ap: argparse.ArgumentParser) -> None:
+    """The arguments that pick a run's visitors and name its clips: walkers.py's, and those of the scripts that
+    read a finished run again (walker_vs_crop.py), which must be given the same values."""
     ap.add_argument("--crops", default="work/crops96.npz")
     ap.add_argument("--run", required=True, help="training run (its split.npz picks held-out faces)")
     ap.add_argument("--bundle", default=str(ROOT / "models" / "default"))
@@ -217,7 +219,27 @@ def main() -> int:
     ap.add_argument("--per-class", type=int, default=8)
     ap.add_argument("--min-face", type=int, default=48)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--workdir", default="work/walkers")
+    ap.add_argument("--workdir", default="work/walkers", help="where the clips, their truth and events are")
+
+
+def pick_all(crops: Dict[str, np.ndarray], a: argparse.Namespace) -> List[List[Walker]]:
+    """Every clip's visitors, picked before any clip runs (a split too small for --clips says so at once);
+    no face walks twice."""
+    which = 1 if a.split == "val" else 2
+    used: set = set()
+    return [
+        pick_walkers(crops, Path(a.run) / "split.npz", which, a.per_class, a.min_face, a.seed + c, used)
+        for c in range(a.clips)
+    ]
+
+
+def clip_path(workdir: str, split: str, c: int) -> Path:
+    return Path(workdir) / ("walkers-%s-%d.mp4" % (split, c))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_pick_arguments(ap)
     ap.add_argument(
         "--set", nargs="*", type=override, default=[], help="config overrides, e.g. detector.confidence=0.3"
     )
@@ -230,19 +252,11 @@ def main() -> int:
     from export.crops import load as load_crops
 
     crops = load_crops(a.crops)
-    which = 1 if a.split == "val" else 2
-    work = Path(a.workdir)
-    work.mkdir(parents=True, exist_ok=True)
-    used: set = set()
+    Path(a.workdir).mkdir(parents=True, exist_ok=True)
     results: Dict[str, Any] = {"clips": [], "split": a.split, "bundle": a.bundle, "overrides": extra}
     totals: Dict[str, List[Dict[str, Any]]] = {"gate": [], "nogate": []}
-    # every clip's visitors are picked before any clip runs: a split too small for --clips says so at once
-    picked = [
-        pick_walkers(crops, Path(a.run) / "split.npz", which, a.per_class, a.min_face, a.seed + c, used)
-        for c in range(a.clips)
-    ]
-    for c, walkers in enumerate(picked):
-        video = work / ("walkers-%s-%d.mp4" % (a.split, c))
+    for c, walkers in enumerate(pick_all(crops, a)):
+        video = clip_path(a.workdir, a.split, c)
         truth = make_clip(walkers, video, seed=a.seed + c)
         entry: Dict[str, Any] = {"video": str(video), "people": len(truth["people"]), "frames": truth["frames"]}
         for gate in (True,) if a.no_gate_run else (True, False):
@@ -252,7 +266,7 @@ def main() -> int:
             sc["seconds"] = r["seconds"]
             key = "gate" if gate else "nogate"
             # the daemon's events beside the clip and its truth: what each visitor was called, to look at
-            Path("%s.events-%s.jsonl" % (video, key)).write_text("".join(json.dumps(e) + "\n" for e in r["events"]))
+            events_path(video, key).write_text("".join(json.dumps(e) + "\n" for e in r["events"]))
             entry[key] = sc
             totals[key].append({"truth": truth, "events": r["events"]})
             print(

@@ -109,6 +109,16 @@ def _paste(frame: np.ndarray, patch: np.ndarray, alpha: np.ndarray, x: int, y: i
     frame[fy1:fy2, fx1:fx2] = (a * src + (1 - a) * roi).astype(np.uint8)
 
 
+def truth_path(video: Path) -> Path:
+    """Where make_clip writes a clip's truth: beside the clip."""
+    return Path(str(video) + ".truth.json")
+
+
+def events_path(video: Path, key: str) -> Path:
+    """Where benchmarks/walkers.py writes the daemon's events of a clip ("gate" or "nogate" run): beside it."""
+    return Path("%s.events-%s.jsonl" % (video, key))
+
+
 def make_clip(
     walkers: Sequence[Walker],
     out: Path,
@@ -205,7 +215,7 @@ def make_clip(
         "noise": noise,
         "people": [{k: v for k, v in p.items() if k != "_patch"} for p in people],
     }
-    Path(str(out) + ".truth.json").write_text(json.dumps(truth))
+    truth_path(out).write_text(json.dumps(truth))
     return truth
 
 
