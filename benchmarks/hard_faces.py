@@ -72,9 +72,13 @@ def main() -> int:
     for p in a.per_face:
         try:
             d = json.loads(Path(p).read_text())
-            d["pred"], d["label"], d["source"], d["group"]  # noqa: B018 (the fields this reads)
-        except (ValueError, KeyError, TypeError) as e:
-            raise MaskwatchError("%s: not a compare_bundles.py --per-face file (%s)" % (p, e), EX_DATAERR)
+        except ValueError as e:
+            raise MaskwatchError("%s: not JSON (%s)" % (p, e), EX_DATAERR)
+        missing = [k for k in ("labels", "pred", "label", "source", "group") if not isinstance(d, dict) or k not in d]
+        if missing:
+            raise MaskwatchError(
+                "%s: not a compare_bundles.py --per-face file (no %s)" % (p, ", ".join(missing)), EX_DATAERR
+            )
         docs.append(d)
     models = [m for m in docs[0]["pred"] if m not in a.exclude and all(m in d["pred"] for d in docs)]
     if not models:
