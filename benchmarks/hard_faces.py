@@ -108,7 +108,7 @@ def main() -> int:
                     len(models),
                     v["wrong_by_all"],
                     v["groups_of_wrong_by_all"],
-                    "  p %.4f" % tests[k]["p_two_sided"] if s is sides[1] and k in tests else "",
+                    "  p %.4f" % tests[k]["p_two_sided"] if s is not sides[0] and k in tests else "",
                 )
             )
     if a.out:

@@ -784,7 +784,7 @@ def test_compare_bundles_writes_each_faces_verdict_per_bundle(tmp_path, shipped_
             assert got == count, (t, p)
 
 
-def test_hard_faces_counts_faces_every_bundle_gets_wrong_and_tests_the_difference():
+def test_hard_faces_counts_faces_every_bundle_gets_wrong_and_tests_the_difference(tmp_path):
     """benchmarks/hard_faces.py: per source and class, the faces all bundles get wrong (and their photo groups);
     Fisher's exact test against known values (a 3 x 3 table by hand: 2x2 [[3, 1], [1, 3]] has p = 34/70)."""
     import importlib.util
@@ -809,3 +809,23 @@ def test_hard_faces_counts_faces_every_bundle_gets_wrong_and_tests_the_differenc
     w = h["chandrikadeb7 / with_mask"]
     assert w["wrong_by_all"] == 1 and w["wrong_by_each"] == {"a": 1, "b": 1}
     assert list(h)[0].startswith("ilc2021")  # real sources in the house order (andrewmvd, ilc2021, chandrikadeb7)
+    # one file alone (no second side to test against) and two: both run, the second carries the Fisher p
+    import subprocess
+    import sys
+
+    f = tmp_path / "faces.json"
+    f.write_text(json.dumps(doc))
+    for files in ([f], [f, f]):
+        out = tmp_path / "hard.json"
+        r = subprocess.run(
+            [sys.executable, str(root / "benchmarks" / "hard_faces.py")]
+            + [str(x) for x in files]
+            + ["--out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert r.returncode == 0, r.stderr[-1500:]
+        got = json.loads(out.read_text())
+        assert got["sides"][0]["by_source_class"] == h and len(got["sides"]) == len(files)
+        assert bool(got["fisher_wrong_by_all_first_vs_second"]) == (len(files) == 2)
