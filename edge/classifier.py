@@ -14,7 +14,7 @@ import numpy as np
 
 from . import backends
 from .bundle import NO_FACE, PARITY_FLOOR, Bundle, Variant
-from .crop import crop_faces, fit_box, resize_rgb, view_box
+from .crop import crop_faces, fit_box, view_box
 from .types import Box, Face
 from .verdict import Verdict, calibrate, verdict
 
@@ -82,13 +82,6 @@ class MaskClassifier:
         if detector:  # fit_box leaves a box as it is when the bundle has no fit
             boxes = [fit_box(b, self.bundle.box_fit) for b in boxes]
         return crop_faces(image_bgr, boxes, self.margin, self.size)
-
-    def preprocess_crops(self, crops_bgr: Sequence[np.ndarray]) -> np.ndarray:
-        """For images that are already face crops (`edge-maskd classify`): whole image, no margin."""
-        out = np.empty((len(crops_bgr), self.size[0], self.size[1], 3), dtype=np.uint8)
-        for i, c in enumerate(crops_bgr):
-            out[i] = resize_rgb(c, self.size)
-        return out
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         if len(batch) == 0:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from . import __version__
-from .config import DETECTOR_BACKENDS, DETECTOR_MODES, DetectorConfig, build
+from .config import DETECTOR_BACKENDS, DETECTOR_MODES, SCAN, DetectorConfig, build
 from .datasets_io import MAX_PIXELS
 from .errors import EX_TEMPFAIL, EX_UNAVAILABLE, EX_USAGE, MaskwatchError, SourceError
 
@@ -191,33 +191,66 @@ def _detector_from_args(a):
     return load_detector(Path(model_dir) if model_dir else None, opts)
 
 
-def _classifier_from_args(a):
+def _classifier_from_args(a, no_face_threshold: Optional[float] = None):
+    """The bundle's classifier; `no_face_threshold` replaces its operating point's (a detector setting's own)."""
+    import dataclasses
+
     from .bundle import load_bundle
     from .classifier import MaskClassifier
     from .pipeline import default_bundle_path
 
     bundle = load_bundle(Path(a.bundle) if a.bundle else default_bundle_path())
+    if no_face_threshold is not None and bundle.operating_point.no_face_threshold is not None:
+        bundle.operating_point = dataclasses.replace(bundle.operating_point, no_face_threshold=no_face_threshold)
     return MaskClassifier(bundle, a.variant, {"threads": a.threads})
 
 
+def _scan_no_face_threshold(a) -> Optional[float]:
+    """scan's rejector threshold: the kiosk config's (or the bundle's) with --config, else --no-face-threshold."""
+    if a.config:
+        from .config import load_config
+
+        return load_config(a.config, {"source": {"url": "unused"}}).classifier.no_face_threshold
+    if not 0.0 < a.no_face_threshold <= 1.0:
+        raise MaskwatchError("--no-face-threshold must be in (0, 1], not %s" % a.no_face_threshold, EX_USAGE)
+    return float(a.no_face_threshold)
+
+
 def cmd_scan(a) -> int:
+    import dataclasses
+
+    from .crop import fit_box
+    from .types import clamp_box
+
+    no_face_threshold = _scan_no_face_threshold(a)
     det = _detector_from_args(a)
-    clf = _classifier_from_args(a)
+    clf = _classifier_from_args(a, no_face_threshold)
     failures = 0
     for p in a.paths:
         path = Path(p)
         try:
             for idx, img in _iter_frames(path, a.every, a.max_pixels):
-                faces = clf.classify(img, det.detect(img))
+                found = det.detect(img)
+                h, w = img.shape[:2]
+                # each face's box in the annotation convention the classifier was trained and measured in
+                # (the bundle's detector_box_fit: res10's box starts higher and ends lower than a face)
+                faces = [
+                    dataclasses.replace(f, box=clamp_box(fit_box(d.box, clf.bundle.box_fit), w, h))
+                    for f, d in zip(clf.classify(img, found), found)
+                ]
+                if not a.rejected:  # what the rejector calls not a face is no face, as in the daemon
+                    keep = [i for i, f in enumerate(faces) if f.label != "no_face"]
+                    faces, found = [faces[i] for i in keep], [found[i] for i in keep]
                 if a.draw:
                     _draw(img, faces, Path(a.draw) / ("%s-%06d.png" % (path.stem, idx)))
-                for f in faces:
+                for f, d in zip(faces, found):
                     print(
                         json.dumps(
                             {
                                 "file": str(path),
                                 "frame": idx,
                                 "box": list(f.box),
+                                "detector_box": list(d.box),
                                 "label": f.label,
                                 "score": round(f.score, 4),
                                 "probs": f.probs,
@@ -263,9 +296,15 @@ MIN_CROP_PX = 12  # classify: smaller images are refused (the detector keeps fac
 
 
 def cmd_classify(a) -> int:
+    from .crop import fit_box, photo_face
     from .datasets_io import read_image
+    from .detector import PHOTO_FACE_CONFIDENCE, load_detector, photo_face_options
+    from .types import clamp_box
 
     clf = _classifier_from_args(a)
+    # the face of each photo, found and cut as the folder-per-class training photos were (edge.crop.photo_face);
+    # --whole classifies the image as it is
+    det = None if a.whole else load_detector(None, photo_face_options(fallback=False))
     failures = 0
     for p in a.paths:
         try:
@@ -287,8 +326,22 @@ def cmd_classify(a) -> int:
             )
             failures += 1
             continue
-        v = clf.postprocess(clf.probs(clf.preprocess_crops([img])))[0]
-        out = {"file": str(p), "label": v.label, "score": round(v.score, 4), "probs": v.probs, "alert": v.alert}
+        h, w = img.shape[:2]
+        faces = det.detect(img) if det is not None else []
+        crop, box, how = photo_face(img, faces, clf.margin, clf.size, clf.bundle.box_fit, PHOTO_FACE_CONFIDENCE)
+        # a found face is seen as scan and the daemon see it (the operating point's views of its box, of which
+        # the first is `crop`); a whole image has nothing around it to take other views from
+        views = clf.preprocess_views(img, [box], detector=True) if how == "detector" else crop[None]
+        v = clf.postprocess(clf.probs(views))[0]
+        out = {
+            "file": str(p),
+            "label": v.label,
+            "score": round(v.score, 4),
+            "probs": v.probs,
+            "alert": v.alert,
+            "face": how,  # detector: res10 found the face and it was cut out; whole: the image as it is
+            "box": list(clamp_box(fit_box(box, clf.bundle.box_fit), w, h) if how == "detector" else box),
+        }
         if "no_face" in clf.output_labels:
             out["no_face"] = v.no_face
         print(json.dumps(out), flush=True)
@@ -460,21 +513,44 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("scan", help="detect + classify faces in images/videos; JSON lines on stdout")
     s.add_argument("paths", nargs="+")
     model_args(s)
-    s.add_argument("--config", default=None, help="take detector settings from a kiosk config")
+    s.add_argument(
+        "--config",
+        default=None,
+        help="take the detector settings and classifier.no_face_threshold from a kiosk config instead",
+    )
     s.add_argument(
         "--mode",
         choices=DETECTOR_MODES,
-        default="tiles",
-        help="detector passes (default tiles: finds the small faces of crowd photos)",
+        default=SCAN.mode,
+        help="detector passes (default %s: one pass at the photo's own resolution; tiles finds a few more of a "
+        "crowd's smallest faces at about 17 times the time)" % SCAN.mode,
     )
-    s.add_argument("--confidence", type=float, default=_D.confidence)
+    s.add_argument(
+        "--confidence",
+        type=float,
+        default=SCAN.confidence,
+        help="res10's score floor (default %s: with the no_face rejector, the best over all faces of held-out "
+        "real scenes; the kiosk config uses its own)" % SCAN.confidence,
+    )
+    s.add_argument(
+        "--no-face-threshold",
+        type=float,
+        default=SCAN.no_face_threshold,
+        help="a detection whose P(no_face) reaches this is not a face (default %s, chosen with --confidence %s; "
+        "the bundle's own value is for face crops)" % (SCAN.no_face_threshold, SCAN.confidence),
+    )
+    s.add_argument(
+        "--rejected",
+        action="store_true",
+        help="also print the detections the no_face rejector took for not a face (label no_face)",
+    )
     s.add_argument("--upscale", type=float, default=_D.upscale)
     s.add_argument(
         "--tile-size",
         type=int,
         nargs="+",
         default=[200, 100],
-        help="tile size(s) in pixels (default 200 100: the setting that scored best on the "
+        help="with --mode tiles: tile size(s) in pixels (default 200 100: the best tiles on the "
         "validation crowd photos, ~1 s per photo on 2 cores; 300 is ~7x faster)",
     )
     s.add_argument(
@@ -486,9 +562,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--min-face-px",
         type=int,
-        default=0,
-        help="drop smaller faces (default 0: photos are scanned for every face, the kiosk config "
-        "keeps %d)" % _D.min_face_px,
+        default=SCAN.min_face_px,
+        help="drop smaller faces (default %d; the kiosk config keeps its own)" % SCAN.min_face_px,
     )
     s.add_argument(
         "--backend",
@@ -508,9 +583,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-v", "--verbose", action="store_true", help="also print frames with no face")
     s.set_defaults(fn=cmd_scan)
 
-    s = sub.add_parser("classify", help="classify images that are already face crops")
+    s = sub.add_parser(
+        "classify",
+        help="classify photos of one person each: the face res10 finds, cut as in training (else the whole image)",
+    )
     s.add_argument("paths", nargs="+")
     model_args(s)
+    s.add_argument(
+        "--whole",
+        action="store_true",
+        help="classify each image whole, without looking for the face (images that are already tight face crops)",
+    )
     s.set_defaults(fn=cmd_classify)
 
     s = sub.add_parser("assets", help="fetch or verify the res10 face detector files")

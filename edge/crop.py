@@ -13,7 +13,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from .types import Box, expand_box
+from .types import Box, Face, expand_box
 
 RESIZE_RULE = "area when shrinking, bilinear when growing"
 
@@ -67,6 +67,26 @@ def crop_face(image_bgr: np.ndarray, box: Box, margin: float, size: Tuple[int, i
     x1, y1, x2, y2 = expand_box(box, margin, fw, fh)
     region = image_bgr[y1 : max(y2, y1 + 1), x1 : max(x2, x1 + 1)]
     return resize_rgb(region, size)
+
+
+def photo_face(
+    image_bgr: np.ndarray,
+    faces: Sequence[Face],
+    margin: float,
+    size: Tuple[int, int],
+    fit: Optional[BoxFit],
+    min_score: float,
+) -> Tuple[np.ndarray, Box, str]:
+    """The face of a photo of one person, cut as the folder-per-class training sets were cut: the detector's
+    highest-scoring box at `min_score` or more, moved by the bundle's `fit` and grown by `margin` ("detector");
+    where there is none, the whole image with no margin ("whole": most such photos are tight crops of a masked
+    face, which res10 often misses). (crop RGB uint8, the detector's box or the whole image, how)."""
+    found = [f for f in faces if f.det_score >= min_score]
+    if found:
+        best = max(found, key=lambda f: f.det_score)
+        return crop_face(image_bgr, fit_box(best.box, fit), margin, size), best.box, "detector"
+    h, w = image_bgr.shape[:2]
+    return crop_face(image_bgr, (0, 0, w, h), 0.0, size), (0, 0, w, h), "whole"
 
 
 def crop_faces(image_bgr: np.ndarray, boxes: Sequence[Box], margin: float, size: Tuple[int, int]) -> np.ndarray:

@@ -9,9 +9,10 @@ besides the fast `single` pass it can run at the frame's own resolution
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -263,6 +264,32 @@ def nms(
         if ok:
             kept.append((box, score))
     return kept
+
+
+# The rules of the res10 passes that cut training data (edge-export prepare, box-fit, extend), kept apart from
+# the kiosk config's defaults: the crops, and so the split under the shipped runs, must not move when a device
+# rule does. detector.max_aspect (session 13, default 2.2) dropped 63 of prepare's no_face boxes and
+# restore_members refused the recomputed split; these are the rules the shipped split was cut with (no aspect rule).
+DATA_RULES: Dict[str, Any] = {
+    "input_size": 300,
+    "upscale": 1.0,
+    "flip": False,
+    "tile_size": 300,
+    "tile_overlap": 0.25,
+    "tile_max_face": 0.25,
+    "nms_iou": 0.4,
+    "nms_containment": 0.8,
+    "nms_own_share": 1.0,
+    "max_aspect": math.inf,
+}
+PHOTO_FACE_CONFIDENCE = 0.5  # a photo of one person: its face is res10's best box at this score or more
+
+
+def photo_face_options(**kw: Any) -> DetectorOptions:
+    """res10 as it found the face in each photo of the folder-per-class training sets (one 300x300 pass, every
+    box kept, the data rules): `edge-maskd classify` finds the face of a photo the same way (edge.crop.photo_face)."""
+    base: Dict[str, Any] = {"confidence": PHOTO_FACE_CONFIDENCE, "mode": "single", "min_face_px": 0}
+    return DetectorOptions(**{**DATA_RULES, **base, **kw})
 
 
 def load_detector(model_dir: Optional[Path] = None, options: Optional[DetectorOptions] = None) -> FaceDetector:

@@ -7,13 +7,13 @@ import collections
 import copy
 import json
 import logging
-import math
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from edge.detector import DATA_RULES
 from edge.errors import EX_NOINPUT, EX_UNAVAILABLE, EX_USAGE, MaskwatchError
 from export.crops import Split, check_split_fits, load_split, save_split, side_counts, split_arrays, split_index
 from export.crops import load as load_crops
@@ -88,22 +88,9 @@ def read_box_fit(path: Optional[str]) -> Optional[Tuple[float, float, float, flo
 
 
 PREPARE_MIN_FACE_PX = 0  # the detector passes of prepare keep every box (see cmd_prepare)
-# The box rules of every detector pass that cuts training data (prepare, box-fit, extend), pinned here instead of
-# following the kiosk config's defaults: the crops, and so the split under the shipped runs, must not move when a
-# device rule does. detector.max_aspect (session 13, default 2.2) dropped 63 of prepare's no_face boxes and
-# restore_members refused the recomputed split; these are the rules the shipped split was cut with (no aspect rule).
-DATA_DETECTOR_RULES: Dict[str, Any] = {
-    "input_size": 300,
-    "upscale": 1.0,
-    "flip": False,
-    "tile_size": 300,
-    "tile_overlap": 0.25,
-    "tile_max_face": 0.25,
-    "nms_iou": 0.4,
-    "nms_containment": 0.8,
-    "nms_own_share": 1.0,
-    "max_aspect": math.inf,
-}
+# The box rules of every detector pass that cuts training data (prepare, box-fit, extend): edge.detector.DATA_RULES,
+# pinned there apart from the kiosk config's defaults, and the rules `edge-maskd classify` finds a photo's face by.
+DATA_DETECTOR_RULES: Dict[str, Any] = DATA_RULES
 
 
 def data_detector(detector_dir: Optional[str], **kw: Any) -> Any:

@@ -16,7 +16,9 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from edge.crop import photo_face
 from edge.datasets_io import read_image
+from edge.detector import PHOTO_FACE_CONFIDENCE
 
 log = logging.getLogger(__name__)
 
@@ -277,7 +279,7 @@ def read_folders(
     source: str,
     report: Report,
     detector=None,
-    det_conf: float = 0.5,
+    det_conf: float = PHOTO_FACE_CONFIDENCE,
     progress: Callable[[Iterable], Iterable] = lambda x: x,
     box_fit: Optional[Tuple[float, float, float, float]] = None,
 ) -> List[Crop]:
@@ -306,16 +308,11 @@ def read_folders(
             report.skip(f, "not a decodable image")
             continue
         report.read[source] += 1
-        h, w = img.shape[:2]
-        box, how = (0, 0, w, h), "whole"
-        if detector is not None:
-            faces = [fc for fc in detector.detect(img) if fc.det_score >= det_conf]
-            if faces:
-                best = max(faces, key=lambda fc: fc.det_score)
-                box, how = best.box, "detector"
-        m = margin if how == "detector" else 0.0
-        fit = box_fit if how == "detector" else None
-        c = Crop(crop_face(img, box, m, size, fit), label, "%s:%s" % (source, f.name), source, str(f), box, how)
+        # the one rule for a photo of one person, which `edge-maskd classify` runs too (edge.crop.photo_face)
+        image, box, how = photo_face(
+            img, detector.detect(img) if detector is not None else [], margin, (size, size), box_fit, det_conf
+        )
+        c = Crop(image, label, "%s:%s" % (source, f.name), source, str(f), box, how)
         report.add(c)
         crops.append(c)
     return crops

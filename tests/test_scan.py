@@ -61,3 +61,130 @@ def test_classify_crops_from_the_demo_portrait(tmp_path, demo_clip, shipped_bund
     assert [row["file"] for row in rows] == [str(p) for p in paths]
     assert all(row["label"] in LABELS for row in rows)
     assert rows[0]["probs"] != rows[1]["probs"]  # the drawn mask changes what the model sees
+
+
+def test_scan_hides_what_the_rejector_calls_no_face(demo_clip, detector_dir, shipped_bundle):
+    """At a low res10 floor most boxes on the demo clip are background; the no_face rejector takes them out of
+    scan's output as the daemon takes them out of its tracks, and --rejected shows them."""
+
+    def rows(*extra):
+        r = run_cli(["edge-maskd", "scan", "--every", "30", "--confidence", "0.05", *extra, demo_clip])
+        assert r.returncode == 0, r.stderr[-1500:]
+        return [json.loads(line) for line in r.stdout.splitlines()]
+
+    shown, everything = rows(), rows("--rejected")
+    rejected = [row for row in everything if row["label"] == "no_face"]
+    assert shown and rejected
+    assert all(row["label"] in LABELS for row in shown)
+    assert [row for row in everything if row["label"] != "no_face"] == shown
+    from edge.config import SCAN
+
+    assert all(row["no_face"] >= SCAN.no_face_threshold for row in rejected)
+    # a rejector threshold that takes nothing out shows every box as a face
+    assert len(rows("--no-face-threshold", "1.0")) > len(shown)
+
+
+def test_scan_box_is_the_fitted_face_box(demo_clip, detector_dir, shipped_bundle):
+    """`box` is the face in the annotation convention the classifier was trained and measured in (the bundle's
+    detector_box_fit applied to res10's box); `detector_box` is res10's own."""
+    from edge.bundle import load_bundle
+    from edge.crop import fit_box
+
+    fit = load_bundle(shipped_bundle).box_fit
+    assert fit and any(fit)
+    r = run_cli(["edge-maskd", "scan", "--every", "30", demo_clip])
+    assert r.returncode == 0, r.stderr[-1500:]
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert rows
+    from edge.types import clamp_box
+
+    cap = cv2.VideoCapture(str(demo_clip))
+    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    cap.release()
+    for row in rows:
+        assert row["box"] == list(clamp_box(fit_box(tuple(row["detector_box"]), fit), w, h)) != row["detector_box"]
+
+
+def test_scan_refuses_a_no_face_threshold_out_of_range(demo_clip, shipped_bundle):
+    for bad in ("0", "1.5", "-0.2"):
+        r = run_cli(["edge-maskd", "scan", "--no-face-threshold", bad, demo_clip])
+        assert r.returncode == 64, (bad, r.returncode, r.stderr)
+        assert "--no-face-threshold" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_classify_cuts_a_photo_as_training_cut_it(tmp_path, detector_dir, shipped_bundle):
+    """A photo of one person: the training crop of a folder-per-class set (export.datasets.read_folders) and
+    the crop `edge-maskd classify` classifies are one function's (edge.crop.photo_face), pixel for pixel, and
+    classify's verdict is the operating point's views of that face; --whole classifies the image as it is."""
+    from edge import assets
+    from edge.bundle import load_bundle
+    from edge.classifier import MaskClassifier
+    from edge.crop import fit_box, photo_face
+    from edge.datasets_io import read_image
+    from edge.detector import PHOTO_FACE_CONFIDENCE, load_detector, photo_face_options
+    from edge.types import clamp_box
+    from export.datasets import Report, read_folders
+
+    portrait = cv2.imread(str(assets.fetch(assets.DEMO_FACE, assets.default_cache_dir())))
+    (tmp_path / "with_mask").mkdir()
+    photo = tmp_path / "with_mask" / "person.png"
+    cv2.imwrite(str(photo), portrait)
+    bundle = load_bundle(shipped_bundle)
+    clf = MaskClassifier(bundle, None, fallback=False)
+    det = load_detector(None, photo_face_options(fallback=False))
+    (train,) = read_folders(
+        tmp_path,
+        margin=bundle.crop_margin,
+        size=clf.size[0],
+        source="t",
+        report=Report(),
+        detector=det,
+        box_fit=bundle.box_fit,
+    )
+    img = read_image(photo)
+    crop, box, how = photo_face(img, det.detect(img), clf.margin, clf.size, bundle.box_fit, PHOTO_FACE_CONFIDENCE)
+    assert train.how == how == "detector" and tuple(train.box) == tuple(box)
+    assert np.array_equal(train.image, crop)
+    views = clf.preprocess_views(img, [box], detector=True)
+    assert np.array_equal(views[0][0], crop)  # the device's own crop of the same box
+    expected = clf.postprocess(clf.probs(views))[0]
+
+    r = run_cli(["edge-maskd", "classify", photo])
+    assert r.returncode == 0, r.stderr[-1500:]
+    (row,) = [json.loads(line) for line in r.stdout.splitlines()]
+    h, w = img.shape[:2]
+    assert row["face"] == "detector" and row["box"] == list(clamp_box(fit_box(box, bundle.box_fit), w, h))
+    assert row["label"] == expected.label and row["probs"] == expected.probs
+
+    r = run_cli(["edge-maskd", "classify", "--whole", photo])
+    (whole,) = [json.loads(line) for line in r.stdout.splitlines()]
+    assert whole["face"] == "whole" and whole["box"] == [0, 0, w, h]
+    assert whole["probs"] != row["probs"]  # the whole portrait is not the face
+
+
+def test_scan_defaults_are_the_measured_all_faces_setting():
+    """scan's defaults (edge.config.SCAN) are the setting chosen on val over all faces of the real scenes and
+    measured on test in benchmarks/results/allfaces-native.json: a re-measured setting must move them too."""
+    from pathlib import Path
+
+    from edge.cli import build_parser
+    from edge.config import SCAN
+
+    res = json.loads((Path(__file__).resolve().parent.parent / "benchmarks/results/allfaces-native.json").read_text())
+    measured = res["test"]["all"]
+    assert (SCAN.confidence, SCAN.no_face_threshold) == (
+        res["chosen"]["confidence"],
+        res["chosen"]["no_face_threshold"],
+    )
+    assert (SCAN.mode, SCAN.min_face_px, measured["min_face"]) == (
+        measured["mode"],
+        measured["detector_min_face_px"],
+        0,
+    )
+    a = build_parser().parse_args(["scan", "photo.jpg"])
+    assert (a.mode, a.confidence, a.no_face_threshold, a.min_face_px) == (
+        SCAN.mode,
+        SCAN.confidence,
+        SCAN.no_face_threshold,
+        SCAN.min_face_px,
+    )
