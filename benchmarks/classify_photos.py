@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
-"""`edge-maskd classify` as a user runs it, on one split's photos of the folder-per-class sets (chandrikadeb7,
-real; MaskedFace-Net, synthetic), once as it classifies by default (the face res10 finds, cut as the training
-photos were: edge.crop.photo_face) and once with --whole (the image as it is, what classify did before session
-29). Scored against the folder labels: photos right, with_mask photos flagged non-compliant, non-compliant
-photos not flagged. Give a bundle whose photos of that split are held out (not a refit for val).
+"""`edge-maskd classify` as a user runs it, by default (each image classified whole, as a face crop) and with
+--find-face (the face res10 finds, cut as the folder-per-class training photos were: edge.crop.photo_face), on
+two kinds of image from one split:
+  - photos: the folder-per-class sets' photos (chandrikadeb7, real; MaskedFace-Net, synthetic), close-ups of one
+    person with hair, shoulders and background;
+  - tight crops: each annotated face of the VOC scene sets (andrewmvd, ilc2021) cut exactly at its box (>= 12 px),
+    what a labelled scene set becomes when someone crops it to test a classifier.
+Scored against the labels: right, with_mask flagged non-compliant, non-compliant not flagged, incorrectly worn
+right. Give a bundle whose images of that split are held out (not a refit for val).
 
     benchmarks/classify_photos.py --bundle work/bundles/ens3 --run work/runs/common --crops work/crops112.npz \\
         --split val --out benchmarks/results/choices-val/classify-photos-ens3-val.json
@@ -15,6 +19,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -23,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 LABELS = ["with_mask", "without_mask", "mask_weared_incorrect"]
 NON_COMPLIANT = set(LABELS[1:])
-SOURCES = ("chandrikadeb7", "maskedfacenet-maskon")
+FOLDER_SOURCES = ("chandrikadeb7", "maskedfacenet-maskon")
+MODES = (("default (whole image)", []), ("--find-face", ["--find-face"]))
 
 
 def score(rows: list, truth: dict) -> dict:
@@ -31,26 +37,48 @@ def score(rows: list, truth: dict) -> dict:
     lab = [row["label"] for row in rows]
     wm = [p for t, p in zip(y, lab) if t == "with_mask"]
     nc = [p for t, p in zip(y, lab) if t in NON_COMPLIANT]
+    inc = [p for t, p in zip(y, lab) if t == "mask_weared_incorrect"]
     return {
-        "photos": len(rows),
+        "images": len(rows),
         "right": sum(t == p for t, p in zip(y, lab)),
         "with_mask": len(wm),
         "with_mask_flagged": sum(p in NON_COMPLIANT for p in wm),
         "noncompliant": len(nc),
         "noncompliant_missed": sum(p not in NON_COMPLIANT for p in nc),
+        "incorrect": len(inc),
+        "incorrect_right": sum(p == "mask_weared_incorrect" for p in inc),
         "faces": dict(Counter(row["face"] for row in rows)),
     }
 
 
+def classify(exe: str, bundle: str, extra: list, files: list) -> list:
+    rows = []
+    for i in range(0, len(files), 300):
+        part = files[i : i + 300]
+        r = subprocess.run([exe, "classify", "--bundle", bundle, *extra, *part], capture_output=True, text=True)
+        got = [json.loads(line) for line in r.stdout.splitlines()]
+        if r.returncode != 0 or len(got) != len(part):
+            raise SystemExit("classify failed (exit %d): %s" % (r.returncode, r.stderr[-800:]))
+        rows += got
+    return rows
+
+
 def main() -> int:
+    import cv2
+
     from export.crops import load as load_crops
     from export.crops import split_index
+    from export.datasets import iter_scenes, normalise_label
+    from export.evaluate import scene_ids_of
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bundle", required=True)
     ap.add_argument("--run", required=True, help="the run whose split is read")
     ap.add_argument("--crops", required=True, help="the crops file that split indexes (its files are the photos)")
     ap.add_argument("--split", choices=("val", "test"), default="val")
+    ap.add_argument(
+        "--scenes", nargs="*", default=["../shared/data/andrewmvd-train", "../shared/data/ilc2021-jolignier"]
+    )
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     crops = load_crops(Path(a.crops))
@@ -61,18 +89,24 @@ def main() -> int:
         "split": a.split,
         "command": " ".join(["benchmarks/classify_photos.py"] + sys.argv[1:]),
     }
-    for source in SOURCES:
+    sets = {}
+    for source in FOLDER_SOURCES:
         m = idx[crops["sources"][idx] == source]
-        files = [str(f) for f in crops["files"][m]]
-        truth = {f: LABELS[int(y)] for f, y in zip(files, crops["labels"][m])}
-        res[source] = {}
-        for name, extra in (("found face (default)", []), ("whole image (--whole)", ["--whole"])):
-            r = subprocess.run([exe, "classify", "--bundle", a.bundle, *extra, *files], capture_output=True, text=True)
-            rows = [json.loads(line) for line in r.stdout.splitlines()]
-            if r.returncode != 0 or len(rows) != len(files):
-                print("classify failed (exit %d): %s" % (r.returncode, r.stderr[-800:]), file=sys.stderr)
-                return 1
-            res[source][name] = score(rows, truth)
+        sets["photos: " + source] = {str(f): LABELS[int(y)] for f, y in zip(crops["files"][m], crops["labels"][m])}
+    with tempfile.TemporaryDirectory() as tmp:
+        dirs = [Path(d) for d in a.scenes]
+        ids = {d.name: scene_ids_of(crops, idx, d) for d in dirs}
+        for name, sid, img, objs in iter_scenes(dirs, ids):
+            for k, (label, (x1, y1, x2, y2)) in enumerate(objs):
+                lab = normalise_label(label)
+                if lab is None or min(x2 - x1, y2 - y1) < 12:
+                    continue
+                path = Path(tmp) / ("%s-%s-%d.png" % (name, sid, k))
+                cv2.imwrite(str(path), img[y1:y2, x1:x2])
+                sets.setdefault("tight crops: " + name, {})[str(path)] = lab
+        for kind, truth in sets.items():
+            files = sorted(truth)
+            res[kind] = {mode: score(classify(exe, a.bundle, extra, files), truth) for mode, extra in MODES}
     text = json.dumps(res, indent=1)
     print(text)
     if a.out:

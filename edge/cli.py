@@ -302,9 +302,10 @@ def cmd_classify(a) -> int:
     from .types import clamp_box
 
     clf = _classifier_from_args(a)
-    # the face of each photo, found and cut as the folder-per-class training photos were (edge.crop.photo_face);
-    # --whole classifies the image as it is
-    det = None if a.whole else load_detector(None, photo_face_options(fallback=False))
+    # images are face crops, classified whole; with --find-face each is a photo of one person whose face is found
+    # and cut as the folder-per-class training photos were (edge.crop.photo_face). Not the default: on a tight
+    # crop res10 finds a part of the face (the mask, the chin) and that part alone would be classified
+    det = load_detector(None, photo_face_options(fallback=False)) if a.find_face else None
     failures = 0
     for p in a.paths:
         try:
@@ -583,16 +584,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-v", "--verbose", action="store_true", help="also print frames with no face")
     s.set_defaults(fn=cmd_scan)
 
-    s = sub.add_parser(
-        "classify",
-        help="classify photos of one person each: the face res10 finds, cut as in training (else the whole image)",
-    )
+    s = sub.add_parser("classify", help="classify images that are already face crops (or, --find-face, photos)")
     s.add_argument("paths", nargs="+")
     model_args(s)
     s.add_argument(
-        "--whole",
+        "--find-face",
         action="store_true",
-        help="classify each image whole, without looking for the face (images that are already tight face crops)",
+        help="each image is a photo of one person (head and shoulders, a selfie): classify the face res10 finds in "
+        "it, cut as the training photos were, or the whole image where it finds none",
     )
     s.set_defaults(fn=cmd_classify)
 

@@ -114,8 +114,9 @@ def test_scan_refuses_a_no_face_threshold_out_of_range(demo_clip, shipped_bundle
 
 def test_classify_cuts_a_photo_as_training_cut_it(tmp_path, detector_dir, shipped_bundle):
     """A photo of one person: the training crop of a folder-per-class set (export.datasets.read_folders) and
-    the crop `edge-maskd classify` classifies are one function's (edge.crop.photo_face), pixel for pixel, and
-    classify's verdict is the operating point's views of that face; --whole classifies the image as it is."""
+    the crop `edge-maskd classify --find-face` classifies are one function's (edge.crop.photo_face), pixel for pixel, and
+    `classify --find-face`'s verdict is the operating point's views of that face; by default classify takes the
+    image whole (a face crop)."""
     from edge import assets
     from edge.bundle import load_bundle
     from edge.classifier import MaskClassifier
@@ -149,14 +150,14 @@ def test_classify_cuts_a_photo_as_training_cut_it(tmp_path, detector_dir, shippe
     assert np.array_equal(views[0][0], crop)  # the device's own crop of the same box
     expected = clf.postprocess(clf.probs(views))[0]
 
-    r = run_cli(["edge-maskd", "classify", photo])
+    r = run_cli(["edge-maskd", "classify", "--find-face", photo])
     assert r.returncode == 0, r.stderr[-1500:]
     (row,) = [json.loads(line) for line in r.stdout.splitlines()]
     h, w = img.shape[:2]
     assert row["face"] == "detector" and row["box"] == list(clamp_box(fit_box(box, bundle.box_fit), w, h))
     assert row["label"] == expected.label and row["probs"] == expected.probs
 
-    r = run_cli(["edge-maskd", "classify", "--whole", photo])
+    r = run_cli(["edge-maskd", "classify", photo])  # the default: the image is a face crop, classified whole
     (whole,) = [json.loads(line) for line in r.stdout.splitlines()]
     assert whole["face"] == "whole" and whole["box"] == [0, 0, w, h]
     assert whole["probs"] != row["probs"]  # the whole portrait is not the face
