@@ -211,6 +211,8 @@ def _scan_no_face_threshold(a) -> Optional[float]:
         from .config import load_config
 
         return load_config(a.config, {"source": {"url": "unused"}}).classifier.no_face_threshold
+    if not 0.0 < a.confidence <= 1.0:
+        raise MaskwatchError("--confidence must be in (0, 1], not %s" % a.confidence, EX_USAGE)
     if not 0.0 < a.no_face_threshold <= 1.0:
         raise MaskwatchError("--no-face-threshold must be in (0, 1], not %s" % a.no_face_threshold, EX_USAGE)
     return float(a.no_face_threshold)

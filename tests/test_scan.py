@@ -105,11 +105,12 @@ def test_scan_box_is_the_fitted_face_box(demo_clip, detector_dir, shipped_bundle
         assert row["box"] == list(clamp_box(fit_box(tuple(row["detector_box"]), fit), w, h)) != row["detector_box"]
 
 
-def test_scan_refuses_a_no_face_threshold_out_of_range(demo_clip, shipped_bundle):
-    for bad in ("0", "1.5", "-0.2"):
-        r = run_cli(["edge-maskd", "scan", "--no-face-threshold", bad, demo_clip])
-        assert r.returncode == 64, (bad, r.returncode, r.stderr)
-        assert "--no-face-threshold" in r.stderr and "Traceback" not in r.stderr
+def test_scan_refuses_thresholds_out_of_range(demo_clip, shipped_bundle):
+    for flag in ("--no-face-threshold", "--confidence"):
+        for bad in ("0", "1.5", "-0.2"):
+            r = run_cli(["edge-maskd", "scan", flag, bad, demo_clip])
+            assert r.returncode == 64, (flag, bad, r.returncode, r.stderr)
+            assert flag in r.stderr and "Traceback" not in r.stderr
 
 
 def test_classify_cuts_a_photo_as_training_cut_it(tmp_path, detector_dir, shipped_bundle):
