@@ -206,15 +206,15 @@ def _classifier_from_args(a, no_face_threshold: Optional[float] = None):
 
 
 def _scan_no_face_threshold(a) -> Optional[float]:
-    """scan's rejector threshold: the kiosk config's (or the bundle's) with --config, else --no-face-threshold."""
+    """scan's rejector threshold: the kiosk config's (or the bundle's) with --config, else --no-face-threshold.
+    Out-of-range --confidence / --no-face-threshold are refused here, before any model loads."""
     if a.config:
         from .config import load_config
 
         return load_config(a.config, {"source": {"url": "unused"}}).classifier.no_face_threshold
-    if not 0.0 < a.confidence <= 1.0:
-        raise MaskwatchError("--confidence must be in (0, 1], not %s" % a.confidence, EX_USAGE)
-    if not 0.0 < a.no_face_threshold <= 1.0:
-        raise MaskwatchError("--no-face-threshold must be in (0, 1], not %s" % a.no_face_threshold, EX_USAGE)
+    for flag, value in (("--confidence", a.confidence), ("--no-face-threshold", a.no_face_threshold)):
+        if not 0.0 < value <= 1.0:
+            raise MaskwatchError("%s must be in (0, 1], not %s" % (flag, value), EX_USAGE)
     return float(a.no_face_threshold)
 
 

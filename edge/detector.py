@@ -287,7 +287,7 @@ PHOTO_FACE_CONFIDENCE = 0.5  # a photo of one person: its face is res10's best b
 
 def photo_face_options(**kw: Any) -> DetectorOptions:
     """res10 as it found the face in each photo of the folder-per-class training sets (one 300x300 pass, every
-    box kept, the data rules): `edge-maskd classify` finds the face of a photo the same way (edge.crop.photo_face)."""
+    box kept, the data rules): `edge-maskd classify --find-face` finds a photo's face the same way (edge.crop.photo_face)."""
     base: Dict[str, Any] = {"confidence": PHOTO_FACE_CONFIDENCE, "mode": "single", "min_face_px": 0}
     return DetectorOptions(**{**DATA_RULES, **base, **kw})
 

@@ -308,7 +308,7 @@ def read_folders(
             report.skip(f, "not a decodable image")
             continue
         report.read[source] += 1
-        # the one rule for a photo of one person, which `edge-maskd classify` runs too (edge.crop.photo_face)
+        # the one rule for a photo of one person, which `edge-maskd classify --find-face` runs too (edge.crop.photo_face)
         image, box, how = photo_face(
             img, detector.detect(img) if detector is not None else [], margin, (size, size), box_fit, det_conf
         )
