@@ -268,8 +268,8 @@ def main() -> int:
     ap.add_argument("--paired-with", default=None, help="another bundle's JSON from this script, same scenes")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
-    if a.tile_sizes and a.mode != "tiles":
-        ap.error("--tile-sizes goes with --mode tiles (detector.tile_sizes is read in tiles mode only)")
+    if a.tile_sizes and a.mode not in ("tiles", "auto"):
+        ap.error("--tile-sizes goes with --mode tiles or auto (detector.tile_sizes is read in those modes only)")
     other = load_paired(Path(a.paired_with)) if a.paired_with else None
     names = [Path(sd).name for sd in a.scenes]
     unknown = sorted(set(a.choose_on or []) - set(names))

@@ -877,7 +877,12 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=["CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"],
     )
-    p.add_argument("--detector-modes", nargs="+", default=list(DETECTOR_MODES))
+    p.add_argument(
+        "--detector-modes",
+        nargs="+",
+        choices=DETECTOR_MODES,
+        default=["single", "native", "tiles"],  # auto is native plus, on some frames, tiles: both measured
+    )
     p.add_argument(
         "--detector-backends",
         nargs="+",

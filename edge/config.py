@@ -31,7 +31,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # a topic level: what kiosk.exam
 NAME_RULE = "1-64 letters, digits, _ or - (one MQTT topic level: no / + # $ . or spaces)"
 MAX_NUMBER = 2**31 - 1
 BACKENDS = ("litert", "edgetpu", "onnxruntime", "tensorrt")
-DETECTOR_MODES = ("single", "native", "tiles")
+DETECTOR_MODES = ("single", "native", "tiles", "auto")
 TILE_SIZE_LIMITS = (32, 4096)  # detector.tile_sizes: each a tile edge in pixels within these
 
 
@@ -98,6 +98,13 @@ class DetectorConfig:
         0.25, min=0.05, max=1.0, help="in magnified tiles keep faces up to this fraction of the tile side"
     )
     min_face_px: int = opt(20, min=0, help="drop faces smaller than this (shorter side, frame pixels)")
+    auto_tiles_below_px: int = opt(
+        40,
+        min=8,
+        max=4096,
+        help="mode auto: one native pass, and the tile passes too when a face it is sure of (score >= 0.5) is "
+        "smaller than this, or it is sure of none (a crowd, a wide view)",
+    )
     nms_containment: float = opt(
         0.8,
         min=0.3,

@@ -27,6 +27,7 @@ MODES = DETECTOR_MODES
 
 
 _D = DetectorConfig()  # the config's defaults are the detector's: one source
+AUTO_SURE_SCORE = 0.5  # mode auto: the native pass's faces that decide whether the tiles run
 
 
 @dataclass
@@ -34,7 +35,7 @@ class DetectorOptions:
     """What the detector needs; defaults are detector.* of the kiosk config (edge/config.py)."""
 
     confidence: float = _D.confidence
-    mode: str = _D.mode  # single | native | tiles
+    mode: str = _D.mode  # single | native | tiles | auto
     input_size: int = _D.input_size  # single pass: the frame is resized to this square
     upscale: float = _D.upscale  # native: frame scaled by this before the pass (sides rounded to 32)
     flip: bool = _D.flip  # every pass also on the mirrored frame, boxes mirrored back, merged by NMS
@@ -47,6 +48,7 @@ class DetectorOptions:
     nms_containment: float = _D.nms_containment  # overlap / smaller box area above this: the same face
     nms_own_share: float = _D.nms_own_share  # overlap / the weaker box's own area above this: the same face
     min_face_px: int = _D.min_face_px  # drop faces smaller than this (shorter side, frame pixels)
+    auto_tiles_below_px: int = _D.auto_tiles_below_px  # auto: tiles too when a sure face is smaller than this
     max_aspect: float = _D.max_aspect  # drop boxes taller than this x their width (unless cut by the frame edge)
     backend: str = _D.backend  # a plugin in edge/detectors/ (see DETECTOR_BACKENDS)
     precision: str = _D.precision  # litert: fp32 | int8 (the converted file of that precision and input size)
@@ -70,6 +72,7 @@ class DetectorOptions:
             tile_overlap=d.tile_overlap,
             tile_max_face=d.tile_max_face,
             min_face_px=d.min_face_px,
+            auto_tiles_below_px=d.auto_tiles_below_px,
             nms_containment=d.nms_containment,
             nms_own_share=d.nms_own_share,
             max_aspect=d.max_aspect,
@@ -108,7 +111,7 @@ class FaceDetector:
         self.degraded: Optional[str] = None
         try:
             self.net = detectors.create(o.backend, files, plugin_opts)
-            if o.mode in ("single", "tiles"):  # every pass runs at input_size: load that now, fail now
+            if o.mode in ("single", "tiles", "auto"):  # passes at input_size: load that now, fail now
                 self.net.prepare(o.input_size, o.input_size)
         except (BackendUnavailable, BundleError, AssetError) as exc:
             if not o.fallback or detectors.ALIASES.get(o.backend, o.backend) == "opencv":
@@ -121,13 +124,15 @@ class FaceDetector:
         self.backend_in_use = self.net.describe()
 
     # -- the three stages ---------------------------------------------------------------------------
-    def windows(self, shape: Tuple[int, ...]) -> List[Tuple[int, int, int, int, int, int]]:
-        """The passes to run for a frame: (x0, y0, x1, y1, in_w, in_h) regions of the frame and their net input size."""
+    def windows(self, shape: Tuple[int, ...], mode: Optional[str] = None) -> List[Tuple[int, int, int, int, int, int]]:
+        """The passes to run for a frame: (x0, y0, x1, y1, in_w, in_h) regions of the frame and their net input size.
+        `mode` (default: the detector's; auto starts with the native pass, `detect` adds the tiles when needed)."""
         h, w = shape[:2]
         o = self.opt
-        if o.mode == "single":
+        mode = mode or o.mode
+        if mode == "single":
             return [(0, 0, w, h, o.input_size, o.input_size)]
-        if o.mode == "native":
+        if mode in ("native", "auto"):
             s = o.upscale
             if max(w, h) * s > o.max_side:
                 s = o.max_side / float(max(w, h))
@@ -167,7 +172,7 @@ class FaceDetector:
         out = []
         # a face cut by an inner tile edge is seen whole by the overlapping neighbour tile: drop the cut one
         # (else its partial box can win NMS and count as a miss plus a false alarm)
-        tile = self.opt.mode == "tiles" and (rw, rh) != (w, h)
+        tile = self.opt.mode in ("tiles", "auto") and (rw, rh) != (w, h)
         max_face = self.opt.tile_max_face * min(rw, rh) if tile and min(rw, rh) < window[4] else None
         for d in dets:
             bx1, by1, bx2, by2 = np.clip(d[3:7], 0.0, 1.0)
@@ -203,7 +208,7 @@ class FaceDetector:
                 for f in self.detect(image[ry1:ry2, rx1:rx2])
             ]
         h, w = image.shape[:2]
-        if self.opt.mode == "tiles" and max(h, w) > self.opt.max_side:
+        if self.opt.mode in ("tiles", "auto") and max(h, w) > self.opt.max_side:
             # bound the tiled work: the number of tiles grows with the area (a 20000 px photo would be ~40,000
             # passes); frames above max_side are tiled at max_side and the boxes mapped back
             s = self.opt.max_side / float(max(h, w))
@@ -216,6 +221,20 @@ class FaceDetector:
                 for f in self.detect(small)
             ]
         wins = self.windows(image.shape)
+        found = self._passes(image, wins)
+        if self.opt.mode == "auto" and self.wants_tiles(found):
+            tiles = self.windows(image.shape, "tiles")
+            found += self._passes(image, tiles)
+            wins = wins + tiles
+        passes = len(wins) * (2 if self.opt.flip else 1)
+        found = nms(found, self.opt.nms_iou if passes > 1 else 0.6, self.opt.nms_containment, self.opt.nms_own_share)
+        return [Face(box=b, det_score=s) for b, s in found]
+
+    def _passes(
+        self, image: np.ndarray, wins: Sequence[Tuple[int, int, int, int, int, int]]
+    ) -> List[Tuple[Box, float]]:
+        """The boxes of these passes over `image` (and its mirror image, with flip), in frame coordinates."""
+        w = image.shape[1]
         found: List[Tuple[Box, float]] = []
         for win in wins:
             found.extend(self.postprocess(self.infer(self.preprocess(image, win)), win, image.shape))
@@ -228,9 +247,14 @@ class FaceDetector:
                     self.infer(self.preprocess(mirror, win)), win, image.shape
                 ):
                     found.append(((w - x2, y1, w - x1, y2), sc))
-        passes = len(wins) * (2 if self.opt.flip else 1)
-        found = nms(found, self.opt.nms_iou if passes > 1 else 0.6, self.opt.nms_containment, self.opt.nms_own_share)
-        return [Face(box=b, det_score=s) for b, s in found]
+        return found
+
+    def wants_tiles(self, native: Sequence[Tuple[Box, float]]) -> bool:
+        """Mode auto: after the native pass, are the tile passes worth their time? Yes when the faces res10 is
+        sure of (score >= AUTO_SURE_SCORE) include a small one (shorter side below auto_tiles_below_px: a crowd,
+        a wide view, where the tiles find the faces too small for one pass), or when there is no such face."""
+        sure = [b for b, sc in native if sc >= AUTO_SURE_SCORE]
+        return not sure or any(min(b[2] - b[0], b[3] - b[1]) < self.opt.auto_tiles_below_px for b in sure)
 
 
 def nms(
