@@ -525,8 +525,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--mode",
         choices=DETECTOR_MODES,
         default=SCAN.mode,
-        help="detector passes (default %s: one pass at the photo's own resolution; tiles finds a few more of a "
-        "crowd's smallest faces at about 17 times the time)" % SCAN.mode,
+        help="detector passes (default %s: one pass at the photo's own resolution, and the tiles too when it shows "
+        "small faces or no sure one; native: never the tiles; tiles: always)" % SCAN.mode,
     )
     s.add_argument(
         "--confidence",
@@ -552,9 +552,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--tile-size",
         type=int,
         nargs="+",
-        default=[200, 100],
-        help="with --mode tiles: tile size(s) in pixels (default 200 100: the best tiles on the "
-        "validation crowd photos, ~1 s per photo on 2 cores; 300 is ~7x faster)",
+        default=list(SCAN.tile_sizes),
+        help="with --mode tiles or auto: tile size(s) in pixels (default %s: the best tiles on the "
+        "validation crowd photos, ~1 s per photo on 2 cores; 300 is ~7x faster)" % " ".join(map(str, SCAN.tile_sizes)),
     )
     s.add_argument(
         "--tile-max-face",

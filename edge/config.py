@@ -21,7 +21,7 @@ import reprlib
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import yaml
 
@@ -145,14 +145,16 @@ class DetectorConfig:
 
 @dataclass(frozen=True)
 class ScanSetting:
-    """`edge-maskd scan`'s defaults: every face of a photo, of any size, not only the kiosk's. Chosen on the
-    validation scenes of both real scene sources (best non-compliant F1 over all faces,
-    benchmarks/results/choices-val/allfaces-ens3-val-native.json) and measured once on test
-    (benchmarks/results/allfaces-native.json, which tests/test_scan.py holds these to). Tiles 200 + 100 at
-    their own chosen setting did as well at 17 times the time."""
+    """`edge-maskd scan`'s defaults: every face of a photo, of any size, not only the kiosk's. Mode auto (one
+    native pass, plus 200 + 100 px tiles when the photo shows small faces or no sure one) at the setting chosen on
+    the validation scenes of both real scene sources (best non-compliant F1 over all faces,
+    benchmarks/results/choices-val/allfaces-ens3-val-auto.json, by the rule written before it in that folder's
+    README) and measured once on test (benchmarks/results/allfaces-auto.json, which tests/test_scan.py holds
+    these to)."""
 
-    mode: str = "native"  # one pass at the photo's own resolution (capped at 1920 px)
-    confidence: float = 0.15  # res10's score floor: low, so that masked faces are found ...
+    mode: str = "auto"  # native for close photos; the tiles as well for crowds and wide views
+    tile_sizes: Tuple[int, ...] = (200, 100)
+    confidence: float = 0.2  # res10's score floor: low, so that masked faces are found ...
     no_face_threshold: float = 0.2  # ... and the bundle's no_face rejector removes what is not a face
     min_face_px: int = 20
 

@@ -144,3 +144,37 @@ def test_the_mirrored_pass_maps_its_boxes_back(detector_dir):
     mirrored = [(w - f.box[2], f.box[1], w - f.box[0], f.box[3]) for f in b]
     assert max(iou(best, m) for m in mirrored) > 0.9
     assert max(iou(best, f.box) for f in plain.detect(img)) > 0.6  # the same face the plain pass finds
+
+
+def test_auto_mode_adds_the_tiles_only_for_small_or_no_sure_faces(detector_dir):
+    """Mode auto: a close portrait is one native pass; the same face shrunk into a wide view (a crowd's face
+    size) gets the tile passes too and is found; a frame with no sure face gets them."""
+    from edge import assets
+
+    portrait = cv2.imread(str(assets.fetch(assets.DEMO_FACE, assets.default_cache_dir())))
+    det = detector(detector_dir, mode="auto", tile_sizes=(200, 100), confidence=0.3)
+    calls = []
+    infer = det.infer
+    det.infer = lambda blob: calls.append(blob.shape) or infer(blob)  # type: ignore[method-assign]
+
+    faces = det.detect(portrait)
+    assert faces and len(calls) == 1  # a sure face of ~110 px: no tiles
+    x1, y1, x2, y2 = faces[0].box
+    assert min(x2 - x1, y2 - y1) >= det.opt.auto_tiles_below_px
+
+    wide = np.full((480, 960, 3), 120, np.uint8)
+    small = cv2.resize(portrait, (portrait.shape[1] // 4, portrait.shape[0] // 4), interpolation=cv2.INTER_AREA)
+    wide[200 : 200 + small.shape[0], 400 : 400 + small.shape[1]] = small
+    calls.clear()
+    found = det.detect(wide)
+    native_passes = len(det.windows(wide.shape))
+    assert len(calls) > native_passes  # the tiles ran
+    assert any(400 <= f.box[0] < 400 + small.shape[1] and 200 <= f.box[1] < 200 + small.shape[0] for f in found)
+
+    calls.clear()
+    det.detect(np.full((300, 400, 3), 90, np.uint8))  # nothing sure at all: the tiles look for small faces
+    assert len(calls) > 1
+
+    assert det.wants_tiles([]) and not det.wants_tiles([((0, 0, 80, 90), 0.9)])
+    assert det.wants_tiles([((0, 0, 80, 90), 0.9), ((200, 0, 230, 35), 0.7)])  # a small sure face
+    assert det.wants_tiles([((0, 0, 80, 90), 0.3)])  # unsure faces do not count

@@ -166,13 +166,13 @@ def test_classify_cuts_a_photo_as_training_cut_it(tmp_path, detector_dir, shippe
 
 def test_scan_defaults_are_the_measured_all_faces_setting():
     """scan's defaults (edge.config.SCAN) are the setting chosen on val over all faces of the real scenes and
-    measured on test in benchmarks/results/allfaces-native.json: a re-measured setting must move them too."""
+    measured on test in benchmarks/results/allfaces-auto.json: a re-measured setting must move them too."""
     from pathlib import Path
 
     from edge.cli import build_parser
-    from edge.config import SCAN
+    from edge.config import SCAN, DetectorConfig
 
-    res = json.loads((Path(__file__).resolve().parent.parent / "benchmarks/results/allfaces-native.json").read_text())
+    res = json.loads((Path(__file__).resolve().parent.parent / "benchmarks/results/allfaces-auto.json").read_text())
     measured = res["test"]["all"]
     assert (SCAN.confidence, SCAN.no_face_threshold) == (
         res["chosen"]["confidence"],
@@ -183,10 +183,13 @@ def test_scan_defaults_are_the_measured_all_faces_setting():
         measured["detector_min_face_px"],
         0,
     )
+    assert list(SCAN.tile_sizes) == measured["tile_sizes"]
+    assert measured["auto_tiles_below_px"] == DetectorConfig().auto_tiles_below_px
     a = build_parser().parse_args(["scan", "photo.jpg"])
-    assert (a.mode, a.confidence, a.no_face_threshold, a.min_face_px) == (
+    assert (a.mode, a.confidence, a.no_face_threshold, a.min_face_px, a.tile_size) == (
         SCAN.mode,
         SCAN.confidence,
         SCAN.no_face_threshold,
         SCAN.min_face_px,
+        list(SCAN.tile_sizes),
     )
