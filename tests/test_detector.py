@@ -175,6 +175,21 @@ def test_auto_mode_adds_the_tiles_only_for_small_or_no_sure_faces(detector_dir):
     det.detect(np.full((300, 400, 3), 90, np.uint8))  # nothing sure at all: the tiles look for small faces
     assert len(calls) > 1
 
+    # a large photo's tile passes run on a copy of at most AUTO_TILE_MAX_SIDE px, its boxes in the photo's frame
+    from edge.detector import AUTO_TILE_MAX_SIDE
+
+    big = np.full((1500, 3000, 3), 90, np.uint8)
+    big[900 : 900 + portrait.shape[0], 2000 : 2000 + portrait.shape[1]] = portrait  # a sure face
+    calls.clear()
+    det.opt.auto_tiles_below_px = 4096  # every sure face counts as small here: the tiles run
+    found = det.detect(big)
+    scaled = (AUTO_TILE_MAX_SIDE * 1500 // 3000, AUTO_TILE_MAX_SIDE, 3)
+    assert len(calls) == len(det.windows(big.shape)) + len(det.windows(scaled, "tiles"))
+    assert all(0 <= f.box[0] < f.box[2] <= 3000 and 0 <= f.box[1] < f.box[3] <= 1500 for f in found)
+    # the portrait, found by both the native pass and the whole-photo pass of the tiles, stays one box there
+    assert sum(1 for f in found if f.box[0] >= 1900 and f.box[1] >= 900) == 1
+    det.opt.auto_tiles_below_px = 40
+
     assert det.wants_tiles([]) and not det.wants_tiles([((0, 0, 80, 90), 0.9)])
     assert det.wants_tiles([((0, 0, 80, 90), 0.9), ((200, 0, 230, 35), 0.7)])  # a small sure face
     assert det.wants_tiles([((0, 0, 80, 90), 0.3)])  # unsure faces do not count
