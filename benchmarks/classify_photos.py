@@ -58,7 +58,9 @@ def classify(exe: str, bundle: str, extra: list, files: list) -> list:
         r = subprocess.run([exe, "classify", "--bundle", bundle, *extra, *part], capture_output=True, text=True)
         got = [json.loads(line) for line in r.stdout.splitlines()]
         if r.returncode != 0 or len(got) != len(part):
-            raise SystemExit("classify failed (exit %d): %s" % (r.returncode, r.stderr[-800:]))
+            from edge.errors import MaskwatchError
+
+            raise MaskwatchError("edge-maskd classify failed (exit %d): %s" % (r.returncode, r.stderr.strip()[-400:]))
         rows += got
     return rows
 
@@ -115,4 +117,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from edge.errors import run_main
+
+    sys.exit(run_main(main, Path(__file__).name))

@@ -184,7 +184,7 @@ def strip_per_scene(res: dict) -> None:
 def main() -> int:
     from edge.bundle import load_bundle
     from edge.classifier import MaskClassifier
-    from edge.config import DETECTOR_MODES
+    from edge.config import DETECTOR_MODES, TILED_MODES
     from export.crops import load as load_crops
     from export.crops import split_index
     from export.evaluate import kiosk_sweep, scene_ids_of, setting_ms, sweep_detector_options
@@ -268,7 +268,7 @@ def main() -> int:
     ap.add_argument("--paired-with", default=None, help="another bundle's JSON from this script, same scenes")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
-    if a.tile_sizes and a.mode not in ("tiles", "auto"):
+    if a.tile_sizes and a.mode not in TILED_MODES:
         ap.error("--tile-sizes goes with --mode tiles or auto (detector.tile_sizes is read in those modes only)")
     other = load_paired(Path(a.paired_with)) if a.paired_with else None
     names = [Path(sd).name for sd in a.scenes]

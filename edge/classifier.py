@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from . import backends
 from .bundle import NO_FACE, PARITY_FLOOR, Bundle, Variant
 from .crop import crop_faces, fit_box, view_box
-from .types import Box, Face
+from .types import Box, Face, clamp_box
 from .verdict import Verdict, calibrate, verdict
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,12 @@ class MaskClassifier:
         if detector:  # fit_box leaves a box as it is when the bundle has no fit
             boxes = [fit_box(b, self.bundle.box_fit) for b in boxes]
         return crop_faces(image_bgr, boxes, self.margin, self.size)
+
+    def face_box(self, box: Box, frame_shape: Tuple[int, ...]) -> Box:
+        """A detector box as the face the classifier sees: in the annotation convention it was trained and
+        measured in (the bundle's detector_box_fit: res10's box starts higher and ends lower than a face), within
+        the frame. What `edge-maskd scan` and `classify --find-face` report."""
+        return clamp_box(fit_box(box, self.bundle.box_fit), frame_shape[1], frame_shape[0])
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         if len(batch) == 0:

@@ -164,12 +164,12 @@ def _iter_frames(path: Path, every: int, max_pixels: Optional[int] = None) -> It
         raise SourceError("%s has no readable frames" % path)
 
 
-def _detector_from_args(a):
-    from .config import load_config
+def _detector_from_args(a, cfg=None):
+    """scan's detector: the kiosk config's detector section when `cfg` (the loaded --config) is given."""
     from .detector import DetectorOptions, load_detector
 
-    if a.config:
-        d = load_config(a.config, {"source": {"url": "unused"}}).detector
+    if cfg is not None:
+        d = cfg.detector
         opts = DetectorOptions.from_config(d)
         model_dir = d.model_dir
     else:
@@ -205,39 +205,39 @@ def _classifier_from_args(a, no_face_threshold: Optional[float] = None):
     return MaskClassifier(bundle, a.variant, {"threads": a.threads})
 
 
-def _scan_no_face_threshold(a) -> Optional[float]:
-    """scan's rejector threshold: the kiosk config's (or the bundle's) with --config, else --no-face-threshold.
-    Out-of-range --confidence / --no-face-threshold are refused here, before any model loads."""
-    if a.config:
-        from .config import load_config
-
-        return load_config(a.config, {"source": {"url": "unused"}}).classifier.no_face_threshold
+def _scan_no_face_threshold(a, cfg=None) -> Optional[float]:
+    """scan's rejector threshold: the kiosk config's (or the bundle's) with --config (`cfg`), else
+    --no-face-threshold. Out-of-range --confidence / --no-face-threshold are refused here, before any model loads."""
+    if cfg is not None:
+        return cfg.classifier.no_face_threshold
     for flag, value in (("--confidence", a.confidence), ("--no-face-threshold", a.no_face_threshold)):
         if not 0.0 < value <= 1.0:
             raise MaskwatchError("%s must be in (0, 1], not %s" % (flag, value), EX_USAGE)
     return float(a.no_face_threshold)
 
 
+def scan_models(a) -> Tuple[Any, Any]:
+    """(detector, classifier) of `edge-maskd scan` for its parsed arguments `a` (build_parser), the kiosk config's
+    detector and rejector threshold with --config: the scan a benchmark measures is the one a user runs."""
+    from .config import load_config
+
+    cfg = load_config(a.config, {"source": {"url": "unused"}}) if a.config else None
+    no_face_threshold = _scan_no_face_threshold(a, cfg)
+    return _detector_from_args(a, cfg), _classifier_from_args(a, no_face_threshold)
+
+
 def cmd_scan(a) -> int:
     import dataclasses
 
-    from .crop import fit_box
-    from .types import clamp_box
-
-    no_face_threshold = _scan_no_face_threshold(a)
-    det = _detector_from_args(a)
-    clf = _classifier_from_args(a, no_face_threshold)
+    det, clf = scan_models(a)
     failures = 0
     for p in a.paths:
         path = Path(p)
         try:
             for idx, img in _iter_frames(path, a.every, a.max_pixels):
                 found = det.detect(img)
-                h, w = img.shape[:2]
-                # each face's box in the annotation convention the classifier was trained and measured in
-                # (the bundle's detector_box_fit: res10's box starts higher and ends lower than a face)
                 faces = [
-                    dataclasses.replace(f, box=clamp_box(fit_box(d.box, clf.bundle.box_fit), w, h))
+                    dataclasses.replace(f, box=clf.face_box(d.box, img.shape))
                     for f, d in zip(clf.classify(img, found), found)
                 ]
                 if not a.rejected:  # what the rejector calls not a face is no face, as in the daemon
@@ -298,10 +298,9 @@ MIN_CROP_PX = 12  # classify: smaller images are refused (the detector keeps fac
 
 
 def cmd_classify(a) -> int:
-    from .crop import fit_box, photo_face
+    from .crop import photo_face
     from .datasets_io import read_image
     from .detector import PHOTO_FACE_CONFIDENCE, load_detector, photo_face_options
-    from .types import clamp_box
 
     clf = _classifier_from_args(a)
     # images are face crops, classified whole; with --find-face each is a photo of one person whose face is found
@@ -329,7 +328,6 @@ def cmd_classify(a) -> int:
             )
             failures += 1
             continue
-        h, w = img.shape[:2]
         faces = det.detect(img) if det is not None else []
         crop, box, how = photo_face(img, faces, clf.margin, clf.size, clf.bundle.box_fit, PHOTO_FACE_CONFIDENCE)
         # a found face is seen as scan and the daemon see it (the operating point's views of its box, of which
@@ -343,7 +341,7 @@ def cmd_classify(a) -> int:
             "probs": v.probs,
             "alert": v.alert,
             "face": how,  # detector: res10 found the face and it was cut out; whole: the image as it is
-            "box": list(clamp_box(fit_box(box, clf.bundle.box_fit), w, h) if how == "detector" else box),
+            "box": list(clf.face_box(box, img.shape) if how == "detector" else box),
         }
         if "no_face" in clf.output_labels:
             out["no_face"] = v.no_face

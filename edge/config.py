@@ -32,6 +32,7 @@ NAME_RULE = "1-64 letters, digits, _ or - (one MQTT topic level: no / + # $ . or
 MAX_NUMBER = 2**31 - 1
 BACKENDS = ("litert", "edgetpu", "onnxruntime", "tensorrt")
 DETECTOR_MODES = ("single", "native", "tiles", "auto")
+TILED_MODES = ("tiles", "auto")  # the detector modes that may run tile passes (detector.tile_sizes, tile_max_face)
 TILE_SIZE_LIMITS = (32, 4096)  # detector.tile_sizes: each a tile edge in pixels within these
 
 

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .config import DETECTOR_MODES, DetectorConfig
+from .config import DETECTOR_MODES, TILED_MODES, DetectorConfig
 from .errors import AssetError, BundleError
 from .types import Box, Face, clamp_box
 
@@ -114,7 +114,7 @@ class FaceDetector:
         self.degraded: Optional[str] = None
         try:
             self.net = detectors.create(o.backend, files, plugin_opts)
-            if o.mode in ("single", "tiles", "auto"):  # passes at input_size: load that now, fail now
+            if o.mode == "single" or o.mode in TILED_MODES:  # passes at input_size: load that now, fail now
                 self.net.prepare(o.input_size, o.input_size)
         except (BackendUnavailable, BundleError, AssetError) as exc:
             if not o.fallback or detectors.ALIASES.get(o.backend, o.backend) == "opencv":
@@ -175,7 +175,7 @@ class FaceDetector:
         out = []
         # a face cut by an inner tile edge is seen whole by the overlapping neighbour tile: drop the cut one
         # (else its partial box can win NMS and count as a miss plus a false alarm)
-        tile = self.opt.mode in ("tiles", "auto") and (rw, rh) != (w, h)
+        tile = self.opt.mode in TILED_MODES and (rw, rh) != (w, h)
         max_face = self.opt.tile_max_face * min(rw, rh) if tile and min(rw, rh) < window[4] else None
         for d in dets:
             bx1, by1, bx2, by2 = np.clip(d[3:7], 0.0, 1.0)
@@ -211,33 +211,19 @@ class FaceDetector:
                 for f in self.detect(image[ry1:ry2, rx1:rx2])
             ]
         h, w = image.shape[:2]
-        if self.opt.mode in ("tiles", "auto") and max(h, w) > self.opt.max_side:
+        if self.opt.mode in TILED_MODES and max(h, w) > self.opt.max_side:
             # bound the tiled work: the number of tiles grows with the area (a 20000 px photo would be ~40,000
             # passes); frames above max_side are tiled at max_side and the boxes mapped back
-            s = self.opt.max_side / float(max(h, w))
-            small = self.cv2.resize(image, (max(1, int(w * s)), max(1, int(h * s))), interpolation=self.cv2.INTER_AREA)
-            return [
-                Face(
-                    box=clamp_box(tuple(int(round(v / s)) for v in f.box), w, h),  # type: ignore[arg-type]
-                    det_score=f.det_score,
-                )
-                for f in self.detect(small)
-            ]
+            small, s = self._shrunk(image, self.opt.max_side)
+            return [Face(box=unscale(f.box, s, w, h), det_score=f.det_score) for f in self.detect(small)]
         wins = self.windows(image.shape)
         found = self._passes(image, wins)
         if self.opt.mode == "auto" and self.wants_tiles(found):
             # the tiles look for faces small next to the photo, on a copy of at most AUTO_TILE_MAX_SIDE px (a
             # faceless 12-megapixel photo would otherwise cost ~600 tile passes); boxes are mapped back
-            s = min(1.0, AUTO_TILE_MAX_SIDE / float(max(h, w)))
-            view = (
-                image
-                if s == 1.0
-                else self.cv2.resize(image, (max(1, int(w * s)), max(1, int(h * s))), interpolation=self.cv2.INTER_AREA)
-            )
+            view, s = self._shrunk(image, AUTO_TILE_MAX_SIDE)
             tiles = self.windows(view.shape, "tiles")
-            for (bx1, by1, bx2, by2), sc in self._passes(view, tiles):
-                box = (int(round(bx1 / s)), int(round(by1 / s)), int(round(bx2 / s)), int(round(by2 / s)))
-                found.append((clamp_box(box, w, h), sc))
+            found += [(unscale(b, s, w, h), sc) for b, sc in self._passes(view, tiles)]
             wins = wins + tiles
         passes = len(wins) * (2 if self.opt.flip else 1)
         found = nms(found, self.opt.nms_iou if passes > 1 else 0.6, self.opt.nms_containment, self.opt.nms_own_share)
@@ -262,12 +248,27 @@ class FaceDetector:
                     found.append(((w - x2, y1, w - x1, y2), sc))
         return found
 
+    def _shrunk(self, image: np.ndarray, side: int) -> Tuple[np.ndarray, float]:
+        """`image` scaled down so that its longer side is at most `side` (as it is when it already is), and the
+        scale (unscale maps boxes back)."""
+        h, w = image.shape[:2]
+        s = min(1.0, side / float(max(h, w)))
+        if s == 1.0:
+            return image, 1.0
+        return self.cv2.resize(image, (max(1, int(w * s)), max(1, int(h * s))), interpolation=self.cv2.INTER_AREA), s
+
     def wants_tiles(self, native: Sequence[Tuple[Box, float]]) -> bool:
         """Mode auto: after the native pass, are the tile passes worth their time? Yes when the faces res10 is
         sure of (score >= AUTO_SURE_SCORE) include a small one (shorter side below auto_tiles_below_px: a crowd,
         a wide view, where the tiles find the faces too small for one pass), or when there is no such face."""
         sure = [b for b, sc in native if sc >= AUTO_SURE_SCORE]
         return not sure or any(min(b[2] - b[0], b[3] - b[1]) < self.opt.auto_tiles_below_px for b in sure)
+
+
+def unscale(box: Box, s: float, width: int, height: int) -> Box:
+    """A box found on a copy scaled by `s`, in the frame of `width` x `height` it was scaled from."""
+    x1, y1, x2, y2 = box
+    return clamp_box((int(round(x1 / s)), int(round(y1 / s)), int(round(x2 / s)), int(round(y2 / s))), width, height)
 
 
 def nms(

@@ -88,24 +88,25 @@ def read_box_fit(path: Optional[str]) -> Optional[Tuple[float, float, float, flo
 
 
 PREPARE_MIN_FACE_PX = 0  # the detector passes of prepare keep every box (see cmd_prepare)
-# The box rules of every detector pass that cuts training data (prepare, box-fit, extend): edge.detector.DATA_RULES,
-# pinned there apart from the kiosk config's defaults, and the rules `edge-maskd classify` finds a photo's face by.
-DATA_DETECTOR_RULES: Dict[str, Any] = DATA_RULES
 
 
 def data_detector(detector_dir: Optional[str], **kw: Any) -> Any:
-    """res10 for cutting training data: `kw` (confidence, mode, min_face_px, fallback) over DATA_DETECTOR_RULES."""
+    """res10 for cutting training data: `kw` (confidence, mode, min_face_px, fallback) over edge.detector.DATA_RULES,
+    the box rules every pass that cuts training data (prepare, box-fit, extend) keeps apart from the kiosk config's
+    defaults, and the ones `edge-maskd classify --find-face` finds a photo's face by."""
     from edge.detector import DetectorOptions, load_detector
 
-    return load_detector(detector_dir, DetectorOptions(**{**DATA_DETECTOR_RULES, **kw}))
+    return load_detector(detector_dir, DetectorOptions(**{**DATA_RULES, **kw}))
 
 
 def cmd_prepare(a) -> int:
+    from edge.detector import load_detector, photo_face_options
     from export import datasets
 
-    # min_face_px 0: training data keeps every box res10 gives (false_detections drops those under 12 px), not
-    # the kiosk config's default floor, which would change the crops, and so the split, of the shipped runs
-    det = data_detector(a.detector_dir, confidence=a.det_conf, min_face_px=PREPARE_MIN_FACE_PX)
+    # the folder sets' photos, each cut to its face by the rule `edge-maskd classify --find-face` runs (one 300x300
+    # pass over the data rules, min_face_px 0: every box res10 gives, not the kiosk config's floor, which would
+    # change the crops, and so the split, of the shipped runs)
+    det = load_detector(a.detector_dir, photo_face_options(confidence=a.det_conf))
     # the kiosk's own pass (one 300x300 blob) at a low threshold: its false detections become no_face crops
     neg = (
         data_detector(a.detector_dir, confidence=a.negatives_conf, mode="single", min_face_px=PREPARE_MIN_FACE_PX)

@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from edge.config import TILED_MODES
 from edge.errors import EX_USAGE, MaskwatchError
 
 from . import metrics
@@ -701,7 +702,7 @@ def kiosk_sweep(
         "nms_own_share": det.opt.nms_own_share,
         "matching": matching_rule(iou_thr, inside, enclose),
         "mode": mode,
-        **({"tile_sizes": list(det.opt.tile_sizes)} if mode in ("tiles", "auto") and det.opt.tile_sizes else {}),
+        **({"tile_sizes": list(det.opt.tile_sizes)} if mode in TILED_MODES and det.opt.tile_sizes else {}),
         **({"auto_tiles_below_px": det.opt.auto_tiles_below_px} if mode == "auto" else {}),
         "backend": det.backend_in_use,
         "scenes": len(cached),
