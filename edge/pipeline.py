@@ -29,7 +29,7 @@ from .publish import Publisher
 from .schedule import DetectionSchedule, MotionGate
 from .sdnotify import Notifier
 from .tracker import Tracker, TrackerOptions
-from .types import Counts, Decision
+from .types import Counts, Decision, expand_box
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ class Pipeline:
         self.tracker.tick(still=self.schedule.still)
         if not run:
             # people who left while nothing ran
-            return [self._snapshot(d, img) for d in self.tracker.expire(frame.index, frame.time)]
+            return [self._report(d, img) for d in self.tracker.expire(frame.index, frame.time)]
         self.detector_runs += 1
         t0 = time.perf_counter()
         faces = self.detector.detect(img, self._roi(img.shape))
@@ -205,17 +205,22 @@ class Pipeline:
             self.rejected += len(faces) - len(kept)
             faces = kept
         decisions = self.tracker.update(faces, frame.index, frame.time, (img.shape[1], img.shape[0]))
-        return [self._snapshot(d, img) for d in decisions]
+        return [self._report(d, img) for d in decisions]
 
-    def _snapshot(self, d: Decision, img: np.ndarray) -> Decision:
-        """The decision with its face snapshot, when privacy.snapshots is on (a new record)."""
+    def _report(self, d: Decision, img: np.ndarray) -> Decision:
+        """The decision as it is reported (a new record): its box is the person's face at their best view in
+        the convention the classifier was trained and measured in (res10's box moved by the bundle's box fit,
+        within the frame: res10's own box starts above the forehead and ends above the chin, where a mask worn
+        too low sits), as `edge-maskd scan` reports it; with privacy.snapshots on, the snapshot is what the
+        classifier saw of that face (the box grown by the bundle's crop margin)."""
+        d = dataclasses.replace(d, box=self.classifier.face_box(d.box, img.shape))
         p = self.cfg.privacy
         if not p.snapshots:
             return d
         import cv2
 
-        x1, y1, x2, y2 = d.box
-        crop = img[max(0, y1) : y2, max(0, x1) : x2]
+        x1, y1, x2, y2 = expand_box(d.box, self.classifier.margin, img.shape[1], img.shape[0])
+        crop = img[y1:y2, x1:x2]
         if crop.size == 0:
             return d
         crop = cv2.resize(crop, (p.snapshot_px, p.snapshot_px), interpolation=cv2.INTER_AREA)

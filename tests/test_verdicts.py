@@ -829,3 +829,53 @@ def test_hard_faces_counts_faces_every_bundle_gets_wrong_and_tests_the_differenc
         got = json.loads(out.read_text())
         assert got["sides"][0]["by_source_class"] == h and len(got["sides"]) == len(files)
         assert bool(got["fisher_wrong_by_all_first_vs_second"]) == (len(files) == 2)
+
+
+def test_an_event_reports_the_face_the_classifier_saw(shipped_bundle, detector_dir):
+    """The event's box is the person's face in the convention the classifier was measured in (res10's box moved
+    by the bundle's box fit, within the frame), as `scan` reports it, and the snapshot is the classifier's crop of
+    that face: res10's own box starts above the forehead and ends above the chin, where a mask worn too low sits."""
+    import cv2
+
+    from edge import assets, demo
+    from edge.config import defaults
+    from edge.crop import fit_box
+    from edge.detector import DetectorOptions, load_detector
+    from edge.pipeline import Pipeline
+    from edge.publish import Publisher
+    from edge.types import Frame, clamp_box, expand_box
+
+    face = cv2.imread(str(assets.fetch(assets.DEMO_FACE, assets.default_cache_dir(), timeout=5)))
+    frame = cv2.resize(face, (640, 640))[:480]
+    bundle = load_bundle(shipped_bundle)
+    assert bundle.box_fit, "the shipped bundle has no detector box fit"
+    det = load_detector(detector_dir, DetectorOptions(confidence=0.5, mode="single"))
+    res10 = max(det.detect(frame), key=lambda f: f.det_score).box
+    want = clamp_box(fit_box(res10, bundle.box_fit), 640, 480)
+    assert want != res10
+
+    class Quiet(Publisher):
+        def publish(self, kind, payload):
+            pass
+
+    cfg = defaults()
+    cfg["source"]["url"] = "unused"
+    cfg["classifier"]["bundle"] = str(shipped_bundle)
+    cfg["detector"].update({"confidence": 0.5, "mode": "single", "model_dir": str(detector_dir)})
+    cfg["motion"]["enabled"] = False
+    cfg["privacy"].update({"snapshots": True, "snapshot_blur": False, "snapshot_px": 96})
+    pipe = Pipeline(cfg, Quiet())
+    decisions = []
+    for i in range(40):  # the visitor stands still, then leaves
+        decisions += pipe.process(Frame(frame if i < 20 else np.zeros_like(frame), i, i / 15.0))
+    assert len(decisions) == 1, decisions
+    d = decisions[0]
+    assert d.box == want, (d.box, want, res10)
+    snap = cv2.imdecode(np.frombuffer(d.snapshot, np.uint8), cv2.IMREAD_COLOR).astype(np.float32)
+
+    def cut(box):
+        x1, y1, x2, y2 = expand_box(box, bundle.crop_margin, 640, 480)
+        return cv2.resize(frame[y1:y2, x1:x2], (96, 96), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+    seen, unfitted = np.abs(snap - cut(want)).mean(), np.abs(snap - cut(res10)).mean()
+    assert seen < 4.0 and seen < unfitted / 2, (seen, unfitted)
