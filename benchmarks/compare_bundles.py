@@ -161,9 +161,14 @@ def main() -> int:
     def fit_key(fit) -> tuple:
         return tuple(round(float(v), 4) for v in (fit if fit is not None else (0.0, 0.0, 0.0, 0.0)))
 
-    # a bundle takes the file cut at its input size with its box fit (`extend`ed files append crops: the
-    # shared prefix holds the same faces at the same indices)
-    by_key = {(int(c["images"].shape[1]), fit_key(c.get("box_fit"))): c for c in files}
+    def margin_key(m) -> float:
+        return round(float(m if m is not None else 0.15), 4)
+
+    # a bundle takes the file cut at its input size with its box fit and crop margin (`extend`ed files append
+    # crops: the shared prefix holds the same faces at the same indices)
+    by_key = {
+        (int(c["images"].shape[1]), fit_key(c.get("box_fit")), margin_key(c.get("margin"))): c for c in files
+    }
     by_size = {int(c["images"].shape[1]): c for c in files}
     for c in files[1:]:
         n = min(len(c["files"]), len(crops["files"]))
@@ -181,7 +186,13 @@ def main() -> int:
     for bp in a.bundles:
         b = load_bundle(Path(bp))
         clf = MaskClassifier(b, "tflite_int8", fallback=False)
-        src = by_key.get((int(b.input_size[0]), fit_key(b.box_fit)), by_size.get(int(b.input_size[0])))
+        src = by_key.get(
+            (int(b.input_size[0]), fit_key(b.box_fit), margin_key(b.crop_margin)), by_size.get(int(b.input_size[0]))
+        )
+        if src is not None and margin_key(src.get("margin")) != margin_key(b.crop_margin):
+            raise SystemExit(
+                "compare_bundles: %s crops at margin %s; give crops cut at that margin" % (bp, b.crop_margin)
+            )
         if src is None:
             print(
                 "compare_bundles: no crops cut at %d px: resizing the first file's (not the device's crop)"
