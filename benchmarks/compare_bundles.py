@@ -166,9 +166,7 @@ def main() -> int:
 
     # a bundle takes the file cut at its input size with its box fit and crop margin (`extend`ed files append
     # crops: the shared prefix holds the same faces at the same indices)
-    by_key = {
-        (int(c["images"].shape[1]), fit_key(c.get("box_fit")), margin_key(c.get("margin"))): c for c in files
-    }
+    by_key = {(int(c["images"].shape[1]), fit_key(c.get("box_fit")), margin_key(c.get("margin"))): c for c in files}
     by_size = {int(c["images"].shape[1]): c for c in files}
     for c in files[1:]:
         n = min(len(c["files"]), len(crops["files"]))

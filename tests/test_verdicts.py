@@ -837,7 +837,7 @@ def test_an_event_reports_the_face_the_classifier_saw(shipped_bundle, detector_d
     that face: res10's own box starts above the forehead and ends above the chin, where a mask worn too low sits."""
     import cv2
 
-    from edge import assets, demo
+    from edge import assets
     from edge.config import defaults
     from edge.crop import fit_box
     from edge.detector import DetectorOptions, load_detector
