@@ -169,6 +169,8 @@ def cmd_train(a) -> int:
         raise SystemExit("--distill %s: must be between 0 and 1" % a.distill)
     if not 0.0 <= a.grey <= 1.0:
         raise SystemExit("--grey %s: must be between 0 and 1 (a share of the training crops)" % a.grey)
+    if not 0.0 <= a.tight <= 1.0:
+        raise SystemExit("--tight %s: must be between 0 and 1 (a share of the training crops)" % a.tight)
     if a.teacher_temperature <= 0:
         raise SystemExit("--teacher-temperature %s: must be > 0" % a.teacher_temperature)
     if a.init:  # a warm restart continues one architecture: say which, before the crops are read
@@ -246,6 +248,8 @@ def cmd_train(a) -> int:
         init=str(init / "model.keras") if init is not None else None,
         mixup=a.mixup,
         grey=a.grey,
+        tight=a.tight,
+        crop_margin=float(crops.get("margin", 0.15)),
         distill=a.distill if teacher_models else 0.0,
         teacher_temperature=a.teacher_temperature,
         teachers=tuple(a.teacher),
@@ -1199,6 +1203,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(a, a) on training batches (0: off)")
     s.add_argument(
         "--grey", type=float, default=0.0, help="share of training crops turned grey, 0..1 (monochrome/IR cameras)"
+    )
+    s.add_argument(
+        "--tight",
+        type=float,
+        default=0.0,
+        help="share of training crops cut to the face box alone, 0..1 (face crops cut tight by someone else)",
     )
     s.add_argument("--split-from", default=None, help="take the split from this run (default: --init's)")
     s.add_argument(

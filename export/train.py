@@ -44,6 +44,8 @@ class TrainConfig:
     augment: bool = True
     colour: bool = True  # hue/saturation jitter, and masks recoloured (masks come in every colour)
     grey: float = 0.0  # share of training crops turned grey (a monochrome or IR-night camera); 0 is off
+    tight: float = 0.0  # share of training crops cut to the face box alone (no margin): a tight face crop
+    crop_margin: float = 0.15  # the margin the crops were cut with (the crops file's), for `tight`
     init: Optional[str] = None  # warm restart: a saved model.keras of the same arch and input size
     mixup: float = 0.0  # Beta(a, a) mixing of batch pairs; 0 is off
     distill: float = 0.0  # weight of the teacher's distribution in each training target; 0 is off
@@ -229,6 +231,20 @@ def colour_jitter(x, y, size: int):
     return tf.clip_by_value(x, 0.0, 1.0) * 255.0
 
 
+def tighten(x, p: float, margin: float, size: int):
+    """With probability `p`, the crop cut to its face box alone and grown back to `size`: the framing of a face
+    crop cut tight by someone else (`edge-maskd classify` on a given crop, a face-crop dataset), where the
+    device's crop has the box plus `margin` a side around it. After the colour jitter, whose mask band is placed
+    for the margin crop."""
+    import tensorflow as tf
+
+    off = int(round(size * margin / (1.0 + 2.0 * margin)))
+    if off <= 0 or 2 * off >= size:
+        return x
+    inner = tf.image.resize(x[off : size - off, off : size - off, :], [size, size], method="bilinear")
+    return tf.where(tf.random.uniform([]) < p, inner, x)
+
+
 def greyscale(x, p: float):
     """With probability `p`, the crop's luma in all three channels: what a monochrome camera, or a colour
     camera in IR night mode, gives the classifier. Without it the shipped model rejected a third of real val
@@ -308,6 +324,8 @@ def make_dataset(
                 x = colour_jitter(x, y, size)
             if cfg.grey > 0:
                 x = greyscale(x, cfg.grey)
+            if cfg.tight > 0:
+                x = tighten(x, cfg.tight, cfg.crop_margin, size)
         return x, t
 
     ds = ds.map(resize, num_parallel_calls=tf.data.AUTOTUNE).batch(cfg.batch)
