@@ -1366,6 +1366,38 @@ def test_grey_crops_are_the_luma_in_three_channels_as_training_makes_them():
     assert (greyscale(tf.constant(x[0].astype(np.float32)), 0.0).numpy() == x[0]).all()
 
 
+def test_train_tight_cuts_a_margin_crop_to_the_face_box_as_a_tight_crop_of_the_photo():
+    """train --tight (export.train.tighten) turns the device's crop (box + margin) into what a face crop cut at
+    the box alone looks like: close to edge.crop's own margin-0 crop of the same photo, far from the margin crop;
+    --tight 0 leaves crops as they are."""
+    pytest.importorskip("tensorflow")
+    import cv2
+    import tensorflow as tf
+
+    from edge.crop import crop_face
+    from export.train import tighten
+
+    yy, xx = np.mgrid[0:480, 0:640].astype(np.float32)
+    img = np.dstack([128 + 100 * np.sin(xx / 23.0), 128 + 100 * np.cos(yy / 17.0), (xx + yy) % 256]).astype(np.uint8)
+    cv2.circle(img, (330, 250), 40, (20, 200, 240), -1)
+    box = (260, 170, 400, 340)
+    margin_crop = crop_face(img, box, 0.15, (112, 112)).astype(np.float32)
+    tight_crop = crop_face(img, box, 0.0, (112, 112)).astype(np.float32)
+    t = tighten(tf.constant(margin_crop), 1.0, 0.15, 112).numpy()
+    assert t.shape == margin_crop.shape
+    near, far = np.abs(t - tight_crop).mean(), np.abs(margin_crop - tight_crop).mean()
+    assert near < 6.0 and near < far / 4, (near, far)
+    assert (tighten(tf.constant(margin_crop), 0.0, 0.15, 112).numpy() == margin_crop).all()
+
+
+def test_train_refuses_a_tight_share_outside_0_1_before_reading_crops(tmp_path):
+    out = tmp_path / "run"
+    r = run_cli(["edge-export", "train", "--crops", tmp_path / "absent.npz", "--tight", "-0.1", "--out", out])
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("--tight -0.1: must be between 0 and 1")
+    assert not out.exists()
+
+
 def test_train_refuses_a_grey_share_outside_0_1_before_reading_crops(tmp_path):
     out = tmp_path / "run"
     r = run_cli(["edge-export", "train", "--crops", tmp_path / "absent.npz", "--grey", "1.5", "--out", out])
