@@ -82,9 +82,7 @@ def main() -> int:
         "--scenes", nargs="*", default=["../shared/data/andrewmvd-train", "../shared/data/ilc2021-jolignier"]
     )
     ap.add_argument("--out", default=None)
-    ap.add_argument("--pad", action="store_true", help="also classify whole with --whole mirrored")
     a = ap.parse_args()
-    modes = MODES + (("--whole mirrored", ["--whole", "mirrored"]),) if a.pad else MODES
     crops = load_crops(Path(a.crops))
     idx = split_index(Path(a.run), a.split)
     exe = str(Path(sys.executable).parent / "edge-maskd")
@@ -110,7 +108,7 @@ def main() -> int:
                 sets.setdefault("tight crops: " + name, {})[str(path)] = lab
         for kind, truth in sets.items():
             files = sorted(truth)
-            res[kind] = {mode: score(classify(exe, a.bundle, extra, files), truth) for mode, extra in modes}
+            res[kind] = {mode: score(classify(exe, a.bundle, extra, files), truth) for mode, extra in MODES}
     text = json.dumps(res, indent=1)
     print(text)
     if a.out:

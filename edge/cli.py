@@ -298,7 +298,7 @@ MIN_CROP_PX = 12  # classify: smaller images are refused (the detector keeps fac
 
 
 def cmd_classify(a) -> int:
-    from .crop import framed_whole, photo_face
+    from .crop import photo_face
     from .datasets_io import read_image
     from .detector import PHOTO_FACE_CONFIDENCE, load_detector, photo_face_options
 
@@ -330,8 +330,6 @@ def cmd_classify(a) -> int:
             continue
         faces = det.detect(img) if det is not None else []
         crop, box, how = photo_face(img, faces, clf.margin, clf.size, clf.bundle.box_fit, PHOTO_FACE_CONFIDENCE)
-        if how == "whole" and a.whole == "mirrored":
-            crop = framed_whole(img, clf.margin, clf.size)
         # a found face is seen as scan and the daemon see it (the operating point's views of its box, of which
         # the first is `crop`); a whole image has nothing around it to take other views from
         views = clf.preprocess_views(img, [box], detector=True) if how == "detector" else crop[None]
@@ -594,13 +592,6 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="each image is a photo of one person (head and shoulders, a selfie): classify the face res10 finds in "
         "it, cut as the training photos were, or the whole image where it finds none",
-    )
-    s.add_argument(
-        "--whole",
-        choices=("plain", "mirrored"),
-        default="plain",
-        help="how an image classified whole is framed: plain (as it is) or mirrored (the bundle's crop margin "
-        "added around it as a mirrored border, as the device frames a face)",
     )
     s.set_defaults(fn=cmd_classify)
 

@@ -89,20 +89,6 @@ def photo_face(
     return crop_face(image_bgr, (0, 0, w, h), 0.0, size), (0, 0, w, h), "whole"
 
 
-def framed_whole(image_bgr: np.ndarray, margin: float, size: Tuple[int, int]) -> np.ndarray:
-    """An image that is already a face crop, framed as the device frames a face: `margin` of its width and
-    height added on each side as its mirrored border (the photo holds nothing beyond it), then the one resize,
-    so the face fills the input as much as in a device crop of its box."""
-    import cv2
-
-    h, w = image_bgr.shape[:2]
-    dx, dy = int(round(w * margin)), int(round(h * margin))
-    if dx >= w or dy >= h:  # a mirrored border cannot be wider than the image
-        dx, dy = min(dx, w - 1), min(dy, h - 1)
-    big = cv2.copyMakeBorder(image_bgr, dy, dy, dx, dx, cv2.BORDER_REFLECT_101)
-    return crop_face(big, (0, 0, big.shape[1], big.shape[0]), 0.0, size)
-
-
 def crop_faces(image_bgr: np.ndarray, boxes: Sequence[Box], margin: float, size: Tuple[int, int]) -> np.ndarray:
     """A batch (N, H, W, 3) of `crop_face`."""
     out = np.empty((len(boxes), size[0], size[1], 3), dtype=np.uint8)
