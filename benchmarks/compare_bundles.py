@@ -189,7 +189,8 @@ def main() -> int:
         )
         if src is not None and margin_key(src.get("margin")) != margin_key(b.crop_margin):
             raise SystemExit(
-                "compare_bundles: %s crops at margin %s; give crops cut at that margin" % (bp, b.crop_margin)
+                "compare_bundles: %s crops faces with margin %s and no --crops file is cut at it: add one "
+                "(edge-export prepare --margin %s)" % (bp, b.crop_margin, b.crop_margin)
             )
         if src is None:
             print(
