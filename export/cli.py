@@ -167,10 +167,9 @@ def cmd_train(a) -> int:
     # the arguments first, before a crops file of hundreds of MB is read
     if not 0.0 <= a.distill <= 1.0:
         raise SystemExit("--distill %s: must be between 0 and 1" % a.distill)
-    if not 0.0 <= a.grey <= 1.0:
-        raise SystemExit("--grey %s: must be between 0 and 1 (a share of the training crops)" % a.grey)
-    if not 0.0 <= a.tight <= 1.0:
-        raise SystemExit("--tight %s: must be between 0 and 1 (a share of the training crops)" % a.tight)
+    for flag, share in (("--grey", a.grey), ("--tight", a.tight)):
+        if not 0.0 <= share <= 1.0:
+            raise SystemExit("%s %s: must be between 0 and 1 (a share of the training crops)" % (flag, share))
     if a.teacher_temperature <= 0:
         raise SystemExit("--teacher-temperature %s: must be > 0" % a.teacher_temperature)
     if a.init:  # a warm restart continues one architecture: say which, before the crops are read

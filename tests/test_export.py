@@ -1390,19 +1390,12 @@ def test_train_tight_cuts_a_margin_crop_to_the_face_box_as_a_tight_crop_of_the_p
     assert (tighten(tf.constant(margin_crop), 0.0, 0.15, 112).numpy() == margin_crop).all()
 
 
-def test_train_refuses_a_tight_share_outside_0_1_before_reading_crops(tmp_path):
+@pytest.mark.parametrize("flag,value", [("--grey", "1.5"), ("--tight", "-0.1"), ("--tight", "nan")])
+def test_train_refuses_a_share_outside_0_1_before_reading_crops(tmp_path, flag, value):
     out = tmp_path / "run"
-    r = run_cli(["edge-export", "train", "--crops", tmp_path / "absent.npz", "--tight", "-0.1", "--out", out])
+    r = run_cli(["edge-export", "train", "--crops", tmp_path / "absent.npz", flag, value, "--out", out])
     assert r.returncode != 0 and "Traceback" not in r.stderr
-    assert r.stderr.strip().splitlines()[-1].startswith("--tight -0.1: must be between 0 and 1")
-    assert not out.exists()
-
-
-def test_train_refuses_a_grey_share_outside_0_1_before_reading_crops(tmp_path):
-    out = tmp_path / "run"
-    r = run_cli(["edge-export", "train", "--crops", tmp_path / "absent.npz", "--grey", "1.5", "--out", out])
-    assert r.returncode != 0 and "Traceback" not in r.stderr
-    assert r.stderr.strip().splitlines()[-1].startswith("--grey 1.5: must be between 0 and 1")
+    assert r.stderr.strip().splitlines()[-1].startswith("%s %s: must be between 0 and 1" % (flag, value))
     assert not out.exists()
 
 

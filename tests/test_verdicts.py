@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -324,16 +325,33 @@ def test_the_motion_gate_counts_every_walker_the_ungated_daemon_counts(tmp_path,
     assert gated["missed"] == ungated["missed"] and gated["duplicates"] == ungated["duplicates"]
 
 
+def _quiet_pipeline(shipped_bundle, detector_dir, detector: dict, privacy: Optional[dict] = None):
+    """The daemon's Pipeline on the shipped bundle and res10 with these detector (and privacy) settings, motion
+    gate off, publishing nowhere: its frames go in by `process`, its decisions come back."""
+    from edge.config import defaults
+    from edge.pipeline import Pipeline
+    from edge.publish import Publisher
+
+    class Quiet(Publisher):
+        def publish(self, kind, payload):
+            pass
+
+    cfg = defaults()
+    cfg["source"]["url"] = "unused"
+    cfg["classifier"]["bundle"] = str(shipped_bundle)
+    cfg["detector"].update(dict(detector, model_dir=str(detector_dir)))
+    cfg["motion"]["enabled"] = False
+    cfg["privacy"].update(privacy or {})
+    return Pipeline(cfg, Quiet())
+
+
 def test_the_no_face_output_suppresses_detector_false_positives(shipped_bundle, detector_dir):
     """res10 at a low threshold fires on the spacesuit, the flag and the background of the demo portrait; the
     shipped bundle's no_face output must reject such detections before the tracker, and keep the face."""
     import cv2
 
     from edge import assets, demo
-    from edge.config import defaults
     from edge.detector import DetectorOptions, load_detector
-    from edge.pipeline import Pipeline
-    from edge.publish import Publisher
     from edge.types import Frame, iou
 
     bundle = load_bundle(shipped_bundle)
@@ -351,16 +369,7 @@ def test_the_no_face_output_suppresses_detector_false_positives(shipped_bundle, 
     rejected = [f for f in false if f.label == "no_face"]
     assert rejected, [(f.box, f.no_face) for f in false]
 
-    class Quiet(Publisher):
-        def publish(self, kind, payload):
-            pass
-
-    cfg = defaults()
-    cfg["source"]["url"] = "unused"
-    cfg["classifier"]["bundle"] = str(shipped_bundle)
-    cfg["detector"].update({"confidence": 0.08, "mode": "single", "min_face_px": 0, "model_dir": str(detector_dir)})
-    cfg["motion"]["enabled"] = False
-    pipe = Pipeline(cfg, Quiet())
+    pipe = _quiet_pipeline(shipped_bundle, detector_dir, {"confidence": 0.08, "mode": "single", "min_face_px": 0})
     pipe.process(Frame(frame, 0, 0.0))
     boxes = [t.box for t in pipe.tracker.tracks]
     assert pipe.rejected >= len(rejected)
@@ -838,11 +847,8 @@ def test_an_event_reports_the_face_the_classifier_saw(shipped_bundle, detector_d
     import cv2
 
     from edge import assets
-    from edge.config import defaults
     from edge.crop import fit_box
     from edge.detector import DetectorOptions, load_detector
-    from edge.pipeline import Pipeline
-    from edge.publish import Publisher
     from edge.types import Frame, clamp_box, expand_box
 
     face = cv2.imread(str(assets.fetch(assets.DEMO_FACE, assets.default_cache_dir(), timeout=5)))
@@ -854,17 +860,8 @@ def test_an_event_reports_the_face_the_classifier_saw(shipped_bundle, detector_d
     want = clamp_box(fit_box(res10, bundle.box_fit), 640, 480)
     assert want != res10
 
-    class Quiet(Publisher):
-        def publish(self, kind, payload):
-            pass
-
-    cfg = defaults()
-    cfg["source"]["url"] = "unused"
-    cfg["classifier"]["bundle"] = str(shipped_bundle)
-    cfg["detector"].update({"confidence": 0.5, "mode": "single", "model_dir": str(detector_dir)})
-    cfg["motion"]["enabled"] = False
-    cfg["privacy"].update({"snapshots": True, "snapshot_blur": False, "snapshot_px": 96})
-    pipe = Pipeline(cfg, Quiet())
+    privacy = {"snapshots": True, "snapshot_blur": False, "snapshot_px": 96}
+    pipe = _quiet_pipeline(shipped_bundle, detector_dir, {"confidence": 0.5, "mode": "single"}, privacy)
     decisions = []
     for i in range(40):  # the visitor stands still, then leaves
         decisions += pipe.process(Frame(frame if i < 20 else np.zeros_like(frame), i, i / 15.0))
