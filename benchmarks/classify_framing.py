@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""How `edge-maskd classify` should frame an image it is given: whole (the default: the image is a face crop),
+cut to the face res10 finds (--find-face: a photo of one person), or by the share of the image that face covers
+(`auto`): cut when res10's best box, moved by the bundle's box fit and grown by its crop margin, covers less than a
+share T of the image (a photo with room around the face), else whole (the image is already a face crop, of which
+res10 found a part). One pass per image, in-process, through the same functions classify uses
+(edge.crop.photo_face, the classifier's views and operating point); per image it records the share and both
+verdicts, so every T is scored from one run. T is chosen out of fold (folds by photo group), so the auto row is not
+scored on the images that chose it.
+
+    benchmarks/classify_framing.py --bundle work/bundles/ens3 --run work/runs/common --crops work/crops112.npz \\
+        --split val --out benchmarks/results/choices-val/classify-framing-ens3-val.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from classify_photos import FOLDER_SOURCES, LABELS, NON_COMPLIANT  # noqa: E402
+
+GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01)  # 0: always whole, 1.01: always the found face
+REAL = ("photos: chandrikadeb7", "tight crops: andrewmvd-train", "tight crops: ilc2021-jolignier")
+
+
+def covered_share(box, fit, margin: float, shape) -> float:
+    """The share of the image that the found face, fitted and grown by the crop margin, covers (clipped)."""
+    from edge.crop import fit_box
+    from edge.types import expand_box
+
+    h, w = shape[:2]
+    x1, y1, x2, y2 = expand_box(fit_box(box, fit), margin, w, h)
+    return max(0, x2 - x1) * max(0, y2 - y1) / float(w * h)
+
+
+def verdicts(clf, det, files) -> list:
+    from edge.crop import photo_face
+    from edge.datasets_io import read_image
+    from edge.detector import PHOTO_FACE_CONFIDENCE
+
+    rows = []
+    for p in files:
+        img = read_image(Path(p), None)
+        faces = det.detect(img)
+        crop, box, how = photo_face(img, faces, clf.margin, clf.size, clf.bundle.box_fit, PHOTO_FACE_CONFIDENCE)
+        h, w = img.shape[:2]
+        whole = photo_face(img, [], clf.margin, clf.size, None, PHOTO_FACE_CONFIDENCE)[0]
+        v_whole = clf.postprocess(clf.probs(whole[None]))[0]
+        if how == "detector":
+            v_face = clf.postprocess(clf.probs(clf.preprocess_views(img, [box], detector=True)))[0]
+            share = covered_share(box, clf.bundle.box_fit, clf.margin, img.shape)
+        else:
+            v_face, share = v_whole, 1.0  # no face found: both modes classify the image whole
+        rows.append(
+            {
+                "file": str(p),
+                "found": how == "detector",
+                "share": round(share, 4),
+                "whole": v_whole.label,
+                "face": v_face.label,
+            }
+        )
+    return rows
+
+
+def pick(rows: list, t: float) -> list:
+    return [r["face"] if r["found"] and r["share"] < t else r["whole"] for r in rows]
+
+
+def score(labels: list, truth: list) -> dict:
+    wm = [p for t, p in zip(truth, labels) if t == "with_mask"]
+    nc = [p for t, p in zip(truth, labels) if t in NON_COMPLIANT]
+    inc = [p for t, p in zip(truth, labels) if t == "mask_weared_incorrect"]
+    return {
+        "images": len(labels),
+        "right": sum(t == p for t, p in zip(truth, labels)),
+        "with_mask_flagged": sum(p in NON_COMPLIANT for p in wm),
+        "noncompliant_missed": sum(p not in NON_COMPLIANT for p in nc),
+        "incorrect_right": sum(p == "mask_weared_incorrect" for p in inc),
+    }
+
+
+def main() -> int:
+    import cv2
+
+    from edge.bundle import load_bundle
+    from edge.classifier import MaskClassifier
+    from edge.detector import load_detector, photo_face_options
+    from export.crops import load as load_crops
+    from export.crops import split_index
+    from export.datasets import iter_scenes, normalise_label
+    from export.evaluate import scene_ids_of
+    from export.metrics import group_folds
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bundle", required=True)
+    ap.add_argument("--run", required=True, help="the run whose split is read")
+    ap.add_argument("--crops", required=True, help="the crops file that split indexes (its files are the photos)")
+    ap.add_argument("--split", choices=("val", "test"), default="val")
+    ap.add_argument("--share", type=float, default=None, help="score this T as given (test), instead of choosing")
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument(
+        "--scenes", nargs="*", default=["../shared/data/andrewmvd-train", "../shared/data/ilc2021-jolignier"]
+    )
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--rows-out", default=None, help="each image's share and verdicts (JSON), to look at")
+    a = ap.parse_args()
+    crops = load_crops(Path(a.crops))
+    idx = split_index(Path(a.run), a.split)
+    clf = MaskClassifier(load_bundle(Path(a.bundle)), None, {"threads": 2})
+    det = load_detector(None, photo_face_options(fallback=False))
+    sets: dict = {}
+    for source in FOLDER_SOURCES:
+        m = idx[crops["sources"][idx] == source]
+        sets["photos: " + source] = [
+            (str(f), LABELS[int(y)], str(g))
+            for f, y, g in zip(crops["files"][m], crops["labels"][m], crops["groups"][m])
+        ]
+    res: dict = {
+        "bundle": a.bundle,
+        "split": a.split,
+        "command": " ".join(["benchmarks/classify_framing.py"] + sys.argv[1:]),
+    }
+    rows: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        dirs = [Path(d) for d in a.scenes]
+        ids = {d.name: scene_ids_of(crops, idx, d) for d in dirs}
+        for name, sid, img, objs in iter_scenes(dirs, ids):
+            for k, (label, (x1, y1, x2, y2)) in enumerate(objs):
+                lab = normalise_label(label)
+                if lab is None or min(x2 - x1, y2 - y1) < 12:
+                    continue
+                path = Path(tmp) / ("%s-%s-%d.png" % (name, sid, k))
+                cv2.imwrite(str(path), img[y1:y2, x1:x2])
+                sets.setdefault("tight crops: " + name, []).append((str(path), lab, "%s:%s" % (name, sid)))
+        for kind, items in sets.items():
+            got = verdicts(clf, det, [f for f, _, _ in items])
+            for r, (_, lab, g) in zip(got, items):
+                r["truth"], r["group"] = lab, g
+            rows[kind] = got
+    real = [r for k in REAL for r in rows[k]]
+    truth = [r["truth"] for r in real]
+    right = {t: sum(p == y for p, y in zip(pick(real, t), truth)) for t in GRID}
+    res["real_right_by_share"] = {str(t): right[t] for t in GRID}
+    if a.share is None:
+        # out of fold: each fold's images under the T that the other folds chose (most right; ties: the smaller T)
+        groups = np.array([r["group"] for r in real])
+        oof_right, oof = [], {}
+        for rep in range(a.repeats):
+            fold = group_folds(groups, a.folds, seed=rep)
+            labels = [""] * len(real)
+            for f in range(a.folds):
+                inside = [i for i in range(len(real)) if fold[i] != f]
+                best = max(GRID, key=lambda t: (sum(pick([real[i]], t)[0] == truth[i] for i in inside), -t))
+                for i in range(len(real)):
+                    if fold[i] == f:
+                        labels[i] = pick([real[i]], best)[0]
+                oof.setdefault(str(best), 0)
+                oof[str(best)] += 1
+            oof_right.append(sum(p == y for p, y in zip(labels, truth)))
+        res["out_of_fold"] = {"right_mean": float(np.mean(oof_right)), "right_each": oof_right, "chosen": oof}
+        chosen = max(GRID, key=lambda t: (right[t], -t))
+    else:
+        chosen = a.share
+    res["share"] = chosen
+    for kind, got in rows.items():
+        truth_k = [r["truth"] for r in got]
+        res[kind] = {
+            "whole": score(pick(got, 0.0), truth_k),
+            "find-face": score(pick(got, 1.01), truth_k),
+            "auto at %s" % chosen: score(pick(got, chosen), truth_k),
+            "share_found": [
+                round(float(q), 3) for q in np.percentile([r["share"] for r in got if r["found"]] or [0], [10, 50, 90])
+            ],
+        }
+    text = json.dumps(res, indent=1)
+    if a.out:
+        Path(a.out).write_text(text + "\n")
+    if a.rows_out:
+        Path(a.rows_out).write_text(json.dumps(rows) + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    from edge.errors import run_main
+
+    sys.exit(run_main(main, Path(__file__).name))
