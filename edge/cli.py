@@ -140,12 +140,12 @@ def cmd_run(a) -> int:
 def _iter_frames(path: Path, every: int, max_pixels: Optional[int] = None) -> Iterator[Tuple[int, Any]]:
     import cv2
 
-    from .datasets_io import read_image
+    from .datasets_io import read_image, unreadable_reason
 
-    if path.suffix.lower() in IMAGE_EXTS:
+    if path.suffix.lower() in IMAGE_EXTS or path.is_dir() or not path.exists():
         img = read_image(path, max_pixels)
         if img is None:
-            raise SourceError("%s is not a readable image" % path)
+            raise SourceError(unreadable_reason(path))
         yield 0, img
         return
     cap = cv2.VideoCapture(str(path))
@@ -299,7 +299,7 @@ MIN_CROP_PX = 12  # classify: smaller images are refused (the detector keeps fac
 
 def cmd_classify(a) -> int:
     from .crop import photo_face
-    from .datasets_io import read_image
+    from .datasets_io import read_image, unreadable_reason
     from .detector import PHOTO_FACE_CONFIDENCE, load_detector, photo_face_options
 
     clf = _classifier_from_args(a)
@@ -316,7 +316,7 @@ def cmd_classify(a) -> int:
             failures += 1
             continue
         if img is None:
-            print("edge-maskd classify: %s is not a readable image" % p, file=sys.stderr)
+            print("edge-maskd classify: %s" % unreadable_reason(Path(p)), file=sys.stderr)
             failures += 1
             continue
         if min(img.shape[:2]) < MIN_CROP_PX:

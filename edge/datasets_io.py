@@ -59,6 +59,20 @@ def header_size(data: bytes) -> Optional[Tuple[int, int]]:
     return None
 
 
+def unreadable_reason(path: Path) -> str:
+    """Why `path` gave no image, for a one-line error: missing, a folder, empty, or not decodable."""
+    if not path.exists():
+        return "%s: no such file" % path
+    if path.is_dir():
+        return "%s is a folder: give the image files in it (%s/*.jpg)" % (path, path)
+    try:
+        if path.stat().st_size == 0:
+            return "%s is empty (0 bytes)" % path
+    except OSError as exc:
+        return "%s cannot be read (%s)" % (path, exc.strerror or exc)
+    return "%s is not a readable image (not a format OpenCV decodes, or a damaged file)" % path
+
+
 def read_image(path: Path, max_pixels: Optional[int] = MAX_PIXELS) -> Optional[np.ndarray]:
     """BGR uint8 image, or None when the file is missing or not a decodable image. Raises SourceError when the
     header declares more than `max_pixels` pixels (None: no limit but OpenCV's own)."""

@@ -59,11 +59,29 @@ def test_manifest_hash_mismatch_refuses_to_start(tmp_path, demo_clip, detector_d
     assert str(victim) in r.stderr
 
 
-def test_classify_unreadable_image_is_reported(tmp_path, shipped_bundle):
-    bad = tmp_path / "x.jpg"
+@pytest.mark.parametrize("command", ["classify", "scan"])
+def test_an_image_that_cannot_be_read_says_why_in_one_line(tmp_path, shipped_bundle, detector_dir, command):
+    """Missing, a folder, empty, or not decodable: each said as such, and the next file still goes (classify)."""
+    import cv2
+
+    bad, empty, folder = tmp_path / "x.jpg", tmp_path / "e.jpg", tmp_path / "photos"
     bad.write_text("nope")
-    r = run_cli(["edge-maskd", "classify", bad])
-    assert r.returncode == 1 and "not a readable image" in r.stderr and "Traceback" not in r.stderr
+    empty.write_bytes(b"")
+    folder.mkdir()
+    cases = {
+        bad: "x.jpg is not a readable image",
+        empty: "e.jpg is empty (0 bytes)",
+        folder: "photos is a folder: give the image files in it",
+        tmp_path / "gone.jpg": "gone.jpg: no such file",
+    }
+    for path, reason in cases.items():
+        r = run_cli(["edge-maskd", command, path])
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        assert reason in r.stderr, (path, r.stderr)
+    ok = tmp_path / "ok.png"
+    cv2.imwrite(str(ok), np.full((40, 40, 3), 128, np.uint8))
+    r = run_cli(["edge-maskd", "classify", *cases, ok])
+    assert r.returncode == 1 and [json.loads(ln)["file"] for ln in r.stdout.splitlines()] == [str(ok)]
 
 
 def test_classify_refuses_an_image_too_small_to_hold_a_face_and_goes_on(tmp_path, shipped_bundle):
