@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from classify_photos import FOLDER_SOURCES, LABELS, NON_COMPLIANT  # noqa: E402
+from classify_photos import NON_COMPLIANT, add_split_arguments, image_sets, write_result  # noqa: E402
 
 GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01)  # 0: always whole, 1.01: always the found face
 REAL = ("photos: chandrikadeb7", "tight crops: andrewmvd-train", "tight crops: ilc2021-jolignier")
@@ -89,42 +89,20 @@ def score(labels: list, truth: list) -> dict:
 
 
 def main() -> int:
-    import cv2
-
     from edge.bundle import load_bundle
     from edge.classifier import MaskClassifier
     from edge.detector import load_detector, photo_face_options
-    from export.crops import load as load_crops
-    from export.crops import split_index
-    from export.datasets import iter_scenes, normalise_label
-    from export.evaluate import scene_ids_of
     from export.metrics import group_folds
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bundle", required=True)
-    ap.add_argument("--run", required=True, help="the run whose split is read")
-    ap.add_argument("--crops", required=True, help="the crops file that split indexes (its files are the photos)")
-    ap.add_argument("--split", choices=("val", "test"), default="val")
+    add_split_arguments(ap)
     ap.add_argument("--share", type=float, default=None, help="score this T as given (test), instead of choosing")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument(
-        "--scenes", nargs="*", default=["../shared/data/andrewmvd-train", "../shared/data/ilc2021-jolignier"]
-    )
-    ap.add_argument("--out", default=None)
     ap.add_argument("--rows-out", default=None, help="each image's share and verdicts (JSON), to look at")
     a = ap.parse_args()
-    crops = load_crops(Path(a.crops))
-    idx = split_index(Path(a.run), a.split)
     clf = MaskClassifier(load_bundle(Path(a.bundle)), None, {"threads": 2})
     det = load_detector(None, photo_face_options(fallback=False))
-    sets: dict = {}
-    for source in FOLDER_SOURCES:
-        m = idx[crops["sources"][idx] == source]
-        sets["photos: " + source] = [
-            (str(f), LABELS[int(y)], str(g))
-            for f, y, g in zip(crops["files"][m], crops["labels"][m], crops["groups"][m])
-        ]
     res: dict = {
         "bundle": a.bundle,
         "split": a.split,
@@ -132,17 +110,7 @@ def main() -> int:
     }
     rows: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
-        dirs = [Path(d) for d in a.scenes]
-        ids = {d.name: scene_ids_of(crops, idx, d) for d in dirs}
-        for name, sid, img, objs in iter_scenes(dirs, ids):
-            for k, (label, (x1, y1, x2, y2)) in enumerate(objs):
-                lab = normalise_label(label)
-                if lab is None or min(x2 - x1, y2 - y1) < 12:
-                    continue
-                path = Path(tmp) / ("%s-%s-%d.png" % (name, sid, k))
-                cv2.imwrite(str(path), img[y1:y2, x1:x2])
-                sets.setdefault("tight crops: " + name, []).append((str(path), lab, "%s:%s" % (name, sid)))
-        for kind, items in sets.items():
+        for kind, items in image_sets(a, tmp).items():
             got = verdicts(clf, det, [f for f, _, _ in items])
             for r, (_, lab, g) in zip(got, items):
                 r["truth"], r["group"] = lab, g
@@ -182,12 +150,9 @@ def main() -> int:
                 round(float(q), 3) for q in np.percentile([r["share"] for r in got if r["found"]] or [0], [10, 50, 90])
             ],
         }
-    text = json.dumps(res, indent=1)
-    if a.out:
-        Path(a.out).write_text(text + "\n")
     if a.rows_out:
         Path(a.rows_out).write_text(json.dumps(rows) + "\n")
-    print(text)
+    write_result(res, a.out)
     return 0
 
 

@@ -65,15 +65,8 @@ def classify(exe: str, bundle: str, extra: list, files: list) -> list:
     return rows
 
 
-def main() -> int:
-    import cv2
-
-    from export.crops import load as load_crops
-    from export.crops import split_index
-    from export.datasets import iter_scenes, normalise_label
-    from export.evaluate import scene_ids_of
-
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_split_arguments(ap: argparse.ArgumentParser) -> None:
+    """The arguments that pick a bundle and one split's images (shared with classify_framing.py)."""
     ap.add_argument("--bundle", required=True)
     ap.add_argument("--run", required=True, help="the run whose split is read")
     ap.add_argument("--crops", required=True, help="the crops file that split indexes (its files are the photos)")
@@ -82,37 +75,63 @@ def main() -> int:
         "--scenes", nargs="*", default=["../shared/data/andrewmvd-train", "../shared/data/ilc2021-jolignier"]
     )
     ap.add_argument("--out", default=None)
-    a = ap.parse_args()
+
+
+def image_sets(a, tmp: str) -> dict:
+    """{kind: [(file, label, group)]}: the folder sets' photos of the split, and each annotated face of its VOC
+    scenes cut exactly at its box (>= 12 px) into `tmp`."""
+    import cv2
+
+    from export.crops import load as load_crops
+    from export.crops import split_index
+    from export.datasets import iter_scenes, normalise_label
+    from export.evaluate import scene_ids_of
+
     crops = load_crops(Path(a.crops))
     idx = split_index(Path(a.run), a.split)
+    sets: dict = {}
+    for source in FOLDER_SOURCES:
+        m = idx[crops["sources"][idx] == source]
+        sets["photos: " + source] = [
+            (str(f), LABELS[int(y)], str(g))
+            for f, y, g in zip(crops["files"][m], crops["labels"][m], crops["groups"][m])
+        ]
+    dirs = [Path(d) for d in a.scenes]
+    ids = {d.name: scene_ids_of(crops, idx, d) for d in dirs}
+    for name, sid, img, objs in iter_scenes(dirs, ids):
+        for k, (label, (x1, y1, x2, y2)) in enumerate(objs):
+            lab = normalise_label(label)
+            if lab is None or min(x2 - x1, y2 - y1) < 12:
+                continue
+            path = Path(tmp) / ("%s-%s-%d.png" % (name, sid, k))
+            cv2.imwrite(str(path), img[y1:y2, x1:x2])
+            sets.setdefault("tight crops: " + name, []).append((str(path), lab, "%s:%s" % (name, sid)))
+    return sets
+
+
+def write_result(res: dict, out) -> None:
+    text = json.dumps(res, indent=1)
+    print(text)
+    if out:
+        Path(out).write_text(text + "\n")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_split_arguments(ap)
+    a = ap.parse_args()
     exe = str(Path(sys.executable).parent / "edge-maskd")
     res: dict = {
         "bundle": a.bundle,
         "split": a.split,
         "command": " ".join(["benchmarks/classify_photos.py"] + sys.argv[1:]),
     }
-    sets = {}
-    for source in FOLDER_SOURCES:
-        m = idx[crops["sources"][idx] == source]
-        sets["photos: " + source] = {str(f): LABELS[int(y)] for f, y in zip(crops["files"][m], crops["labels"][m])}
     with tempfile.TemporaryDirectory() as tmp:
-        dirs = [Path(d) for d in a.scenes]
-        ids = {d.name: scene_ids_of(crops, idx, d) for d in dirs}
-        for name, sid, img, objs in iter_scenes(dirs, ids):
-            for k, (label, (x1, y1, x2, y2)) in enumerate(objs):
-                lab = normalise_label(label)
-                if lab is None or min(x2 - x1, y2 - y1) < 12:
-                    continue
-                path = Path(tmp) / ("%s-%s-%d.png" % (name, sid, k))
-                cv2.imwrite(str(path), img[y1:y2, x1:x2])
-                sets.setdefault("tight crops: " + name, {})[str(path)] = lab
-        for kind, truth in sets.items():
+        for kind, items in image_sets(a, tmp).items():
+            truth = {f: lab for f, lab, _ in items}
             files = sorted(truth)
             res[kind] = {mode: score(classify(exe, a.bundle, extra, files), truth) for mode, extra in MODES}
-    text = json.dumps(res, indent=1)
-    print(text)
-    if a.out:
-        Path(a.out).write_text(text + "\n")
+    write_result(res, a.out)
     return 0
 
 
