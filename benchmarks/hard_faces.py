@@ -11,6 +11,12 @@ left out with --exclude, so both sides are judged by the same held-out bundles.
         --per-face work/s28/perface-val.json          # and the same with --split test
     benchmarks/hard_faces.py work/s28/perface-val.json work/s28/perface-test.json \
         --out benchmarks/results/hard-faces.json
+
+With --crops (the crops file the per-face indices point into) and --run (the split that trained the bundles),
+the real faces of each side are also split by face width (< 40, 40-80, >= 80 px at the annotated box) and, for
+ilc2021, by its reviewed main set and the unreviewed contributor branches (UNMERGED_BRANCH_FILES.txt), each with
+how many faces each bundle gets right; and each face's closest training face is found (32x32 grey thumbnails,
+correlation, mirrored too), to see whether one side has closer twins in training than the other.
 """
 
 from __future__ import annotations
@@ -60,14 +66,71 @@ def hard(doc: Dict[str, Any], models: Sequence[str]) -> Dict[str, Dict[str, Any]
     return out
 
 
+WIDTHS = ((0, 40), (40, 80), (80, 100000))
+BRANCH_LIST = Path("../shared/data/ilc2021-jolignier/UNMERGED_BRANCH_FILES.txt")
+
+
+def thumbs(images: Any, flip: bool = False) -> Any:
+    """Zero-mean, unit-norm 32x32 grey thumbnails (N, 1024) of RGB crops."""
+    import cv2
+    import numpy as np
+
+    out = np.empty((len(images), 1024), np.float32)
+    for k, im in enumerate(images):
+        g = cv2.cvtColor(np.ascontiguousarray(im), cv2.COLOR_RGB2GRAY)
+        t = cv2.resize(g[:, ::-1] if flip else g, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
+        t -= t.mean()
+        out[k] = t / (np.linalg.norm(t) + 1e-6)
+    return out
+
+
+def breakdown(doc: Dict[str, Any], models: Sequence[str], crops: Any, train_thumbs: Any) -> Dict[str, Any]:
+    """Per real source and class: right per bundle by face width, by ilc2021 subset; closest training twin."""
+    import numpy as np
+
+    branch = set(Path(x).name for x in BRANCH_LIST.read_text().split()) if BRANCH_LIST.exists() else set()
+    ci = np.asarray(doc["crop_index"])
+    boxes = crops["boxes"][ci]
+    width = boxes[:, 2] - boxes[:, 0]
+    subset = np.array(["branch" if Path(str(f)).name in branch else "main" for f in crops["files"][ci]])
+    q = thumbs(crops["images"][ci])
+    twin = np.maximum((q @ train_thumbs[0].T).max(1), (q @ train_thumbs[1].T).max(1))
+    labels = list(doc["labels"])
+    src, lab = np.asarray(doc["source"]), np.asarray(doc["label"])
+    out: Dict[str, Any] = {}
+    for s in REAL_FIRST[:3]:
+        for y in sorted(set(lab[src == s].tolist())):
+            cell = (src == s) & (lab == y)
+            parts = {
+                "width %d-%s" % (lo, hi if hi < 100000 else ""): cell & (width >= lo) & (width < hi)
+                for lo, hi in WIDTHS
+            }
+            if s == "ilc2021-jolignier":
+                parts.update({"subset " + k: cell & (subset == k) for k in ("main", "branch")})
+            out["%s / %s" % (s, labels[y])] = {
+                "faces": int(cell.sum()),
+                "closest_training_twin_median": round(float(np.median(twin[cell])), 3),
+                "twins_at_0.9_or_more": int((twin[cell] >= 0.9).sum()),
+                "right": {
+                    k: {"faces": int(m.sum()), **{b: int((np.asarray(doc["pred"][b])[m] == y).sum()) for b in models}}
+                    for k, m in parts.items()
+                },
+            }
+    return out
+
+
 def main() -> int:
-    from edge.errors import EX_DATAERR, MaskwatchError
+    from edge.errors import EX_DATAERR, EX_USAGE, MaskwatchError
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("per_face", nargs="+", help="compare_bundles.py --per-face files (val first, then test)")
     ap.add_argument("--exclude", nargs="*", default=[], help="model ids left out (e.g. a refit trained on val)")
+    ap.add_argument("--crops", default=None, help="the crops file of the per-face indices (for the breakdown)")
+    ap.add_argument("--run", default=None, help="with --crops: the run whose train split trained the bundles")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
+    if bool(a.crops) != bool(a.run):
+        raise MaskwatchError("--crops and --run go together (the breakdown needs both)", EX_USAGE)
     docs: List[Dict[str, Any]] = []
     for p in a.per_face:
         try:
@@ -91,6 +154,15 @@ def main() -> int:
             if k in y:
                 a1, n1, a2, n2 = x[k]["wrong_by_all"], x[k]["faces"], y[k]["wrong_by_all"], y[k]["faces"]
                 tests[k] = {"p_two_sided": round(fisher_two_sided(a1, n1 - a1, a2, n2 - a2), 6)}
+    if a.crops:
+        from export.crops import load, split_index
+
+        crops = load(Path(a.crops))
+        tr = split_index(Path(a.run), "train")
+        tr = tr[(crops["labels"][tr] < 3) & (crops["sources"][tr] != "maskedfacenet-maskon")]
+        train_thumbs = (thumbs(crops["images"][tr]), thumbs(crops["images"][tr], flip=True))
+        for side, d in zip(sides, docs):
+            side["breakdown"] = breakdown(d, models, crops, train_thumbs)
     doc = {
         "models": models,
         "sides": sides,

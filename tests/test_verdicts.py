@@ -840,6 +840,39 @@ def test_hard_faces_counts_faces_every_bundle_gets_wrong_and_tests_the_differenc
         assert bool(got["fisher_wrong_by_all_first_vs_second"]) == (len(files) == 2)
 
 
+def test_hard_faces_breakdown_by_width_and_closest_training_twin():
+    """hard_faces.py --crops: right per bundle by face width, and each face's closest training face by grey
+    thumbnail correlation: a mirrored copy of a training face is its twin (1.0), a face of other noise is not."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("hard_faces", str(root / "benchmarks" / "hard_faces.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    rng = np.random.RandomState(0)
+    images = rng.randint(0, 256, (4, 112, 112, 3)).astype(np.uint8)
+    images[3] = images[0][:, ::-1]  # face 3 is training face 0 mirrored
+    crops = {
+        "images": images,
+        "boxes": np.array([[0, 0, 30, 30], [0, 0, 30, 30], [0, 0, 50, 50], [0, 0, 90, 90]]),
+        "files": np.array(["a.jpg", "b.jpg", "c.jpg", "d.jpg"]),
+    }
+    train = images[[0, 1]]
+    twins = (mod.thumbs(train), mod.thumbs(train, flip=True))
+    doc = {
+        "labels": ["with_mask", "without_mask", "mask_weared_incorrect", "no_face"],
+        "crop_index": [2, 3],
+        "label": [2, 2],
+        "source": ["andrewmvd-train"] * 2,
+        "pred": {"a": [2, 0], "b": [2, 2]},
+    }
+    got = mod.breakdown(doc, ["a", "b"], crops, twins)["andrewmvd-train / mask_weared_incorrect"]
+    assert got["faces"] == 2 and got["twins_at_0.9_or_more"] == 1
+    assert got["right"]["width 40-80"] == {"faces": 1, "a": 1, "b": 1}
+    assert got["right"]["width 80-"] == {"faces": 1, "a": 0, "b": 1}
+    assert got["right"]["width 0-40"] == {"faces": 0, "a": 0, "b": 0}
+
+
 def test_an_event_reports_the_face_the_classifier_saw(shipped_bundle, detector_dir):
     """The event's box is the person's face in the convention the classifier was measured in (res10's box moved
     by the bundle's box fit, within the frame), as `scan` reports it, and the snapshot is the classifier's crop of
