@@ -18,6 +18,7 @@ import argparse
 import json
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from classify_photos import NON_COMPLIANT, add_split_arguments, image_sets, write_result  # noqa: E402
+from classify_photos import add_split_arguments, image_sets, score_labels, write_result  # noqa: E402
 
 GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01)  # 0: always whole, 1.01: always the found face
 REAL = ("photos: chandrikadeb7", "tight crops: andrewmvd-train", "tight crops: ilc2021-jolignier")
@@ -50,8 +51,7 @@ def verdicts(clf, det, files) -> list:
     for p in files:
         img = read_image(Path(p), None)
         faces = det.detect(img)
-        crop, box, how = photo_face(img, faces, clf.margin, clf.size, clf.bundle.box_fit, PHOTO_FACE_CONFIDENCE)
-        h, w = img.shape[:2]
+        _, box, how = photo_face(img, faces, clf.margin, clf.size, clf.bundle.box_fit, PHOTO_FACE_CONFIDENCE)
         whole = photo_face(img, [], clf.margin, clf.size, None, PHOTO_FACE_CONFIDENCE)[0]
         v_whole = clf.postprocess(clf.probs(whole[None]))[0]
         if how == "detector":
@@ -75,19 +75,6 @@ def pick(rows: list, t: float) -> list:
     return [r["face"] if r["found"] and r["share"] < t else r["whole"] for r in rows]
 
 
-def score(labels: list, truth: list) -> dict:
-    wm = [p for t, p in zip(truth, labels) if t == "with_mask"]
-    nc = [p for t, p in zip(truth, labels) if t in NON_COMPLIANT]
-    inc = [p for t, p in zip(truth, labels) if t == "mask_weared_incorrect"]
-    return {
-        "images": len(labels),
-        "right": sum(t == p for t, p in zip(truth, labels)),
-        "with_mask_flagged": sum(p in NON_COMPLIANT for p in wm),
-        "noncompliant_missed": sum(p not in NON_COMPLIANT for p in nc),
-        "incorrect_right": sum(p == "mask_weared_incorrect" for p in inc),
-    }
-
-
 def main() -> int:
     from edge.bundle import load_bundle
     from edge.classifier import MaskClassifier
@@ -96,7 +83,6 @@ def main() -> int:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_split_arguments(ap)
-    ap.add_argument("--share", type=float, default=None, help="score this T as given (test), instead of choosing")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--rows-out", default=None, help="each image's share and verdicts (JSON), to look at")
@@ -117,35 +103,28 @@ def main() -> int:
             rows[kind] = got
     real = [r for k in REAL for r in rows[k]]
     truth = [r["truth"] for r in real]
-    right = {t: sum(p == y for p, y in zip(pick(real, t), truth)) for t in GRID}
-    res["real_right_by_share"] = {str(t): right[t] for t in GRID}
-    if a.share is None:
-        # out of fold: each fold's images under the T that the other folds chose (most right; ties: the smaller T)
-        groups = np.array([r["group"] for r in real])
-        oof_right, oof = [], {}
-        for rep in range(a.repeats):
-            fold = group_folds(groups, a.folds, seed=rep)
-            labels = [""] * len(real)
-            for f in range(a.folds):
-                inside = [i for i in range(len(real)) if fold[i] != f]
-                best = max(GRID, key=lambda t: (sum(pick([real[i]], t)[0] == truth[i] for i in inside), -t))
-                for i in range(len(real)):
-                    if fold[i] == f:
-                        labels[i] = pick([real[i]], best)[0]
-                oof.setdefault(str(best), 0)
-                oof[str(best)] += 1
-            oof_right.append(sum(p == y for p, y in zip(labels, truth)))
-        res["out_of_fold"] = {"right_mean": float(np.mean(oof_right)), "right_each": oof_right, "chosen": oof}
-        chosen = max(GRID, key=lambda t: (right[t], -t))
-    else:
-        chosen = a.share
+    ok = {t: np.array([p == y for p, y in zip(pick(real, t), truth)]) for t in GRID}  # right at each T, per image
+    res["real_right_by_share"] = {str(t): int(ok[t].sum()) for t in GRID}
+    # out of fold: each fold's images under the T the other folds chose (most right; ties: the smaller T)
+    groups = np.array([r["group"] for r in real])
+    oof_right, chosen_by_folds = [], Counter()
+    for rep in range(a.repeats):
+        fold = group_folds(groups, a.folds, seed=rep)
+        right = 0
+        for f in range(a.folds):
+            best = max(GRID, key=lambda t: (ok[t][fold != f].sum(), -t))
+            right += int(ok[best][fold == f].sum())
+            chosen_by_folds[str(best)] += 1
+        oof_right.append(right)
+    res["out_of_fold"] = {"right_mean": float(np.mean(oof_right)), "right_each": oof_right, "chosen": chosen_by_folds}
+    chosen = max(GRID, key=lambda t: (ok[t].sum(), -t))
     res["share"] = chosen
     for kind, got in rows.items():
         truth_k = [r["truth"] for r in got]
         res[kind] = {
-            "whole": score(pick(got, 0.0), truth_k),
-            "find-face": score(pick(got, 1.01), truth_k),
-            "auto at %s" % chosen: score(pick(got, chosen), truth_k),
+            "whole": score_labels(truth_k, pick(got, 0.0)),
+            "find-face": score_labels(truth_k, pick(got, 1.01)),
+            "auto at %s" % chosen: score_labels(truth_k, pick(got, chosen)),
             "share_found": [
                 round(float(q), 3) for q in np.percentile([r["share"] for r in got if r["found"]] or [0], [10, 50, 90])
             ],

@@ -32,14 +32,14 @@ FOLDER_SOURCES = ("chandrikadeb7", "maskedfacenet-maskon")
 MODES = (("default (whole image)", []), ("--find-face", ["--find-face"]))
 
 
-def score(rows: list, truth: dict) -> dict:
-    y = [truth[row["file"]] for row in rows]
-    lab = [row["label"] for row in rows]
+def score_labels(y: list, lab: list) -> dict:
+    """Counts of verdicts `lab` against labels `y`: right, with_mask flagged, non-compliant missed, incorrectly
+    worn right (shared with classify_framing.py)."""
     wm = [p for t, p in zip(y, lab) if t == "with_mask"]
     nc = [p for t, p in zip(y, lab) if t in NON_COMPLIANT]
     inc = [p for t, p in zip(y, lab) if t == "mask_weared_incorrect"]
     return {
-        "images": len(rows),
+        "images": len(lab),
         "right": sum(t == p for t, p in zip(y, lab)),
         "with_mask": len(wm),
         "with_mask_flagged": sum(p in NON_COMPLIANT for p in wm),
@@ -47,8 +47,12 @@ def score(rows: list, truth: dict) -> dict:
         "noncompliant_missed": sum(p not in NON_COMPLIANT for p in nc),
         "incorrect": len(inc),
         "incorrect_right": sum(p == "mask_weared_incorrect" for p in inc),
-        "faces": dict(Counter(row["face"] for row in rows)),
     }
+
+
+def score(rows: list, truth: dict) -> dict:
+    counts = score_labels([truth[row["file"]] for row in rows], [row["label"] for row in rows])
+    return {**counts, "faces": dict(Counter(row["face"] for row in rows))}
 
 
 def classify(exe: str, bundle: str, extra: list, files: list) -> list:
