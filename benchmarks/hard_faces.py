@@ -71,14 +71,15 @@ BRANCH_LIST = Path("../shared/data/ilc2021-jolignier/UNMERGED_BRANCH_FILES.txt")
 
 
 def thumbs(images: Any, flip: bool = False) -> Any:
-    """Zero-mean, unit-norm 32x32 grey thumbnails (N, 1024) of RGB crops."""
-    import cv2
+    """Zero-mean, unit-norm 32x32 grey thumbnails (N, 1024) of RGB crops: the split's near-duplicate thumbnail
+    (export.split.grey32), compared by correlation instead of hashed."""
     import numpy as np
+
+    from export.split import grey32
 
     out = np.empty((len(images), 1024), np.float32)
     for k, im in enumerate(images):
-        g = cv2.cvtColor(np.ascontiguousarray(im), cv2.COLOR_RGB2GRAY)
-        t = cv2.resize(g[:, ::-1] if flip else g, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
+        t = grey32(im[:, ::-1] if flip else im).ravel()
         t -= t.mean()
         out[k] = t / (np.linalg.norm(t) + 1e-6)
     return out

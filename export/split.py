@@ -15,6 +15,14 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
+def grey32(img: np.ndarray) -> np.ndarray:
+    """The 32x32 grey thumbnail (float32) the near-duplicate hash is taken of; RGB or grey in."""
+    import cv2
+
+    g = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) if img.ndim == 3 else img
+    return cv2.resize(np.ascontiguousarray(g), (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
 def phash64(images: np.ndarray) -> np.ndarray:
     """64-bit DCT perceptual hash per image (the imagehash.phash recipe, vectorised with OpenCV)."""
     import cv2
@@ -22,9 +30,7 @@ def phash64(images: np.ndarray) -> np.ndarray:
     out = np.zeros(len(images), dtype=np.uint64)
     weights = (1 << np.arange(63, -1, -1, dtype=np.uint64)).astype(np.uint64)
     for i, img in enumerate(images):
-        g = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) if img.ndim == 3 else img
-        g = cv2.resize(g, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
-        d = cv2.dct(g)[:8, :8]
+        d = cv2.dct(grey32(img))[:8, :8]
         bits = (d > np.median(d)).reshape(-1).astype(np.uint64)
         out[i] = np.sum(bits * weights, dtype=np.uint64)
     return out
