@@ -7,7 +7,9 @@
 Per run (its Keras model, argmax of the box view, no operating point): the share of the split's val satellites
 (`extend --satellites`: weak res10 boxes beside a face) called no_face, and the share of the real sources' val
 faces, and of their incorrectly-worn faces, called right. A fine-tune that teaches the rejector must not buy it
-with incorrectly-worn verdicts.
+with incorrectly-worn verdicts. With `--mean`, the runs' mean probabilities are scored too (an ensemble before it
+is built); with `--specialist RUN` (trained with `--only-labels`), that mean with the specialist re-splitting the
+mass of its labels (`export.ensemble.split_by_specialist`).
 """
 
 import argparse
@@ -25,6 +27,13 @@ def main() -> int:
     ap.add_argument("--crops", required=True, help="the crops file the split indexes (with satellites)")
     ap.add_argument("--split-run", required=True, help="whose split.npz picks the val crops")
     ap.add_argument("--grey", action="store_true", help="also score the real val faces turned grey (monochrome camera)")
+    ap.add_argument("--mean", action="store_true", help="also score the mean of the runs' probabilities (an ensemble)")
+    ap.add_argument(
+        "--specialist",
+        default=None,
+        metavar="RUN",
+        help="a run trained with --only-labels: also score the runs' mean with it re-splitting its labels' mass",
+    )
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
 
@@ -48,10 +57,28 @@ def main() -> int:
     sat = how == "satellite"
     real_face = np.isin(src, REAL_SOURCES) & (lab < LABELS.index("no_face"))
     inc = real_face & (lab == LABELS.index("mask_weared_incorrect"))
+    with_mask = real_face & (lab == LABELS.index("with_mask"))
+    specialist_labels = None
+    if a.specialist:
+        specialist_labels = json.loads((Path(a.specialist) / "train.json").read_text())["config"].get("only_labels")
+        if not specialist_labels:
+            raise MaskwatchError("--specialist %s: not trained with --only-labels" % a.specialist, EX_NOINPUT)
     out = {}
-    for r in a.runs:
+    probs = {}
+    for r in a.runs + ([a.specialist] if a.specialist else []):
         model = keras.models.load_model(str(Path(r) / "model.keras"), compile=False)
-        p = predict(model, images, int(images.shape[1])).argmax(1)
+        probs[r] = predict(model, images, int(images.shape[1]))
+    rows = [(r, probs[r]) for r in a.runs]
+    if a.mean or a.specialist:
+        mean = np.mean([probs[r] for r in a.runs], axis=0)
+        rows.append(("mean(%s)" % " + ".join(a.runs), mean))
+    if a.specialist:
+        from export.ensemble import split_by_specialist
+
+        cols = [LABELS.index(n) for n in specialist_labels]
+        rows.append(("mean + specialist %s" % a.specialist, split_by_specialist(mean, probs[a.specialist], cols)))
+    for r, pr in rows:
+        p = pr.argmax(1)
         out[r] = {
             "satellites_no_face": round(float((p[sat] == LABELS.index("no_face")).mean()), 3) if sat.any() else None,
             "satellites": int(sat.sum()),
@@ -59,8 +86,12 @@ def main() -> int:
             "real_faces": int(real_face.sum()),
             "real_incorrect_right": round(float((p[inc] == lab[inc]).mean()), 3),
             "real_incorrect": int(inc.sum()),
+            "real_faces_right_count": int((p[real_face] == lab[real_face]).sum()),
+            "real_incorrect_right_count": int((p[inc] == lab[inc]).sum()),
+            "real_with_mask_called_incorrect": int((p[with_mask] == LABELS.index("mask_weared_incorrect")).sum()),
         }
-        if a.grey:
+        if a.grey and r in a.runs:
+            model = keras.models.load_model(str(Path(r) / "model.keras"), compile=False)
             g = predict(model, grey_crops(images[real_face]), int(images.shape[1])).argmax(1)
             out[r].update(
                 real_faces_right_grey=round(float((g == lab[real_face]).mean()), 3),

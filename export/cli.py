@@ -158,6 +158,7 @@ def cmd_train(a) -> int:
         TrainConfig,
         check_resume,
         check_teacher_split,
+        label_mask,
         resume_key,
         teacher_targets,
         train,
@@ -172,6 +173,13 @@ def cmd_train(a) -> int:
             raise SystemExit("%s %s: must be between 0 and 1 (a share of the training crops)" % (flag, share))
     if a.teacher_temperature <= 0:
         raise SystemExit("--teacher-temperature %s: must be > 0" % a.teacher_temperature)
+    if a.only_labels:
+        try:
+            label_mask(np.zeros(0, dtype=np.int64), a.only_labels)
+        except ValueError as e:
+            raise SystemExit("--only-labels: %s" % e)
+        if len(set(a.only_labels)) < 2:
+            raise SystemExit("--only-labels: a specialist tells two or more labels apart (give at least two)")
     if a.init:  # a warm restart continues one architecture: say which, before the crops are read
         try:
             init_cfg = json.loads((Path(a.init) / "train.json").read_text())["config"]
@@ -220,6 +228,15 @@ def cmd_train(a) -> int:
         n_train = int(training_mask(assign, crops["sources"][keep], a.train_sources, leave_out, a.refit).sum())
     except ValueError as e:
         raise SystemExit("--train-sources: %s" % e)
+    if a.only_labels:
+        n_train = int(
+            (
+                training_mask(assign, crops["sources"][keep], a.train_sources, leave_out, a.refit)
+                & label_mask(crops["labels"][keep], a.only_labels)
+            ).sum()
+        )
+        if n_train == 0:
+            raise SystemExit("--only-labels %s: no training crops of these labels" % " ".join(a.only_labels))
     if n_train == 0:
         raise SystemExit("--train-sources %s: no training crops left" % " ".join(a.train_sources))
     teacher_models = []
@@ -257,6 +274,7 @@ def cmd_train(a) -> int:
         leave_out_sha256=leave_sha,
         left_out=left_out,
         refit=a.refit,
+        only_labels=tuple(a.only_labels),
     )
     try:  # an interrupted run in --out goes on; one of another config or split is refused before anything is written
         resuming = check_resume(run, resume_key(cfg, assign, crops["labels"][keep], crops["sources"][keep], leave_out))
@@ -1222,6 +1240,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="SOURCE",
         help="train only on these sources' crops ('real': the three real photo sources); val and test stay whole",
+    )
+    s.add_argument(
+        "--only-labels",
+        nargs="+",
+        default=[],
+        metavar="LABEL",
+        help="a specialist: train only on these labels' crops (its checkpoint chosen on their val crops)",
     )
     s.add_argument(
         "--leave-out",

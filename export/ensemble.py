@@ -73,6 +73,23 @@ def combine(
     return model
 
 
+def split_by_specialist(probs: np.ndarray, specialist: np.ndarray, columns: Sequence[int]) -> np.ndarray:
+    """A specialist (`train --only-labels`) re-splits the probability the ensemble gives its labels: their summed
+    mass stays, shared out as the specialist's outputs over those columns (renormalised); every other column is
+    the ensemble's own. Rows of `probs` and `specialist` are the same crops."""
+    cols = list(columns)
+    if len(cols) < 2 or len(set(cols)) != len(cols):
+        raise EnsembleError("a specialist splits two or more distinct columns, not %s" % cols)
+    if probs.shape != specialist.shape:
+        raise EnsembleError("specialist outputs %s do not match the ensemble's %s" % (specialist.shape, probs.shape))
+    out = np.array(probs, dtype=np.float64, copy=True)
+    mass = out[:, cols].sum(axis=1, keepdims=True)
+    share = np.asarray(specialist, dtype=np.float64)[:, cols]
+    share = share / np.maximum(share.sum(axis=1, keepdims=True), 1e-12)
+    out[:, cols] = mass * share
+    return out
+
+
 def _one_output(out: Any) -> Any:
     """A member's output tensor: a model rebuilt from its inputs and outputs lists (`members_of`, restored runs)
     returns a one-tensor list where a freshly built one returns the tensor."""

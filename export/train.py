@@ -56,6 +56,7 @@ class TrainConfig:
     leave_out_sha256: Optional[str] = None
     left_out: int = 0  # how many training crops it left out
     refit: bool = False  # train on the val side too (a recipe already chosen): the last epoch is kept
+    only_labels: Tuple[str, ...] = ()  # train only on crops of these labels (a specialist); () = every label
 
 
 def trained_sides(split: np.ndarray, refit: bool = False) -> np.ndarray:
@@ -91,6 +92,17 @@ def training_mask(
     if unknown:
         raise ValueError("no crops of source(s) %s in this crops file" % ", ".join(unknown))
     return tr & np.isin(sources, names)
+
+
+def label_mask(labels: np.ndarray, only_labels: Sequence[str]) -> np.ndarray:
+    """The crops a specialist trains on (`--only-labels`): those of these labels; every crop when none given.
+    Its checkpoint is chosen on the val crops of the same labels (val and test stay whole)."""
+    unknown = sorted(set(only_labels) - set(LABELS))
+    if unknown:
+        raise ValueError("unknown label(s) %s (labels: %s)" % (", ".join(unknown), ", ".join(LABELS)))
+    if not only_labels:
+        return np.ones(len(labels), dtype=bool)
+    return np.isin(labels, [LABELS.index(n) for n in only_labels])
 
 
 def source_names(train_sources: Sequence[str]) -> List[str]:
@@ -420,16 +432,22 @@ def _keras_callback_base():
 
 class RealValCheckpoint(_keras_callback_base()):  # type: ignore[misc]
     """Keep the weights of the epoch with the best macro-F1 on the real val crops (logged as val_real_f1).
-    `best` is the best F1 of the epochs an interrupted run already did (its weights are in `path`)."""
+    `best` is the best F1 of the epochs an interrupted run already did (its weights are in `path`). A
+    specialist (`only_labels`) is scored on its labels alone: the argmax over their columns, F1 over them."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, path: Path, best: float = -1.0):
+    def __init__(
+        self, images: np.ndarray, labels: np.ndarray, path: Path, best: float = -1.0, only_labels: Sequence[str] = ()
+    ):
         super().__init__()
         self.images, self.labels, self.path = images, labels, path
         self.best = best
+        self.columns = [LABELS.index(n) for n in only_labels] if only_labels else list(range(len(LABELS)))
 
     def on_epoch_end(self, epoch, logs=None):
         probs = predict(self.model, self.images, int(self.model.input_shape[1]))
-        f1 = metrics.report(self.labels, probs.argmax(1), LABELS)["macro_f1"]
+        cols = self.columns  # the labels' positions among these columns: report counts classes 0..n-1
+        truth = np.array([cols.index(int(v)) for v in self.labels])
+        f1 = metrics.report(truth, probs[:, cols].argmax(1), [LABELS[c] for c in cols])["macro_f1"]
         if logs is not None:
             logs["val_real_f1"] = f1
         log.info("epoch %d: real-val macro-F1 %.4f", epoch + 1, f1)
@@ -480,7 +498,8 @@ def resume_key(
     """What must not change for an interrupted run to go on: the config, and the split, labels and training
     crops (as one sha256). Takes train()'s own inputs, so the CLI's check before writing and train() agree."""
     h = hashlib.sha256()
-    for arr in (split, labels, training_mask(split, sources, cfg.train_sources, leave_out, cfg.refit)):
+    trains = training_mask(split, sources, cfg.train_sources, leave_out, cfg.refit) & label_mask(labels, cfg.only_labels)
+    for arr in (split, labels, trains):
         h.update(np.ascontiguousarray(arr).tobytes())
     return json.loads(json.dumps({"config": asdict(cfg), "data": h.hexdigest()}))
 
@@ -590,6 +609,9 @@ def train(
     set_seed(cfg.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     tr, va = training_mask(split, sources, cfg.train_sources, leave_out, cfg.refit), split == 1
+    tr = tr & label_mask(labels, cfg.only_labels)
+    if cfg.only_labels:
+        log.info("a specialist: training on the %d train-side crops of %s", tr.sum(), ", ".join(cfg.only_labels))
     if cfg.refit:
         log.info("refit: the %d val crops train too; the last epoch is kept, nothing is chosen on them", va.sum())
     if cfg.train_sources:
@@ -612,7 +634,7 @@ def train(
     # the checkpoint is chosen on the real photos of the val split (synthetic faces help training only)
     real_val = None
     if sources is not None and not cfg.refit:
-        rv = va & np.isin(sources, choice_sources(cfg.train_sources))
+        rv = va & np.isin(sources, choice_sources(cfg.train_sources)) & label_mask(labels, cfg.only_labels)
         if rv.sum():
             real_val = (images[rv], labels[rv])
     log.info("train %d / val %d crops, class weights %s, params %d", tr.sum(), va.sum(), cw, model.count_params())
@@ -640,7 +662,7 @@ def train(
                 cb = [keras.callbacks.ModelCheckpoint(str(ckpt), save_best_only=False, save_weights_only=True)]
             elif real_val is not None:
                 best = max([r.get("val_real_f1", -1.0) for r in before] + [-1.0])
-                cb = [RealValCheckpoint(real_val[0], real_val[1], ckpt, best)]
+                cb = [RealValCheckpoint(real_val[0], real_val[1], ckpt, best, cfg.only_labels)]
             else:
                 floor = min([r["val_loss"] for r in before if "val_loss" in r] + [float("inf")])
                 cb = [

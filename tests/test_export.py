@@ -132,6 +132,42 @@ def test_train_sources_narrow_the_training_side_only():
         training_mask(split, sources, ["maskedface"])
 
 
+def test_a_specialist_trains_on_its_labels_only_and_re_splits_only_their_mass():
+    from export.datasets import LABELS
+    from export.ensemble import EnsembleError, split_by_specialist
+    from export.train import label_mask
+
+    w, wo, inc, nf = (LABELS.index(n) for n in ("with_mask", "without_mask", "mask_weared_incorrect", "no_face"))
+    labels = np.array([w, wo, inc, nf, w])
+    assert label_mask(labels, ["with_mask", "mask_weared_incorrect"]).tolist() == [True, False, True, False, True]
+    assert label_mask(labels, ()).all()
+    with pytest.raises(ValueError, match="masks"):
+        label_mask(labels, ["masks"])
+    probs = np.zeros((2, len(LABELS)))
+    probs[0, [w, wo, inc, nf]] = [0.6, 0.1, 0.2, 0.1]
+    probs[1, [w, wo, inc, nf]] = [0.05, 0.9, 0.05, 0.0]
+    spec = np.zeros_like(probs)
+    spec[:, [w, inc]] = [[0.2, 0.6], [0.5, 0.5]]  # not summing to 1 over the pair: renormalised
+    spec[:, wo] = 0.2  # the specialist's other columns are never read
+    out = split_by_specialist(probs, spec, [w, inc])
+    assert np.allclose(out[0, [w, inc]], [0.8 * 0.25, 0.8 * 0.75]) and np.allclose(out[1, [w, inc]], [0.05, 0.05])
+    assert np.allclose(out[:, [wo, nf]], probs[:, [wo, nf]]) and np.allclose(out.sum(1), 1.0)
+    assert out[0].argmax() == inc and probs[0].argmax() == w  # the verdict it exists to change
+    with pytest.raises(EnsembleError):
+        split_by_specialist(probs, spec, [w])
+
+
+def test_train_refuses_a_specialist_of_unknown_or_single_labels_before_reading_crops(tmp_path):
+    out = tmp_path / "run"
+    base = ["edge-export", "train", "--crops", tmp_path / "absent.npz", "--out", out, "--only-labels"]
+    r = run_cli(base + ["with_mask", "masks"])
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("--only-labels: unknown label(s) masks (labels: with_mask")
+    r = run_cli(base + ["with_mask", "with_mask"])
+    assert r.stderr.strip().splitlines()[-1].startswith("--only-labels: a specialist tells two or more labels apart")
+    assert not out.exists()
+
+
 def test_a_label_audit_leaves_out_training_crops_only_keyed_by_file_and_box(tmp_path):
     from edge.errors import MaskwatchError
     from export import audit
