@@ -498,7 +498,9 @@ def resume_key(
     """What must not change for an interrupted run to go on: the config, and the split, labels and training
     crops (as one sha256). Takes train()'s own inputs, so the CLI's check before writing and train() agree."""
     h = hashlib.sha256()
-    trains = training_mask(split, sources, cfg.train_sources, leave_out, cfg.refit) & label_mask(labels, cfg.only_labels)
+    trains = training_mask(split, sources, cfg.train_sources, leave_out, cfg.refit) & label_mask(
+        labels, cfg.only_labels
+    )
     for arr in (split, labels, trains):
         h.update(np.ascontiguousarray(arr).tobytes())
     return json.loads(json.dumps({"config": asdict(cfg), "data": h.hexdigest()}))
