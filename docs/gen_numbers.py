@@ -517,6 +517,7 @@ def render() -> str:
         ("walkers-test.json", walkers_block),
         ("walker-vs-crop-test.json", walker_vs_crop_block),
         ("kiosk-setting.json", kiosk_block),
+        ("allfaces-auto-d12.json", allfaces_block),
         ("allfaces-auto.json", allfaces_block),
         ("allfaces-native.json", allfaces_block),
         ("allfaces-tiles.json", allfaces_block),

@@ -149,15 +149,16 @@ class ScanSetting:
     """`edge-maskd scan`'s defaults: every face of a photo, of any size, not only the kiosk's. Mode auto (one
     native pass, plus 200 + 100 px tiles when the photo shows small faces or no sure one) at the setting chosen on
     the validation scenes of both real scene sources (best non-compliant F1 over all faces,
-    benchmarks/results/choices-val/allfaces-ens3-val-auto.json, by the rule written before it in that folder's
-    README) and measured once on test (benchmarks/results/allfaces-auto.json, which tests/test_scan.py holds
-    these to)."""
+    benchmarks/results/choices-val/allfaces-ens3-val-auto-d12.json, by the rule written before it in that folder's
+    README) and measured once on test (benchmarks/results/allfaces-auto-d12.json, which tests/test_scan.py holds
+    these to). Faces down to 12 px: 13 % of the non-compliant faces of those scenes are narrower than 20 px, and
+    the magnified tiles find them; at that floor res10's own default score (0.5) with the rejector at 0.6 did best."""
 
     mode: str = "auto"  # native for close photos; the tiles as well for crowds and wide views
     tile_sizes: Tuple[int, ...] = (200, 100)
-    confidence: float = 0.2  # res10's score floor: low, so that masked faces are found ...
-    no_face_threshold: float = 0.2  # ... and the bundle's no_face rejector removes what is not a face
-    min_face_px: int = 20
+    confidence: float = 0.5  # res10's score floor ...
+    no_face_threshold: float = 0.6  # ... and the bundle's no_face rejector removes what is not a face
+    min_face_px: int = 12
 
 
 SCAN = ScanSetting()

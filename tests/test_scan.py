@@ -166,13 +166,13 @@ def test_classify_cuts_a_photo_as_training_cut_it(tmp_path, detector_dir, shippe
 
 def test_scan_defaults_are_the_measured_all_faces_setting():
     """scan's defaults (edge.config.SCAN) are the setting chosen on val over all faces of the real scenes and
-    measured on test in benchmarks/results/allfaces-auto.json: a re-measured setting must move them too."""
+    measured on test in benchmarks/results/allfaces-auto-d12.json: a re-measured setting must move them too."""
     from pathlib import Path
 
     from edge.cli import build_parser
     from edge.config import SCAN, DetectorConfig
 
-    res = json.loads((Path(__file__).resolve().parent.parent / "benchmarks/results/allfaces-auto.json").read_text())
+    res = json.loads((Path(__file__).resolve().parent.parent / "benchmarks/results/allfaces-auto-d12.json").read_text())
     measured = res["test"]["all"]
     assert (SCAN.confidence, SCAN.no_face_threshold) == (
         res["chosen"]["confidence"],
