@@ -117,6 +117,7 @@ def detector_kw(a: argparse.Namespace) -> dict:
     return dict(
         mode=a.mode,
         flip=a.flip,
+        whole_pass=a.whole_pass,
         min_face_px=a.min_face if a.det_min_face is None else a.det_min_face,
         containment=a.containment,
         own_share=a.own_share,
@@ -141,11 +142,13 @@ def given_setting(path: Path, a: argparse.Namespace) -> dict:
         "tile_sizes": list(o.tile_sizes) or None,
         "detector_min_face_px": o.min_face_px,
         "flip": o.flip,
+        "whole_pass": o.whole_pass,
         "nms_containment": o.nms_containment,
         "nms_own_share": o.nms_own_share,
         "matching": matching_rule(0.4, not a.iou_only, a.enclose),
     }
     theirs = {"min_face": res.get("min_face"), **{k: val.get(k) for k in mine if k != "min_face"}}
+    theirs["whole_pass"] = bool(theirs["whole_pass"])  # recorded only when on (files before it have none)
     differ = ["%s %s there, %s here" % (k, theirs[k], mine[k]) for k in mine if mine[k] != theirs[k]]
     if differ:
         raise MaskwatchError(
@@ -209,6 +212,11 @@ def main() -> int:
         help="with --mode tiles: a pyramid of tile sizes (detector.tile_sizes), e.g. 200 100",
     )
     ap.add_argument("--flip", action="store_true", help="detector.flip: also detect on the mirrored frame")
+    ap.add_argument(
+        "--whole-pass",
+        action="store_true",
+        help="detector.whole_pass: modes native/auto also run the whole frame at 300x300 (faces close to the camera)",
+    )
     ap.add_argument(
         "--det-min-face", type=int, default=None, help="detector.min_face_px (default --min-face): the box filter"
     )
@@ -333,6 +341,7 @@ def main() -> int:
             min_face=a.min_face,
             mode=kw["mode"],
             flip=kw["flip"],
+            whole_pass=kw["whole_pass"],
             det_min_face=kw["min_face_px"],
             containment=kw["containment"],
             own_share=kw["own_share"],

@@ -195,7 +195,7 @@ def kiosk_block(doc: Dict[str, Any], title: str = "Scenes at kiosk range") -> Li
         head = (
             "**%s** (faces >= %d px, `results/%s`): the kiosk config's setting, given (`--at`), not chosen on this "
             "bundle's val scenes (they trained it): res10 confidence %s, no_face threshold %s, detector "
-            "min_face_px %s. A detection matches an annotated face by %s."
+            "min_face_px %s%s. A detection matches an annotated face by %s."
             % (
                 title,
                 doc["min_face"],
@@ -203,13 +203,17 @@ def kiosk_block(doc: Dict[str, Any], title: str = "Scenes at kiosk range") -> Li
                 c["confidence"],
                 c["no_face_threshold"],
                 a.get("detector_min_face_px", doc["min_face"]),
+                ", with the whole-frame pass (its boxes from %s px)" % a["whole_pass_min_px"]
+                if a.get("whole_pass")
+                else "",
                 a.get("matching", "IoU >= 0.4"),
             )
         )
         pt = doc.get("paired_test")
         if pt:
-            head += " Against %s at the same setting, paired by scene: %+.3f [%+.3f, %+.3f]." % (
+            head += " Against %s at the same setting%s, paired by scene: %+.3f [%+.3f, %+.3f]." % (
                 pt["base"],
+                " without the whole-frame pass" if a.get("whole_pass") else "",
                 pt["delta"],
                 pt["lo"],
                 pt["hi"],

@@ -461,18 +461,21 @@ def bench_detector(a, frame: np.ndarray) -> List[Result]:
     from .detector import DetectorOptions, load_detector
 
     out = []
-    plan = [("opencv", "fp32", mode, 300) for mode in a.detector_modes if mode != "single"]
+    plan = [("opencv", "fp32", mode, 300, False) for mode in a.detector_modes if mode != "single"]
+    if a.detector_whole_pass:  # detector.whole_pass: the native pass plus the whole frame at 300x300
+        plan += [("opencv", "fp32", mode, 300, True) for mode in a.detector_modes if mode in ("native", "auto")]
     plan += [
-        (be, prec, "single", size)
+        (be, prec, "single", size, False)
         for size in a.detector_sizes
         for be, prec in DETECTOR_BACKENDS
         if be in a.detector_backends
     ]
-    for be, prec, mode, size in plan:
-        name = "res10 %s %s %s %dx%d" % (
+    for be, prec, mode, size, whole in plan:
+        name = "res10 %s %s %s%s %dx%d" % (
             be,
             prec,
             mode,
+            "+whole" if whole else "",
             size if mode == "single" else frame.shape[1],
             size if mode == "single" else frame.shape[0],
         )
@@ -481,7 +484,13 @@ def bench_detector(a, frame: np.ndarray) -> List[Result]:
             det = load_detector(
                 Path(a.detector_dir) if a.detector_dir else None,
                 DetectorOptions(
-                    mode=mode, backend=be, precision=prec, input_size=size, fallback=False, threads=a.threads[0]
+                    mode=mode,
+                    backend=be,
+                    precision=prec,
+                    input_size=size,
+                    whole_pass=whole,
+                    fallback=False,
+                    threads=a.threads[0],
                 ),
             )
             if be == "opencv-cuda" and det.backend_in_use != "opencv-cuda":
@@ -508,7 +517,7 @@ def bench_detector(a, frame: np.ndarray) -> List[Result]:
                 init_ms=round(init, 2),
                 first_ms=round(first, 3),
                 rss_mb=rss_mb(),
-                extra={"input_size": size, "mode": mode},
+                extra={"input_size": size, "mode": mode, **({"whole_pass": True} if whole else {})},
                 **st,
             )
         )
@@ -882,6 +891,11 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         choices=DETECTOR_MODES,
         default=["single", "native", "tiles"],  # auto is native plus, on some frames, tiles: both measured
+    )
+    p.add_argument(
+        "--detector-whole-pass",
+        action="store_true",
+        help="also time modes native/auto with detector.whole_pass (the whole frame at 300x300 beside them)",
     )
     p.add_argument(
         "--detector-backends",

@@ -90,6 +90,18 @@ class DetectorConfig:
     flip: bool = opt(
         False, help="also detect on the mirrored frame and merge (res10 misses some masked faces one way round)"
     )
+    whole_pass: bool = opt(
+        False,
+        help="modes native and auto: also one pass of the whole frame at input_size, merged by NMS. res10 learned "
+        "faces at 300x300: at a 640x480 frame's own scale it loses faces wider than ~250 px (a visitor close to "
+        "the camera), which the whole-frame pass finds",
+    )
+    whole_pass_min_px: int = opt(
+        160,
+        min=0,
+        help="whole_pass: keep its boxes from this size up (shorter side, frame pixels); the native pass sees the "
+        "smaller faces better",
+    )
     tile_size: int = opt(300, min=64)
     tile_overlap: float = opt(0.25, min=0.0, max=0.75)
     tile_sizes: Optional[List[int]] = opt(help="several tile sizes in pixels, e.g. [200, 100] (overrides tile_size)")

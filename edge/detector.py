@@ -42,6 +42,8 @@ class DetectorOptions:
     input_size: int = _D.input_size  # single pass: the frame is resized to this square
     upscale: float = _D.upscale  # native: frame scaled by this before the pass (sides rounded to 32)
     flip: bool = _D.flip  # every pass also on the mirrored frame, boxes mirrored back, merged by NMS
+    whole_pass: bool = _D.whole_pass  # native/auto: the whole frame at input_size too (faces too big for native)
+    whole_pass_min_px: int = _D.whole_pass_min_px  # ... keeping its boxes from this size up
     max_side: int = 1920  # native and tiles: cap on the longest side the passes see, to bound memory and time
     tile_size: int = _D.tile_size  # tiles: square tiles of this many frame pixels, each run at 300x300
     tile_sizes: Sequence[int] = ()  # tiles: several tile sizes (a pyramid, e.g. 200 and 100); overrides tile_size
@@ -70,6 +72,8 @@ class DetectorOptions:
             input_size=d.input_size,
             upscale=d.upscale,
             flip=d.flip,
+            whole_pass=d.whole_pass,
+            whole_pass_min_px=d.whole_pass_min_px,
             tile_size=d.tile_size,
             tile_sizes=tuple(d.tile_sizes or ()),
             tile_overlap=d.tile_overlap,
@@ -114,7 +118,7 @@ class FaceDetector:
         self.degraded: Optional[str] = None
         try:
             self.net = detectors.create(o.backend, files, plugin_opts)
-            if o.mode == "single" or o.mode in TILED_MODES:  # passes at input_size: load that now, fail now
+            if o.mode == "single" or o.mode in TILED_MODES or o.whole_pass:  # passes at input_size: load now, fail now
                 self.net.prepare(o.input_size, o.input_size)
         except (BackendUnavailable, BundleError, AssetError) as exc:
             if not o.fallback or detectors.ALIASES.get(o.backend, o.backend) == "opencv":
@@ -154,6 +158,16 @@ class FaceDetector:
                 xs.append(w - t)
             out += [(x, y, x + t, y + t, o.input_size, o.input_size) for y in ys for x in xs]
         return out
+
+    def whole_window(self, shape: Tuple[int, ...]) -> Optional[Tuple[int, int, int, int, int, int]]:
+        """detector.whole_pass (modes native and auto): one more pass of the whole frame at input_size, unless the
+        native pass already runs at that size."""
+        o = self.opt
+        if not o.whole_pass or o.mode not in ("native", "auto"):
+            return None
+        h, w = shape[:2]
+        whole = (0, 0, w, h, o.input_size, o.input_size)
+        return None if self.windows(shape)[0] == whole else whole
 
     def preprocess(self, image: np.ndarray, window: Tuple[int, int, int, int, int, int]) -> np.ndarray:
         x0, y0, x1, y1, iw, ih = window
@@ -218,6 +232,16 @@ class FaceDetector:
             return [Face(box=unscale(f.box, s, w, h), det_score=f.det_score) for f in self.detect(small)]
         wins = self.windows(image.shape)
         found = self._passes(image, wins)
+        whole = self.whole_window(image.shape)
+        if whole is not None:
+            # res10's own scale, for the faces too big for the native pass (a visitor close to the camera); only
+            # its big boxes are kept: the native pass sees the smaller faces better
+            found += [
+                (b, sc)
+                for b, sc in self._passes(image, [whole])
+                if min(b[2] - b[0], b[3] - b[1]) >= self.opt.whole_pass_min_px
+            ]
+            wins = wins + [whole]
         if self.opt.mode == "auto" and self.wants_tiles(found):
             # the tiles look for faces small next to the photo, on a copy of at most AUTO_TILE_MAX_SIDE px (a
             # faceless 12-megapixel photo would otherwise cost ~600 tile passes); boxes are mapped back
@@ -312,6 +336,7 @@ DATA_RULES: Dict[str, Any] = {
     "input_size": 300,
     "upscale": 1.0,
     "flip": False,
+    "whole_pass": False,
     "tile_size": 300,
     "tile_overlap": 0.25,
     "tile_max_face": 0.25,

@@ -540,6 +540,7 @@ def sweep_detector_options(
     containment: Optional[float] = None,
     own_share: Optional[float] = None,
     tile_sizes: Sequence[int] = (),
+    whole_pass: bool = False,
 ):
     """The detector options of a kiosk sweep (and of the timing of its setting): the config's defaults for what is
     not given, no fallback to another runtime (a measurement names the one it measured)."""
@@ -549,6 +550,7 @@ def sweep_detector_options(
         confidence=confidence,
         mode=mode,
         flip=flip,
+        whole_pass=whole_pass,
         min_face_px=min_face_px,
         backend=backend,
         precision=precision,
@@ -600,6 +602,7 @@ def kiosk_sweep(
     own_share: Optional[float] = None,
     face_scores: Optional[Sequence[float]] = None,
     tile_sizes: Sequence[int] = (),
+    whole_pass: bool = False,
 ) -> Dict[str, Any]:
     """The kiosk setting, measured: res10 confidence x the no_face rejector's threshold at kiosk range.
 
@@ -628,6 +631,7 @@ def kiosk_sweep(
             containment=containment,
             own_share=own_share,
             tile_sizes=tile_sizes,
+            whole_pass=whole_pass,
         ),
     )
     cached = []
@@ -698,6 +702,7 @@ def kiosk_sweep(
         "min_face": min_face,
         "detector_min_face_px": min_face if det_min_face is None else det_min_face,
         "flip": flip,
+        **({"whole_pass": True, "whole_pass_min_px": det.opt.whole_pass_min_px} if whole_pass else {}),
         "nms_containment": det.opt.nms_containment,
         "nms_own_share": det.opt.nms_own_share,
         "matching": matching_rule(iou_thr, inside, enclose),

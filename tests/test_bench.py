@@ -158,6 +158,8 @@ def test_bench_detector_runtimes_and_pipelines_on_entrance_and_busy_clips(tmp_pa
             "0.05",
             "--detector-modes",
             "single",
+            "native",
+            "--detector-whole-pass",
             "--detector-backends",
             "opencv",
             "onnxruntime",
@@ -180,6 +182,10 @@ def test_bench_detector_runtimes_and_pipelines_on_entrance_and_busy_clips(tmp_pa
     dets = {x["name"]: x for x in doc["results"] if x["kind"] == "detector"}
     assert not dets["res10 opencv fp32 single 300x300"]["skipped"]
     assert dets["res10 tensorrt fp16 single 300x300"]["skipped"]  # no GPU here: listed with the reason
+    (native,) = [x for n, x in dets.items() if n.startswith("res10 opencv fp32 native ")]
+    (whole,) = [x for n, x in dets.items() if n.startswith("res10 opencv fp32 native+whole ")]
+    assert not native["skipped"] and not whole["skipped"] and whole["extra"]["whole_pass"] is True
+    assert "whole_pass" not in native["extra"]
     pipes = [x for x in doc["results"] if x["kind"] == "pipeline" and not x["skipped"]]
     clips = {x["extra"]["clip"] for x in pipes}
     assert clips == {"entrance", "busy"}

@@ -105,6 +105,39 @@ def test_real_face_is_found_in_every_mode(detector_dir):
         assert 150 < x1 < 200 and 40 < y1 < 90 and 250 < x2 < 300 and 150 < y2 < 200, (mode, faces[0].box)
 
 
+def test_a_face_close_to_the_camera_is_lost_by_the_native_pass_and_found_by_the_whole_frame_pass(detector_dir):
+    """res10 learned faces at 300x300: at a 640x480 frame's own scale a face 340 px wide (a visitor close to the
+    kiosk) gets no box, and the whole-frame pass at 300x300 (detector.whole_pass) finds it."""
+    from edge import assets
+    from edge.types import iou
+
+    img = cv2.imread(str(assets.fetch(assets.DEMO_FACE, assets.default_cache_dir())))
+    (face,) = [f for f in detector(detector_dir, mode="native", confidence=0.5).detect(img)]
+    s = 340.0 / (face.box[2] - face.box[0])
+    big = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_LINEAR)
+    cx, cy = int((face.box[0] + face.box[2]) / 2 * s), int((face.box[1] + face.box[3]) / 2 * s)
+    frame = big[cy - 240 : cy + 240, cx - 320 : cx + 320]  # the face in the middle of a 640x480 frame
+    assert frame.shape[:2] == (480, 640)
+    truth = tuple(int(round(v * s)) - o for v, o in zip(face.box, (cx - 320, cy - 240, cx - 320, cy - 240)))
+
+    def found(**kw):
+        return [
+            f
+            for f in detector(detector_dir, mode="native", confidence=0.5, **kw).detect(frame)
+            if iou(f.box, truth) >= 0.5
+        ]
+
+    assert found() == []
+    (hit,) = found(whole_pass=True)
+    assert hit.det_score >= 0.9
+    assert found(whole_pass=True, whole_pass_min_px=400) == []  # its boxes are kept from that size up only
+    det = detector(detector_dir, mode="native", whole_pass=True)
+    assert det.whole_window((480, 640, 3)) == (0, 0, 640, 480, 300, 300)
+    same = detector(detector_dir, mode="native", whole_pass=True, input_size=320)
+    assert same.whole_window((320, 320, 3)) is None  # the native pass already runs at that size
+    assert detector(detector_dir, mode="native").whole_window((480, 640, 3)) is None
+
+
 def test_tile_pyramid_and_size_band(detector_dir):
     det = detector(detector_dir, mode="tiles", tile_sizes=(200, 100), tile_max_face=0.25)
     wins = det.windows((300, 400, 3))
