@@ -497,6 +497,7 @@ def _val_run(path, mode="native", given=False):
         ("native", False, ["--mode", "tiles", "--tile-sizes", "200", "100"], "mode native there, tiles here"),
         ("native", False, ["--mode", "native", "--det-min-face", "32"], "detector_min_face_px 20 there, 32 here"),
         ("native", False, ["--mode", "native", "--det-min-face", "20", "--flip"], "flip False there, True here"),
+        ("native", False, ["--mode", "native", "--det-min-face", "20", "--whole-pass"], "whole_pass False there, True"),
         ("native", True, ["--mode", "native", "--det-min-face", "20"], "chose no setting on val"),
     ],
 )
@@ -538,6 +539,7 @@ def test_kiosk_setting_given_by_takes_the_chosen_setting_and_names_who_chose_it(
         tile_sizes=(),
         det_min_face=20,
         flip=False,
+        whole_pass=False,
         containment=None,
         own_share=None,
         iou_only=False,
