@@ -44,6 +44,15 @@ def main() -> int:
     for r in a.runs:
         if not (Path(r) / "model.keras").exists():
             raise MaskwatchError("%s: no model.keras (train it first)" % r, EX_NOINPUT)
+    specialist_labels = None
+    if a.specialist:  # before the crops file is read: a wrong run is named at once
+        try:
+            record = json.loads((Path(a.specialist) / "train.json").read_text())
+        except (OSError, ValueError) as e:
+            raise MaskwatchError("--specialist %s: no readable train.json (%s)" % (a.specialist, e), EX_NOINPUT)
+        specialist_labels = (record.get("config") or {}).get("only_labels")
+        if not specialist_labels:
+            raise MaskwatchError("--specialist %s: not trained with --only-labels" % a.specialist, EX_NOINPUT)
     crops = load(Path(a.crops))
     images, lab, va = split_arrays(Path(a.split_run), crops, Split.VAL)
 
@@ -58,11 +67,6 @@ def main() -> int:
     real_face = np.isin(src, REAL_SOURCES) & (lab < LABELS.index("no_face"))
     inc = real_face & (lab == LABELS.index("mask_weared_incorrect"))
     with_mask = real_face & (lab == LABELS.index("with_mask"))
-    specialist_labels = None
-    if a.specialist:
-        specialist_labels = json.loads((Path(a.specialist) / "train.json").read_text())["config"].get("only_labels")
-        if not specialist_labels:
-            raise MaskwatchError("--specialist %s: not trained with --only-labels" % a.specialist, EX_NOINPUT)
     out = {}
     probs = {}
     for r in a.runs + ([a.specialist] if a.specialist else []):
