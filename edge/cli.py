@@ -207,12 +207,15 @@ def _classifier_from_args(a, no_face_threshold: Optional[float] = None):
 
 def _scan_no_face_threshold(a, cfg=None) -> Optional[float]:
     """scan's rejector threshold: the kiosk config's (or the bundle's) with --config (`cfg`), else
-    --no-face-threshold. Out-of-range --confidence / --no-face-threshold are refused here, before any model loads."""
+    --no-face-threshold. Out-of-range --confidence / --no-face-threshold / --min-face-px are refused here, before
+    any model loads."""
     if cfg is not None:
         return cfg.classifier.no_face_threshold
     for flag, value in (("--confidence", a.confidence), ("--no-face-threshold", a.no_face_threshold)):
         if not 0.0 < value <= 1.0:
             raise MaskwatchError("%s must be in (0, 1], not %s" % (flag, value), EX_USAGE)
+    if a.min_face_px < 0:
+        raise MaskwatchError("--min-face-px must be 0 or more (pixels), not %s" % a.min_face_px, EX_USAGE)
     return float(a.no_face_threshold)
 
 

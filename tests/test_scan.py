@@ -111,6 +111,10 @@ def test_scan_refuses_thresholds_out_of_range(demo_clip, shipped_bundle):
             r = run_cli(["edge-maskd", "scan", flag, bad, demo_clip])
             assert r.returncode == 64, (flag, bad, r.returncode, r.stderr)
             assert flag in r.stderr and "Traceback" not in r.stderr
+    r = run_cli(["edge-maskd", "scan", "--min-face-px", "-3", demo_clip])
+    assert r.returncode == 64 and r.stderr.strip().splitlines()[-1].endswith(
+        "--min-face-px must be 0 or more (pixels), not -3"
+    )
 
 
 def test_classify_cuts_a_photo_as_training_cut_it(tmp_path, detector_dir, shipped_bundle):
