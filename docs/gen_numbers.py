@@ -333,7 +333,8 @@ def parity_block(doc: Dict[str, Any]) -> List[str]:
 def bench_block(doc: Dict[str, Any]) -> List[str]:
     out = [
         "**Pipeline speed** (`results/edge-bench-x86_64-2core.json`, one run; fps on a file, the daemon's own "
-        "Pipeline):",
+        "Pipeline with the config's default detector, one 300x300 res10 pass a frame; the kiosk config's native "
+        "640x480 pass and whole-frame pass cost more: res10 per runtime below, and `results/kiosk-setting.json`):",
         "",
         "| clip | pipeline | fps | x seed-style | same people and verdicts as every-frame |",
         "|---|---|---|---|---|",
