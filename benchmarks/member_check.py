@@ -68,10 +68,13 @@ def main() -> int:
     inc = real_face & (lab == LABELS.index("mask_weared_incorrect"))
     with_mask = real_face & (lab == LABELS.index("with_mask"))
     out = {}
-    probs = {}
-    for r in a.runs + ([a.specialist] if a.specialist else []):
+    probs, grey = {}, {}
+    grey_faces = grey_crops(images[real_face]) if a.grey else None
+    for r in a.runs + ([a.specialist] if a.specialist else []):  # each model loaded once
         model = keras.models.load_model(str(Path(r) / "model.keras"), compile=False)
         probs[r] = predict(model, images, int(images.shape[1]))
+        if grey_faces is not None and r in a.runs:
+            grey[r] = predict(model, grey_faces, int(images.shape[1])).argmax(1)
     rows = [(r, probs[r]) for r in a.runs]
     if a.mean or a.specialist:
         mean = np.mean([probs[r] for r in a.runs], axis=0)
@@ -94,9 +97,8 @@ def main() -> int:
             "real_incorrect_right_count": int((p[inc] == lab[inc]).sum()),
             "real_with_mask_called_incorrect": int((p[with_mask] == LABELS.index("mask_weared_incorrect")).sum()),
         }
-        if a.grey and r in a.runs:
-            model = keras.models.load_model(str(Path(r) / "model.keras"), compile=False)
-            g = predict(model, grey_crops(images[real_face]), int(images.shape[1])).argmax(1)
+        if r in grey:
+            g = grey[r]
             out[r].update(
                 real_faces_right_grey=round(float((g == lab[real_face]).mean()), 3),
                 real_incorrect_right_grey=round(float((g[inc[real_face]] == lab[inc]).mean()), 3),

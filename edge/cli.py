@@ -205,18 +205,14 @@ def _classifier_from_args(a, no_face_threshold: Optional[float] = None):
     return MaskClassifier(bundle, a.variant, {"threads": a.threads})
 
 
-def _scan_no_face_threshold(a, cfg=None) -> Optional[float]:
-    """scan's rejector threshold: the kiosk config's (or the bundle's) with --config (`cfg`), else
-    --no-face-threshold. Out-of-range --confidence / --no-face-threshold / --min-face-px are refused here, before
-    any model loads."""
-    if cfg is not None:
-        return cfg.classifier.no_face_threshold
+def _check_scan_args(a) -> None:
+    """Out-of-range --confidence / --no-face-threshold / --min-face-px are refused in one line, before any config
+    or model loads."""
     for flag, value in (("--confidence", a.confidence), ("--no-face-threshold", a.no_face_threshold)):
         if not 0.0 < value <= 1.0:
             raise MaskwatchError("%s must be in (0, 1], not %s" % (flag, value), EX_USAGE)
     if a.min_face_px < 0:
         raise MaskwatchError("--min-face-px must be 0 or more (pixels), not %s" % a.min_face_px, EX_USAGE)
-    return float(a.no_face_threshold)
 
 
 def scan_models(a) -> Tuple[Any, Any]:
@@ -224,8 +220,10 @@ def scan_models(a) -> Tuple[Any, Any]:
     detector and rejector threshold with --config: the scan a benchmark measures is the one a user runs."""
     from .config import load_config
 
+    _check_scan_args(a)
     cfg = load_config(a.config, {"source": {"url": "unused"}}) if a.config else None
-    no_face_threshold = _scan_no_face_threshold(a, cfg)
+    # the rejector threshold: the kiosk config's (or the bundle's) with --config, else --no-face-threshold
+    no_face_threshold = cfg.classifier.no_face_threshold if cfg is not None else float(a.no_face_threshold)
     return _detector_from_args(a, cfg), _classifier_from_args(a, no_face_threshold)
 
 

@@ -233,20 +233,21 @@ class FaceDetector:
         wins = self.windows(image.shape)
         found = self._passes(image, wins)
         whole = self.whole_window(image.shape)
+        below: List[Tuple[Box, float]] = []  # the whole pass's boxes under its floor
         if whole is not None:
             # res10's own scale, for the faces too big for the native pass (a visitor close to the camera); only
             # its big boxes are kept: the native pass sees the smaller faces better
-            found += [
-                (b, sc)
-                for b, sc in self._passes(image, [whole])
-                if min(b[2] - b[0], b[3] - b[1]) >= self.opt.whole_pass_min_px
-            ]
+            for b, sc in self._passes(image, [whole]):
+                (found if min(b[2] - b[0], b[3] - b[1]) >= self.opt.whole_pass_min_px else below).append((b, sc))
             wins = wins + [whole]
         if self.opt.mode == "auto" and self.wants_tiles(found):
             # the tiles look for faces small next to the photo, on a copy of at most AUTO_TILE_MAX_SIDE px (a
             # faceless 12-megapixel photo would otherwise cost ~600 tile passes); boxes are mapped back
             view, s = self._shrunk(image, AUTO_TILE_MAX_SIDE)
             tiles = self.windows(view.shape, "tiles")
+            if whole is not None and tiles[0] == whole:
+                # the tiles' own whole-frame pass is the whole pass just run: its boxes under the floor count now
+                tiles, found = tiles[1:], found + below
             found += [(unscale(b, s, w, h), sc) for b, sc in self._passes(view, tiles)]
             wins = wins + tiles
         passes = len(wins) * (2 if self.opt.flip else 1)

@@ -156,9 +156,9 @@ def cmd_train(a) -> int:
     from export.train import (
         ResumeError,
         TrainConfig,
+        check_only_labels,
         check_resume,
         check_teacher_split,
-        label_mask,
         resume_key,
         teacher_targets,
         train,
@@ -173,13 +173,10 @@ def cmd_train(a) -> int:
             raise SystemExit("%s %s: must be between 0 and 1 (a share of the training crops)" % (flag, share))
     if a.teacher_temperature <= 0:
         raise SystemExit("--teacher-temperature %s: must be > 0" % a.teacher_temperature)
-    if a.only_labels:
-        try:
-            label_mask(np.zeros(0, dtype=np.int64), a.only_labels)
-        except ValueError as e:
-            raise SystemExit("--only-labels: %s" % e)
-        if len(set(a.only_labels)) < 2:
-            raise SystemExit("--only-labels: a specialist tells two or more labels apart (give at least two)")
+    try:
+        check_only_labels(a.only_labels)
+    except ValueError as e:
+        raise SystemExit("--only-labels: %s" % e)
     if a.init:  # a warm restart continues one architecture: say which, before the crops are read
         try:
             init_cfg = json.loads((Path(a.init) / "train.json").read_text())["config"]
@@ -225,20 +222,26 @@ def cmd_train(a) -> int:
                 % (a.leave_out, len(leave_keys))
             )
     try:
-        n_train = int(training_mask(assign, crops["sources"][keep], a.train_sources, leave_out, a.refit).sum())
-    except ValueError as e:
-        raise SystemExit("--train-sources: %s" % e)
-    if a.only_labels:
         n_train = int(
-            (
-                training_mask(assign, crops["sources"][keep], a.train_sources, leave_out, a.refit)
-                & label_mask(crops["labels"][keep], a.only_labels)
+            training_mask(
+                assign,
+                crops["sources"][keep],
+                a.train_sources,
+                leave_out,
+                a.refit,
+                crops["labels"][keep],
+                a.only_labels,
             ).sum()
         )
-        if n_train == 0:
-            raise SystemExit("--only-labels %s: no training crops of these labels" % " ".join(a.only_labels))
+    except ValueError as e:
+        raise SystemExit("--train-sources: %s" % e)
     if n_train == 0:
-        raise SystemExit("--train-sources %s: no training crops left" % " ".join(a.train_sources))
+        narrowed = ", ".join(
+            "%s %s" % (f, " ".join(v))
+            for f, v in (("--train-sources", a.train_sources), ("--only-labels", a.only_labels))
+            if v
+        )
+        raise SystemExit("%s: no training crops left" % (narrowed or "this split's train side"))
     teacher_models = []
     for t in a.teacher:
         tkeep, tassign, tinfo = trained_run(Path(t), "--teacher")

@@ -76,13 +76,20 @@ def training_mask(
     train_sources: Sequence[str],
     leave_out: Optional[np.ndarray] = None,
     refit: bool = False,
+    labels: Optional[np.ndarray] = None,
+    only_labels: Sequence[str] = (),
 ) -> np.ndarray:
     """Which crops train: the split's train side (with `refit`, its val side too), narrowed to `train_sources`
-    when given ("real" stands for the real photo sources), less the crops `leave_out` marks (a label audit,
-    export.audit). Val and test are never narrowed, so runs with and without it compare on the same faces."""
+    when given ("real" stands for the real photo sources) and to a specialist's `only_labels` (`labels`: each
+    crop's), less the crops `leave_out` marks (a label audit, export.audit). Val and test are never narrowed, so
+    runs with and without it compare on the same faces."""
     tr = trained_sides(split, refit)
     if leave_out is not None:
         tr = tr & ~leave_out
+    if only_labels:
+        if labels is None:
+            raise ValueError("training on some labels needs each crop's label")
+        tr = tr & label_mask(labels, only_labels)
     if not train_sources:
         return tr
     if sources is None:
@@ -94,12 +101,19 @@ def training_mask(
     return tr & np.isin(sources, names)
 
 
-def label_mask(labels: np.ndarray, only_labels: Sequence[str]) -> np.ndarray:
-    """The crops a specialist trains on (`--only-labels`): those of these labels; every crop when none given.
-    Its checkpoint is chosen on the val crops of the same labels (val and test stay whole)."""
+def check_only_labels(only_labels: Sequence[str]) -> None:
+    """A specialist's `--only-labels`: known labels, two or more of them (ValueError says which is wrong)."""
     unknown = sorted(set(only_labels) - set(LABELS))
     if unknown:
         raise ValueError("unknown label(s) %s (labels: %s)" % (", ".join(unknown), ", ".join(LABELS)))
+    if only_labels and len(set(only_labels)) < 2:
+        raise ValueError("a specialist tells two or more labels apart (give at least two)")
+
+
+def label_mask(labels: np.ndarray, only_labels: Sequence[str]) -> np.ndarray:
+    """The crops of a specialist's labels (`--only-labels`); every crop when none given. Its training crops
+    (training_mask) and the val crops that choose its checkpoint are these."""
+    check_only_labels(only_labels)
     if not only_labels:
         return np.ones(len(labels), dtype=bool)
     return np.isin(labels, [LABELS.index(n) for n in only_labels])
@@ -442,12 +456,13 @@ class RealValCheckpoint(_keras_callback_base()):  # type: ignore[misc]
         self.images, self.labels, self.path = images, labels, path
         self.best = best
         self.columns = [LABELS.index(n) for n in only_labels] if only_labels else list(range(len(LABELS)))
+        # each crop's label as its position among these columns (report counts classes 0..n-1)
+        self.truth = np.array([self.columns.index(int(v)) for v in labels])
 
     def on_epoch_end(self, epoch, logs=None):
         probs = predict(self.model, self.images, int(self.model.input_shape[1]))
-        cols = self.columns  # the labels' positions among these columns: report counts classes 0..n-1
-        truth = np.array([cols.index(int(v)) for v in self.labels])
-        f1 = metrics.report(truth, probs[:, cols].argmax(1), [LABELS[c] for c in cols])["macro_f1"]
+        cols = self.columns
+        f1 = metrics.report(self.truth, probs[:, cols].argmax(1), [LABELS[c] for c in cols])["macro_f1"]
         if logs is not None:
             logs["val_real_f1"] = f1
         log.info("epoch %d: real-val macro-F1 %.4f", epoch + 1, f1)
@@ -498,9 +513,7 @@ def resume_key(
     """What must not change for an interrupted run to go on: the config, and the split, labels and training
     crops (as one sha256). Takes train()'s own inputs, so the CLI's check before writing and train() agree."""
     h = hashlib.sha256()
-    trains = training_mask(split, sources, cfg.train_sources, leave_out, cfg.refit) & label_mask(
-        labels, cfg.only_labels
-    )
+    trains = training_mask(split, sources, cfg.train_sources, leave_out, cfg.refit, labels, cfg.only_labels)
     for arr in (split, labels, trains):
         h.update(np.ascontiguousarray(arr).tobytes())
     return json.loads(json.dumps({"config": asdict(cfg), "data": h.hexdigest()}))
@@ -610,8 +623,8 @@ def train(
 
     set_seed(cfg.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tr, va = training_mask(split, sources, cfg.train_sources, leave_out, cfg.refit), split == 1
-    tr = tr & label_mask(labels, cfg.only_labels)
+    tr = training_mask(split, sources, cfg.train_sources, leave_out, cfg.refit, labels, cfg.only_labels)
+    va = split == 1
     if cfg.only_labels:
         log.info("a specialist: training on the %d train-side crops of %s", tr.sum(), ", ".join(cfg.only_labels))
     if cfg.refit:

@@ -203,6 +203,14 @@ def test_auto_mode_adds_the_tiles_only_for_small_or_no_sure_faces(detector_dir):
     native_passes = len(det.windows(wide.shape))
     assert len(calls) > native_passes  # the tiles ran
     assert any(400 <= f.box[0] < 400 + small.shape[1] and 200 <= f.box[1] < 200 + small.shape[0] for f in found)
+    # with the whole-frame pass on, the tiles do not run their own whole-frame pass again: no more passes, the
+    # same faces (its boxes under the floor count once the tiles run)
+    tiles_calls = len(calls)
+    whole = detector(detector_dir, mode="auto", tile_sizes=(200, 100), confidence=0.3, whole_pass=True)
+    infer_w, calls_w = whole.infer, []
+    whole.infer = lambda blob: calls_w.append(blob.shape) or infer_w(blob)  # type: ignore[method-assign]
+    assert [(f.box, f.det_score) for f in whole.detect(wide)] == [(f.box, f.det_score) for f in found]
+    assert len(calls_w) == tiles_calls
 
     calls.clear()
     det.detect(np.full((300, 400, 3), 90, np.uint8))  # nothing sure at all: the tiles look for small faces
