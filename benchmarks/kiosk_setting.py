@@ -143,6 +143,7 @@ def given_setting(path: Path, a: argparse.Namespace) -> dict:
         "detector_min_face_px": o.min_face_px,
         "flip": o.flip,
         "whole_pass": o.whole_pass,
+        "whole_pass_min_px": o.whole_pass_min_px if o.whole_pass else None,
         "nms_containment": o.nms_containment,
         "nms_own_share": o.nms_own_share,
         "matching": matching_rule(0.4, not a.iou_only, a.enclose),

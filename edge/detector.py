@@ -159,15 +159,17 @@ class FaceDetector:
             out += [(x, y, x + t, y + t, o.input_size, o.input_size) for y in ys for x in xs]
         return out
 
-    def whole_window(self, shape: Tuple[int, ...]) -> Optional[Tuple[int, int, int, int, int, int]]:
+    def whole_window(
+        self, shape: Tuple[int, ...], wins: Optional[List[Tuple[int, int, int, int, int, int]]] = None
+    ) -> Optional[Tuple[int, int, int, int, int, int]]:
         """detector.whole_pass (modes native and auto): one more pass of the whole frame at input_size, unless the
-        native pass already runs at that size."""
+        native pass (`wins`, this frame's windows when the caller has them) already runs at that size."""
         o = self.opt
         if not o.whole_pass or o.mode not in ("native", "auto"):
             return None
         h, w = shape[:2]
         whole = (0, 0, w, h, o.input_size, o.input_size)
-        return None if self.windows(shape)[0] == whole else whole
+        return None if (self.windows(shape) if wins is None else wins)[0] == whole else whole
 
     def preprocess(self, image: np.ndarray, window: Tuple[int, int, int, int, int, int]) -> np.ndarray:
         x0, y0, x1, y1, iw, ih = window
@@ -232,7 +234,7 @@ class FaceDetector:
             return [Face(box=unscale(f.box, s, w, h), det_score=f.det_score) for f in self.detect(small)]
         wins = self.windows(image.shape)
         found = self._passes(image, wins)
-        whole = self.whole_window(image.shape)
+        whole = self.whole_window(image.shape, wins)
         below: List[Tuple[Box, float]] = []  # the whole pass's boxes under its floor
         if whole is not None:
             # res10's own scale, for the faces too big for the native pass (a visitor close to the camera); only

@@ -522,6 +522,30 @@ def test_kiosk_setting_given_by_a_val_run_of_another_sweep_is_one_line(tmp_path,
     assert r.returncode == 65
 
 
+def test_kiosk_setting_given_by_a_whole_pass_run_with_another_floor_is_one_line(tmp_path):
+    """A val run with the whole-frame pass records its size floor; one without a floor recorded (session 32's
+    first variant kept every box) or with another floor is another sweep: refused in one line, exit 65."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    val = _val_run(tmp_path / "val.json")
+    for floor, needle in ((None, "whole_pass_min_px None there, 160 here"), (120, "whole_pass_min_px 120 there")):
+        doc = json.loads(val.read_text())
+        doc["val"]["all"].update(whole_pass=True, **({} if floor is None else {"whole_pass_min_px": floor}))
+        val.write_text(json.dumps(doc))
+        r = subprocess.run(
+            [sys.executable, str(ROOT / "benchmarks" / "kiosk_setting.py"), "--run", str(tmp_path)]
+            + ["--min-face", "0", "--given-by", str(val), "--mode", "native", "--det-min-face", "20", "--whole-pass"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        one_line_error(r, needle)
+        assert r.returncode == 65
+
+
 def test_kiosk_setting_given_by_takes_the_chosen_setting_and_names_who_chose_it(tmp_path):
     """The same sweep: the val run's chosen confidence and no_face threshold become the given setting, and the
     record names the file and the bundle that chose them."""
