@@ -1346,10 +1346,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="replace an existing bundle directory")
     s.add_argument(
         "--int8-granularity",
-        choices=("auto", "per-tensor", "per-channel"),
+        choices=("auto", "per-tensor", "per-channel", "per-member"),
         default="auto",
-        help="int8 weight scales: per-tensor (smaller file), per-channel, or auto (per-tensor unless its top-1 "
-        "agreement with fp32 on the calibration crops is below 0.99; the manifest records the choice and why)",
+        help="int8 weight scales: per-tensor (smaller file), per-channel, auto (per-tensor unless its top-1 "
+        "agreement with fp32 on the calibration crops is below 0.99; the manifest records the choice and why), or "
+        "per-member (an ensemble: auto's rule for each member alone, the file spliced from both conversions)",
     )
     operating_point_args(s)
     s.set_defaults(fn=cmd_convert)

@@ -149,6 +149,124 @@ def int8_granularity_auto(
     return record, (per_tensor if chosen == "per-tensor" else None)
 
 
+def _member_of(name: str, members: Sequence[str]) -> Optional[str]:
+    """Which ensemble member a TFLite tensor belongs to, from its name: the converter writes the Keras call path
+    (`maskwatch_ensemble_1/member_3_1/...`), several of them joined by ';' for a fused tensor. None for a tensor
+    outside every member (the input, the mean); an error for one that names two members."""
+    found = set()
+    for part in name.split(";"):
+        for comp in part.split("/"):
+            for m in members:
+                if comp == m or comp.startswith(m + "_") and comp[len(m) + 1 :].isdigit():
+                    found.add(m)
+    if len(found) > 1:
+        raise ValueError("TFLite tensor %r belongs to members %s at once" % (name, sorted(found)))
+    return found.pop() if found else None
+
+
+def splice_members(per_channel: bytes, per_tensor: bytes, members_per_tensor: Sequence[str]) -> bytes:
+    """One int8 file from two conversions of the same graph with the same calibration: the tensors of
+    `members_per_tensor` (their weights and biases, data and quantization) from the per-tensor conversion, every
+    other tensor from the per-channel one. Both files must list the same tensors (name, shape, type) in the same
+    order; the activations' quantization must agree (the same calibration gives the same ranges). No tensor is
+    quantized twice: each one is exactly what one of the two conversions made of it."""
+    from tensorflow.lite.tools import flatbuffer_utils as fu
+
+    base = fu.convert_bytearray_to_object(bytearray(per_channel))
+    other = fu.convert_bytearray_to_object(bytearray(per_tensor))
+    if len(base.subgraphs) != len(other.subgraphs):
+        raise ValueError("the two int8 conversions differ in subgraphs")
+    keep = list(members_per_tensor)
+    for gb, go in zip(base.subgraphs, other.subgraphs):
+        if len(gb.tensors) != len(go.tensors):
+            raise ValueError("the two int8 conversions differ in tensors (%d, %d)" % (len(gb.tensors), len(go.tensors)))
+        for tb, to in zip(gb.tensors, go.tensors):
+            same = tb.name == to.name and tb.type == to.type and list(tb.shape) == list(to.shape)
+            if not same:
+                raise ValueError("the two int8 conversions differ at tensor %r / %r" % (tb.name, to.name))
+            qb, qo = tb.quantization, to.quantization
+            nb = 0 if qb is None or qb.scale is None else len(qb.scale)
+            no = 0 if qo is None or qo.scale is None else len(qo.scale)
+            has_data = bool(base.buffers[tb.buffer].data is not None and len(base.buffers[tb.buffer].data))
+            if _member_of(tb.name.decode("utf-8", "replace"), keep) and has_data:
+                data = other.buffers[to.buffer].data
+                buf = type(base.buffers[tb.buffer])()
+                buf.data = data
+                base.buffers.append(buf)  # a buffer of its own: never one another tensor still points to
+                tb.buffer = len(base.buffers) - 1
+                tb.quantization = qo
+            elif not has_data and nb and (nb != no or not np.allclose(qb.scale, qo.scale)):
+                raise ValueError("activation %r got other ranges in the two conversions" % tb.name)
+    used = {t.buffer for g in base.subgraphs for t in g.tensors} | {m.buffer for m in base.metadata or []}
+    for i, buf in enumerate(base.buffers):
+        if i not in used:
+            buf.data = None  # the per-channel weights a spliced tensor left: not written into the file
+    return bytes(fu.convert_object_to_bytearray(base))
+
+
+def int8_granularity_per_member(model, representative: np.ndarray) -> Dict[str, Any]:
+    """`int8_granularity_auto`'s rule applied to each member of an ensemble alone: a member is per-tensor if, alone
+    and per-tensor, its top-1 agreement with its own fp32 on the calibration crops reaches PARITY_FLOOR, else
+    per-channel. A pretrained member that needs per-channel scales then does not make the thin members pay 12
+    bytes a channel for them too (the file is judged against fp32 by size: must-show 4)."""
+    from edge.bundle import PARITY_FLOOR
+
+    from .train import predict
+
+    size = int(model.input_shape[1])
+    names = sorted(
+        (layer.name for layer in model.layers if layer.name.startswith(("member_", "rejector_"))),
+        key=lambda n: (n.split("_")[0], int(n.split("_")[1])),
+    )
+    if len(names) < 2:
+        raise ValueError(
+            "--int8-granularity per-member needs an ensemble (edge-export ensemble); this model has no members"
+        )
+    record: Dict[str, Any] = {}
+    for name, alone in zip(names, _standalone(model, names)):
+        top = predict(alone, representative, size).argmax(1)
+        data = tflite_bytes(alone, "int8", representative, granularity="per-tensor")
+        agree = float(np.mean(tflite_probs(data, representative).argmax(1) == top))
+        chosen = "per-tensor" if agree >= PARITY_FLOOR else "per-channel"
+        log.info(
+            "member %s: int8 per-tensor agreement on %d calibration crops %.4f: %s",
+            name,
+            len(representative),
+            agree,
+            chosen,
+        )
+        record[name] = {"chosen": chosen, "per_tensor_agreement_on_calibration_crops": round(agree, 4)}
+    return {
+        "chosen": "per-member",
+        "members": record,
+        "rule": "each member alone: per-tensor when its top-1 agreement with its fp32 on the calibration crops >= "
+        "%.2f, else per-channel; the file takes each member's tensors from that conversion" % PARITY_FLOOR,
+    }
+
+
+def _standalone(model, names: Sequence[str]) -> List[Any]:
+    """Each named member (or rejector) of a `combine`d model as a model of its own, with its trained weights."""
+    import keras
+
+    out = []
+    for n in names:
+        layer = model.get_layer(n)
+        out.append(keras.Model(layer.inputs, layer.outputs, name="restored_" + n))
+    return out
+
+
+def int8_bytes_per_member(model, representative: np.ndarray, record: Dict[str, Any], batch1: bool = False) -> bytes:
+    """The int8 file by a per-member record: the per-channel and per-tensor conversions spliced."""
+    flat = [n for n, r in record["members"].items() if r["chosen"] == "per-tensor"]
+    if len(flat) == len(record["members"]):
+        return tflite_bytes(model, "int8", representative, batch1=batch1, granularity="per-tensor")
+    pc = tflite_bytes(model, "int8", representative, batch1=batch1, granularity="per-channel")
+    if not flat:
+        return pc
+    pt = tflite_bytes(model, "int8", representative, batch1=batch1, granularity="per-tensor")
+    return splice_members(pc, pt, flat)
+
+
 def onnx_bytes(model, opset: int = 13) -> bytes:
     import onnx
     import tensorflow as tf
@@ -303,6 +421,8 @@ def convert(
             granularity = auto["chosen"]
         else:
             granularity = "per-tensor"
+    elif granularity == "per-member":
+        auto = int8_granularity_per_member(model, rep)
     manifest_variants: Dict[str, Any] = {}
     for key in variants:
         fname = FILES[key]
@@ -322,6 +442,8 @@ def convert(
         precision = key.split("_")[1] if key != "tflite_edgetpu" else "int8"
         if key == "tflite_int8" and int8_done is not None:
             data = int8_done
+        elif precision == "int8" and granularity == "per-member" and auto is not None:
+            data = int8_bytes_per_member(model, rep, auto, batch1=(key == "tflite_edgetpu"))
         else:
             data = tflite_bytes(
                 model,
@@ -337,7 +459,9 @@ def convert(
             manifest_variants[key]["quantization"] = {
                 "scheme": "full-integer post-training",
                 "granularity": granularity,
-                **({"granularity_auto": auto} if auto else {}),
+                **(
+                    {"granularity_%s" % ("per_member" if granularity == "per-member" else "auto"): auto} if auto else {}
+                ),
                 "representative_crops": int(len(rep)),
                 "io": "uint8 pixels in, uint8 probabilities out",
             }

@@ -384,14 +384,11 @@ def tiny_bundle(tmp_path_factory):
     return tmp / "bundle", manifest, X[60:], y[60:]
 
 
-def test_int8_scales_go_per_channel_when_one_scale_per_tensor_would_silence_channels(tmp_path):
+def _wide_range_model(name="wide_range"):
     """As ImageNet-initialised MobileNetV2 depthwise layers do: one channel's weight 500x the others', so one
-    int8 scale per tensor rounds the informative channels' weights to zero. `auto` must see it on the
-    calibration crops and take per-channel scales; forced per-tensor shows what it would have cost."""
-    pytest.importorskip("tensorflow")
+    int8 scale per tensor rounds the informative channels' weights to zero. Returns the trained model and its
+    images and labels."""
     import keras
-
-    from export.convert import convert
 
     keras.utils.set_random_seed(0)
     inp = keras.Input((8, 8, 3))
@@ -399,7 +396,7 @@ def test_int8_scales_go_per_channel_when_one_scale_per_tensor_would_silence_chan
     dw = keras.layers.DepthwiseConv2D(1, use_bias=False, activation="relu6", trainable=False)
     x = keras.layers.GlobalAveragePooling2D()(dw(x))
     out = keras.layers.Dense(3, activation="softmax")(x)
-    model = keras.Model(inp, out, name="wide_range")
+    model = keras.Model(inp, out, name=name)
     dw.set_weights([np.array([100.0, 0.2, 0.2], np.float32).reshape(1, 1, 3, 1)])
     rng = np.random.RandomState(0)
     X = rng.randint(0, 256, (240, 8, 8, 3)).astype(np.uint8)  # channel 0: noise that saturates relu6
@@ -410,6 +407,17 @@ def test_int8_scales_go_per_channel_when_one_scale_per_tensor_would_silence_chan
     model.compile(keras.optimizers.Adam(0.05), "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(X.astype("float32"), y, epochs=80, batch_size=32, verbose=0)
     assert np.mean(model.predict(X.astype("float32"), verbose=0).argmax(1) == y) > 0.95
+    return model, X, y
+
+
+def test_int8_scales_go_per_channel_when_one_scale_per_tensor_would_silence_channels(tmp_path):
+    """`auto` must see the wide-range channel on the calibration crops and take per-channel scales; forced
+    per-tensor shows what it would have cost."""
+    pytest.importorskip("tensorflow")
+
+    from export.convert import convert
+
+    model, X, y = _wide_range_model()
     model.save(str(tmp_path / "m.keras"))
 
     def int8(granularity):
@@ -432,6 +440,99 @@ def test_int8_scales_go_per_channel_when_one_scale_per_tensor_would_silence_chan
     assert auto["quantization"]["granularity"] == "per-channel"
     assert auto["quantization"]["granularity_auto"]["per_tensor_agreement_on_calibration_crops"] < 0.8
     assert auto["parity"]["top1_agreement"] >= 0.95
+
+
+@pytest.mark.slow
+def test_int8_per_member_gives_per_channel_scales_only_to_the_member_that_needs_them(tmp_path):
+    """An ensemble of a wide-range member (needs per-channel) and a narrow one (survives per-tensor): per-member
+    keeps each member's tensors from its own conversion, so the file holds one scale per tensor for the narrow
+    member and one per channel for the other, agrees with fp32 as per-channel does, and is smaller than it."""
+    pytest.importorskip("tensorflow")
+    import keras
+
+    from export.convert import convert, splice_members, tflite_bytes
+    from export.ensemble import combine
+
+    wide, X, y = _wide_range_model()
+    keras.utils.set_random_seed(1)
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inp)
+    x = keras.layers.Conv2D(64, 1, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    narrow = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(x), name="narrow")
+    narrow.compile(keras.optimizers.Adam(0.02), "sparse_categorical_crossentropy")
+    narrow.fit(X.astype("float32"), y, epochs=40, batch_size=32, verbose=0)
+    ens = combine([wide, narrow])
+    ens.save(str(tmp_path / "ens.keras"))
+
+    def int8(granularity):
+        m = convert(
+            tmp_path / "ens.keras",
+            tmp_path / granularity,
+            labels=LABELS,
+            representative=X[:90],
+            eval_images=X[90:],
+            eval_labels=y[90:],
+            crop_margin=0.15,
+            variants=["tflite_int8", "tflite_edgetpu"],
+            granularity=granularity,
+        )
+        return m["variants"]
+
+    mixed, channel = int8("per-member"), int8("per-channel")
+    rec = mixed["tflite_int8"]["quantization"]["granularity_per_member"]
+    assert {k: v["chosen"] for k, v in rec["members"].items()} == {"member_0": "per-channel", "member_1": "per-tensor"}
+    assert rec["members"]["member_0"]["per_tensor_agreement_on_calibration_crops"] < 0.8
+    for key in ("tflite_int8", "tflite_edgetpu"):
+        assert mixed[key]["parity"]["top1_agreement"] >= channel[key]["parity"]["top1_agreement"] - 0.02
+        assert mixed[key]["parity"]["top1_agreement"] >= 0.95
+        assert (tmp_path / "per-member" / mixed[key]["file"]).stat().st_size < (
+            tmp_path / "per-channel" / channel[key]["file"]
+        ).stat().st_size
+
+    from tensorflow.lite.tools import flatbuffer_utils as fu
+
+    spliced = fu.read_model(str(tmp_path / "per-member" / "model_int8.tflite"))
+    used = {t.buffer for t in spliced.subgraphs[0].tensors} | {m.buffer for m in spliced.metadata}
+    orphans = [i for i, b in enumerate(spliced.buffers) if b.data is not None and len(b.data) and i not in used]
+    assert orphans == []  # the per-channel weights a spliced tensor replaced are not carried along
+    assert spliced.metadata and all(spliced.buffers[m.buffer].data is not None for m in spliced.metadata)
+    g = spliced.subgraphs[0]
+    scales = {}
+    for t in g.tensors:
+        name = t.name.decode()
+        if t.quantization is not None and t.quantization.scale is not None and "member_" in name:
+            if t.type == fu.schema_fb.TensorType.INT8:  # weights
+                scales.setdefault("member_0" if "member_0" in name else "member_1", []).append(
+                    len(t.quantization.scale)
+                )
+    assert max(scales["member_1"]) == 1 and max(scales["member_0"]) == 3
+
+    # two conversions of different graphs are not spliced
+    with pytest.raises(ValueError, match="differ"):
+        splice_members(
+            tflite_bytes(ens, "int8", X[:20], granularity="per-channel"),
+            tflite_bytes(narrow, "int8", X[:20], granularity="per-tensor"),
+            ["member_1"],
+        )
+    # a single model has no members to choose for
+    with pytest.raises(ValueError, match="needs an ensemble"):
+        convert(
+            _save(wide, tmp_path / "w.keras"),
+            tmp_path / "single",
+            labels=LABELS,
+            representative=X[:90],
+            eval_images=X[90:],
+            eval_labels=y[90:],
+            crop_margin=0.15,
+            variants=["tflite_int8"],
+            granularity="per-member",
+        )
+
+
+def _save(model, path):
+    model.save(str(path))
+    return path
 
 
 @pytest.mark.slow
