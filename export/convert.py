@@ -204,11 +204,13 @@ def splice_members(per_channel: bytes, per_tensor: bytes, members_per_tensor: Se
     return bytes(fu.convert_object_to_bytearray(base))
 
 
-def int8_granularity_per_member(model, representative: np.ndarray) -> Dict[str, Any]:
-    """`int8_granularity_auto`'s rule applied to each member of an ensemble alone: a member is per-tensor if, alone
-    and per-tensor, its top-1 agreement with its own fp32 on the calibration crops reaches PARITY_FLOOR, else
-    per-channel. A pretrained member that needs per-channel scales then does not make the thin members pay 12
-    bytes a channel for them too (the file is judged against fp32 by size: must-show 4)."""
+def int8_granularity_per_member(model, representative: np.ndarray) -> Tuple[Dict[str, Any], bytes]:
+    """Per-channel int8 scales only for the ensemble members that need them. Every member starts per-tensor; while
+    the spliced file's top-1 agreement with the ensemble's fp32 on the calibration crops (training crops) is below
+    PARITY_FLOOR, the per-tensor member whose own per-tensor file agrees least with its own fp32 goes per-channel.
+    A pretrained member then keeps the per-channel scales its depthwise layers need without the thin members
+    paying 12 bytes a channel for them too (the file is judged against fp32 by size: must-show 4). Returns the
+    record for the manifest and the batch-N int8 file it chose."""
     from edge.bundle import PARITY_FLOOR
 
     from .train import predict
@@ -222,26 +224,44 @@ def int8_granularity_per_member(model, representative: np.ndarray) -> Dict[str, 
         raise ValueError(
             "--int8-granularity per-member needs an ensemble (edge-export ensemble); this model has no members"
         )
-    record: Dict[str, Any] = {}
-    for name, alone in zip(names, _standalone(model, names)):
-        top = predict(alone, representative, size).argmax(1)
-        data = tflite_bytes(alone, "int8", representative, granularity="per-tensor")
-        agree = float(np.mean(tflite_probs(data, representative).argmax(1) == top))
-        chosen = "per-tensor" if agree >= PARITY_FLOOR else "per-channel"
-        log.info(
-            "member %s: int8 per-tensor agreement on %d calibration crops %.4f: %s",
-            name,
-            len(representative),
-            agree,
-            chosen,
-        )
-        record[name] = {"chosen": chosen, "per_tensor_agreement_on_calibration_crops": round(agree, 4)}
-    return {
+    alone: Dict[str, float] = {}
+    for name, member in zip(names, _standalone(model, names)):
+        top = predict(member, representative, size).argmax(1)
+        data = tflite_bytes(member, "int8", representative, granularity="per-tensor")
+        alone[name] = float(np.mean(tflite_probs(data, representative).argmax(1) == top))
+        log.info("member %s alone: int8 per-tensor agreement on the calibration crops %.4f", name, alone[name])
+    ref = predict(model, representative, size).argmax(1)
+    per_tensor = tflite_bytes(model, "int8", representative, granularity="per-tensor")
+    per_channel: Optional[bytes] = None
+    channel: List[str] = []
+    steps = []
+    data = per_tensor
+    while True:
+        agree = float(np.mean(tflite_probs(data, representative).argmax(1) == ref))
+        steps.append({"per_channel": list(channel), "agreement_on_calibration_crops": round(agree, 4)})
+        log.info("int8 per-channel for %s: agreement on the calibration crops %.4f", channel or "no member", agree)
+        if agree >= PARITY_FLOOR or len(channel) == len(names):
+            break
+        channel.append(min((n for n in names if n not in channel), key=lambda n: (alone[n], n)))
+        if per_channel is None:
+            per_channel = tflite_bytes(model, "int8", representative, granularity="per-channel")
+        flat = [n for n in names if n not in channel]
+        data = splice_members(per_channel, per_tensor, flat) if flat else per_channel
+    record = {
         "chosen": "per-member",
-        "members": record,
-        "rule": "each member alone: per-tensor when its top-1 agreement with its fp32 on the calibration crops >= "
-        "%.2f, else per-channel; the file takes each member's tensors from that conversion" % PARITY_FLOOR,
+        "members": {
+            n: {
+                "chosen": "per-channel" if n in channel else "per-tensor",
+                "alone_per_tensor_agreement_on_calibration_crops": round(alone[n], 4),
+            }
+            for n in names
+        },
+        "steps": steps,
+        "rule": "every member per-tensor; while the file's top-1 agreement with fp32 on the calibration crops is "
+        "below %.2f, the member whose own per-tensor file agrees least goes per-channel; the file takes each "
+        "member's tensors from that conversion" % PARITY_FLOOR,
     }
+    return record, data
 
 
 def _standalone(model, names: Sequence[str]) -> List[Any]:
@@ -421,8 +441,8 @@ def convert(
             granularity = auto["chosen"]
         else:
             granularity = "per-tensor"
-    elif granularity == "per-member":
-        auto = int8_granularity_per_member(model, rep)
+    elif granularity == "per-member" and any(k.endswith("int8") or k == "tflite_edgetpu" for k in variants):
+        auto, int8_done = int8_granularity_per_member(model, rep)
     manifest_variants: Dict[str, Any] = {}
     for key in variants:
         fname = FILES[key]

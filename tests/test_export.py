@@ -462,6 +462,8 @@ def test_int8_per_member_gives_per_channel_scales_only_to_the_member_that_needs_
     narrow = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(x), name="narrow")
     narrow.compile(keras.optimizers.Adam(0.02), "sparse_categorical_crossentropy")
     narrow.fit(X.astype("float32"), y, epochs=40, batch_size=32, verbose=0)
+    head = narrow.layers[-1]
+    head.set_weights([w * 0.02 for w in head.get_weights()])  # an unsure member: the mean follows the wide one
     ens = combine([wide, narrow])
     ens.save(str(tmp_path / "ens.keras"))
 
@@ -482,7 +484,9 @@ def test_int8_per_member_gives_per_channel_scales_only_to_the_member_that_needs_
     mixed, channel = int8("per-member"), int8("per-channel")
     rec = mixed["tflite_int8"]["quantization"]["granularity_per_member"]
     assert {k: v["chosen"] for k, v in rec["members"].items()} == {"member_0": "per-channel", "member_1": "per-tensor"}
-    assert rec["members"]["member_0"]["per_tensor_agreement_on_calibration_crops"] < 0.8
+    assert rec["members"]["member_0"]["alone_per_tensor_agreement_on_calibration_crops"] < 0.8
+    assert [s["per_channel"] for s in rec["steps"]] == [[], ["member_0"]]  # per-tensor first, then the one
+    assert rec["steps"][0]["agreement_on_calibration_crops"] < 0.99 <= rec["steps"][1]["agreement_on_calibration_crops"]
     for key in ("tflite_int8", "tflite_edgetpu"):
         assert mixed[key]["parity"]["top1_agreement"] >= channel[key]["parity"]["top1_agreement"] - 0.02
         assert mixed[key]["parity"]["top1_agreement"] >= 0.95
