@@ -190,11 +190,11 @@ def walker_vs_crop_block(doc: Dict[str, Any]) -> List[str]:
 def kiosk_block(doc: Dict[str, Any], title: str = "Scenes at kiosk range") -> List[str]:
     c = doc["chosen"]
     on = doc.get("chosen_on")
-    if c.get("given"):  # kiosk_setting.py --at: a refit bundle's val scenes trained it, so nothing is chosen here
+    if c.get("given"):  # kiosk_setting.py --at: the config's setting measured as it is (a refit's val trained it)
         a = doc["test"]["all"]  # the sweep's own settings (min face, matching rule) are kept beside its grid
         head = (
-            "**%s** (faces >= %d px, `results/%s`): the kiosk config's setting, given (`--at`), not chosen on this "
-            "bundle's val scenes (they trained it): res10 confidence %s, no_face threshold %s, detector "
+            "**%s** (faces >= %d px, `results/%s`): the kiosk config's setting, given (`--at`), not swept for this "
+            "bundle: res10 confidence %s, no_face threshold %s, detector "
             "min_face_px %s%s. A detection matches an annotated face by %s."
             % (
                 title,

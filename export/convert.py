@@ -157,7 +157,7 @@ def _member_of(name: str, members: Sequence[str]) -> Optional[str]:
     for part in name.split(";"):
         for comp in part.split("/"):
             for m in members:
-                if comp == m or comp.startswith(m + "_") and comp[len(m) + 1 :].isdigit():
+                if comp == m or (comp.startswith(m + "_") and comp[len(m) + 1 :].isdigit()):
                     found.add(m)
     if len(found) > 1:
         raise ValueError("TFLite tensor %r belongs to members %s at once" % (name, sorted(found)))

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuild work/ on a machine that lost it, without training (README "Reproducing the shipped model"): the crops
-# files, the shipped ensemble's three member runs with their splits (taken out of models/default and checked
+# files, the shipped ensemble's four member runs with their splits (taken out of models/default and checked
 # against the split its manifest records), v4's box fit, the extended crops and the common split that
 # compare_bundles.py, kiosk_setting.py and walkers.py score on. A step whose output is there is skipped (outputs
 # are written whole or not at all), so the script can be run again after an interruption.
@@ -26,7 +26,7 @@ done
 if [ ! -f work/runs/v4/model.keras ]; then
   step "member 0 (v4) and its split, out of models/default"
   "$py" benchmarks/restore_members.py models/default --crops work/crops112.npz --split-run work/runs/v4 \
-    --members work/runs/v4 - -
+    --members work/runs/v4 - - -
 fi
 if [ ! -f work/runs/v4/box_fit.json ]; then
   step "v4's box fit (edge-export box-fit)"
@@ -37,13 +37,13 @@ if [ ! -f work/crops112x.npz ] || [ ! -f work/runs/v6/split.npz ]; then
   "$x" -q extend --crops work/crops112.npz --run work/runs/v4 --box-fit work/runs/v4/box_fit.json \
     --mode native --confidence 0.05 --out-crops work/crops112x.npz --out-run work/runs/v6
 fi
-if [ ! -f work/runs/v6/model.keras ] || [ ! -f work/runs/v7/model.keras ]; then
-  step "members 1 and 2 (v6, v7) on v6's split, out of models/default"
+if [ ! -f work/runs/v6/model.keras ] || [ ! -f work/runs/v7/model.keras ] || [ ! -f work/runs/p10b/model.keras ]; then
+  step "members 1, 2 and 3 (v6, v7, p10b) on v6's split, out of models/default"
   "$py" benchmarks/restore_members.py models/default --crops work/crops112x.npz --member-split-from work/runs/v6 \
-    --members - work/runs/v6 work/runs/v7
+    --members - work/runs/v6 work/runs/v7 work/runs/p10b
 fi
 if [ ! -f work/runs/common/split.npz ]; then
   step "the common split (benchmarks/common_split.py)"
   "$py" benchmarks/common_split.py work/crops96.npz work/runs/v4 --out work/runs/common
 fi
-step "done: work/crops{96,112,112x}.npz, work/runs/{v4,v6,v7,common}"
+step "done: work/crops{96,112,112x}.npz, work/runs/{v4,v6,v7,p10b,common}"
