@@ -415,24 +415,13 @@ def test_int8_scales_go_per_channel_when_one_scale_per_tensor_would_silence_chan
     per-tensor shows what it would have cost."""
     pytest.importorskip("tensorflow")
 
-    from export.convert import convert
-
     model, X, y = _wide_range_model()
     model.save(str(tmp_path / "m.keras"))
 
     def int8(granularity):
-        m = convert(
-            tmp_path / "m.keras",
-            tmp_path / granularity,
-            labels=LABELS,
-            representative=X[:90],
-            eval_images=X[90:],
-            eval_labels=y[90:],
-            crop_margin=0.15,
-            variants=["tflite_int8"],
-            granularity=granularity,
-        )
-        return m["variants"]["tflite_int8"]
+        return _convert_small(tmp_path / "m.keras", tmp_path / granularity, X, y, ["tflite_int8"], granularity)[
+            "tflite_int8"
+        ]
 
     forced = int8("per-tensor")
     assert forced["parity"]["top1_agreement"] < 0.8 and "granularity_auto" not in forced["quantization"]
@@ -450,7 +439,7 @@ def test_int8_per_member_gives_per_channel_scales_only_to_the_member_that_needs_
     pytest.importorskip("tensorflow")
     import keras
 
-    from export.convert import convert, splice_members, tflite_bytes
+    from export.convert import splice_members, tflite_bytes
     from export.ensemble import combine
 
     wide, X, y = _wide_range_model()
@@ -468,18 +457,9 @@ def test_int8_per_member_gives_per_channel_scales_only_to_the_member_that_needs_
     ens.save(str(tmp_path / "ens.keras"))
 
     def int8(granularity):
-        m = convert(
-            tmp_path / "ens.keras",
-            tmp_path / granularity,
-            labels=LABELS,
-            representative=X[:90],
-            eval_images=X[90:],
-            eval_labels=y[90:],
-            crop_margin=0.15,
-            variants=["tflite_int8", "tflite_edgetpu"],
-            granularity=granularity,
+        return _convert_small(
+            tmp_path / "ens.keras", tmp_path / granularity, X, y, ["tflite_int8", "tflite_edgetpu"], granularity
         )
-        return m["variants"]
 
     mixed, channel = int8("per-member"), int8("per-channel")
     rec = mixed["tflite_int8"]["quantization"]["granularity_per_member"]
@@ -521,17 +501,25 @@ def test_int8_per_member_gives_per_channel_scales_only_to_the_member_that_needs_
         )
     # a single model has no members to choose for
     with pytest.raises(ValueError, match="needs an ensemble"):
-        convert(
-            _save(wide, tmp_path / "w.keras"),
-            tmp_path / "single",
-            labels=LABELS,
-            representative=X[:90],
-            eval_images=X[90:],
-            eval_labels=y[90:],
-            crop_margin=0.15,
-            variants=["tflite_int8"],
-            granularity="per-member",
-        )
+        _convert_small(_save(wide, tmp_path / "w.keras"), tmp_path / "single", X, y, ["tflite_int8"], "per-member")
+
+
+def _convert_small(src, out, X, y, variants, granularity):
+    """A small model's bundle: the first 90 images calibrate int8, the rest measure parity. Its variants."""
+    from export.convert import convert
+
+    m = convert(
+        src,
+        out,
+        labels=LABELS,
+        representative=X[:90],
+        eval_images=X[90:],
+        eval_labels=y[90:],
+        crop_margin=0.15,
+        variants=variants,
+        granularity=granularity,
+    )
+    return m["variants"]
 
 
 def _save(model, path):
