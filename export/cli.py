@@ -549,7 +549,7 @@ def model_card(run: Path, crops: Dict[str, np.ndarray]) -> Dict[str, object]:
         notes.append(
             "License-clean recipe (CC0 + MIT sources only; README, 'Training data and their terms'): a box fit "
             "measured on andrewmvd-train's scenes, crops cut with it (extend), edge-export train ... --train-sources "
-            "andrewmvd-train chandrikadeb7 without --weights (no pretrained start), then convert as usual; its "
+            "andrewmvd-train chandrikadeb7 without --weights (from random weights), then convert as usual; its "
             "numbers are in benchmarks/clean-variant.md."
         )
     elif trained_on:
