@@ -1351,7 +1351,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="int8 weight scales: per-tensor (smaller file), per-channel, auto (per-tensor unless its top-1 "
         "agreement with fp32 on the calibration crops is below 0.99; the manifest records the choice and why), or "
-        "per-member (an ensemble: auto's rule for each member alone, the file spliced from both conversions)",
+        "per-member (an ensemble: members go per-channel one at a time, the one whose own per-tensor file agrees "
+        "least first, until the file agrees 0.99 with fp32 on the calibration crops; spliced from both conversions)",
     )
     operating_point_args(s)
     s.set_defaults(fn=cmd_convert)
