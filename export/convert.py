@@ -213,19 +213,21 @@ def int8_granularity_per_member(model, representative: np.ndarray) -> Tuple[Dict
     record for the manifest and the batch-N int8 file it chose."""
     from edge.bundle import PARITY_FLOOR
 
+    from .ensemble import EnsembleError, members_of
     from .train import predict
 
     size = int(model.input_shape[1])
-    names = sorted(
-        (layer.name for layer in model.layers if layer.name.startswith(("member_", "rejector_"))),
-        key=lambda n: (n.split("_")[0], int(n.split("_")[1])),
-    )
-    if len(names) < 2:
+    try:
+        members = members_of(model, kinds=("member", "rejector"))
+    except EnsembleError:
+        members = []
+    if len(members) < 2:
         raise ValueError(
             "--int8-granularity per-member needs an ensemble (edge-export ensemble); this model has no members"
         )
+    names = [m.name[len("restored_") :] for m in members]
     alone: Dict[str, float] = {}
-    for name, member in zip(names, _standalone(model, names)):
+    for name, member in zip(names, members):
         top = predict(member, representative, size).argmax(1)
         data = tflite_bytes(member, "int8", representative, granularity="per-tensor")
         alone[name] = float(np.mean(tflite_probs(data, representative).argmax(1) == top))
@@ -262,17 +264,6 @@ def int8_granularity_per_member(model, representative: np.ndarray) -> Tuple[Dict
         "member's tensors from that conversion" % PARITY_FLOOR,
     }
     return record, data
-
-
-def _standalone(model, names: Sequence[str]) -> List[Any]:
-    """Each named member (or rejector) of a `combine`d model as a model of its own, with its trained weights."""
-    import keras
-
-    out = []
-    for n in names:
-        layer = model.get_layer(n)
-        out.append(keras.Model(layer.inputs, layer.outputs, name="restored_" + n))
-    return out
 
 
 def int8_bytes_per_member(model, representative: np.ndarray, record: Dict[str, Any], batch1: bool = False) -> bytes:
@@ -479,9 +470,7 @@ def convert(
             manifest_variants[key]["quantization"] = {
                 "scheme": "full-integer post-training",
                 "granularity": granularity,
-                **(
-                    {"granularity_%s" % ("per_member" if granularity == "per-member" else "auto"): auto} if auto else {}
-                ),
+                **({"granularity_" + ("per_member" if granularity == "per-member" else "auto"): auto} if auto else {}),
                 "representative_crops": int(len(rep)),
                 "io": "uint8 pixels in, uint8 probabilities out",
             }

@@ -100,14 +100,16 @@ def _one_output(out: Any) -> Any:
     return out
 
 
-def members_of(model: Any) -> List[Any]:
+def members_of(model: Any, kinds: Sequence[str] = ("member",)) -> List[Any]:
     """The members of a `combine`d model back as standalone models, in member order (their weights are the
-    trained runs' own): a machine that lost its runs gets them again from a shipped bundle's Keras file."""
+    trained runs' own): a machine that lost its runs gets them again from a shipped bundle's Keras file. `kinds`
+    ("member", "rejector") picks which nested models; each comes back named "restored_<its layer name>"."""
     import keras
 
     out = []
     names = sorted(
-        (layer.name for layer in model.layers if layer.name.startswith("member_")), key=lambda n: int(n.split("_")[1])
+        (layer.name for layer in model.layers if layer.name.split("_")[0] in kinds and layer.name[-1].isdigit()),
+        key=lambda n: (list(kinds).index(n.split("_")[0]), int(n.split("_")[1])),
     )
     if not names:
         raise EnsembleError("%s holds no ensemble members (member_0, member_1, ...)" % model.name)
