@@ -140,6 +140,36 @@ def intervals(total: Dict[str, Any]) -> Dict[str, List[float]]:
     return {k: [round(v, 4) for v in wilson(n_ok, n)] for k, (n_ok, n) in pairs.items()}
 
 
+def summarise(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Several clips' runs ({"truth", "events"} each) scored as one: edge.walkers.score per clip, summed, with
+    verdict accuracy over the visitors counted, per-class counts, the alert scores and Wilson intervals."""
+    sc_all: Dict[str, Any] = {"people": 0, "counted_once": 0, "duplicates": 0, "missed": 0, "spurious_events": 0}
+    right = counted = tp = fp = fn = 0
+    per_class: Dict[str, Dict[str, Any]] = {}
+    for r in runs:
+        s = score(r["truth"], r["events"])
+        for k in list(sc_all):
+            sc_all[k] += s[k]
+        counted += s["people"] - s["missed"]
+        right += int(round(s["verdict_accuracy"] * (s["people"] - s["missed"])))
+        tp += s["alert"]["tp"]
+        fp += s["alert"]["fp"]
+        fn += s["alert"]["fn"]
+        add_class_counts(per_class, s["per_class"])
+    sc_all.update(
+        {
+            "counted_once_rate": round(sc_all["counted_once"] / float(max(1, sc_all["people"])), 4),
+            "verdict_accuracy": round(right / float(max(1, counted)), 4),
+            "per_class": class_accuracy(per_class),
+            "alert": alert_scores(tp, fp, fn),
+            "verdict_right": right,
+            "counted": counted,
+        }
+    )
+    sc_all["intervals_95"] = intervals(sc_all)
+    return sc_all
+
+
 def kiosk_dict(bundle: str, extra: Dict[str, Any]) -> Dict[str, Any]:
     """The demo kiosk config with this bundle and the --set overrides (dotted keys), checked by the daemon's own
     schema once, before any clip is made: a wrong key or value is one line naming it (exit 78), not a daemon
@@ -296,31 +326,7 @@ def main() -> int:
     for key, runs in totals.items():
         if not runs:
             continue
-        # all clips as one: the per-clip scores summed
-        sc_all = {"people": 0, "counted_once": 0, "duplicates": 0, "missed": 0, "spurious_events": 0}
-        right = counted = tp = fp = fn = 0
-        per_class: Dict[str, Dict[str, Any]] = {}
-        for _ci, r in enumerate(runs):
-            s = score(r["truth"], r["events"])
-            for k in sc_all:
-                sc_all[k] += s[k]
-            counted += s["people"] - s["missed"]
-            right += int(round(s["verdict_accuracy"] * (s["people"] - s["missed"])))
-            tp += s["alert"]["tp"]
-            fp += s["alert"]["fp"]
-            fn += s["alert"]["fn"]
-            add_class_counts(per_class, s["per_class"])
-        sc_all.update(
-            {
-                "counted_once_rate": round(sc_all["counted_once"] / float(max(1, sc_all["people"])), 4),
-                "verdict_accuracy": round(right / float(max(1, counted)), 4),
-                "per_class": class_accuracy(per_class),
-                "alert": alert_scores(tp, fp, fn),
-                "verdict_right": right,
-                "counted": counted,
-            }
-        )
-        sc_all["intervals_95"] = intervals(sc_all)
+        sc_all = summarise(runs)
         results["total"][key] = sc_all
         print("TOTAL %s: %s" % (key, json.dumps(sc_all)), flush=True)
     results["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()}

@@ -234,6 +234,18 @@ class TrackerConfig:
         help="a detection with this share of its box on a face already followed in the same frame starts no new "
         "person (a codec ghost trailing a moving face, res10's second box of one face); 1: off",
     )
+    alert_threshold: Optional[float] = opt(
+        min=0.0,
+        max=1.0,
+        help="the person's operating point: flag a person when the mean P(without) + P(incorrect) over their views "
+        "reaches this (empty: the bundle's per-crop alert threshold)",
+    )
+    incorrect_weight: Optional[float] = opt(
+        min=0.0,
+        max=100.0,
+        help="a flagged person is mask_weared_incorrect when this x mean P(incorrect) >= mean P(without) (empty: "
+        "the bundle's)",
+    )
 
 
 @dataclass(frozen=True)

@@ -66,10 +66,16 @@ def device_name(cfg: Config) -> str:
 
 
 def tracker_options(cfg: Config, classifier: MaskClassifier) -> TrackerOptions:
-    """The tracker's options from the config, with the alert threshold from the bundle's operating point."""
+    """The tracker's options from the config. The person's operating point is tracker.alert_threshold and
+    tracker.incorrect_weight where the config sets them (chosen on walker clips for a bundle), else the bundle's
+    per-crop one."""
     op = classifier.bundle.operating_point
+    t = cfg.tracker
     return TrackerOptions.from_config(
-        cfg.tracker, cfg.detector.min_face_px, alert_threshold=op.alert_threshold, incorrect_weight=op.incorrect_weight
+        t,
+        cfg.detector.min_face_px,
+        alert_threshold=op.alert_threshold if t.alert_threshold is None else t.alert_threshold,
+        incorrect_weight=op.incorrect_weight if t.incorrect_weight is None else t.incorrect_weight,
     )
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from edge.bundle import load_bundle
 from edge.classifier import MaskClassifier
-from edge.errors import BundleError
+from edge.errors import BundleError, ConfigError
 from edge.tracker import Tracker, TrackerOptions
 from edge.types import Face
 
@@ -181,6 +181,39 @@ def test_small_faces_cast_no_vote_and_an_unclear_person_is_decided_when_they_lea
     assert len(out) == 1 and out[0].decided_by == "track_end"
     assert out[0].label == "without_mask"  # mean P(alert) = 0.55 >= 0.5; the small masked views did not vote
     assert out[0].votes == 4
+
+
+def test_the_persons_operating_point_is_the_bundles_unless_the_config_sets_its_own(shipped_bundle):
+    from edge.config import build, defaults
+    from edge.pipeline import tracker_options
+
+    clf = MaskClassifier(load_bundle(shipped_bundle), "tflite_fp32")
+    op = clf.bundle.operating_point
+    cfg = defaults()
+    cfg["source"]["url"] = "unused"
+    o = tracker_options(build(cfg, "t"), clf)
+    assert (o.alert_threshold, o.incorrect_weight) == (op.alert_threshold, op.incorrect_weight)
+    cfg["tracker"].update(alert_threshold=0.55, incorrect_weight=6.0)
+    o = tracker_options(build(cfg, "t"), clf)
+    assert (o.alert_threshold, o.incorrect_weight) == (0.55, 6.0)
+
+    # the same visitor: views in (with, without, incorrect) whose mean P(alert) is 0.66, mostly incorrectly worn
+    def decide(options):
+        tr = Tracker(FACE3, options)
+        out = []
+        for i in range(8):
+            out += tr.update(
+                [_face((200 + 10 * i, 100, 290 + 10 * i, 200), (0.34, 0.36, 0.30))], i, i / 15.0, (640, 480)
+            )
+        return out + tr.flush(8, 1.0)
+
+    per_crop = decide(TrackerOptions(votes=3, margin=0.2, alert_threshold=0.75, incorrect_weight=1.0))
+    per_person = decide(TrackerOptions(votes=3, margin=0.2, alert_threshold=0.6, incorrect_weight=1.5))
+    assert [d.label for d in per_crop] == ["with_mask"]
+    assert [d.label for d in per_person] == ["mask_weared_incorrect"]  # 1.5 x 0.30 >= 0.36
+    with pytest.raises(ConfigError, match="tracker.alert_threshold"):
+        cfg["tracker"]["alert_threshold"] = 1.5
+        build(cfg, "t")
 
 
 def test_a_departed_track_does_not_swallow_the_next_visitor_while_the_doorway_is_still():
@@ -909,3 +942,60 @@ def test_an_event_reports_the_face_the_classifier_saw(shipped_bundle, detector_d
 
     seen, unfitted = np.abs(snap - cut(want)).mean(), np.abs(snap - cut(res10)).mean()
     assert seen < 4.0 and seen < unfitted / 2, (seen, unfitted)
+
+
+def test_the_person_point_replay_reaches_the_verdicts_the_tracker_reaches_live():
+    """benchmarks/person_point.py records a clip once with early verdicts held back and replays the tracker's
+    own decision for other operating points: each replayed verdict (label, frame, votes, how decided) must be
+    what a tracker run live with that point decides."""
+    import dataclasses
+    import importlib.util
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("person_point", str(root / "benchmarks" / "person_point.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    rng = np.random.RandomState(4)
+
+    def frames():
+        """Three visitors crossing (one stays short, one enters cut by the border), noisy views of a lean."""
+        lean = {1: (0.30, 0.25, 0.45), 2: (0.55, 0.35, 0.10), 3: (0.10, 0.60, 0.30)}
+        spans = {1: (0, 40, 0), 2: (10, 16, 300), 3: (20, 60, -60)}
+        for f in range(70):
+            faces = []
+            for pid, (a, b, x0) in spans.items():
+                if a <= f < b:
+                    x = x0 + 12 * (f - a)
+                    p = np.clip(np.array(lean[pid]) + rng.normal(0, 0.12, 3), 0.01, None)
+                    faces.append(
+                        _face((x, 100 + 120 * (pid - 1) % 300, x + 90, 190 + 120 * (pid - 1) % 300), p / p.sum())
+                    )
+            yield f, faces
+
+    seq = list(frames())
+
+    def live(o):
+        tr = Tracker(FACE3, o)
+        out = []
+        for f, faces in seq:
+            tr.tick()
+            out += tr.update(faces, f, f / 15.0, (640, 480))
+        return out + tr.flush(70, 70 / 15.0)
+
+    base = TrackerOptions(
+        votes=5, margin=0.2, max_missed=3, min_votes_on_exit=2, alert_threshold=0.75, incorrect_weight=2.5
+    )
+    rec = mod.RecordingTracker(FACE3, dataclasses.replace(base, votes=mod.HOLD))
+    for f, faces in seq:
+        rec.tick()
+        rec.update(faces, f, f / 15.0, (640, 480))
+    rec.flush(70, 70 / 15.0)
+    seen = set()
+    for thr in (0.45, 0.6, 0.75):
+        for w in (1.0, 2.5, 6.0):
+            o = dataclasses.replace(base, alert_threshold=thr, incorrect_weight=w)
+            want = [(d.track_id, d.label, d.frame_index, d.votes, d.decided_by) for d in live(o)]
+            got = [(d.track_id, d.label, d.frame_index, d.votes, d.decided_by) for _, d in mod.replay(rec, o)]
+            assert sorted(got) == sorted(want)
+            seen.add(tuple(x[1] for x in sorted(want)))
+    assert len(seen) > 1  # the points differ in what they decide: the test can tell a replay that ignores them
