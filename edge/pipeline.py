@@ -149,6 +149,16 @@ class Pipeline:
         self.detector = detector or load_detector(Path(d.model_dir) if d.model_dir else None, opts)
         self.classifier = classifier or build_classifier(cfg)
         self.tracker = Tracker(self.classifier.labels, tracker_options(cfg, self.classifier))
+        op, to = self.classifier.bundle.operating_point, self.tracker.opt
+        if (to.alert_threshold, to.incorrect_weight) != (op.alert_threshold, op.incorrect_weight):
+            log.info(
+                "a person is flagged at mean P(alert) >= %s, incorrectly worn at weight %s (tracker.*; the bundle's "
+                "per-crop point: %s, %s)",
+                to.alert_threshold,
+                to.incorrect_weight,
+                op.alert_threshold,
+                op.incorrect_weight,
+            )
         m = cfg.motion
         motion = MotionGate(m.threshold, m.min_area, m.downscale_width, m.max_idle_frames) if m.enabled else None
         self.schedule = DetectionSchedule(d.every_n_frames, motion, m.decided_stride)
