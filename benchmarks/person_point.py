@@ -65,9 +65,54 @@ class RecordingTracker(Tracker):
         return super()._try_decide(t, frame_index, now, exiting)
 
 
-def record(cfg: Dict[str, Any], video: Path) -> Dict[str, Any]:
+# tracker keys that only decide (the replay's to vary); every other key of the config shapes what is recorded
+DECIDING = ("votes", "max_votes", "margin", "min_agreement", "min_confidence", "decide_on_exit", "min_votes_on_exit")
+DECIDING += ("alert_threshold", "incorrect_weight")
+
+
+def fingerprint(cfg: Dict[str, Any], model_id: str, video: Path) -> str:
+    """What a saved recording depends on: the bundle, the clip and the config without the deciding keys."""
+    import hashlib
+
+    c = {k: v for k, v in cfg.items() if k not in ("source", "state_dir")}
+    c["tracker"] = {k: v for k, v in cfg.get("tracker", {}).items() if k not in DECIDING}
+    clip = hashlib.sha256(video.read_bytes()).hexdigest()
+    return hashlib.sha256(json.dumps([c, model_id, clip], sort_keys=True, default=str).encode()).hexdigest()
+
+
+def save_record(path: Path, rec: RecordingTracker, key: str) -> None:
+    import pickle
+
+    tracks = {
+        tid: {"probs": t.probs, "weights": t.weights, "partial": t.partial, "first_seen": t.first_seen}
+        for tid, t in rec.tracks_by_id.items()
+    }
+    data = {"key": key, "labels": rec.labels, "frame_size": rec.frame_size, "calls": rec.calls, "tracks": tracks}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(data))
+
+
+def load_record(path: Path, key: str, options: TrackerOptions) -> Optional[RecordingTracker]:
+    """A recording saved by an earlier run of this script (a local work file, never committed), or None when it
+    was made with another bundle, clip or recording-relevant config (it is made again then)."""
+    import pickle
+
+    data = pickle.loads(path.read_bytes())
+    if data.get("key") != key:
+        return None
+    rec = RecordingTracker(data["labels"], options)
+    rec.frame_size, rec.calls = data["frame_size"], data["calls"]
+    for tid, d in data["tracks"].items():
+        tr = Track(id=tid, box=(0, 0, 0, 0), first_seen=d["first_seen"], last_frame=0)
+        tr.probs, tr.weights, tr.partial = d["probs"], d["weights"], d["partial"]
+        rec.tracks_by_id[tid] = tr
+    return rec
+
+
+def record(cfg: Dict[str, Any], video: Path, saved: Optional[Path] = None) -> Dict[str, Any]:
     """Run the clip through the daemon's Pipeline (no broker, motion gate on as walkers.py's gated run) with early
-    verdicts held back; the recorder, the pipeline and the tracker options the daemon would have used."""
+    verdicts held back; the recorder, the pipeline and the tracker options the daemon would have used. With `saved`,
+    a recording of the same bundle, clip and config is read from there instead, and a new one written there."""
     import copy
     import tempfile
 
@@ -89,6 +134,11 @@ def record(cfg: Dict[str, Any], video: Path) -> Dict[str, Any]:
     c["tracker"]["max_votes"] = 0
     pipe = Pipeline(c, Nowhere())
     daemon_options = tracker_options(as_config(c_daemon), pipe.classifier)
+    key = fingerprint(c_daemon, pipe.model_id, video)
+    if saved is not None and saved.exists():
+        old = load_record(saved, key, pipe.tracker.opt)
+        if old is not None:
+            return {"recorder": old, "pipe": pipe, "options": daemon_options, "seconds": 0.0, "loaded": True}
     rec = RecordingTracker(pipe.tracker.labels, pipe.tracker.opt)
     pipe.tracker = rec
     source = FrameSource(str(video), "file")
@@ -98,6 +148,8 @@ def record(cfg: Dict[str, Any], video: Path) -> Dict[str, Any]:
         pipe.run(source)
     finally:
         source.close()
+    if saved is not None:
+        save_record(saved, rec, key)
     return {"recorder": rec, "pipe": pipe, "options": daemon_options, "seconds": round(time.perf_counter() - t0, 1)}
 
 
@@ -172,6 +224,12 @@ def main() -> int:
     ap.add_argument("--weights", type=float, nargs="+", default=[1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0])
     ap.add_argument("--set", nargs="*", type=override, default=[], help="config overrides, as walkers.py")
     ap.add_argument("--plot", default=None, help="PNG: verdicts right over the grid")
+    ap.add_argument(
+        "--records",
+        default=None,
+        help="keep each clip's recording here (a local work dir) and reuse it when the bundle, the clip and every "
+        "config key but the tracker's deciding ones are the same: a sweep of other deciding keys (--set) in seconds",
+    )
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     seeds = a.seeds if a.seeds is not None else [a.seed]
@@ -199,7 +257,8 @@ def main() -> int:
                     picks = pick_all(crops, a)
                 Path(wd).mkdir(parents=True, exist_ok=True)
                 truth = make_clip(picks[c], video, seed=seed + c)
-            r = record(base, video.resolve())
+            saved = Path(a.records) / ("%s-seed%d-clip%d.pkl" % (a.split, seed, c)) if a.records else None
+            r = record(base, video.resolve(), saved)
             daemon = events_path(video, "gate")
             clips.append(
                 {
@@ -214,7 +273,9 @@ def main() -> int:
                 }
             )
             print(
-                "recorded %s (%d tracks, %.0f s)" % (video, len(r["recorder"].tracks_by_id), r["seconds"]), flush=True
+                "%s %s (%d tracks, %.0f s)"
+                % ("loaded" if r.get("loaded") else "recorded", video, len(r["recorder"].tracks_by_id), r["seconds"]),
+                flush=True,
             )
 
     opts0 = clips[0]["options"]

@@ -944,7 +944,7 @@ def test_an_event_reports_the_face_the_classifier_saw(shipped_bundle, detector_d
     assert seen < 4.0 and seen < unfitted / 2, (seen, unfitted)
 
 
-def test_the_person_point_replay_reaches_the_verdicts_the_tracker_reaches_live():
+def test_the_person_point_replay_reaches_the_verdicts_the_tracker_reaches_live(tmp_path):
     """benchmarks/person_point.py records a clip once with early verdicts held back and replays the tracker's
     own decision for other operating points: each replayed verdict (label, frame, votes, how decided) must be
     what a tracker run live with that point decides."""
@@ -999,3 +999,22 @@ def test_the_person_point_replay_reaches_the_verdicts_the_tracker_reaches_live()
             assert sorted(got) == sorted(want)
             seen.add(tuple(x[1] for x in sorted(want)))
     assert len(seen) > 1  # the points differ in what they decide: the test can tell a replay that ignores them
+
+    # a recording kept on disk (--records) replays the same; one made under another key is not used
+    path = tmp_path / "rec.pkl"
+    mod.save_record(path, rec, "key-a")
+    again = mod.load_record(path, "key-a", rec.opt)
+    o = dataclasses.replace(base, alert_threshold=0.6, incorrect_weight=2.5)
+    assert [(d.track_id, d.label, d.frame_index) for _, d in mod.replay(again, o)] == [
+        (d.track_id, d.label, d.frame_index) for _, d in mod.replay(rec, o)
+    ]
+    assert mod.load_record(path, "key-b", rec.opt) is None
+    # the key: deciding tracker keys may vary, anything that shapes the recorded views may not
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"frames")
+    cfg = {"detector": {"confidence": 0.15}, "tracker": {"votes": 5, "border_px": 3}, "source": {"url": "a"}}
+    k = mod.fingerprint(cfg, "m", clip)
+    assert mod.fingerprint({**cfg, "tracker": {"votes": 9, "border_px": 3}, "source": {"url": "b"}}, "m", clip) == k
+    assert mod.fingerprint({**cfg, "tracker": {"votes": 5, "border_px": 8}}, "m", clip) != k
+    assert mod.fingerprint({**cfg, "detector": {"confidence": 0.2}}, "m", clip) != k
+    assert mod.fingerprint(cfg, "other-model", clip) != k
