@@ -97,8 +97,14 @@ def load_record(path: Path, key: str, options: TrackerOptions) -> Optional[Recor
     was made with another bundle, clip or recording-relevant config (it is made again then)."""
     import pickle
 
-    data = pickle.loads(path.read_bytes())
-    if data.get("key") != key:
+    try:
+        data = pickle.loads(path.read_bytes())
+    except Exception as e:  # a truncated or foreign file: record again rather than fail
+        print(
+            "%s: not a recording (%s): recording again" % (path, str(e).splitlines()[0] if str(e) else type(e).__name__)
+        )
+        return None
+    if not isinstance(data, dict) or data.get("key") != key:
         return None
     rec = RecordingTracker(data["labels"], options)
     rec.frame_size, rec.calls = data["frame_size"], data["calls"]

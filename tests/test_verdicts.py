@@ -1009,6 +1009,8 @@ def test_the_person_point_replay_reaches_the_verdicts_the_tracker_reaches_live(t
         (d.track_id, d.label, d.frame_index) for _, d in mod.replay(rec, o)
     ]
     assert mod.load_record(path, "key-b", rec.opt) is None
+    path.write_bytes(path.read_bytes()[:100])  # truncated: recorded again, not a traceback
+    assert mod.load_record(path, "key-a", rec.opt) is None
     # the key: deciding tracker keys may vary, anything that shapes the recorded views may not
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"frames")
