@@ -195,6 +195,23 @@ def kiosk_dict(bundle: str, extra: Dict[str, Any]) -> Dict[str, Any]:
     return cfg
 
 
+def person_point(cfg: Dict[str, Any], bundle: str) -> Dict[str, Any]:
+    """The operating point the daemon decides a person by with this config and bundle (edge.pipeline.person_point),
+    and where each value came from."""
+    from edge.bundle import load_bundle
+    from edge.config import build
+    from edge.pipeline import person_point as point
+
+    t = build(cfg, "walkers").tracker
+    thr, w = point(t, load_bundle(Path(bundle)).operating_point)
+    return {
+        "alert_threshold": thr,
+        "alert_threshold_from": "bundle" if t.alert_threshold is None else "config",
+        "incorrect_weight": w,
+        "incorrect_weight_from": "bundle" if t.incorrect_weight is None else "config",
+    }
+
+
 def kiosk_config(base: Dict[str, Any], video: Path, state: Path, motion: bool) -> Path:
     import yaml
 
@@ -284,6 +301,7 @@ def main() -> int:
     crops = load_crops(a.crops)
     Path(a.workdir).mkdir(parents=True, exist_ok=True)
     results: Dict[str, Any] = {"clips": [], "split": a.split, "bundle": a.bundle, "overrides": extra}
+    results["person_point"] = person_point(base, a.bundle)
     totals: Dict[str, List[Dict[str, Any]]] = {"gate": [], "nogate": []}
     for c, walkers in enumerate(pick_all(crops, a)):
         video = clip_path(a.workdir, a.split, c)

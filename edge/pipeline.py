@@ -14,16 +14,16 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Deque, Dict, List, Optional, Union
+from typing import Any, Deque, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
 from . import __version__, messages
-from .bundle import NO_FACE, load_bundle
+from .bundle import NO_FACE, OperatingPoint, load_bundle
 from .capture import FrameSource
 from .classifier import MaskClassifier
 from .colour import GREY_DEGRADED, GreyWatch
-from .config import Config, as_config
+from .config import Config, TrackerConfig, as_config
 from .detector import DetectorOptions, FaceDetector, load_detector
 from .publish import Publisher
 from .schedule import DetectionSchedule, MotionGate
@@ -65,18 +65,20 @@ def device_name(cfg: Config) -> str:
     return cfg.device or socket.gethostname().split(".")[0]
 
 
-def tracker_options(cfg: Config, classifier: MaskClassifier) -> TrackerOptions:
-    """The tracker's options from the config. The person's operating point is tracker.alert_threshold and
+def person_point(t: TrackerConfig, op: OperatingPoint) -> Tuple[Optional[float], float]:
+    """The person's operating point (alert threshold, incorrect weight): tracker.alert_threshold and
     tracker.incorrect_weight where the config sets them (chosen on walker clips for a bundle), else the bundle's
     per-crop one."""
-    op = classifier.bundle.operating_point
-    t = cfg.tracker
-    return TrackerOptions.from_config(
-        t,
-        cfg.detector.min_face_px,
-        alert_threshold=op.alert_threshold if t.alert_threshold is None else t.alert_threshold,
-        incorrect_weight=op.incorrect_weight if t.incorrect_weight is None else t.incorrect_weight,
+    return (
+        op.alert_threshold if t.alert_threshold is None else t.alert_threshold,
+        op.incorrect_weight if t.incorrect_weight is None else t.incorrect_weight,
     )
+
+
+def tracker_options(cfg: Config, classifier: MaskClassifier) -> TrackerOptions:
+    """The tracker's options from the config, with the person's operating point (person_point)."""
+    thr, w = person_point(cfg.tracker, classifier.bundle.operating_point)
+    return TrackerOptions.from_config(cfg.tracker, cfg.detector.min_face_px, alert_threshold=thr, incorrect_weight=w)
 
 
 def build_classifier(cfg: Config) -> MaskClassifier:
