@@ -155,6 +155,16 @@ def walkers_block(doc: Dict[str, Any], title: str = "Per person", config: str = 
             _f(t["alert"]["f1"]),
         )
     )
+    pp = doc.get("person_point")
+    if pp and pp["alert_threshold"] is None:  # walkers.py records it since session 35; an argmax bundle
+        line += " A person is decided by the argmax of their mean."
+    elif pp:
+        line += " A person is flagged at mean P(alert) >= %g (%s) and called incorrectly worn at weight %g (%s)." % (
+            pp["alert_threshold"],
+            "the bundle's" if pp["alert_threshold_from"] == "bundle" else "tracker.alert_threshold",
+            pp["incorrect_weight"],
+            "the bundle's" if pp["incorrect_weight_from"] == "bundle" else "tracker.incorrect_weight",
+        )
     if ng:
         line += " Motion gate off: %d counted once, verdict accuracy %s (the gate %s)." % (
             ng["counted_once"],
