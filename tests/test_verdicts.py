@@ -215,6 +215,22 @@ def test_the_persons_operating_point_is_the_bundles_unless_the_config_sets_its_o
         cfg["tracker"]["alert_threshold"] = 1.5
         build(cfg, "t")
 
+    # walkers.py writes the point its daemon ran with, and where each value came from (README's per-person line)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "walkers_pp", str(Path(__file__).resolve().parent.parent / "benchmarks" / "walkers.py")
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    cfg["tracker"].update(alert_threshold=None, incorrect_weight=6.0)
+    assert mod.person_point(cfg, str(shipped_bundle)) == {
+        "alert_threshold": op.alert_threshold,
+        "alert_threshold_from": "bundle",
+        "incorrect_weight": 6.0,
+        "incorrect_weight_from": "config",
+    }
+
 
 def test_a_departed_track_does_not_swallow_the_next_visitor_while_the_doorway_is_still():
     tr = Tracker(FACE3, TrackerOptions(votes=2, max_missed=15, alert_threshold=0.5, margin=0.1))
