@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from walkers import add_pick_arguments, clip_path, kiosk_dict, override, pick_all, summarise  # noqa: E402
 
 from edge.tracker import Track, Tracker, TrackerOptions  # noqa: E402
-from edge.walkers import deciding_event, events_path, load_events, make_clip, match_events, truth_path  # noqa: E402
+from edge.walkers import deciding_event, events_by_person, events_path, load_events, make_clip, truth_path  # noqa: E402
 
 HOLD = 10**6  # tracker.votes while recording: no early verdict, every view kept
 
@@ -115,10 +115,11 @@ def load_record(path: Path, key: str, options: TrackerOptions) -> Optional[Recor
     return rec
 
 
-def record(cfg: Dict[str, Any], video: Path, saved: Optional[Path] = None) -> Dict[str, Any]:
+def record(cfg: Dict[str, Any], video: Path, saved: Optional[Path] = None, models: Any = None) -> Dict[str, Any]:
     """Run the clip through the daemon's Pipeline (no broker, motion gate on as walkers.py's gated run) with early
     verdicts held back; the recorder, the pipeline and the tracker options the daemon would have used. With `saved`,
-    a recording of the same bundle, clip and config is read from there instead, and a new one written there."""
+    a recording of the same bundle, clip and config is read from there instead, and a new one written there.
+    `models`: a pipeline of an earlier clip, whose detector and classifier (loaded once) this one reuses."""
     import copy
     import tempfile
 
@@ -138,7 +139,10 @@ def record(cfg: Dict[str, Any], video: Path, saved: Optional[Path] = None) -> Di
     c_daemon = copy.deepcopy(c)
     c["tracker"]["votes"] = HOLD
     c["tracker"]["max_votes"] = 0
-    pipe = Pipeline(c, Nowhere())
+    if models is None:
+        pipe = Pipeline(c, Nowhere())
+    else:
+        pipe = Pipeline(c, Nowhere(), detector=models.detector, classifier=models.classifier)
     daemon_options = tracker_options(as_config(c_daemon), pipe.classifier)
     key = fingerprint(c_daemon, pipe.model_id, video)
     if saved is not None and saved.exists():
@@ -197,25 +201,21 @@ def events_of(decisions: List[Tuple[int, Any]], pipe: Any, frame_size: Sequence[
 
 def person_verdicts(truth: Dict[str, Any], events: Sequence[Dict[str, Any]]) -> Dict[int, str]:
     """Each counted visitor's verdict (the first event matched to them), as edge.walkers.score counts it."""
-    by: Dict[int, List[Dict]] = {}
-    for e, pid in match_events(truth, events):
-        if pid is not None:
-            by.setdefault(pid, []).append(e)
-    return {pid: deciding_event(evs)["verdict"] for pid, evs in by.items()}
+    return {pid: deciding_event(evs)["verdict"] for pid, evs in events_by_person(truth, events)[0].items()}
 
 
 def grid_values(text: Sequence[float]) -> List[float]:
     return sorted({round(float(v), 4) for v in text})
 
 
-def choose(rows: List[Dict[str, Any]], bundle: Tuple[float, float]) -> Dict[str, Any]:
+def choose(rows: List[Dict[str, Any]], bundle: Tuple[Optional[float], float]) -> Dict[str, Any]:
     """Most verdicts right; ties: higher alert F1, then nearest the bundle's threshold, then its weight."""
     return max(
         rows,
         key=lambda r: (
             r["verdict_right"],
             r["alert"]["f1"],
-            -abs(r["alert_threshold"] - bundle[0]),
+            -abs(r["alert_threshold"] - (0.5 if bundle[0] is None else bundle[0])),
             -abs(r["incorrect_weight"] - bundle[1]),
         ),
     )
@@ -264,7 +264,7 @@ def main() -> int:
                 Path(wd).mkdir(parents=True, exist_ok=True)
                 truth = make_clip(picks[c], video, seed=seed + c)
             saved = Path(a.records) / ("%s-seed%d-clip%d.pkl" % (a.split, seed, c)) if a.records else None
-            r = record(base, video.resolve(), saved)
+            r = record(base, video.resolve(), saved, clips[0]["pipe"] if clips else None)
             daemon = events_path(video, "gate")
             clips.append(
                 {
@@ -285,9 +285,9 @@ def main() -> int:
             )
 
     opts0 = clips[0]["options"]
-    bundle_point = (float(op.alert_threshold or 0.5), float(op.incorrect_weight))
+    bundle_point = (op.alert_threshold, float(op.incorrect_weight))  # threshold None: an argmax bundle
 
-    def run_setting(thr: float, w: float) -> Tuple[Dict[str, Any], List[List[Dict]]]:
+    def run_setting(thr: Optional[float], w: float) -> Tuple[Dict[str, Any], List[List[Dict]]]:
         import dataclasses
 
         o = dataclasses.replace(opts0, alert_threshold=thr, incorrect_weight=w)
@@ -328,9 +328,7 @@ def main() -> int:
                 check["replay_only"] += 1
             else:
                 check["differ"].append({"video": cl["video"], "person": pid, "daemon": dv[pid], "replay": rv[pid]})
-    check["agreement"] = (
-        round(check["same_verdict"] / float(max(1, check["visitors"])), 4) if check["visitors"] else None
-    )
+    check["agreement"] = round(check["same_verdict"] / float(check["visitors"]), 4) if check["visitors"] else None
     print("check at the bundle's point %s: %s" % (bundle_point, json.dumps(check)), flush=True)
 
     rows = []

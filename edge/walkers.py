@@ -278,17 +278,24 @@ def deciding_event(events: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     return min(events, key=lambda e: e.get("frame", 0))
 
 
-def score(truth: Dict[str, Any], events: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
-    """Per-person scores of a run over a walker clip (events: the daemon's event payloads)."""
-    people = {p["id"]: p for p in truth["people"]}
-    matched = match_events(truth, events)
-    by_person: Dict[int, List[Dict]] = {}
+def events_by_person(
+    truth: Dict[str, Any], events: Sequence[Dict[str, Any]]
+) -> Tuple[Dict[int, List[Dict[str, Any]]], List[Dict[str, Any]]]:
+    """The events matched to each visitor (match_events), and those matched to nobody (spurious)."""
+    by_person: Dict[int, List[Dict[str, Any]]] = {}
     spurious = []
-    for e, pid in matched:
+    for e, pid in match_events(truth, events):
         if pid is None:
             spurious.append(e)
         else:
             by_person.setdefault(pid, []).append(e)
+    return by_person, spurious
+
+
+def score(truth: Dict[str, Any], events: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """Per-person scores of a run over a walker clip (events: the daemon's event payloads)."""
+    people = {p["id"]: p for p in truth["people"]}
+    by_person, spurious = events_by_person(truth, events)
     once = sum(1 for pid in people if len(by_person.get(pid, [])) == 1)
     dup = sum(len(v) - 1 for v in by_person.values() if len(v) > 1)
     missed = [pid for pid in people if pid not in by_person]
