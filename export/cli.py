@@ -173,6 +173,8 @@ def cmd_train(a) -> int:
             raise SystemExit("%s %s: must be between 0 and 1 (a share of the training crops)" % (flag, share))
     if a.teacher_temperature <= 0:
         raise SystemExit("--teacher-temperature %s: must be > 0" % a.teacher_temperature)
+    if a.label_smoothing is not None and not 0.0 <= a.label_smoothing < 1.0:
+        raise SystemExit("--label-smoothing %s: must be at least 0 and below 1" % a.label_smoothing)
     try:
         check_only_labels(a.only_labels)
     except ValueError as e:
@@ -266,6 +268,7 @@ def cmd_train(a) -> int:
         head_epochs=a.head_epochs,
         init=str(init / "model.keras") if init is not None else None,
         mixup=a.mixup,
+        label_smoothing=TrainConfig.label_smoothing if a.label_smoothing is None else a.label_smoothing,
         grey=a.grey,
         tight=a.tight,
         crop_margin=float(crops.get("margin", 0.15)),
@@ -1222,6 +1225,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-hamming", type=int, default=6, help="phash distance that makes two crops near-copies")
     s.add_argument("--init", default=None, help="warm restart from this run's model (same arch, input, split)")
     s.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(a, a) on training batches (0: off)")
+    s.add_argument(
+        "--label-smoothing",
+        type=float,
+        default=None,
+        help="share of each one-hot target spread over all classes, 0 <= x < 1 (default: the recipe's, 0.05)",
+    )
     s.add_argument(
         "--grey", type=float, default=0.0, help="share of training crops turned grey, 0..1 (monochrome/IR cameras)"
     )

@@ -1528,6 +1528,15 @@ def test_train_refuses_a_share_outside_0_1_before_reading_crops(tmp_path, flag, 
     assert not out.exists()
 
 
+@pytest.mark.parametrize("value", ["1.0", "-0.05", "nan"])
+def test_train_refuses_a_label_smoothing_outside_0_1_before_reading_crops(tmp_path, value):
+    out = tmp_path / "run"
+    r = run_cli(["edge-export", "train", "--crops", tmp_path / "absent.npz", "--label-smoothing", value, "--out", out])
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == "--label-smoothing %s: must be at least 0 and below 1" % value
+    assert not out.exists()
+
+
 def test_a_warm_restart_into_another_architecture_is_refused_in_one_line_before_reading_crops(tmp_path):
     import json
 
