@@ -1229,7 +1229,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--label-smoothing",
         type=float,
         default=None,
-        help="share of each one-hot target spread over all classes, 0 <= x < 1 (default: the recipe's, 0.05)",
+        help="share of each one-hot target spread over all classes, 0 <= x < 1 "
+        "(default: TrainConfig.label_smoothing, the recipe every member used)",
     )
     s.add_argument(
         "--grey", type=float, default=0.0, help="share of training crops turned grey, 0..1 (monochrome/IR cameras)"
