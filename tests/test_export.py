@@ -1537,6 +1537,15 @@ def test_train_refuses_a_label_smoothing_outside_0_1_before_reading_crops(tmp_pa
     assert not out.exists()
 
 
+def test_train_names_a_missing_weights_file_in_one_line_before_reading_crops(tmp_path):
+    out = tmp_path / "run"
+    missing = tmp_path / "nope.weights.h5"
+    r = run_cli(["edge-export", "train", "--crops", tmp_path / "absent.npz", "--weights", missing, "--out", out])
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("--weights %s: no such file (make one with" % missing)
+    assert not out.exists()
+
+
 def test_a_warm_restart_into_another_architecture_is_refused_in_one_line_before_reading_crops(tmp_path):
     import json
 
