@@ -1369,12 +1369,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="replace an existing bundle directory")
     s.add_argument(
         "--int8-granularity",
-        choices=("auto", "per-tensor", "per-channel", "per-member"),
+        choices=("auto", "per-tensor", "per-channel", "per-member", "per-member-depthwise"),
         default="auto",
         help="int8 weight scales: per-tensor (smaller file), per-channel, auto (per-tensor unless its top-1 "
         "agreement with fp32 on the calibration crops is below 0.99; the manifest records the choice and why), or "
         "per-member (an ensemble: members go per-channel one at a time, the one whose own per-tensor file agrees "
-        "least first, until the file agrees 0.99 with fp32 on the calibration crops; spliced from both conversions)",
+        "least first, until the file agrees 0.99 with fp32 on the calibration crops; spliced from both conversions), "
+        "or per-member-depthwise (the same, but a member goes per-channel on its depthwise weights alone first)",
     )
     operating_point_args(s)
     s.set_defaults(fn=cmd_convert)

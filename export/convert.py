@@ -164,23 +164,52 @@ def _member_of(name: str, members: Sequence[str]) -> Optional[str]:
     return found.pop() if found else None
 
 
-def splice_members(per_channel: bytes, per_tensor: bytes, members_per_tensor: Sequence[str]) -> bytes:
-    """One int8 file from two conversions of the same graph with the same calibration: the tensors of
-    `members_per_tensor` (their weights and biases, data and quantization) from the per-tensor conversion, every
-    other tensor from the per-channel one. Both files must list the same tensors (name, shape, type) in the same
-    order; the activations' quantization must agree (the same calibration gives the same ranges). No tensor is
-    quantized twice: each one is exactly what one of the two conversions made of it."""
+def _dense_weight_tensors(model, subgraph, members: Sequence[str]) -> set:
+    """Indices of the weight and bias tensors of the CONV_2D and FULLY_CONNECTED operators of `members` in one
+    subgraph: every weighted operator of theirs but the depthwise ones."""
     from tensorflow.lite.tools import flatbuffer_utils as fu
 
+    ops = fu.schema_fb.BuiltinOperator
+    dense = (ops.CONV_2D, ops.FULLY_CONNECTED)
+    found = set()
+    for op in subgraph.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        kind = max(code.builtinCode, code.deprecatedBuiltinCode)
+        if kind not in dense or len(op.inputs) < 2:
+            continue
+        weights = subgraph.tensors[op.inputs[1]]
+        if _member_of(weights.name.decode("utf-8", "replace"), members):
+            found.update(int(i) for i in op.inputs[1:] if i >= 0)
+    return found
+
+
+def splice_members(
+    per_channel: bytes,
+    per_tensor: bytes,
+    members_per_tensor: Sequence[str],
+    members_depthwise: Sequence[str] = (),
+) -> bytes:
+    """One int8 file from two conversions of the same graph with the same calibration: the tensors of
+    `members_per_tensor` (their weights and biases, data and quantization) from the per-tensor conversion, every
+    other tensor from the per-channel one; for `members_depthwise`, only their depthwise weights stay per-channel
+    (their convolution and dense weights and biases come from the per-tensor conversion). Both files must list
+    the same tensors (name, shape, type) in the same order; the activations' quantization must agree (the same
+    calibration gives the same ranges). No tensor is quantized twice: each one is exactly what one of the two
+    conversions made of it."""
+    from tensorflow.lite.tools import flatbuffer_utils as fu
+
+    keep = list(members_per_tensor)
+    if set(keep) & set(members_depthwise):
+        raise ValueError("members %s are both per-tensor and depthwise" % sorted(set(keep) & set(members_depthwise)))
     base = fu.convert_bytearray_to_object(bytearray(per_channel))
     other = fu.convert_bytearray_to_object(bytearray(per_tensor))
     if len(base.subgraphs) != len(other.subgraphs):
         raise ValueError("the two int8 conversions differ in subgraphs")
-    keep = list(members_per_tensor)
     for gb, go in zip(base.subgraphs, other.subgraphs):
         if len(gb.tensors) != len(go.tensors):
             raise ValueError("the two int8 conversions differ in tensors (%d, %d)" % (len(gb.tensors), len(go.tensors)))
-        for tb, to in zip(gb.tensors, go.tensors):
+        dense = _dense_weight_tensors(base, gb, list(members_depthwise)) if members_depthwise else set()
+        for index, (tb, to) in enumerate(zip(gb.tensors, go.tensors)):
             same = tb.name == to.name and tb.type == to.type and list(tb.shape) == list(to.shape)
             if not same:
                 raise ValueError("the two int8 conversions differ at tensor %r / %r" % (tb.name, to.name))
@@ -188,7 +217,7 @@ def splice_members(per_channel: bytes, per_tensor: bytes, members_per_tensor: Se
             nb = 0 if qb is None or qb.scale is None else len(qb.scale)
             no = 0 if qo is None or qo.scale is None else len(qo.scale)
             has_data = bool(base.buffers[tb.buffer].data is not None and len(base.buffers[tb.buffer].data))
-            if _member_of(tb.name.decode("utf-8", "replace"), keep) and has_data:
+            if (index in dense or _member_of(tb.name.decode("utf-8", "replace"), keep)) and has_data:
                 data = other.buffers[to.buffer].data
                 buf = type(base.buffers[tb.buffer])()
                 buf.data = data
@@ -204,18 +233,44 @@ def splice_members(per_channel: bytes, per_tensor: bytes, members_per_tensor: Se
     return bytes(fu.convert_object_to_bytearray(base))
 
 
-def int8_granularity_per_member(model, representative: np.ndarray) -> Tuple[Dict[str, Any], bytes]:
+MEMBER_STEPS = {
+    "per-member": ("per-tensor", "per-channel"),
+    "per-member-depthwise": ("per-tensor", "per-channel-depthwise", "per-channel"),
+}
+
+
+def _splice_by_choice(pc: Optional[bytes], pt: bytes, chosen: Dict[str, str]) -> bytes:
+    """The int8 file for each member's chosen granularity, spliced from the two conversions."""
+    flat = [n for n, c in chosen.items() if c == "per-tensor"]
+    depthwise = [n for n, c in chosen.items() if c == "per-channel-depthwise"]
+    if len(flat) == len(chosen):
+        return pt
+    if pc is None:
+        raise ValueError("a member goes per-channel but the per-channel conversion is missing")
+    if not flat and not depthwise:
+        return pc
+    return splice_members(pc, pt, flat, depthwise)
+
+
+def int8_granularity_per_member(
+    model, representative: np.ndarray, how: str = "per-member"
+) -> Tuple[Dict[str, Any], bytes]:
     """Per-channel int8 scales only for the ensemble members that need them. Every member starts per-tensor; while
     the spliced file's top-1 agreement with the ensemble's fp32 on the calibration crops (training crops) is below
-    PARITY_FLOOR, the per-tensor member whose own per-tensor file agrees least with its own fp32 goes per-channel.
-    A pretrained member then keeps the per-channel scales its depthwise layers need without the thin members
-    paying 12 bytes a channel for them too (the file is judged against fp32 by size: must-show 4). Returns the
-    record for the manifest and the batch-N int8 file it chose."""
+    PARITY_FLOOR, the member whose own per-tensor file agrees least with its own fp32 (among those not yet wholly
+    per-channel) takes one step: `per-member`, straight to per-channel; `per-member-depthwise`, first per-channel
+    on its depthwise weights alone (the layers whose ImageNet-initialised ranges one scale per tensor cannot hold;
+    12 bytes a channel spent there only), then wholly per-channel. A pretrained member then keeps the per-channel
+    scales it needs without the thin members paying for them too (the file is judged against fp32 by size:
+    must-show 4). Returns the record for the manifest and the batch-N int8 file it chose."""
     from edge.bundle import PARITY_FLOOR
 
     from .ensemble import EnsembleError, members_of
     from .train import predict
 
+    if how not in MEMBER_STEPS:
+        raise ValueError("per-member granularity must be one of %s" % ", ".join(MEMBER_STEPS))
+    ladder = MEMBER_STEPS[how]
     size = int(model.input_shape[1])
     try:
         members = members_of(model, kinds=("member", "rejector"))
@@ -223,7 +278,7 @@ def int8_granularity_per_member(model, representative: np.ndarray) -> Tuple[Dict
         members = []
     if len(members) < 2:
         raise ValueError(
-            "--int8-granularity per-member needs an ensemble (edge-export ensemble); this model has no members"
+            "--int8-granularity %s needs an ensemble (edge-export ensemble); this model has no members" % how
         )
     names = [m.name[len("restored_") :] for m in members]
     alone: Dict[str, float] = {}
@@ -235,47 +290,50 @@ def int8_granularity_per_member(model, representative: np.ndarray) -> Tuple[Dict
     ref = predict(model, representative, size).argmax(1)
     per_tensor = tflite_bytes(model, "int8", representative, granularity="per-tensor")
     per_channel: Optional[bytes] = None
-    channel: List[str] = []
+    chosen = {n: ladder[0] for n in names}
     steps = []
     data = per_tensor
     while True:
         agree = float(np.mean(tflite_probs(data, representative).argmax(1) == ref))
-        steps.append({"per_channel": list(channel), "agreement_on_calibration_crops": round(agree, 4)})
-        log.info("int8 per-channel for %s: agreement on the calibration crops %.4f", channel or "no member", agree)
-        if agree >= PARITY_FLOOR or len(channel) == len(names):
+        moved = {n: c for n, c in chosen.items() if c != ladder[0]}
+        step: Dict[str, Any] = {
+            "per_channel": [n for n in names if chosen[n] == "per-channel"],
+            "agreement_on_calibration_crops": round(agree, 4),
+        }
+        if how != "per-member":
+            step["per_channel_depthwise"] = [n for n in names if chosen[n] == "per-channel-depthwise"]
+        steps.append(step)
+        log.info("int8 %s: agreement on the calibration crops %.4f", moved or "every member per-tensor", agree)
+        open_ = [n for n in names if chosen[n] != ladder[-1]]
+        if agree >= PARITY_FLOOR or not open_:
             break
-        channel.append(min((n for n in names if n not in channel), key=lambda n: (alone[n], n)))
+        pick = min(open_, key=lambda n: (alone[n], n))
+        chosen[pick] = ladder[ladder.index(chosen[pick]) + 1]
         if per_channel is None:
             per_channel = tflite_bytes(model, "int8", representative, granularity="per-channel")
-        flat = [n for n in names if n not in channel]
-        data = splice_members(per_channel, per_tensor, flat) if flat else per_channel
+        data = _splice_by_choice(per_channel, per_tensor, chosen)
     record = {
-        "chosen": "per-member",
+        "chosen": how,
         "members": {
-            n: {
-                "chosen": "per-channel" if n in channel else "per-tensor",
-                "alone_per_tensor_agreement_on_calibration_crops": round(alone[n], 4),
-            }
+            n: {"chosen": chosen[n], "alone_per_tensor_agreement_on_calibration_crops": round(alone[n], 4)}
             for n in names
         },
         "steps": steps,
         "rule": "every member per-tensor; while the file's top-1 agreement with fp32 on the calibration crops is "
-        "below %.2f, the member whose own per-tensor file agrees least goes per-channel; the file takes each "
-        "member's tensors from that conversion" % PARITY_FLOOR,
+        "below %.2f, the member whose own per-tensor file agrees least takes the next step of %s; the file "
+        "takes each tensor from the conversion its member's step names" % (PARITY_FLOOR, " -> ".join(ladder)),
     }
     return record, data
 
 
 def int8_bytes_per_member(model, representative: np.ndarray, record: Dict[str, Any], batch1: bool = False) -> bytes:
     """The int8 file by a per-member record: the per-channel and per-tensor conversions spliced."""
-    flat = [n for n, r in record["members"].items() if r["chosen"] == "per-tensor"]
-    if len(flat) == len(record["members"]):
-        return tflite_bytes(model, "int8", representative, batch1=batch1, granularity="per-tensor")
-    pc = tflite_bytes(model, "int8", representative, batch1=batch1, granularity="per-channel")
-    if not flat:
-        return pc
+    chosen = {n: r["chosen"] for n, r in record["members"].items()}
     pt = tflite_bytes(model, "int8", representative, batch1=batch1, granularity="per-tensor")
-    return splice_members(pc, pt, flat)
+    if all(c == "per-tensor" for c in chosen.values()):
+        return pt
+    pc = tflite_bytes(model, "int8", representative, batch1=batch1, granularity="per-channel")
+    return _splice_by_choice(pc, pt, chosen)
 
 
 def onnx_bytes(model, opset: int = 13) -> bytes:
@@ -432,8 +490,8 @@ def convert(
             granularity = auto["chosen"]
         else:
             granularity = "per-tensor"
-    elif granularity == "per-member" and any(k.endswith("int8") or k == "tflite_edgetpu" for k in variants):
-        auto, int8_done = int8_granularity_per_member(model, rep)
+    elif granularity in MEMBER_STEPS and any(k.endswith("int8") or k == "tflite_edgetpu" for k in variants):
+        auto, int8_done = int8_granularity_per_member(model, rep, granularity)
     manifest_variants: Dict[str, Any] = {}
     for key in variants:
         fname = FILES[key]
@@ -453,7 +511,7 @@ def convert(
         precision = key.split("_")[1] if key != "tflite_edgetpu" else "int8"
         if key == "tflite_int8" and int8_done is not None:
             data = int8_done
-        elif precision == "int8" and granularity == "per-member" and auto is not None:
+        elif precision == "int8" and granularity in MEMBER_STEPS and auto is not None:
             data = int8_bytes_per_member(model, rep, auto, batch1=(key == "tflite_edgetpu"))
         else:
             data = tflite_bytes(
@@ -470,7 +528,7 @@ def convert(
             manifest_variants[key]["quantization"] = {
                 "scheme": "full-integer post-training",
                 "granularity": granularity,
-                **({"granularity_" + ("per_member" if granularity == "per-member" else "auto"): auto} if auto else {}),
+                **({"granularity_" + ("per_member" if granularity in MEMBER_STEPS else "auto"): auto} if auto else {}),
                 "representative_crops": int(len(rep)),
                 "io": "uint8 pixels in, uint8 probabilities out",
             }

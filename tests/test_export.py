@@ -504,6 +504,66 @@ def test_int8_per_member_gives_per_channel_scales_only_to_the_member_that_needs_
         _convert_small(_save(wide, tmp_path / "w.keras"), tmp_path / "single", X, y, ["tflite_int8"], "per-member")
 
 
+@pytest.mark.slow
+def test_int8_per_member_depthwise_keeps_per_channel_scales_on_the_depthwise_weights_alone(tmp_path):
+    """per-member-depthwise: the member that needs per-channel scales first gets them on its depthwise weights
+    alone; when that is enough, its dense weights keep one scale per tensor (as the thin member's do), so the file
+    agrees with fp32 as per-member's does and holds fewer scales."""
+    pytest.importorskip("tensorflow")
+    import keras
+    from tensorflow.lite.tools import flatbuffer_utils as fu
+
+    from export.convert import splice_members
+    from export.ensemble import combine
+
+    wide, X, y = _wide_range_model()
+    keras.utils.set_random_seed(2)
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inp)
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(16, 1, activation="relu")(x))
+    narrow = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(x), name="narrow")
+    head = narrow.layers[-1]
+    head.set_weights([w * 0.0 for w in head.get_weights()])  # uniform: the mean follows the wide member
+    ens = combine([wide, narrow])
+    ens.save(str(tmp_path / "ens.keras"))
+    variants = ["tflite_int8", "tflite_edgetpu"]
+    dw = _convert_small(tmp_path / "ens.keras", tmp_path / "dw", X, y, variants, "per-member-depthwise")
+    pm = _convert_small(tmp_path / "ens.keras", tmp_path / "pm", X, y, variants, "per-member")
+    rec = dw["tflite_int8"]["quantization"]["granularity_per_member"]
+    assert rec["chosen"] == "per-member-depthwise"
+    assert {k: v["chosen"] for k, v in rec["members"].items()} == {
+        "member_0": "per-channel-depthwise",
+        "member_1": "per-tensor",
+    }
+    assert [s["per_channel_depthwise"] for s in rec["steps"]] == [[], ["member_0"]]
+    assert rec["steps"][0]["agreement_on_calibration_crops"] < 0.99 <= rec["steps"][1]["agreement_on_calibration_crops"]
+    for key in variants:
+        assert dw[key]["parity"]["top1_agreement"] >= pm[key]["parity"]["top1_agreement"] - 0.02
+
+    def scales(path):
+        m = fu.read_model(str(path))
+        g = m.subgraphs[0]
+        out = {}
+        for op in g.operators:
+            c = m.operatorCodes[op.opcodeIndex]
+            kind = max(c.builtinCode, c.deprecatedBuiltinCode)
+            w = g.tensors[op.inputs[1]] if len(op.inputs) > 1 else None
+            if w is None or w.quantization is None or w.quantization.scale is None or "member_" not in w.name.decode():
+                continue
+            member = "member_0" if "member_0" in w.name.decode() else "member_1"
+            out.setdefault((member, kind), []).append(len(w.quantization.scale))
+        return out
+
+    ops = fu.schema_fb.BuiltinOperator
+    got, before = scales(tmp_path / "dw" / "model_int8.tflite"), scales(tmp_path / "pm" / "model_int8.tflite")
+    assert got[("member_0", ops.DEPTHWISE_CONV_2D)] == [3]  # per channel, as per-member has it
+    assert got[("member_0", ops.FULLY_CONNECTED)] == [1] and before[("member_0", ops.FULLY_CONNECTED)] == [3]
+    assert max(got[("member_1", ops.CONV_2D)]) == 1
+    # a member cannot be per-tensor and depthwise at once
+    with pytest.raises(ValueError, match="both per-tensor and depthwise"):
+        splice_members(b"", b"", ["member_0"], ["member_0"])
+
+
 def _convert_small(src, out, X, y, variants, granularity):
     """A small model's bundle: the first 90 images calibrate int8, the rest measure parity. Its variants."""
     from export.convert import convert
