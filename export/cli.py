@@ -15,6 +15,7 @@ import numpy as np
 
 from edge.detector import DATA_RULES
 from edge.errors import EX_NOINPUT, EX_UNAVAILABLE, EX_USAGE, MaskwatchError
+from export.convert import MEMBER_STEPS
 from export.crops import Split, check_split_fits, load_split, save_split, side_counts, split_arrays, split_index
 from export.crops import load as load_crops
 from export.datasets import ARCHS
@@ -1369,7 +1370,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="replace an existing bundle directory")
     s.add_argument(
         "--int8-granularity",
-        choices=("auto", "per-tensor", "per-channel", "per-member", "per-member-depthwise"),
+        choices=("auto", "per-tensor", "per-channel") + tuple(MEMBER_STEPS),
         default="auto",
         help="int8 weight scales: per-tensor (smaller file), per-channel, auto (per-tensor unless its top-1 "
         "agreement with fp32 on the calibration crops is below 0.99; the manifest records the choice and why), or "

@@ -239,17 +239,12 @@ MEMBER_STEPS = {
 }
 
 
-def _splice_by_choice(pc: Optional[bytes], pt: bytes, chosen: Dict[str, str]) -> bytes:
-    """The int8 file for each member's chosen granularity, spliced from the two conversions."""
+def _splice_by_choice(pc: bytes, pt: bytes, chosen: Dict[str, str]) -> bytes:
+    """The int8 file for each member's chosen granularity (at least one not per-tensor), spliced from the two
+    conversions."""
     flat = [n for n, c in chosen.items() if c == "per-tensor"]
     depthwise = [n for n, c in chosen.items() if c == "per-channel-depthwise"]
-    if len(flat) == len(chosen):
-        return pt
-    if pc is None:
-        raise ValueError("a member goes per-channel but the per-channel conversion is missing")
-    if not flat and not depthwise:
-        return pc
-    return splice_members(pc, pt, flat, depthwise)
+    return splice_members(pc, pt, flat, depthwise) if flat or depthwise else pc
 
 
 def int8_granularity_per_member(
@@ -329,10 +324,12 @@ def int8_granularity_per_member(
 def int8_bytes_per_member(model, representative: np.ndarray, record: Dict[str, Any], batch1: bool = False) -> bytes:
     """The int8 file by a per-member record: the per-channel and per-tensor conversions spliced."""
     chosen = {n: r["chosen"] for n, r in record["members"].items()}
-    pt = tflite_bytes(model, "int8", representative, batch1=batch1, granularity="per-tensor")
     if all(c == "per-tensor" for c in chosen.values()):
-        return pt
+        return tflite_bytes(model, "int8", representative, batch1=batch1, granularity="per-tensor")
     pc = tflite_bytes(model, "int8", representative, batch1=batch1, granularity="per-channel")
+    if all(c == "per-channel" for c in chosen.values()):
+        return pc  # no member per-tensor anywhere: the per-tensor conversion is not made
+    pt = tflite_bytes(model, "int8", representative, batch1=batch1, granularity="per-tensor")
     return _splice_by_choice(pc, pt, chosen)
 
 
