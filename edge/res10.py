@@ -127,6 +127,76 @@ def blobs_from_cv2(prototxt: Path, caffemodel: Path) -> Dict[str, List[np.ndarra
     return out
 
 
+# -- retrained confidence heads ----------------------------------------------------------------------------
+# res10's six classification convolutions (3x3, two scores a prior: background, face). `edge-export
+# detector-heads` retrains these alone on annotated faces, masked ones included (res10 learned faces without
+# masks); the trunk and the box heads stay res10's own. A heads file holds, per layer, "<layer>/W" and
+# "<layer>/b" as cv2.dnn's getParam gives them, and "base_sha256": the caffemodel they were trained on top of.
+CONF_HEADS = (
+    "conv4_3_norm_mbox_conf",
+    "fc7_mbox_conf",
+    "conv6_2_mbox_conf",
+    "conv7_2_mbox_conf",
+    "conv8_2_mbox_conf",
+    "conv9_2_mbox_conf",
+)
+
+
+def read_conf_heads(path: Path, caffemodel: Path) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+    """The retrained heads of `path`, checked against the res10 weights in use (`caffemodel`): their shapes, and
+    the sha256 of the caffemodel they were trained with. Errors name the file and what to do."""
+    from .assets import sha256_file
+    from .errors import AssetError
+
+    path = Path(path)
+    what = "detector.conf_heads %s" % path
+    try:
+        z = np.load(str(path), allow_pickle=False)
+        data = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise AssetError("%s: no such file (make one with edge-export detector-heads, or leave the key empty)" % what)
+    except (OSError, ValueError) as exc:
+        raise AssetError("%s: not a heads file (%s): make it again with edge-export detector-heads" % (what, exc))
+    missing = [k for n in CONF_HEADS for k in (n + "/W", n + "/b") if k not in data] + (
+        [] if "base_sha256" in data else ["base_sha256"]
+    )
+    if missing:
+        raise AssetError(
+            "%s: not a heads file (missing %s): make it with edge-export detector-heads" % (what, missing[0])
+        )
+    base = str(data["base_sha256"])
+    if base != sha256_file(Path(caffemodel)):
+        raise AssetError(
+            "%s was trained on other res10 weights (sha256 %s...) than %s: make it again for these weights"
+            % (what, base[:12], caffemodel)
+        )
+    out = {}
+    for n in CONF_HEADS:
+        w, b = np.asarray(data[n + "/W"], np.float32), np.asarray(data[n + "/b"], np.float32)
+        if w.ndim != 4 or w.shape[2:] != (3, 3) or w.shape[0] % 2 or b.shape != (w.shape[0], 1):
+            raise AssetError("%s: layer %s has weights %s / %s, not res10's head shape" % (what, n, w.shape, b.shape))
+        if not (np.isfinite(w).all() and np.isfinite(b).all()):
+            raise AssetError("%s: layer %s holds NaN or infinite weights: make it again" % (what, n))
+        out[n] = (w, b)
+    return out
+
+
+def set_conf_heads(net: Any, heads: Dict[str, Tuple[np.ndarray, np.ndarray]]) -> None:
+    """Put retrained heads into a cv2.dnn net read from the Caffe files. Before its first forward(): cv2.dnn packs
+    a convolution's weights when the net is first set up, and a later setParam does not reach them."""
+    from .errors import AssetError
+
+    for name, (w, b) in heads.items():
+        lid = net.getLayerId(name)
+        have = net.getParam(lid, 0).shape
+        if tuple(have) != tuple(w.shape):
+            raise AssetError(
+                "detector.conf_heads: layer %s is %s in this res10, %s in the heads file" % (name, have, w.shape)
+            )
+        net.setParam(lid, 0, w)
+        net.setParam(lid, 1, b)
+
+
 # -- geometry -----------------------------------------------------------------------------------------------
 def _conv_geom(p: Dict[str, Any]) -> Tuple[int, int, int, int]:
     k = int(_one(p, "kernel_size", 1))

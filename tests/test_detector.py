@@ -234,3 +234,68 @@ def test_auto_mode_adds_the_tiles_only_for_small_or_no_sure_faces(detector_dir):
     assert det.wants_tiles([]) and not det.wants_tiles([((0, 0, 80, 90), 0.9)])
     assert det.wants_tiles([((0, 0, 80, 90), 0.9), ((200, 0, 230, 35), 0.7)])  # a small sure face
     assert det.wants_tiles([((0, 0, 80, 90), 0.3)])  # unsure faces do not count
+
+
+# -- retrained confidence heads (detector.conf_heads, edge-export detector-heads) ------------------------------
+def _heads_file(path, detector_dir, shift=0.0, drop=None, nan=False, sha=None):
+    """A heads file from res10's own heads, the face score's bias moved by `shift` in every layer."""
+    from edge.assets import sha256_file
+    from edge.res10 import CONF_HEADS
+
+    net = cv2.dnn.readNetFromCaffe(
+        str(detector_dir / "deploy.prototxt"), str(detector_dir / "res10_300x300_ssd_iter_140000.caffemodel")
+    )
+    arrays = {"base_sha256": np.array(sha or sha256_file(detector_dir / "res10_300x300_ssd_iter_140000.caffemodel"))}
+    for n in CONF_HEADS:
+        w, b = np.array(net.getParam(n, 0)), np.array(net.getParam(n, 1))
+        b[1::2] += shift  # rows alternate background, face per prior
+        if nan:
+            w[0, 0, 0, 0] = np.nan
+        arrays[n + "/W"], arrays[n + "/b"] = w, b
+    if drop:
+        arrays.pop(drop)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    return path
+
+
+def test_conf_heads_reach_the_scores_and_res10s_own_heads_change_nothing(detector_dir, tmp_path):
+    from edge import assets
+
+    img = cv2.imread(str(assets.fetch(assets.DEMO_FACE, assets.default_cache_dir())))
+    plain = detector(detector_dir, mode="native", confidence=0.05).detect(img)
+    same = detector(
+        detector_dir, mode="native", confidence=0.05, conf_heads=str(_heads_file(tmp_path / "same.npz", detector_dir))
+    )
+    assert [(f.box, round(f.det_score, 5)) for f in same.detect(img)] == [(f.box, round(f.det_score, 5)) for f in plain]
+    # a lower face bias in every head: the same face, scored lower (setParam happened before the first forward)
+    low = detector(
+        detector_dir,
+        mode="native",
+        confidence=0.05,
+        conf_heads=str(_heads_file(tmp_path / "low.npz", detector_dir, -8.0)),
+    )
+    best, best_low = max(f.det_score for f in plain), max((f.det_score for f in low.detect(img)), default=0.0)
+    assert best > 0.99 and best_low < 0.9
+
+
+def test_a_bad_heads_file_is_one_line_naming_it(detector_dir, tmp_path):
+    from edge.errors import AssetError
+
+    cases = {
+        "missing": (tmp_path / "nope.npz", "no such file"),
+        "other weights": (_heads_file(tmp_path / "sha.npz", detector_dir, sha="0" * 64), "other res10 weights"),
+        "no layer": (
+            _heads_file(tmp_path / "drop.npz", detector_dir, drop="fc7_mbox_conf/W"),
+            "missing fc7_mbox_conf/W",
+        ),
+        "nan": (_heads_file(tmp_path / "nan.npz", detector_dir, nan=True), "NaN"),
+    }
+    (tmp_path / "text.npz").write_text("not an npz")
+    cases["not npz"] = (tmp_path / "text.npz", "not a heads file")
+    for what, (path, words) in cases.items():
+        with pytest.raises(AssetError, match=words) as exc:
+            detector(detector_dir, mode="native", conf_heads=str(path))
+        assert str(path) in str(exc.value) and "\n" not in str(exc.value), what
+    with pytest.raises(AssetError, match="backend opencv"):
+        detector(detector_dir, backend="onnxruntime", conf_heads=str(_heads_file(tmp_path / "ok.npz", detector_dir)))
