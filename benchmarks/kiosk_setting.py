@@ -122,7 +122,6 @@ def detector_kw(a: argparse.Namespace) -> dict:
         containment=a.containment,
         own_share=a.own_share,
         tile_sizes=tuple(a.tile_sizes),
-        conf_heads=a.conf_heads,
     )
 
 
@@ -145,7 +144,6 @@ def given_setting(path: Path, a: argparse.Namespace) -> dict:
         "flip": o.flip,
         "whole_pass": o.whole_pass,
         "whole_pass_min_px": o.whole_pass_min_px if o.whole_pass else None,
-        "conf_heads": o.conf_heads,
         "nms_containment": o.nms_containment,
         "nms_own_share": o.nms_own_share,
         "matching": matching_rule(0.4, not a.iou_only, a.enclose),
@@ -224,21 +222,6 @@ def main() -> int:
         "--det-min-face", type=int, default=None, help="detector.min_face_px (default --min-face): the box filter"
     )
     ap.add_argument(
-        "--conf-heads",
-        default=None,
-        metavar="FILE",
-        help="detector.conf_heads: res10's confidence heads retrained on masked faces (edge-export detector-heads)",
-    )
-    ap.add_argument(
-        "--confidences",
-        nargs="+",
-        type=float,
-        default=None,
-        metavar="C",
-        help="the confidence axis of the sweep (default export.evaluate.KIOSK_CONFIDENCES); retrained heads score "
-        "faces higher and want a higher floor",
-    )
-    ap.add_argument(
         "--containment",
         type=detector_key("nms_containment"),
         default=None,
@@ -314,7 +297,6 @@ def main() -> int:
         from export.evaluate import KIOSK_CONFIDENCES as confs
         from export.evaluate import KIOSK_NO_FACE_THRESHOLDS as nfs
 
-        confs = tuple(a.confidences or confs)
         if a.at[0] not in confs or a.at[1] not in nfs or a.choose_on or a.face_score:
             raise MaskwatchError(
                 "--at %s %s: give a confidence of %s and a no_face threshold of %s, without --choose-on or "
@@ -368,8 +350,6 @@ def main() -> int:
             inside=not a.iou_only,
             enclose=a.enclose,
             face_scores=FACE_SCORES if a.face_score else None,
-            conf_heads=kw["conf_heads"],
-            **({"confidences": tuple(a.confidences)} if a.confidences else {}),
         )
         for sd in a.scenes:
             ids = {Path(sd).name: scene_ids_of(crops, idx, Path(sd))}

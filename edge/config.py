@@ -152,10 +152,6 @@ class DetectorConfig:
         help="converted res10 files + detector-manifest.json (default: <asset dir>/res10-converted)"
     )
     engine: Optional[str] = opt(help="tensorrt: engine file (default <state_dir>/engines/res10-<W>x<H>-fp16.engine)")
-    conf_heads: Optional[str] = opt(
-        help="res10's six confidence heads retrained on masked faces (a file from edge-export detector-heads); "
-        "backend opencv only. Empty: res10's own"
-    )
     fallback_to_cpu: bool = opt(True, help="a missing detector runtime falls back to opencv on the CPU")
     every_n_frames: int = opt(1, min=1, help="run the detector on every Nth frame; the tracker carries faces")
 

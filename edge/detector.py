@@ -58,7 +58,6 @@ class DetectorOptions:
     backend: str = _D.backend  # a plugin in edge/detectors/ (see DETECTOR_BACKENDS)
     precision: str = _D.precision  # litert: fp32 | int8 (the converted file of that precision and input size)
     converted_dir: Optional[str] = _D.converted_dir  # where the converted res10 files and their manifest are
-    conf_heads: Optional[str] = _D.conf_heads  # retrained confidence heads (edge-export detector-heads); opencv only
     threads: int = 2
     onnx_providers: Sequence[str] = ()
     engine: Optional[str] = _D.engine  # tensorrt: the engine file
@@ -87,7 +86,6 @@ class DetectorOptions:
             backend=d.backend,
             precision=d.precision,
             converted_dir=d.converted_dir,
-            conf_heads=d.conf_heads,
             engine=d.engine,
             fallback=d.fallback_to_cpu,
             **kw,
@@ -110,18 +108,7 @@ class FaceDetector:
         files = detectors.DetectorFiles(
             prototxt, weights, find_dir(weights, Path(o.converted_dir) if o.converted_dir else None)
         )
-        heads = None
-        if o.conf_heads:
-            from .res10 import read_conf_heads
-
-            if detectors.ALIASES.get(o.backend, o.backend) not in ("opencv", "opencv-cuda"):
-                raise AssetError(
-                    "detector.conf_heads is applied by backend opencv (or opencv-cuda) only: backend %s loads files "
-                    "converted from res10's own heads; set backend: opencv or leave conf_heads empty" % o.backend
-                )
-            heads = read_conf_heads(Path(o.conf_heads), weights)
         plugin_opts = {
-            "conf_heads": heads,
             "precision": o.precision,
             "threads": o.threads,
             "providers": list(o.onnx_providers),

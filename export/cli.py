@@ -1132,31 +1132,6 @@ def cmd_detector(a) -> int:
     return 0
 
 
-def cmd_detector_heads(a) -> int:
-    from edge.assets import detector_paths, sha256_file
-    from export.detector_heads import collect, fit, original_heads, train_scenes, write
-    from export.evaluate import scene_ids_of
-
-    proto, weights = detector_paths(Path(a.model_dir) if a.model_dir else None)
-    crops = load_crops(Path(a.crops))
-    idx = split_index(Path(a.run), Split.TRAIN)
-    ids = {Path(sd).name: scene_ids_of(crops, idx, Path(sd)) for sd in a.scenes}
-    samples = collect(proto, weights, train_scenes([Path(sd) for sd in a.scenes], ids), seed=a.seed)
-    heads, report = fit(samples, original_heads(proto, weights), l2=a.l2, epochs=a.epochs, seed=a.seed)
-    meta = {
-        "trained_on": {k: len(v) for k, v in ids.items()},
-        "split": "train side of %s" % a.run,
-        "l2": a.l2,
-        "epochs": a.epochs,
-        "seed": a.seed,
-        "heads": report,
-        "command": "edge-export detector-heads " + " ".join(sys.argv[2:]),
-    }
-    out = write(Path(a.out), heads, sha256_file(weights), meta)
-    print(json.dumps({"heads": str(out), "sidecar": str(out) + ".json"}))
-    return 0
-
-
 def cmd_detector_parity(a) -> int:
     from export.detector import parity
     from export.evaluate import scene_ids_of
@@ -1484,23 +1459,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--run", default=None, help="with --crops: calibrate only on this run's training scenes")
     s.add_argument("--crops", default=None)
     s.set_defaults(fn=cmd_detector)
-
-    s = sub.add_parser(
-        "detector-heads",
-        help="retrain res10's six confidence heads on the training scenes' faces, masked ones included "
-        "(detector.conf_heads)",
-    )
-    s.add_argument("--model-dir", default=None, help="folder with deploy.prototxt + caffemodel (default: asset cache)")
-    s.add_argument(
-        "--scenes", nargs="+", default=["../shared/data/andrewmvd-train", "../shared/data/ilc2021-jolignier"]
-    )
-    s.add_argument("--run", required=True, help="the run whose training side gives the scenes (split.npz)")
-    s.add_argument("--crops", default=str(DEFAULT_WORK / "crops112.npz"), help="the crops file that run split")
-    s.add_argument("--l2", type=float, default=1e-4, help="pull toward res10's own weights")
-    s.add_argument("--epochs", type=int, default=20)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", required=True, help="the heads file (.npz) to write, a .json sidecar beside it")
-    s.set_defaults(fn=cmd_detector_heads)
 
     s = sub.add_parser("detector-parity", help="each converted detector against cv2.dnn on held-out scenes")
     s.add_argument("--run", required=True)

@@ -541,7 +541,6 @@ def sweep_detector_options(
     own_share: Optional[float] = None,
     tile_sizes: Sequence[int] = (),
     whole_pass: bool = False,
-    conf_heads: Optional[str] = None,
 ):
     """The detector options of a kiosk sweep (and of the timing of its setting): the config's defaults for what is
     not given, no fallback to another runtime (a measurement names the one it measured)."""
@@ -556,7 +555,6 @@ def sweep_detector_options(
         backend=backend,
         precision=precision,
         fallback=False,
-        conf_heads=conf_heads,
         **({} if containment is None else {"nms_containment": containment}),
         **({} if own_share is None else {"nms_own_share": own_share}),
         **({"tile_sizes": tuple(tile_sizes)} if tile_sizes else {}),
@@ -605,7 +603,6 @@ def kiosk_sweep(
     face_scores: Optional[Sequence[float]] = None,
     tile_sizes: Sequence[int] = (),
     whole_pass: bool = False,
-    conf_heads: Optional[str] = None,
 ) -> Dict[str, Any]:
     """The kiosk setting, measured: res10 confidence x the no_face rejector's threshold at kiosk range.
 
@@ -635,7 +632,6 @@ def kiosk_sweep(
             own_share=own_share,
             tile_sizes=tile_sizes,
             whole_pass=whole_pass,
-            conf_heads=conf_heads,
         ),
     )
     cached = []
@@ -707,7 +703,6 @@ def kiosk_sweep(
         "detector_min_face_px": min_face if det_min_face is None else det_min_face,
         "flip": flip,
         **({"whole_pass": True, "whole_pass_min_px": det.opt.whole_pass_min_px} if whole_pass else {}),
-        **({"conf_heads": conf_heads} if conf_heads else {}),
         "nms_containment": det.opt.nms_containment,
         "nms_own_share": det.opt.nms_own_share,
         "matching": matching_rule(iou_thr, inside, enclose),

@@ -1756,25 +1756,3 @@ def test_a_scene_folder_that_is_not_voc_or_not_in_the_crops_is_refused_in_one_li
     with pytest.raises(MaskwatchError) as e:
         scene_ids_of(crops, np.array([2]), voc)
     assert e.value.exit_code == EX_NOINPUT and "no scene of andrewmvd-train" in str(e.value)
-
-
-def test_detector_heads_match_priors_as_ssd_trains():
-    """A prior is a face at IoU >= 0.5 with an annotated face (or as the face's best prior from 0.2), background
-    below 0.3, ignored between; with no face in the scene every prior is background."""
-    from export.detector_heads import match_priors
-
-    face = np.array([[0.40, 0.40, 0.60, 0.60]], np.float32)
-    priors = np.array(
-        [
-            [0.40, 0.40, 0.60, 0.60],  # the face itself
-            [0.42, 0.40, 0.62, 0.60],  # IoU 0.82
-            [0.45, 0.40, 0.65, 0.60],  # IoU 0.6
-            [0.50, 0.40, 0.70, 0.60],  # IoU 0.33: ignored
-            [0.00, 0.00, 0.10, 0.10],  # far: background
-        ],
-        np.float32,
-    )
-    assert match_priors(priors, face).tolist() == [1, 1, 1, -1, 0]
-    assert match_priors(priors, np.zeros((0, 4), np.float32)).tolist() == [0] * 5
-    small = np.array([[0.50, 0.40, 0.70, 0.60]], np.float32)  # its best prior reaches only 0.33: still its face
-    assert match_priors(priors[3:], small).tolist() == [1, 0]

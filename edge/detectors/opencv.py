@@ -28,11 +28,6 @@ class OpenCVNet(DetectorNet):
                 "cannot load the res10 detector from %s / %s: %s"
                 % (files.prototxt, files.caffemodel, str(exc).strip().splitlines()[-1])
             )
-        heads = self.options.get("conf_heads")
-        if heads:
-            from ..res10 import set_conf_heads
-
-            set_conf_heads(self.net, heads)  # before the first forward()
         self.in_use = "opencv"
         self._cuda()
 
