@@ -18,7 +18,7 @@ from edge.errors import EX_NOINPUT, EX_UNAVAILABLE, EX_USAGE, MaskwatchError
 from export.convert import MEMBER_STEPS
 from export.crops import Split, check_split_fits, load_split, save_split, side_counts, split_arrays, split_index
 from export.crops import load as load_crops
-from export.datasets import ARCHS
+from export.datasets import ARCHS, SYNTHETIC_SOURCES
 
 log = logging.getLogger("edge-export")
 
@@ -1132,6 +1132,25 @@ def cmd_detector(a) -> int:
     return 0
 
 
+def cmd_score(a) -> int:
+    from export.score import markdown, score
+
+    det = None
+    if a.detector_dir:
+        from edge.detector import load_detector, photo_face_options
+
+        det = load_detector(Path(a.detector_dir), photo_face_options(confidence=0.5))
+    doc = score(Path(a.bundle), Path(a.data), variant=a.variant, sources=a.sources, synthetic=a.synthetic, detector=det)
+    doc["command"] = "edge-export score " + " ".join(sys.argv[2:])
+    text = markdown(doc)
+    if a.json:
+        Path(a.json).write_text(json.dumps(doc, indent=1) + "\n")
+    if a.md:
+        Path(a.md).write_text(text)
+    print(text, end="")
+    return 0
+
+
 def cmd_detector_parity(a) -> int:
     from export.detector import parity
     from export.evaluate import scene_ids_of
@@ -1459,6 +1478,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--run", default=None, help="with --crops: calibrate only on this run's training scenes")
     s.add_argument("--crops", default=None)
     s.set_defaults(fn=cmd_detector)
+
+    s = sub.add_parser(
+        "score",
+        help="judge a bundle on labelled photos it never saw (VOC scenes or folder-per-class sets), per source",
+    )
+    s.add_argument("--bundle", default=str(Path(__file__).resolve().parent.parent / "models" / "default"))
+    s.add_argument("--data", required=True, help="a folder of dataset folders, as prepare reads them")
+    s.add_argument("--variant", default=None, help="manifest variant (default: the bundle's default, tflite_int8)")
+    s.add_argument("--sources", nargs="*", default=None, help="only these dataset folders")
+    s.add_argument(
+        "--synthetic",
+        nargs="*",
+        default=list(SYNTHETIC_SOURCES),
+        help="dataset folders whose masks are not real photos: reported, left out of 'real (all)'",
+    )
+    s.add_argument("--detector-dir", default=None, help="res10 files for folder photos (default: the asset cache)")
+    s.add_argument("--json", default=None)
+    s.add_argument("--md", default=None)
+    s.set_defaults(fn=cmd_score)
 
     s = sub.add_parser("detector-parity", help="each converted detector against cv2.dnn on held-out scenes")
     s.add_argument("--run", required=True)

@@ -573,3 +573,12 @@ def test_kiosk_setting_given_by_takes_the_chosen_setting_and_names_who_chose_it(
     assert got["model_id"] == "m-val" and got["file"].endswith("val.json")
     assert (got["val"]["confidence"], got["val"]["no_face_threshold"]) == (0.15, 0.2)
     assert got["val"]["noncompliant"]["f1"] == 0.84
+
+
+def test_score_on_a_folder_without_datasets_is_one_line(tmp_path):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "a.txt").write_text("not a dataset")
+    r = run_cli(["edge-export", "score", "--data", tmp_path / "photos"])
+    one_line_error(r, "no dataset folder")
+    r = run_cli(["edge-export", "score", "--data", tmp_path / "absent"])
+    one_line_error(r, "no such folder")

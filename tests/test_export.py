@@ -1756,3 +1756,55 @@ def test_a_scene_folder_that_is_not_voc_or_not_in_the_crops_is_refused_in_one_li
     with pytest.raises(MaskwatchError) as e:
         scene_ids_of(crops, np.array([2]), voc)
     assert e.value.exit_code == EX_NOINPUT and "no scene of andrewmvd-train" in str(e.value)
+
+
+def _voc(root, name, image, box, label):
+    import cv2
+
+    (root / name / "images").mkdir(parents=True)
+    (root / name / "annotations").mkdir(parents=True)
+    cv2.imwrite(str(root / name / "images" / "face.png"), image)
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = box
+    (root / name / "annotations" / "face.xml").write_text(
+        "<annotation><filename>face.png</filename><size><width>%d</width><height>%d</height><depth>3</depth></size>"
+        "<object><name>%s</name><bndbox><xmin>%d</xmin><ymin>%d</ymin><xmax>%d</xmax><ymax>%d</ymax></bndbox>"
+        "</object></annotation>" % (w, h, label, x1, y1, x2, y2)
+    )
+
+
+def test_score_judges_a_bundle_on_new_labelled_photos_as_the_device_classifies_them(
+    tmp_path, shipped_bundle, detector_dir
+):
+    """edge-export score: every face of a new data root cut and classified as the device does, reported per source
+    against its label; a synthetic source is reported apart from the real ones."""
+    import cv2
+
+    from edge import assets
+    from edge.bundle import load_bundle
+    from edge.classifier import MaskClassifier
+    from edge.errors import MaskwatchError
+    from export.score import markdown, score
+
+    img = cv2.imread(str(assets.fetch(assets.DEMO_FACE, assets.default_cache_dir())))
+    box = (172, 62, 278, 182)  # the astronaut's face, as annotated by hand
+    root = tmp_path / "blind"
+    _voc(root, "said-bare", img, box, "without_mask")
+    _voc(root, "said-masked", img, box, "with_mask")
+    (root / "synth" / "without_mask").mkdir(parents=True)
+    cv2.imwrite(str(root / "synth" / "without_mask" / "face.png"), img)
+    doc = score(shipped_bundle, root, synthetic=["synth"])
+    clf = MaskClassifier(load_bundle(shipped_bundle), None)
+    device = clf.postprocess(clf.probs(clf.preprocess_views(img, [box])))[0].label
+    assert device == "without_mask"  # a bare face: else what follows would not tell right from wrong
+    bare, masked = doc["by_source"]["said-bare"], doc["by_source"]["said-masked"]
+    assert bare["confusion"]["without_mask"]["without_mask"] == 1 and bare["per_class"]["without_mask"]["recall"] == 1.0
+    assert masked["confusion"]["with_mask"]["without_mask"] == 1 and masked["with_mask_flagged"] == 1.0
+    assert doc["real_sources"] == ["said-bare", "said-masked"] and doc["synthetic_sources"] == ["synth"]
+    assert doc["by_source"]["real (all)"]["faces"] == 2 and doc["by_source"]["synth"]["faces"] == 1
+    assert doc["faces"] == 3 and list(doc["by_source"])[-1] == "synth"  # real sources first
+    table = markdown(doc)
+    assert "| said-masked | 1 |" in table and "| synth | 1 |" in table
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MaskwatchError, match="no dataset folder"):
+        score(shipped_bundle, tmp_path / "empty")

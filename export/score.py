@@ -1,0 +1,154 @@
+"""A bundle judged on labelled photos it has never seen: `edge-export score --bundle B --data ROOT`.
+
+ROOT holds dataset folders as `edge-export prepare` reads them (VOC scenes: annotations/ + images/; or one folder
+per class). Every face is cut as training and the device cut it (edge.crop through export.datasets: annotated
+boxes grown by the bundle's crop margin; a folder photo cut to the face res10 finds, moved by the bundle's box
+fit), at the bundle's input size, then classified through the device's own code (edge.classifier: the variant's
+runtime, test-time views cut again from the photo, calibration, the operating point, the no_face rejector).
+Reported per source and for all real sources together, as must-show 1 of issue 12 is: macro-F1 over the three
+face classes with its 95 % interval over photos, incorrectly-worn precision and recall, the share of with_mask
+faces flagged, without_mask recall, and the alert's precision / recall / F1 (a face rejected as no_face counts
+as a miss). Nothing here trains or chooses anything.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def score(
+    bundle_dir: Path,
+    data_root: Path,
+    *,
+    variant: Optional[str] = None,
+    sources: Optional[Sequence[str]] = None,
+    synthetic: Sequence[str] = (),
+    detector=None,
+    batch: int = 64,
+) -> Dict[str, Any]:
+    """The report (a dict) of one bundle on every face under `data_root`. `synthetic`: source folder names whose
+    faces are not real photos (reported, left out of "real (all)"); `detector`: res10 for folder-per-class
+    photos (default: the one `prepare` uses)."""
+    from edge.bundle import load_bundle
+    from edge.classifier import MaskClassifier
+    from edge.errors import EX_NOINPUT, MaskwatchError
+
+    from . import datasets, metrics, operating
+    from .crops import view_images
+
+    if not Path(data_root).is_dir():
+        raise MaskwatchError("--data %s: no such folder" % data_root, EX_NOINPUT)
+    b = load_bundle(Path(bundle_dir))
+    clf = MaskClassifier(b, variant, fallback=False)
+    if detector is None:
+        from edge.detector import load_detector, photo_face_options
+
+        detector = load_detector(None, photo_face_options(confidence=0.5))
+    found = datasets.discover(Path(data_root))
+    if not found:
+        raise MaskwatchError(
+            "--data %s: no dataset folder in it (a folder with annotations/ + images/, or one folder per class such "
+            "as with_mask/, without_mask/, mask_weared_incorrect/)" % data_root,
+            EX_NOINPUT,
+        )
+    crops, report = datasets.build(
+        Path(data_root),
+        margin=b.crop_margin,
+        size=int(b.input_size[0]),
+        detector=detector,
+        sources=sources,
+        box_fit=b.box_fit,
+    )
+    crops = [c for c in crops if c.label != datasets.NO_FACE]
+    if not crops:
+        raise MaskwatchError(
+            "--data %s: no labelled face found (see the log for skipped files)" % data_root, EX_NOINPUT
+        )
+    arr = datasets.stack(crops)
+    arr["margin"] = np.array(b.crop_margin)
+    arr["box_fit"] = np.array(b.box_fit if b.box_fit is not None else (0.0, 0.0, 0.0, 0.0))
+    idx = np.arange(len(crops))
+    views = b.operating_point.views
+    xv = view_images(arr, idx, views) if len(views) > 1 else arr["images"][None]
+    probs = np.concatenate([clf.probs(xv[:, i : i + batch]) for i in range(0, len(idx), batch)])
+    out_labels = list(b.labels)
+    op = b.manifest.get("operating_point")
+    if op is None:  # an argmax bundle
+        pred_out = probs.argmax(1)
+    else:
+        pred_out = operating.predict_labels(probs, out_labels, op)
+    labels_all = list(datasets.LABELS)
+    pred = np.array([labels_all.index(out_labels[k]) for k in pred_out], np.int64)
+    labels = arr["labels"].astype(np.int64)
+    src = arr["sources"].astype(str)
+    real_sources = [s for s in dict.fromkeys(src.tolist()) if s not in set(synthetic)]
+    per = operating.by_source(pred, labels, src, labels_all, real_sources)
+    real = np.isin(src, real_sources)
+    interval = (
+        metrics.bootstrap_interval(labels[real], pred[real], len(labels_all), groups=arr["groups"][real], scored=3)
+        if real.any()
+        else None
+    )
+    return {
+        "bundle": str(bundle_dir),
+        "model_id": b.model_id,
+        "variant": clf.variant.key,
+        "data": str(data_root),
+        "faces": int(len(crops)),
+        "real_sources": real_sources,
+        "synthetic_sources": [s for s in synthetic if s in set(src.tolist())],
+        "by_source": per,
+        "real_macro_f1_interval": interval,
+        "skipped": report.as_dict().get("skipped", []),
+    }
+
+
+def rows(doc: Dict[str, Any]) -> List[List[str]]:
+    """One table row per source: the must-show-1 measures."""
+    out = []
+    for name, r in doc["by_source"].items():
+        pc = r["per_class"]
+        inc, wo = pc["mask_weared_incorrect"], pc["without_mask"]
+
+        def num(v: Any) -> str:
+            return "-" if v is None else "%.3f" % v
+
+        out.append(
+            [
+                name,
+                str(r["faces"]),
+                num(r["macro_f1"]),
+                "%s / %s" % (num(inc["precision"]), num(inc["recall"])) if inc["support"] else "-",
+                num(r["with_mask_flagged"]),
+                num(wo["recall"]) if wo["support"] else "-",
+                "%s / %s / %s" % (num(r["alert"]["precision"]), num(r["alert"]["recall"]), num(r["alert"]["f1"])),
+            ]
+        )
+    return out
+
+
+HEADER = ["source", "faces", "macro-F1", "incorrect P / R", "with_mask flagged", "without recall", "alert P / R / F1"]
+
+
+def markdown(doc: Dict[str, Any]) -> str:
+    lines = [
+        "# %s on %s" % (doc["model_id"], doc["data"]),
+        "",
+        "| " + " | ".join(HEADER) + " |",
+        "|" + "---|" * len(HEADER),
+    ]
+    lines += ["| " + " | ".join(r) + " |" for r in rows(doc)]
+    iv = doc.get("real_macro_f1_interval")
+    if iv:
+        lines += [
+            "",
+            "Real macro-F1 %.3f [%.3f, %.3f] (95 %% over resamples of the photos)."
+            % (iv["macro_f1"], iv["lo"], iv["hi"]),
+        ]
+    return "\n".join(lines) + "\n"
