@@ -1133,7 +1133,7 @@ def cmd_detector(a) -> int:
 
 
 def cmd_score(a) -> int:
-    from export.score import markdown, score
+    from export.score import markdown, scenes, score
 
     det = None
     if a.detector_dir:
@@ -1141,6 +1141,8 @@ def cmd_score(a) -> int:
 
         det = load_detector(Path(a.detector_dir), photo_face_options(confidence=0.5))
     doc = score(Path(a.bundle), Path(a.data), variant=a.variant, sources=a.sources, synthetic=a.synthetic, detector=det)
+    if not a.no_scenes:
+        doc["scenes"] = scenes(Path(a.bundle), Path(a.data), Path(a.config), variant=a.variant, sources=a.sources)
     doc["command"] = "edge-export score " + " ".join(sys.argv[2:])
     text = markdown(doc)
     if a.json:
@@ -1494,6 +1496,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="dataset folders whose masks are not real photos: reported, left out of 'real (all)'",
     )
     s.add_argument("--detector-dir", default=None, help="res10 files for folder photos (default: the asset cache)")
+    s.add_argument(
+        "--config",
+        default=str(Path(__file__).resolve().parent.parent / "firmware-config" / "kiosk.example.yaml"),
+        help="the VOC scenes also go through the detector at this kiosk config's setting (default: the example's)",
+    )
+    s.add_argument("--no-scenes", action="store_true", help="face crops only, no detector pass over the scenes")
     s.add_argument("--json", default=None)
     s.add_argument("--md", default=None)
     s.set_defaults(fn=cmd_score)

@@ -109,6 +109,90 @@ def score(
     }
 
 
+def scenes(
+    bundle_dir: Path, data_root: Path, config_path: Path, *, variant: Optional[str] = None, sources=None
+) -> Dict[str, Any]:
+    """The VOC folders under `data_root` through the detector and the classifier at a kiosk config's detector
+    settings and rejector threshold (must-show 3 of issue 12): per folder and for all together, at kiosk range
+    (faces >= 40 px) and over every face, the share of annotated faces found and the non-compliant alert's
+    precision / recall / F1 (the matching rule of benchmarks/kiosk_setting.py), and the ms per frame."""
+    from edge.bundle import load_bundle
+    from edge.classifier import MaskClassifier
+    from edge.config import load_config
+
+    from . import datasets
+    from .evaluate import kiosk_sweep
+    from .metrics import binary_f1
+
+    cfg = load_config(config_path)
+    d = cfg.detector
+    b = load_bundle(Path(bundle_dir))
+    clf = MaskClassifier(b, variant, fallback=False)
+    nf = cfg.classifier.no_face_threshold
+    if nf is None:
+        nf = b.operating_point.no_face_threshold
+    dirs = [
+        p for kind, name, p in datasets.discover(Path(data_root)) if kind == "voc" and (not sources or name in sources)
+    ]
+    out: Dict[str, Any] = {
+        "config": str(config_path),
+        "setting": {
+            "confidence": d.confidence,
+            "no_face_threshold": nf,
+            "mode": d.mode,
+            "whole_pass": d.whole_pass,
+            "min_face_px": d.min_face_px,
+        },
+        "ranges": {},
+    }
+    if not dirs:
+        return out
+    ids = {p.name: sorted(x.stem for x in (p / "annotations").glob("*.xml")) for p in dirs}
+    for label, min_face in (("kiosk range (faces >= 40 px)", 40), ("all faces", 0)):
+        per: Dict[str, Any] = {}
+        for p in dirs:
+            r = kiosk_sweep(
+                [p],
+                {p.name: ids[p.name]},
+                clf,
+                confidences=(d.confidence,),
+                no_face_thresholds=(nf,),
+                min_face=min_face,
+                mode=d.mode,
+                flip=d.flip,
+                det_min_face=d.min_face_px,
+                containment=d.nms_containment,
+                own_share=d.nms_own_share,
+                tile_sizes=tuple(d.tile_sizes or ()),
+                whole_pass=d.whole_pass,
+            )
+            g = r["grid"][0]
+            per[p.name] = {
+                "scenes": r["scenes"],
+                "faces": g["faces"],
+                "found": int(round(g["face_recall"] * g["faces"])),
+                "face_recall": g["face_recall"],
+                "noncompliant": g["noncompliant"],
+                "ms_per_frame_p50": r["ms_per_frame_p50"],
+            }
+        if len(dirs) > 1:  # all folders together, from their counts
+            tp, fp, fn = (sum(v["noncompliant"][k] for v in per.values()) for k in ("tp", "fp", "fn"))
+            faces, found = sum(v["faces"] for v in per.values()), sum(v["found"] for v in per.values())
+            per = {
+                "all": {
+                    "scenes": sum(v["scenes"] for v in per.values()),
+                    "faces": faces,
+                    "found": found,
+                    "face_recall": round(found / max(1, faces), 4),
+                    "noncompliant": binary_f1(tp, fp, fn),
+                    "ms_per_frame_p50": None,
+                },
+                **per,
+            }
+        out["ranges"][label] = per
+    return out
+
+
 def rows(doc: Dict[str, Any]) -> List[List[str]]:
     """One table row per source: the must-show-1 measures."""
     out = []
@@ -151,4 +235,43 @@ def markdown(doc: Dict[str, Any]) -> str:
             "Real macro-F1 %.3f [%.3f, %.3f] (95 %% over resamples of the photos)."
             % (iv["macro_f1"], iv["lo"], iv["hi"]),
         ]
+    sc = doc.get("scenes")
+    if sc and sc["ranges"]:
+        st = sc["setting"]
+        lines += [
+            "",
+            "Scenes through the detector and the classifier at %s's setting (res10 %s pass at %s, whole-frame pass "
+            "%s, boxes >= %d px, rejector at %s):"
+            % (
+                sc["config"],
+                st["mode"],
+                st["confidence"],
+                st["whole_pass"],
+                st["min_face_px"],
+                st["no_face_threshold"],
+            ),
+            "",
+            "| faces | folder | scenes | faces | face recall | non-compliant P / R / F1 (tp / fp / fn) | ms a frame, p50 |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for label, per in sc["ranges"].items():
+            for name, r in per.items():
+                n = r["noncompliant"]
+                lines.append(
+                    "| %s | %s | %d | %d | %.3f | %.3f / %.3f / %.3f (%d / %d / %d) | %s |"
+                    % (
+                        label,
+                        name,
+                        r["scenes"],
+                        r["faces"],
+                        r["face_recall"],
+                        n["precision"],
+                        n["recall"],
+                        n["f1"],
+                        n["tp"],
+                        n["fp"],
+                        n["fn"],
+                        "-" if r["ms_per_frame_p50"] is None else "%.1f" % r["ms_per_frame_p50"],
+                    )
+                )
     return "\n".join(lines) + "\n"

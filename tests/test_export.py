@@ -10,7 +10,7 @@ import pytest
 
 from export import datasets, metrics, split
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
 
 LABELS = list(datasets.FACE_LABELS)
 
@@ -1805,6 +1805,16 @@ def test_score_judges_a_bundle_on_new_labelled_photos_as_the_device_classifies_t
     assert doc["faces"] == 3 and list(doc["by_source"])[-1] == "synth"  # real sources first
     table = markdown(doc)
     assert "| said-masked | 1 |" in table and "| synth | 1 |" in table
+    # the VOC folders through the detector at the kiosk config's setting: the face is found in both, flagged in
+    # both, so it is a caught alert where it is labelled bare and a false alarm where it is labelled masked
+    from export.score import scenes
+
+    sc = scenes(shipped_bundle, root, ROOT / "firmware-config" / "kiosk.example.yaml")
+    kiosk = sc["ranges"]["kiosk range (faces >= 40 px)"]
+    assert set(kiosk) == {"all", "said-bare", "said-masked"}  # the folder-per-class set has no scenes
+    assert kiosk["said-bare"]["face_recall"] == 1.0 and kiosk["said-masked"]["face_recall"] == 1.0
+    assert (kiosk["said-bare"]["noncompliant"]["tp"], kiosk["said-masked"]["noncompliant"]["fp"]) == (1, 1)
+    assert kiosk["all"]["noncompliant"]["f1"] == pytest.approx(2 * 0.5 * 1.0 / 1.5, abs=1e-3)
     (tmp_path / "empty").mkdir()
     with pytest.raises(MaskwatchError, match="no dataset folder"):
         score(shipped_bundle, tmp_path / "empty")
