@@ -1793,7 +1793,10 @@ def test_score_judges_a_bundle_on_new_labelled_photos_as_the_device_classifies_t
     _voc(root, "said-masked", img, box, "with_mask")
     (root / "synth" / "without_mask").mkdir(parents=True)
     cv2.imwrite(str(root / "synth" / "without_mask" / "face.png"), img)
+    (root / "said-bare" / "annotations" / "broken.xml").write_text("<annotation><filename>face.png")  # skipped
     doc = score(shipped_bundle, root, synthetic=["synth"])
+    assert [s["file"].endswith("broken.xml") for s in doc["skipped"]] == [True]
+    assert doc["real_macro_f1_interval"] is None  # no incorrectly worn face: no three-class interval
     clf = MaskClassifier(load_bundle(shipped_bundle), None)
     device = clf.postprocess(clf.probs(clf.preprocess_views(img, [box])))[0].label
     assert device == "without_mask"  # a bare face: else what follows would not tell right from wrong
