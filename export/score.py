@@ -46,11 +46,11 @@ def score(
         raise MaskwatchError("--data %s: no such folder" % data_root, EX_NOINPUT)
     b = load_bundle(Path(bundle_dir))
     clf = MaskClassifier(b, variant, fallback=False)
-    if detector is None:
+    found = datasets.discover(Path(data_root))
+    if detector is None and any(kind == "folders" and (not sources or name in sources) for kind, name, _ in found):
         from edge.detector import load_detector, photo_face_options
 
-        detector = load_detector(None, photo_face_options(confidence=0.5))
-    found = datasets.discover(Path(data_root))
+        detector = load_detector(None, photo_face_options(confidence=0.5))  # the face of a folder photo
     if not found:
         raise MaskwatchError(
             "--data %s: no dataset folder in it (a folder with annotations/ + images/, or one folder per class such "
