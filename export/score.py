@@ -191,21 +191,9 @@ def scenes(
     for label, st in settings.items():
         per: Dict[str, Any] = {}
         for p in dirs:
-            r = kiosk_sweep(
-                [p],
-                {p.name: ids[p.name]},
-                clf,
-                confidences=(st["confidence"],),
-                no_face_thresholds=(st["no_face_threshold"],),
-                min_face=st["min_face"],
-                mode=st["mode"],
-                flip=st["flip"],
-                det_min_face=st["det_min_face"],
-                containment=st["containment"],
-                own_share=st["own_share"],
-                tile_sizes=st["tile_sizes"],
-                whole_pass=st["whole_pass"],
-            )
+            sweep = {k: v for k, v in st.items() if k not in ("from", "confidence", "no_face_threshold")}
+            one = {"confidences": (st["confidence"],), "no_face_thresholds": (st["no_face_threshold"],)}
+            r = kiosk_sweep([p], {p.name: ids[p.name]}, clf, **one, **sweep)
             g = r["grid"][0]
             per[p.name] = {
                 "scenes": r["scenes"],
