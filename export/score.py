@@ -112,6 +112,15 @@ def score(
     }
 
 
+def shown_path(path: Path) -> str:
+    """A path as a report shows it: relative to the project when inside it (no machine's own layout)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        return str(Path(path).resolve().relative_to(root))
+    except ValueError:
+        return str(path)
+
+
 def readable_scenes(folder: Path) -> List[str]:
     """The scene ids of a VOC folder whose annotation parses (the others were named in the log when the crops
     were read, and are left out of the scene pass too)."""
@@ -149,7 +158,7 @@ def scenes(
     clf = MaskClassifier(b, variant, fallback=False)
     settings = {
         "kiosk range (faces >= 40 px)": {
-            "from": str(config_path),
+            "from": shown_path(config_path),
             "min_face": 40,
             "confidence": d.confidence,
             "no_face_threshold": cfg_nf if cfg_nf is not None else b.operating_point.no_face_threshold,
