@@ -81,6 +81,7 @@ class Track:
     best_score: float = -1.0
     decided: bool = False
     velocity: tuple = (0.0, 0.0)  # px per *frame*, smoothed: walkers are matched where they will be
+    first_box: Optional[Box] = None  # where the track began: its net way across the view
 
     def predicted(self, frame_index: int) -> Box:
         steps = max(1, frame_index - self.last_frame)
@@ -170,7 +171,14 @@ class Tracker:
                 # (a codec ghost trailing a walker, res10's box of half the face), not a new visitor
                 continue
             else:
-                t = Track(id=self.next_id, box=face.box, first_seen=now, last_frame=clock, last_index=frame_index)
+                t = Track(
+                    id=self.next_id,
+                    box=face.box,
+                    first_seen=now,
+                    last_frame=clock,
+                    last_index=frame_index,
+                    first_box=face.box,
+                )
                 self.next_id += 1
                 self.tracks.append(t)
             if fi in matched:
@@ -214,11 +222,18 @@ class Tracker:
             return True
         b, e = t.box, 2 * self.opt.border_px + 2
         vx, vy = t.velocity
+        # ... or its net way across the view: as a face walks out, the edge cuts it and res10's box shrinks back,
+        # which can turn the smoothed velocity round in the last frames; more than a face width toward the edge
+        # over the track's life still says where the person went
+        f = t.first_box or b
+        nx = ((b[0] + b[2]) - (f[0] + f[2])) / 2.0
+        ny = ((b[1] + b[3]) - (f[1] + f[3])) / 2.0
+        w, h = max(1, b[2] - b[0]), max(1, b[3] - b[1])
         return (
-            (b[0] <= e and vx < -0.5)
-            or (b[2] >= fw - e and vx > 0.5)
-            or (b[1] <= e and vy < -0.5)
-            or (b[3] >= fh - e and vy > 0.5)
+            (b[0] <= e and (vx < -0.5 or nx < -w))
+            or (b[2] >= fw - e and (vx > 0.5 or nx > w))
+            or (b[1] <= e and (vy < -0.5 or ny < -h))
+            or (b[3] >= fh - e and (vy > 0.5 or ny > h))
         )
 
     def expire(self, frame_index: int, now: float) -> List[Decision]:
