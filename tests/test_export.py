@@ -1758,7 +1758,7 @@ def test_a_scene_folder_that_is_not_voc_or_not_in_the_crops_is_refused_in_one_li
     assert e.value.exit_code == EX_NOINPUT and "no scene of andrewmvd-train" in str(e.value)
 
 
-def _voc(root, name, image, box, label):
+def _voc_scene(root, name, image, box, label):
     import cv2
 
     (root / name / "images").mkdir(parents=True)
@@ -1789,8 +1789,8 @@ def test_score_judges_a_bundle_on_new_labelled_photos_as_the_device_classifies_t
     img = cv2.imread(str(assets.fetch(assets.DEMO_FACE, assets.default_cache_dir())))
     box = (172, 62, 278, 182)  # the astronaut's face, as annotated by hand
     root = tmp_path / "blind"
-    _voc(root, "said-bare", img, box, "without_mask")
-    _voc(root, "said-masked", img, box, "with_mask")
+    _voc_scene(root, "said-bare", img, box, "without_mask")
+    _voc_scene(root, "said-masked", img, box, "with_mask")
     (root / "synth" / "without_mask").mkdir(parents=True)
     cv2.imwrite(str(root / "synth" / "without_mask" / "face.png"), img)
     (root / "said-bare" / "annotations" / "broken.xml").write_text("<annotation><filename>face.png")  # skipped
