@@ -171,14 +171,7 @@ class Tracker:
                 # (a codec ghost trailing a walker, res10's box of half the face), not a new visitor
                 continue
             else:
-                t = Track(
-                    id=self.next_id,
-                    box=face.box,
-                    first_seen=now,
-                    last_frame=clock,
-                    last_index=frame_index,
-                    first_box=face.box,
-                )
+                t = Track(self.next_id, face.box, now, clock, last_index=frame_index, first_box=face.box)
                 self.next_id += 1
                 self.tracks.append(t)
             if fi in matched:

@@ -232,6 +232,16 @@ def test_the_persons_operating_point_is_the_bundles_unless_the_config_sets_its_o
     }
 
 
+def _next_visitor_enters_at_the_right_edge(tr, f):
+    """A bare-faced visitor walking in from the right edge, 30 px a frame, from frame `f`: the tracker's decisions."""
+    out = []
+    for x in range(600, 300, -30):
+        tr.tick()
+        out += tr.update([_face((x, 100, x + 80, 180), (0.05, 0.9, 0.05))], f, f / 15.0, (640, 480))
+        f += 1
+    return out
+
+
 def test_a_departed_track_does_not_swallow_the_next_visitor_while_the_doorway_is_still():
     tr = Tracker(FACE3, TrackerOptions(votes=2, max_missed=15, alert_threshold=0.5, margin=0.1))
     out = []
@@ -247,10 +257,7 @@ def test_a_departed_track_does_not_swallow_the_next_visitor_while_the_doorway_is
         else:
             out += tr.expire(f, f / 15.0)
         f += 1
-    for x in range(600, 300, -30):  # the next visitor enters at the same edge
-        tr.tick()
-        out += tr.update([_face((x, 100, x + 80, 180), (0.05, 0.9, 0.05))], f, f / 15.0, (640, 480))
-        f += 1
+    out += _next_visitor_enters_at_the_right_edge(tr, f)
     assert [d.label for d in out] == ["with_mask", "without_mask"]
     assert len({d.track_id for d in out}) == 2
 
@@ -280,10 +287,7 @@ def test_a_walker_whose_box_shrinks_back_at_the_edge_still_leaves_and_swallows_n
         tr.tick(still=True)
         out += tr.expire(f, f / 15.0)
         f += 1
-    for x in range(600, 300, -30):  # the next visitor enters at the same edge
-        tr.tick()
-        out += tr.update([_face((x, 100, x + 80, 180), (0.05, 0.9, 0.05))], f, f / 15.0, (640, 480))
-        f += 1
+    out += _next_visitor_enters_at_the_right_edge(tr, f)
     assert [d.label for d in out] == ["with_mask", "without_mask"]
     assert len({d.track_id for d in out}) == 2
 
