@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -33,7 +32,7 @@ def main() -> int:
     from edge.errors import EX_NOINPUT, EX_USAGE, MaskwatchError
     from export.crops import load as load_crops
     from export.crops import split_index
-    from export.datasets import LABELS
+    from export.datasets import LABELS, NO_FACE, parse_voc
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True)
@@ -49,15 +48,15 @@ def main() -> int:
     counts = {}
     for i in idx:
         label, how = int(crops["labels"][i]), str(crops["how"][i])
-        if label >= 3 or how not in ("voc", "detector", "whole"):
-            continue  # no_face crops: not a labelled face
+        if LABELS[label] == NO_FACE:
+            continue  # a detector's false detection: not a labelled face
         src, f = str(crops["sources"][i]), Path(str(crops["files"][i]))
         if not f.exists():
             raise MaskwatchError("%s: listed in %s but not found" % (f, a.crops), EX_NOINPUT)
         if how == "voc":  # the scene: its image and its annotation (every face of it)
             sid = str(crops["groups"][i]).split(":", 1)[1]
             xml = f.parent.parent / "annotations" / (sid + ".xml")
-            name = re.search(r"<filename>(.*?)</filename>", xml.read_text()).group(1)  # type: ignore[union-attr]
+            name = parse_voc(xml)[0]
             link(xml, out / src / "annotations" / xml.name)
             link(f.parent / name, out / src / "images" / name)
         else:

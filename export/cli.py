@@ -1133,16 +1133,17 @@ def cmd_detector(a) -> int:
 
 
 def cmd_score(a) -> int:
+    from edge.bundle import load_bundle
+    from edge.classifier import MaskClassifier
     from export.score import markdown, scenes, score
 
-    det = None
-    if a.detector_dir:
-        from edge.detector import load_detector, photo_face_options
-
-        det = load_detector(Path(a.detector_dir), photo_face_options(confidence=0.5))
-    doc = score(Path(a.bundle), Path(a.data), variant=a.variant, sources=a.sources, synthetic=a.synthetic, detector=det)
+    clf = MaskClassifier(load_bundle(Path(a.bundle)), a.variant, fallback=False)  # one for the crops and the scenes
+    data = Path(a.data)
+    doc = dict(
+        bundle=a.bundle, **score(clf, data, sources=a.sources, synthetic=a.synthetic, detector_dir=a.detector_dir)
+    )
     if not a.no_scenes:
-        doc["scenes"] = scenes(Path(a.bundle), Path(a.data), Path(a.config), variant=a.variant, sources=a.sources)
+        doc["scenes"] = scenes(clf, data, Path(a.config), sources=a.sources)
     doc["command"] = "edge-export score " + " ".join(sys.argv[2:])
     text = markdown(doc)
     if a.json:

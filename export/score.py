@@ -13,30 +13,24 @@ as a miss). Nothing here trains or chooses anything.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-log = logging.getLogger(__name__)
-
 
 def score(
-    bundle_dir: Path,
+    clf,
     data_root: Path,
     *,
-    variant: Optional[str] = None,
     sources: Optional[Sequence[str]] = None,
     synthetic: Sequence[str] = (),
-    detector=None,
+    detector_dir: Optional[Path] = None,
     batch: int = 64,
 ) -> Dict[str, Any]:
-    """The report (a dict) of one bundle on every face under `data_root`. `synthetic`: source folder names whose
-    faces are not real photos (reported, left out of "real (all)"); `detector`: res10 for folder-per-class
-    photos (default: the one `prepare` uses)."""
-    from edge.bundle import load_bundle
-    from edge.classifier import MaskClassifier
+    """The report (a dict) of one bundle's classifier (edge.classifier.MaskClassifier) on every face under
+    `data_root`. `synthetic`: source folder names whose faces are not real photos (reported, left out of "real
+    (all)"); `detector_dir`: res10's files for the folder-per-class photos (default: the asset cache)."""
     from edge.errors import EX_NOINPUT, MaskwatchError
 
     from . import datasets, metrics, operating
@@ -44,13 +38,15 @@ def score(
 
     if not Path(data_root).is_dir():
         raise MaskwatchError("--data %s: no such folder" % data_root, EX_NOINPUT)
-    b = load_bundle(Path(bundle_dir))
-    clf = MaskClassifier(b, variant, fallback=False)
+    b = clf.bundle
     found = datasets.discover(Path(data_root))
-    if detector is None and any(kind == "folders" and (not sources or name in sources) for kind, name, _ in found):
+    detector = None
+    if any(kind == "folders" and (not sources or name in sources) for kind, name, _ in found):
         from edge.detector import load_detector, photo_face_options
 
-        detector = load_detector(None, photo_face_options(confidence=0.5))  # the face of a folder photo
+        detector = load_detector(
+            Path(detector_dir) if detector_dir else None, photo_face_options(confidence=0.5)
+        )  # the face of a folder photo
     if not found:
         raise MaskwatchError(
             "--data %s: no dataset folder in it (a folder with annotations/ + images/, or one folder per class such "
@@ -99,7 +95,6 @@ def score(
         else None
     )
     return {
-        "bundle": str(bundle_dir),
         "model_id": b.model_id,
         "variant": clf.variant.key,
         "data": str(data_root),
@@ -136,32 +131,26 @@ def readable_scenes(folder: Path) -> List[str]:
     return ids
 
 
-def scenes(
-    bundle_dir: Path, data_root: Path, config_path: Path, *, variant: Optional[str] = None, sources=None
-) -> Dict[str, Any]:
+def scenes(clf, data_root: Path, config_path: Path, *, sources: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """The VOC folders under `data_root` through the detector and the classifier, as must-show 3 of issue 12 is
     measured: at kiosk range (faces >= 40 px) at a kiosk config's detector setting and rejector threshold, and
     over every face at `edge-maskd scan`'s setting (edge.config.SCAN). Per folder and for all together: the share
     of annotated faces found, the non-compliant alert's precision / recall / F1 (the matching rule of
     benchmarks/kiosk_setting.py), and the ms a frame of detector and classifier."""
-    from edge.bundle import load_bundle
-    from edge.classifier import MaskClassifier
     from edge.config import SCAN, load_config
 
     from . import datasets
     from .evaluate import kiosk_sweep
     from .metrics import binary_f1
 
-    d = load_config(config_path).detector
-    cfg_nf = load_config(config_path).classifier.no_face_threshold
-    b = load_bundle(Path(bundle_dir))
-    clf = MaskClassifier(b, variant, fallback=False)
+    cfg = load_config(config_path)
+    d, cfg_nf = cfg.detector, cfg.classifier.no_face_threshold
     settings = {
         "kiosk range (faces >= 40 px)": {
             "from": shown_path(config_path),
             "min_face": 40,
             "confidence": d.confidence,
-            "no_face_threshold": cfg_nf if cfg_nf is not None else b.operating_point.no_face_threshold,
+            "no_face_threshold": cfg_nf if cfg_nf is not None else clf.bundle.operating_point.no_face_threshold,
             "mode": d.mode,
             "flip": d.flip,
             "det_min_face": d.min_face_px,

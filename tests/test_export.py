@@ -1794,10 +1794,10 @@ def test_score_judges_a_bundle_on_new_labelled_photos_as_the_device_classifies_t
     (root / "synth" / "without_mask").mkdir(parents=True)
     cv2.imwrite(str(root / "synth" / "without_mask" / "face.png"), img)
     (root / "said-bare" / "annotations" / "broken.xml").write_text("<annotation><filename>face.png")  # skipped
-    doc = score(shipped_bundle, root, synthetic=["synth"])
+    clf = MaskClassifier(load_bundle(shipped_bundle), None, fallback=False)
+    doc = score(clf, root, synthetic=["synth"])
     assert [s["file"].endswith("broken.xml") for s in doc["skipped"]] == [True]
     assert doc["real_macro_f1_interval"] is None  # no incorrectly worn face: no three-class interval
-    clf = MaskClassifier(load_bundle(shipped_bundle), None)
     device = clf.postprocess(clf.probs(clf.preprocess_views(img, [box])))[0].label
     assert device == "without_mask"  # a bare face: else what follows would not tell right from wrong
     bare, masked = doc["by_source"]["said-bare"], doc["by_source"]["said-masked"]
@@ -1812,7 +1812,7 @@ def test_score_judges_a_bundle_on_new_labelled_photos_as_the_device_classifies_t
     # both, so it is a caught alert where it is labelled bare and a false alarm where it is labelled masked
     from export.score import scenes
 
-    sc = scenes(shipped_bundle, root, ROOT / "firmware-config" / "kiosk.example.yaml")
+    sc = scenes(clf, root, ROOT / "firmware-config" / "kiosk.example.yaml")
     kiosk = sc["ranges"]["kiosk range (faces >= 40 px)"]
     assert set(kiosk) == {"all", "said-bare", "said-masked"}  # the folder-per-class set has no scenes
     assert kiosk["said-bare"]["face_recall"] == 1.0 and kiosk["said-masked"]["face_recall"] == 1.0
@@ -1820,4 +1820,4 @@ def test_score_judges_a_bundle_on_new_labelled_photos_as_the_device_classifies_t
     assert kiosk["all"]["noncompliant"]["f1"] == pytest.approx(2 * 0.5 * 1.0 / 1.5, abs=1e-3)
     (tmp_path / "empty").mkdir()
     with pytest.raises(MaskwatchError, match="no dataset folder"):
-        score(shipped_bundle, tmp_path / "empty")
+        score(clf, tmp_path / "empty")
