@@ -1135,15 +1135,17 @@ def cmd_detector(a) -> int:
 def cmd_score(a) -> int:
     from edge.bundle import load_bundle
     from edge.classifier import MaskClassifier
+    from edge.config import load_config
     from export.score import markdown, scenes, score
 
+    cfg = None if a.no_scenes else load_config(a.config)  # a bad config is refused before any face is scored
     clf = MaskClassifier(load_bundle(Path(a.bundle)), a.variant, fallback=False)  # one for the crops and the scenes
     data = Path(a.data)
     doc = dict(
         bundle=a.bundle, **score(clf, data, sources=a.sources, synthetic=a.synthetic, detector_dir=a.detector_dir)
     )
-    if not a.no_scenes:
-        doc["scenes"] = scenes(clf, data, Path(a.config), sources=a.sources)
+    if cfg is not None:
+        doc["scenes"] = scenes(clf, data, cfg, Path(a.config), sources=a.sources)
     doc["command"] = "edge-export score " + " ".join(sys.argv[2:])
     text = markdown(doc)
     if a.json:

@@ -131,19 +131,19 @@ def readable_scenes(folder: Path) -> List[str]:
     return ids
 
 
-def scenes(clf, data_root: Path, config_path: Path, *, sources: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+def scenes(clf, data_root: Path, cfg, config_path: Path, *, sources: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """The VOC folders under `data_root` through the detector and the classifier, as must-show 3 of issue 12 is
-    measured: at kiosk range (faces >= 40 px) at a kiosk config's detector setting and rejector threshold, and
+    measured: at kiosk range (faces >= 40 px) at a kiosk config's (`cfg`, read from `config_path`) detector setting
+    and rejector threshold, and
     over every face at `edge-maskd scan`'s setting (edge.config.SCAN). Per folder and for all together: the share
     of annotated faces found, the non-compliant alert's precision / recall / F1 (the matching rule of
     benchmarks/kiosk_setting.py), and the ms a frame of detector and classifier."""
-    from edge.config import SCAN, load_config
+    from edge.config import SCAN
 
     from . import datasets
     from .evaluate import kiosk_sweep
     from .metrics import binary_f1
 
-    cfg = load_config(config_path)
     d, cfg_nf = cfg.detector, cfg.classifier.no_face_threshold
     settings = {
         "kiosk range (faces >= 40 px)": {

@@ -582,3 +582,8 @@ def test_score_on_a_folder_without_datasets_is_one_line(tmp_path):
     one_line_error(r, "no dataset folder")
     r = run_cli(["edge-export", "score", "--data", tmp_path / "absent"])
     one_line_error(r, "no such folder")
+    bad = tmp_path / "kiosk.yaml"
+    bad.write_text("site: s\ndetector:\n  confidance: 0.2\n")
+    r = run_cli(["edge-export", "score", "--data", tmp_path / "photos", "--config", bad])
+    one_line_error(r, "unknown key detector.confidance")
+    assert r.returncode == 78 and "reading" not in r.stderr  # refused before any photo is read

@@ -1810,9 +1810,11 @@ def test_score_judges_a_bundle_on_new_labelled_photos_as_the_device_classifies_t
     assert "| said-masked | 1 |" in table and "| synth | 1 |" in table
     # the VOC folders through the detector at the kiosk config's setting: the face is found in both, flagged in
     # both, so it is a caught alert where it is labelled bare and a false alarm where it is labelled masked
+    from edge.config import load_config
     from export.score import scenes
 
-    sc = scenes(clf, root, ROOT / "firmware-config" / "kiosk.example.yaml")
+    kiosk_yaml = ROOT / "firmware-config" / "kiosk.example.yaml"
+    sc = scenes(clf, root, load_config(kiosk_yaml), kiosk_yaml)
     kiosk = sc["ranges"]["kiosk range (faces >= 40 px)"]
     assert set(kiosk) == {"all", "said-bare", "said-masked"}  # the folder-per-class set has no scenes
     assert kiosk["said-bare"]["face_recall"] == 1.0 and kiosk["said-masked"]["face_recall"] == 1.0
