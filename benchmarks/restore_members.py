@@ -22,6 +22,18 @@ import sys
 from pathlib import Path
 
 
+def started_from(card: dict, config: dict) -> list:
+    """The card's pretrained starts of the member with this config: those whose chain begins at its `--init`
+    model (or, with none, whose weights are its own `--weights`)."""
+    init, weights = config.get("init"), config.get("weights")
+    out = []
+    for rec in card.get("pretrained_backbones") or []:
+        via = rec.get("via") or []
+        if (init and via and via[0] == init) or (weights and not via and rec.get("weights") == weights):
+            out.append(dict(rec))
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("bundle", help="a bundle made by edge-export ensemble + convert")
@@ -96,6 +108,9 @@ def main() -> int:
         sub.save(str(run / "model.keras"))
         info = {
             "config": cfg["config"],
+            # where this member's weights started, as the bundle's card says (the runs along its --init chain
+            # are not restored): a bundle converted from this run keeps naming a pretrained start
+            "started_from": started_from(card, cfg["config"]),
             "restored_from": {
                 "bundle": str(bundle),
                 "model_id": manifest.get("model_id"),

