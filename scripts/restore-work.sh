@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rebuild work/ on a machine that lost it, without training (README "Reproducing the shipped model"): the crops
 # files, the shipped ensemble's four member runs with their splits (taken out of models/default and checked
-# against the split its manifest records), v4's box fit, the extended crops and the common split that
+# against the split its manifest records; since session 40 they are refits, restored under the names v4, v6, v7
+# and p10b, their train.json saying so), v4's box fit, the extended crops and the common split that
 # compare_bundles.py, kiosk_setting.py and walkers.py score on. A step whose output is there is skipped (outputs
 # are written whole or not at all), so the script can be run again after an interruption.
 # Usage: scripts/restore-work.sh [DATA_DIR]   (default ../shared/data; about 15 min on 2 cores)
