@@ -486,13 +486,13 @@ def _started_from(config: Dict[str, Any], depth: int = 0) -> List[Dict[str, Any]
         return []
     record = Path(str(init)).parent / "train.json"
     try:
-        rec = json.loads(record.read_text())
-        parent = rec["config"]
+        kept = json.loads(record.read_text())
+        parent = kept["config"]
     except (OSError, ValueError, KeyError, TypeError):
         # the start's own record is gone: say so rather than let a pretrained start drop out of the card
         return [{"weights": str(init), "record_missing": str(record)}]
-    if isinstance(rec.get("started_from"), list):  # a run restored out of a bundle: its card's record
-        found = [dict(r) for r in rec["started_from"]]
+    if isinstance(kept.get("started_from"), list):  # a run restored out of a bundle: its card's record
+        found = [dict(r) for r in kept["started_from"]]
     else:
         found = _started_from(parent, depth + 1)
     for rec in found:
