@@ -108,9 +108,6 @@ def main() -> int:
         sub.save(str(run / "model.keras"))
         info = {
             "config": cfg["config"],
-            # where this member's weights started, as the bundle's card says (the runs along its --init chain
-            # are not restored): a bundle converted from this run keeps naming a pretrained start
-            "started_from": started_from(card, cfg["config"]),
             "restored_from": {
                 "bundle": str(bundle),
                 "model_id": manifest.get("model_id"),
@@ -118,6 +115,10 @@ def main() -> int:
                 "run": cfg["run"],
             },
         }
+        if "pretrained_backbones" in card:  # a card older than that record says nothing either way
+            # where this member's weights started, as the bundle's card says (the runs along its --init chain
+            # are not restored): a bundle converted from this run keeps naming a pretrained start
+            info["started_from"] = started_from(card, cfg["config"])
         (run / "train.json").write_text(json.dumps(info, indent=1))
         src = (
             Path(a.member_split_from)
