@@ -27,7 +27,10 @@ def started_from(card: dict, config: dict) -> list:
     model (or, with none, whose weights are its own `--weights`)."""
     init, weights = config.get("init"), config.get("weights")
     out = []
-    for rec in card.get("pretrained_backbones") or []:
+    recs = card.get("pretrained_backbones")
+    for rec in recs if isinstance(recs, list) else []:
+        if not isinstance(rec, dict):
+            continue
         via = rec.get("via") or []
         if (init and via and via[0] == init) or (weights and not via and rec.get("weights") == weights):
             out.append(dict(rec))

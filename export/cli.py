@@ -492,7 +492,7 @@ def _started_from(config: Dict[str, Any], depth: int = 0) -> List[Dict[str, Any]
         # the start's own record is gone: say so rather than let a pretrained start drop out of the card
         return [{"weights": str(init), "record_missing": str(record)}]
     if isinstance(kept.get("started_from"), list):  # a run restored out of a bundle: its card's record
-        found = [dict(r) for r in kept["started_from"]]
+        found = [dict(r) for r in kept["started_from"] if isinstance(r, dict) and r.get("weights")]
     else:
         found = _started_from(parent, depth + 1)
     for rec in found:
