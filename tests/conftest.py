@@ -127,6 +127,16 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def bench_script(name: str):
+    """One of benchmarks/*.py loaded as a module (they are scripts, not a package), for tests of its functions."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_" + name, str(ROOT / "benchmarks" / (name + ".py")))
+    mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod
+
+
 def run_cli(args, env: Optional[Dict[str, str]] = None, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
     """Run one of the console scripts of this venv, as a user would."""
     e = dict(os.environ)

