@@ -98,6 +98,8 @@ def main() -> int:
         restored = members_of(keras.models.load_model(str(bundle / "model_fp32.keras"), compile=False))
     except EnsembleError as e:
         raise MaskwatchError("%s: %s" % (bundle, e), EX_DATAERR)
+    except (OSError, ValueError) as e:  # no model_fp32.keras, or not a Keras file
+        raise MaskwatchError("%s: no readable model_fp32.keras (%s)" % (bundle, e), EX_NOINPUT)
     if len(restored) != len(members_cfg):
         raise MaskwatchError(
             "%s: model_fp32.keras holds %d members, its card %d" % (bundle, len(restored), len(members_cfg)), EX_DATAERR
