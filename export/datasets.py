@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 LABELS = ("with_mask", "without_mask", "mask_weared_incorrect", "no_face")
 FACE_LABELS = LABELS[:3]
 # the classifiers export.train.build_model makes from these crops (here, so the CLI lists them without TensorFlow)
-ARCHS = ("mobilenetv2", "mobilenetv3small-min", "baseline")
+ARCHS = ("mobilenetv2", "mobilenetv3small-min", "faceapi-dense", "baseline")
 NO_FACE = "no_face"  # res10 detections in annotated scenes that match no face: what the rejector learns
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 

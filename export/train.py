@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainConfig:
-    arch: str = "mobilenetv2"  # mobilenetv2 | mobilenetv3small-min | baseline
+    arch: str = "mobilenetv2"  # mobilenetv2 | mobilenetv3small-min | faceapi-dense | baseline
     alpha: float = 0.35
     input_size: int = 128
     epochs: int = 30
@@ -178,6 +178,16 @@ def build_model(cfg: TrainConfig):
         for layer in backbone.layers:  # from scratch: see MobileNetV2's momentum below
             if isinstance(layer, layers.BatchNormalization):
                 layer.momentum = 0.9
+        x = backbone(x)
+        x = layers.GlobalAveragePooling2D()(x)
+    elif cfg.arch == "faceapi-dense":
+        # face-api's face feature extractor (export.faceapi): made for 112 px face crops, pretrained on faces
+        # (68 landmarks or 7 expressions) when --weights is a file cut by `edge-export backbone --faceapi`.
+        from export.faceapi import extractor
+
+        backbone = extractor(cfg.input_size)
+        if cfg.weights:
+            backbone.load_weights(cfg.weights)
         x = backbone(x)
         x = layers.GlobalAveragePooling2D()(x)
     else:
@@ -710,7 +720,7 @@ def train(
         seconds += sum(r["seconds"] for r in recs)
         model.load_weights(str(ckpt))
 
-    if cfg.weights and cfg.arch == "mobilenetv2":
+    if cfg.weights and cfg.arch in ("mobilenetv2", "faceapi-dense"):
         backbone_of(model).trainable = False
         run(cfg.head_epochs, cfg.lr, "head")
         backbone_of(model).trainable = True

