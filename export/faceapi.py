@@ -53,6 +53,9 @@ def read_weights(model_dir: Path, name: str) -> Dict[str, np.ndarray]:
     try:
         for group in groups:
             blob = b"".join((model_dir / p).read_bytes() for p in group["paths"])
+            need = sum(int(np.prod(w["shape"])) * (1 if w.get("quantization") else 4) for w in group["weights"])
+            if need != len(blob):
+                raise FaceApiError("%s: the shards hold %d bytes, the manifest %d" % (manifest, len(blob), need))
             at = 0
             for w in group["weights"]:
                 shape = tuple(int(s) for s in w["shape"])
@@ -70,8 +73,6 @@ def read_weights(model_dir: Path, name: str) -> Dict[str, np.ndarray]:
                     arr = np.frombuffer(blob, np.float32, n, at).copy()
                     at += 4 * n
                 out[w["name"]] = arr.reshape(shape)
-            if at != len(blob):
-                raise FaceApiError("%s: the shards hold %d bytes, the manifest %d" % (manifest, len(blob), at))
     except OSError as e:
         raise FaceApiError("%s: a weights shard could not be read (%s)" % (manifest, e))
     except (KeyError, TypeError, ValueError) as e:

