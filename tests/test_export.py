@@ -1282,7 +1282,15 @@ def test_the_faceapi_extractor_is_face_apis_dense_blocks_with_its_input_scaling_
     pytest.importorskip("tensorflow")
     import tensorflow as tf
 
-    from export.faceapi import FACEAPI_MEAN_RGB, cut_faceapi_backbone, extractor, load_faceapi, read_weights
+    from export.faceapi import (
+        FACEAPI_MEAN_RGB,
+        FaceApiError,
+        cut_faceapi_backbone,
+        extractor,
+        load_faceapi,
+        published,
+        read_weights,
+    )
 
     rng = np.random.default_rng(3)
     sub = extractor(32)
@@ -1335,7 +1343,10 @@ def test_the_faceapi_extractor_is_face_apis_dense_blocks_with_its_input_scaling_
 
     # the cut file is what train --arch faceapi-dense loads, and its record says what it is
     out = tmp_path / "fa.weights.h5"
-    rec = cut_faceapi_backbone(tmp_path, "m", out, input_size=32)
+    with pytest.raises(FaceApiError, match="not those @vladmandic/face-api 1.7.15 publishes"):
+        cut_faceapi_backbone(tmp_path, "m", out, input_size=32)
+    rec = cut_faceapi_backbone(tmp_path, "m", out, input_size=32, check_published=False)
+    assert not published(rec)  # so a card calls its origin unrecorded
     assert rec["arch"] == "faceapi-dense" and rec["values"] == sum(v.size for v in tensors.values())
     again = extractor(32)
     again.load_weights(str(out))
