@@ -167,6 +167,10 @@ def cmd_train(a) -> int:
     )
 
     # the arguments first, before a crops file of hundreds of MB is read
+    if a.epochs < 1:
+        raise SystemExit("--epochs %s: train at least 1 epoch" % a.epochs)
+    if a.head_epochs < 0:
+        raise SystemExit("--head-epochs %s: give 0 (no head-only phase) or more" % a.head_epochs)
     if not 0.0 <= a.distill <= 1.0:
         raise SystemExit("--distill %s: must be between 0 and 1" % a.distill)
     for flag, share in (("--grey", a.grey), ("--tight", a.tight)):

@@ -721,9 +721,10 @@ def train(
         model.load_weights(str(ckpt))
 
     if cfg.weights and cfg.arch in ("mobilenetv2", "faceapi-dense"):
-        backbone_of(model).trainable = False
-        run(cfg.head_epochs, cfg.lr, "head")
-        backbone_of(model).trainable = True
+        if cfg.head_epochs > 0:  # the new head first, on the pretrained features as they are
+            backbone_of(model).trainable = False
+            run(cfg.head_epochs, cfg.lr, "head")
+            backbone_of(model).trainable = True
         run(cfg.epochs, cfg.lr / 10.0, "finetune")
     else:
         run(cfg.epochs, cfg.lr, "scratch")

@@ -1365,6 +1365,9 @@ def test_train_refuses_a_backbone_cut_for_another_architecture_in_one_line(tmp_p
     assert r.stderr.strip().splitlines()[-1] == (
         "--weights %s was cut for --arch faceapi-dense (its .json record); --arch is mobilenetv2" % weights
     )
+    for flag, value, said in (("--epochs", "0", "train at least 1 epoch"), ("--head-epochs", "-1", "give 0")):
+        r = run_cli(["edge-export", "train", "--crops", crops, flag, value, "--out", tmp_path / "run"])
+        assert r.returncode != 0 and said in r.stderr.strip().splitlines()[-1]
     r = run_cli(["edge-export", "train", "--crops", crops, "--weights", weights, "--arch", "mobilenetv3small-min"])
     assert r.returncode != 0 and r.stderr.strip().splitlines()[-1] == (
         "--weights: --arch mobilenetv3small-min starts from random weights only (leave --weights out)"
