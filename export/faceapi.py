@@ -114,7 +114,8 @@ def extractor(input_size: int = 112, name: str = SUB_MODEL):
         out1 = layers.ReLU(name=pre + "relu0")(out1)
         outs = [out1]
         for k in (1, 2, 3):
-            src = outs[0] if k == 1 else layers.ReLU(name=pre + "relu%d" % (k - 1) + "s")(layers.Add()(list(outs)))
+            # denseBlock.ts: conv1 on out1, conv2 on in3 = relu(out1 + out2), conv3 on in4 = relu(out1 + out2 + out3)
+            src = outs[0] if k == 1 else layers.ReLU(name=pre + "in%d" % (k + 1))(layers.Add()(list(outs)))
             outs.append(layers.SeparableConv2D(ch, 3, padding="same", name=pre + "conv%d" % k)(src))
         x = layers.ReLU(name=pre + "out")(layers.Add()(outs))
     return keras.Model(inp, x, name=name)
@@ -122,9 +123,13 @@ def extractor(input_size: int = 112, name: str = SUB_MODEL):
 
 def _tensors_for(layer_name: str, kind: str, w: Dict[str, np.ndarray]) -> List[np.ndarray]:
     key = layer_name.replace("_", "/", 1)  # dense0_conv1 -> dense0/conv1
-    if kind == "conv":
-        return [w[key + "/filters"], w[key + "/bias"]]
-    return [w[key + "/depthwise_filter"], w[key + "/pointwise_filter"], w[key + "/bias"]]
+    names = ("filters", "bias") if kind == "conv" else ("depthwise_filter", "pointwise_filter", "bias")
+    missing = [key + "/" + n for n in names if key + "/" + n not in w]
+    if missing:
+        raise FaceApiError(
+            "no tensor %s: not face-api's face feature extractor (the 68-landmark or expression net)" % missing[0]
+        )
+    return [w[key + "/" + n] for n in names]
 
 
 def load_faceapi(sub, weights: Dict[str, np.ndarray]) -> Tuple[int, int]:
@@ -146,7 +151,8 @@ def load_faceapi(sub, weights: Dict[str, np.ndarray]) -> Tuple[int, int]:
             continue
         want = [tuple(v.shape) for v in layer.get_weights()]
         if want != [tuple(v.shape) for v in vals]:
-            raise FaceApiError("%s: face-api's tensors are %s, the layer wants %s" % (layer.name, vals, want))
+            have = [tuple(v.shape) for v in vals]
+            raise FaceApiError("%s: face-api's tensors are %s, the layer wants %s" % (layer.name, have, want))
         layer.set_weights([v.astype(np.float32) for v in vals])
         n_layers += 1
         n_values += sum(int(v.size) for v in vals)
@@ -189,7 +195,10 @@ def cut_faceapi_backbone(
             % (model_dir, name, FACEAPI_VERSION)
         )
     sub = extractor(input_size)
-    n_layers, n_values = load_faceapi(sub, weights)
+    try:
+        n_layers, n_values = load_faceapi(sub, weights)
+    except FaceApiError as e:
+        raise FaceApiError("%s: %s" % (model_dir / ("%s-weights_manifest.json" % name), e))
     out.parent.mkdir(parents=True, exist_ok=True)
     sub.save_weights(str(out))
     rec = {

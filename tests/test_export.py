@@ -1346,6 +1346,11 @@ def test_the_faceapi_extractor_is_face_apis_dense_blocks_with_its_input_scaling_
     with pytest.raises(FaceApiError, match="not those @vladmandic/face-api 1.7.15 publishes"):
         cut_faceapi_backbone(tmp_path, "m", out, input_size=32)
     rec = cut_faceapi_backbone(tmp_path, "m", out, input_size=32, check_published=False)
+    other = tmp_path / "other"  # another of face-api's nets (the tiny landmark net's tensors are named otherwise)
+    other.mkdir()
+    _faceapi_files(other, {k.replace("dense3", "dense9"): v for k, v in tensors.items()})
+    with pytest.raises(FaceApiError, match="no tensor dense3/conv0/depthwise_filter: not face-api's face feature"):
+        cut_faceapi_backbone(other, "m", tmp_path / "o.weights.h5", input_size=32, check_published=False)
     assert not published(rec)  # so a card calls its origin unrecorded
     assert rec["arch"] == "faceapi-dense" and rec["values"] == sum(v.size for v in tensors.values())
     again = extractor(32)
