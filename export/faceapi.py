@@ -18,6 +18,10 @@ Its input is (RGB - mean) / 255 with mean (122.782, 117.001, 104.298); this proj
 so `load_faceapi` folds the difference into the first convolution (exact but for the zero padding on the image's
 last row and column). Weights are stored as uint8 with a scale and minimum per tensor (value = q * scale + min).
 
+Measured (session 41, `benchmarks/results/choices-val/member-check-fl*.json`): the landmark start, fine-tuned as a
+fifth member, did worse on real val faces than the same net from random weights, and neither helps the ensemble.
+Kept for a larger face-pretrained start, not used by the shipped model.
+
 Get the files (no dependencies; the npm registry serves the package as a tarball):
     npm pack @vladmandic/face-api@1.7.15 && tar xzf vladmandic-face-api-1.7.15.tgz   # -> package/model/
 """
