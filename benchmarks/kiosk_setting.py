@@ -122,6 +122,7 @@ def detector_kw(a: argparse.Namespace) -> dict:
         containment=a.containment,
         own_share=a.own_share,
         tile_sizes=tuple(a.tile_sizes),
+        decay=a.nms_decay,
     )
 
 
@@ -146,10 +147,13 @@ def given_setting(path: Path, a: argparse.Namespace) -> dict:
         "whole_pass_min_px": o.whole_pass_min_px if o.whole_pass else None,
         "nms_containment": o.nms_containment,
         "nms_own_share": o.nms_own_share,
+        "nms_decay": o.nms_decay,
         "matching": matching_rule(0.4, not a.iou_only, a.enclose),
     }
     theirs = {"min_face": res.get("min_face"), **{k: val.get(k) for k in mine if k != "min_face"}}
-    theirs["whole_pass"] = bool(theirs["whole_pass"])  # recorded only when on (files before it have none)
+    # both recorded only when on (files before them have neither)
+    theirs["whole_pass"] = bool(theirs["whole_pass"])
+    theirs["nms_decay"] = bool(theirs["nms_decay"])
     differ = ["%s %s there, %s here" % (k, theirs[k], mine[k]) for k in mine if mine[k] != theirs[k]]
     if differ:
         raise MaskwatchError(
@@ -232,6 +236,11 @@ def main() -> int:
         type=detector_key("nms_own_share"),
         default=None,
         help="detector.nms_own_share (default: the config's)",
+    )
+    ap.add_argument(
+        "--nms-decay",
+        action="store_true",
+        help="detector.nms_decay: after NMS, weak boxes' scores decay by their overlap with stronger ones",
     )
     ap.add_argument(
         "--iou-only",
@@ -347,6 +356,7 @@ def main() -> int:
             containment=kw["containment"],
             own_share=kw["own_share"],
             tile_sizes=kw["tile_sizes"],
+            decay=kw["decay"],
             inside=not a.iou_only,
             enclose=a.enclose,
             face_scores=FACE_SCORES if a.face_score else None,

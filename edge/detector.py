@@ -52,6 +52,7 @@ class DetectorOptions:
     nms_iou: float = 0.4
     nms_containment: float = _D.nms_containment  # overlap / smaller box area above this: the same face
     nms_own_share: float = _D.nms_own_share  # overlap / the weaker box's own area above this: the same face
+    nms_decay: bool = _D.nms_decay  # after NMS, weak boxes' scores decay by their overlap with stronger ones
     min_face_px: int = _D.min_face_px  # drop faces smaller than this (shorter side, frame pixels)
     auto_tiles_below_px: int = _D.auto_tiles_below_px  # auto: tiles too when a sure face is smaller than this
     max_aspect: float = _D.max_aspect  # drop boxes taller than this x their width (unless cut by the frame edge)
@@ -82,6 +83,7 @@ class DetectorOptions:
             auto_tiles_below_px=d.auto_tiles_below_px,
             nms_containment=d.nms_containment,
             nms_own_share=d.nms_own_share,
+            nms_decay=d.nms_decay,
             max_aspect=d.max_aspect,
             backend=d.backend,
             precision=d.precision,
@@ -254,6 +256,8 @@ class FaceDetector:
             wins = wins + tiles
         passes = len(wins) * (2 if self.opt.flip else 1)
         found = nms(found, self.opt.nms_iou if passes > 1 else 0.6, self.opt.nms_containment, self.opt.nms_own_share)
+        if self.opt.nms_decay:
+            found = decay(found, self.opt.confidence)
         return [Face(box=b, det_score=s) for b, s in found]
 
     def _passes(
@@ -331,6 +335,32 @@ def nms(
     return kept
 
 
+def overlap_share(a: Box, b: Box) -> float:
+    """Intersection over the smaller box's area (nms_containment's measure)."""
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return ix * iy / float(smaller) if smaller > 0 else 0.0
+
+
+def decay(dets: Sequence[Tuple[Box, float]], floor: float) -> List[Tuple[Box, float]]:
+    """detector.nms_decay: Soft-NMS in its linear form (Bodla et al. 2017), with the overlap measured over the
+    smaller box. Boxes are taken in order of their current score; every box not yet taken has its score
+    multiplied by (1 - overlap_share) with the box just taken; a box under `floor` is dropped. A weak box beside
+    a face res10 is sure of (its half-face and head boxes, 40-70 % on the face's box) sinks under the floor, a
+    strong one stays; boxes that do not touch keep their scores. Highest (decayed) score first."""
+    left = list(dets)
+    out: List[Tuple[Box, float]] = []
+    while left:
+        i = max(range(len(left)), key=lambda k: left[k][1])
+        box, score = left.pop(i)
+        if score < floor:
+            break  # the best one left is under the floor: so are the rest
+        out.append((box, score))
+        left = [(b, s * (1.0 - overlap_share(box, b))) for b, s in left]
+    return out
+
+
 # The rules of the res10 passes that cut training data (edge-export prepare, box-fit, extend), kept apart from
 # the kiosk config's defaults: the crops, and so the split under the shipped runs, must not move when a device
 # rule does. detector.max_aspect (session 13, default 2.2) dropped 63 of prepare's no_face boxes and
@@ -346,6 +376,7 @@ DATA_RULES: Dict[str, Any] = {
     "nms_iou": 0.4,
     "nms_containment": 0.8,
     "nms_own_share": 1.0,
+    "nms_decay": False,
     "max_aspect": math.inf,
 }
 PHOTO_FACE_CONFIDENCE = 0.5  # a photo of one person: its face is res10's best box at this score or more

@@ -541,6 +541,7 @@ def sweep_detector_options(
     own_share: Optional[float] = None,
     tile_sizes: Sequence[int] = (),
     whole_pass: bool = False,
+    decay: bool = False,
 ):
     """The detector options of a kiosk sweep (and of the timing of its setting): the config's defaults for what is
     not given, no fallback to another runtime (a measurement names the one it measured)."""
@@ -551,6 +552,7 @@ def sweep_detector_options(
         mode=mode,
         flip=flip,
         whole_pass=whole_pass,
+        nms_decay=decay,
         min_face_px=min_face_px,
         backend=backend,
         precision=precision,
@@ -603,6 +605,7 @@ def kiosk_sweep(
     face_scores: Optional[Sequence[float]] = None,
     tile_sizes: Sequence[int] = (),
     whole_pass: bool = False,
+    decay: bool = False,
 ) -> Dict[str, Any]:
     """The kiosk setting, measured: res10 confidence x the no_face rejector's threshold at kiosk range.
 
@@ -632,6 +635,7 @@ def kiosk_sweep(
             own_share=own_share,
             tile_sizes=tile_sizes,
             whole_pass=whole_pass,
+            decay=decay,
         ),
     )
     cached = []
@@ -705,6 +709,7 @@ def kiosk_sweep(
         **({"whole_pass": True, "whole_pass_min_px": det.opt.whole_pass_min_px} if whole_pass else {}),
         "nms_containment": det.opt.nms_containment,
         "nms_own_share": det.opt.nms_own_share,
+        **({"nms_decay": True} if decay else {}),
         "matching": matching_rule(iou_thr, inside, enclose),
         "mode": mode,
         **({"tile_sizes": list(det.opt.tile_sizes)} if mode in TILED_MODES and det.opt.tile_sizes else {}),

@@ -158,6 +158,7 @@ def scenes(clf, data_root: Path, cfg, config_path: Path, *, sources: Optional[Se
             "own_share": d.nms_own_share,
             "tile_sizes": tuple(d.tile_sizes or ()),
             "whole_pass": d.whole_pass,
+            "decay": d.nms_decay,
         },
         "all faces": {
             "from": "edge-maskd scan (edge.config.SCAN)",
@@ -171,6 +172,7 @@ def scenes(clf, data_root: Path, cfg, config_path: Path, *, sources: Optional[Se
             "own_share": None,
             "tile_sizes": tuple(SCAN.tile_sizes),
             "whole_pass": False,
+            "decay": False,
         },
     }
     dirs = [
@@ -273,7 +275,8 @@ def markdown(doc: Dict[str, Any]) -> str:
                     st["mode"],
                     st["confidence"],
                     (" with tiles %s" % st["tile_sizes"] if st["tile_sizes"] else "")
-                    + (" and a whole-frame pass" if st["whole_pass"] else ""),
+                    + (" and a whole-frame pass" if st["whole_pass"] else "")
+                    + (", weak boxes' scores decayed over stronger ones" if st.get("decay") else ""),
                     st["det_min_face"],
                     st["no_face_threshold"],
                 )

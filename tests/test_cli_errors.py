@@ -563,6 +563,7 @@ def test_kiosk_setting_given_by_takes_the_chosen_setting_and_names_who_chose_it(
         whole_pass=False,
         containment=None,
         own_share=None,
+        nms_decay=False,
         iou_only=False,
         enclose=False,
     )
@@ -570,6 +571,11 @@ def test_kiosk_setting_given_by_takes_the_chosen_setting_and_names_who_chose_it(
     assert got["model_id"] == "m-val" and got["file"].endswith("val.json")
     assert (got["val"]["confidence"], got["val"]["no_face_threshold"]) == (0.15, 0.2)
     assert got["val"]["noncompliant"]["f1"] == 0.84
+    # a val run without the score decay chose for boxes the decay would sink: refused, naming the key
+    from edge.errors import MaskwatchError
+
+    with pytest.raises(MaskwatchError, match="nms_decay False there, True here"):
+        mod.given_setting(tmp_path / "val.json", argparse.Namespace(**{**vars(a), "nms_decay": True}))
 
 
 def test_score_on_a_folder_without_datasets_is_one_line(tmp_path):

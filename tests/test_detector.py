@@ -94,6 +94,27 @@ def test_nms_own_share_merges_an_offset_half_face_box_but_keeps_a_neighbour():
         build({"source": {"url": "0"}, "detector": {"nms_own_share": 0.05}})
 
 
+def test_nms_decay_sinks_a_weak_second_box_but_keeps_a_strong_one_and_a_neighbour():
+    from edge.detector import decay
+
+    # res10's weak boxes beside a face it is sure of, under the hard NMS (IoU < 0.4, containment < 0.8): the
+    # lower half of the face (0.75 of it on the face's box) and a head box (0.67 of the face inside it)
+    face, half = ((100, 100, 200, 220), 0.98), ((110, 160, 200, 240), 0.12)
+    head = ((120, 40, 260, 200), 0.13)
+    assert len(nms([face, half, head], 0.4, 0.8)) == 3
+    out = decay([face, half, head], 0.1)
+    assert out == [face]  # 0.12 x (1 - 0.75) and 0.13 x (1 - 0.67): both under the floor
+    strong = ((110, 160, 200, 240), 0.93)  # the same half-face box scored high stays, its score lowered
+    (b0, s0), (b1, s1) = decay([face, strong], 0.1)
+    assert (b0, s0) == face and b1 == strong[0] and 0.1 < s1 < 0.93
+    neighbour = ((300, 100, 400, 220), 0.11)  # another person, not touching: its score unchanged
+    assert decay([neighbour, face, half], 0.1) == [face, neighbour]
+    # on the detector: off by default, on from the config
+    assert DetectorOptions().nms_decay is False
+    opts = DetectorOptions.from_config(build({"source": {"url": "0"}, "detector": {"nms_decay": True}}).detector)
+    assert opts.nms_decay is True
+
+
 def test_real_face_is_found_in_every_mode(detector_dir):
     from edge import assets
 
