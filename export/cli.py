@@ -276,13 +276,16 @@ def cmd_train(a) -> int:
         )
         raise SystemExit("%s: no training crops left" % (narrowed or "this split's train side"))
     teacher_models = []
+    # a refit student trains on its val side too: only its test side must be unseen by a teacher (a refit
+    # teacher of the same split, which saw that val side, may then teach it)
+    held, held_name = ((2,), "test") if a.refit else ((1, 2), "val/test")
     for t in a.teacher:
         tkeep, tassign, tinfo = trained_run(Path(t), "--teacher")
-        seen = check_teacher_split(keep, assign, tkeep, tassign, config_refit(tinfo["config"]))
+        seen = check_teacher_split(keep, assign, tkeep, tassign, config_refit(tinfo["config"]), held)
         if seen:
             raise SystemExit(
-                "--teacher %s: trained on %d of this run's val/test crops; use a teacher trained on this "
-                "split (--split-from it)" % (t, seen)
+                "--teacher %s: trained on %d of this run's %s crops; use a teacher trained on this "
+                "split (--split-from it)" % (t, seen, held_name)
             )
         teacher_models.append(Path(t) / "model.keras")
     cfg = TrainConfig(

@@ -333,6 +333,21 @@ def test_a_refit_trains_on_val_too_and_its_bundle_must_inherit_an_operating_poin
     assert r.returncode == 64 and "Traceback" not in r.stderr
     assert "--operating-point-from BUNDLE" in r.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "b").exists()
+    # as a teacher: it saw the val side, so a student holding val out is refused in one line; a refit student of
+    # the same split trains on that val side too, and only its test side (never seen) must be unseen
+    teach = ["--teacher", str(out), "--distill", "0.5"]
+    r = run_cli(
+        ["edge-export", "train", "--crops", crops, "--split-from", split_run, "--out", tmp_path / "s"]
+        + args[:-1]
+        + teach
+    )
+    assert r.returncode != 0 and "Traceback" not in r.stderr and not (tmp_path / "s").exists()
+    assert "--teacher %s: trained on 6 of this run's val/test crops" % out in r.stderr.strip().splitlines()[-1]
+    r = run_cli(
+        ["edge-export", "train", "--crops", crops, "--split-from", split_run, "--out", tmp_path / "rs"] + args + teach
+    )
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert json.loads((tmp_path / "rs" / "train.json").read_text())["config"]["teachers"] == [str(out)]
 
 
 def test_extend_refuses_a_negative_count_before_reading_anything(tmp_path):
