@@ -757,12 +757,29 @@ def inherited_operating_point(a, run: Path) -> Optional[Tuple[Any, Dict[str, Any
         "chosen_on": op.get("chosen_on"),
         "validation_of_that_model": op.get("validation"),
     }
-    out["chosen_on"] = "inherited from %s (chosen there on %s)%s" % (
-        donor.model_id,
-        op.get("chosen_on", "its validation crops"),
+    out["chosen_on"] = "inherited from %s%s" % (
+        inherited_chain(donor.model_id, op),
         "; this refit trained on those val crops" if run_refit(run) else "",
     )
     return donor, out
+
+
+def inherited_chain(model_id: str, op: Dict[str, Any]) -> str:
+    """Where a bundle's operating point was chosen, said once: "B (chosen there on X)", or, when B took it from
+    another bundle in turn, "B, which took it from A (chosen there on X)" back to the bundle that chose it (the
+    inner records' refit notes are this one's to say, not repeated at every step)."""
+    inner = op.get("inherited_from")
+    if isinstance(inner, dict) and inner.get("model_id"):
+        text = str(inner.get("chosen_on") or "its validation crops")
+        head = "inherited from "
+        if text.startswith(head):  # that bundle took it from another in turn: its chain, without its refit note
+            return "%s, which took it from %s, which took it from %s" % (
+                model_id,
+                inner["model_id"],
+                text[len(head) :].split("; this refit")[0],
+            )
+        return "%s, which took it from %s (chosen there on %s)" % (model_id, inner["model_id"], text)
+    return "%s (chosen there on %s)" % (model_id, op.get("chosen_on", "its validation crops"))
 
 
 def check_same_crop(donor: Any, crop_margin: float, box_fit: Optional[Dict[str, object]]) -> None:

@@ -749,6 +749,11 @@ def test_a_refit_takes_its_operating_point_from_a_bundle_of_its_recipe_as_it_is(
         assert op[k] == want[k], k
     assert op["inherited_from"]["model_id"] == donor.model_id and "validation" not in op
     assert op["chosen_on"].startswith("inherited from %s" % donor.model_id) and "refit" in op["chosen_on"]
+    # where the point was chosen is said once, back to the bundle that chose it, with one refit note
+    assert op["chosen_on"].count("chosen there on") == 1 and op["chosen_on"].count("this refit trained") == 1
+    origin = donor.manifest["operating_point"].get("inherited_from")
+    if origin:  # the shipped bundle took its point from another: that one is named as the chooser
+        assert "which took it from %s (chosen there on" % origin["model_id"] in op["chosen_on"]
     again = load_bundle(dst)
     assert again.operating_point.views == tuple(tuple(v) for v in want["views"])
     assert again.operating_point.alert_threshold == want["alert_threshold"]
@@ -1042,3 +1047,18 @@ def test_the_person_point_replay_reaches_the_verdicts_the_tracker_reaches_live(t
     assert mod.fingerprint({**cfg, "tracker": {"votes": 5, "border_px": 8}}, "m", clip) != k
     assert mod.fingerprint({**cfg, "detector": {"confidence": 0.2}}, "m", clip) != k
     assert mod.fingerprint(cfg, "other-model", clip) != k
+
+
+def test_an_inherited_operating_point_names_the_bundle_that_chose_it_once():
+    """convert --operating-point-from a bundle that inherited its point in turn: the new record says the chain
+    back to the bundle that chose it, with "chosen there on" once (it nested one record inside the next before)."""
+    from export.cli import inherited_chain
+
+    assert inherited_chain("B", {"chosen_on": "val crops of a"}) == "B (chosen there on val crops of a)"
+    one = {"inherited_from": {"model_id": "A", "chosen_on": "val crops of a"}, "chosen_on": "inherited from A (...)"}
+    assert inherited_chain("B", one) == "B, which took it from A (chosen there on val crops of a)"
+    # a record written by the old text: "inherited from A (chosen there on X); this refit trained on those val crops"
+    old = {"inherited_from": {"model_id": "B", "chosen_on": "inherited from A (chosen there on X); this refit trained"}}
+    got = inherited_chain("C", old)
+    assert got == "C, which took it from B, which took it from A (chosen there on X)"
+    assert got.count("chosen there on") == 1 and "refit" not in got
