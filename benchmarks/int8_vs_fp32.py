@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -125,6 +126,7 @@ def main() -> int:
                     ),
                     flush=True,
                 )
+    shutil.rmtree(tmp, ignore_errors=True)  # the converted test models: timed, not kept
     doc = {
         "command": " ".join(["python"] + sys.argv),
         "machine": bench.machine(),

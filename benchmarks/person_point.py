@@ -121,6 +121,7 @@ def record(cfg: Dict[str, Any], video: Path, saved: Optional[Path] = None, model
     a recording of the same bundle, clip and config is read from there instead, and a new one written there.
     `models`: a pipeline of an earlier clip, whose detector and classifier (loaded once) this one reuses."""
     import copy
+    import shutil
     import tempfile
 
     from edge.capture import FrameSource
@@ -148,6 +149,7 @@ def record(cfg: Dict[str, Any], video: Path, saved: Optional[Path] = None, model
     if saved is not None and saved.exists():
         old = load_record(saved, key, pipe.tracker.opt)
         if old is not None:
+            shutil.rmtree(c["state_dir"], ignore_errors=True)
             return {"recorder": old, "pipe": pipe, "options": daemon_options, "seconds": 0.0, "loaded": True}
     rec = RecordingTracker(pipe.tracker.labels, pipe.tracker.opt)
     pipe.tracker = rec
@@ -158,6 +160,7 @@ def record(cfg: Dict[str, Any], video: Path, saved: Optional[Path] = None, model
         pipe.run(source)
     finally:
         source.close()
+        shutil.rmtree(c["state_dir"], ignore_errors=True)  # the run's spool: nothing of it is read afterwards
     if saved is not None:
         save_record(saved, rec, key)
     return {"recorder": rec, "pipe": pipe, "options": daemon_options, "seconds": round(time.perf_counter() - t0, 1)}
