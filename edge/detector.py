@@ -18,7 +18,7 @@ import numpy as np
 
 from .config import DETECTOR_MODES, TILED_MODES, DetectorConfig
 from .errors import AssetError, BundleError
-from .types import Box, Face, clamp_box
+from .types import Box, Face, clamp_box, share_inside
 
 log = logging.getLogger(__name__)
 
@@ -335,18 +335,10 @@ def nms(
     return kept
 
 
-def overlap_share(a: Box, b: Box) -> float:
-    """Intersection over the smaller box's area (nms_containment's measure)."""
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-    return ix * iy / float(smaller) if smaller > 0 else 0.0
-
-
 def decay(dets: Sequence[Tuple[Box, float]], floor: float) -> List[Tuple[Box, float]]:
     """detector.nms_decay: Soft-NMS in its linear form (Bodla et al. 2017), with the overlap measured over the
     smaller box. Boxes are taken in order of their current score; every box not yet taken has its score
-    multiplied by (1 - overlap_share) with the box just taken; a box under `floor` is dropped. A weak box beside
+    multiplied by (1 - their overlap over the smaller box) with the box just taken; a box under `floor` is dropped. A weak box beside
     a face res10 is sure of (its half-face and head boxes, 40-70 % on the face's box) sinks under the floor, a
     strong one stays; boxes that do not touch keep their scores. Highest (decayed) score first."""
     left = list(dets)
@@ -357,7 +349,8 @@ def decay(dets: Sequence[Tuple[Box, float]], floor: float) -> List[Tuple[Box, fl
         if score < floor:
             break  # the best one left is under the floor: so are the rest
         out.append((box, score))
-        left = [(b, s * (1.0 - overlap_share(box, b))) for b, s in left]
+        # the intersection over the smaller box's area (nms_containment's measure): the larger of the two shares
+        left = [(b, s * (1.0 - max(share_inside(b, box), share_inside(box, b)))) for b, s in left]
     return out
 
 

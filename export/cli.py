@@ -750,36 +750,35 @@ def inherited_operating_point(a, run: Path) -> Optional[Tuple[Any, Dict[str, Any
     refuse_other_crop(donor, found)
     # the donor's val scores describe the donor's model: kept under where the point came from, not as this one's
     out = {k: v for k, v in op.items() if k not in ("variant", "validation")}
+    via, origin_chosen_on = inheritance(donor.model_id, op)
     out["inherited_from"] = {
         "bundle": str(a.operating_point_from),
         "model_id": donor.model_id,
         "variant": op.get("variant"),
         "chosen_on": op.get("chosen_on"),
         "validation_of_that_model": op.get("validation"),
+        "via": via,  # the bundles it passed through, the donor first, the one that chose it last
+        "origin_chosen_on": origin_chosen_on,  # what that one chose it on
     }
-    out["chosen_on"] = "inherited from %s%s" % (
-        inherited_chain(donor.model_id, op),
+    out["chosen_on"] = "inherited from %s (chosen there on %s)%s" % (
+        ", which took it from ".join(via),
+        origin_chosen_on,
         "; this refit trained on those val crops" if run_refit(run) else "",
     )
     return donor, out
 
 
-def inherited_chain(model_id: str, op: Dict[str, Any]) -> str:
-    """Where a bundle's operating point was chosen, said once: "B (chosen there on X)", or, when B took it from
-    another bundle in turn, "B, which took it from A (chosen there on X)" back to the bundle that chose it (the
-    inner records' refit notes are this one's to say, not repeated at every step)."""
+def inheritance(model_id: str, op: Dict[str, Any]) -> Tuple[List[str], str]:
+    """Bundle `model_id`'s operating point `op` traced to the bundle that chose it: the bundles it passed through
+    (`model_id` first, the chooser last) and what the chooser chose it on. A point inherited in turn carries that
+    trace in its `inherited_from` (`via`, `origin_chosen_on`); one recorded before the trace existed names only its
+    donor, which chose it."""
     inner = op.get("inherited_from")
-    if isinstance(inner, dict) and inner.get("model_id"):
-        text = str(inner.get("chosen_on") or "its validation crops")
-        head = "inherited from "
-        if text.startswith(head):  # that bundle took it from another in turn: its chain, without its refit note
-            return "%s, which took it from %s, which took it from %s" % (
-                model_id,
-                inner["model_id"],
-                text[len(head) :].split("; this refit")[0],
-            )
-        return "%s, which took it from %s (chosen there on %s)" % (model_id, inner["model_id"], text)
-    return "%s (chosen there on %s)" % (model_id, op.get("chosen_on", "its validation crops"))
+    if not isinstance(inner, dict) or not inner.get("model_id"):
+        return [model_id], str(op.get("chosen_on") or "its validation crops")
+    via = inner.get("via") or [inner["model_id"]]
+    chosen_on = inner.get("origin_chosen_on") or inner.get("chosen_on") or "its validation crops"
+    return [model_id] + [str(m) for m in via], str(chosen_on)
 
 
 def check_same_crop(donor: Any, crop_margin: float, box_fit: Optional[Dict[str, object]]) -> None:

@@ -754,6 +754,7 @@ def test_a_refit_takes_its_operating_point_from_a_bundle_of_its_recipe_as_it_is(
     origin = donor.manifest["operating_point"].get("inherited_from")
     if origin:  # the shipped bundle took its point from another: that one is named as the chooser
         assert "which took it from %s (chosen there on" % origin["model_id"] in op["chosen_on"]
+    assert op["inherited_from"]["via"][0] == donor.model_id  # the trace a bundle taking it from this one reads
     again = load_bundle(dst)
     assert again.operating_point.views == tuple(tuple(v) for v in want["views"])
     assert again.operating_point.alert_threshold == want["alert_threshold"]
@@ -1050,15 +1051,22 @@ def test_the_person_point_replay_reaches_the_verdicts_the_tracker_reaches_live(t
 
 
 def test_an_inherited_operating_point_names_the_bundle_that_chose_it_once():
-    """convert --operating-point-from a bundle that inherited its point in turn: the new record says the chain
-    back to the bundle that chose it, with "chosen there on" once (it nested one record inside the next before)."""
-    from export.cli import inherited_chain
+    """convert --operating-point-from a bundle that inherited its point in turn: the record traces the point back to
+    the bundle that chose it (`via`, `origin_chosen_on`), so a third bundle names the whole chain with "chosen there
+    on" once (it nested one sentence inside the next before)."""
+    from export.cli import inheritance
 
-    assert inherited_chain("B", {"chosen_on": "val crops of a"}) == "B (chosen there on val crops of a)"
-    one = {"inherited_from": {"model_id": "A", "chosen_on": "val crops of a"}, "chosen_on": "inherited from A (...)"}
-    assert inherited_chain("B", one) == "B, which took it from A (chosen there on val crops of a)"
-    # a record written by the old text: "inherited from A (chosen there on X); this refit trained on those val crops"
-    old = {"inherited_from": {"model_id": "B", "chosen_on": "inherited from A (chosen there on X); this refit trained"}}
-    got = inherited_chain("C", old)
-    assert got == "C, which took it from B, which took it from A (chosen there on X)"
-    assert got.count("chosen there on") == 1 and "refit" not in got
+    assert inheritance("A", {"chosen_on": "val crops of a"}) == (["A"], "val crops of a")
+    # a point inherited before the trace existed (the shipped bundles): its donor chose it
+    legacy = {"inherited_from": {"model_id": "A", "chosen_on": "val crops of a"}, "chosen_on": "inherited from A (...)"}
+    assert inheritance("B", legacy) == (["B", "A"], "val crops of a")
+    # one written with the trace, taken again: the chain grows by one, the chooser and its crops stay
+    traced = {
+        "inherited_from": {
+            "model_id": "B",
+            "chosen_on": "inherited from ...",
+            "via": ["B", "A"],
+            "origin_chosen_on": "val crops of a",
+        }
+    }
+    assert inheritance("C", traced) == (["C", "B", "A"], "val crops of a")
