@@ -94,11 +94,11 @@ def read_weights(model_dir: Path, name: str) -> Dict[str, np.ndarray]:
                     arr = np.frombuffer(blob, np.float32, n, at).copy()
                     at += 4 * n
                 out[w["name"]] = arr.reshape(shape)
+    except FaceApiError:
+        raise
     except OSError as e:
         raise FaceApiError("%s: a weights shard could not be read (%s)" % (manifest, e))
     except (KeyError, TypeError, ValueError) as e:
-        if isinstance(e, FaceApiError):
-            raise
         raise FaceApiError("%s: not a face-api weights manifest (%s)" % (manifest, e))
     return out
 
@@ -162,11 +162,6 @@ def load_faceapi(sub, weights: Dict[str, np.ndarray]) -> Tuple[int, int]:
         n_layers += 1
         n_values += sum(int(v.size) for v in vals)
     return n_layers, n_values
-
-
-def head(weights: Dict[str, np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
-    """face-api's last layer (fc) on the pooled 256 features: (weights (256, k), bias (k,))."""
-    return weights["fc/weights"], weights["fc/bias"]
 
 
 def describe(model_dir: Path, name: str) -> Dict[str, Any]:
