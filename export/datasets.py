@@ -53,12 +53,39 @@ LABEL_ALIASES = {
     "mascarilla_mal_puesta": "mask_weared_incorrect",
     "imfd": "mask_weared_incorrect",
     "with_incorrect_mask": "mask_weared_incorrect",
+    # other public sets' spellings (Kaggle "Face Mask Detection ~20k": face_with_mask / face_no_mask /
+    # face_with_mask_incorrect; MaskedFace-Net's IMFD kinds; common folder names). Ambiguous names
+    # (good / bad / none, which mean different things in different sets) are left out on purpose.
+    "face_with_mask": "with_mask",
+    "mask_on": "with_mask",
+    "masked_face": "with_mask",
+    "face_no_mask": "without_mask",
+    "face_without_mask": "without_mask",
+    "no_face_mask": "without_mask",
+    "mask_off": "without_mask",
+    "unmasked_face": "without_mask",
+    "face_with_mask_incorrect": "mask_weared_incorrect",
+    "with_mask_incorrect": "mask_weared_incorrect",
+    "mask_incorrect": "mask_weared_incorrect",
+    "mask_worn_incorrect": "mask_weared_incorrect",
+    "mask_weared_incorrectly": "mask_weared_incorrect",
+    "incorrect": "mask_weared_incorrect",
+    "incorrectly_worn": "mask_weared_incorrect",
+    "improper_mask": "mask_weared_incorrect",
+    "improperly_masked": "mask_weared_incorrect",
+    "mask_chin": "mask_weared_incorrect",
+    "mask_mouth_chin": "mask_weared_incorrect",
+    "mask_nose_mouth": "mask_weared_incorrect",
 }
 
 
+# the same names with case, spaces, dashes and underscores ignored: WithMask, "No Mask", Mask-Worn-Incorrectly
+_SQUASHED = {k.replace("_", ""): v for k, v in LABEL_ALIASES.items()}
+
+
 def normalise_label(name: str) -> Optional[str]:
-    key = name.strip().lower().replace("-", "_").replace(" ", "_")
-    return LABEL_ALIASES.get(key) or LABEL_ALIASES.get(key.replace("_", ""))
+    """The class a VOC object or a class folder's name means, or None for a name that is not a class."""
+    return _SQUASHED.get(name.strip().lower().replace("-", "").replace(" ", "").replace("_", ""))
 
 
 @dataclass
@@ -298,7 +325,7 @@ def read_folders(
     for sub in sorted(p for p in root.iterdir() if p.is_dir()):
         label = normalise_label(sub.name)
         if label is None:
-            log.info("%s: folder name is not a class, ignored", sub)
+            report.skip(sub, "folder name is not a class name: its images are left out (rename it to one of %s)" % ", ".join(LABELS[:3]))
             continue
         files.extend((f, label) for f in sorted(sub.iterdir()) if f.is_file())
     for f, label in progress(files):
@@ -359,6 +386,12 @@ def discover(data_root: Path) -> List[Tuple[str, str, Path]]:
             found.append(("voc", d.name, d))
         elif any(normalise_label(s.name) for s in d.iterdir() if s.is_dir()):
             found.append(("folders", d.name, d))
+        else:
+            log.warning(
+                "%s: neither a VOC set (annotations/ + images/) nor class folders (%s): left out",
+                d,
+                ", ".join(LABELS[:3]),
+            )
     return found
 
 

@@ -92,6 +92,26 @@ def test_folder_reader_maps_class_names_and_skips_unreadable(tmp_path):
     assert [w for f, w in rep.skipped if f.endswith("broken.jpg")]
     assert datasets.normalise_label("Mask-Worn-Incorrectly") == "mask_weared_incorrect"
     assert datasets.normalise_label("cats") is None
+    # a folder that is not a class is named in the report, not dropped in silence
+    assert [w for f, w in rep.skipped if f.endswith("notes") and "not a class name" in w]
+
+
+def test_other_sets_class_names_are_read_and_ambiguous_ones_are_not():
+    n = datasets.normalise_label
+    assert n("IncorrectMask") == n("face_with_mask_incorrect") == n("Mask_Mouth_Chin") == "mask_weared_incorrect"
+    assert n("face_no_mask") == n("No Mask") == n("without-mask") == "without_mask"
+    assert n("face_with_mask") == n(" With Mask ") == "with_mask"
+    # good / bad / none mean different classes in different public sets: a user must rename them
+    assert n("good") is None and n("bad") is None and n("none") is None and n("no_face") is None
+
+
+def test_discover_names_a_folder_it_cannot_read(tmp_path, caplog):
+    (tmp_path / "scenes" / "photos").mkdir(parents=True)
+    (tmp_path / "set" / "IncorrectMask").mkdir(parents=True)
+    with caplog.at_level("WARNING"):
+        found = datasets.discover(tmp_path)
+    assert [(k, n) for k, n, _ in found] == [("folders", "set")]
+    assert any("scenes" in r.getMessage() and "left out" in r.getMessage() for r in caplog.records)
 
 
 # -- splitting ---------------------------------------------------------------------------------------------
