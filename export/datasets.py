@@ -325,7 +325,11 @@ def read_folders(
     for sub in sorted(p for p in root.iterdir() if p.is_dir()):
         label = normalise_label(sub.name)
         if label is None:
-            report.skip(sub, "folder name is not a class name: its images are left out (rename it to one of %s)" % ", ".join(LABELS[:3]))
+            report.skip(
+                sub,
+                "folder name is not a class name: its images are left out (rename it to one of %s)"
+                % ", ".join(LABELS[:3]),
+            )
             continue
         files.extend((f, label) for f in sorted(sub.iterdir()) if f.is_file())
     for f, label in progress(files):
