@@ -382,19 +382,18 @@ SYNTHETIC_SOURCES = ("maskedfacenet-maskon",)
 NEG_MAX_SCORE = {"ilc2021-jolignier": 0.5}
 
 
-def discover(data_root: Path) -> List[Tuple[str, str, Path]]:
-    """(kind, source name, path) for each dataset folder: `voc` has annotations/ + images/, `folders` has class dirs."""
+def discover(data_root: Path, report: Optional[Report] = None) -> List[Tuple[str, str, Path]]:
+    """(kind, source name, path) for each dataset folder: `voc` has annotations/ + images/, `folders` has class dirs.
+    With `report`, a folder that is neither is recorded (and logged) as skipped, not dropped in silence."""
     found = []
     for d in sorted(p for p in Path(data_root).iterdir() if p.is_dir()):
         if (d / "annotations").is_dir() and (d / "images").is_dir():
             found.append(("voc", d.name, d))
         elif any(normalise_label(s.name) for s in d.iterdir() if s.is_dir()):
             found.append(("folders", d.name, d))
-        else:
-            log.warning(
-                "%s: neither a VOC set (annotations/ + images/) nor class folders (%s): left out",
-                d,
-                ", ".join(LABELS[:3]),
+        elif report is not None:
+            report.skip(
+                d, "neither a VOC set (annotations/ + images/) nor class folders (%s): left out" % ", ".join(LABELS[:3])
             )
     return found
 
@@ -414,7 +413,7 @@ def build(
     device cuts res10 boxes under a bundle with that fit; annotated VOC faces are cut at their box."""
     report = Report()
     crops: List[Crop] = []
-    for kind, name, path in discover(data_root):
+    for kind, name, path in discover(data_root, report):
         if sources and name not in sources:
             continue
         log.info("reading %s (%s)", path, kind)
