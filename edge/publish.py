@@ -15,13 +15,19 @@ import ssl
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, Optional, TextIO
+from collections import deque
+from typing import Any, Callable, Deque, Dict, Optional, TextIO
 
 from . import messages
 from .config import TlsConfig
 from .spool import Spool, SpoolFull
 
 log = logging.getLogger(__name__)
+
+QUICK_DROP_S = 5.0  # a connection the broker drops this soon after its CONNACK counts toward a takeover
+TAKEOVER_DROPS = 3  # this many quick drops within TAKEOVER_WINDOW_S: another client has this client id
+TAKEOVER_WINDOW_S = 120.0
+TAKEOVER_LOG_S = 60.0  # the takeover error is logged at most this often
 
 
 class Publisher:
@@ -89,18 +95,28 @@ class MqttPublisher(Publisher):
         self.rejected = 0
         self.undelivered: Optional[int] = None  # set by close()
         self.status_topic = messages.topic(prefix, site, device, "status")
+        self.client_id = client_id or username or "maskwatch-%s-%s" % (site, device)
         proto = mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311
         kw: Dict[str, Any] = {} if proto == mqtt.MQTTv5 else {"clean_session": True}
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             # the account name when there is one: what the shipped broker forces anyway (use_username_as_clientid),
             # so a kiosk's id is never one another account could take
-            client_id=client_id or username or "maskwatch-%s-%s" % (site, device),
+            client_id=self.client_id,
             protocol=proto,
             **kw,
         )
         self.client.max_inflight_messages_set(inflight)
-        self.client.reconnect_delay_set(1, int(max(1, reconnect_max_s)))
+        self.reconnect_max_s = int(max(1, reconnect_max_s))
+        self.client.reconnect_delay_set(1, self.reconnect_max_s)
+        # session takeover: a second client with this client id (a second kiosk flashed with the same account
+        # or site/device) and the broker drops each connection as soon as the other connects. Noticed from
+        # quick drops (MQTT 3.1.1 gives no reason) or MQTT 5's reason 142; each side then waits longer
+        self.connected_at = 0.0
+        self.quick_drops: Deque[float] = deque()
+        self.takeovers = 0
+        self.takeover_logged = -1e9
+        self.min_delay = 1
         if username:
             self.client.username_pw_set(username, password)
         if tls is not None and tls.enabled:
@@ -109,6 +125,7 @@ class MqttPublisher(Publisher):
                 self.client.tls_insecure_set(True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_connect_fail = self._on_connect_fail
         self.client.on_publish = self._on_publish
         self.connected = threading.Event()
         self.wake = threading.Event()
@@ -128,6 +145,7 @@ class MqttPublisher(Publisher):
             log.error("MQTT broker %s:%d refused the connection: %s", self.host, self.port, reason_code)
             return
         self.connects += 1
+        self.connected_at = time.monotonic()
         log.info("MQTT connected to %s:%d%s", self.host, self.port, " (reconnect)" if self.connects > 1 else "")
         if self.status_payload:
             client.publish(self.status_topic, messages.dumps(self.status_payload), qos=1, retain=True)
@@ -141,8 +159,51 @@ class MqttPublisher(Publisher):
             log.warning(
                 "MQTT disconnected from %s:%d (%s); spooling until it is back", self.host, self.port, reason_code
             )
+            self._count_drop(time.monotonic(), reason_code)
         self.connected.clear()
         self.wake.set()
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        # the broker (or the way to it) is down: whatever dropped the connections before was not another client
+        self.quick_drops.clear()
+
+    def _count_drop(self, now: float, reason_code: Any) -> None:
+        """A dropped connection: a takeover when MQTT 5 says so (reason 142), or when the broker has dropped this
+        client soon after its CONNACK (QUICK_DROP_S plus the current wait) TAKEOVER_DROPS times within
+        TAKEOVER_WINDOW_S, every reconnect in between accepted at once (a refused or failed one means a broker or
+        network fault, and `_on_connect_fail` starts the count over). A takeover doubles the wait before
+        reconnecting (up to mqtt's reconnect maximum), so that two kiosks with one client id do not throw each
+        other off every second; a connection that lasted TAKEOVER_WINDOW_S resets it."""
+        lasted = now - self.connected_at
+        if lasted >= TAKEOVER_WINDOW_S and self.min_delay > 1:
+            self.min_delay = 1
+            self.client.reconnect_delay_set(1, self.reconnect_max_s)
+        if lasted < QUICK_DROP_S + self.min_delay:  # backed off, the other client reconnects later: still quick
+            self.quick_drops.append(now)
+        while self.quick_drops and self.quick_drops[0] < now - TAKEOVER_WINDOW_S:
+            self.quick_drops.popleft()
+        taken = getattr(reason_code, "value", None) == 142  # MQTT 5 "Session taken over"
+        if not taken and len(self.quick_drops) < TAKEOVER_DROPS:
+            return
+        self.takeovers += 1
+        self.min_delay = min(self.reconnect_max_s, self.min_delay * 2)
+        self.client.reconnect_delay_set(self.min_delay, self.reconnect_max_s)
+        if now - self.takeover_logged >= TAKEOVER_LOG_S:
+            self.takeover_logged = now
+            log.error(
+                "MQTT: %s: another client is connecting to %s:%d with this kiosk's client id %r (a second kiosk "
+                "flashed with the same mqtt account or site/device?): the broker drops one whenever the other "
+                "connects. Give each kiosk its own device name and account (firmware-config/broker/add-device.sh). "
+                "Reconnecting every %d s meanwhile; events wait in the spool",
+                "the broker says the session was taken over"
+                if taken
+                else "the broker dropped this connection %d times in %d s, each soon after connecting"
+                % (len(self.quick_drops), TAKEOVER_WINDOW_S),
+                self.host,
+                self.port,
+                self.client_id,
+                self.min_delay,
+            )
 
     def _on_publish(self, client, userdata, mid, reason_code=None, properties=None) -> None:
         # MQTT 5 brokers say when they refuse a publish (135: not authorized, e.g. an ACL for another

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from edge.spool import Spool, SpoolFull
@@ -167,3 +169,123 @@ def test_broker_away_events_kept_counts_dropped_and_reported(tmp_path, caplog):
         broker.stop()
     warnings = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
     assert warnings and "28 counts in all" in warnings[-1], warnings
+
+
+def _status(site: str, device: str) -> dict:
+    return {
+        "schema_version": 1,
+        "type": "status",
+        "state": "online",
+        "site": site,
+        "device": device,
+        "time": "2024-01-01T00:00:00.000Z",
+    }
+
+
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+def test_two_kiosks_with_one_client_id_are_told_and_back_off(tmp_path, mosquitto, caplog, protocol):
+    """Against a real mosquitto: a second kiosk flashed with the first one's site/device (so the same client id)
+    makes the broker drop whichever connected first, every time the other reconnects (mosquitto 2.0 closes the
+    old connection without a reason the client sees, in MQTT 5 as in 3.1.1). Both say so in one error naming the client id, wait longer between reconnects instead of flapping every second, and lose no event."""
+    import logging
+
+    from test_daemon import Subscriber
+
+    from edge.publish import MqttPublisher
+
+    caplog.set_level(logging.WARNING)
+    sub = Subscriber(mosquitto.host, mosquitto.port)
+    pubs = []
+    try:
+        for name in ("a", "b"):
+            pub = MqttPublisher(
+                host=mosquitto.host,
+                port=mosquitto.port,
+                site="lobby",
+                device="k1",
+                spool=Spool(tmp_path / ("spool-%s.db" % name), 100, "drop_oldest"),
+                reconnect_max_s=8,
+                protocol=protocol,
+            )
+            pub.start(_status("lobby", "k1"))
+            assert pub.connected.wait(10)
+            pubs.append(pub)
+            if name == "a":
+                time.sleep(1.0)
+                assert pub.takeovers == 0  # one kiosk alone: nothing to say
+        sent = []
+        for i in range(3):
+            for name, pub in zip("ab", pubs):
+                sent.append("%s%d" % (name, i))
+                pub.publish("events", {"event_id": sent[-1]})
+        assert sub.wait_for(lambda: {e["event_id"] for e in sub.of("events")} >= set(sent), timeout=60)
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and not all(p.takeovers for p in pubs):
+            time.sleep(0.5)
+        assert all(p.takeovers for p in pubs), [p.takeovers for p in pubs]
+        assert all(p.min_delay >= 2 for p in pubs)  # backed off, not every second
+    finally:
+        for pub in pubs:
+            pub.close()
+        sub.close()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("'maskwatch-lobby-k1'" in e and "another client" in e for e in errors), errors
+
+
+def test_a_broker_restart_is_no_takeover(tmp_path, caplog):
+    """The control for the test above: a broker going away and coming back (a crash loop) drops the connection
+    soon after each connect too; but reconnects fail while it is away, so that is not another kiosk, and nothing
+    is said of one."""
+    import logging
+
+    from edge.publish import MqttPublisher
+
+    from conftest import Mosquitto, free_port
+
+    caplog.set_level(logging.WARNING)
+    broker = Mosquitto(tmp_path, port=free_port()).start()
+    pub = MqttPublisher(
+        host="127.0.0.1",
+        port=broker.port,
+        site="s",
+        device="d",
+        spool=Spool(tmp_path / "spool.db", 10, "drop_oldest"),
+        reconnect_max_s=1,
+    )
+    try:
+        pub.start(_status("s", "d"))
+        assert pub.connected.wait(10)
+        for _ in range(4):  # four drops in a few seconds, each soon after a connect, as a takeover gives
+            broker.stop()
+            time.sleep(1.5)  # but the broker is away: a reconnect fails in between
+            broker.start()
+            assert pub.connected.wait(15)
+            time.sleep(0.5)
+        assert pub.connects >= 5 and pub.takeovers == 0
+    finally:
+        pub.close()
+        broker.stop()
+    assert not [r for r in caplog.records if "another client" in r.getMessage()]
+
+
+def test_mqtt5_session_taken_over_is_a_takeover_at_once(tmp_path, caplog):
+    """A broker that sends MQTT 5's DISCONNECT reason 142 (Session taken over) is believed at the first drop."""
+    import logging
+
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    from edge.publish import MqttPublisher
+
+    caplog.set_level(logging.WARNING)
+    pub = MqttPublisher(
+        host="127.0.0.1", port=1, site="s", device="d", spool=Spool(tmp_path / "spool.db", 10, "drop_oldest")
+    )
+    pub._count_drop(time.monotonic(), ReasonCode(PacketTypes.DISCONNECT, identifier=149))  # packet too large
+    assert pub.takeovers == 0
+    pub._count_drop(time.monotonic(), ReasonCode(PacketTypes.DISCONNECT, identifier=142))
+    assert pub.takeovers == 1 and pub.min_delay == 2
+    assert [
+        r for r in caplog.records if "session was taken over" in r.getMessage() and "'maskwatch-s-d'" in r.getMessage()
+    ]
+    pub.spool.close()
