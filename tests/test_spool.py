@@ -116,6 +116,27 @@ def test_an_old_spool_is_migrated_with_its_backlog(tmp_path):
     assert [r[2] for r in s.peek()] == [b"e", b"e2"]
 
 
+def _status(site: str, device: str) -> dict:
+    return {
+        "schema_version": 1,
+        "type": "status",
+        "state": "online",
+        "site": site,
+        "device": device,
+        "time": "2024-01-01T00:00:00.000Z",
+    }
+
+
+def _publisher(tmp_path, port: int, **kw):
+    """A kiosk's publisher of site s, device d on 127.0.0.1:port, with a 10-message spool."""
+    from edge.publish import MqttPublisher
+
+    kw.setdefault("reconnect_max_s", 1)
+    return MqttPublisher(
+        host="127.0.0.1", port=port, site="s", device="d", spool=Spool(tmp_path / "spool.db", 10, "drop_oldest"), **kw
+    )
+
+
 def test_broker_away_events_kept_counts_dropped_and_reported(tmp_path, caplog):
     """Against a real mosquitto: the broker is down while 8 events and 30 counts windows arrive at a spool
     of 10; all 8 events reach the broker once it is back, the drops are logged and in the publisher's numbers."""
@@ -123,30 +144,12 @@ def test_broker_away_events_kept_counts_dropped_and_reported(tmp_path, caplog):
 
     from test_daemon import Subscriber
 
-    from edge.publish import MqttPublisher
-
     from conftest import Mosquitto, free_port
 
     caplog.set_level(logging.WARNING)
     broker = Mosquitto(tmp_path, port=free_port())  # not started yet
-    pub = MqttPublisher(
-        host="127.0.0.1",
-        port=broker.port,
-        site="s",
-        device="d",
-        spool=Spool(tmp_path / "spool.db", 10, "drop_oldest"),
-        reconnect_max_s=1,
-    )
-    pub.start(
-        {
-            "schema_version": 1,
-            "type": "status",
-            "state": "online",
-            "site": "s",
-            "device": "d",
-            "time": "2024-01-01T00:00:00.000Z",
-        }
-    )
+    pub = _publisher(tmp_path, broker.port)
+    pub.start(_status("s", "d"))
     sent = []
     for i in range(30):
         pub.publish("counts", {"i": i})
@@ -169,17 +172,6 @@ def test_broker_away_events_kept_counts_dropped_and_reported(tmp_path, caplog):
         broker.stop()
     warnings = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
     assert warnings and "28 counts in all" in warnings[-1], warnings
-
-
-def _status(site: str, device: str) -> dict:
-    return {
-        "schema_version": 1,
-        "type": "status",
-        "state": "online",
-        "site": site,
-        "device": device,
-        "time": "2024-01-01T00:00:00.000Z",
-    }
 
 
 @pytest.mark.parametrize("protocol", ["3.1.1", "5"])
@@ -238,20 +230,11 @@ def test_a_broker_restart_is_no_takeover(tmp_path, caplog):
     is said of one."""
     import logging
 
-    from edge.publish import MqttPublisher
-
     from conftest import Mosquitto, free_port
 
     caplog.set_level(logging.WARNING)
     broker = Mosquitto(tmp_path, port=free_port()).start()
-    pub = MqttPublisher(
-        host="127.0.0.1",
-        port=broker.port,
-        site="s",
-        device="d",
-        spool=Spool(tmp_path / "spool.db", 10, "drop_oldest"),
-        reconnect_max_s=1,
-    )
+    pub = _publisher(tmp_path, broker.port)
     try:
         pub.start(_status("s", "d"))
         assert pub.connected.wait(10)
@@ -275,12 +258,8 @@ def test_mqtt5_session_taken_over_is_a_takeover_at_once(tmp_path, caplog):
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.reasoncodes import ReasonCode
 
-    from edge.publish import MqttPublisher
-
     caplog.set_level(logging.WARNING)
-    pub = MqttPublisher(
-        host="127.0.0.1", port=1, site="s", device="d", spool=Spool(tmp_path / "spool.db", 10, "drop_oldest")
-    )
+    pub = _publisher(tmp_path, 1, reconnect_max_s=30)
     pub._count_drop(time.monotonic(), ReasonCode(PacketTypes.DISCONNECT, identifier=149))  # packet too large
     assert pub.takeovers == 0
     pub._count_drop(time.monotonic(), ReasonCode(PacketTypes.DISCONNECT, identifier=142))
