@@ -191,7 +191,7 @@ class MqttPublisher(Publisher):
         if now - self.takeover_logged >= TAKEOVER_LOG_S:
             self.takeover_logged = now
             log.error(
-                "MQTT: %s: another client is connecting to %s:%d with this kiosk's client id %r (a second kiosk "
+                "MQTT: %s: %s connecting to %s:%d with this kiosk's client id %r (a second kiosk "
                 "flashed with the same mqtt account or site/device?): the broker drops one whenever the other "
                 "connects. Give each kiosk its own device name and account (firmware-config/broker/add-device.sh). "
                 "Reconnecting every %d s meanwhile; events wait in the spool",
@@ -199,6 +199,7 @@ class MqttPublisher(Publisher):
                 if taken
                 else "the broker dropped this connection %d times in %d s, each soon after connecting"
                 % (len(self.quick_drops), TAKEOVER_WINDOW_S),
+                "another client is" if taken else "most likely another client is",
                 self.host,
                 self.port,
                 self.client_id,
