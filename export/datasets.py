@@ -392,9 +392,16 @@ def discover(data_root: Path, report: Optional[Report] = None) -> List[Tuple[str
         elif any(normalise_label(s.name) for s in d.iterdir() if s.is_dir()):
             found.append(("folders", d.name, d))
         elif report is not None:
-            report.skip(
-                d, "neither a VOC set (annotations/ + images/) nor class folders (%s): left out" % ", ".join(LABELS[:3])
-            )
+            subs = {s.name.lower(): s.name for s in d.iterdir() if s.is_dir()}
+            if "annotations" in subs and ("jpegimages" in subs or "images" in subs):  # Pascal VOC's own layout
+                ann, img = subs["annotations"], subs.get("jpegimages") or subs["images"]
+                why = "a VOC set laid out as %s/ + %s/, where annotations/ + images/ are read; link them: " % (ann, img)
+                why += "cd %s && ln -s %s annotations && ln -s %s images" % (d, ann, img)
+            else:
+                why = "neither a VOC set (annotations/ + images/) nor class folders (%s): left out" % ", ".join(
+                    LABELS[:3]
+                )
+            report.skip(d, why)
     return found
 
 

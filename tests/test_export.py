@@ -113,6 +113,11 @@ def test_discover_names_a_folder_it_cannot_read(tmp_path):
     assert [(k, n) for k, n, _ in found] == [("folders", "set")]
     assert [w for f, w in rep.skipped if f.endswith("scenes") and "left out" in w]
     assert datasets.discover(tmp_path) == found  # without a report: the same sets, nothing recorded
+    for d in ("Annotations", "JPEGImages"):  # Pascal VOC's own layout: said how to link it
+        (tmp_path / "voc2012" / d).mkdir(parents=True)
+    rep = datasets.Report()
+    datasets.discover(tmp_path, rep)
+    assert [w for f, w in rep.skipped if f.endswith("voc2012") and "ln -s JPEGImages images" in w]
 
 
 # -- splitting ---------------------------------------------------------------------------------------------
