@@ -12,11 +12,11 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+from .datasets_io import IMAGE_EXTS, image_files
 
 
 def photos_in(folder: Path, limit: int, seed: int = 0) -> List[Path]:
-    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_EXTS)
+    files = image_files(folder)
     if not files:
         raise ValueError("%s: no photos (%s) found" % (folder, ", ".join(IMAGE_EXTS)))
     rng = np.random.RandomState(seed)

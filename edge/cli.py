@@ -22,14 +22,12 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from . import __version__
 from .config import DETECTOR_BACKENDS, DETECTOR_MODES, SCAN, DetectorConfig, build
-from .datasets_io import MAX_PIXELS
+from .datasets_io import IMAGE_EXTS, MAX_PIXELS, expand_folders
 from .errors import EX_TEMPFAIL, EX_UNAVAILABLE, EX_USAGE, MaskwatchError, SourceError
 
 _D = DetectorConfig()
 
 log = logging.getLogger("edge-maskd")
-
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 def _setup_logging(level: str) -> None:
@@ -232,8 +230,10 @@ def cmd_scan(a) -> int:
 
     det, clf = scan_models(a)
     failures = 0
-    for p in a.paths:
-        path = Path(p)
+    drawn: Dict[str, int] = {}  # a stem met again (photo.jpg in two folders) draws to photo-2-*.png, not over it
+    for path in expand_folders(a.paths):  # a folder: the photos in it and below it, in name order
+        drawn[path.stem] = drawn.get(path.stem, 0) + 1
+        stem = path.stem if drawn[path.stem] == 1 else "%s-%d" % (path.stem, drawn[path.stem])
         try:
             for idx, img in _iter_frames(path, a.every, a.max_pixels):
                 found = det.detect(img)
@@ -245,7 +245,7 @@ def cmd_scan(a) -> int:
                     keep = [i for i, f in enumerate(faces) if f.label != "no_face"]
                     faces, found = [faces[i] for i in keep], [found[i] for i in keep]
                 if a.draw:
-                    _draw(img, faces, Path(a.draw) / ("%s-%06d.png" % (path.stem, idx)))
+                    _draw(img, faces, Path(a.draw) / ("%s-%06d.png" % (stem, idx)))
                 for f, d in zip(faces, found):
                     print(
                         json.dumps(
@@ -309,15 +309,15 @@ def cmd_classify(a) -> int:
     # crop res10 finds a part of the face (the mask, the chin) and that part alone would be classified
     det = load_detector(None, photo_face_options(fallback=False)) if a.find_face else None
     failures = 0
-    for p in a.paths:
+    for p in expand_folders(a.paths):  # a folder: the photos in it and below it, in name order
         try:
-            img = read_image(Path(p), a.max_pixels)
+            img = read_image(p, a.max_pixels)
         except SourceError as exc:
             print("edge-maskd classify: error: %s" % exc, file=sys.stderr)
             failures += 1
             continue
         if img is None:
-            print("edge-maskd classify: %s" % unreadable_reason(Path(p)), file=sys.stderr)
+            print("edge-maskd classify: %s" % unreadable_reason(p), file=sys.stderr)
             failures += 1
             continue
         if min(img.shape[:2]) < MIN_CROP_PX:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import struct
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
 from .errors import SourceError
 
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # photo files, by name: read_image decodes
 MAX_PIXELS = 50_000_000  # 50 Mpx: any camera or phone photo; 20000 x 20000 is 400 Mpx
 # OpenCV's own backstop for formats the header reader below does not know (read once, at the first decode)
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(4 * MAX_PIXELS))
@@ -59,12 +60,27 @@ def header_size(data: bytes) -> Optional[Tuple[int, int]]:
     return None
 
 
+def image_files(folder: Path) -> List[Path]:
+    """The photo files (IMAGE_EXTS, any case) in `folder` and its subfolders, in name order."""
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+
+
+def expand_folders(paths) -> List[Path]:
+    """Each path as given, a folder replaced by its photo files (image_files); a folder without any stays as it
+    is, so that reading it says why (unreadable_reason)."""
+    out: List[Path] = []
+    for p in map(Path, paths):
+        files = image_files(p) if p.is_dir() else []
+        out.extend(files or [p])
+    return out
+
+
 def unreadable_reason(path: Path) -> str:
     """Why `path` gave no image, for a one-line error: missing, a folder, empty, or not decodable."""
     if not path.exists():
         return "%s: no such file" % path
     if path.is_dir():
-        return "%s is a folder: give the image files in it (%s/*.jpg)" % (path, path)
+        return "%s is a folder without photo files (%s) in it or below it" % (path, " ".join(IMAGE_EXTS))
     try:
         if path.stat().st_size == 0:
             return "%s is empty (0 bytes)" % path

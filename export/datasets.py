@@ -17,7 +17,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from edge.crop import photo_face
-from edge.datasets_io import read_image
+from edge.datasets_io import IMAGE_EXTS, read_image
 from edge.detector import PHOTO_FACE_CONFIDENCE
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,6 @@ ARCHS = ("mobilenetv2", "mobilenetv3small-min", "faceapi-dense", "baseline")
 # the architectures `train --weights` can start from a pretrained file (`edge-export backbone` cuts one for each)
 PRETRAINED_ARCHS = ("mobilenetv2", "faceapi-dense")
 NO_FACE = "no_face"  # res10 detections in annotated scenes that match no face: what the rejector learns
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 
 # Folder and VOC names seen in public face-mask sets, mapped to the project's three classes.
 LABEL_ALIASES = {

@@ -71,7 +71,7 @@ def test_an_image_that_cannot_be_read_says_why_in_one_line(tmp_path, shipped_bun
     cases = {
         bad: "x.jpg is not a readable image",
         empty: "e.jpg is empty (0 bytes)",
-        folder: "photos is a folder: give the image files in it",
+        folder: "photos is a folder without photo files",
         tmp_path / "gone.jpg": "gone.jpg: no such file",
     }
     for path, reason in cases.items():
@@ -82,6 +82,30 @@ def test_an_image_that_cannot_be_read_says_why_in_one_line(tmp_path, shipped_bun
     cv2.imwrite(str(ok), np.full((40, 40, 3), 128, np.uint8))
     r = run_cli(["edge-maskd", "classify", *cases, ok])
     assert r.returncode == 1 and [json.loads(ln)["file"] for ln in r.stdout.splitlines()] == [str(ok)]
+
+
+@pytest.mark.parametrize("command", ["classify", "scan"])
+def test_a_folder_is_the_photos_in_it(tmp_path, shipped_bundle, detector_dir, command):
+    """`classify photos/` (or scan) reads the photos in the folder and below it, in name order; other files are
+    not photos and are not read; a stem met twice is drawn twice."""
+    import cv2
+
+    (tmp_path / "photos" / "b").mkdir(parents=True)
+    files = [tmp_path / "photos" / "a.png", tmp_path / "photos" / "b" / "a.JPG", tmp_path / "photos" / "c.png"]
+    for f in files:
+        cv2.imwrite(str(f) if f.suffix != ".JPG" else str(f.with_suffix(".jpg")), np.full((60, 60, 3), 128, np.uint8))
+    (tmp_path / "photos" / "b" / "a.jpg").rename(files[1])
+    (tmp_path / "photos" / "notes.txt").write_text("not a photo")
+    extra = ["--draw", str(tmp_path / "drawn"), "-v"] if command == "scan" else []
+    r = run_cli(["edge-maskd", command, tmp_path / "photos", *extra])
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert [json.loads(ln)["file"] for ln in r.stdout.splitlines()] == [str(f) for f in files]
+    if command == "scan":
+        assert sorted(p.name for p in (tmp_path / "drawn").iterdir()) == [
+            "a-000000.png",
+            "a-2-000000.png",
+            "c-000000.png",
+        ]
 
 
 def test_classify_refuses_an_image_too_small_to_hold_a_face_and_goes_on(tmp_path, shipped_bundle):
