@@ -270,6 +270,12 @@ def read_voc(
                 report.skip(xml_path, "unknown label %r" % raw)
                 continue
             x1, y1, x2, y2 = max(0, box[0]), max(0, box[1]), min(w, box[2]), min(h, box[3])
+            if x2 <= x1 or y2 <= y1:  # a wrong annotation, not a small face: said, not dropped in silence
+                report.skip(
+                    xml_path,
+                    "object %r: box %s is empty, inverted or outside the %d x %d image" % (raw, list(box), w, h),
+                )
+                continue
             if min(x2 - x1, y2 - y1) < min_face_px:
                 continue
             c = Crop(

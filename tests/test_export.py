@@ -61,9 +61,10 @@ def test_voc_reader_crops_and_skips_bad_files_by_name(tmp_path, caplog):
         [
             ("with_mask", (10, 10, 60, 70)),
             ("mask_weared_incorrect", (100, 20, 150, 90)),
-            ("without_mask", (0, 0, 3, 3)),
+            ("without_mask", (0, 0, 3, 3)),  # too small: ignored
+            ("without_mask", (90, 10, 40, 60)),  # inverted: a wrong annotation, reported
         ],
-    )  # too small: ignored
+    )
     (root / "annotations" / "s2.xml").write_text("<annotation><object>")  # malformed XML
     (root / "images" / "s3.png").write_text("not a png")
     _voc(root / "annotations" / "s3.xml", "s3.png", [("with_mask", (1, 1, 50, 50))])
@@ -75,6 +76,7 @@ def test_voc_reader_crops_and_skips_bad_files_by_name(tmp_path, caplog):
     skipped = dict(rep.skipped)
     assert str(root / "annotations" / "s2.xml") in skipped
     assert str(root / "images" / "s3.png") in skipped
+    assert "box [90, 10, 40, 60] is empty, inverted" in skipped[str(root / "annotations" / "s1.xml")]
     assert "s2.xml" in caplog.text and "s3.png" in caplog.text
     assert rep.counts["scenes"] == {"with_mask": 1, "mask_weared_incorrect": 1}
 
