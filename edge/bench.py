@@ -26,9 +26,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import __version__
+from .argtypes import at_least
 from .bundle import PARITY_FLOOR
 from .config import DETECTOR_MODES
-from .errors import MaskwatchError
+from .errors import EX_USAGE, MaskwatchError
 
 log = logging.getLogger("edge-bench")
 
@@ -870,17 +871,32 @@ def compare(new: Dict[str, Any], old: Dict[str, Any], threshold: float) -> List[
     return regressions
 
 
+def load_results(path: str, flag: str) -> Dict[str, Any]:
+    """An edge-bench results JSON (--json), or a one-line error naming the flag and the file."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise MaskwatchError("%s %s: %s" % (flag, path, exc.strerror or exc), EX_USAGE)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise MaskwatchError("%s %s: not a JSON file (%s)" % (flag, path, exc), EX_USAGE)
+    if not isinstance(doc, dict) or not isinstance(doc.get("results"), list):
+        raise MaskwatchError(
+            '%s %s: not edge-bench results (no "results" list; write one with --json)' % (flag, path), EX_USAGE
+        )
+    return doc
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edge-bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--bundle", default=None, help="model bundle (default: the shipped one)")
     p.add_argument("--extra-bundle", action="append", default=[], help="more bundles (e.g. another model size)")
-    p.add_argument("--threads", type=int, nargs="+", default=[2])
-    p.add_argument("--batch", type=int, nargs="+", default=[1, 8])
-    p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--runs", type=int, default=100)
-    p.add_argument("--min-time", type=float, default=2.0, help="seconds each measurement runs at least")
+    p.add_argument("--threads", type=at_least(1), nargs="+", default=[2])
+    p.add_argument("--batch", type=at_least(1), nargs="+", default=[1, 8])
+    p.add_argument("--warmup", type=at_least(0), default=10)
+    p.add_argument("--runs", type=at_least(1), default=100)
+    p.add_argument("--min-time", type=at_least(0.0, float), default=2.0, help="seconds each measurement runs at least")
     p.add_argument(
         "--onnx-providers",
         nargs="+",
@@ -903,9 +919,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=[b for b, _ in DETECTOR_BACKENDS],
         help="res10 runtimes to time (converted files: edge-maskd detector-export / edge-export detector)",
     )
-    p.add_argument("--detector-sizes", type=int, nargs="+", default=[300], help="single-pass input sizes")
+    p.add_argument("--detector-sizes", type=at_least(64), nargs="+", default=[300], help="single-pass input sizes")
     p.add_argument("--busy-photos", default=None, help="folder of photos: build a busy-doorway clip from them")
-    p.add_argument("--busy-count", type=int, default=20, help="photos in the busy clip (about a second each)")
+    p.add_argument("--busy-count", type=at_least(1), default=20, help="photos in the busy clip (about a second each)")
     p.add_argument("--busy-clip", default=None, help="an existing busy clip instead")
     p.add_argument(
         "--walkers-clip",
@@ -917,22 +933,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip", default=None, help="clip for the pipeline bench (default: a generated entrance clip)")
     p.add_argument("--no-keras", action="store_true", help="skip the Keras (TensorFlow) rows")
     p.add_argument("--no-pipeline", action="store_true")
-    p.add_argument("--pipeline-repeats", type=int, default=3, help="runs of each pipeline variant (median kept)")
+    p.add_argument(
+        "--pipeline-repeats", type=at_least(1), default=3, help="runs of each pipeline variant (median kept)"
+    )
     p.add_argument("--only", choices=("classifier", "detector", "pipeline", "int8"), nargs="+", default=None)
     p.add_argument(
         "--pair-rounds",
-        type=int,
+        type=at_least(0),
         default=15,
         help="int8 vs fp32: interleaved rounds per bundle (0 = skip the paired comparison)",
     )
-    p.add_argument("--pair-block", type=float, default=0.15, help="int8 vs fp32: seconds per timed block")
+    p.add_argument(
+        "--pair-block", type=at_least(0.01, float), default=0.15, help="int8 vs fp32: seconds per timed block"
+    )
     p.add_argument("--state-dir", default=None, help="where TensorRT engines are cached")
     p.add_argument("--work", default=".bench", help="scratch folder for generated clips")
     p.add_argument("--json", default=None, help="write results JSON here")
     p.add_argument("--csv", default=None)
     p.add_argument("--png", default=None)
     p.add_argument("--compare", default=None, help="older results JSON: print ratios, exit 1 on a regression")
-    p.add_argument("--threshold", type=float, default=0.25, help="slowdown that counts as a regression (0.25=25%%)")
+    p.add_argument(
+        "--threshold", type=at_least(0.0, float), default=0.25, help="slowdown that counts as a regression (0.25=25%%)"
+    )
     p.add_argument("--from-json", default=None, help="skip measuring: load results from this JSON (for --compare)")
     return p
 
@@ -941,8 +963,18 @@ def main(argv: Optional[List[str]] = None, rows: WorkstationRows = WorkstationRo
     a = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
+        old = load_results(a.compare, "--compare") if a.compare else None  # before minutes of measuring
+        for flag, path, want in (
+            ("--busy-photos", a.busy_photos, "folder"),
+            ("--busy-clip", a.busy_clip, "file"),
+            ("--walkers-clip", a.walkers_clip, "file"),
+            ("--frame", a.frame, "file"),
+            ("--clip", a.clip, "file"),
+        ):
+            if path and not (Path(path).is_dir() if want == "folder" else Path(path).is_file()):
+                raise MaskwatchError("%s %s: no such %s" % (flag, path, want), EX_USAGE)
         if a.from_json:
-            doc = json.loads(Path(a.from_json).read_text())
+            doc = load_results(a.from_json, "--from-json")
         else:
             doc = run_all(a, rows)
         if a.json:
@@ -963,8 +995,7 @@ def main(argv: Optional[List[str]] = None, rows: WorkstationRows = WorkstationRo
         if not a.from_json:
             print(table([Result(**r) for r in doc["results"]]))
             print(summary_lines(doc))
-        if a.compare:
-            old = json.loads(Path(a.compare).read_text())
+        if old is not None:
             regressions = compare(doc, old, a.threshold)
             if regressions:
                 print(

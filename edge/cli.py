@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from . import __version__
+from .argtypes import at_least
 from .config import DETECTOR_BACKENDS, DETECTOR_MODES, SCAN, DetectorConfig, build
 from .datasets_io import IMAGE_EXTS, MAX_PIXELS, expand_folders
 from .errors import EX_TEMPFAIL, EX_UNAVAILABLE, EX_USAGE, MaskwatchError, SourceError
@@ -204,13 +205,23 @@ def _classifier_from_args(a, no_face_threshold: Optional[float] = None):
 
 
 def _check_scan_args(a) -> None:
-    """Out-of-range --confidence / --no-face-threshold / --min-face-px are refused in one line, before any config
-    or model loads."""
+    """Out-of-range --confidence / --no-face-threshold / --min-face-px / --upscale / --tile-max-face / --tile-size
+    are refused in one line, before any config or model loads."""
     for flag, value in (("--confidence", a.confidence), ("--no-face-threshold", a.no_face_threshold)):
         if not 0.0 < value <= 1.0:
             raise MaskwatchError("%s must be in (0, 1], not %s" % (flag, value), EX_USAGE)
     if a.min_face_px < 0:
         raise MaskwatchError("--min-face-px must be 0 or more (pixels), not %s" % a.min_face_px, EX_USAGE)
+    # the rest by the kiosk config's own limits for the same detector keys (edge.config: one schema)
+    from .config import SCHEMA, TILE_SIZE_LIMITS, tile_size_ok
+
+    for flag, key in (("--upscale", "upscale"), ("--tile-max-face", "tile_max_face")):
+        err = SCHEMA["detector"][key].check(getattr(a, key))
+        if err:
+            raise MaskwatchError("%s %s: %s (as detector.%s in a config)" % (flag, getattr(a, key), err, key), EX_USAGE)
+    bad = [t for t in a.tile_size if not tile_size_ok(t)]
+    if bad:
+        raise MaskwatchError("--tile-size %s: each must be %d-%d pixels" % (bad[0], *TILE_SIZE_LIMITS), EX_USAGE)
 
 
 def scan_models(a) -> Tuple[Any, Any]:
@@ -496,14 +507,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("run", help="run the daemon")
     s.add_argument("--config", required=True)
     s.add_argument("--source", default=None, help="override source.url")
-    s.add_argument("--max-frames", type=int, default=None)
+    s.add_argument("--max-frames", type=at_least(1), default=None)
     s.add_argument("--log-level", default=None)
     s.set_defaults(fn=cmd_run)
 
     def model_args(s):
         s.add_argument("--bundle", default=None, help="model bundle directory (default: the shipped one)")
         s.add_argument("--variant", default=None, help="manifest variant (default: tflite_int8)")
-        s.add_argument("--threads", type=int, default=2)
+        s.add_argument("--threads", type=at_least(1), default=2)
         s.add_argument(
             "--max-pixels",
             type=int,
@@ -575,7 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--precision", default=_D.precision, choices=("fp32", "int8"), help="litert detector: fp32 or int8")
     s.add_argument("--converted-dir", default=None, help="converted res10 files (default <asset dir>/res10-converted)")
-    s.add_argument("--every", type=int, default=1, help="videos: every Nth frame")
+    s.add_argument("--every", type=at_least(1), default=1, help="videos: every Nth frame")
     s.add_argument(
         "--draw",
         default=None,
@@ -601,7 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dir", default=None, help="cache directory (default $MASKWATCH_CACHE or ~/.cache/maskwatch)")
     s.add_argument("--from", dest="from_dir", default=None, help="take the files from this folder first")
     s.add_argument("--offline", action="store_true", help="no network: only --from and the cache")
-    s.add_argument("--timeout", type=float, default=10.0)
+    s.add_argument("--timeout", type=at_least(0.1, float), default=10.0)
     s.add_argument("--demo", action="store_true", help="also the demo portrait")
     s.set_defaults(fn=cmd_assets)
 
@@ -611,9 +622,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="make the demo entrance clip")
     s.add_argument("--out", default="demo/entrance.mp4")
-    s.add_argument("--fps", type=float, default=15.0)
-    s.add_argument("--seconds", type=float, default=18.0)
-    s.add_argument("--timeout", type=float, default=10.0)
+    s.add_argument("--fps", type=at_least(1.0, float), default=15.0)
+    s.add_argument("--seconds", type=at_least(1.0, float), default=18.0)
+    s.add_argument("--timeout", type=at_least(0.1, float), default=10.0)
     s.set_defaults(fn=cmd_demo)
 
     s = sub.add_parser("build-engine", help="build the TensorRT engine from the bundle's ONNX (on the Jetson)")
@@ -621,9 +632,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bundle", default=None)
     s.add_argument("--precision", choices=("fp16", "int8", "fp32"), default="fp16")
     s.add_argument("--out", default=None)
-    s.add_argument("--max-batch", type=int, default=8)
+    s.add_argument("--max-batch", type=at_least(1), default=8)
     s.add_argument("--calib-dir", default=None)
-    s.add_argument("--calib-count", type=int, default=500)
+    s.add_argument("--calib-count", type=at_least(1), default=500)
     s.add_argument("--detector", action="store_true", help="build the res10 face detector's engine instead")
     s.add_argument(
         "--input-size", type=int, default=None, help="--detector: square input (default detector.input_size)"

@@ -629,3 +629,36 @@ def test_score_on_a_folder_without_datasets_is_one_line(tmp_path):
     r = run_cli(["edge-export", "score", "--data", tmp_path / "photos", "--config", bad])
     one_line_error(r, "unknown key detector.confidance")
     assert r.returncode == 78 and "reading" not in r.stderr  # refused before any photo is read
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["edge-maskd", "scan", "--every", "0", "demo/entrance.mp4"], "argument --every: must be at least 1, got 0"),
+        (["edge-maskd", "classify", "--threads", "0", "x.jpg"], "argument --threads: must be at least 1, got 0"),
+        (["edge-maskd", "scan", "--upscale", "-1", "x.jpg"], "--upscale -1.0: must be >= 0.25"),
+        (["edge-maskd", "scan", "--tile-max-face", "3", "x.jpg"], "--tile-max-face 3.0: must be <= 1.0"),
+        (["edge-maskd", "scan", "x.jpg", "--tile-size", "5"], "--tile-size 5: each must be 32-4096 pixels"),
+        (["edge-maskd", "demo", "--fps", "0"], "argument --fps: must be at least 1.0, got 0"),
+        (["edge-maskd", "scan", "--every", "x", "y.jpg"], "argument --every: 'x' is not a whole number"),
+        (["edge-bench", "--threads", "0"], "argument --threads: must be at least 1, got 0"),
+        (["edge-bench", "--batch", "0"], "argument --batch: must be at least 1, got 0"),
+        (["edge-bench", "--min-time", "nan"], "argument --min-time: must be at least 0.0, got nan"),
+        (["edge-bench", "--busy-photos", "/nonexistent"], "--busy-photos /nonexistent: no such folder"),
+        (["edge-bench", "--compare", "/nonexistent.json"], "--compare /nonexistent.json: No such file"),
+    ],
+)
+def test_a_number_or_file_flag_out_of_range_is_one_usage_line_before_any_work(args, needle):
+    """`--threads 0` once blamed the model ("not a valid litert model ... rebuild it"), `--batch 0` and `--every 0`
+    ended in tracebacks, `--compare` a missing file after minutes of measuring: now each is refused as it is
+    parsed, naming the flag, before a model loads."""
+    r = run_cli(args, timeout=60)
+    one_line_error(r, needle)
+    assert r.returncode in (2, 64), r.returncode
+
+
+def test_bench_from_json_names_a_file_that_is_not_its_results(tmp_path):
+    for text, needle in (("root:x:0:0", "not a JSON file"), ('{"a": 1}', 'not edge-bench results (no "results" list')):
+        f = tmp_path / "r.json"
+        f.write_text(text)
+        one_line_error(run_cli(["edge-bench", "--from-json", f], timeout=60), "--from-json %s: %s" % (f, needle))
