@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from edge.argtypes import at_least
 from edge.detector import DATA_RULES
 from edge.errors import EX_NOINPUT, EX_UNAVAILABLE, EX_USAGE, MaskwatchError
 from export.convert import MEMBER_STEPS
@@ -1284,7 +1285,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("prepare", help="cut face crops from VOC scenes and folder-per-class sets into an .npz")
     s.add_argument("--data", default="../shared/data")
     s.add_argument("--out", default=str(DEFAULT_WORK / "crops96.npz"))
-    s.add_argument("--margin", type=float, default=0.15, help="grow each face box by this fraction per side")
+    s.add_argument(
+        "--margin", type=at_least(0.0, float), default=0.15, help="grow each face box by this fraction per side"
+    )
     s.add_argument(
         "--size",
         type=int,
@@ -1311,12 +1314,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--crops", default=str(DEFAULT_WORK / "crops96.npz"))
     s.add_argument("--out", default=str(DEFAULT_WORK / "runs" / "mnv2"))
     s.add_argument("--arch", choices=ARCHS, default="mobilenetv2")
-    s.add_argument("--alpha", type=float, default=0.35)
-    s.add_argument("--input-size", type=int, default=128)
+    s.add_argument("--alpha", type=at_least(0.1, float), default=0.35)
+    s.add_argument("--input-size", type=at_least(32), default=128)
     s.add_argument("--epochs", type=int, default=30)
     s.add_argument("--head-epochs", type=int, default=5)
-    s.add_argument("--batch", type=int, default=64)
-    s.add_argument("--lr", type=float, default=2e-3)
+    s.add_argument("--batch", type=at_least(1), default=64)
+    s.add_argument("--lr", type=at_least(1e-9, float), default=2e-3)
     s.add_argument("--class-weight", choices=("none", "balanced", "sqrt"), default="sqrt")
     s.add_argument(
         "--oversample",
@@ -1326,7 +1329,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--weights", default=None, help="MobileNetV2 no-top .h5 file, or 'imagenet' where reachable")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--max-hamming", type=int, default=6, help="phash distance that makes two crops near-copies")
+    s.add_argument("--max-hamming", type=at_least(0), default=6, help="phash distance that makes two crops near-copies")
     s.add_argument("--init", default=None, help="warm restart from this run's model (same arch, input, split)")
     s.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(a, a) on training batches (0: off)")
     s.add_argument(
@@ -1428,7 +1431,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="which of face-api's trainings of the extractor",
     )
     s.add_argument("--out", required=True, help="the .weights.h5 to write (a .json record goes beside it)")
-    s.add_argument("--input-size", type=int, default=112)
+    s.add_argument("--input-size", type=at_least(32), default=112)
     s.set_defaults(fn=cmd_backbone)
 
     s = sub.add_parser("box-fit", help="measure how res10 boxes sit against annotated faces (training scenes)")
@@ -1438,7 +1441,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--scenes", nargs="*", default=["../shared/data/andrewmvd-train", "../shared/data/ilc2021-jolignier"]
     )
     s.add_argument("--confidence", type=float, default=0.2)
-    s.add_argument("--min-face", type=int, default=20)
+    s.add_argument("--min-face", type=at_least(0), default=20)
     s.add_argument("--detector-dir", default=None)
     s.add_argument("--bundle", default=None, help="also record the fit in this bundle's manifest")
     s.set_defaults(fn=cmd_box_fit)
@@ -1454,7 +1457,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--mode", default="native", help="the kiosk's detector pass (native | single)")
     s.add_argument("--confidence", type=float, default=0.05)
-    s.add_argument("--per-scene", type=int, default=4)
+    s.add_argument("--per-scene", type=at_least(1), default=4)
     s.add_argument(
         "--satellites",
         type=int,
@@ -1470,7 +1473,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--crops", default=str(DEFAULT_WORK / "crops96.npz"))
     s.add_argument("--out", required=True)
     s.add_argument("--model-id", default=None)
-    s.add_argument("--representative", type=int, default=300, help="training crops used to calibrate int8")
+    s.add_argument("--representative", type=at_least(1), default=300, help="training crops used to calibrate int8")
     s.add_argument("--variants", nargs="*", default=None)
     s.add_argument("--force", action="store_true", help="replace an existing bundle directory")
     s.add_argument(
@@ -1560,7 +1563,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--calib-scenes", nargs="*", default=["../shared/data/andrewmvd-train", "../shared/data/ilc2021-jolignier"]
     )
-    s.add_argument("--calib-count", type=int, default=200)
+    s.add_argument("--calib-count", type=at_least(1), default=200)
     s.add_argument("--run", default=None, help="with --crops: calibrate only on this run's training scenes")
     s.add_argument("--crops", default=None)
     s.set_defaults(fn=cmd_detector)
@@ -1599,8 +1602,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--split", choices=("val", "test"), default="test")
     s.add_argument("--mode", default="single")
     s.add_argument("--confidence", type=float, default=0.5)
-    s.add_argument("--min-face", type=int, default=0)
-    s.add_argument("--max-scenes", type=int, default=10000)
+    s.add_argument("--min-face", type=at_least(0), default=0)
+    s.add_argument("--max-scenes", type=at_least(1), default=10000)
     s.add_argument("--out", default=None)
     s.set_defaults(fn=cmd_detector_parity)
     return p

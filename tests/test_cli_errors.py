@@ -646,6 +646,11 @@ def test_score_on_a_folder_without_datasets_is_one_line(tmp_path):
         (["edge-bench", "--min-time", "nan"], "argument --min-time: must be at least 0.0, got nan"),
         (["edge-bench", "--busy-photos", "/nonexistent"], "--busy-photos /nonexistent: no such folder"),
         (["edge-bench", "--compare", "/nonexistent.json"], "--compare /nonexistent.json: No such file"),
+        (
+            ["edge-export", "train", "--batch", "0", "--crops", "c", "--out", "o"],
+            "argument --batch: must be at least 1",
+        ),
+        (["edge-export", "prepare", "--margin", "-1"], "argument --margin: must be at least 0.0, got -1"),
     ],
 )
 def test_a_number_or_file_flag_out_of_range_is_one_usage_line_before_any_work(args, needle):
