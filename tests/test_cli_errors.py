@@ -667,3 +667,15 @@ def test_bench_from_json_names_a_file_that_is_not_its_results(tmp_path):
         f = tmp_path / "r.json"
         f.write_text(text)
         one_line_error(run_cli(["edge-bench", "--from-json", f], timeout=60), "--from-json %s: %s" % (f, needle))
+
+
+def test_a_still_photo_as_the_daemons_source_is_refused_with_what_to_run(tmp_path):
+    """OpenCV opens a photo as a one-frame sequence that then yields nothing: the daemon said "stopped after 0
+    frames" and exited 0. Now it is one line that points to scan."""
+    import cv2
+
+    photo = tmp_path / "door.jpg"
+    cv2.imwrite(str(photo), np.full((120, 160, 3), 90, np.uint8))
+    r = run_cli(["edge-maskd", "run", "--config", cfg(tmp_path, str(photo))])
+    one_line_error(r, "is a still photo: source.url takes a camera, a stream or a video file")
+    assert "edge-maskd scan %s" % photo in r.stderr and r.returncode == 66
