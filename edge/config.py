@@ -567,6 +567,14 @@ def semantic_errors(cfg: Dict[str, Any], fname: str) -> List[str]:
     errors = []
     if cfg["source"]["url"] is None:
         errors.append("%s: source.url is required (a video file, camera index, device or URL)" % fname)
+    elif isinstance(cfg["source"]["url"], str) and "://" not in cfg["source"]["url"]:
+        from .datasets_io import IMAGE_EXTS
+
+        if Path(cfg["source"]["url"]).suffix.lower() in IMAGE_EXTS:
+            errors.append(
+                "%s: source.url = %s is a still photo: give a camera, a stream or a video file (photos: edge-maskd "
+                "scan)" % (fname, cfg["source"]["url"])
+            )
     roi = cfg["detector"]["roi"]
     if roi is not None:
         if (

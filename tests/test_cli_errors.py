@@ -671,11 +671,19 @@ def test_bench_from_json_names_a_file_that_is_not_its_results(tmp_path):
 
 def test_a_still_photo_as_the_daemons_source_is_refused_with_what_to_run(tmp_path):
     """OpenCV opens a photo as a one-frame sequence that then yields nothing: the daemon said "stopped after 0
-    frames" and exited 0. Now it is one line that points to scan."""
+    frames" and exited 0, and check-config said ok. Now the config check refuses it in one line that points to
+    scan, and the capture refuses it too (a source built without a config)."""
     import cv2
+
+    from edge.capture import FrameSource
+    from edge.errors import SourceError
 
     photo = tmp_path / "door.jpg"
     cv2.imwrite(str(photo), np.full((120, 160, 3), 90, np.uint8))
-    r = run_cli(["edge-maskd", "run", "--config", cfg(tmp_path, str(photo))])
-    one_line_error(r, "is a still photo: source.url takes a camera, a stream or a video file")
-    assert "edge-maskd scan %s" % photo in r.stderr and r.returncode == 66
+    for command in ("run", "check-config"):
+        args = ["edge-maskd", command] + (["--config"] if command == "run" else []) + [cfg(tmp_path, str(photo))]
+        r = run_cli(args)
+        one_line_error(r, "source.url = %s is a still photo" % photo)
+        assert r.returncode == 78
+    with pytest.raises(SourceError, match="is a still photo: source.url takes a camera"):
+        FrameSource(str(photo)).open()
