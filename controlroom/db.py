@@ -23,7 +23,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from maskwatch_protocol import NON_COMPLIANT, VERDICTS, parse_iso
+from maskwatch_protocol import NON_COMPLIANT, VERDICTS, iso, next_starts, parse_iso, process_start
 
 log = logging.getLogger("controlroom.db")
 
@@ -52,6 +52,11 @@ devices = sa.Table(
     sa.Column("stats_interval_s", sa.Float),  # the gap between the last two stats messages
     sa.Column("stats_interval_announced", sa.Float),  # the status payload's stats_interval_s (migration 2)
     sa.Column("status_ts", sa.Float),  # the status payload's ts (kiosk clock), when it has one (migration 2)
+    # two kiosks reporting as one device (migration 3): each stats message says when its process started (ts -
+    # uptime_s); a start seen again after another one means two processes take turns, not a restart
+    sa.Column("stats_start", sa.Float),
+    sa.Column("stats_prev_start", sa.Float),
+    sa.Column("twin_seen", sa.Float),  # when that last happened (control room clock)
     sa.Column("backend", sa.String(64)),
     sa.Column("model_id", sa.String(200)),
     sa.Column("version", sa.String(64)),
@@ -145,10 +150,18 @@ def _m2_announced_interval(conn: sa.Connection) -> None:
             conn.execute(sa.text("ALTER TABLE devices ADD COLUMN %s DOUBLE PRECISION" % name))
 
 
+def _m3_twins(conn: sa.Connection) -> None:
+    have = {c["name"] for c in sa.inspect(conn).get_columns("devices")}
+    for name in ("stats_start", "stats_prev_start", "twin_seen"):
+        if name not in have:
+            conn.execute(sa.text("ALTER TABLE devices ADD COLUMN %s DOUBLE PRECISION" % name))
+
+
 # (version, name, step): append new steps, never edit an applied one
 MIGRATIONS: List[Tuple[int, str, Any]] = [
     (1, "initial: devices, events, counts, status_changes, users, sessions", _m1_initial),
     (2, "devices: the stats interval the kiosk announces, the status ts", _m2_announced_interval),
+    (3, "devices: two kiosks reporting as one (their processes' start times)", _m3_twins),
 ]
 
 
@@ -372,20 +385,25 @@ class Writer:
                     .values(last_seen=it["received"])
                 )
                 if it["kind"] == "stats" and not it["retained"]:
-                    self._stats(conn, dev, it["received"])
+                    self._stats(conn, dev, it["received"], it["payload"])
                     changed_devices.add(dev)
                 elif it["kind"] == "status":
                     if self._status(conn, dev, it):
                         changed_devices.add(dev)
         return {"events": new_events, "devices": sorted(changed_devices)}
 
-    def _stats(self, conn: sa.Connection, dev: Tuple[str, str], received: float) -> None:
+    def _stats(self, conn: sa.Connection, dev: Tuple[str, str], received: float, p: Dict[str, Any]) -> None:
         row = conn.execute(
-            sa.select(devices.c.last_stats, devices.c.stats_interval_s).where(
-                devices.c.site == dev[0], devices.c.device == dev[1]
-            )
+            sa.select(
+                devices.c.last_stats, devices.c.stats_interval_s, devices.c.stats_start, devices.c.stats_prev_start
+            ).where(devices.c.site == dev[0], devices.c.device == dev[1])
         ).first()
         values: Dict[str, Any] = {"last_stats": received}
+        if row is not None:
+            current, previous, twins = next_starts(row.stats_start, row.stats_prev_start, process_start(p))
+            values.update(stats_start=current, stats_prev_start=previous)
+            if twins:
+                values["twin_seen"] = received
         if row is not None and row.last_stats is not None and received > row.last_stats:
             gap = received - row.last_stats
             prev = row.stats_interval_s
@@ -450,6 +468,21 @@ class Writer:
 
 
 # -- reading (the web server) -----------------------------------------------------------------------------
+TWIN_WINDOW_S = 600.0  # a device shows two kiosks for this long after their stats last took turns
+
+
+def twin(row: Any, now: float) -> Optional[Dict[str, Any]]:
+    """Two kiosks reporting as this device: their stats took turns within TWIN_WINDOW_S (else None)."""
+    if row.twin_seen is None or now - row.twin_seen > TWIN_WINDOW_S:
+        return None
+    return {
+        "seen": row.twin_seen,
+        "why": "two kiosks report as %s/%s: stats from processes started at %s and %s take turns (each kiosk "
+        "needs its own device name and account; their events and counts are mixed here until then)"
+        % (row.site, row.device, iso(row.stats_prev_start), iso(row.stats_start)),
+    }
+
+
 def liveness(row: Any, now: float, default_interval: float) -> Dict[str, Any]:
     """online / stale / offline / unknown from the device row (see docs/controlroom.md, "Liveness").
 
@@ -498,8 +531,6 @@ class Reader:
 
     @staticmethod
     def event_dict(r: Any, with_payload: bool = False) -> Dict[str, Any]:
-        from maskwatch_protocol import iso
-
         out = {
             "id": r.id,
             "event_id": r.event_id,
@@ -713,6 +744,7 @@ class Reader:
                         "model_id": r.model_id,
                         "version": r.version,
                         "degraded": json.loads(r.degraded) if r.degraded else [],
+                        "twin": twin(r, now),
                         "today": {
                             "people": people,
                             "non_compliant": nc,

@@ -12,12 +12,14 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from maskwatch_protocol import KIND_TYPES as KINDS
-from maskwatch_protocol import NON_COMPLIANT, VERDICTS, parse_iso
+from maskwatch_protocol import NON_COMPLIANT, VERDICTS, next_starts, parse_iso, process_start
 
 from .common import Warner, clean, iso_now, local_time, split_values
 from .homeassistant import ha_discovery
 from .hooks import HookRunner
 from .payloads import PayloadChecker
+
+TWINS_REPEAT_S = 600.0  # two kiosks under one name are said again at most this often while it goes on
 
 
 class Device:
@@ -34,6 +36,9 @@ class Device:
         "backend",
         "model_id",
         "degraded",
+        "start",
+        "prev_start",
+        "twins_said",
     )
 
     def __init__(self, site: str, device: str) -> None:
@@ -46,6 +51,9 @@ class Device:
         self.backend: Optional[str] = None
         self.model_id: Optional[str] = None
         self.degraded: List[str] = []
+        self.start: Optional[float] = None  # when the process sending this device's stats started (kiosk clock)
+        self.prev_start: Optional[float] = None
+        self.twins_said: Optional[float] = None
 
     def as_dict(self) -> Dict[str, Any]:
         c = self.counts or {}
@@ -192,6 +200,38 @@ class Monitor:
                 self.emit_json(self._record("counts", topic, dev, payload, retained, received))
         else:
             self.n["stats"] += 1
+            if not retained:
+                self._stats(dev, payload, received)
+
+    def _stats(self, dev: Device, payload: Dict[str, Any], received: float) -> None:
+        """Two kiosks under one name: their stats' process starts take turns (maskwatch_protocol.next_starts);
+        said once, then again at most every TWINS_REPEAT_S while it goes on."""
+        dev.start, dev.prev_start, twins = next_starts(dev.start, dev.prev_start, process_start(payload))
+        if not twins or (dev.twins_said is not None and received - dev.twins_said < TWINS_REPEAT_S):
+            return
+        dev.twins_said = received
+        line = "two kiosks report as %s/%s: their stats come from processes started at %s and %s, taking turns" % (
+            dev.site,
+            dev.device,
+            local_time(dev.prev_start, "%Y-%m-%d %H:%M:%S"),
+            local_time(dev.start, "%Y-%m-%d %H:%M:%S"),
+        )
+        if self.args.json:
+            self.emit_json(
+                {
+                    "kind": "twins",
+                    "site": dev.site,
+                    "device": dev.device,
+                    "received": iso_now(received),
+                    "received_ts": round(received, 6),
+                    "why": line,
+                }
+            )
+        else:
+            self.emit(
+                "%s  %-6s %s (give each its own device name and account)"
+                % (local_time(received, "%Y-%m-%d %H:%M:%S"), "TWINS", clean(line, 200))
+            )
 
     def _record(
         self, kind: str, topic: str, dev: Device, payload: Dict[str, Any], retained: bool, received: float, **extra: Any

@@ -14,7 +14,7 @@ import datetime as _dt
 import json
 import uuid
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 SCHEMA_VERSION = 1
 DEFAULT_PREFIX = "maskwatch"
@@ -162,6 +162,32 @@ def stats(*, site: str, device: str, t: float, **fields: Any) -> Dict[str, Any]:
     }
     out.update(fields)
     return out
+
+
+SAME_START_S = 5.0  # stats whose process starts (ts - uptime_s) differ by less come from one kiosk process
+
+
+def process_start(stats_payload: Mapping[str, Any]) -> Optional[float]:
+    """When the kiosk process that sent a stats payload started, by its own clock (ts - uptime_s), or None."""
+    ts, up = stats_payload.get("ts"), stats_payload.get("uptime_s")
+    if any(not isinstance(v, (int, float)) or isinstance(v, bool) for v in (ts, up)):
+        return None
+    return float(ts) - float(up)  # type: ignore[arg-type]
+
+
+def next_starts(
+    current: Optional[float], previous: Optional[float], start: Optional[float]
+) -> Tuple[Optional[float], Optional[float], bool]:
+    """A device's (current, previous) process starts after a stats message from a process started at `start`,
+    and whether that message shows two kiosks reporting under one name: a restart brings a new start once, two
+    kiosks bring back the start before the current one, again and again."""
+    if start is None:
+        return current, previous, False
+    if current is None:
+        return start, previous, False
+    if abs(start - current) <= SAME_START_S:
+        return current, previous, False
+    return start, current, previous is not None and abs(start - previous) <= SAME_START_S
 
 
 def liveness(status_payload: Optional[Dict[str, Any]], last_stats_ts: Optional[float], now: float) -> str:

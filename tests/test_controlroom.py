@@ -552,11 +552,42 @@ def test_cli_errors_are_one_line(tmp_path, sqlite_url):
     assert r.returncode == 0 and "schema version %d" % db.MIGRATIONS[-1][0] in r.stdout, r.stderr
 
 
+def test_two_kiosks_reporting_as_one_device_are_shown_a_restart_is_not(db_url, shipped_broker, rooms, tmp_path):
+    """Stats say when their kiosk process started (ts - uptime_s). One kiosk restarting gives a new start once;
+    two kiosks flashed with one name give two starts taking turns, and the device's tile says so, with both."""
+    add_user(db_url, "alice", PASSWORD)
+    k = started(shipped_broker, "lobby.k1")
+    room = serve(rooms, db_url, shipped_broker, tmp_path)
+    web = Http(room.base).login("alice", PASSWORD)
+
+    def send(started_ago: float) -> None:
+        k.publish("maskwatch/lobby/k1/stats", proto.dumps(dict(stats_payload("lobby", "k1"), uptime_s=started_ago)))
+
+    def tile():
+        ds = [d for d in web.get("/api/devices")["devices"] if (d["site"], d["device"]) == ("lobby", "k1")]
+        return ds[0] if ds else None
+
+    send(3600.0)
+    wait_for(tile, 15, what="the device")
+    time.sleep(0.3)
+    send(3600.3)  # the same process, a little later
+    time.sleep(0.3)
+    send(20.0)  # restarted: a new start, once
+    time.sleep(0.3)
+    send(21.0)
+    time.sleep(1.0)
+    assert tile()["twin"] is None, tile()
+    send(3602.0)  # the first process again: two kiosks take turns
+    t = wait_for(lambda: tile()["twin"] and tile(), 10, what="two kiosks shown")
+    assert "two kiosks report as lobby/k1" in t["twin"]["why"], t
+    assert t["twin"]["why"].count(":") >= 4  # both start times, as ISO 8601
+
+
 def test_migrations_are_recorded_and_idempotent(sqlite_url):
     from controlroom import db
 
     engine = db.make_engine(sqlite_url)
-    assert db.migrate(engine) == [m[0] for m in db.MIGRATIONS] == [1, 2]
+    assert db.migrate(engine) == [m[0] for m in db.MIGRATIONS] == [1, 2, 3]
     assert db.migrate(engine) == []
     assert db.current_version(engine) == db.MIGRATIONS[-1][0]
     mode = rows(sqlite_url, "PRAGMA journal_mode")[0][0]
@@ -568,12 +599,14 @@ def test_migrations_are_recorded_and_idempotent(sqlite_url):
         conn.execute(sa.text("INSERT INTO devices (site, device, first_seen, last_seen) VALUES ('s', 'd', 1, 2)"))
         conn.execute(sa.text("ALTER TABLE devices DROP COLUMN stats_interval_announced"))
         conn.execute(sa.text("ALTER TABLE devices DROP COLUMN status_ts"))
-        conn.execute(sa.text("DELETE FROM schema_migrations WHERE version = 2"))
+        for col in ("stats_start", "stats_prev_start", "twin_seen"):
+            conn.execute(sa.text("ALTER TABLE devices DROP COLUMN %s" % col))
+        conn.execute(sa.text("DELETE FROM schema_migrations WHERE version >= 2"))
     assert db.current_version(engine) == 1
-    assert db.migrate(engine) == [2]
-    assert rows(sqlite_url, "SELECT site, device, stats_interval_announced, status_ts FROM devices") == [
-        ("s", "d", None, None)
-    ]
+    assert db.migrate(engine) == [2, 3]
+    assert rows(
+        sqlite_url, "SELECT site, device, stats_interval_announced, status_ts, stats_start, twin_seen FROM devices"
+    ) == [("s", "d", None, None, None, None)]
     with engine.begin() as conn:  # a database from a newer release is refused, not damaged
         conn.execute(db.schema_migrations.insert().values(version=999, name="future", applied_at=0))
     with pytest.raises(db.DatabaseError, match="newer"):

@@ -174,6 +174,22 @@ def test_login_tile_live_alert_and_acknowledge(browser, shipped_broker, tmp_path
             lambda: [r for r in history_rows() if "without mask" in r and "alice" in r], 5, what="the ack in history"
         )
         assert len(acked) == 1 and len(history_rows()) == 2, history_rows()
+
+        # a second entrance whose stats come from two kiosk processes taking turns: its tile says so
+        twins = started(shipped_broker, "lobby.k2")
+        for up in (3600.0, 30.0, 3600.5):
+            twins.publish("maskwatch/lobby/k2/stats", proto.dumps(dict(stats("lobby", "k2"), uptime_s=up)), qos=1)
+            time.sleep(0.3)
+
+        def k2_text():
+            try:
+                t = browser.find_elements(By.ID, "tile-lobby-k2")
+                return t[0].text if t else ""
+            except StaleElementReferenceException:
+                return ""
+
+        text = wait_for(lambda: "two kiosks report as lobby/k2" in k2_text() and k2_text(), 15, what="the twin warning")
+        assert "own device name" in text, text
         ARTIFACTS.mkdir(exist_ok=True)
         shot = ARTIFACTS / "controlroom-dashboard.png"
         assert browser.save_screenshot(str(shot))

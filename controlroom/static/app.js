@@ -62,6 +62,7 @@
         });
         tile.appendChild(last);
         if (d.degraded && d.degraded.length) tile.appendChild(el("div", "why", "degraded: " + d.degraded.join(", ")));
+        if (d.twin) tile.appendChild(el("div", "why twin", d.twin.why));
         box.appendChild(tile);
       });
     });
