@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Tuple
 
+from .errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 EVENT, COUNTS = 0, 1  # priority: lower is kept longer
@@ -43,10 +45,29 @@ class Spool:
         if policy not in ("drop_oldest", "refuse_new"):
             raise ValueError("spool policy must be drop_oldest or refuse_new")
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_items, self.max_bytes, self.policy = max_items, max_bytes, policy
         self.lock = threading.Lock()
-        self.db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+            self._open()
+        except (OSError, sqlite3.Error) as exc:
+            if getattr(self, "db", None) is not None:
+                self.db.close()
+            damaged = isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError)
+            raise ConfigError(
+                "spool.path %s: %s (%s): %s"
+                % (
+                    self.path,
+                    "not a spool this daemon can read" if damaged else "cannot open or create it",
+                    getattr(exc, "strerror", None) or exc,
+                    "move it aside, since it may hold events not yet sent, and start again (a new spool is made)"
+                    if damaged
+                    else "give a path the service may write (default <state_dir>/spool.db)",
+                )
+            ) from exc
+
+    def _open(self) -> None:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")  # an acknowledged-by-us event survives power loss
         self.db.execute(

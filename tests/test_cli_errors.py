@@ -687,3 +687,12 @@ def test_a_still_photo_as_the_daemons_source_is_refused_with_what_to_run(tmp_pat
         assert r.returncode == 78
     with pytest.raises(SourceError, match="is a still photo: source.url takes a camera"):
         FrameSource(str(photo)).open()
+
+
+def test_a_damaged_spool_stops_the_daemon_in_one_line(tmp_path, demo_clip):
+    spool = tmp_path / "spool.db"
+    spool.write_bytes(b"not sqlite at all" * 100)
+    extra = "spool:\n  path: %s\nmqtt:\n  host: 127.0.0.1\n  port: 1\n" % spool
+    r = run_cli(["edge-maskd", "run", "--config", cfg(tmp_path, demo_clip, extra)])
+    one_line_error(r, "spool.path %s: not a spool this daemon can read" % spool)
+    assert r.returncode == 78 and spool.read_bytes() == b"not sqlite at all" * 100

@@ -268,3 +268,20 @@ def test_mqtt5_session_taken_over_is_a_takeover_at_once(tmp_path, caplog):
         r for r in caplog.records if "session was taken over" in r.getMessage() and "'maskwatch-s-d'" in r.getMessage()
     ]
     pub.spool.close()
+
+
+def test_a_spool_that_cannot_be_opened_is_one_line_and_a_damaged_one_is_kept(tmp_path):
+    """Both were tracebacks (sqlite3.OperationalError / DatabaseError). A damaged spool may hold unsent events:
+    it is named and left as it is, never replaced."""
+    from edge.errors import ConfigError
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match="cannot open or create it .*give a path the service may write"):
+        Spool(blocker / "spool.db")  # its folder would have to be inside a file
+    damaged = tmp_path / "spool.db"
+    damaged.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 8)
+    before = damaged.read_bytes()
+    with pytest.raises(ConfigError, match="not a spool this daemon can read .*move it aside"):
+        Spool(damaged)
+    assert damaged.read_bytes() == before
