@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import sqlite3
 import ssl
 import sys
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Deque, Dict, Optional, TextIO
+from typing import Any, Callable, Deque, Dict, List, Optional, TextIO, Tuple
 
 from . import messages
 from .config import TlsConfig
@@ -28,6 +29,8 @@ QUICK_DROP_S = 5.0  # a connection the broker drops this soon after its CONNACK 
 TAKEOVER_DROPS = 3  # this many quick drops within TAKEOVER_WINDOW_S: another client has this client id
 TAKEOVER_WINDOW_S = 120.0
 TAKEOVER_LOG_S = 60.0  # the takeover error is logged at most this often
+SPOOL_ERROR_LOG_S = 60.0  # a spool that cannot be written (disk full, I/O error) is logged at most this often
+MAX_UNSPOOLED = 10000  # messages held in memory while the spool cannot be written (beyond: the oldest go)
 
 
 class Publisher:
@@ -136,6 +139,14 @@ class MqttPublisher(Publisher):
         self.status_payload: Dict[str, Any] = {}
         self.last_error = ""
         self.connects = 0
+        # the spool cannot be written (disk full, I/O error): messages wait here, go into the spool as soon as
+        # it takes them again, and meanwhile straight to the broker when it is there (removed on its PUBACK)
+        self.unspooled: Deque[Tuple[str, bytes, int]] = deque()
+        self.direct: Dict[int, Tuple[str, bytes, int]] = {}  # paho mid -> message sent without the spool
+        self.unspooled_lost = 0
+        self.spool_error = ""
+        self.spool_error_logged = -1e9
+        self.spool_lock = threading.Lock()
         self.sender = threading.Thread(target=self._send_loop, name="mqtt-sender", daemon=True)
 
     # -- paho callbacks (network thread): never block here --------------------------------------------
@@ -239,10 +250,50 @@ class MqttPublisher(Publisher):
             self.spool.put(t, data, qos=self.qos)
         except SpoolFull as exc:
             log.debug("%s", exc)  # counted, and logged once a minute with the totals, by the spool
+        except sqlite3.Error as exc:
+            with self.spool_lock:
+                if len(self.unspooled) >= MAX_UNSPOOLED:
+                    self.unspooled.popleft()
+                    self.unspooled_lost += 1
+                self.unspooled.append((t, data, self.qos))
+            self._spool_failed(exc)
         self.wake.set()
 
+    def _spool_failed(self, exc: Exception) -> None:
+        self.spool_error = str(exc)
+        now = time.monotonic()
+        if now - self.spool_error_logged >= SPOOL_ERROR_LOG_S:
+            self.spool_error_logged = now
+            log.error(
+                "spool %s cannot be written (%s): %d messages wait in memory, sent straight to the broker while "
+                "it is there and spooled again once the spool takes them (free space on its disk)%s",
+                self.spool.path,
+                exc,
+                len(self.unspooled),
+                "; %d lost so far (more than %d waited)" % (self.unspooled_lost, MAX_UNSPOOLED)
+                if self.unspooled_lost
+                else "",
+            )
+
+    def _respool(self) -> None:
+        """Messages held in memory go into the spool, in order, as soon as it takes them."""
+        with self.spool_lock:
+            while self.unspooled:
+                topic, data, qos = self.unspooled[0]
+                try:
+                    self.spool.put(topic, data, qos=qos)
+                except SpoolFull as exc:
+                    log.debug("%s", exc)
+                except sqlite3.Error as exc:
+                    self.spool_error = str(exc)
+                    return
+                self.unspooled.popleft()
+            if self.spool_error:
+                log.info("spool %s takes messages again", self.spool.path)
+                self.spool_error = ""
+
     def spool_depth(self) -> int:
-        return self.spool.depth() if self.undelivered is None else self.undelivered
+        return self._waiting() if self.undelivered is None else self.undelivered
 
     def spool_dropped_by(self) -> Dict[str, int]:
         return dict(self.spool.dropped_by)
@@ -253,6 +304,8 @@ class MqttPublisher(Publisher):
                 mid, refused = self.acks.get_nowait()
             except queue.Empty:
                 return
+            if self.direct.pop(mid, None) is not None:  # sent without the spool: delivered, nothing to delete
+                continue
             seq = self.inflight.pop(mid, None)
             if seq is not None:
                 if refused:
@@ -270,44 +323,77 @@ class MqttPublisher(Publisher):
                 self.spool.ack(seq)
 
     def _send_loop(self) -> None:
-        was_connected = False
+        state = {"was_connected": False}
         while not self.stop_flag.is_set():
             self.wake.wait(0.5)
             self.wake.clear()
-            self._drain_acks()
-            if not self.connected.is_set():
-                was_connected = False
-                continue
-            if not was_connected:
-                self.spool.report_drops()  # what was lost while the broker was away, said once it is back
-                # fresh session: whatever was in flight may be lost; resend everything still spooled, in order
-                self.inflight.clear()
-                self.cursor = 0
-                was_connected = True
-            room = self.inflight_max - len(self.inflight)
-            if room <= 0:
-                continue
-            for seq, topic, payload, qos, retain in self.spool.peek(self.cursor, room):
-                info = self.client.publish(topic, payload, qos=qos, retain=retain)
-                if info.rc != self.mqtt.MQTT_ERR_SUCCESS:
-                    break
-                if qos == 0:
-                    self.spool.ack(seq)
-                else:
-                    self.inflight[info.mid] = seq
-                self.cursor = seq
-            if self.spool.depth() > len(self.inflight):
-                self.wake.set()
+            try:
+                self._send_once(state)
+            except sqlite3.Error as exc:  # the spool's disk failed under a read or a delete: say so, keep going
+                self._spool_failed(exc)
+                time.sleep(1.0)
+
+    def _send_once(self, state: Dict[str, bool]) -> None:
+        self._drain_acks()
+        if self.unspooled:
+            self._respool()
+        if not self.connected.is_set():
+            state["was_connected"] = False
+            return
+        if not state["was_connected"]:
+            self.spool.report_drops()  # what was lost while the broker was away, said once it is back
+            # fresh session: whatever was in flight may be lost; resend everything still spooled, in order,
+            # and what was sent without the spool goes back to wait in memory
+            self.inflight.clear()
+            self.cursor = 0
+            with self.spool_lock:
+                self.unspooled.extendleft(reversed(list(self.direct.values())))
+            self.direct.clear()
+            state["was_connected"] = True
+        room = self.inflight_max - len(self.inflight) - len(self.direct)
+        if room <= 0:
+            return
+        for seq, topic, payload, qos, retain in self.spool.peek(self.cursor, room):
+            info = self.client.publish(topic, payload, qos=qos, retain=retain)
+            if info.rc != self.mqtt.MQTT_ERR_SUCCESS:
+                return
+            if qos == 0:
+                self.spool.ack(seq)
+            else:
+                self.inflight[info.mid] = seq
+            self.cursor = seq
+            room -= 1
+        if self.spool.depth() > len(self.inflight):
+            self.wake.set()
+        # then what the spool could not take, straight to the broker (newer than anything spooled)
+        with self.spool_lock:
+            waiting: List[Tuple[str, bytes, int]] = [
+                self.unspooled.popleft() for _ in range(min(room, len(self.unspooled)))
+            ]
+        for i, (topic, data, qos) in enumerate(waiting):
+            info = self.client.publish(topic, data, qos=qos)
+            if info.rc != self.mqtt.MQTT_ERR_SUCCESS:
+                with self.spool_lock:
+                    self.unspooled.extendleft(reversed(waiting[i:]))
+                return
+            if qos > 0:
+                self.direct[info.mid] = (topic, data, qos)
+        if self.unspooled:
+            self.wake.set()
+
+    def _waiting(self) -> int:
+        """Messages not yet acknowledged by the broker: spooled, and held in memory or sent without the spool."""
+        return self.spool.depth() + len(self.unspooled) + len(self.direct)
 
     def flush(self, timeout: float) -> bool:
-        """Wait until the spool is empty (all acknowledged) or `timeout` passes."""
+        """Wait until nothing waits (all acknowledged) or `timeout` passes."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            if self.spool.depth() == 0:
+            if self._waiting() == 0:
                 return True
             self.wake.set()
             time.sleep(0.05)
-        return self.spool.depth() == 0
+        return self._waiting() == 0
 
     def close(self, final_status: Optional[Dict[str, Any]] = None, timeout: float = 5.0) -> None:
         if self.connected.is_set():
@@ -343,8 +429,19 @@ class MqttPublisher(Publisher):
         self.client.loop_stop()
         if self.sender.is_alive():
             self.sender.join(timeout=2.0)
+        # what the spool could not take and the broker did not acknowledge: into the spool if it takes it now
+        self.unspooled.extendleft(reversed(list(self.direct.values())))
+        self.direct.clear()
+        self._respool()
         left = self.spool.depth()
         if left:
             log.warning("%d messages stay in the spool %s; they are sent on the next start", left, self.spool.path)
+        lost = len(self.unspooled)
+        if lost or self.unspooled_lost:
+            log.error(
+                "%d messages were neither spooled (%s) nor acknowledged by the broker, and are lost",
+                lost + self.unspooled_lost,
+                self.spool_error or "the spool could not be written",
+            )
         self.undelivered = self.spool.depth()  # what stays for the next start (the spool is closed below)
         self.spool.close()

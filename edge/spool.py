@@ -175,7 +175,8 @@ class Spool:
             except SpoolFull:
                 raise
             except Exception:
-                self.db.execute("ROLLBACK")
+                if self.db.in_transaction:  # SQLite has already rolled back after "database or disk is full"
+                    self.db.execute("ROLLBACK")
                 self._n, self._bytes = self._totals()
                 raise
             self._report()
