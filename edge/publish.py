@@ -30,7 +30,8 @@ TAKEOVER_DROPS = 3  # this many quick drops within TAKEOVER_WINDOW_S: another cl
 TAKEOVER_WINDOW_S = 120.0
 TAKEOVER_LOG_S = 60.0  # the takeover error is logged at most this often
 SPOOL_ERROR_LOG_S = 60.0  # a spool that cannot be written (disk full, I/O error) is logged at most this often
-MAX_UNSPOOLED = 10000  # messages held in memory while the spool cannot be written (beyond: the oldest go)
+MAX_UNSPOOLED = 2000  # messages held in memory while the spool cannot be written (beyond: the oldest go; about
+# 20 MB with snapshots, 2 MB without)
 
 
 class Publisher:
