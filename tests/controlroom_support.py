@@ -24,7 +24,26 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+import maskwatch_protocol as proto  # noqa: E402
+
 from conftest import BIN, free_port
+
+
+def stats_payload(site: str, device: str, t: Optional[float] = None, **extra: Any) -> Dict[str, Any]:
+    """A valid stats payload of a kiosk that runs well (`extra` replaces or adds fields, e.g. uptime_s)."""
+    fields: Dict[str, Any] = dict(
+        fps=10.0,
+        frames=100,
+        dropped_frames=0,
+        detector_runs=50,
+        inference_ms={"p50": 3.0, "p95": 4.0},
+        detect_ms={"p50": 9.0, "p95": 12.0},
+        spool_depth=0,
+        spool_dropped=0,
+        backend="litert",
+    )
+    fields.update(extra)
+    return proto.stats(site=site, device=device, t=time.time() if t is None else t, **fields)
 
 
 def pg_bindir() -> Optional[Path]:

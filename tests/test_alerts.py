@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import pytest
+from controlroom_support import stats_payload
 from test_broker import MqttProbe, broker_dir, device_event, script, shipped_broker, started  # noqa: F401
 
 from controlroom import alerts_cli, common, payloads, terminal
@@ -370,32 +371,23 @@ def test_monitor_names_two_kiosks_reporting_as_one_not_a_restart():
     """Stats from processes started at two times that take turns are two kiosks under one name: said once (and
     not again within TWINS_REPEAT_S); a restart (a new start, once) is not."""
 
-    def stats(device: str, t: float, uptime: float) -> Dict[str, Any]:
-        return messages.stats(
-            site="lobby",
-            device=device,
-            t=t,
-            uptime_s=uptime,
-            fps=10.0,
-            frames=100,
-            dropped_frames=0,
-            detector_runs=50,
-            inference_ms={"p50": 3.0, "p95": 4.0},
-            detect_ms={"p50": 9.0, "p95": 12.0},
-            spool_depth=0,
-            spool_dropped=0,
-            backend="litert",
-        )
-
     for json_out in (False, True):
         mon, out, err = monitor(*(["--json"] if json_out else []))
         t0 = time.time()
         for i, up in enumerate([600.0, 610.0, 5.0, 15.0]):  # k1 restarts once
-            mon.on_message("maskwatch/lobby/k1/stats", messages.dumps(stats("k1", t0 + 10 * i, up)), received=t0 + i)
+            mon.on_message(
+                "maskwatch/lobby/k1/stats",
+                messages.dumps(stats_payload("lobby", "k1", t0 + 10 * i, uptime_s=up)),
+                received=t0 + i,
+            )
         assert "two kiosks" not in out.getvalue()
         for i in range(5):  # two processes under k2 (started at t0 - 600 and t0 + 10), taking turns
             up = 600.0 + 20 * i if i % 2 == 0 else 20 * i - 10.0
-            mon.on_message("maskwatch/lobby/k2/stats", messages.dumps(stats("k2", t0 + 20 * i, up)), received=t0 + i)
+            mon.on_message(
+                "maskwatch/lobby/k2/stats",
+                messages.dumps(stats_payload("lobby", "k2", t0 + 20 * i, uptime_s=up)),
+                received=t0 + i,
+            )
         text = out.getvalue()
         assert text.count("two kiosks report as lobby/k2") == 1, text
         if json_out:

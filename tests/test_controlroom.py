@@ -17,10 +17,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import List
 
 import pytest
-from controlroom_support import ControlRoom, Http, Postgres, add_user, pg_bindir, wait_for
+from controlroom_support import ControlRoom, Http, Postgres, add_user, pg_bindir, stats_payload, wait_for
 from test_broker import broker_dir, device_event, shipped_broker, started  # noqa: F401
 
 import maskwatch_protocol as proto  # noqa: E402
@@ -79,23 +79,6 @@ def rows(db_url: str, sql: str):
             return conn.execute(sa.text(sql)).all()
     finally:
         engine.dispose()
-
-
-def stats_payload(site: str, device: str) -> Dict:
-    return proto.stats(
-        site=site,
-        device=device,
-        t=time.time(),
-        fps=10.0,
-        frames=100,
-        dropped_frames=0,
-        detector_runs=50,
-        inference_ms={"p50": 3.0, "p95": 4.0},
-        detect_ms={"p50": 9.0, "p95": 12.0},
-        spool_depth=0,
-        spool_dropped=0,
-        backend="litert",
-    )
 
 
 # -- Must-show 1: the real daemon on the demo clip, SQLite and PostgreSQL ----------------------------------
@@ -561,7 +544,7 @@ def test_two_kiosks_reporting_as_one_device_are_shown_a_restart_is_not(db_url, s
     web = Http(room.base).login("alice", PASSWORD)
 
     def send(started_ago: float) -> None:
-        k.publish("maskwatch/lobby/k1/stats", proto.dumps(dict(stats_payload("lobby", "k1"), uptime_s=started_ago)))
+        k.publish("maskwatch/lobby/k1/stats", proto.dumps(stats_payload("lobby", "k1", uptime_s=started_ago)))
 
     def tile():
         ds = [d for d in web.get("/api/devices")["devices"] if (d["site"], d["device"]) == ("lobby", "k1")]

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from controlroom_support import ControlRoom, Http, add_user, wait_for
+from controlroom_support import ControlRoom, Http, add_user, stats_payload, wait_for
 from test_broker import broker_dir, device_event, shipped_broker, started  # noqa: F401
 
 import maskwatch_protocol as proto
@@ -64,23 +64,6 @@ def browser():
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def stats(site, device):
-    return proto.stats(
-        site=site,
-        device=device,
-        t=time.time(),
-        fps=10.0,
-        frames=100,
-        dropped_frames=0,
-        detector_runs=50,
-        inference_ms={"p50": 3.0, "p95": 4.0},
-        detect_ms={"p50": 9.0, "p95": 12.0},
-        spool_depth=0,
-        spool_dropped=0,
-        backend="litert",
-    )
-
-
 def test_login_tile_live_alert_and_acknowledge(browser, shipped_broker, tmp_path):
     from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
@@ -97,7 +80,7 @@ def test_login_tile_live_alert_and_acknowledge(browser, shipped_broker, tmp_path
             ),
             retain=True,
         )
-        kiosk.publish("maskwatch/lobby/k1/stats", proto.dumps(stats("lobby", "k1")), qos=0)
+        kiosk.publish("maskwatch/lobby/k1/stats", proto.dumps(stats_payload("lobby", "k1")), qos=0)
         counts = proto.counts(
             site="lobby",
             device="k1",
@@ -178,7 +161,7 @@ def test_login_tile_live_alert_and_acknowledge(browser, shipped_broker, tmp_path
         # a second entrance whose stats come from two kiosk processes taking turns: its tile says so
         twins = started(shipped_broker, "lobby.k2")
         for up in (3600.0, 30.0, 3600.5):
-            twins.publish("maskwatch/lobby/k2/stats", proto.dumps(dict(stats("lobby", "k2"), uptime_s=up)), qos=1)
+            twins.publish("maskwatch/lobby/k2/stats", proto.dumps(stats_payload("lobby", "k2", uptime_s=up)), qos=1)
             time.sleep(0.3)
 
         def k2_text():
