@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from .datasets_io import IMAGE_EXTS
+from .config import is_still_photo
 from .errors import SourceError
 from .types import Frame
 
@@ -123,7 +123,7 @@ class FrameSource:
             p = Path(str(self.url))
             if not p.exists():
                 raise SourceError("video file %s not found" % p)
-            if p.suffix.lower() in IMAGE_EXTS:  # OpenCV opens it as a one-frame sequence that then reads nothing
+            if is_still_photo(str(p)):  # OpenCV opens it as a one-frame sequence that then reads nothing
                 raise SourceError(
                     "%s is a still photo: source.url takes a camera, a stream or a video file; for photos run "
                     "`edge-maskd scan %s` (or `classify` for face crops)" % (p, p)

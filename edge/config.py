@@ -36,6 +36,14 @@ TILED_MODES = ("tiles", "auto")  # the detector modes that may run tile passes (
 TILE_SIZE_LIMITS = (32, 4096)  # detector.tile_sizes: each a tile edge in pixels within these
 
 
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # photo files, by name (edge.datasets_io)
+
+
+def is_still_photo(url: Any) -> bool:
+    """A local path to a photo (by its extension): not a source the daemon can read frames from."""
+    return isinstance(url, str) and "://" not in url and Path(url).suffix.lower() in IMAGE_EXTS
+
+
 def tile_size_ok(v: Any) -> bool:
     """One entry of detector.tile_sizes: a whole number of pixels within TILE_SIZE_LIMITS."""
     return isinstance(v, int) and not isinstance(v, bool) and TILE_SIZE_LIMITS[0] <= v <= TILE_SIZE_LIMITS[1]
@@ -567,14 +575,11 @@ def semantic_errors(cfg: Dict[str, Any], fname: str) -> List[str]:
     errors = []
     if cfg["source"]["url"] is None:
         errors.append("%s: source.url is required (a video file, camera index, device or URL)" % fname)
-    elif isinstance(cfg["source"]["url"], str) and "://" not in cfg["source"]["url"]:
-        from .datasets_io import IMAGE_EXTS
-
-        if Path(cfg["source"]["url"]).suffix.lower() in IMAGE_EXTS:
-            errors.append(
-                "%s: source.url = %s is a still photo: give a camera, a stream or a video file (photos: edge-maskd "
-                "scan)" % (fname, cfg["source"]["url"])
-            )
+    elif is_still_photo(cfg["source"]["url"]):
+        errors.append(
+            "%s: source.url = %s is a still photo: give a camera, a stream or a video file (photos: edge-maskd "
+            "scan)" % (fname, cfg["source"]["url"])
+        )
     roi = cfg["detector"]["roi"]
     if roi is not None:
         if (

@@ -13,9 +13,9 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
+from .config import IMAGE_EXTS
 from .errors import SourceError
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # photo files, by name: read_image decodes
 MAX_PIXELS = 50_000_000  # 50 Mpx: any camera or phone photo; 20000 x 20000 is 400 Mpx
 # OpenCV's own backstop for formats the header reader below does not know (read once, at the first decode)
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(4 * MAX_PIXELS))

@@ -148,6 +148,7 @@ class MqttPublisher(Publisher):
         self.spool_error = ""
         self.spool_error_logged = -1e9
         self.spool_lock = threading.Lock()
+        self.was_connected = False  # the sender's view: a new connection resends what may have been lost
         self.sender = threading.Thread(target=self._send_loop, name="mqtt-sender", daemon=True)
 
     # -- paho callbacks (network thread): never block here --------------------------------------------
@@ -324,33 +325,30 @@ class MqttPublisher(Publisher):
                 self.spool.ack(seq)
 
     def _send_loop(self) -> None:
-        state = {"was_connected": False}
         while not self.stop_flag.is_set():
             self.wake.wait(0.5)
             self.wake.clear()
             try:
-                self._send_once(state)
+                self._send_once()
             except sqlite3.Error as exc:  # the spool's disk failed under a read or a delete: say so, keep going
                 self._spool_failed(exc)
                 time.sleep(1.0)
 
-    def _send_once(self, state: Dict[str, bool]) -> None:
+    def _send_once(self) -> None:
         self._drain_acks()
         if self.unspooled:
             self._respool()
         if not self.connected.is_set():
-            state["was_connected"] = False
+            self.was_connected = False
             return
-        if not state["was_connected"]:
+        if not self.was_connected:
             self.spool.report_drops()  # what was lost while the broker was away, said once it is back
             # fresh session: whatever was in flight may be lost; resend everything still spooled, in order,
             # and what was sent without the spool goes back to wait in memory
             self.inflight.clear()
             self.cursor = 0
-            with self.spool_lock:
-                self.unspooled.extendleft(reversed(list(self.direct.values())))
-            self.direct.clear()
-            state["was_connected"] = True
+            self._take_back_direct()
+            self.was_connected = True
         room = self.inflight_max - len(self.inflight) - len(self.direct)
         if room <= 0:
             return
@@ -381,6 +379,12 @@ class MqttPublisher(Publisher):
                 self.direct[info.mid] = (topic, data, qos)
         if self.unspooled:
             self.wake.set()
+
+    def _take_back_direct(self) -> None:
+        """Messages sent without the spool and not acknowledged go back to wait in memory, first and in order."""
+        with self.spool_lock:
+            self.unspooled.extendleft(reversed(list(self.direct.values())))
+        self.direct.clear()
 
     def _waiting(self) -> int:
         """Messages not yet acknowledged by the broker: spooled, and held in memory or sent without the spool."""
@@ -431,8 +435,7 @@ class MqttPublisher(Publisher):
         if self.sender.is_alive():
             self.sender.join(timeout=2.0)
         # what the spool could not take and the broker did not acknowledge: into the spool if it takes it now
-        self.unspooled.extendleft(reversed(list(self.direct.values())))
-        self.direct.clear()
+        self._take_back_direct()
         self._respool()
         left = self.spool.depth()
         if left:
