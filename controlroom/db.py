@@ -477,6 +477,9 @@ def twin(row: Any, now: float) -> Optional[Dict[str, Any]]:
         return None
     return {
         "seen": row.twin_seen,
+        "starts": sorted(
+            [row.stats_prev_start, row.stats_start]
+        ),  # the two processes' starts (kiosk clocks), older first
         "why": "two kiosks report as %s/%s: stats from processes started at %s and %s take turns (each kiosk "
         "needs its own device name and account; their events and counts are mixed here until then)"
         % (row.site, row.device, iso(row.stats_prev_start), iso(row.stats_start)),

@@ -564,6 +564,8 @@ def test_two_kiosks_reporting_as_one_device_are_shown_a_restart_is_not(db_url, s
     t = wait_for(lambda: tile()["twin"] and tile(), 10, what="two kiosks shown")
     assert "two kiosks report as lobby/k1" in t["twin"]["why"], t
     assert t["twin"]["why"].count(":") >= 4  # both start times, as ISO 8601
+    older, newer = t["twin"]["starts"]
+    assert newer - older > 3000  # the two processes: started about an hour apart, older first
 
 
 def test_migrations_are_recorded_and_idempotent(sqlite_url):

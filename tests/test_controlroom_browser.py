@@ -171,8 +171,12 @@ def test_login_tile_live_alert_and_acknowledge(browser, shipped_broker, tmp_path
             except StaleElementReferenceException:
                 return ""
 
-        text = wait_for(lambda: "two kiosks report as lobby/k2" in k2_text() and k2_text(), 15, what="the twin warning")
-        assert "own device name" in text, text
+        text = wait_for(
+            lambda: "Two kiosks report as this entrance" in k2_text() and k2_text(), 15, what="the twin warning"
+        )
+        assert "own device name" in text and text.count(" and ") >= 1 and "started " in text, text
+        twin = browser.find_element(By.CSS_SELECTOR, "#tile-lobby-k2 .twin")
+        assert "two kiosks report as lobby/k2" in twin.get_attribute("title")  # the API's full sentence, on hover
         ARTIFACTS.mkdir(exist_ok=True)
         shot = ARTIFACTS / "controlroom-dashboard.png"
         assert browser.save_screenshot(str(shot))

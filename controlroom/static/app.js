@@ -62,7 +62,14 @@
         });
         tile.appendChild(last);
         if (d.degraded && d.degraded.length) tile.appendChild(el("div", "why", "degraded: " + d.degraded.join(", ")));
-        if (d.twin) tile.appendChild(el("div", "why twin", d.twin.why));
+        if (d.twin) {  // a headline the operator sees, then the two starts in local time like the rest of the page
+          var twin = el("div", "twin");
+          twin.title = d.twin.why;
+          twin.appendChild(el("div", "twin-head", "Two kiosks report as this entrance"));
+          twin.appendChild(el("div", "why", "started " + t(d.twin.starts[0]) + " and " + t(d.twin.starts[1]) +
+                                            ": give each its own device name; until then their people and alerts mix here"));
+          tile.appendChild(twin);
+        }
         box.appendChild(tile);
       });
     });
