@@ -119,6 +119,13 @@ class DetectorConfig:
         0.25, min=0.05, max=1.0, help="in magnified tiles keep faces up to this fraction of the tile side"
     )
     min_face_px: int = opt(20, min=0, help="drop faces smaller than this (shorter side, frame pixels)")
+    small_faces_after_s: int = opt(
+        20,
+        min=0,
+        help="the daemon's status says the faces are too small for a verdict (degraded) once the detector was sure "
+        "(score >= 0.5) of faces under min_face_px in this many seconds with no face big enough in between: a camera "
+        "too far from the door, zoomed out or knocked aside, which otherwise sends nothing and looks healthy; 0: never",
+    )
     auto_tiles_below_px: int = opt(
         40,
         min=8,

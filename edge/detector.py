@@ -27,6 +27,8 @@ MODES = DETECTOR_MODES
 
 
 _D = DetectorConfig()  # the config's defaults are the detector's: one source
+SURE_SMALL_SCORE = 0.5  # a face dropped as too small is reported (too_small) from this score: res10 scores the demo
+# visitor shrunk to 23-29 px 0.9-0.99 at the kiosk setting
 AUTO_SURE_SCORE = 0.5  # mode auto: the native pass's faces that decide whether the tiles run
 AUTO_TILE_MAX_SIDE = (
     1024  # mode auto: the tile passes run on the photo scaled to at most this (measured photos: <= 640)
@@ -118,6 +120,9 @@ class FaceDetector:
             "device": o.edgetpu_device,
         }
         self.degraded: Optional[str] = None
+        # the last detect()'s sure faces (score >= SURE_SMALL_SCORE) dropped as smaller than min_face_px: their
+        # shorter sides in frame pixels, for the daemon's "faces too small" status (edge.facesize)
+        self.too_small: List[int] = []
         try:
             self.net = detectors.create(o.backend, files, plugin_opts)
             if o.mode == "single" or o.mode in TILED_MODES or o.whole_pass:  # passes at input_size: load now, fail now
@@ -208,6 +213,8 @@ class FaceDetector:
             if box[2] - box[0] < 2 or box[3] - box[1] < 2:
                 continue
             if min(box[2] - box[0], box[3] - box[1]) < self.opt.min_face_px:
+                if d[2] >= SURE_SMALL_SCORE:
+                    self.too_small.append(min(box[2] - box[0], box[3] - box[1]))
                 continue
             cut = box[0] <= 0.02 * w or box[2] >= 0.98 * w
             if box[3] - box[1] > self.opt.max_aspect * (box[2] - box[0]) and not cut:
@@ -222,6 +229,7 @@ class FaceDetector:
     # -- convenience ---------------------------------------------------------------------------------
     def detect(self, image: np.ndarray, roi: Optional[Box] = None) -> List[Face]:
         """All faces in `image` (optionally only inside `roi`), highest score first."""
+        self.too_small = []
         if roi is not None:
             rx1, ry1, rx2, ry2 = roi
             return [
@@ -233,7 +241,9 @@ class FaceDetector:
             # bound the tiled work: the number of tiles grows with the area (a 20000 px photo would be ~40,000
             # passes); frames above max_side are tiled at max_side and the boxes mapped back
             small, s = self._shrunk(image, self.opt.max_side)
-            return [Face(box=unscale(f.box, s, w, h), det_score=f.det_score) for f in self.detect(small)]
+            faces = [Face(box=unscale(f.box, s, w, h), det_score=f.det_score) for f in self.detect(small)]
+            self.too_small = [int(round(px / s)) for px in self.too_small]
+            return faces
         wins = self.windows(image.shape)
         found = self._passes(image, wins)
         whole = self.whole_window(image.shape, wins)

@@ -24,12 +24,13 @@ from .capture import FrameSource
 from .classifier import MaskClassifier
 from .colour import GREY_DEGRADED, GreyWatch
 from .config import Config, TrackerConfig, as_config
-from .detector import DetectorOptions, FaceDetector, load_detector
+from .detector import SURE_SMALL_SCORE, DetectorOptions, FaceDetector, load_detector
+from .facesize import FACES_TOO_SMALL, FaceSizeWatch
 from .publish import Publisher
 from .schedule import DetectionSchedule, MotionGate
 from .sdnotify import Notifier
 from .tracker import Tracker, TrackerOptions
-from .types import Counts, Decision, expand_box
+from .types import Counts, Decision, Face, expand_box
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +174,8 @@ class Pipeline:
         if det_degraded:
             self.degraded.append(det_degraded)
         self.grey_watch = GreyWatch()
+        self.camera = "starting"  # the source's state as last announced in the status
+        self.size_watch = FaceSizeWatch(d.min_face_px, d.small_faces_after_s) if d.small_faces_after_s else None
         self.stop_event = threading.Event()
         # counters
         self.frames = self.detector_runs = self.events = self.rejected = 0
@@ -216,6 +219,7 @@ class Pipeline:
         faces = self.detector.detect(img, self._roi(img.shape))
         t1 = time.perf_counter()
         self.det_ms.append((t1 - t0) * 1000.0)
+        self._check_face_size(frame.time, faces)
         if faces:
             faces = self.classifier.classify(img, faces)
             self.cls_ms.append((time.perf_counter() - t1) * 1000.0)
@@ -272,7 +276,7 @@ class Pipeline:
         window: Dict[str, int] = {l: 0 for l in self.classifier.labels}
         last_stats = start
         frames_at_stats = 0
-        camera = "starting"  # whatever the source says first (ok, or lost already) is announced
+        camera = self.camera = "starting"  # whatever the source says first (ok, or lost already) is announced
         self.publisher.start(self.status_payload("online", camera="starting"))
         self.notifier.status("starting capture from %s" % source.name)
         last_frame_at = time.monotonic()
@@ -281,7 +285,7 @@ class Pipeline:
                 frame = source.read(timeout=0.5)
                 now = time.time()
                 if source.state != camera:
-                    camera = source.state
+                    camera = self.camera = source.state
                     if camera == "lost":
                         self.degraded.append("camera lost")
                     else:
@@ -337,6 +341,23 @@ class Pipeline:
             log.info("camera sends colour again")
             self.degraded = [x for x in self.degraded if x != GREY_DEGRADED]
         self.publisher.set_status(self.status_payload("online", camera=camera))
+
+    def _check_face_size(self, t: float, faces: List[Face]) -> None:
+        """Faces the detector is sure of but drops as too small, and none big enough: a degraded state the control
+        room sees (edge.facesize)."""
+        if self.size_watch is None:
+            return
+        big = any(f.det_score >= SURE_SMALL_SCORE for f in faces)
+        changed = self.size_watch.update(t, big, getattr(self.detector, "too_small", ()))
+        if changed is None:
+            return
+        self.degraded = [x for x in self.degraded if not x.startswith(FACES_TOO_SMALL)]
+        if changed:
+            log.warning("%s", self.size_watch.message)
+            self.degraded.append(self.size_watch.message)
+        else:
+            log.info("faces big enough for a verdict again")
+        self.publisher.set_status(self.status_payload("online", camera=self.camera))
 
     def _publish_counts(self, t0: float, t1: float, window: Dict[str, int]) -> None:
         self.publisher.publish(
