@@ -1573,9 +1573,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="judge a bundle on labelled photos it never saw (VOC scenes or folder-per-class sets), per source",
     )
     s.add_argument("--bundle", default=str(Path(__file__).resolve().parent.parent / "models" / "default"))
-    s.add_argument("--data", required=True, help="a folder of dataset folders, as prepare reads them")
+    s.add_argument(
+        "--data",
+        required=True,
+        help="a dataset folder, or a folder of dataset folders (nested up to 3 levels), as prepare reads them",
+    )
     s.add_argument("--variant", default=None, help="manifest variant (default: the bundle's default, tflite_int8)")
-    s.add_argument("--sources", nargs="*", default=None, help="only these dataset folders")
+    s.add_argument(
+        "--sources", nargs="*", default=None, help="only these dataset folders (a nested one by its path under --data)"
+    )
     s.add_argument(
         "--synthetic",
         nargs="*",

@@ -387,27 +387,59 @@ SYNTHETIC_SOURCES = ("maskedfacenet-maskon",)
 NEG_MAX_SCORE = {"ilc2021-jolignier": 0.5}
 
 
+DISCOVER_DEPTH = 3  # how far below --data a dataset folder is looked for (Kaggle's "Face Mask 12K" is 3 deep)
+
+
+def set_kind(d: Path) -> Optional[str]:
+    """`voc` for a folder with annotations/ + images/, `folders` for one with a class folder in it, else None."""
+    if (d / "annotations").is_dir() and (d / "images").is_dir():
+        return "voc"
+    if any(normalise_label(s.name) for s in d.iterdir() if s.is_dir()):
+        return "folders"
+    return None
+
+
 def discover(data_root: Path, report: Optional[Report] = None) -> List[Tuple[str, str, Path]]:
     """(kind, source name, path) for each dataset folder: `voc` has annotations/ + images/, `folders` has class dirs.
-    With `report`, a folder that is neither is recorded (and logged) as skipped, not dropped in silence."""
-    found = []
-    for d in sorted(p for p in Path(data_root).iterdir() if p.is_dir()):
-        if (d / "annotations").is_dir() and (d / "images").is_dir():
-            found.append(("voc", d.name, d))
-        elif any(normalise_label(s.name) for s in d.iterdir() if s.is_dir()):
-            found.append(("folders", d.name, d))
-        elif report is not None:
-            subs = {s.name.lower(): s.name for s in d.iterdir() if s.is_dir()}
-            if "annotations" in subs and ("jpegimages" in subs or "images" in subs):  # Pascal VOC's own layout
+
+    `data_root` may be a dataset folder itself (its source is named after it), or hold dataset folders, also
+    nested (`fm12k/Face Mask Dataset/Test/WithMask/`, up to DISCOVER_DEPTH levels; a nested set's source is its
+    path below `data_root`, e.g. `fm12k/Face Mask Dataset/Test`). With `report`, a folder that holds no dataset
+    is recorded (and logged) as skipped, not dropped in silence."""
+    root = Path(data_root)
+    kind = set_kind(root)
+    if kind is not None:
+        return [(kind, root.resolve().name, root)]
+    found: List[Tuple[str, str, Path]] = []
+    _discover_below(root, root, DISCOVER_DEPTH, found, report)
+    return found
+
+
+def _discover_below(
+    root: Path, folder: Path, depth: int, found: List[Tuple[str, str, Path]], report: Optional[Report]
+) -> bool:
+    """Adds the sets below `folder` to `found`; True when a folder below it was reported (a Pascal VOC layout)."""
+    said = False
+    for d in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        kind = set_kind(d)
+        if kind is not None:
+            found.append((kind, d.relative_to(root).as_posix(), d))
+            continue
+        subs = {s.name.lower(): s.name for s in d.iterdir() if s.is_dir()}
+        if "annotations" in subs and ("jpegimages" in subs or "images" in subs):  # Pascal VOC's own layout
+            if report is not None:
                 ann, img = subs["annotations"], subs.get("jpegimages") or subs["images"]
                 why = "a VOC set laid out as %s/ + %s/, where annotations/ + images/ are read; link them: " % (ann, img)
-                why += "cd %s && ln -s %s annotations && ln -s %s images" % (d, ann, img)
-            else:
-                why = "neither a VOC set (annotations/ + images/) nor class folders (%s): left out" % ", ".join(
-                    LABELS[:3]
-                )
+                report.skip(d, why + "cd %s && ln -s %s annotations && ln -s %s images" % (d, ann, img))
+            said = True
+            continue
+        before = len(found)
+        below = depth > 1 and _discover_below(root, d, depth - 1, found, report)
+        said = said or below
+        if folder == root and len(found) == before and not below and report is not None:
+            why = "no VOC set (annotations/ + images/) or class folders (%s) in it: left out" % ", ".join(LABELS[:3])
             report.skip(d, why)
-    return found
+    return said
 
 
 def build(

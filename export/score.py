@@ -239,10 +239,22 @@ def rows(doc: Dict[str, Any]) -> List[List[str]]:
                 "%s / %s" % (num(inc["precision"]), num(inc["recall"])) if inc["support"] else "-",
                 num(r["with_mask_flagged"]),
                 num(wo["recall"]) if wo["support"] else "-",
-                "%s / %s / %s" % (num(r["alert"]["precision"]), num(r["alert"]["recall"]), num(r["alert"]["f1"])),
+                alert_cell(r["alert"]),
             ]
         )
     return out
+
+
+def alert_cell(a: Dict[str, Any]) -> str:
+    """The alert's P / R / F1; a measure with nothing to count (no face flagged: precision; no non-compliant face:
+    recall) is "-", not 0."""
+    tp, fp, fn = a.get("tp"), a.get("fp"), a.get("fn")
+    if tp is None:  # a report from before the counts were kept
+        return "%.3f / %.3f / %.3f" % (a["precision"], a["recall"], a["f1"])
+    p = "-" if tp + fp == 0 else "%.3f" % a["precision"]
+    r = "-" if tp + fn == 0 else "%.3f" % a["recall"]
+    f = "-" if tp + fp == 0 or tp + fn == 0 else "%.3f" % a["f1"]
+    return "%s / %s / %s" % (p, r, f)
 
 
 HEADER = ["source", "faces", "macro-F1", "incorrect P / R", "with_mask flagged", "without recall", "alert P / R / F1"]

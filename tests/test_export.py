@@ -122,6 +122,43 @@ def test_discover_names_a_folder_it_cannot_read(tmp_path):
     assert [w for f, w in rep.skipped if f.endswith("voc2012") and "ln -s JPEGImages images" in w]
 
 
+def test_discover_finds_nested_sets_and_a_set_given_itself(tmp_path):
+    # Kaggle's "Face Mask 12K" as unpacked: three levels down, and a folder with no set anywhere below it
+    fm = tmp_path / "fm12k" / "Face Mask Dataset"
+    for part in ("Test", "Validation"):
+        for c in ("WithMask", "WithoutMask"):
+            (fm / part / c).mkdir(parents=True)
+    (tmp_path / "andrewmvd" / "annotations").mkdir(parents=True)
+    (tmp_path / "andrewmvd" / "images").mkdir()
+    (tmp_path / "docs" / "figures").mkdir(parents=True)
+    (tmp_path / ".cache" / "with_mask").mkdir(parents=True)  # hidden: never a set
+    (tmp_path / "a" / "b" / "c" / "d" / "with_mask").mkdir(parents=True)  # deeper than DISCOVER_DEPTH
+    rep = datasets.Report()
+    found = datasets.discover(tmp_path, rep)
+    assert [(k, n) for k, n, _ in found] == [
+        ("voc", "andrewmvd"),
+        ("folders", "fm12k/Face Mask Dataset/Test"),
+        ("folders", "fm12k/Face Mask Dataset/Validation"),
+    ]
+    skipped = {Path(f).relative_to(tmp_path).as_posix() for f, _ in rep.skipped}
+    assert skipped == {"a", "docs"}, rep.skipped  # said once, of the folder given in --data
+    # --data pointing at one set: that set, named after its folder
+    assert [(k, n) for k, n, _ in datasets.discover(fm / "Test")] == [("folders", "Test")]
+    assert [(k, n) for k, n, _ in datasets.discover(tmp_path / "andrewmvd")] == [("voc", "andrewmvd")]
+
+
+def test_score_table_says_dash_where_the_alert_has_nothing_to_count():
+    from export.score import alert_cell
+
+    assert alert_cell({"precision": 0.0, "recall": 0.0, "f1": 0.0, "tp": 0, "fp": 0, "fn": 0}) == "- / - / -"
+    # compliant faces only, one flagged: a precision of 0 that means something, no recall
+    assert alert_cell({"precision": 0.0, "recall": 0.0, "f1": 0.0, "tp": 0, "fp": 1, "fn": 0}) == "0.000 / - / -"
+    assert alert_cell({"precision": 0.0, "recall": 0.0, "f1": 0.0, "tp": 0, "fp": 0, "fn": 2}) == "- / 0.000 / -"
+    assert alert_cell({"precision": 1.0, "recall": 0.5, "f1": 0.6667, "tp": 1, "fp": 0, "fn": 1}) == (
+        "1.000 / 0.500 / 0.667"
+    )
+
+
 # -- splitting ---------------------------------------------------------------------------------------------
 def test_near_duplicates_never_cross_splits():
     rng = np.random.RandomState(0)
