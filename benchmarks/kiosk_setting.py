@@ -123,6 +123,7 @@ def detector_kw(a: argparse.Namespace) -> dict:
         own_share=a.own_share,
         tile_sizes=tuple(a.tile_sizes),
         decay=a.nms_decay,
+        upscale=a.upscale,
     )
 
 
@@ -148,12 +149,14 @@ def given_setting(path: Path, a: argparse.Namespace) -> dict:
         "nms_containment": o.nms_containment,
         "nms_own_share": o.nms_own_share,
         "nms_decay": o.nms_decay,
+        "upscale": o.upscale,
         "matching": matching_rule(0.4, not a.iou_only, a.enclose),
     }
     theirs = {"min_face": res.get("min_face"), **{k: val.get(k) for k in mine if k != "min_face"}}
     # both recorded only when on (files before them have neither)
     theirs["whole_pass"] = bool(theirs["whole_pass"])
     theirs["nms_decay"] = bool(theirs["nms_decay"])
+    theirs["upscale"] = theirs["upscale"] or 1.0  # recorded only when not 1
     differ = ["%s %s there, %s here" % (k, theirs[k], mine[k]) for k in mine if mine[k] != theirs[k]]
     if differ:
         raise MaskwatchError(
@@ -241,6 +244,12 @@ def main() -> int:
         "--nms-decay",
         action="store_true",
         help="detector.nms_decay: after NMS, weak boxes' scores decay by their overlap with stronger ones",
+    )
+    ap.add_argument(
+        "--upscale",
+        type=detector_key("upscale"),
+        default=1.0,
+        help="detector.upscale: modes native/auto run their pass on the frame scaled by this (sides rounded to 32)",
     )
     ap.add_argument(
         "--iou-only",
@@ -357,6 +366,7 @@ def main() -> int:
             own_share=kw["own_share"],
             tile_sizes=kw["tile_sizes"],
             decay=kw["decay"],
+            upscale=kw["upscale"],
             inside=not a.iou_only,
             enclose=a.enclose,
             face_scores=FACE_SCORES if a.face_score else None,

@@ -94,7 +94,13 @@ class DetectorConfig:
     confidence: float = opt(0.5, min=0.05, max=1.0)
     mode: str = opt("single", choices=DETECTOR_MODES)
     input_size: int = opt(300, min=64, max=1024)
-    upscale: float = opt(1.0, min=0.25, max=4.0)
+    upscale: float = opt(
+        1.0,
+        min=0.25,
+        max=4.0,
+        help="modes native and auto: their pass runs on the frame scaled by this (sides rounded to 32; at most "
+        "1920 px): above 1, res10 sees small faces larger, at the square of the cost",
+    )
     flip: bool = opt(
         False, help="also detect on the mirrored frame and merge (res10 misses some masked faces one way round)"
     )

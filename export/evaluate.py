@@ -542,6 +542,7 @@ def sweep_detector_options(
     tile_sizes: Sequence[int] = (),
     whole_pass: bool = False,
     decay: bool = False,
+    upscale: float = 1.0,
 ):
     """The detector options of a kiosk sweep (and of the timing of its setting): the config's defaults for what is
     not given, no fallback to another runtime (a measurement names the one it measured)."""
@@ -553,6 +554,7 @@ def sweep_detector_options(
         flip=flip,
         whole_pass=whole_pass,
         nms_decay=decay,
+        upscale=upscale,
         min_face_px=min_face_px,
         backend=backend,
         precision=precision,
@@ -606,6 +608,7 @@ def kiosk_sweep(
     tile_sizes: Sequence[int] = (),
     whole_pass: bool = False,
     decay: bool = False,
+    upscale: float = 1.0,
 ) -> Dict[str, Any]:
     """The kiosk setting, measured: res10 confidence x the no_face rejector's threshold at kiosk range.
 
@@ -636,6 +639,7 @@ def kiosk_sweep(
             tile_sizes=tile_sizes,
             whole_pass=whole_pass,
             decay=decay,
+            upscale=upscale,
         ),
     )
     cached = []
@@ -710,6 +714,7 @@ def kiosk_sweep(
         "nms_containment": det.opt.nms_containment,
         "nms_own_share": det.opt.nms_own_share,
         **({"nms_decay": True} if decay else {}),
+        **({"upscale": upscale} if upscale != 1.0 else {}),
         "matching": matching_rule(iou_thr, inside, enclose),
         "mode": mode,
         **({"tile_sizes": list(det.opt.tile_sizes)} if mode in TILED_MODES and det.opt.tile_sizes else {}),

@@ -159,6 +159,7 @@ def scenes(clf, data_root: Path, cfg, config_path: Path, *, sources: Optional[Se
             "tile_sizes": tuple(d.tile_sizes or ()),
             "whole_pass": d.whole_pass,
             "decay": d.nms_decay,
+            "upscale": d.upscale,
         },
         "all faces": {
             "from": "edge-maskd scan (edge.config.SCAN)",
@@ -173,6 +174,7 @@ def scenes(clf, data_root: Path, cfg, config_path: Path, *, sources: Optional[Se
             "tile_sizes": tuple(SCAN.tile_sizes),
             "whole_pass": False,
             "decay": False,
+            "upscale": 1.0,
         },
     }
     dirs = [
@@ -288,7 +290,12 @@ def markdown(doc: Dict[str, Any]) -> str:
                     st["confidence"],
                     (" with tiles %s" % st["tile_sizes"] if st["tile_sizes"] else "")
                     + (" and a whole-frame pass" if st["whole_pass"] else "")
-                    + (", weak boxes' scores decayed over stronger ones" if st.get("decay") else ""),
+                    + (", weak boxes' scores decayed over stronger ones" if st.get("decay") else "")
+                    + (
+                        ", the native pass on the frame scaled %sx" % st["upscale"]
+                        if st.get("upscale", 1.0) != 1.0
+                        else ""
+                    ),
                     st["det_min_face"],
                     st["no_face_threshold"],
                 )
