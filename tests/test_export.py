@@ -1958,6 +1958,37 @@ def test_kiosk_sweep_over_all_faces_with_the_tile_pyramid(tmp_path, shipped_bund
     assert t["ms_per_frame_p50"] is not None and t["ms_per_frame_p50"] <= t["ms_per_frame_p90"]
 
 
+def test_kiosk_sweep_takes_the_detector_upscale_and_records_it(tmp_path, shipped_bundle, detector_dir):
+    """kiosk_setting.py --upscale reaches the detector: a face of ~18 px that res10's native pass misses at the
+    frame's own scale is found with the pass on the frame scaled 2x; the sweep says which scale it ran."""
+    import cv2
+
+    from edge import assets
+    from edge.bundle import load_bundle
+    from edge.classifier import MaskClassifier
+    from edge.demo import FACE_BOX
+    from export.evaluate import kiosk_sweep, sweep_detector_options
+
+    face = cv2.imread(str(assets.fetch(assets.DEMO_FACE, assets.default_cache_dir(), timeout=5)))
+    f = 0.18
+    small = cv2.resize(face, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    frame[200 : 200 + small.shape[0], 300 : 300 + small.shape[1]] = small
+    root = tmp_path / "scenes"
+    (root / "images").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    cv2.imwrite(str(root / "images" / "w.png"), frame)
+    box = tuple(int(round(v * f)) + (300 if i % 2 == 0 else 200) for i, v in enumerate(FACE_BOX))
+    _voc(root / "annotations" / "w.xml", "w.png", [("without_mask", box)])
+    clf = MaskClassifier(load_bundle(shipped_bundle), None, fallback=False)
+    kw = dict(confidences=(0.3,), no_face_thresholds=(None,), min_face=0, det_min_face=8, detector_dir=detector_dir)
+    own = kiosk_sweep([root], {"scenes": ["w"]}, clf, mode="native", **kw)
+    twice = kiosk_sweep([root], {"scenes": ["w"]}, clf, mode="native", upscale=2.0, **kw)
+    assert "upscale" not in own and twice["upscale"] == 2.0
+    assert own["grid"][0]["face_recall"] == 0.0 and twice["grid"][0]["face_recall"] == 1.0
+    assert sweep_detector_options(0.3, mode="native", upscale=1.5).upscale == 1.5
+
+
 def test_an_interrupted_crops_write_leaves_the_old_file_and_no_part(tmp_path, monkeypatch):
     """save_npz (prepare, extend, splits): a write stopped half-way (here: Ctrl-C after some bytes) leaves the
     file that was there, whole, and no temporary file; a finished write replaces it."""
