@@ -486,6 +486,11 @@ def twin(row: Any, now: float) -> Optional[Dict[str, Any]]:
     }
 
 
+def secs(x: float) -> str:
+    """Seconds as the tiles say them: whole from 10 s up, else to a tenth ("0.6 s", not "0 s")."""
+    return "%.0f s" % x if x >= 9.95 else ("%.1f" % x).rstrip("0").rstrip(".") + " s"
+
+
 def liveness(row: Any, now: float, default_interval: float) -> Dict[str, Any]:
     """online / stale / offline / unknown from the device row (see docs/controlroom.md, "Liveness").
 
@@ -505,9 +510,9 @@ def liveness(row: Any, now: float, default_interval: float) -> Dict[str, Any]:
     if down_after_stats or (down and not fresh):
         state, why = "offline", "status %s" % row.status_state
     elif fresh:
-        state, why = "online", "%s %.0f s ago (stale after %.0f s)" % (what, max(0.0, now - since), deadline)
+        state, why = "online", "%s %s ago (stale after %s)" % (what, secs(max(0.0, now - since)), secs(deadline))
     elif since is not None:
-        state, why = "stale", "no stats for %.0f s (expected every %.0f s)" % (now - since, interval)
+        state, why = "stale", "no stats for %s (expected every %s)" % (secs(now - since), secs(interval))
     elif row.status_state:
         state, why = (
             "stale",

@@ -177,6 +177,38 @@ def test_login_tile_live_alert_and_acknowledge(browser, shipped_broker, tmp_path
         assert "own device name" in text and text.count(" and ") >= 1 and "started " in text, text
         twin = browser.find_element(By.CSS_SELECTOR, "#tile-lobby-k2 .twin")
         assert "two kiosks report as lobby/k2" in twin.get_attribute("title")  # the API's full sentence, on hover
+        # a third whose camera sees the faces too small for a verdict: its tile says why and what to do
+        from edge.facesize import small_faces_degraded
+
+        far = started(shipped_broker, "garage.k1")
+        why = small_faces_degraded(32, [24, 27, 29])
+        far.publish(
+            "maskwatch/garage/k1/status",
+            proto.dumps(
+                proto.status(
+                    "online",
+                    site="garage",
+                    device="k1",
+                    t=time.time(),
+                    backend="litert",
+                    version="0.1.0",
+                    degraded=[why],
+                )
+            ),
+            retain=True,
+        )
+
+        def far_text():
+            try:
+                t = browser.find_elements(By.ID, "tile-garage-k1")
+                return t[0].text if t else ""
+            except StaleElementReferenceException:
+                return ""
+
+        text = wait_for(lambda: "faces too small for a verdict" in far_text() and far_text(), 15, what="the far camera")
+        assert "Degraded" in text and "24-29 px" in text and "move the camera closer" in text, text
+        tile = browser.find_element(By.ID, "tile-garage-k1")
+        assert tile.get_attribute("data-state") == "online" and "degraded" in tile.get_attribute("class").split()
         ARTIFACTS.mkdir(exist_ok=True)
         shot = ARTIFACTS / "controlroom-dashboard.png"
         assert browser.save_screenshot(str(shot))

@@ -61,7 +61,13 @@
           last.appendChild(s);
         });
         tile.appendChild(last);
-        if (d.degraded && d.degraded.length) tile.appendChild(el("div", "why", "degraded: " + d.degraded.join(", ")));
+        if (d.degraded && d.degraded.length) {  // running, but not as configured: as visible as the twin warning
+          tile.classList.add("degraded");
+          var deg = el("div", "degraded");
+          deg.appendChild(el("div", "degraded-head", "Degraded"));
+          d.degraded.forEach(function (why) { deg.appendChild(el("div", "why", why)); });
+          tile.appendChild(deg);
+        }
         if (d.twin) {  // a headline the operator sees, then the two starts in local time like the rest of the page
           var twin = el("div", "twin");
           twin.title = d.twin.why;
