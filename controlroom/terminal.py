@@ -305,7 +305,7 @@ class Monitor:
 
     def _status(self, topic: str, dev: Device, payload: Dict[str, Any], retained: bool, received: float) -> None:
         self.n["status"] += 1
-        previous = dev.state
+        previous, was_degraded = dev.state, dev.degraded
         dev.state = payload["state"]
         dev.state_time = parse_iso(payload["time"]) or received
         dev.backend = payload.get("backend")
@@ -315,12 +315,16 @@ class Monitor:
             self._announce(dev, payload)
         if self.args.json:
             self.emit_json(self._record("status", topic, dev, payload, retained, received))
-        elif previous != dev.state:
+        elif previous != dev.state or was_degraded != dev.degraded:
+            # a kiosk that stays online but turns degraded (camera grey, faces too small, accelerator gone), or
+            # recovers, says so as a state change does: the reason carries what to do, so it is not cut short
             extra = []
             if dev.backend:
                 extra.append("backend %s" % clean(dev.backend, 30))
             if dev.degraded:
-                extra.append("degraded: %s" % clean(", ".join(str(d) for d in dev.degraded), 80))
+                extra.append("degraded: %s" % clean("; ".join(str(d) for d in dev.degraded), 400))
+            elif was_degraded and previous == dev.state:
+                extra.append("no longer degraded")
             self.emit(
                 "%s  %-6s %-28s %-22s since %s%s%s"
                 % (

@@ -397,6 +397,25 @@ def test_monitor_names_two_kiosks_reporting_as_one_not_a_restart():
         assert err.getvalue() == ""
 
 
+def test_a_kiosk_that_turns_degraded_while_online_is_said_and_so_is_its_recovery():
+    from edge.facesize import small_faces_degraded
+
+    mon, out, err = monitor()
+    feed(mon, "maskwatch/lobby/k1/status", status("lobby", "k1"))
+    feed(mon, "maskwatch/lobby/k1/status", status("lobby", "k1"))  # the same again: nothing new to say
+    assert out.getvalue().count("STATUS") == 1
+    far = dict(status("lobby", "k1"), degraded=[small_faces_degraded(32, [24, 27, 29])])
+    feed(mon, "maskwatch/lobby/k1/status", far)
+    feed(mon, "maskwatch/lobby/k1/status", far)
+    lines = [line for line in out.getvalue().splitlines() if "STATUS" in line]
+    assert len(lines) == 2 and "online" in lines[1], lines
+    # the whole reason, with what to do at its end
+    assert "faces too small for a verdict" in lines[1] and "set detector.roi to the doorway" in lines[1]
+    feed(mon, "maskwatch/lobby/k1/status", status("lobby", "k1"))
+    lines = [line for line in out.getvalue().splitlines() if "STATUS" in line]
+    assert len(lines) == 3 and "no longer degraded" in lines[2] and err.getvalue() == ""
+
+
 def test_monitor_live_view_and_summary():
     mon, out, err = monitor("--bell")
     feed(mon, "maskwatch/lobby/k1/status", status("lobby", "k1"))
