@@ -425,13 +425,16 @@ class Writer:
             return True
         t = parse_iso(p["time"]) or it["received"]
         row = conn.execute(
-            sa.select(devices.c.status_state, devices.c.status_time).where(
+            sa.select(devices.c.status_state, devices.c.status_time, devices.c.degraded).where(
                 devices.c.site == dev[0], devices.c.device == dev[1]
             )
         ).first()
         if row is not None and row.status_time is not None and t < row.status_time:
             return False  # an older status than the one we have (redelivered late)
-        changed = row is None or row.status_state != p["state"]
+        degraded = json.dumps(list(p.get("degraded") or []))
+        # a kiosk that stays online but turns degraded (or recovers) is a change too: kept in status_changes, and
+        # the open pages redraw its tile at once
+        changed = row is None or row.status_state != p["state"] or (row.degraded or "[]") != degraded
         announced = p.get("stats_interval_s")
         if not isinstance(announced, (int, float)) or isinstance(announced, bool) or announced <= 0:
             announced = None
@@ -449,7 +452,7 @@ class Writer:
                 backend=p.get("backend"),
                 model_id=p.get("model_id"),
                 version=p.get("version"),
-                degraded=json.dumps(list(p.get("degraded") or [])),
+                degraded=degraded,
             )
         )
         if changed:

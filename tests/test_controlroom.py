@@ -145,6 +145,29 @@ def test_demo_clip_events_stored_once_and_served(
     assert room.stop() == 0
 
 
+def test_a_kiosk_turning_degraded_while_online_is_a_status_change(tmp_path):
+    from controlroom import db
+
+    url = "sqlite:///%s" % (tmp_path / "cr.db")
+    engine = db.make_engine(url)
+    db.migrate(engine)
+    writer = db.Writer(engine)
+    t = [time.time()]
+
+    def status(degraded=None):
+        t[0] += 1.0
+        p = proto.status("online", site="lobby", device="k1", t=t[0], backend="litert", degraded=degraded)
+        item = {"kind": "status", "site": "lobby", "device": "k1", "payload": p, "retained": False}
+        return writer.write([dict(item, received=t[0])])["devices"]
+
+    far = ["faces too small for a verdict: the faces seen are 24-29 px (median 27)"]
+    changed = [status(), status(), status(far), status(far), status(), status()]
+    assert changed == [[("lobby", "k1")], [], [("lobby", "k1")], [], [("lobby", "k1")], []]
+    kept = [json.loads(r[0]).get("degraded") for r in rows(url, "SELECT payload FROM status_changes ORDER BY id")]
+    assert kept == [None, far, None]
+    engine.dispose()
+
+
 # -- messages -------------------------------------------------------------------------------------------------
 def test_bad_messages_are_dropped_and_duplicates_stored_once(sqlite_url, shipped_broker, rooms, tmp_path):
     add_user(sqlite_url, "alice", PASSWORD)
