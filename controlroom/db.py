@@ -23,7 +23,17 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from maskwatch_protocol import NON_COMPLIANT, VERDICTS, iso, next_starts, parse_iso, process_start
+from maskwatch_protocol import (
+    NON_COMPLIANT,
+    VERDICTS,
+    clock_skew,
+    clock_why,
+    iso,
+    next_starts,
+    parse_iso,
+    process_start,
+    stats_time,
+)
 
 log = logging.getLogger("controlroom.db")
 
@@ -57,6 +67,7 @@ devices = sa.Table(
     sa.Column("stats_start", sa.Float),
     sa.Column("stats_prev_start", sa.Float),
     sa.Column("twin_seen", sa.Float),  # when that last happened (control room clock)
+    sa.Column("stats_ts", sa.Float),  # the last live stats' own time (kiosk clock): with last_stats, the clock's offset
     sa.Column("backend", sa.String(64)),
     sa.Column("model_id", sa.String(200)),
     sa.Column("version", sa.String(64)),
@@ -157,11 +168,17 @@ def _m3_twins(conn: sa.Connection) -> None:
             conn.execute(sa.text("ALTER TABLE devices ADD COLUMN %s DOUBLE PRECISION" % name))
 
 
+def _m4_clock(conn: sa.Connection) -> None:
+    if "stats_ts" not in {c["name"] for c in sa.inspect(conn).get_columns("devices")}:
+        conn.execute(sa.text("ALTER TABLE devices ADD COLUMN stats_ts DOUBLE PRECISION"))
+
+
 # (version, name, step): append new steps, never edit an applied one
 MIGRATIONS: List[Tuple[int, str, Any]] = [
     (1, "initial: devices, events, counts, status_changes, users, sessions", _m1_initial),
     (2, "devices: the stats interval the kiosk announces, the status ts", _m2_announced_interval),
     (3, "devices: two kiosks reporting as one (their processes' start times)", _m3_twins),
+    (4, "devices: the last stats' own time, for the kiosk clock's offset", _m4_clock),
 ]
 
 
@@ -398,7 +415,7 @@ class Writer:
                 devices.c.last_stats, devices.c.stats_interval_s, devices.c.stats_start, devices.c.stats_prev_start
             ).where(devices.c.site == dev[0], devices.c.device == dev[1])
         ).first()
-        values: Dict[str, Any] = {"last_stats": received}
+        values: Dict[str, Any] = {"last_stats": received, "stats_ts": stats_time(p)}
         if row is not None:
             current, previous, twins = next_starts(row.stats_start, row.stats_prev_start, process_start(p))
             values.update(stats_start=current, stats_prev_start=previous)
@@ -471,6 +488,13 @@ class Writer:
 
 
 # -- reading (the web server) -----------------------------------------------------------------------------
+def clock(row: Any) -> Optional[Dict[str, Any]]:
+    """The kiosk clock's offset from the control room's, from its last stats: {skew_s (positive: the kiosk is
+    behind), why (a warning from maskwatch_protocol.CLOCK_SKEW_WARN_S, else None)}, or None before any stats."""
+    skew = clock_skew(row.stats_ts, row.last_stats) if row.last_stats is not None else None
+    return None if skew is None else {"skew_s": round(skew, 1), "why": clock_why(skew)}
+
+
 TWIN_WINDOW_S = 600.0  # a device shows two kiosks for this long after their stats last took turns
 
 
@@ -756,6 +780,7 @@ class Reader:
                         "version": r.version,
                         "degraded": json.loads(r.degraded) if r.degraded else [],
                         "twin": twin(r, now),
+                        "clock": clock(r),
                         "today": {
                             "people": people,
                             "non_compliant": nc,

@@ -12,7 +12,16 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from maskwatch_protocol import KIND_TYPES as KINDS
-from maskwatch_protocol import NON_COMPLIANT, VERDICTS, next_starts, parse_iso, process_start
+from maskwatch_protocol import (
+    NON_COMPLIANT,
+    VERDICTS,
+    clock_skew,
+    clock_why,
+    next_starts,
+    parse_iso,
+    process_start,
+    stats_time,
+)
 
 from .common import Warner, clean, iso_now, local_time, split_values
 from .homeassistant import ha_discovery
@@ -39,6 +48,7 @@ class Device:
         "start",
         "prev_start",
         "twins_said",
+        "clock_off",
     )
 
     def __init__(self, site: str, device: str) -> None:
@@ -54,6 +64,7 @@ class Device:
         self.start: Optional[float] = None  # when the process sending this device's stats started (kiosk clock)
         self.prev_start: Optional[float] = None
         self.twins_said: Optional[float] = None
+        self.clock_off = False  # its clock was last seen CLOCK_SKEW_WARN_S or more from this machine's
 
     def as_dict(self) -> Dict[str, Any]:
         c = self.counts or {}
@@ -204,6 +215,41 @@ class Monitor:
                 self._stats(dev, payload, received)
 
     def _stats(self, dev: Device, payload: Dict[str, Any], received: float) -> None:
+        self._clock(dev, payload, received)
+        self._twins(dev, payload, received)
+
+    def _clock(self, dev: Device, payload: Dict[str, Any], received: float) -> None:
+        """A kiosk clock off this machine's by CLOCK_SKEW_WARN_S or more (maskwatch_protocol.clock_skew: stats
+        are never sent late) is said when it goes off, and when it is back in step."""
+        why = clock_why(clock_skew(stats_time(payload), received))
+        if (why is not None) == dev.clock_off:
+            return
+        dev.clock_off = why is not None
+        line = why or "the kiosk's clock is back in step with this machine's"
+        if self.args.json:
+            self.emit_json(
+                {
+                    "kind": "clock",
+                    "site": dev.site,
+                    "device": dev.device,
+                    "received": iso_now(received),
+                    "received_ts": round(received, 6),
+                    "off": dev.clock_off,
+                    "why": line,
+                }
+            )
+        else:
+            self.emit(
+                "%s  %-6s %-28s %s"
+                % (
+                    local_time(received, "%Y-%m-%d %H:%M:%S"),
+                    "CLOCK",
+                    clean("%s/%s" % (dev.site, dev.device), 60),
+                    clean(line, 300),
+                )
+            )
+
+    def _twins(self, dev: Device, payload: Dict[str, Any], received: float) -> None:
         """Two kiosks under one name: their stats' process starts take turns (maskwatch_protocol.next_starts);
         said once, then again at most every TWINS_REPEAT_S while it goes on."""
         dev.start, dev.prev_start, twins = next_starts(dev.start, dev.prev_start, process_start(payload))

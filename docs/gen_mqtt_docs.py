@@ -67,7 +67,8 @@ CONSUMER_RULES = """\
   publish only under its own `<prefix>/<site>/<device>/`; a payload whose `site`/`device` differs
   from its topic is rejected by `edge-alerts`.
 * **Times** are UTC ISO 8601 with milliseconds (`2024-05-01T12:00:00.000Z`); `ts` is the same
-  instant in Unix seconds. They come from the kiosk's clock: keep kiosks on NTP.
+  instant in Unix seconds. They come from the kiosk's clock: keep kiosks on NTP (the control room and
+  `edge-alerts` say when a kiosk's stats arrive a minute or more off their own clock).
 * `status` is **retained**: a new subscriber immediately learns every kiosk's last known state.
   `offline` is the kiosk's last will, published by the broker when the connection dies without a
   clean DISCONNECT (after 1.5 x keepalive at most). An empty retained message on a status topic

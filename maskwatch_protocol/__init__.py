@@ -175,6 +175,50 @@ def process_start(stats_payload: Mapping[str, Any]) -> Optional[float]:
     return float(ts) - float(up)  # type: ignore[arg-type]
 
 
+CLOCK_SKEW_WARN_S = 60.0  # a kiosk clock this far from the receiver's is said: NTP keeps them within a second
+
+
+def stats_time(stats_payload: Mapping[str, Any]) -> Optional[float]:
+    """When a stats payload was made, by the kiosk's clock (`ts`, else `time`), or None."""
+    ts = stats_payload.get("ts")
+    if isinstance(ts, (int, float)) and not isinstance(ts, bool):
+        return float(ts)
+    return parse_iso(stats_payload.get("time"))
+
+
+def clock_skew(made: Optional[float], received: float) -> Optional[float]:
+    """How far a kiosk's clock is behind the receiver's (negative: ahead), from a stats message: stats are sent
+    as they are made and never kept for later (QoS 0, no spool), so their age on arrival is the clocks' offset
+    plus a network delay of milliseconds. Events and counts are no use for this: the spool sends them late."""
+    return None if made is None else received - made
+
+
+def clock_why(skew: Optional[float]) -> Optional[str]:
+    """The warning for a kiosk whose clock is off by CLOCK_SKEW_WARN_S or more, else None."""
+    if skew is None or abs(skew) < CLOCK_SKEW_WARN_S:
+        return None
+    return (
+        "the kiosk's clock is %s %s the control room's: its events and counts are filed at the wrong time; "
+        "turn on time sync on the kiosk (timedatectl set-ntp true)"
+        % (
+            span(abs(skew)),
+            "behind" if skew > 0 else "ahead of",
+        )
+    )
+
+
+def span(seconds: float) -> str:
+    """A duration as a person reads it: 45 s, 12 min, 3 h 12 min, 4 d 2 h."""
+    s = int(round(seconds))
+    if s < 60:
+        return "%d s" % s
+    if s < 3600:
+        return "%d min" % (s // 60)
+    if s < 86400:
+        return "%d h %d min" % (s // 3600, s % 3600 // 60) if s % 3600 >= 60 else "%d h" % (s // 3600)
+    return "%d d %d h" % (s // 86400, s % 86400 // 3600) if s % 86400 >= 3600 else "%d d" % (s // 86400)
+
+
 def next_starts(
     current: Optional[float], previous: Optional[float], start: Optional[float]
 ) -> Tuple[Optional[float], Optional[float], bool]:

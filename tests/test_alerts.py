@@ -378,7 +378,7 @@ def test_monitor_names_two_kiosks_reporting_as_one_not_a_restart():
             mon.on_message(
                 "maskwatch/lobby/k1/stats",
                 messages.dumps(stats_payload("lobby", "k1", t0 + 10 * i, uptime_s=up)),
-                received=t0 + i,
+                received=t0 + 10 * i + 0.01,  # the kiosk's clock in step with this machine's
             )
         assert "two kiosks" not in out.getvalue()
         for i in range(5):  # two processes under k2 (started at t0 - 600 and t0 + 10), taking turns
@@ -386,10 +386,10 @@ def test_monitor_names_two_kiosks_reporting_as_one_not_a_restart():
             mon.on_message(
                 "maskwatch/lobby/k2/stats",
                 messages.dumps(stats_payload("lobby", "k2", t0 + 20 * i, uptime_s=up)),
-                received=t0 + i,
+                received=t0 + 20 * i + 0.01,
             )
         text = out.getvalue()
-        assert text.count("two kiosks report as lobby/k2") == 1, text
+        assert text.count("two kiosks report as lobby/k2") == 1 and "CLOCK" not in text and '"clock"' not in text, text
         if json_out:
             assert json.loads(text.splitlines()[-1])["kind"] == "twins"
         else:
@@ -414,6 +414,40 @@ def test_a_kiosk_that_turns_degraded_while_online_is_said_and_so_is_its_recovery
     feed(mon, "maskwatch/lobby/k1/status", status("lobby", "k1"))
     lines = [line for line in out.getvalue().splitlines() if "STATUS" in line]
     assert len(lines) == 3 and "no longer degraded" in lines[2] and err.getvalue() == ""
+
+
+def test_a_kiosk_clock_off_this_machines_is_said_once_and_so_is_its_return():
+    from controlroom_support import stats_payload
+
+    mon, out, err = monitor()
+    now = time.time()
+    feed(mon, "maskwatch/lobby/k1/stats", stats_payload("lobby", "k1", t=now - 7200))
+    feed(mon, "maskwatch/lobby/k1/stats", stats_payload("lobby", "k1", t=now - 7170))
+    lines = [line for line in out.getvalue().splitlines() if "CLOCK" in line]
+    assert len(lines) == 1 and "lobby/k1" in lines[0] and "2 h behind" in lines[0], lines
+    feed(mon, "maskwatch/lobby/k1/stats", stats_payload("lobby", "k1"))  # NTP caught up
+    lines = [line for line in out.getvalue().splitlines() if "CLOCK" in line]
+    assert len(lines) == 2 and "back in step" in lines[1] and err.getvalue() == ""
+    mon, out, err = monitor("--json")
+    feed(mon, "maskwatch/lobby/k2/stats", stats_payload("lobby", "k2", t=now + 600))
+    rec = [json.loads(x) for x in out.getvalue().splitlines() if '"clock"' in x]
+    assert len(rec) == 1 and rec[0]["off"] is True and "10 min ahead of" in rec[0]["why"], rec
+
+
+def test_clock_offsets_read_as_a_person_reads_them():
+    import maskwatch_protocol as proto
+
+    assert [proto.span(x) for x in (5, 61, 3600, 11520, 90000, 3 * 86400)] == [
+        "5 s",
+        "1 min",
+        "1 h",
+        "3 h 12 min",
+        "1 d 1 h",
+        "3 d",
+    ]
+    assert proto.clock_why(proto.CLOCK_SKEW_WARN_S - 1) is None and proto.clock_why(None) is None
+    assert proto.stats_time({"time": "2024-05-01T12:00:00.000Z"}) == 1714564800.0
+    assert proto.stats_time({"ts": 5.0, "time": "2024-05-01T12:00:00.000Z"}) == 5.0
 
 
 def test_monitor_live_view_and_summary():

@@ -168,6 +168,31 @@ def test_a_kiosk_turning_degraded_while_online_is_a_status_change(tmp_path):
     engine.dispose()
 
 
+def test_a_kiosk_clock_off_the_control_rooms_is_said_on_its_tile(tmp_path):
+    from controlroom import db
+
+    engine = db.make_engine("sqlite:///%s" % (tmp_path / "cr.db"))
+    db.migrate(engine)
+    writer, reader = db.Writer(engine), db.Reader(engine)
+    now = time.time()
+
+    def stats(kiosk_clock: float, received: float):
+        p = stats_payload("lobby", "k1", t=kiosk_clock)
+        writer.write(
+            [{"kind": "stats", "site": "lobby", "device": "k1", "payload": p, "retained": False, "received": received}]
+        )
+        return reader.devices(now=received)[0]["clock"]
+
+    # a Raspberry Pi without its RTC, booted before NTP: 3 h 12 min behind
+    off = stats(now - 11520.4, now)
+    assert off["skew_s"] == 11520.4 and "3 h 12 min behind" in off["why"] and "timedatectl set-ntp true" in off["why"]
+    assert stats(now + 90, now + 30)["why"].startswith("the kiosk's clock is 1 min ahead of")
+    # network delay and a few seconds of drift are no warning
+    ok = stats(now + 57.5, now + 60)
+    assert ok == {"skew_s": 2.5, "why": None}
+    engine.dispose()
+
+
 # -- messages -------------------------------------------------------------------------------------------------
 def test_bad_messages_are_dropped_and_duplicates_stored_once(sqlite_url, shipped_broker, rooms, tmp_path):
     add_user(sqlite_url, "alice", PASSWORD)
@@ -595,7 +620,7 @@ def test_migrations_are_recorded_and_idempotent(sqlite_url):
     from controlroom import db
 
     engine = db.make_engine(sqlite_url)
-    assert db.migrate(engine) == [m[0] for m in db.MIGRATIONS] == [1, 2, 3]
+    assert db.migrate(engine) == [m[0] for m in db.MIGRATIONS] == [1, 2, 3, 4]
     assert db.migrate(engine) == []
     assert db.current_version(engine) == db.MIGRATIONS[-1][0]
     mode = rows(sqlite_url, "PRAGMA journal_mode")[0][0]
@@ -607,14 +632,15 @@ def test_migrations_are_recorded_and_idempotent(sqlite_url):
         conn.execute(sa.text("INSERT INTO devices (site, device, first_seen, last_seen) VALUES ('s', 'd', 1, 2)"))
         conn.execute(sa.text("ALTER TABLE devices DROP COLUMN stats_interval_announced"))
         conn.execute(sa.text("ALTER TABLE devices DROP COLUMN status_ts"))
-        for col in ("stats_start", "stats_prev_start", "twin_seen"):
+        for col in ("stats_start", "stats_prev_start", "twin_seen", "stats_ts"):
             conn.execute(sa.text("ALTER TABLE devices DROP COLUMN %s" % col))
         conn.execute(sa.text("DELETE FROM schema_migrations WHERE version >= 2"))
     assert db.current_version(engine) == 1
-    assert db.migrate(engine) == [2, 3]
+    assert db.migrate(engine) == [2, 3, 4]
     assert rows(
-        sqlite_url, "SELECT site, device, stats_interval_announced, status_ts, stats_start, twin_seen FROM devices"
-    ) == [("s", "d", None, None, None, None)]
+        sqlite_url,
+        "SELECT site, device, stats_interval_announced, status_ts, stats_start, twin_seen, stats_ts FROM devices",
+    ) == [("s", "d", None, None, None, None, None)]
     with engine.begin() as conn:  # a database from a newer release is refused, not damaged
         conn.execute(db.schema_migrations.insert().values(version=999, name="future", applied_at=0))
     with pytest.raises(db.DatabaseError, match="newer"):

@@ -205,7 +205,14 @@ def test_login_tile_live_alert_and_acknowledge(browser, shipped_broker, tmp_path
             except StaleElementReferenceException:
                 return ""
 
-        text = wait_for(lambda: "faces too small for a verdict" in far_text() and far_text(), 15, what="the far camera")
+        # ... and whose clock is 3 h 12 min behind (a Pi without its RTC, before NTP): said on the tile too
+        far.publish("maskwatch/garage/k1/stats", proto.dumps(stats_payload("garage", "k1", t=time.time() - 11520)))
+        text = wait_for(
+            lambda: "faces too small for a verdict" in far_text() and "Kiosk clock off" in far_text() and far_text(),
+            15,
+            what="the far camera with its clock off",
+        )
+        assert "3 h 12 min behind" in text, text
         assert "Degraded" in text and "24-29 px" in text and "move the camera closer" in text, text
         tile = browser.find_element(By.ID, "tile-garage-k1")
         assert tile.get_attribute("data-state") == "online" and "degraded" in tile.get_attribute("class").split()

@@ -68,6 +68,13 @@
           d.degraded.forEach(function (why) { deg.appendChild(el("div", "why", why)); });
           tile.appendChild(deg);
         }
+        if (d.clock && d.clock.why) {  // its events are filed at the wrong time: the history needs it said
+          var clock = el("div", "clock");
+          clock.title = "offset " + d.clock.skew_s + " s, from its last stats";
+          clock.appendChild(el("div", "clock-head", "Kiosk clock off"));
+          clock.appendChild(el("div", "why", d.clock.why));
+          tile.appendChild(clock);
+        }
         if (d.twin) {  // a headline the operator sees, then the two starts in local time like the rest of the page
           var twin = el("div", "twin");
           twin.title = d.twin.why;
