@@ -213,7 +213,8 @@ class FaceDetector:
             if box[2] - box[0] < 2 or box[3] - box[1] < 2:
                 continue
             if min(box[2] - box[0], box[3] - box[1]) < self.opt.min_face_px:
-                if d[2] >= SURE_SMALL_SCORE:
+                inside = box[0] > 0.02 * w and box[2] < 0.98 * w and box[1] > 0.02 * h and box[3] < 0.98 * h
+                if d[2] >= SURE_SMALL_SCORE and inside:  # a face cut by the frame's edge is narrow, not small
                     self.too_small.append(min(box[2] - box[0], box[3] - box[1]))
                 continue
             cut = box[0] <= 0.02 * w or box[2] >= 0.98 * w

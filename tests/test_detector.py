@@ -44,6 +44,23 @@ def test_box_cut_by_an_inner_tile_edge_is_dropped(detector_dir):
     assert len(det.postprocess(raw, edge_tile, (480, 640, 3))) == 2
 
 
+def test_sure_faces_dropped_as_too_small_are_reported_unless_the_frame_edge_cuts_them(detector_dir):
+    """detector.too_small (the daemon's "faces too small for a verdict", edge.facesize): a sure face under
+    min_face_px inside the frame is reported; a weak one is not; one cut by the frame's edge is narrow because
+    it is cut, not small, and is not reported either."""
+    raw = np.zeros((1, 1, 4, 7), np.float32)
+    raw[0, 0, 0] = [0, 1, 0.9, 0.40, 0.40, 0.44, 0.45]  # 25 x 24 px, sure: a small face
+    raw[0, 0, 1] = [0, 1, 0.3, 0.60, 0.40, 0.64, 0.45]  # as small, weak: not said
+    raw[0, 0, 2] = [0, 1, 0.9, 0.00, 0.40, 0.04, 0.55]  # 25 px wide at the left edge: entering the view
+    raw[0, 0, 3] = [0, 1, 0.9, 0.20, 0.20, 0.30, 0.35]  # 64 x 72 px: a face big enough, kept
+    det = detector(detector_dir, mode="native", min_face_px=32, confidence=0.15)
+    det.too_small = []
+    kept = det.postprocess(raw, (0, 0, 640, 480, 640, 480), (480, 640, 3))
+    assert [b for b, _ in kept] == [(128, 96, 192, 168)] and det.too_small == [24]
+    det.detect(np.full((480, 640, 3), 90, np.uint8))  # each detect() starts afresh
+    assert det.too_small == []
+
+
 def test_a_box_far_taller_than_wide_is_no_face_unless_the_frame_edge_cuts_it(detector_dir):
     """res10 leaves ghost boxes (about 90 x 260 px) trailing a face that walks across the kiosk view; an
     annotated face's box is at most 1.9 times as tall as wide on the val scenes. A face entering by a side
