@@ -12,7 +12,9 @@ consumers split the load, plus the plain retained ``status`` topics) and shows:
   latest counts window and its compliance rate.
 
 ``--json`` prints one JSON object per line instead (every accepted event, status and
-counts message, then a final summary line), for piping into other tools. ``--bell`` and
+counts message; ``twins`` when two kiosks report under one name, ``clock`` when a kiosk's
+clock goes a minute or more off this machine's and when it is back; then a final summary
+line), for piping into other tools. ``--bell`` and
 ``--exec CMD`` react to alerts; ``--ha-discovery`` publishes Home Assistant MQTT discovery
 configs for every kiosk seen.
 
