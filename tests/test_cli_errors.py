@@ -603,6 +603,7 @@ def test_kiosk_setting_given_by_takes_the_chosen_setting_and_names_who_chose_it(
         containment=None,
         own_share=None,
         nms_decay=False,
+        upscale=1.0,
         iou_only=False,
         enclose=False,
     )
@@ -615,6 +616,9 @@ def test_kiosk_setting_given_by_takes_the_chosen_setting_and_names_who_chose_it(
 
     with pytest.raises(MaskwatchError, match="nms_decay False there, True here"):
         mod.given_setting(tmp_path / "val.json", argparse.Namespace(**{**vars(a), "nms_decay": True}))
+    # ... and one at the frame's own scale for a larger view (a file from before upscale was recorded: 1.0)
+    with pytest.raises(MaskwatchError, match="upscale 1.0 there, 1.5 here"):
+        mod.given_setting(tmp_path / "val.json", argparse.Namespace(**{**vars(a), "upscale": 1.5}))
 
 
 def test_score_on_a_folder_without_datasets_is_one_line(tmp_path):
