@@ -9,7 +9,8 @@ as a grey camera would send it: its luma in all three channels, through JPEG (qu
 lossy video codec, which decodes grey with a slight uniform tint), and with a tint that grows with brightness
 (5 % more blue, what some infrared lamps give). The report counts, at the daemon's threshold, the photos taken
 for grey as published (it names them, and the lowest ones above: look at them) and the grey copies taken for
-colour (missed warnings).
+colour (missed warnings). It also gives each photo's `edge.colour.light`, against the daemon's "camera sees almost
+nothing" level: the darkest real photos say how far from it a dim scene with faces stays.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def main() -> int:
     import cv2
 
     from edge.bench import machine
-    from edge.colour import GreyWatch, chroma
+    from edge.colour import DARK_LEVEL, GreyWatch, chroma, light
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="../shared/data")
@@ -68,6 +69,7 @@ def main() -> int:
     limit = GreyWatch().max_chroma
     scores: Dict[str, List[float]] = {"as_published": [], "grey_jpeg": [], "grey_mp4v": [], "grey_tinted": []}
     names: List[str] = []
+    levels: List[float] = []  # edge.colour.light of each photo as published: how far from the daemon's "dark"
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
         for f in files:
@@ -76,6 +78,7 @@ def main() -> int:
                 continue
             names.append(str(f.relative_to(data)))
             scores["as_published"].append(chroma(img))
+            levels.append(light(img))
             grey = cv2.cvtColor(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
             ok, jpg = cv2.imencode(".jpg", grey, [cv2.IMWRITE_JPEG_QUALITY, 70])
             scores["grey_jpeg"].append(chroma(cv2.imdecode(jpg, cv2.IMREAD_COLOR)))
@@ -106,10 +109,22 @@ def main() -> int:
     out["lowest_photos"] = [{"file": names[i], "chroma": round(scores["as_published"][i], 3)} for i in low]
     above = [v for v in scores["as_published"] if v > limit]
     out["lowest_above_threshold"] = round(min(above), 2) if above else None
+    lv = np.asarray(levels)
+    out["dark"] = {
+        "what": "edge.colour.light (95th percentile of the luma) of each photo as published; the daemon says the "
+        "camera sees almost nothing at <= %.0f" % DARK_LEVEL,
+        "threshold": DARK_LEVEL,
+        "percentiles": {str(p): round(float(np.percentile(lv, p)), 1) for p in (0, 1, 5, 50)},
+        "called_dark": int((lv <= DARK_LEVEL).sum()),
+        "darkest_photos": [{"file": names[i], "light": round(float(lv[i]), 1)} for i in np.argsort(lv)[:5]],
+    }
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=1) + "\n")
     for k in scores:
         print("%-12s called grey %5d of %d  %s" % (k, out[k]["called_grey"], len(names), out[k]["percentiles"]))
+    print(
+        "light        called dark %5d of %d  %s" % (out["dark"]["called_dark"], len(names), out["dark"]["percentiles"])
+    )
     return 0
 
 

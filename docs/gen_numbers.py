@@ -463,7 +463,21 @@ def colour_check_block(doc: Dict[str, Any]) -> List[str]:
             called("grey_mp4v"),
             called("grey_tinted"),
         )
-    ]
+    ] + (
+        [
+            "**Telling a dark camera** (same photos): the daemon says the camera sees almost nothing when the 95th "
+            "percentile of a frame's luma is at most %s of 255; %d of %d real photos are that dark, the darkest "
+            "(night crowds with annotated faces) at %s."
+            % (
+                _f(doc["dark"]["threshold"], 0),
+                doc["dark"]["called_dark"],
+                n,
+                _f(doc["dark"]["darkest_photos"][0]["light"], 0),
+            )
+        ]
+        if "dark" in doc
+        else []
+    )
 
 
 def box_mismatch_block(doc: Dict[str, Any]) -> List[str]:

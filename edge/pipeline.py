@@ -22,7 +22,7 @@ from . import __version__, messages
 from .bundle import NO_FACE, OperatingPoint, load_bundle
 from .capture import FrameSource
 from .classifier import MaskClassifier
-from .colour import GREY_DEGRADED, GreyWatch
+from .colour import DARK_DEGRADED, GREY_DEGRADED, DarkWatch, GreyWatch
 from .config import Config, TrackerConfig, as_config
 from .detector import SURE_SMALL_SCORE, DetectorOptions, FaceDetector, load_detector
 from .facesize import FACES_TOO_SMALL, FaceSizeWatch
@@ -174,6 +174,7 @@ class Pipeline:
         if det_degraded:
             self.degraded.append(det_degraded)
         self.grey_watch = GreyWatch()
+        self.dark_watch = DarkWatch()
         self.camera = "starting"  # the source's state as last announced in the status
         self.size_watch = FaceSizeWatch(d.min_face_px, d.small_faces_after_s) if d.small_faces_after_s else None
         self.stop_event = threading.Event()
@@ -330,17 +331,25 @@ class Pipeline:
         return 0
 
     def _check_colour(self, image: np.ndarray, camera: str) -> None:
-        """A camera that turned grey (monochrome, infrared at night) is a degraded state the control room sees."""
-        grey = self.grey_watch.update(image)
-        if grey is None:
-            return
-        if grey:
-            log.warning("%s", GREY_DEGRADED)
-            self.degraded.append(GREY_DEGRADED)
-        else:
-            log.info("camera sends colour again")
-            self.degraded = [x for x in self.degraded if x != GREY_DEGRADED]
-        self.publisher.set_status(self.status_payload("online", camera=camera))
+        """A camera that turned grey (monochrome, infrared at night) or dark (no light, a covered lens) is a
+        degraded state the control room sees."""
+        changed = False
+        for watch, why, back in (
+            (self.dark_watch, DARK_DEGRADED, "camera sees again"),
+            (self.grey_watch, GREY_DEGRADED, "camera sends colour again"),
+        ):
+            now = watch.update(image)
+            if now is None:
+                continue
+            changed = True
+            if now:
+                log.warning("%s", why)
+                self.degraded.append(why)
+            else:
+                log.info("%s", back)
+                self.degraded = [x for x in self.degraded if x != why]
+        if changed:
+            self.publisher.set_status(self.status_payload("online", camera=camera))
 
     def _check_face_size(self, t: float, faces: List[Face]) -> None:
         """Faces the detector is sure of but drops as too small, and none big enough: a degraded state the control

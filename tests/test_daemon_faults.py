@@ -356,6 +356,68 @@ def test_grey_watch_flips_only_on_checks_in_a_row_and_a_dim_colour_scene_is_colo
     assert got[:10] == [None] * 10 and got[10] is True  # checked on frames 1 and 11 only
 
 
+def test_dark_watch_tells_a_covered_lens_from_a_dim_scene_and_a_dark_frame_is_not_grey():
+    import cv2
+    import numpy as np
+
+    from edge import assets
+    from edge.colour import DARK_LEVEL, DarkWatch, GreyWatch, light
+
+    rng = np.random.RandomState(0)
+    covered = np.repeat(rng.randint(0, 9, (120, 160, 1)), 3, axis=2).astype(np.uint8)  # behind a lens cap: no colour
+    face = cv2.imread(str(assets.fetch(assets.DEMO_FACE, assets.default_cache_dir(), timeout=5)))
+    dim = (face.astype(np.float32) * 0.3).astype(np.uint8)  # the portrait in a badly lit doorway: still a picture
+    assert light(covered) < DARK_LEVEL < light(dim) and light(np.zeros((4, 4), np.uint8)) == 0.0
+    w = DarkWatch(every=1, need=2)
+    assert [w.update(f) for f in (covered, dim, covered)] == [None, None, None]  # the dim frame broke the run
+    assert w.update(covered) is True and w.on
+    assert w.update(dim) is None and w.update(dim) is False and not w.on
+    # grey says nothing about a dark frame: a covered lens is not a monochrome camera
+    g = GreyWatch(every=1, need=2)
+    assert [g.update(covered) for _ in range(5)] == [None] * 5 and not g.grey
+
+
+def test_a_covered_camera_is_a_degraded_status_until_it_sees_again(
+    tmp_path, mosquitto, demo_clip, detector_dir, shipped_bundle
+):
+    import cv2
+    import numpy as np
+
+    from edge.colour import DARK_DEGRADED, GREY_DEGRADED
+
+    # the demo entrance with the lens covered for its first 100 frames (sensor noise), then uncovered
+    cap = cv2.VideoCapture(str(demo_clip))
+    clip = tmp_path / "covered-then-not.mp4"
+    writer = None
+    rng = np.random.RandomState(1)
+    i = 0
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if writer is None:
+            h, w = frame.shape[:2]
+            writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"mp4v"), 15.0, (w, h))
+        if i < 100:
+            frame = rng.randint(0, 9, frame.shape).astype(np.uint8)
+        writer.write(frame)
+        i += 1
+    cap.release()
+    writer.release()
+    sub = Subscriber(mosquitto.host, mosquitto.port)
+    try:
+        p = start_daemon(kiosk_config(tmp_path, clip, mosquitto))
+        assert p.wait(300) == 0, p.stderr_text[-2000:]
+        assert sub.wait_for(lambda: any(s["state"] == "stopped" for s in sub.of("status")), timeout=30)
+        online = [s.get("degraded") or [] for s in sub.of("status") if s["state"] == "online"]
+    finally:
+        sub.close()
+    dark = [DARK_DEGRADED in d for d in online]
+    assert True in dark and False in dark[dark.index(True) :], online  # said, then withdrawn
+    assert not any(GREY_DEGRADED in d for d in online), online  # dark, not grey
+    assert "camera sees almost nothing" in p.stderr_text and "camera sees again" in p.stderr_text
+
+
 def test_a_camera_that_turns_grey_is_a_degraded_status_until_colour_returns(
     tmp_path, mosquitto, demo_clip, detector_dir, shipped_bundle
 ):
