@@ -2098,3 +2098,20 @@ def test_score_judges_a_bundle_on_new_labelled_photos_as_the_device_classifies_t
     (tmp_path / "empty").mkdir()
     with pytest.raises(MaskwatchError, match="no dataset folder"):
         score(clf, tmp_path / "empty")
+
+
+def test_a_stack_learns_to_trust_the_member_that_knows():
+    """benchmarks/stack_members.py: on probabilities where one member is right and the other guesses, the stack's
+    weights lean on the first and it beats the plain mean of the two."""
+    mod = bench_script("stack_members")
+    rng = np.random.RandomState(0)
+    y = rng.randint(0, 3, 600)
+    sure = np.full((600, 3), 0.1)
+    sure[np.arange(600), y] = 0.8  # knows
+    guess = rng.dirichlet(np.ones(3) * 0.3, 600)  # confident noise
+    x = np.hstack([np.log(sure), np.log(guess)])
+    w = mod.fit_stack(x, y, 3)
+    stacked = mod.apply_stack(w, x).argmax(1)
+    mean = ((sure + guess) / 2).argmax(1)
+    assert (stacked == y).mean() == 1.0 and (mean == y).mean() < 0.95
+    assert np.diag(w[:3]).min() > np.abs(np.diag(w[3:6])).max()
