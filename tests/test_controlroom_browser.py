@@ -106,10 +106,10 @@ def test_login_tile_live_alert_and_acknowledge(browser, shipped_broker, tmp_path
         except AssertionError:
             raise AssertionError("%s\n%s\n%s" % (browser.current_url, browser.page_source[:2000], room.log()[-3000:]))
 
-        def tile_text(state=None):
+        def tile_text(state=None, tile="tile-lobby-k1"):
             # the page redraws the tiles (every 10 s and on news): look the element up each time
             try:
-                t = browser.find_elements(By.ID, "tile-lobby-k1")
+                t = browser.find_elements(By.ID, tile)
                 if not t or (state and t[0].get_attribute("data-state") != state):
                     return ""
                 return t[0].text
@@ -165,11 +165,7 @@ def test_login_tile_live_alert_and_acknowledge(browser, shipped_broker, tmp_path
             time.sleep(0.3)
 
         def k2_text():
-            try:
-                t = browser.find_elements(By.ID, "tile-lobby-k2")
-                return t[0].text if t else ""
-            except StaleElementReferenceException:
-                return ""
+            return tile_text(tile="tile-lobby-k2")
 
         text = wait_for(
             lambda: "Two kiosks report as this entrance" in k2_text() and k2_text(), 15, what="the twin warning"
@@ -199,11 +195,7 @@ def test_login_tile_live_alert_and_acknowledge(browser, shipped_broker, tmp_path
         )
 
         def far_text():
-            try:
-                t = browser.find_elements(By.ID, "tile-garage-k1")
-                return t[0].text if t else ""
-            except StaleElementReferenceException:
-                return ""
+            return tile_text(tile="tile-garage-k1")
 
         # ... and whose clock is 3 h 12 min behind (a Pi without its RTC, before NTP): said on the tile too
         far.publish("maskwatch/garage/k1/stats", proto.dumps(stats_payload("garage", "k1", t=time.time() - 11520)))

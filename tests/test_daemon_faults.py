@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Any, Dict, List, Tuple
 
 from test_daemon import Subscriber, kiosk_config
 
@@ -356,6 +357,43 @@ def test_grey_watch_flips_only_on_checks_in_a_row_and_a_dim_colour_scene_is_colo
     assert got[:10] == [None] * 10 and got[10] is True  # checked on frames 1 and 11 only
 
 
+def edited_clip(src: Path, out: Path, first: int, edit) -> int:
+    """The clip `src` written to `out` (mp4v, 15 fps) with its first `first` frames replaced by `edit(frame)`, the
+    rest as they are: a camera that changes part-way. Returns the number of frames."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(src))
+    writer = None
+    i = 0
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if writer is None:
+            h, w = frame.shape[:2]
+            writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"mp4v"), 15.0, (w, h))
+        writer.write(edit(frame) if i < first else frame)
+        i += 1
+    cap.release()
+    writer.release()
+    return i
+
+
+def online_statuses(
+    tmp_path: Path, clip: Path, mosquitto, **config
+) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]], str]:
+    """The daemon run on `clip` (the test kiosk config, with `config` sections replaced): its `online` status
+    payloads and its events as the broker delivered them, and its log."""
+    sub = Subscriber(mosquitto.host, mosquitto.port)
+    try:
+        p = start_daemon(kiosk_config(tmp_path, clip, mosquitto, **config))
+        assert p.wait(300) == 0, p.stderr_text[-2000:]
+        assert sub.wait_for(lambda: any(s["state"] == "stopped" for s in sub.of("status")), timeout=30)
+        return [s for s in sub.of("status") if s["state"] == "online"], sub.of("events"), p.stderr_text
+    finally:
+        sub.close()
+
+
 def test_dark_watch_tells_a_covered_lens_from_a_dim_scene_and_a_dark_frame_is_not_grey():
     import cv2
     import numpy as np
@@ -380,42 +418,20 @@ def test_dark_watch_tells_a_covered_lens_from_a_dim_scene_and_a_dark_frame_is_no
 def test_a_covered_camera_is_a_degraded_status_until_it_sees_again(
     tmp_path, mosquitto, demo_clip, detector_dir, shipped_bundle
 ):
-    import cv2
     import numpy as np
 
     from edge.colour import DARK_DEGRADED, GREY_DEGRADED
 
     # the demo entrance with the lens covered for its first 100 frames (sensor noise), then uncovered
-    cap = cv2.VideoCapture(str(demo_clip))
-    clip = tmp_path / "covered-then-not.mp4"
-    writer = None
     rng = np.random.RandomState(1)
-    i = 0
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        if writer is None:
-            h, w = frame.shape[:2]
-            writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"mp4v"), 15.0, (w, h))
-        if i < 100:
-            frame = rng.randint(0, 9, frame.shape).astype(np.uint8)
-        writer.write(frame)
-        i += 1
-    cap.release()
-    writer.release()
-    sub = Subscriber(mosquitto.host, mosquitto.port)
-    try:
-        p = start_daemon(kiosk_config(tmp_path, clip, mosquitto))
-        assert p.wait(300) == 0, p.stderr_text[-2000:]
-        assert sub.wait_for(lambda: any(s["state"] == "stopped" for s in sub.of("status")), timeout=30)
-        online = [s.get("degraded") or [] for s in sub.of("status") if s["state"] == "online"]
-    finally:
-        sub.close()
+    clip = tmp_path / "covered-then-not.mp4"
+    edited_clip(demo_clip, clip, 100, lambda f: rng.randint(0, 9, f.shape).astype(np.uint8))
+    statuses, _, log = online_statuses(tmp_path, clip, mosquitto)
+    online = [s.get("degraded") or [] for s in statuses]
     dark = [DARK_DEGRADED in d for d in online]
     assert True in dark and False in dark[dark.index(True) :], online  # said, then withdrawn
     assert not any(GREY_DEGRADED in d for d in online), online  # dark, not grey
-    assert "camera sees almost nothing" in p.stderr_text and "camera sees again" in p.stderr_text
+    assert "camera sees almost nothing" in log and "camera sees again" in log
 
 
 def test_a_camera_that_turns_grey_is_a_degraded_status_until_colour_returns(
@@ -426,38 +442,18 @@ def test_a_camera_that_turns_grey_is_a_degraded_status_until_colour_returns(
     from edge.colour import GREY_DEGRADED
 
     # the demo entrance, its first 100 frames as a monochrome camera sends them, then colour again
-    cap = cv2.VideoCapture(str(demo_clip))
     clip = tmp_path / "night-then-day.mp4"
-    writer = None
-    i = 0
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        if writer is None:
-            h, w = frame.shape[:2]
-            writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"mp4v"), 15.0, (w, h))
-        if i < 100:
-            frame = cv2.cvtColor(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
-        writer.write(frame)
-        i += 1
-    cap.release()
-    writer.release()
-    assert i >= 200
-    sub = Subscriber(mosquitto.host, mosquitto.port)
-    try:
-        cfg = kiosk_config(tmp_path, clip, mosquitto)
-        p = start_daemon(cfg)
-        assert p.wait(300) == 0, p.stderr_text[-2000:]
-        assert sub.wait_for(lambda: any(s["state"] == "stopped" for s in sub.of("status")), timeout=30)
-        states = [GREY_DEGRADED in (s.get("degraded") or []) for s in sub.of("status") if s["state"] == "online"]
-    finally:
-        sub.close()
+    grey = edited_clip(
+        demo_clip, clip, 100, lambda f: cv2.cvtColor(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    )
+    assert grey >= 200
+    statuses, _, log = online_statuses(tmp_path, clip, mosquitto)
+    states = [GREY_DEGRADED in (s.get("degraded") or []) for s in statuses]
     # grey announced once the checks agreed, then withdrawn when colour came back
     assert True in states, states
     first = states.index(True)
     assert False in states[first:], states
-    assert "camera sends grey frames" in p.stderr_text and "camera sends colour again" in p.stderr_text
+    assert "camera sends grey frames" in log and "camera sends colour again" in log
 
 
 def test_face_size_watch_needs_small_seconds_in_a_row_and_one_big_face_clears_it():
@@ -484,27 +480,15 @@ def shrunk_then_whole(src: Path, out: Path, scale: float, frames: int) -> int:
     import cv2
     import numpy as np
 
-    cap = cv2.VideoCapture(str(src))
-    writer = None
-    i = 0
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
+    def far(frame):
         h, w = frame.shape[:2]
-        if writer is None:
-            writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"mp4v"), 15.0, (w, h))
-        if i < frames:
-            small = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-            far = np.full_like(frame, 128)
-            y, x = (h - small.shape[0]) // 2, (w - small.shape[1]) // 2
-            far[y : y + small.shape[0], x : x + small.shape[1]] = small
-            frame = far
-        writer.write(frame)
-        i += 1
-    cap.release()
-    writer.release()
-    return i
+        small = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        out = np.full_like(frame, 128)
+        y, x = (h - small.shape[0]) // 2, (w - small.shape[1]) // 2
+        out[y : y + small.shape[0], x : x + small.shape[1]] = small
+        return out
+
+    return edited_clip(src, out, frames, far)
 
 
 def test_the_detector_reports_the_sure_faces_it_drops_as_too_small(tmp_path, demo_clip, detector_dir):
@@ -544,21 +528,12 @@ def test_a_camera_too_far_from_the_door_is_a_degraded_status_until_a_face_is_big
     # and the other two (mask, mask below the nose) are seen as the demo shows them
     clip = tmp_path / "far-then-near.mp4"
     assert shrunk_then_whole(demo_clip, clip, 0.3, 100) >= 200
-    sub = Subscriber(mosquitto.host, mosquitto.port)
-    try:
-        detector = {"mode": "native", "whole_pass": True, "confidence": 0.15, "min_face_px": 32}
-        cfg = kiosk_config(tmp_path, clip, mosquitto, detector=dict(detector, small_faces_after_s=2))
-        p = start_daemon(cfg)
-        assert p.wait(300) == 0, p.stderr_text[-2000:]
-        assert sub.wait_for(lambda: any(s["state"] == "stopped" for s in sub.of("status")), timeout=30)
-        online = [s for s in sub.of("status") if s["state"] == "online"]
-        events = sub.of("events")
-    finally:
-        sub.close()
+    detector = {"mode": "native", "whole_pass": True, "confidence": 0.15, "min_face_px": 32}
+    online, events, log = online_statuses(tmp_path, clip, mosquitto, detector=dict(detector, small_faces_after_s=2))
     small = [any(x.startswith(FACES_TOO_SMALL) for x in s.get("degraded") or []) for s in online]
     assert True in small and False in small[small.index(True) :], small  # said, then withdrawn
     said = [x for s in online for x in s.get("degraded") or [] if x.startswith(FACES_TOO_SMALL)][0]
     assert "min_face_px 32" in said and "move the camera closer" in said
-    assert "faces big enough for a verdict again" in p.stderr_text
+    assert "faces big enough for a verdict again" in log
     # the far visitor was never a person; the two near ones were
     assert [e["verdict"] for e in events] == ["with_mask", "mask_weared_incorrect"], events
