@@ -5,11 +5,11 @@ fps, detector runs, the camera) looks healthy. The daemon says so in its status 
 and the control room see it.
 
 The rule, in seconds rather than frames (a camera's fps and the motion gate change how many frames a visit
-gives): a second in which the detector was sure of a face (edge.detector.SURE_SMALL_SCORE) that it dropped as too
-small counts as a *small second*. After `need` small seconds with no sure face at least `min_face_px` wide in between,
-the view is degraded; the first sure face big enough clears it, so a visitor who comes close enough clears it. Small
-faces away from the door (a waiting area in view, people across a lobby) raise it too when no visitor comes close for a
-while: `detector.roi` then keeps the detector to the doorway, and the message says so.
+gives): a second in which the detector was sure of a face (edge.detector.SURE_SMALL_SCORE) that it dropped as
+too small counts as a *small second*. After `need` small seconds with no sure face at least `min_face_px` wide in
+between, the view is degraded; the first sure face big enough (a visitor who comes close enough) clears it. Small
+faces away from the door (a waiting area in view, people across a lobby) raise it too when no visitor comes close
+for a while: `detector.roi` then keeps the detector to the doorway, and the message says so.
 """
 
 from __future__ import annotations

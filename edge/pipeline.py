@@ -277,7 +277,7 @@ class Pipeline:
         window: Dict[str, int] = {l: 0 for l in self.classifier.labels}
         last_stats = start
         frames_at_stats = 0
-        camera = self.camera = "starting"  # whatever the source says first (ok, or lost already) is announced
+        self.camera = "starting"  # whatever the source says first (ok, or lost already) is announced
         self.publisher.start(self.status_payload("online", camera="starting"))
         self.notifier.status("starting capture from %s" % source.name)
         last_frame_at = time.monotonic()
@@ -285,14 +285,14 @@ class Pipeline:
             while not self.stop_event.is_set():
                 frame = source.read(timeout=0.5)
                 now = time.time()
-                if source.state != camera:
-                    camera = self.camera = source.state
-                    if camera == "lost":
+                if source.state != self.camera:
+                    self.camera = source.state
+                    if self.camera == "lost":
                         self.degraded.append("camera lost")
                     else:
                         self.degraded = [x for x in self.degraded if x != "camera lost"]
-                    if camera != "ended":
-                        self.publisher.set_status(self.status_payload("online", camera=camera))
+                    if self.camera != "ended":
+                        self.publisher.set_status(self.status_payload("online", camera=self.camera))
                 if frame is None:
                     if source.state == "ended":
                         break
@@ -303,7 +303,7 @@ class Pipeline:
                     continue
                 decisions = self.process(frame)
                 self.frames += 1
-                self._check_colour(frame.image, camera)
+                self._check_colour(frame.image)
                 last_frame_at = time.monotonic()
                 self.notifier.notify_ready("processing %s with %s" % (source.name, self.backend_name))
                 self.notifier.frame_processed()
@@ -330,7 +330,7 @@ class Pipeline:
             self.notifier.stopping()
         return 0
 
-    def _check_colour(self, image: np.ndarray, camera: str) -> None:
+    def _check_colour(self, image: np.ndarray) -> None:
         """A camera that turned grey (monochrome, infrared at night) or dark (no light, a covered lens) is a
         degraded state the control room sees."""
         changed = False
@@ -349,7 +349,7 @@ class Pipeline:
                 log.info("%s", back)
                 self.degraded = [x for x in self.degraded if x != why]
         if changed:
-            self.publisher.set_status(self.status_payload("online", camera=camera))
+            self.publisher.set_status(self.status_payload("online", camera=self.camera))
 
     def _check_face_size(self, t: float, faces: List[Face]) -> None:
         """Faces the detector is sure of but drops as too small, and none big enough: a degraded state the control
