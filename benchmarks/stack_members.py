@@ -108,12 +108,9 @@ def main() -> int:
     mean = np.mean(probs, axis=0)
     folds = group_folds(crops["groups"][va], a.folds, a.seed)
     oof = np.zeros_like(mean)
-    weights = []
     for f in range(a.folds):
         out = folds == f
-        w = fit_stack(x[~out], lab[~out], classes, a.l2)
-        oof[out] = apply_stack(w, x[out])
-        weights.append(w)
+        oof[out] = apply_stack(fit_stack(x[~out], lab[~out], classes, a.l2), x[out])
     w_all = fit_stack(x, lab, classes, a.l2)
     doc = {
         "runs": a.runs,
