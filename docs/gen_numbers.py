@@ -465,6 +465,7 @@ def colour_check_block(doc: Dict[str, Any]) -> List[str]:
         )
     ] + (
         [
+            "",
             "**Telling a dark camera** (same photos): the daemon says the camera sees almost nothing when the 95th "
             "percentile of a frame's luma is at most %s of 255; %d of %d real photos are that dark, the darkest "
             "(night crowds with annotated faces) at %s."
@@ -473,7 +474,7 @@ def colour_check_block(doc: Dict[str, Any]) -> List[str]:
                 doc["dark"]["called_dark"],
                 n,
                 _f(doc["dark"]["darkest_photos"][0]["light"], 0),
-            )
+            ),
         ]
         if "dark" in doc
         else []
