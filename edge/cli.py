@@ -206,19 +206,21 @@ def _classifier_from_args(a, no_face_threshold: Optional[float] = None):
 
 def _check_scan_args(a) -> None:
     """Out-of-range --confidence / --no-face-threshold / --min-face-px / --upscale / --tile-max-face / --tile-size
-    are refused in one line, before any config or model loads."""
-    for flag, value in (("--confidence", a.confidence), ("--no-face-threshold", a.no_face_threshold)):
-        if not 0.0 < value <= 1.0:
-            raise MaskwatchError("%s must be in (0, 1], not %s" % (flag, value), EX_USAGE)
-    if a.min_face_px < 0:
-        raise MaskwatchError("--min-face-px must be 0 or more (pixels), not %s" % a.min_face_px, EX_USAGE)
-    # the rest by the kiosk config's own limits for the same detector keys (edge.config: one schema)
+    are refused in one line, before any config or model loads: by the kiosk config's own limits for the same
+    keys (edge.config: one schema)."""
     from .config import SCHEMA, TILE_SIZE_LIMITS, tile_size_ok
 
-    for flag, key in (("--upscale", "upscale"), ("--tile-max-face", "tile_max_face")):
-        err = SCHEMA["detector"][key].check(getattr(a, key))
+    for flag, section, key in (
+        ("--confidence", "detector", "confidence"),
+        ("--no-face-threshold", "classifier", "no_face_threshold"),
+        ("--min-face-px", "detector", "min_face_px"),
+        ("--upscale", "detector", "upscale"),
+        ("--tile-max-face", "detector", "tile_max_face"),
+    ):
+        value = getattr(a, key)
+        err = SCHEMA[section][key].check(value)
         if err:
-            raise MaskwatchError("%s %s: %s (as detector.%s in a config)" % (flag, getattr(a, key), err, key), EX_USAGE)
+            raise MaskwatchError("%s %s: %s (as %s.%s in a config)" % (flag, value, err, section, key), EX_USAGE)
     bad = [t for t in a.tile_size if not tile_size_ok(t)]
     if bad:
         raise MaskwatchError("--tile-size %s: each must be %d-%d pixels" % (bad[0], *TILE_SIZE_LIMITS), EX_USAGE)

@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from edge.argtypes import at_least
+from edge.argtypes import at_least, number
 from edge.detector import DATA_RULES
 from edge.errors import EX_NOINPUT, EX_UNAVAILABLE, EX_USAGE, MaskwatchError
 from export.convert import MEMBER_STEPS
@@ -168,19 +168,6 @@ def cmd_train(a) -> int:
     )
 
     # the arguments first, before a crops file of hundreds of MB is read
-    if a.epochs < 1:
-        raise SystemExit("--epochs %s: train at least 1 epoch" % a.epochs)
-    if a.head_epochs < 0:
-        raise SystemExit("--head-epochs %s: give 0 (no head-only phase) or more" % a.head_epochs)
-    if not 0.0 <= a.distill <= 1.0:
-        raise SystemExit("--distill %s: must be between 0 and 1" % a.distill)
-    for flag, share in (("--grey", a.grey), ("--tight", a.tight)):
-        if not 0.0 <= share <= 1.0:
-            raise SystemExit("%s %s: must be between 0 and 1 (a share of the training crops)" % (flag, share))
-    if a.teacher_temperature <= 0:
-        raise SystemExit("--teacher-temperature %s: must be > 0" % a.teacher_temperature)
-    if a.label_smoothing is not None and not 0.0 <= a.label_smoothing < 1.0:
-        raise SystemExit("--label-smoothing %s: must be at least 0 and below 1" % a.label_smoothing)
     if a.weights and a.arch not in PRETRAINED_ARCHS:
         raise SystemExit("--weights: --arch %s starts from random weights only (leave --weights out)" % a.arch)
     if a.weights == "imagenet" and a.arch != "mobilenetv2":
@@ -1316,8 +1303,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--arch", choices=ARCHS, default="mobilenetv2")
     s.add_argument("--alpha", type=at_least(0.1, float), default=0.35)
     s.add_argument("--input-size", type=at_least(32), default=128)
-    s.add_argument("--epochs", type=int, default=30)
-    s.add_argument("--head-epochs", type=int, default=5)
+    s.add_argument("--epochs", type=at_least(1), default=30)
+    s.add_argument("--head-epochs", type=at_least(0), default=5, help="head-only epochs first (0: none)")
     s.add_argument("--batch", type=at_least(1), default=64)
     s.add_argument("--lr", type=at_least(1e-9, float), default=2e-3)
     s.add_argument("--class-weight", choices=("none", "balanced", "sqrt"), default="sqrt")
@@ -1331,20 +1318,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--max-hamming", type=at_least(0), default=6, help="phash distance that makes two crops near-copies")
     s.add_argument("--init", default=None, help="warm restart from this run's model (same arch, input, split)")
-    s.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(a, a) on training batches (0: off)")
+    s.add_argument(
+        "--mixup", type=at_least(0.0, float), default=0.0, help="mixup Beta(a, a) on training batches (0: off)"
+    )
     s.add_argument(
         "--label-smoothing",
-        type=float,
+        type=number(0.0, 1.0, below=True),
         default=None,
         help="share of each one-hot target spread over all classes, 0 <= x < 1 "
         "(default: TrainConfig.label_smoothing, the recipe every member used)",
     )
     s.add_argument(
-        "--grey", type=float, default=0.0, help="share of training crops turned grey, 0..1 (monochrome/IR cameras)"
+        "--grey",
+        type=number(0.0, 1.0),
+        default=0.0,
+        help="share of training crops turned grey, 0..1 (monochrome/IR cameras)",
     )
     s.add_argument(
         "--tight",
-        type=float,
+        type=number(0.0, 1.0),
         default=0.0,
         help="share of training crops cut to the face box alone, 0..1 (face crops cut tight by someone else)",
     )
@@ -1384,10 +1376,13 @@ def build_parser() -> argparse.ArgumentParser:
         "trained on none of this run's val/test crops",
     )
     s.add_argument(
-        "--distill", type=float, default=0.7, help="with --teacher: the teacher's share of each target (0-1)"
+        "--distill", type=number(0.0, 1.0), default=0.7, help="with --teacher: the teacher's share of each target (0-1)"
     )
     s.add_argument(
-        "--teacher-temperature", type=float, default=2.0, help="with --teacher: softening of its outputs (> 0)"
+        "--teacher-temperature",
+        type=number(0.0, above=True),
+        default=2.0,
+        help="with --teacher: softening of its outputs (> 0)",
     )
     s.set_defaults(fn=cmd_train)
 

@@ -700,3 +700,22 @@ def test_a_damaged_spool_stops_the_daemon_in_one_line(tmp_path, demo_clip):
     r = run_cli(["edge-maskd", "run", "--config", cfg(tmp_path, demo_clip, extra)])
     one_line_error(r, "spool.path %s: not a spool this daemon can read" % spool)
     assert r.returncode == 78 and spool.read_bytes() == b"not sqlite at all" * 100
+
+
+def test_number_flags_say_their_limits_and_refuse_nan():
+    import argparse
+
+    from edge.argtypes import at_least, number
+
+    cases = [
+        (number(0.0, 1.0), "0.5", 0.5, ["1.5", "-0.1", "nan"], "must be between 0.0 and 1.0"),
+        (number(0.0, 1.0, below=True), "0", 0.0, ["1.0", "nan"], "must be at least 0.0 and below 1.0"),
+        (number(0.0, above=True), "0.01", 0.01, ["0", "-1", "nan"], "must be above 0.0"),
+        (at_least(1), "3", 3, ["0", "2.5", "x"], None),
+    ]
+    for parse, ok, value, bad, said in cases:
+        assert parse(ok) == value
+        for text in bad:
+            with pytest.raises(argparse.ArgumentTypeError) as e:
+                parse(text)
+            assert said is None or str(e.value).startswith(said), (text, str(e.value))

@@ -1455,9 +1455,12 @@ def test_train_refuses_a_backbone_cut_for_another_architecture_in_one_line(tmp_p
     assert r.stderr.strip().splitlines()[-1] == (
         "--weights %s was cut for --arch faceapi-dense (its .json record); --arch is mobilenetv2" % weights
     )
-    for flag, value, said in (("--epochs", "0", "train at least 1 epoch"), ("--head-epochs", "-1", "give 0")):
+    for flag, value, said in (
+        ("--epochs", "0", "must be at least 1, got 0"),
+        ("--head-epochs", "-1", "must be at least 0, got -1"),
+    ):
         r = run_cli(["edge-export", "train", "--crops", crops, flag, value, "--out", tmp_path / "run"])
-        assert r.returncode != 0 and said in r.stderr.strip().splitlines()[-1]
+        assert r.returncode == 2 and ("argument %s: %s" % (flag, said)) in r.stderr.strip().splitlines()[-1]
     r = run_cli(["edge-export", "train", "--crops", crops, "--weights", weights, "--arch", "mobilenetv3small-min"])
     assert r.returncode != 0 and r.stderr.strip().splitlines()[-1] == (
         "--weights: --arch mobilenetv3small-min starts from random weights only (leave --weights out)"
@@ -1827,8 +1830,10 @@ def test_train_tight_cuts_a_margin_crop_to_the_face_box_as_a_tight_crop_of_the_p
 def test_train_refuses_a_share_outside_0_1_before_reading_crops(tmp_path, flag, value):
     out = tmp_path / "run"
     r = run_cli(["edge-export", "train", "--crops", tmp_path / "absent.npz", flag, value, "--out", out])
-    assert r.returncode != 0 and "Traceback" not in r.stderr
-    assert r.stderr.strip().splitlines()[-1].startswith("%s %s: must be between 0 and 1" % (flag, value))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert (
+        r.stderr.strip().splitlines()[-1].endswith("argument %s: must be between 0.0 and 1.0, got %s" % (flag, value))
+    )
     assert not out.exists()
 
 
@@ -1836,8 +1841,12 @@ def test_train_refuses_a_share_outside_0_1_before_reading_crops(tmp_path, flag, 
 def test_train_refuses_a_label_smoothing_outside_0_1_before_reading_crops(tmp_path, value):
     out = tmp_path / "run"
     r = run_cli(["edge-export", "train", "--crops", tmp_path / "absent.npz", "--label-smoothing", value, "--out", out])
-    assert r.returncode != 0 and "Traceback" not in r.stderr
-    assert r.stderr.strip().splitlines()[-1] == "--label-smoothing %s: must be at least 0 and below 1" % value
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert (
+        r.stderr.strip()
+        .splitlines()[-1]
+        .endswith("argument --label-smoothing: must be at least 0.0 and below 1.0, got %s" % value)
+    )
     assert not out.exists()
 
 

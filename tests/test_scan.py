@@ -113,7 +113,7 @@ def test_scan_refuses_thresholds_out_of_range(demo_clip, shipped_bundle):
             assert flag in r.stderr and "Traceback" not in r.stderr
     r = run_cli(["edge-maskd", "scan", "--min-face-px", "-3", demo_clip])
     assert r.returncode == 64 and r.stderr.strip().splitlines()[-1].endswith(
-        "--min-face-px must be 0 or more (pixels), not -3"
+        "--min-face-px -3: must be >= 0 (as detector.min_face_px in a config)"
     )
 
 
