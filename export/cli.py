@@ -1200,7 +1200,7 @@ def cmd_score(a) -> int:
         bundle=a.bundle, **score(clf, data, sources=a.sources, synthetic=a.synthetic, detector_dir=a.detector_dir)
     )
     if cfg is not None:
-        doc["scenes"] = scenes(clf, data, cfg, Path(a.config), sources=a.sources)
+        doc["scenes"] = scenes(clf, data, cfg, Path(a.config), sources=a.sources, sets=doc["sets"])
     doc["command"] = "edge-export score " + " ".join(sys.argv[2:])
     text = markdown(doc)
     if a.json:

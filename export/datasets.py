@@ -452,12 +452,17 @@ def build(
     negatives=None,
     progress: Callable[[Iterable], Iterable] = lambda x: x,
     box_fit: Optional[Tuple[float, float, float, float]] = None,
+    found: Optional[Sequence[Tuple[str, str, Path]]] = None,
+    report: Optional[Report] = None,
 ) -> Tuple[List[Crop], Report]:
     """Every source's crops. `box_fit`: detector-cut crops (folder sets, no_face negatives) are cut as the
-    device cuts res10 boxes under a bundle with that fit; annotated VOC faces are cut at their box."""
-    report = Report()
+    device cuts res10 boxes under a bundle with that fit; annotated VOC faces are cut at their box. `found` and
+    `report`: the sets a caller already discovered (discover(data_root, report)), not looked for again."""
+    report = report if report is not None else Report()
+    if found is None:
+        found = discover(data_root, report)
     crops: List[Crop] = []
-    for kind, name, path in discover(data_root, report):
+    for kind, name, path in found:
         if sources and name not in sources:
             continue
         log.info("reading %s (%s)", path, kind)

@@ -39,7 +39,8 @@ def score(
     if not Path(data_root).is_dir():
         raise MaskwatchError("--data %s: no such folder" % data_root, EX_NOINPUT)
     b = clf.bundle
-    found = datasets.discover(Path(data_root))
+    report = datasets.Report()
+    found = datasets.discover(Path(data_root), report)  # once: the crops and the scene pass read these
     detector = None
     if any(kind == "folders" and (not sources or name in sources) for kind, name, _ in found):
         from edge.detector import load_detector, photo_face_options
@@ -60,6 +61,8 @@ def score(
         detector=detector,
         sources=sources,
         box_fit=b.box_fit,
+        found=found,
+        report=report,
     )
     crops = [c for c in crops if c.label != datasets.NO_FACE]
     if not crops:
@@ -103,6 +106,7 @@ def score(
         "synthetic_sources": [s for s in synthetic if s in set(src.tolist())],
         "by_source": per,
         "real_macro_f1_interval": interval,
+        "sets": [{"kind": kind, "source": name, "path": str(path)} for kind, name, path in found],
         "skipped": report.as_dict().get("skipped", []),
     }
 
@@ -131,7 +135,15 @@ def readable_scenes(folder: Path) -> List[str]:
     return ids
 
 
-def scenes(clf, data_root: Path, cfg, config_path: Path, *, sources: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+def scenes(
+    clf,
+    data_root: Path,
+    cfg,
+    config_path: Path,
+    *,
+    sources: Optional[Sequence[str]] = None,
+    sets: Optional[Sequence[Dict[str, str]]] = None,
+) -> Dict[str, Any]:
     """The VOC folders under `data_root` through the detector and the classifier, as must-show 3 of issue 12 is
     measured: at kiosk range (faces >= 40 px) at a kiosk config's (`cfg`, read from `config_path`) detector setting
     and rejector threshold, and
@@ -177,27 +189,28 @@ def scenes(clf, data_root: Path, cfg, config_path: Path, *, sources: Optional[Se
             "upscale": 1.0,
         },
     }
-    dirs = [
-        p for kind, name, p in datasets.discover(Path(data_root)) if kind == "voc" and (not sources or name in sources)
-    ]
+    # `sets`: score()'s record of the dataset folders it found (not looked for again)
+    found = (
+        [(x["kind"], x["source"], Path(x["path"])) for x in sets] if sets is not None else datasets.discover(data_root)
+    )
+    # VOC folders by source name (a nested set's path below --data: two "Test" folders stay two)
+    voc = {name: p for kind, name, p in found if kind == "voc" and (not sources or name in sources)}
     out: Dict[str, Any] = {
         "settings": {k: dict(v, tile_sizes=list(v["tile_sizes"])) for k, v in settings.items()},
         "ranges": {},
     }
-    if not dirs:
-        return out
-    ids = {p.name: readable_scenes(p) for p in dirs}
-    dirs = [p for p in dirs if ids[p.name]]
+    ids = {name: readable_scenes(p) for name, p in voc.items()}
+    dirs = {name: p for name, p in voc.items() if ids[name]}
     if not dirs:
         return out
     for label, st in settings.items():
         per: Dict[str, Any] = {}
-        for p in dirs:
+        for name, p in dirs.items():
             sweep = {k: v for k, v in st.items() if k not in ("from", "confidence", "no_face_threshold")}
             one = {"confidences": (st["confidence"],), "no_face_thresholds": (st["no_face_threshold"],)}
-            r = kiosk_sweep([p], {p.name: ids[p.name]}, clf, **one, **sweep)
+            r = kiosk_sweep([p], {p.name: ids[name]}, clf, **one, **sweep)
             g = r["grid"][0]
-            per[p.name] = {
+            per[name] = {
                 "scenes": r["scenes"],
                 "faces": g["faces"],
                 "found": int(round(g["face_recall"] * g["faces"])),

@@ -2104,6 +2104,15 @@ def test_score_judges_a_bundle_on_new_labelled_photos_as_the_device_classifies_t
     assert kiosk["said-bare"]["face_recall"] == 1.0 and kiosk["said-masked"]["face_recall"] == 1.0
     assert (kiosk["said-bare"]["noncompliant"]["tp"], kiosk["said-masked"]["noncompliant"]["fp"]) == (1, 1)
     assert kiosk["all"]["noncompliant"]["f1"] == pytest.approx(2 * 0.5 * 1.0 / 1.5, abs=1e-3)
+    # nested sets with one folder name (Kaggle-style Test/ under two sets): reported apart, from score's one look
+    nested = tmp_path / "nested"
+    _voc_scene(nested / "a", "Test", img, box, "without_mask")
+    _voc_scene(nested / "b", "Test", img, box, "with_mask")
+    doc2 = score(clf, nested)
+    assert [x["source"] for x in doc2["sets"]] == ["a/Test", "b/Test"]
+    kiosk2 = scenes(clf, nested, load_config(kiosk_yaml), kiosk_yaml, sets=doc2["sets"])["ranges"]
+    per2 = kiosk2["kiosk range (faces >= 40 px)"]
+    assert set(per2) == {"all", "a/Test", "b/Test"} and per2["b/Test"]["noncompliant"]["fp"] == 1
     (tmp_path / "empty").mkdir()
     with pytest.raises(MaskwatchError, match="no dataset folder"):
         score(clf, tmp_path / "empty")
