@@ -226,28 +226,14 @@ class Monitor:
             return
         dev.clock_off = why is not None
         line = why or "the kiosk's clock is back in step with this machine's"
-        if self.args.json:
-            self.emit_json(
-                {
-                    "kind": "clock",
-                    "site": dev.site,
-                    "device": dev.device,
-                    "received": iso_now(received),
-                    "received_ts": round(received, 6),
-                    "off": dev.clock_off,
-                    "why": line,
-                }
-            )
-        else:
-            self.emit(
-                "%s  %-6s %-28s %s"
-                % (
-                    local_time(received, "%Y-%m-%d %H:%M:%S"),
-                    "CLOCK",
-                    clean("%s/%s" % (dev.site, dev.device), 60),
-                    clean(line, 300),
-                )
-            )
+        self._notice(
+            dev,
+            "clock",
+            received,
+            line,
+            "%-28s %s" % (clean("%s/%s" % (dev.site, dev.device), 60), clean(line, 300)),
+            off=dev.clock_off,
+        )
 
     def _twins(self, dev: Device, payload: Dict[str, Any], received: float) -> None:
         """Two kiosks under one name: their stats' process starts take turns (maskwatch_protocol.next_starts);
@@ -262,22 +248,25 @@ class Monitor:
             local_time(dev.prev_start, "%Y-%m-%d %H:%M:%S"),
             local_time(dev.start, "%Y-%m-%d %H:%M:%S"),
         )
+        self._notice(dev, "twins", received, line, "%s (give each its own device name and account)" % clean(line, 200))
+
+    def _notice(self, dev: Device, kind: str, received: float, why: str, text: str, **extra: Any) -> None:
+        """Something the stats tell about a device (`kind`: clock, twins): a JSON record with --json, else a line
+        headed by the time and the kind in capitals."""
         if self.args.json:
             self.emit_json(
                 {
-                    "kind": "twins",
+                    "kind": kind,
                     "site": dev.site,
                     "device": dev.device,
                     "received": iso_now(received),
                     "received_ts": round(received, 6),
-                    "why": line,
+                    **extra,
+                    "why": why,
                 }
             )
         else:
-            self.emit(
-                "%s  %-6s %s (give each its own device name and account)"
-                % (local_time(received, "%Y-%m-%d %H:%M:%S"), "TWINS", clean(line, 200))
-            )
+            self.emit("%s  %-6s %s" % (local_time(received, "%Y-%m-%d %H:%M:%S"), kind.upper(), text))
 
     def _record(
         self, kind: str, topic: str, dev: Device, payload: Dict[str, Any], retained: bool, received: float, **extra: Any

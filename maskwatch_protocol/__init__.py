@@ -168,11 +168,12 @@ SAME_START_S = 5.0  # stats whose process starts (ts - uptime_s) differ by less 
 
 
 def process_start(stats_payload: Mapping[str, Any]) -> Optional[float]:
-    """When the kiosk process that sent a stats payload started, by its own clock (ts - uptime_s), or None."""
-    ts, up = stats_payload.get("ts"), stats_payload.get("uptime_s")
-    if any(not isinstance(v, (int, float)) or isinstance(v, bool) for v in (ts, up)):
+    """When the kiosk process that sent a stats payload started, by its own clock (stats_time - uptime_s), or
+    None."""
+    made, up = stats_time(stats_payload), stats_payload.get("uptime_s")
+    if made is None or not isinstance(up, (int, float)) or isinstance(up, bool):
         return None
-    return float(ts) - float(up)  # type: ignore[arg-type]
+    return made - float(up)
 
 
 CLOCK_SKEW_WARN_S = 60.0  # a kiosk clock this far from the receiver's is said: NTP keeps them within a second
