@@ -764,9 +764,16 @@ def inheritance(model_id: str, op: Dict[str, Any]) -> Tuple[List[str], str]:
     inner = op.get("inherited_from")
     if not isinstance(inner, dict) or not inner.get("model_id"):
         return [model_id], str(op.get("chosen_on") or "its validation crops")
-    via = inner.get("via") or [inner["model_id"]]
-    chosen_on = inner.get("origin_chosen_on") or inner.get("chosen_on") or "its validation crops"
-    return [model_id] + [str(m) for m in via], str(chosen_on)
+    if inner.get("via"):
+        return [model_id] + [str(m) for m in inner["via"]], str(inner.get("origin_chosen_on") or "its validation crops")
+    chosen_on = str(inner.get("chosen_on") or "its validation crops")
+    # a donor that inherited in turn before the trace existed said its chain in words only: "inherited from A
+    # (chosen there on X); this refit ..." or "inherited from B, which took it from A (chosen there on X)"
+    head, mark = "inherited from ", " (chosen there on "
+    if chosen_on.startswith(head) and mark in chosen_on:
+        chain, origin = chosen_on[len(head) :].split("; this refit")[0].split(mark, 1)
+        return [model_id, str(inner["model_id"])] + chain.split(", which took it from "), origin.rstrip(")")
+    return [model_id, str(inner["model_id"])], chosen_on
 
 
 def check_same_crop(donor: Any, crop_margin: float, box_fit: Optional[Dict[str, object]]) -> None:

@@ -1070,3 +1070,10 @@ def test_an_inherited_operating_point_names_the_bundle_that_chose_it_once():
         }
     }
     assert inheritance("C", traced) == (["C", "B", "A"], "val crops of a")
+    # a record written by the old text, before the trace (work/bundles/ens5kd has one): read back from its words
+    old = {"inherited_from": {"model_id": "B", "chosen_on": "inherited from A (chosen there on X); this refit trained"}}
+    assert inheritance("C", old) == (["C", "B", "A"], "X")
+    older = {
+        "inherited_from": {"model_id": "C", "chosen_on": "inherited from B, which took it from A (chosen there on X)"}
+    }
+    assert inheritance("D", older) == (["D", "C", "B", "A"], "X")
